@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// File system helpers built on std::filesystem and POSIX for fsync.
+#include "core/fs.h"
+
+#include "core/error.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace stdfs = std::filesystem;
+
+namespace sluice::fs {
+
+bool exists(const std::string &path) {
+  std::error_code ec;
+  return stdfs::exists(path, ec);
+}
+
+bool is_dir(const std::string &path) {
+  std::error_code ec;
+  return stdfs::is_directory(path, ec);
+}
+
+std::int64_t file_size(const std::string &path) {
+  std::error_code ec;
+  auto s = stdfs::file_size(path, ec);
+  return ec ? -1 : static_cast<std::int64_t>(s);
+}
+
+std::string read_file(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(ErrorCode::Io, "cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_atomic(const std::string &path, const std::string &contents) {
+  std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw Error(ErrorCode::Io, "cannot write " + tmp + ": " + g_strerror(errno));
+  const char *p = contents.data();
+  size_t left = contents.size();
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      int e = errno;
+      close(fd);
+      unlink(tmp.c_str());
+      throw Error(ErrorCode::Io, "cannot write " + tmp + ": " + g_strerror(e));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  fsync(fd);
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    throw Error(ErrorCode::Io, "cannot rename " + tmp + ": " + g_strerror(e));
+  }
+}
+
+void make_dirs(const std::string &path) {
+  std::error_code ec;
+  stdfs::create_directories(path, ec);
+  if (ec)
+    throw Error(ErrorCode::Io, "cannot create " + path + ": " + ec.message());
+}
+
+void remove_all(const std::string &path) {
+  std::error_code ec;
+  stdfs::remove_all(path, ec);
+}
+
+std::vector<std::string> list_dir(const std::string &path) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = stdfs::directory_iterator(path, ec); !ec && it != stdfs::directory_iterator(); it.increment(ec))
+    out.push_back(it->path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string join(const std::string &a, const std::string &b) { return (stdfs::path(a) / b).string(); }
+
+std::string absolute(const std::string &path) {
+  std::error_code ec;
+  auto p = stdfs::absolute(path, ec);
+  return ec ? path : p.lexically_normal().string();
+}
+
+} // namespace sluice::fs

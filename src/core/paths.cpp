@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Lookup of pipeline descriptions and of the project's plugin.
+#include "core/paths.h"
+
+#include "core/fs.h"
+#include "sluice-config.h"
+
+#include <gst/gst.h>
+
+namespace sluice::paths {
+
+std::string pipelines_dir() {
+  if (const char *env = g_getenv("SLUICE_PIPELINES_DIR"); env && *env)
+    return env;
+  if (fs::is_dir(SLUICE_PIPELINES_INSTALL_DIR))
+    return SLUICE_PIPELINES_INSTALL_DIR;
+  return SLUICE_SOURCE_PIPELINES_DIR;
+}
+
+static std::string found_plugin_dir;
+
+static bool lookup_plugin() {
+  GstPluginFeature *f = gst_registry_lookup_feature(gst_registry_get(), "sluiceprogress");
+  if (!f)
+    return false;
+  if (GstPlugin *plugin = gst_plugin_feature_get_plugin(f)) {
+    if (const char *file = gst_plugin_get_filename(plugin)) {
+      gchar *d = g_path_get_dirname(file);
+      found_plugin_dir = d;
+      g_free(d);
+    }
+    gst_object_unref(plugin);
+  }
+  gst_object_unref(f);
+  return true;
+}
+
+bool ensure_plugin() {
+  if (lookup_plugin())
+    return true;
+  for (const char *dir : {SLUICE_PLUGIN_INSTALL_DIR, SLUICE_PLUGIN_BUILD_DIR}) {
+    if (fs::is_dir(dir))
+      gst_registry_scan_path(gst_registry_get(), dir);
+    if (lookup_plugin())
+      return true;
+  }
+  return false;
+}
+
+std::string plugin_dir() { return found_plugin_dir; }
+
+} // namespace sluice::paths

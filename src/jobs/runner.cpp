@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The pipeline runner: gst_parse_launch_full, a bus watch on the caller's main context, progress relay.
+#include "jobs/runner.h"
+
+#include <mutex>
+
+GST_DEBUG_CATEGORY_STATIC(sluice_runner_debug);
+#define GST_CAT_DEFAULT sluice_runner_debug
+
+namespace sluice::jobs {
+
+bool parse_progress(GstMessage *msg, Progress &p) {
+  if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_ELEMENT)
+    return false;
+  const GstStructure *s = gst_message_get_structure(msg);
+  if (!s || !gst_structure_has_name(s, "sluice-progress"))
+    return false;
+  guint64 u = 0;
+  gint64 i = 0;
+  gint pct = -1;
+  gdouble d = 0;
+  gboolean b = FALSE;
+  if (gst_structure_get_int(s, "percent", &pct))
+    p.percent = pct;
+  if (gst_structure_get_double(s, "percent-double", &d))
+    p.percent_double = d;
+  if (gst_structure_get_uint64(s, "position", &u))
+    p.position_ns = static_cast<std::int64_t>(u);
+  if (gst_structure_get_int64(s, "duration", &i))
+    p.duration_ns = i;
+  if (gst_structure_get_uint64(s, "frames", &u))
+    p.frames = u;
+  if (gst_structure_get_double(s, "fps", &d))
+    p.fps = d;
+  if (gst_structure_get_double(s, "speed", &d))
+    p.speed = d;
+  if (gst_structure_get_int64(s, "eta", &i))
+    p.eta_ns = i;
+  if (gst_structure_get_boolean(s, "final", &b))
+    p.final = b;
+  return true;
+}
+
+std::string describe_error(GstMessage *msg) {
+  GError *err = nullptr;
+  gchar *debug = nullptr;
+  gst_message_parse_error(msg, &err, &debug);
+  std::string out = GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "pipeline";
+  out += ": ";
+  out += err ? err->message : "unknown error";
+  if (debug && *debug) {
+    out += " (";
+    out += debug;
+    out += ")";
+  }
+  g_clear_error(&err);
+  g_free(debug);
+  return out;
+}
+
+Runner::Runner(std::string description) : description_(std::move(description)) {
+  static std::once_flag once;
+  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_runner_debug, "sluice-runner", 0, "sluice pipeline runner"); });
+}
+
+Runner::~Runner() { stop_pipeline(); }
+
+void Runner::start(ProgressFn on_progress, DoneFn on_done) {
+  on_progress_ = std::move(on_progress);
+  on_done_ = std::move(on_done);
+  GError *err = nullptr;
+  GstElement *p = gst_parse_launch_full(description_.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
+  if (!p)
+    throw Error::from_gerror(ErrorCode::Pipeline, "cannot build the pipeline", err);
+  g_clear_error(&err);
+  gst_object_ref_sink(p);
+  pipeline_ = p;
+  GstBus *bus = gst_element_get_bus(pipeline_);
+  watch_id_ = gst_bus_add_watch(bus, &Runner::on_bus_message, this);
+  gst_object_unref(bus);
+  GST_INFO_OBJECT(pipeline_, "starting: %s", description_.c_str());
+  if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+    // The error message itself arrives on the bus and finishes the run.
+    GST_WARNING_OBJECT(pipeline_, "state change to PLAYING failed");
+  }
+}
+
+gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
+  auto *self = static_cast<Runner *>(data);
+  if (self->finished_)
+    return G_SOURCE_CONTINUE;
+  switch (GST_MESSAGE_TYPE(msg)) {
+  case GST_MESSAGE_EOS:
+    self->finish(std::nullopt);
+    break;
+  case GST_MESSAGE_ERROR: {
+    std::string what = describe_error(msg);
+    GST_WARNING_OBJECT(self->pipeline_, "pipeline error: %s", what.c_str());
+    self->finish(Error(ErrorCode::Pipeline, what));
+    break;
+  }
+  case GST_MESSAGE_ELEMENT: {
+    Progress p;
+    if (parse_progress(msg, p) && self->on_progress_)
+      self->on_progress_(p);
+    break;
+  }
+  default:
+    break;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+void Runner::stop_pipeline() {
+  if (watch_id_) {
+    g_source_remove(watch_id_);
+    watch_id_ = 0;
+  }
+  if (pipeline_) {
+    gst_element_set_state(pipeline_, GST_STATE_NULL);
+    gst_object_unref(pipeline_);
+    pipeline_ = nullptr;
+  }
+}
+
+void Runner::finish(std::optional<Error> err) {
+  if (finished_)
+    return;
+  finished_ = true;
+  stop_pipeline();
+  if (on_done_) {
+    auto done = std::move(on_done_);
+    done(std::move(err));
+  }
+}
+
+void Runner::cancel() {
+  if (!finished_)
+    finish(Error(ErrorCode::Canceled, "canceled"));
+}
+
+} // namespace sluice::jobs

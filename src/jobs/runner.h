@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Runs one gst-launch description as a GstPipeline, watched from the main loop.
+#pragma once
+
+#include "core/error.h"
+
+#include <gst/gst.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace sluice::jobs {
+
+// One `sluice-progress` message of the sluiceprogress element.
+struct Progress {
+  int percent = -1; // -1 while the duration is unknown
+  double percent_double = -1.0;
+  std::int64_t position_ns = 0;
+  std::int64_t duration_ns = -1;
+  std::uint64_t frames = 0;
+  double fps = 0.0;
+  double speed = 0.0;
+  std::int64_t eta_ns = -1;
+  bool final = false;
+};
+
+// Parses a sluice-progress element message; false if it is not one.
+bool parse_progress(GstMessage *msg, Progress &out);
+
+class Runner {
+public:
+  using ProgressFn = std::function<void(const Progress &)>;
+  // Called exactly once, on the main context that was current at start(): no error means EOS.
+  using DoneFn = std::function<void(std::optional<Error>)>;
+
+  explicit Runner(std::string description);
+  ~Runner();
+  Runner(const Runner &) = delete;
+  Runner &operator=(const Runner &) = delete;
+
+  // Builds and starts the pipeline. Throws sluice::Error (Pipeline) when the description does not parse.
+  void start(ProgressFn on_progress, DoneFn on_done);
+  // Stops the pipeline; on_done gets a Canceled error (if not already done).
+  void cancel();
+  bool running() const { return pipeline_ != nullptr && !finished_; }
+  const std::string &description() const { return description_; }
+
+private:
+  static gboolean on_bus_message(GstBus *bus, GstMessage *msg, gpointer self);
+  void finish(std::optional<Error> err);
+  void stop_pipeline();
+
+  std::string description_;
+  GstElement *pipeline_ = nullptr;
+  guint watch_id_ = 0;
+  bool finished_ = false;
+  ProgressFn on_progress_;
+  DoneFn on_done_;
+};
+
+// Formats a GStreamer error message as "element: message (debug)" for a person to act on.
+std::string describe_error(GstMessage *msg);
+
+} // namespace sluice::jobs

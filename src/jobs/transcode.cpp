@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Transcode planning, running and publishing.
+#include "jobs/transcode.h"
+
+#include "core/fs.h"
+#include "core/paths.h"
+#include "media/h264.h"
+#include "media/ladder.h"
+
+#include <glib-unix.h>
+
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <unistd.h>
+
+GST_DEBUG_CATEGORY_STATIC(sluice_transcode_debug);
+#define GST_CAT_DEFAULT sluice_transcode_debug
+
+namespace sluice::jobs {
+
+namespace {
+void init_debug() {
+  static std::once_flag once;
+  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_transcode_debug, "sluice-transcode", 0, "sluice transcode jobs"); });
+}
+} // namespace
+
+TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out, const pipeline::EncoderTable &encoders) {
+  init_debug();
+  TranscodePlan plan;
+  plan.description = pipeline::find_description(req.pipeline);
+  plan.values = pipeline::resolve(plan.description.params, req.params);
+  auto ladder = req.ladder.empty() ? media::default_ladder() : media::parse_ladder(req.ladder);
+  plan.probe = media::probe(req.input);
+
+  auto &r = plan.render;
+  r.input = plan.probe.path;
+  r.out = fs::absolute(out);
+  r.has_video = plan.probe.video.has_value();
+  r.has_audio = plan.probe.audio.has_value();
+  if (r.has_audio)
+    r.audio_channels = std::clamp(plan.probe.audio->channels, 1, 2);
+  if (r.has_video) {
+    const auto &v = *plan.probe.video;
+    r.framerate = v.fps > 0 && v.fps < 1000 ? v.fps : 30.0;
+    r.renditions = media::plan_ladder(ladder, v.display_width, v.display_height);
+    r.encoder = encoders.resolve(req.encoder, req.encoder_order);
+  }
+  plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
+  return plan;
+}
+
+TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir) {
+  TranscodeResult res;
+  res.out = dir;
+  std::vector<media::Variant> variants;
+  std::vector<std::pair<std::string, std::pair<int, int>>> names;
+  if (plan.render.has_video)
+    for (const auto &r : plan.render.renditions)
+      names.push_back({r.name, {r.width, r.height}});
+  else
+    names.push_back({"audio", {0, 0}});
+
+  const double probed = plan.probe.duration_ns > 0 ? plan.probe.duration_ns / 1e9 : 0.0;
+  for (const auto &[name, size] : names) {
+    std::string pl_path = fs::join(dir, name + ".m3u8");
+    if (!fs::exists(pl_path))
+      throw Error(ErrorCode::Pipeline, "the pipeline wrote no playlist for rendition " + name);
+    auto pl = media::parse_media_playlist(fs::read_file(pl_path));
+    if (pl.segments.empty())
+      throw Error(ErrorCode::Pipeline, "the pipeline wrote no segment for rendition " + name);
+    RenditionResult rr;
+    rr.name = name;
+    rr.playlist = name + ".m3u8";
+    rr.width = size.first;
+    rr.height = size.second;
+    rr.stats = media::measure(pl, dir);
+    // A truncated input can end "successfully" with a short output.
+    double shortfall = probed - rr.stats.duration;
+    double tolerance = std::max(0.5, probed * 0.02);
+    if (probed > 0 && shortfall > tolerance) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "the output of rendition %s lasts %.2f s but the input should last %.2f s: the input is probably "
+                    "truncated or damaged",
+                    name.c_str(), rr.stats.duration, probed);
+      throw Error(ErrorCode::Truncated, msg);
+    }
+    std::vector<std::string> codecs;
+    if (plan.render.has_video) {
+      auto sps = media::find_sps_ts_file(fs::join(dir, pl.segments.front().uri));
+      if (!sps)
+        throw Error(ErrorCode::Pipeline, "no H.264 parameter set found in " + pl.segments.front().uri);
+      codecs.push_back(media::avc1_codec(*sps));
+    }
+    if (plan.render.has_audio)
+      codecs.push_back("mp4a.40.2");
+    for (const auto &c : codecs)
+      rr.codecs += (rr.codecs.empty() ? "" : ",") + c;
+    fs::write_atomic(pl_path, media::write_media_playlist(pl, "VOD"));
+    media::Variant v;
+    v.uri = rr.playlist;
+    v.bandwidth = rr.stats.peak_bps;
+    v.average_bandwidth = rr.stats.average_bps;
+    v.width = rr.width;
+    v.height = rr.height;
+    v.frame_rate = plan.render.has_video ? plan.render.framerate : 0.0;
+    v.codecs = rr.codecs;
+    variants.push_back(v);
+    res.duration = std::max(res.duration, rr.stats.duration);
+    res.renditions.push_back(rr);
+  }
+  res.master = "master.m3u8";
+  fs::write_atomic(fs::join(dir, res.master), media::write_master_playlist(variants));
+  return res;
+}
+
+std::string work_dir_for(const std::string &out) {
+  std::string abs = fs::absolute(out);
+  while (abs.size() > 1 && abs.back() == '/')
+    abs.pop_back();
+  return abs + ".partial";
+}
+
+Transcode::Transcode(TranscodePlan plan, std::string out, std::string work)
+    : plan_(std::move(plan)), out_(std::move(out)), work_(std::move(work)) {}
+
+void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done) {
+  init_debug();
+  on_done_ = std::move(on_done);
+  fs::remove_all(work_);
+  fs::make_dirs(work_);
+  runner_ = std::make_unique<Runner>(plan_.launch);
+  try {
+    runner_->start(std::move(on_progress), [this](std::optional<Error> err) { done(std::move(err)); });
+  } catch (...) {
+    fs::remove_all(work_);
+    throw;
+  }
+}
+
+void Transcode::cancel() {
+  if (runner_)
+    runner_->cancel();
+}
+
+void Transcode::done(std::optional<Error> err) {
+  TranscodeResult res;
+  if (!err) {
+    try {
+      res = finalize_hls(plan_, work_);
+      // Publish: an empty (or missing) output folder is replaced by the finished package in one rename.
+      if (fs::is_dir(out_) && fs::list_dir(out_).empty())
+        fs::remove_all(out_);
+      if (rename(work_.c_str(), out_.c_str()) != 0)
+        throw Error(ErrorCode::Io, "cannot move the output into " + out_ + ": " + g_strerror(errno));
+      res.out = out_;
+    } catch (const Error &e) {
+      err = e;
+    }
+  }
+  if (err) {
+    GST_WARNING("transcode of %s failed: %s", plan_.probe.path.c_str(), err->what());
+    fs::remove_all(work_);
+  }
+  if (on_done_)
+    on_done_(std::move(err), res);
+}
+
+TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &out, const Runner::ProgressFn &on_progress) {
+  if (fs::exists(out) && (!fs::is_dir(out) || !fs::list_dir(out).empty()))
+    throw Error(ErrorCode::Invalid, "the output folder " + out + " exists and is not empty");
+  auto encoders = pipeline::EncoderTable::load_default();
+  std::string work = work_dir_for(out);
+  auto plan = plan_transcode(req, work, encoders);
+  GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
+  std::optional<Error> error;
+  TranscodeResult result;
+  Transcode t(std::move(plan), fs::absolute(out), work);
+  t.start(on_progress, [&](std::optional<Error> err, const TranscodeResult &res) {
+    error = std::move(err);
+    result = res;
+    g_main_loop_quit(loop);
+  });
+  auto on_signal = +[](gpointer data) -> gboolean {
+    static_cast<Transcode *>(data)->cancel();
+    return G_SOURCE_CONTINUE;
+  };
+  guint sigint = g_unix_signal_add(SIGINT, on_signal, &t);
+  guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &t);
+  g_main_loop_run(loop);
+  g_source_remove(sigint);
+  g_source_remove(sigterm);
+  g_main_loop_unref(loop);
+  if (error)
+    throw *error;
+  return result;
+}
+
+JsonNode *result_to_json(const TranscodeResult &r) {
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "out");
+  json_builder_add_string_value(b, r.out.c_str());
+  json_builder_set_member_name(b, "master");
+  json_builder_add_string_value(b, fs::join(r.out, r.master).c_str());
+  json_builder_set_member_name(b, "duration");
+  json_builder_add_double_value(b, r.duration);
+  json_builder_set_member_name(b, "renditions");
+  json_builder_begin_array(b);
+  for (const auto &rr : r.renditions) {
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, rr.name.c_str());
+    json_builder_set_member_name(b, "playlist");
+    json_builder_add_string_value(b, rr.playlist.c_str());
+    json_builder_set_member_name(b, "width");
+    json_builder_add_int_value(b, rr.width);
+    json_builder_set_member_name(b, "height");
+    json_builder_add_int_value(b, rr.height);
+    json_builder_set_member_name(b, "codecs");
+    json_builder_add_string_value(b, rr.codecs.c_str());
+    json_builder_set_member_name(b, "bandwidth");
+    json_builder_add_int_value(b, rr.stats.peak_bps);
+    json_builder_set_member_name(b, "average_bandwidth");
+    json_builder_add_int_value(b, rr.stats.average_bps);
+    json_builder_set_member_name(b, "duration");
+    json_builder_add_double_value(b, rr.stats.duration);
+    json_builder_end_object(b);
+  }
+  json_builder_end_array(b);
+  json_builder_end_object(b);
+  return json_builder_get_root(b);
+}
+
+} // namespace sluice::jobs

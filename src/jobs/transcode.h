@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// A transcode: probe -> plan the ladder -> render the description -> run -> finalize the HLS package.
+#pragma once
+
+#include "jobs/runner.h"
+#include "media/hls.h"
+#include "media/probe.h"
+#include "pipeline/description.h"
+#include "pipeline/encoders.h"
+#include "pipeline/render.h"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice::jobs {
+
+struct TranscodeRequest {
+  std::string input;
+  std::string pipeline = "hls";
+  std::string encoder = "auto";
+  std::string ladder; // "" = the default ladder
+  std::map<std::string, std::string> params;
+  std::vector<std::string> encoder_order; // overrides encoders.json's order for `auto`
+};
+
+struct TranscodePlan {
+  media::ProbeResult probe;
+  pipeline::Description description;
+  pipeline::Values values;
+  pipeline::RenderInput render;
+  std::string launch; // the gst-launch description
+};
+
+// Validates everything that can be validated before running: the input (probe), the pipeline name,
+// the parameters, the ladder and the encoder. `out` is where the pipeline writes. Throws sluice::Error.
+TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out,
+                             const pipeline::EncoderTable &encoders);
+
+struct RenditionResult {
+  std::string name;
+  std::string playlist;
+  int width = 0, height = 0;
+  std::string codecs;
+  media::VariantStats stats;
+};
+
+struct TranscodeResult {
+  std::string out;
+  std::string master;
+  double duration = 0.0;
+  std::vector<RenditionResult> renditions;
+};
+
+// Turns the pipeline's output in dir into a finished package: media playlists rewritten as VOD,
+// master.m3u8 with measured BANDWIDTH and the encoded CODECS. Throws Truncated when the output is
+// shorter than the probed input.
+TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir);
+
+// Runs a plan into a private working folder next to `out` and publishes it atomically on success;
+// on failure or cancel nothing is left behind.
+class Transcode {
+public:
+  using DoneFn = std::function<void(std::optional<Error>, const TranscodeResult &)>;
+  Transcode(TranscodePlan plan, std::string out, std::string work);
+  void start(Runner::ProgressFn on_progress, DoneFn on_done);
+  void cancel();
+  const TranscodePlan &plan() const { return plan_; }
+
+private:
+  void done(std::optional<Error> err);
+  TranscodePlan plan_;
+  std::string out_, work_;
+  std::unique_ptr<Runner> runner_;
+  DoneFn on_done_;
+};
+
+// The working folder used for an output folder.
+std::string work_dir_for(const std::string &out);
+
+// Blocking helper (CLI, tests): plans, runs with a main loop, publishes. `cancel` may be set by a
+// signal handler through the returned hook.
+TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &out,
+                               const Runner::ProgressFn &on_progress = {});
+
+JsonNode *result_to_json(const TranscodeResult &r);
+
+} // namespace sluice::jobs

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// HLS playlist reading and writing (RFC 8216).
+#include "media/hls.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+
+#include <glib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace sluice::media {
+
+double MediaPlaylist::total_duration() const {
+  double t = 0.0;
+  for (const auto &s : segments)
+    t += s.duration;
+  return t;
+}
+
+static bool starts_with(const std::string &s, const char *p) { return s.rfind(p, 0) == 0; }
+
+MediaPlaylist parse_media_playlist(const std::string &text) {
+  MediaPlaylist pl;
+  std::istringstream in(text);
+  std::string line;
+  bool first = true;
+  double pending = -1.0;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r')
+      line.pop_back();
+    if (first) {
+      if (line != "#EXTM3U")
+        throw Error(ErrorCode::Invalid, "not an HLS playlist (no #EXTM3U)");
+      first = false;
+      continue;
+    }
+    if (line.empty())
+      continue;
+    if (starts_with(line, "#EXT-X-VERSION:"))
+      pl.version = std::atoi(line.c_str() + 15);
+    else if (starts_with(line, "#EXT-X-TARGETDURATION:"))
+      pl.target_duration = std::atoi(line.c_str() + 22);
+    else if (starts_with(line, "#EXT-X-MEDIA-SEQUENCE:"))
+      pl.media_sequence = g_ascii_strtoll(line.c_str() + 22, nullptr, 10);
+    else if (starts_with(line, "#EXT-X-PLAYLIST-TYPE:"))
+      pl.playlist_type = line.substr(21);
+    else if (line == "#EXT-X-ENDLIST")
+      pl.endlist = true;
+    else if (starts_with(line, "#EXTINF:"))
+      pending = g_ascii_strtod(line.c_str() + 8, nullptr);
+    else if (line[0] == '#')
+      continue;
+    else {
+      if (pending < 0)
+        throw Error(ErrorCode::Invalid, "playlist entry '" + line + "' has no #EXTINF");
+      pl.segments.push_back({line, pending, -1});
+      pending = -1.0;
+    }
+  }
+  if (first)
+    throw Error(ErrorCode::Invalid, "empty playlist");
+  return pl;
+}
+
+std::string write_media_playlist(const MediaPlaylist &pl, const std::string &type) {
+  double longest = 0.0;
+  for (const auto &s : pl.segments)
+    longest = std::max(longest, s.duration);
+  // RFC 8216 4.3.3.1: every EXTINF, rounded to the nearest integer, is at most the target duration.
+  int target = std::max({1, pl.target_duration, static_cast<int>(std::lround(longest))});
+  std::ostringstream o;
+  o.imbue(std::locale::classic());
+  o << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:" << target << "\n#EXT-X-MEDIA-SEQUENCE:" << pl.media_sequence
+    << "\n";
+  if (!type.empty())
+    o << "#EXT-X-PLAYLIST-TYPE:" << type << "\n";
+  o << "#EXT-X-INDEPENDENT-SEGMENTS\n";
+  for (const auto &s : pl.segments) {
+    char d[G_ASCII_DTOSTR_BUF_SIZE];
+    g_ascii_formatd(d, sizeof d, "%.6f", s.duration);
+    o << "#EXTINF:" << d << ",\n" << s.uri << "\n";
+  }
+  if (type == "VOD" || (type.empty() && pl.endlist))
+    o << "#EXT-X-ENDLIST\n";
+  return o.str();
+}
+
+VariantStats measure(MediaPlaylist &pl, const std::string &dir) {
+  VariantStats st;
+  double longest = 0.0;
+  for (const auto &s : pl.segments)
+    longest = std::max(longest, s.duration);
+  for (auto &s : pl.segments) {
+    if (s.uri.find('/') != std::string::npos || s.uri.find("..") != std::string::npos)
+      throw Error(ErrorCode::Invalid, "unexpected segment URI " + s.uri);
+    s.size = fs::file_size(fs::join(dir, s.uri));
+    if (s.size < 0)
+      throw Error(ErrorCode::Io, "segment " + s.uri + " is missing");
+    st.bytes += s.size;
+    st.duration += s.duration;
+    // A very short last segment would give a meaningless peak: only segments of at least half the
+    // longest one count, unless there is nothing else.
+    if (s.duration > 0 && (s.duration >= longest / 2 || pl.segments.size() == 1))
+      st.peak_bps = std::max(st.peak_bps, static_cast<std::int64_t>(std::ceil(s.size * 8.0 / s.duration)));
+  }
+  if (st.duration > 0)
+    st.average_bps = static_cast<std::int64_t>(std::ceil(st.bytes * 8.0 / st.duration));
+  st.peak_bps = std::max(st.peak_bps, st.average_bps);
+  return st;
+}
+
+std::string write_master_playlist(const std::vector<Variant> &variants) {
+  std::ostringstream o;
+  o.imbue(std::locale::classic());
+  o << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n";
+  auto sorted = variants;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Variant &a, const Variant &b) { return a.bandwidth < b.bandwidth; });
+  for (const auto &v : sorted) {
+    o << "#EXT-X-STREAM-INF:BANDWIDTH=" << v.bandwidth << ",AVERAGE-BANDWIDTH=" << v.average_bandwidth;
+    if (v.width > 0 && v.height > 0)
+      o << ",RESOLUTION=" << v.width << "x" << v.height;
+    if (v.frame_rate > 0) {
+      char fr[G_ASCII_DTOSTR_BUF_SIZE];
+      g_ascii_formatd(fr, sizeof fr, "%.3f", v.frame_rate);
+      o << ",FRAME-RATE=" << fr;
+    }
+    o << ",CODECS=\"" << v.codecs << "\"\n" << v.uri << "\n";
+  }
+  return o.str();
+}
+
+} // namespace sluice::media

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// GstDiscoverer-based probe with clear errors for files that are not media.
+#include "media/probe.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+
+#include <gst/pbutils/pbutils.h>
+
+#include <cmath>
+#include <numeric>
+#include <mutex>
+
+GST_DEBUG_CATEGORY_STATIC(sluice_probe_debug);
+#define GST_CAT_DEFAULT sluice_probe_debug
+
+namespace sluice::media {
+
+namespace {
+
+std::string codec_description(GstCaps *caps) {
+  if (!caps)
+    return "";
+  gchar *d = gst_pb_utils_get_codec_description(caps);
+  std::string s = d ? d : "";
+  g_free(d);
+  return s;
+}
+
+std::string caps_name(GstCaps *caps) {
+  if (!caps || gst_caps_is_empty(caps) || gst_caps_is_any(caps))
+    return "";
+  return gst_structure_get_name(gst_caps_get_structure(caps, 0));
+}
+
+std::int64_t tag_bitrate(const GstTagList *tags) {
+  guint br = 0;
+  if (tags && (gst_tag_list_get_uint(tags, GST_TAG_BITRATE, &br) || gst_tag_list_get_uint(tags, GST_TAG_NOMINAL_BITRATE, &br)))
+    return br;
+  return 0;
+}
+
+int tag_rotation(const GstTagList *tags) {
+  gchar *o = nullptr;
+  int rot = 0;
+  if (tags && gst_tag_list_get_string(tags, GST_TAG_IMAGE_ORIENTATION, &o) && o) {
+    std::string s = o;
+    if (s == "rotate-90" || s == "flip-rotate-90")
+      rot = 90;
+    else if (s == "rotate-180" || s == "flip-rotate-180")
+      rot = 180;
+    else if (s == "rotate-270" || s == "flip-rotate-270")
+      rot = 270;
+  }
+  g_free(o);
+  return rot;
+}
+
+} // namespace
+
+ProbeResult probe(const std::string &path, int timeout_s) {
+  static std::once_flag once;
+  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_probe_debug, "sluice-probe", 0, "sluice media probe"); });
+
+  ProbeResult r;
+  r.path = fs::absolute(path);
+  if (!fs::exists(r.path))
+    throw Error(ErrorCode::NotFound, "no such file: " + path);
+  if (fs::is_dir(r.path))
+    throw Error(ErrorCode::NotMedia, path + " is a folder, not a media file");
+  r.size = fs::file_size(r.path);
+  if (r.size == 0)
+    throw Error(ErrorCode::NotMedia, path + " is empty");
+
+  GError *err = nullptr;
+  gchar *uri = gst_filename_to_uri(r.path.c_str(), &err);
+  if (!uri)
+    throw Error::from_gerror(ErrorCode::NotFound, "bad file name " + path, err);
+  GstDiscoverer *disc = gst_discoverer_new(static_cast<GstClockTime>(timeout_s) * GST_SECOND, &err);
+  if (!disc) {
+    g_free(uri);
+    throw Error::from_gerror(ErrorCode::Internal, "cannot create a discoverer", err);
+  }
+  GstDiscovererInfo *info = gst_discoverer_discover_uri(disc, uri, &err);
+  g_free(uri);
+  GstDiscovererResult res = info ? gst_discoverer_info_get_result(info) : GST_DISCOVERER_ERROR;
+  std::string reason = err ? err->message : "";
+  g_clear_error(&err);
+  auto fail = [&](const std::string &msg) {
+    if (info)
+      gst_discoverer_info_unref(info);
+    g_object_unref(disc);
+    throw Error(ErrorCode::NotMedia, path + " is not a media file sluice can read: " + msg);
+  };
+  switch (res) {
+  case GST_DISCOVERER_OK: break;
+  case GST_DISCOVERER_URI_INVALID: fail("invalid location"); break;
+  case GST_DISCOVERER_TIMEOUT: fail("probing timed out after " + std::to_string(timeout_s) + " s"); break;
+  case GST_DISCOVERER_BUSY: fail("discoverer busy"); break;
+  case GST_DISCOVERER_MISSING_PLUGINS: {
+    std::string missing;
+    if (info)
+      if (const gchar **details = gst_discoverer_info_get_missing_elements_installer_details(info))
+        for (const gchar **d = details; *d; d++)
+          missing += std::string(missing.empty() ? "" : ", ") + *d;
+    fail("a GStreamer plugin is missing" + (missing.empty() ? reason.empty() ? "" : " (" + reason + ")" : " (" + missing + ")"));
+    break;
+  }
+  case GST_DISCOVERER_ERROR:
+  default: fail(reason.empty() ? "unknown error" : reason); break;
+  }
+
+  GstClockTime dur = gst_discoverer_info_get_duration(info);
+  r.duration_ns = GST_CLOCK_TIME_IS_VALID(dur) ? static_cast<std::int64_t>(dur) : -1;
+
+  if (GstDiscovererStreamInfo *top = gst_discoverer_info_get_stream_info(info)) {
+    if (GST_IS_DISCOVERER_CONTAINER_INFO(top)) {
+      GstCaps *caps = gst_discoverer_stream_info_get_caps(top);
+      r.container = codec_description(caps);
+      if (caps)
+        gst_caps_unref(caps);
+    }
+    gst_discoverer_stream_info_unref(top);
+  }
+
+  GList *videos = gst_discoverer_info_get_video_streams(info);
+  GList *audios = gst_discoverer_info_get_audio_streams(info);
+  GList *subs = gst_discoverer_info_get_subtitle_streams(info);
+  r.video_streams = static_cast<int>(g_list_length(videos));
+  r.audio_streams = static_cast<int>(g_list_length(audios));
+  r.subtitle_streams = static_cast<int>(g_list_length(subs));
+
+  // Cover art (a single still image in audio files) is not a video stream we transcode.
+  for (GList *l = videos; l; l = l->next) {
+    auto *v = GST_DISCOVERER_VIDEO_INFO(l->data);
+    if (gst_discoverer_video_info_is_image(v))
+      continue;
+    VideoInfo vi;
+    GstCaps *caps = gst_discoverer_stream_info_get_caps(GST_DISCOVERER_STREAM_INFO(v));
+    vi.codec = codec_description(caps);
+    vi.caps = caps_name(caps);
+    if (caps)
+      gst_caps_unref(caps);
+    vi.width = static_cast<int>(gst_discoverer_video_info_get_width(v));
+    vi.height = static_cast<int>(gst_discoverer_video_info_get_height(v));
+    vi.par_n = static_cast<int>(gst_discoverer_video_info_get_par_num(v));
+    vi.par_d = static_cast<int>(gst_discoverer_video_info_get_par_denom(v));
+    if (vi.par_n <= 0 || vi.par_d <= 0)
+      vi.par_n = vi.par_d = 1;
+    vi.fps_n = static_cast<int>(gst_discoverer_video_info_get_framerate_num(v));
+    vi.fps_d = static_cast<int>(gst_discoverer_video_info_get_framerate_denom(v));
+    vi.fps = vi.fps_d > 0 ? static_cast<double>(vi.fps_n) / vi.fps_d : 0.0;
+    vi.bitrate = gst_discoverer_video_info_get_bitrate(v);
+    if (!vi.bitrate)
+      vi.bitrate = gst_discoverer_video_info_get_max_bitrate(v);
+    vi.interlaced = gst_discoverer_video_info_is_interlaced(v);
+    const GstTagList *tags = gst_discoverer_stream_info_get_tags(GST_DISCOVERER_STREAM_INFO(v));
+    if (!vi.bitrate)
+      vi.bitrate = tag_bitrate(tags);
+    vi.rotation = tag_rotation(tags);
+    if (vi.rotation == 0)
+      vi.rotation = tag_rotation(gst_discoverer_info_get_tags(info));
+    vi.display_width = static_cast<int>(std::lround(static_cast<double>(vi.width) * vi.par_n / vi.par_d));
+    vi.display_height = vi.height;
+    if (vi.rotation == 90 || vi.rotation == 270)
+      std::swap(vi.display_width, vi.display_height);
+    if (vi.width > 0 && vi.height > 0) {
+      r.video = vi;
+      break;
+    }
+  }
+  if (audios) {
+    auto *a = GST_DISCOVERER_AUDIO_INFO(audios->data);
+    AudioInfo ai;
+    GstCaps *caps = gst_discoverer_stream_info_get_caps(GST_DISCOVERER_STREAM_INFO(a));
+    ai.codec = codec_description(caps);
+    ai.caps = caps_name(caps);
+    if (caps)
+      gst_caps_unref(caps);
+    ai.channels = static_cast<int>(gst_discoverer_audio_info_get_channels(a));
+    ai.sample_rate = static_cast<int>(gst_discoverer_audio_info_get_sample_rate(a));
+    ai.bitrate = gst_discoverer_audio_info_get_bitrate(a);
+    if (!ai.bitrate)
+      ai.bitrate = tag_bitrate(gst_discoverer_stream_info_get_tags(GST_DISCOVERER_STREAM_INFO(a)));
+    r.audio = ai;
+  }
+  gst_discoverer_stream_info_list_free(videos);
+  gst_discoverer_stream_info_list_free(audios);
+  gst_discoverer_stream_info_list_free(subs);
+  gst_discoverer_info_unref(info);
+  g_object_unref(disc);
+
+  if (!r.video && !r.audio)
+    throw Error(ErrorCode::NotMedia, path + " has no audio or video stream");
+  GST_INFO("probed %s: duration %" GST_TIME_FORMAT " video=%d audio=%d", r.path.c_str(),
+           GST_TIME_ARGS(r.duration_ns >= 0 ? static_cast<GstClockTime>(r.duration_ns) : GST_CLOCK_TIME_NONE),
+           r.video.has_value(), r.audio.has_value());
+  return r;
+}
+
+JsonNode *probe_to_json(const ProbeResult &r) {
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  auto str = [&](const char *k, const std::string &v) {
+    json_builder_set_member_name(b, k);
+    json_builder_add_string_value(b, v.c_str());
+  };
+  auto num = [&](const char *k, std::int64_t v) {
+    json_builder_set_member_name(b, k);
+    json_builder_add_int_value(b, v);
+  };
+  auto dbl = [&](const char *k, double v) {
+    json_builder_set_member_name(b, k);
+    json_builder_add_double_value(b, v);
+  };
+  json_builder_begin_object(b);
+  str("path", r.path);
+  str("container", r.container);
+  json_builder_set_member_name(b, "duration");
+  if (r.duration_ns >= 0)
+    json_builder_add_double_value(b, static_cast<double>(r.duration_ns) / 1e9);
+  else
+    json_builder_add_null_value(b);
+  num("duration_ns", r.duration_ns);
+  num("size", r.size);
+  num("video_streams", r.video_streams);
+  num("audio_streams", r.audio_streams);
+  num("subtitle_streams", r.subtitle_streams);
+  json_builder_set_member_name(b, "video");
+  if (r.video) {
+    const auto &v = *r.video;
+    json_builder_begin_object(b);
+    str("codec", v.codec);
+    str("caps", v.caps);
+    num("width", v.width);
+    num("height", v.height);
+    num("display_width", v.display_width);
+    num("display_height", v.display_height);
+    str("pixel_aspect_ratio", std::to_string(v.par_n) + ":" + std::to_string(v.par_d));
+    str("display_aspect_ratio", [&] {
+      int g = std::gcd(v.display_width, v.display_height);
+      return g ? std::to_string(v.display_width / g) + ":" + std::to_string(v.display_height / g) : std::string("0:0");
+    }());
+    str("framerate", std::to_string(v.fps_n) + "/" + std::to_string(v.fps_d));
+    dbl("fps", v.fps);
+    num("bitrate", v.bitrate);
+    num("rotation", v.rotation);
+    json_builder_set_member_name(b, "interlaced");
+    json_builder_add_boolean_value(b, v.interlaced);
+    json_builder_end_object(b);
+  } else {
+    json_builder_add_null_value(b);
+  }
+  json_builder_set_member_name(b, "audio");
+  if (r.audio) {
+    const auto &a = *r.audio;
+    json_builder_begin_object(b);
+    str("codec", a.codec);
+    str("caps", a.caps);
+    num("channels", a.channels);
+    num("sample_rate", a.sample_rate);
+    num("bitrate", a.bitrate);
+    json_builder_end_object(b);
+  } else {
+    json_builder_add_null_value(b);
+  }
+  json_builder_end_object(b);
+  return json_builder_get_root(b);
+}
+
+} // namespace sluice::media

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Loading and checking pipeline descriptions: a description that loads can be rendered safely.
+#include "pipeline/description.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json.h"
+#include "core/paths.h"
+#include "pipeline/template.h"
+
+#include <algorithm>
+
+namespace sluice::pipeline {
+
+const ParamSpec *Description::find_param(const std::string &param) const {
+  for (const auto &p : params)
+    if (p.name == param)
+      return &p;
+  return nullptr;
+}
+
+std::vector<Builtin> builtins_for(const std::string &fragment) {
+  std::vector<Builtin> b = {{"input", true}, {"out", true}, {"audio_channels", false}, {"gop", false},
+                            {"framerate", false}};
+  if (fragment == "video")
+    b.push_back({"video_progress", false});
+  if (fragment == "audio")
+    b.push_back({"audio_progress", false});
+  if (fragment == "video_rendition")
+    for (const char *n : {"rendition", "sink", "width", "height", "bitrate", "encoder"})
+      b.push_back({n, false});
+  if (fragment == "audio_rendition" || fragment == "sink")
+    for (const char *n : {"rendition", "sink"})
+      b.push_back({n, false});
+  return b;
+}
+
+static void check_fragment(const Description &d, const std::string &frag, const std::string &text) {
+  const std::string where = d.name + ": fragment '" + frag + "'";
+  if (text.find('\n') != std::string::npos || text.find('\r') != std::string::npos)
+    throw Error(ErrorCode::Invalid, where + " must be one line");
+  size_t quotes = std::count(text.begin(), text.end(), '"');
+  if (quotes % 2)
+    throw Error(ErrorCode::Invalid, where + " has an unbalanced double quote");
+  auto builtins = builtins_for(frag);
+  for (const auto &ph : scan_placeholders(text)) {
+    bool string_valued = false;
+    bool known = false;
+    for (const auto &b : builtins)
+      if (ph.name == b.name) {
+        known = true;
+        string_valued = b.string;
+      }
+    if (const ParamSpec *p = d.find_param(ph.name)) {
+      known = true;
+      string_valued = p->type == ParamType::String;
+    }
+    if (!known)
+      throw Error(ErrorCode::Invalid, where + ": unknown placeholder {" + ph.name + "}");
+    if (string_valued && !ph.quoted)
+      throw Error(ErrorCode::Invalid, where + ": string placeholder {" + ph.name +
+                                          "} must be inside double quotes");
+  }
+}
+
+Description parse_description(const std::string &json_text, const std::string &path) {
+  auto root = json::parse(json_text, path);
+  JsonObject *obj = json::require_object(root.get(), path);
+  Description d;
+  d.path = path;
+  d.name = json::get_string(obj, "name", path);
+  if (!is_identifier(d.name))
+    throw Error(ErrorCode::Invalid, path + ": name '" + d.name + "' must use a-z, 0-9 and _");
+  d.summary = json::opt_string(obj, "summary", path).value_or("");
+  d.output = json::opt_string(obj, "output", path).value_or("hls");
+  if (d.output != "hls")
+    throw Error(ErrorCode::Invalid, path + ": output '" + d.output + "' is not supported (hls)");
+  JsonNode *params = json_object_get_member(obj, "parameters");
+  if (params) {
+    JsonObject *pobj = json::require_object(params, path + ": 'parameters'");
+    GList *names = json_object_get_members(pobj);
+    for (GList *l = names; l; l = l->next) {
+      const char *pname = static_cast<const char *>(l->data);
+      d.params.push_back(parse_param_spec(
+          pname, json::require_object(json_object_get_member(pobj, pname), "parameter '" + std::string(pname) + "'")));
+    }
+    g_list_free(names);
+  }
+  for (const auto &p : d.params)
+    for (const auto &b : builtins_for("video_rendition"))
+      if (p.name == b.name)
+        throw Error(ErrorCode::Invalid, path + ": parameter '" + p.name + "' shadows a built-in placeholder");
+  JsonObject *frags = json::require_object(json_object_get_member(obj, "fragments"), path + ": 'fragments'");
+  GList *fnames = json_object_get_members(frags);
+  for (GList *l = fnames; l; l = l->next) {
+    std::string fname = static_cast<const char *>(l->data);
+    if (std::find(kFragmentNames.begin(), kFragmentNames.end(), fname) == kFragmentNames.end()) {
+      g_list_free(fnames);
+      throw Error(ErrorCode::Invalid, path + ": unknown fragment '" + fname + "'");
+    }
+    d.fragments[fname] = json::get_string(frags, fname.c_str(), path + ": 'fragments'");
+  }
+  g_list_free(fnames);
+  for (const char *req : {"source", "sink", "video_rendition"})
+    if (!d.fragments.count(req))
+      throw Error(ErrorCode::Invalid, path + ": missing fragment '" + req + "'");
+  for (const auto &[fname, text] : d.fragments)
+    check_fragment(d, fname, text);
+  return d;
+}
+
+Description load_description(const std::string &path) {
+  std::string text;
+  try {
+    text = fs::read_file(path);
+  } catch (const Error &) {
+    throw Error(ErrorCode::NotFound, "cannot read pipeline description " + path);
+  }
+  return parse_description(text, path);
+}
+
+Description find_description(const std::string &name) {
+  if (!is_identifier(name))
+    throw Error(ErrorCode::NotFound, "unknown pipeline '" + name + "'");
+  std::string path = fs::join(paths::pipelines_dir(), name + ".json");
+  if (!fs::exists(path)) {
+    std::string known;
+    for (const auto &d : list_descriptions())
+      known += (known.empty() ? "" : ", ") + d.name;
+    throw Error(ErrorCode::NotFound, "unknown pipeline '" + name + "' (available: " + known + ")");
+  }
+  return load_description(path);
+}
+
+std::vector<Description> list_descriptions() {
+  std::vector<Description> out;
+  std::string dir = paths::pipelines_dir();
+  for (const auto &f : fs::list_dir(dir)) {
+    if (f.size() < 6 || f.substr(f.size() - 5) != ".json" || f == "encoders.json")
+      continue;
+    out.push_back(load_description(fs::join(dir, f)));
+  }
+  return out;
+}
+
+JsonNode *description_to_json(const Description &d) {
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "name");
+  json_builder_add_string_value(b, d.name.c_str());
+  json_builder_set_member_name(b, "summary");
+  json_builder_add_string_value(b, d.summary.c_str());
+  json_builder_set_member_name(b, "output");
+  json_builder_add_string_value(b, d.output.c_str());
+  json_builder_set_member_name(b, "parameters");
+  json_builder_begin_array(b);
+  for (const auto &p : d.params)
+    json_builder_add_value(b, param_spec_to_json(p));
+  json_builder_end_array(b);
+  json_builder_set_member_name(b, "fragments");
+  json_builder_begin_object(b);
+  for (const auto &f : kFragmentNames)
+    if (d.fragments.count(f)) {
+      json_builder_set_member_name(b, f.c_str());
+      json_builder_add_string_value(b, d.fragments.at(f).c_str());
+    }
+  json_builder_end_object(b);
+  json_builder_end_object(b);
+  return json_builder_get_root(b);
+}
+
+} // namespace sluice::pipeline

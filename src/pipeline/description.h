@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Declarative pipeline descriptions (pipelines/NAME.json): loading and validation.
+#pragma once
+
+#include "pipeline/params.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sluice::pipeline {
+
+// The fragments a description may define, in the order they are rendered.
+//  source           once: reads and decodes the input (must name its decoder `dec`)
+//  audio            once, when the input has audio: decodes/encodes audio once for all renditions
+//  video            once, when the input has video: the decoded video every rendition branches from
+//  video_rendition  per video rendition
+//  audio_rendition  per rendition, when the input has audio
+//  sink             per rendition
+inline const std::vector<std::string> kFragmentNames = {"source", "audio", "video", "video_rendition",
+                                                        "audio_rendition", "sink"};
+
+struct Description {
+  std::string name;
+  std::string summary;
+  std::string path;
+  std::string output; // what it produces: "hls"
+  std::vector<ParamSpec> params;
+  std::map<std::string, std::string> fragments;
+
+  const ParamSpec *find_param(const std::string &param) const;
+};
+
+// Built-in placeholders allowed in a fragment (besides the description's parameters).
+// `quoted` ones are free-form strings and must sit inside double quotes.
+struct Builtin {
+  const char *name;
+  bool string;
+};
+std::vector<Builtin> builtins_for(const std::string &fragment);
+
+Description load_description(const std::string &path);
+Description parse_description(const std::string &json_text, const std::string &path);
+// Finds NAME.json in the pipelines directory; the name is validated first.
+Description find_description(const std::string &name);
+std::vector<Description> list_descriptions();
+
+JsonNode *description_to_json(const Description &d);
+
+} // namespace sluice::pipeline

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// H.264 encoder profiles (pipelines/encoders.json): rendering, runtime checks and `auto` resolution.
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sluice::pipeline {
+
+struct EncoderProfile {
+  std::string name;
+  std::string element; // the GStreamer element that must exist
+  std::string summary;
+  std::string fragment;
+  bool hardware = false;
+  std::map<std::string, std::string> presets; // generic preset -> this element's value
+};
+
+// The rate control of one rendition: kbit/s, and the VBV buffer in kbit.
+struct EncoderSettings {
+  int bitrate_kbps = 0;
+  int maxrate_kbps = 0;
+  int bufsize_kbit = 0;
+  int gop = 0;
+  std::string preset = "veryfast";
+};
+
+struct EncoderStatus {
+  std::string name;
+  bool exists = false;
+  bool runs = false;
+  std::string reason; // why it cannot run
+};
+
+class EncoderTable {
+public:
+  static EncoderTable load(const std::string &path);
+  static EncoderTable load_default(); // encoders.json in the pipelines directory
+
+  const std::vector<std::string> &order() const { return order_; }
+  const std::vector<EncoderProfile> &profiles() const { return profiles_; }
+  const EncoderProfile *find(const std::string &name) const;
+
+  // The fragment with its placeholders filled; all values are numbers or validated preset words.
+  std::string render(const EncoderProfile &p, const EncoderSettings &s) const;
+
+  // Whether the element exists and encodes a few frames here (cached per process).
+  EncoderStatus check(const std::string &name) const;
+
+  // "auto" (first runnable in `order`, or in the table's order when empty) or a name.
+  // Throws sluice::Error listing the runnable encoders when the request cannot run.
+  std::string resolve(const std::string &requested, const std::vector<std::string> &order = {}) const;
+
+  JsonNode *to_json(bool with_status) const;
+
+private:
+  std::vector<std::string> order_;
+  std::vector<EncoderProfile> profiles_;
+};
+
+// Generic presets, fastest first.
+inline const std::vector<std::string> kPresets = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+                                                  "medium",    "slow",      "slower",   "veryslow"};
+
+} // namespace sluice::pipeline

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Rendering a description + validated parameters + a ladder into ONE gst-launch description.
+#pragma once
+
+#include "pipeline/description.h"
+#include "pipeline/encoders.h"
+
+#include <string>
+#include <vector>
+
+namespace sluice::pipeline {
+
+struct RenditionSpec {
+  std::string name; // identifier, e.g. "720p"
+  int width = 0;
+  int height = 0;
+  int bitrate_kbps = 0;
+  int maxrate_kbps = 0;
+  int bufsize_kbit = 0;
+};
+
+struct RenderInput {
+  std::string input; // absolute path of the source file
+  std::string out;   // absolute path of the output directory
+  bool has_video = true;
+  bool has_audio = true;
+  int audio_channels = 2;
+  double framerate = 30.0; // of the source, for the keyframe cadence
+  std::vector<RenditionSpec> renditions;
+  std::string encoder = "x264"; // resolved encoder name
+};
+
+// The keyframe interval in frames for a frame rate and segment length.
+int gop_frames(double framerate, int segment_seconds);
+
+// Renders the description. Throws sluice::Error when a value cannot be placed safely.
+std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders);
+
+// "gst-launch-1.0 -e ..." ready to paste into a shell.
+std::string launch_command(const std::string &description);
+
+} // namespace sluice::pipeline
