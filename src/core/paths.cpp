@@ -12,7 +12,16 @@ namespace sluice::paths {
 std::string pipelines_dir() {
   if (const char *env = g_getenv("SLUICE_PIPELINES_DIR"); env && *env)
     return env;
-  if (fs::is_dir(SLUICE_PIPELINES_INSTALL_DIR))
+  // A binary run from its build folder uses the source tree's descriptions, not an older installed copy.
+  gchar *exe = g_file_read_link("/proc/self/exe", nullptr);
+  bool from_build = false;
+  if (exe) {
+    gchar *dir = g_path_get_dirname(exe);
+    from_build = g_strcmp0(dir, SLUICE_BUILD_BIN_DIR) == 0;
+    g_free(dir);
+    g_free(exe);
+  }
+  if (!from_build && fs::is_dir(SLUICE_PIPELINES_INSTALL_DIR))
     return SLUICE_PIPELINES_INSTALL_DIR;
   return SLUICE_SOURCE_PIPELINES_DIR;
 }
