@@ -55,8 +55,10 @@ std::optional<H264Sps> find_sps_ts(const std::string &ts) {
     if (start >= kPacket)
       continue;
     auto &buf = payloads[pid];
+    // Scan only the new bytes, plus enough old ones for a start code + SPS header split across packets.
+    std::size_t from = buf.size() > 6 ? buf.size() - 6 : 0;
     buf.append(reinterpret_cast<const char *>(p + start), kPacket - start);
-    if (auto sps = find_sps_annexb(reinterpret_cast<const std::uint8_t *>(buf.data()), buf.size()))
+    if (auto sps = find_sps_annexb(reinterpret_cast<const std::uint8_t *>(buf.data()) + from, buf.size() - from))
       return sps;
   }
   return std::nullopt;

@@ -36,6 +36,10 @@ std::vector<Rung> parse_ladder(const std::string &spec) {
       rate = entry.substr(colon + 1);
       if (!rate.empty() && (rate.back() == 'k' || rate.back() == 'K'))
         rate.pop_back();
+      if (rate.empty()) {
+        g_strfreev(parts);
+        throw Error(ErrorCode::Invalid, "ladder entry '" + entry + "' has an empty bitrate");
+      }
     }
     if (name.size() < 2 || name.back() != 'p') {
       g_strfreev(parts);
@@ -71,7 +75,8 @@ std::vector<Rung> parse_ladder(const std::string &spec) {
   g_strfreev(parts);
   if (out.empty())
     throw Error(ErrorCode::Invalid, "the ladder is empty");
-  std::sort(out.begin(), out.end(), [](const Rung &a, const Rung &b) { return a.short_side < b.short_side; });
+  // Stable: of two entries for one size, the first one given wins.
+  std::stable_sort(out.begin(), out.end(), [](const Rung &a, const Rung &b) { return a.short_side < b.short_side; });
   out.erase(std::unique(out.begin(), out.end(), [](const Rung &a, const Rung &b) { return a.short_side == b.short_side; }),
             out.end());
   return out;
@@ -104,7 +109,8 @@ std::vector<pipeline::RenditionSpec> plan_ladder(const std::vector<Rung> &ladder
     if (r.short_side > src_short)
       continue; // never upscale
     int s = r.short_side;
-    int l = even(static_cast<double>(src_long) * s / src_short);
+    // Rounding to even must not make the long side larger than the source's.
+    int l = std::min(even(static_cast<double>(src_long) * s / src_short), even_floor(src_long));
     out.push_back(portrait ? make(r.name, s, l, r.video_kbps) : make(r.name, l, s, r.video_kbps));
   }
   if (out.empty()) {

@@ -87,8 +87,9 @@ Description parse_description(const std::string &json_text, const std::string &p
     g_list_free(names);
   }
   for (const auto &p : d.params)
-    for (const auto &b : builtins_for("video_rendition"))
-      if (p.name == b.name)
+    for (const auto &frag : kFragmentNames)
+      for (const auto &b : builtins_for(frag))
+        if (p.name == b.name)
         throw Error(ErrorCode::Invalid, path + ": parameter '" + p.name + "' shadows a built-in placeholder");
   JsonObject *frags = json::require_object(json_object_get_member(obj, "fragments"), path + ": 'fragments'");
   GList *fnames = json_object_get_members(frags);
@@ -123,7 +124,7 @@ Description find_description(const std::string &name) {
   if (!is_identifier(name))
     throw Error(ErrorCode::NotFound, "unknown pipeline '" + name + "'");
   std::string path = fs::join(paths::pipelines_dir(), name + ".json");
-  if (!fs::exists(path)) {
+  if (name == "encoders" || !fs::exists(path)) {
     std::string known;
     for (const auto &d : list_descriptions())
       known += (known.empty() ? "" : ", ") + d.name;

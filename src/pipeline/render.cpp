@@ -18,6 +18,9 @@ int gop_frames(double framerate, int segment_seconds) {
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders) {
   check_safe_string("input path", in.input);
   check_safe_string("output folder", in.out);
+  // hlssink2 runs its segment location through printf: a '%' in the folder would become a conversion.
+  if (in.out.find('%') != std::string::npos)
+    throw Error(ErrorCode::Invalid, "output folder must not contain '%'");
   if (!in.has_video && !in.has_audio)
     throw Error(ErrorCode::NotMedia, "the input has neither audio nor video");
   if (in.has_video && in.renditions.empty())

@@ -393,3 +393,15 @@ TEST_F(Transcode, RefusesANonEmptyOutputFolder) {
   EXPECT_THROW(run(tmp.file("in.mp4")), Error);
   EXPECT_EQ(test::read_text(out() + "/keep.txt"), "precious");
 }
+
+TEST_F(Transcode, RotatedPhoneVideoComesOutUpright) {
+  if (!test::have_program("ffmpeg"))
+    GTEST_SKIP() << "ffmpeg is not installed (tools/setup installs it); it tags the rotation";
+  ASSERT_TRUE(test::make_clip(tmp.file("flat.mp4"), ClipSpec{320, 240, 30, 1, 1.0, 2, true, "mp4"}));
+  // Phones store landscape pixels plus a display rotation.
+  auto r = test::run_command({"ffmpeg", "-v", "error", "-y", "-i", tmp.file("flat.mp4"), "-c", "copy",
+                              "-metadata:s:v:0", "rotate=90", tmp.file("phone.mp4")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  run(tmp.file("phone.mp4"), "", {{"segment_seconds", "1"}});
+  verify_package(out(), {30, 30, 1, true, 2, {{240, 320}}});
+}

@@ -1,0 +1,1065 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Unit tests of pipeline descriptions, templates, encoder profiles and rendering into one gst-launch line.
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json.h"
+#include "core/paths.h"
+#include "pipeline/description.h"
+#include "pipeline/encoders.h"
+#include "pipeline/params.h"
+#include "pipeline/render.h"
+#include "pipeline/template.h"
+
+#include <glib/gstdio.h>
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using sluice::Error;
+using sluice::ErrorCode;
+using namespace sluice::pipeline;
+
+bool plugin_found = false;
+
+class GstEnvironment : public ::testing::Environment {
+public:
+  void SetUp() override {
+    gst_init(nullptr, nullptr);
+    plugin_found = sluice::paths::ensure_plugin();
+  }
+};
+
+[[maybe_unused]] ::testing::Environment *const gst_environment =
+    ::testing::AddGlobalTestEnvironment(new GstEnvironment);
+
+template <typename Fn> Error expect_error(Fn fn) {
+  try {
+    fn();
+  } catch (const Error &e) {
+    return e;
+  } catch (const std::exception &e) {
+    ADD_FAILURE() << "threw a non-sluice exception: " << e.what();
+    return Error(ErrorCode::Internal, "wrong exception");
+  }
+  ADD_FAILURE() << "did not throw";
+  return Error(ErrorCode::Internal, "no exception");
+}
+
+bool contains(const std::string &haystack, const std::string &needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Non-overlapping occurrences of needle.
+int count(const std::string &haystack, const std::string &needle) {
+  int n = 0;
+  for (size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + needle.size()))
+    n++;
+  return n;
+}
+
+// A temporary folder removed at the end of the scope.
+class TempDir {
+public:
+  TempDir() {
+    gchar *p = g_dir_make_tmp("sluice-render-XXXXXX", nullptr);
+    path_ = p ? p : "/nonexistent";
+    g_free(p);
+  }
+  ~TempDir() { sluice::fs::remove_all(path_); }
+  TempDir(const TempDir &) = delete;
+  TempDir &operator=(const TempDir &) = delete;
+  std::string file(const std::string &name) const { return path_ + "/" + name; }
+
+private:
+  std::string path_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// GStreamer helpers
+
+struct Unref {
+  void operator()(GstElement *e) const { gst_object_unref(e); }
+};
+using Pipeline = std::unique_ptr<GstElement, Unref>;
+
+Pipeline parse_launch(const std::string &description, std::string *error = nullptr) {
+  GError *err = nullptr;
+  GstElement *p = gst_parse_launch_full(description.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
+  if (err && error)
+    *error = err->message;
+  g_clear_error(&err);
+  if (p)
+    gst_object_ref_sink(p);
+  return Pipeline(p);
+}
+
+// The elements made by `factory`, recursively (borrowed: the pipeline holds them).
+std::vector<GstElement *> elements_of(GstElement *bin, const char *factory) {
+  std::vector<GstElement *> out;
+  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(bin), factory);
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+    out.push_back(GST_ELEMENT(g_value_get_object(&v)));
+    g_value_reset(&v);
+  }
+  g_value_unset(&v);
+  gst_iterator_free(it);
+  return out;
+}
+
+// The factory names of a bin's direct children, sorted.
+std::vector<std::string> child_factories(GstElement *bin) {
+  std::vector<std::string> out;
+  GstIterator *it = gst_bin_iterate_elements(GST_BIN(bin));
+  GValue v = G_VALUE_INIT;
+  while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+    GstElement *e = GST_ELEMENT(g_value_get_object(&v));
+    GstElementFactory *f = gst_element_get_factory(e);
+    out.push_back(f ? GST_OBJECT_NAME(f) : "?");
+    g_value_reset(&v);
+  }
+  g_value_unset(&v);
+  gst_iterator_free(it);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string string_prop(GstElement *e, const char *name) {
+  gchar *s = nullptr;
+  g_object_get(e, name, &s, nullptr);
+  std::string out = s ? s : "";
+  g_free(s);
+  return out;
+}
+
+guint uint_prop(GstElement *e, const char *name) {
+  guint v = 0;
+  g_object_get(e, name, &v, nullptr);
+  return v;
+}
+
+// Collapses runs of whitespace outside double quotes to one space (what gst-launch treats as equal).
+std::string normalize(const std::string &d) {
+  std::string out;
+  bool quoted = false, space = false;
+  for (char c : d) {
+    if (c == '"')
+      quoted = !quoted;
+    if (!quoted && g_ascii_isspace(c)) {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty())
+      out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
+// Counts the printf conversions of a format string ("%%" is a literal percent, not a conversion).
+int printf_conversions(const std::string &fmt) {
+  int n = 0;
+  for (size_t i = 0; i < fmt.size(); i++) {
+    if (fmt[i] != '%')
+      continue;
+    if (i + 1 < fmt.size() && fmt[i + 1] == '%') {
+      i++;
+      continue;
+    }
+    n++;
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inline descriptions
+
+using Fragments = std::vector<std::pair<std::string, std::string>>;
+
+Fragments minimal_fragments() {
+  return {{"source", "filesrc location=\"{input}\" ! decodebin name=dec"},
+          {"video_rendition",
+           "dec. ! videoconvertscale ! video/x-raw,width={width},height={height} ! {encoder} ! {sink}.video"},
+          {"sink",
+           "hlssink2 name={sink} location=\"{out}/{rendition}_%05d.ts\" playlist-location=\"{out}/{rendition}.m3u8\""}};
+}
+
+std::string description_json(const Fragments &frags, const std::string &params = "{}",
+                             const std::string &extra = "\"name\": \"t\"") {
+  std::string s = "{" + extra + ", \"parameters\": " + params + ", \"fragments\": {";
+  bool first = true;
+  for (const auto &[name, text] : frags) {
+    s += (first ? "" : ", ") + sluice::json::quote(name) + ": " + sluice::json::quote(text);
+    first = false;
+  }
+  return s + "}}";
+}
+
+Fragments with(Fragments f, const std::string &name, const std::string &text) {
+  for (auto &[n, t] : f)
+    if (n == name) {
+      t = text;
+      return f;
+    }
+  f.push_back({name, text});
+  return f;
+}
+
+Fragments without(Fragments f, const std::string &name) {
+  f.erase(std::remove_if(f.begin(), f.end(), [&](const auto &p) { return p.first == name; }), f.end());
+  return f;
+}
+
+Description parse(const std::string &json) {
+  return parse_description(json, "inline.json");
+}
+
+TEST(DescriptionTest, MinimalParses) {
+  Description d = parse(description_json(minimal_fragments()));
+  EXPECT_EQ(d.name, "t");
+  EXPECT_EQ(d.output, "hls");
+  EXPECT_EQ(d.path, "inline.json");
+  EXPECT_EQ(d.fragments.size(), 3u);
+  EXPECT_TRUE(d.params.empty());
+  EXPECT_EQ(d.find_param("x"), nullptr);
+}
+
+TEST(DescriptionTest, ParametersAreRead) {
+  Description d = parse(description_json(
+      with(minimal_fragments(), "sink",
+           "hlssink2 name={sink} location=\"{out}/{label}_%05d.ts\" target-duration={seg}"),
+      R"({"seg": {"type": "integer", "default": 4, "min": 1}, "label": {"type": "string", "default": "x"}})"));
+  ASSERT_EQ(d.params.size(), 2u);
+  ASSERT_NE(d.find_param("seg"), nullptr);
+  EXPECT_EQ(d.find_param("seg")->default_value, "4");
+  EXPECT_EQ(d.find_param("label")->type, ParamType::String);
+}
+
+TEST(DescriptionTest, RejectsUnknownFragment) {
+  Error e = expect_error([] { parse(description_json(with(minimal_fragments(), "subtitles", "fakesink"))); });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "subtitles")) << e.what();
+}
+
+TEST(DescriptionTest, RejectsMissingRequiredFragments) {
+  for (const char *req : {"source", "sink", "video_rendition"}) {
+    Error e = expect_error([&] { parse(description_json(without(minimal_fragments(), req))); });
+    EXPECT_EQ(e.code(), ErrorCode::Invalid) << req;
+    EXPECT_TRUE(contains(e.what(), std::string("'") + req + "'")) << e.what();
+  }
+}
+
+TEST(DescriptionTest, RejectsUnknownPlaceholderNamingIt) {
+  Error e = expect_error([] {
+    parse(description_json(
+        with(minimal_fragments(), "source", "filesrc location=\"{input}\" blocksize={nope} ! decodebin name=dec")));
+  });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "{nope}")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "source")) << e.what();
+}
+
+TEST(DescriptionTest, BuiltinsAreScopedToTheirFragment) {
+  // {width} exists only in video_rendition, {video_progress} only in video.
+  EXPECT_THROW(parse(description_json(with(minimal_fragments(), "source",
+                                           "filesrc location=\"{input}\" blocksize={width} ! decodebin name=dec"))),
+               Error);
+  EXPECT_THROW(parse(description_json(with(minimal_fragments(), "audio", "dec. ! {video_progress} fakesink"))), Error);
+  EXPECT_NO_THROW(parse(description_json(with(minimal_fragments(), "video", "dec. ! {video_progress} tee name=vt"))));
+  EXPECT_NO_THROW(parse(description_json(with(minimal_fragments(), "audio", "dec. ! {audio_progress} fakesink"))));
+  EXPECT_NO_THROW(parse(description_json(with(minimal_fragments(), "audio_rendition", "dec. ! {sink}.audio"))));
+  EXPECT_THROW(parse(description_json(with(minimal_fragments(), "audio_rendition", "dec. ! encoder={encoder}"))),
+               Error);
+}
+
+TEST(DescriptionTest, RejectsStringPlaceholdersOutsideQuotes) {
+  // A parameter of type string.
+  const std::string params = R"({"label": {"type": "string", "default": "x"}})";
+  Error e = expect_error([&] {
+    parse(description_json(with(minimal_fragments(), "sink", "hlssink2 name={sink} location={label}"), params));
+  });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "{label}")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "double quotes")) << e.what();
+  EXPECT_NO_THROW(parse(description_json(
+      with(minimal_fragments(), "sink", "hlssink2 name={sink} location=\"{out}/{label}_%05d.ts\""), params)));
+
+  // The built-in strings {input} and {out}.
+  Error in = expect_error([] {
+    parse(description_json(with(minimal_fragments(), "source", "filesrc location={input} ! decodebin name=dec")));
+  });
+  EXPECT_TRUE(contains(in.what(), "{input}")) << in.what();
+  Error out = expect_error([] {
+    parse(description_json(with(minimal_fragments(), "sink", "hlssink2 name={sink} location={out}/a_%05d.ts")));
+  });
+  EXPECT_TRUE(contains(out.what(), "{out}")) << out.what();
+  // Closing the quote before the placeholder does not count as quoted.
+  EXPECT_THROW(parse(description_json(
+                   with(minimal_fragments(), "source", "filesrc location=\"a\"{input} ! decodebin name=dec"))),
+               Error);
+
+  // Numbers and enums may stand outside quotes.
+  EXPECT_NO_THROW(parse(description_json(with(minimal_fragments(), "sink", "hlssink2 name={sink} target-duration={n}"),
+                                         R"({"n": {"type": "integer", "default": 4}})")));
+}
+
+TEST(DescriptionTest, RejectsUnbalancedQuote) {
+  Error e = expect_error([] {
+    parse(description_json(with(minimal_fragments(), "source", "filesrc location=\"{input} ! decodebin name=dec")));
+  });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "unbalanced")) << e.what();
+}
+
+TEST(DescriptionTest, RejectsMultiLineFragment) {
+  Error e = expect_error([] {
+    parse(description_json(with(minimal_fragments(), "source", "filesrc location=\"{input}\"\n! decodebin name=dec")));
+  });
+  EXPECT_TRUE(contains(e.what(), "one line")) << e.what();
+}
+
+TEST(DescriptionTest, RejectsParameterShadowingABuiltin) {
+  for (const char *builtin : {"input", "out", "gop", "framerate", "width", "height", "bitrate", "encoder", "sink",
+                              "rendition", "audio_channels"}) {
+    std::string params = std::string("{\"") + builtin + R"(": {"type": "integer", "default": 1}})";
+    Error e = expect_error([&] { parse(description_json(minimal_fragments(), params)); });
+    EXPECT_EQ(e.code(), ErrorCode::Invalid) << builtin;
+    EXPECT_TRUE(contains(e.what(), builtin)) << e.what();
+    EXPECT_TRUE(contains(e.what(), "shadows")) << e.what();
+  }
+}
+
+// BUG: the shadowing check only looks at the built-ins of video_rendition, so a parameter named
+// video_progress / audio_progress is accepted and then silently overwritten by render().
+TEST(DescriptionTest, RejectsParameterShadowingAProgressBuiltin) {
+  for (const char *builtin : {"video_progress", "audio_progress"}) {
+    std::string params = std::string("{\"") + builtin + R"(": {"type": "enum", "default": "a", "values": ["a"]}})";
+    EXPECT_THROW(parse(description_json(minimal_fragments(), params)), Error)
+        << "a parameter named " << builtin << " shadows a built-in placeholder and must be rejected";
+  }
+}
+
+TEST(DescriptionTest, RejectsBadNamesOutputsAndJson) {
+  EXPECT_THROW(parse(description_json(minimal_fragments(), "{}", "\"name\": \"My Pipe\"")), Error);
+  EXPECT_THROW(parse(description_json(minimal_fragments(), "{}", "\"name\": \"../x\"")), Error);
+  EXPECT_THROW(parse(description_json(minimal_fragments(), "{}", "\"summary\": \"no name\"")), Error);
+  Error out =
+      expect_error([] { parse(description_json(minimal_fragments(), "{}", "\"name\": \"t\", \"output\": \"dash\"")); });
+  EXPECT_TRUE(contains(out.what(), "dash")) << out.what();
+  EXPECT_THROW(parse("{not json"), Error);
+  EXPECT_THROW(parse("[]"), Error);
+  EXPECT_THROW(parse(R"({"name": "t", "fragments": {"source": 1, "sink": "a", "video_rendition": "b"}})"), Error);
+  EXPECT_THROW(parse(R"({"name": "t"})"), Error);
+}
+
+TEST(DescriptionTest, BadParameterSchemaNamesTheParameter) {
+  Error e = expect_error(
+      [] { parse(description_json(minimal_fragments(), R"({"speed": {"type": "float", "default": 1}})")); });
+  EXPECT_TRUE(contains(e.what(), "speed")) << e.what();
+}
+
+TEST(DescriptionTest, FindsTheShippedDescriptions) {
+  Description d = find_description("hls");
+  EXPECT_EQ(d.name, "hls");
+  for (const char *p : {"segment_seconds", "preset", "audio_bitrate", "scaler", "queue_buffers"})
+    EXPECT_NE(d.find_param(p), nullptr) << p;
+  for (const auto &f : kFragmentNames)
+    EXPECT_TRUE(d.fragments.count(f)) << f;
+
+  Error missing = expect_error([] { find_description("no_such_pipeline"); });
+  EXPECT_EQ(missing.code(), ErrorCode::NotFound);
+  EXPECT_TRUE(contains(missing.what(), "hls")) << missing.what(); // lists what is available
+  EXPECT_EQ(expect_error([] { find_description("../pipelines/hls"); }).code(), ErrorCode::NotFound);
+  EXPECT_THROW(find_description("encoders"), Error); // the encoder table is not a pipeline
+
+  auto all = list_descriptions();
+  EXPECT_TRUE(std::any_of(all.begin(), all.end(), [](const Description &x) { return x.name == "hls"; }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+TEST(TemplateTest, ScansPlaceholdersWithQuoting) {
+  auto ph = scan_placeholders("a={x} b=\"{y}/z\" {Z} {} { z} {a-b} {w \"{v}\" {u}");
+  ASSERT_EQ(ph.size(), 4u);
+  EXPECT_EQ(ph[0].name, "x");
+  EXPECT_FALSE(ph[0].quoted);
+  EXPECT_EQ(ph[1].name, "y");
+  EXPECT_TRUE(ph[1].quoted);
+  EXPECT_EQ(ph[2].name, "v");
+  EXPECT_TRUE(ph[2].quoted);
+  EXPECT_EQ(ph[3].name, "u");
+  EXPECT_FALSE(ph[3].quoted);
+}
+
+TEST(TemplateTest, SubstitutesOncePass) {
+  std::map<std::string, std::string> vars = {{"x", "{y}"}, {"y", "NO"}};
+  EXPECT_EQ(substitute("a={x} b={y} {Z} {}", vars, "w"), "a={y} b=NO {Z} {}");
+  Error e = expect_error([&] { substitute("a={nope}", vars, "where-it-is"); });
+  EXPECT_TRUE(contains(e.what(), "where-it-is")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "{nope}")) << e.what();
+  EXPECT_EQ(substitute("", vars, "w"), "");
+  EXPECT_EQ(substitute("{x}{y}", vars, "w"), "{y}NO");
+}
+
+// Splits a shell line with a real POSIX shell; returns the words.
+std::vector<std::string> sh_words(const std::string &line) {
+  const std::string script = "set -- " + line + "; for a; do printf '%s\\0' \"$a\"; done";
+  const gchar *argv[] = {"/bin/sh", "-c", script.c_str(), nullptr};
+  std::vector<std::string> words;
+  GPid pid;
+  gint fd = -1;
+  GError *err = nullptr;
+  if (!g_spawn_async_with_pipes(nullptr, const_cast<gchar **>(argv), nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr,
+                                nullptr, &pid, nullptr, &fd, nullptr, &err)) {
+    ADD_FAILURE() << "cannot run /bin/sh: " << (err ? err->message : "?");
+    g_clear_error(&err);
+    return words;
+  }
+  std::string all; // NUL-separated words
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+      break;
+    all.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  g_spawn_close_pid(pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "sh failed on: " << line;
+  size_t start = 0;
+  for (size_t i = 0; i < all.size(); i++)
+    if (all[i] == '\0') {
+      words.push_back(all.substr(start, i - start));
+      start = i + 1;
+    }
+  return words;
+}
+
+std::vector<std::string> glib_words(const std::string &line) {
+  gint argc = 0;
+  gchar **argv = nullptr;
+  GError *err = nullptr;
+  std::vector<std::string> out;
+  if (!g_shell_parse_argv(line.c_str(), &argc, &argv, &err)) {
+    ADD_FAILURE() << "g_shell_parse_argv: " << (err ? err->message : "?") << " in " << line;
+    g_clear_error(&err);
+    return out;
+  }
+  for (gint i = 0; i < argc; i++)
+    out.emplace_back(argv[i]);
+  g_strfreev(argv);
+  return out;
+}
+
+std::string join(const std::vector<std::string> &words, size_t from = 0) {
+  std::string s;
+  for (size_t i = from; i < words.size(); i++)
+    s += (i > from ? " " : "") + words[i];
+  return s;
+}
+
+TEST(ShellQuoteTest, PlainTokensStayPlain) {
+  EXPECT_EQ(shell_quote_description("videotestsrc ! fakesink"), "videotestsrc ! fakesink");
+  EXPECT_EQ(shell_quote_description("a   !\tb"), "a ! b");
+  EXPECT_EQ(shell_quote_description("  "), "");
+}
+
+TEST(ShellQuoteTest, ShellSplitsBackToTheDescription) {
+  const std::vector<std::string> descriptions = {
+      "filesrc location=\"/tmp/a b/c.mp4\" ! fakesink",
+      "filesrc location=\"/tmp/$HOME `id` $(id) *.mp4 ; rm -rf x & | > < #\" ! fakesink",
+      "filesrc location=\"it's\" ! fakesink",
+      "filesrc location=\"caf\xc3\xa9 \xe2\x9c\x93 ! name=x\" ! fakesink",
+      "videotestsrc ! video/x-raw(memory:SystemMemory),width=2 ! x264enc option-string=\"a=1:b=2\" ! fakesink",
+  };
+  for (const auto &d : descriptions) {
+    std::string q = shell_quote_description(d);
+    EXPECT_EQ(join(glib_words(q)), normalize(d)) << q;
+    EXPECT_EQ(join(sh_words(q)), normalize(d)) << q;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped HLS description rendered with the shipped encoder table
+
+class HlsRender : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() {
+    desc_ = new Description(find_description("hls"));
+    encoders_ = new EncoderTable(EncoderTable::load_default());
+  }
+  static void TearDownTestSuite() {
+    delete desc_;
+    delete encoders_;
+    desc_ = nullptr;
+    encoders_ = nullptr;
+  }
+
+  static RenderInput input(int renditions = 3) {
+    RenderInput in;
+    in.input = "/media/in.mp4";
+    in.out = "/media/out";
+    const RenditionSpec all[] = {{"360p", 640, 360, 800, 856, 1200},
+                                 {"720p", 1280, 720, 2800, 2996, 4200},
+                                 {"1080p", 1920, 1080, 5000, 5350, 7500},
+                                 {"240p", 426, 240, 400, 0, 0}};
+    for (int i = 0; i < renditions; i++)
+      in.renditions.push_back(all[i]);
+    return in;
+  }
+
+  static std::string render_with(const RenderInput &in, const std::map<std::string, std::string> &user = {}) {
+    return render(*desc_, resolve(desc_->params, user), in, *encoders_);
+  }
+
+  static Description *desc_;
+  static EncoderTable *encoders_;
+};
+
+Description *HlsRender::desc_ = nullptr;
+EncoderTable *HlsRender::encoders_ = nullptr;
+
+TEST_F(HlsRender, OneDescriptionWithSharedDecodeAndAudio) {
+  for (int n : {1, 2, 3, 4}) {
+    std::string d = render_with(input(n));
+    SCOPED_TRACE(d);
+    EXPECT_EQ(count(d, "\n"), 0);
+    EXPECT_EQ(count(d, "filesrc "), 1);
+    EXPECT_EQ(count(d, "decodebin"), 1);
+    EXPECT_EQ(count(d, "tee name=vt"), 1);
+    EXPECT_EQ(count(d, "tee name=at"), 1);
+    EXPECT_EQ(count(d, "avenc_aac"), 1);
+    EXPECT_EQ(count(d, "sluiceprogress"), 1);
+    EXPECT_EQ(count(d, "hlssink2 "), n);
+    EXPECT_EQ(count(d, "x264enc "), n);
+    EXPECT_EQ(count(d, "vt. !"), n);
+    EXPECT_EQ(count(d, "at. !"), n);
+    EXPECT_EQ(count(d, ".audio"), n);
+    EXPECT_EQ(count(d, ".video"), n);
+    EXPECT_EQ(count(d, "{"), 0) << "unsubstituted placeholder";
+  }
+}
+
+TEST_F(HlsRender, RenditionValuesAppear) {
+  std::string d = render_with(input(3));
+  EXPECT_TRUE(contains(d, "width=640,height=360"));
+  EXPECT_TRUE(contains(d, "width=1280,height=720"));
+  EXPECT_TRUE(contains(d, "width=1920,height=1080"));
+  EXPECT_TRUE(contains(d, "x264enc bitrate=800 "));
+  EXPECT_TRUE(contains(d, "x264enc bitrate=2800 "));
+  EXPECT_TRUE(contains(d, "x264enc bitrate=5000 "));
+  EXPECT_TRUE(contains(d, "vbv-maxrate=2996:vbv-bufsize=4200"));
+  EXPECT_TRUE(contains(
+      d, "hlssink2 name=hls_720p location=\"/media/out/720p_%05d.ts\" playlist-location=\"/media/out/720p.m3u8\""));
+  EXPECT_TRUE(contains(d, "filesrc location=\"/media/in.mp4\""));
+  EXPECT_TRUE(contains(d, "target-duration=4 "));
+  EXPECT_TRUE(contains(d, "speed-preset=veryfast"));
+  EXPECT_TRUE(contains(d, "channels=2,rate=48000"));
+  EXPECT_TRUE(contains(d, "avenc_aac bitrate=128000 "));
+  // Unset maxrate/bufsize default to the bitrate and twice the bitrate.
+  std::string d4 = render_with(input(4));
+  EXPECT_TRUE(contains(d4, "vbv-maxrate=400:vbv-bufsize=800")) << d4;
+}
+
+TEST_F(HlsRender, ParametersAreApplied) {
+  RenderInput in = input(2);
+  in.audio_channels = 1;
+  std::string d = render_with(in, {{"segment_seconds", "6"},
+                                   {"preset", "slow"},
+                                   {"audio_bitrate", "96"},
+                                   {"scaler", "lanczos"},
+                                   {"queue_buffers", "07"}});
+  EXPECT_EQ(count(d, "speed-preset=slow"), 2);
+  EXPECT_EQ(count(d, "method=lanczos"), 2);
+  EXPECT_EQ(count(d, "target-duration=6 "), 2);
+  EXPECT_EQ(count(d, "key-int-max=180 "), 2);
+  EXPECT_EQ(count(d, "max-size-buffers=7 "), 3);
+  EXPECT_TRUE(contains(d, "avenc_aac bitrate=96000 "));
+  EXPECT_TRUE(contains(d, "channels=1,rate=48000"));
+}
+
+TEST_F(HlsRender, KeyframeIntervalFollowsFrameRateAndSegment) {
+  struct Case {
+    double fps;
+    int seg;
+    int gop;
+  };
+  for (const Case &c : {Case{30, 4, 120}, Case{29.97, 4, 120}, Case{60, 2, 120}, Case{25, 6, 150}, Case{23.976, 2, 48},
+                        Case{59.94, 6, 360}, Case{24, 1, 24}, Case{50, 20, 1000}}) {
+    EXPECT_EQ(gop_frames(c.fps, c.seg), c.gop) << c.fps << " fps, " << c.seg << " s";
+    RenderInput in = input(2);
+    in.framerate = c.fps;
+    std::string d = render_with(in, {{"segment_seconds", std::to_string(c.seg)}});
+    const std::string g = std::to_string(c.gop);
+    EXPECT_EQ(count(d, "key-int-max=" + g + " "), 2) << d;
+    EXPECT_EQ(count(d, "keyint-min=" + g + ":"), 2) << d;
+  }
+}
+
+TEST(GopTest, FallbacksAndFloor) {
+  EXPECT_EQ(gop_frames(0.0, 4), 120);
+  EXPECT_EQ(gop_frames(-25.0, 4), 120);
+  EXPECT_EQ(gop_frames(std::nan(""), 2), 60);
+  EXPECT_EQ(gop_frames(HUGE_VAL, 2), 60);
+  EXPECT_EQ(gop_frames(0.1, 1), 1);
+}
+
+TEST_F(HlsRender, VideoOnlyHasNoAudio) {
+  RenderInput in = input(2);
+  in.has_audio = false;
+  std::string d = render_with(in);
+  EXPECT_EQ(count(d, "avenc_aac"), 0);
+  EXPECT_EQ(count(d, "audio/x-raw"), 0);
+  EXPECT_EQ(count(d, ".audio"), 0);
+  EXPECT_EQ(count(d, "tee name=at"), 0);
+  EXPECT_EQ(count(d, "x264enc "), 2);
+  EXPECT_EQ(count(d, "hlssink2 "), 2);
+  EXPECT_EQ(count(d, "sluiceprogress"), 1);
+  EXPECT_LT(d.find("sluiceprogress"), d.find("tee name=vt"));
+  EXPECT_GT(d.find("sluiceprogress"), d.find("video/x-raw"));
+}
+
+TEST_F(HlsRender, AudioOnlyHasOneAudioRendition) {
+  RenderInput in;
+  in.input = "/media/song.m4a";
+  in.out = "/media/out";
+  in.has_video = false;
+  std::string d = render_with(in);
+  EXPECT_EQ(count(d, "hlssink2 "), 1);
+  EXPECT_TRUE(contains(
+      d, "hlssink2 name=hls_audio location=\"/media/out/audio_%05d.ts\" playlist-location=\"/media/out/audio.m3u8\""))
+      << d;
+  EXPECT_EQ(count(d, "hls_audio.audio"), 1);
+  EXPECT_EQ(count(d, "x264enc"), 0);
+  EXPECT_EQ(count(d, "video/x-raw"), 0);
+  EXPECT_EQ(count(d, "tee name=vt"), 0);
+  EXPECT_EQ(count(d, "avenc_aac"), 1);
+  // Progress is measured on the audio branch, before the encoder.
+  ASSERT_EQ(count(d, "sluiceprogress"), 1);
+  size_t audio = d.find("dec. ! audio/x-raw");
+  ASSERT_NE(audio, std::string::npos);
+  EXPECT_GT(d.find("sluiceprogress"), audio);
+  EXPECT_LT(d.find("sluiceprogress"), d.find("avenc_aac"));
+}
+
+TEST_F(HlsRender, RejectsImpossibleInputs) {
+  RenderInput none = input(1);
+  none.has_video = false;
+  none.has_audio = false;
+  EXPECT_EQ(expect_error([&] { render_with(none); }).code(), ErrorCode::NotMedia);
+
+  RenderInput no_renditions = input(0);
+  EXPECT_EQ(expect_error([&] { render_with(no_renditions); }).code(), ErrorCode::Invalid);
+
+  for (const RenditionSpec &bad :
+       {RenditionSpec{"720 p", 1280, 720, 2800, 0, 0}, RenditionSpec{"x", 1281, 720, 2800, 0, 0},
+        RenditionSpec{"x", 1280, 721, 2800, 0, 0}, RenditionSpec{"x", 0, 720, 2800, 0, 0},
+        RenditionSpec{"x", 1280, 720, 0, 0, 0}, RenditionSpec{"../x", 1280, 720, 100, 0, 0}}) {
+    RenderInput in = input(0);
+    in.renditions.push_back(bad);
+    Error e = expect_error([&] { render_with(in); });
+    EXPECT_EQ(e.code(), ErrorCode::Invalid) << bad.name;
+  }
+
+  RenderInput enc = input(1);
+  enc.encoder = "bogus";
+  Error e = expect_error([&] { render_with(enc); });
+  EXPECT_TRUE(contains(e.what(), "bogus")) << e.what();
+
+  // A description without an audio fragment cannot render an input with audio.
+  Description noaudio = parse(description_json(minimal_fragments()));
+  RenderInput with_audio = input(1);
+  EXPECT_EQ(expect_error([&] { render(noaudio, {}, with_audio, *encoders_); }).code(), ErrorCode::Invalid);
+  with_audio.has_audio = false;
+  EXPECT_NO_THROW(render(noaudio, {}, with_audio, *encoders_));
+}
+
+TEST_F(HlsRender, RejectsHostilePaths) {
+  for (const std::string bad : {"\"", "\n", "'", "\\", "\t", "\r", "\x1b"}) {
+    RenderInput in = input(1);
+    in.input = "/media/a" + bad + "b.mp4";
+    Error e = expect_error([&] { render_with(in); });
+    EXPECT_EQ(e.code(), ErrorCode::Invalid);
+    EXPECT_TRUE(contains(e.what(), "input path")) << e.what();
+
+    RenderInput out = input(1);
+    out.out = "/media/o" + bad + "ut";
+    Error e2 = expect_error([&] { render_with(out); });
+    EXPECT_EQ(e2.code(), ErrorCode::Invalid);
+    EXPECT_TRUE(contains(e2.what(), "output folder")) << e2.what();
+  }
+  RenderInput injection = input(1);
+  injection.input = "/x.mp4\" ! fakesink name=evil ! \"";
+  EXPECT_THROW(render_with(injection), Error);
+  RenderInput longpath = input(1);
+  longpath.input = "/" + std::string(5000, 'a');
+  EXPECT_THROW(render_with(longpath), Error);
+}
+
+// hlssink2 passes its location through printf to number the segments, so a '%' in the output folder
+// would be read as a conversion (wrong names, or a crash for %s / %n).
+// BUG: render() substitutes the output folder verbatim into hlssink2's location.
+TEST_F(HlsRender, PercentInOutputFolderCannotReachTheSegmentFormat) {
+  if (!plugin_found)
+    GTEST_SKIP() << "the sluiceprogress plugin is not registered";
+  for (const std::string out : {"/media/100% done", "/media/a%s%n", "/media/x%d"}) {
+    RenderInput in = input(1);
+    in.out = out;
+    std::string d;
+    try {
+      d = render_with(in);
+    } catch (const Error &) {
+      continue; // refusing such a folder is a correct answer
+    }
+    std::string err;
+    Pipeline p = parse_launch(d, &err);
+    ASSERT_TRUE(p) << err;
+    auto sinks = elements_of(p.get(), "hlssink2");
+    ASSERT_EQ(sinks.size(), 1u);
+    std::string location = string_prop(sinks[0], "location");
+    EXPECT_EQ(printf_conversions(location), 1)
+        << "output folder '" << out << "' gives hlssink2 the segment format '" << location
+        << "': its '%' must be escaped as %% (or the folder refused)";
+  }
+}
+
+TEST_F(HlsRender, AwkwardPathsStayInsideQuotesAndParse) {
+  if (!plugin_found)
+    GTEST_SKIP() << "the sluiceprogress plugin is not registered";
+  RenderInput in = input(2);
+  in.input = "/tmp/my dir!/in name=x ! fakesink,a=b caf\xc3\xa9 \xe2\x9c\x93 {input} $HOME.mp4";
+  in.out = "/tmp/out dir!/name=y ! tee";
+  std::string d = render_with(in);
+  std::string err;
+  Pipeline p = parse_launch(d, &err);
+  ASSERT_TRUE(p) << err << "\n" << d;
+
+  auto srcs = elements_of(p.get(), "filesrc");
+  ASSERT_EQ(srcs.size(), 1u);
+  EXPECT_EQ(string_prop(srcs[0], "location"), in.input);
+  EXPECT_EQ(elements_of(p.get(), "fakesink").size(), 0u);
+  EXPECT_EQ(elements_of(p.get(), "decodebin").size(), 1u);
+  EXPECT_EQ(elements_of(p.get(), "sluiceprogress").size(), 1u);
+  EXPECT_EQ(elements_of(p.get(), "avenc_aac").size(), 1u);
+
+  auto encs = elements_of(p.get(), "x264enc");
+  ASSERT_EQ(encs.size(), 2u);
+  for (GstElement *e : encs)
+    EXPECT_EQ(uint_prop(e, "key-int-max"), 120u);
+
+  auto sinks = elements_of(p.get(), "hlssink2");
+  ASSERT_EQ(sinks.size(), 2u);
+  std::vector<std::string> locations, playlists;
+  for (GstElement *s : sinks) {
+    locations.push_back(string_prop(s, "location"));
+    playlists.push_back(string_prop(s, "playlist-location"));
+    EXPECT_EQ(uint_prop(s, "target-duration"), 4u);
+  }
+  std::sort(locations.begin(), locations.end());
+  std::sort(playlists.begin(), playlists.end());
+  EXPECT_EQ(locations, (std::vector<std::string>{in.out + "/360p_%05d.ts", in.out + "/720p_%05d.ts"}));
+  EXPECT_EQ(playlists, (std::vector<std::string>{in.out + "/360p.m3u8", in.out + "/720p.m3u8"}));
+
+  GstElement *vt = gst_bin_get_by_name(GST_BIN(p.get()), "vt");
+  GstElement *at = gst_bin_get_by_name(GST_BIN(p.get()), "at");
+  GstElement *hls720 = gst_bin_get_by_name(GST_BIN(p.get()), "hls_720p");
+  EXPECT_NE(vt, nullptr);
+  EXPECT_NE(at, nullptr);
+  EXPECT_NE(hls720, nullptr);
+  for (GstElement *e : {vt, at, hls720})
+    if (e)
+      gst_object_unref(e);
+}
+
+TEST_F(HlsRender, AudioOnlyParses) {
+  if (!plugin_found)
+    GTEST_SKIP() << "the sluiceprogress plugin is not registered";
+  RenderInput in;
+  in.input = "/tmp/song.m4a";
+  in.out = "/tmp/out";
+  in.has_video = false;
+  std::string err;
+  Pipeline p = parse_launch(render_with(in), &err);
+  ASSERT_TRUE(p) << err;
+  EXPECT_EQ(elements_of(p.get(), "x264enc").size(), 0u);
+  EXPECT_EQ(elements_of(p.get(), "hlssink2").size(), 1u);
+  EXPECT_EQ(elements_of(p.get(), "sluiceprogress").size(), 1u);
+}
+
+TEST_F(HlsRender, LaunchCommandSurvivesTheShell) {
+  if (!plugin_found)
+    GTEST_SKIP() << "the sluiceprogress plugin is not registered";
+  RenderInput in = input(2);
+  in.input = "/tmp/my dir!/in name=x ! fakesink caf\xc3\xa9 $HOME `id` *.mp4";
+  in.out = "/tmp/out dir!/name=y";
+  const std::string d = render_with(in);
+  const std::string cmd = launch_command(d);
+
+  gint argc = 0;
+  gchar **argv = nullptr;
+  GError *err = nullptr;
+  ASSERT_TRUE(g_shell_parse_argv(cmd.c_str(), &argc, &argv, &err)) << (err ? err->message : "") << "\n" << cmd;
+  ASSERT_GE(argc, 3);
+  EXPECT_STREQ(argv[0], "gst-launch-1.0");
+  EXPECT_STREQ(argv[1], "-e");
+  std::vector<std::string> words(argv, argv + argc);
+  EXPECT_EQ(join(words, 2), normalize(d));
+  // A real POSIX shell agrees (it would also expand $HOME, `id` and * if they were not quoted).
+  EXPECT_EQ(sh_words(cmd), words);
+
+  // gst-launch-1.0 hands its arguments to gst_parse_launchv: the same pipeline must come out.
+  GstElement *fromv =
+      gst_parse_launchv_full(const_cast<const gchar **>(argv + 2), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
+  g_strfreev(argv);
+  ASSERT_NE(fromv, nullptr) << (err ? err->message : "");
+  g_clear_error(&err);
+  Pipeline pv(GST_ELEMENT(gst_object_ref_sink(fromv)));
+  std::string perr;
+  Pipeline pd = parse_launch(d, &perr);
+  ASSERT_TRUE(pd) << perr;
+
+  EXPECT_EQ(child_factories(pv.get()), child_factories(pd.get()));
+  auto srcs = elements_of(pv.get(), "filesrc");
+  ASSERT_EQ(srcs.size(), 1u);
+  EXPECT_EQ(string_prop(srcs[0], "location"), in.input);
+  std::vector<std::string> locations;
+  for (GstElement *s : elements_of(pv.get(), "hlssink2"))
+    locations.push_back(string_prop(s, "location"));
+  std::sort(locations.begin(), locations.end());
+  EXPECT_EQ(locations, (std::vector<std::string>{in.out + "/360p_%05d.ts", in.out + "/720p_%05d.ts"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoder profiles
+
+class Encoders : public ::testing::Test {
+protected:
+  static void SetUpTestSuite() { table_ = new EncoderTable(EncoderTable::load_default()); }
+  static void TearDownTestSuite() {
+    delete table_;
+    table_ = nullptr;
+  }
+  static EncoderTable *table_;
+};
+EncoderTable *Encoders::table_ = nullptr;
+
+TEST_F(Encoders, TableIsComplete) {
+  EXPECT_EQ(table_->order(), (std::vector<std::string>{"nvenc", "va", "vaapi", "x264", "openh264"}));
+  for (const char *n : {"x264", "openh264", "vaapi", "va", "nvenc"}) {
+    const EncoderProfile *p = table_->find(n);
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_EQ(p->presets.size(), kPresets.size()) << n;
+  }
+  EXPECT_EQ(table_->find("bogus"), nullptr);
+  EXPECT_FALSE(table_->find("x264")->hardware);
+  EXPECT_TRUE(table_->find("nvenc")->hardware);
+}
+
+TEST_F(Encoders, RendersX264Settings) {
+  const EncoderProfile *x = table_->find("x264");
+  ASSERT_NE(x, nullptr);
+  std::string f = table_->render(*x, EncoderSettings{2000, 2140, 3000, 120, "medium"});
+  EXPECT_TRUE(contains(f, "x264enc bitrate=2000 ")) << f;
+  EXPECT_TRUE(contains(f, "vbv-buf-capacity=1500 ")) << f;
+  EXPECT_TRUE(contains(f, "key-int-max=120 ")) << f;
+  EXPECT_TRUE(contains(f, "keyint-min=120:")) << f;
+  EXPECT_TRUE(contains(f, "speed-preset=medium ")) << f;
+  EXPECT_TRUE(contains(f, "vbv-maxrate=2140:vbv-bufsize=3000")) << f;
+  EXPECT_EQ(count(f, "{"), 0) << f;
+}
+
+TEST_F(Encoders, RendersOpenH264PresetMapping) {
+  const EncoderProfile *o = table_->find("openh264");
+  ASSERT_NE(o, nullptr);
+  std::string f = table_->render(*o, EncoderSettings{2000, 2140, 3000, 48, "veryfast"});
+  EXPECT_TRUE(contains(f, "bitrate=2000000 ")) << f;
+  EXPECT_TRUE(contains(f, "max-bitrate=2140000 ")) << f;
+  EXPECT_TRUE(contains(f, "gop-size=48 ")) << f;
+  EXPECT_TRUE(contains(f, "complexity=low")) << f;
+  EXPECT_TRUE(contains(table_->render(*o, EncoderSettings{2000, 2140, 3000, 48, "slower"}), "complexity=high"));
+}
+
+TEST_F(Encoders, RejectsUnknownPreset) {
+  const EncoderProfile *x = table_->find("x264");
+  ASSERT_NE(x, nullptr);
+  Error e = expect_error([&] { table_->render(*x, EncoderSettings{2000, 2140, 3000, 120, "turbo"}); });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "turbo")) << e.what();
+  EXPECT_THROW(table_->render(*x, EncoderSettings{2000, 2140, 3000, 120, ""}), Error);
+}
+
+TEST_F(Encoders, ChecksWhatRunsHere) {
+  EncoderStatus x = table_->check("x264");
+  EXPECT_TRUE(x.exists);
+  EXPECT_TRUE(x.runs) << x.reason;
+  EXPECT_TRUE(x.reason.empty()) << x.reason;
+
+  EncoderStatus u = table_->check("bogus");
+  EXPECT_FALSE(u.exists);
+  EXPECT_FALSE(u.runs);
+  EXPECT_FALSE(u.reason.empty());
+
+  GstElementFactory *nv = gst_element_factory_find("nvh264enc");
+  if (nv) {
+    gst_object_unref(nv);
+  } else {
+    EncoderStatus n = table_->check("nvenc");
+    EXPECT_FALSE(n.exists);
+    EXPECT_FALSE(n.runs);
+    EXPECT_TRUE(contains(n.reason, "nvh264enc")) << n.reason;
+  }
+}
+
+TEST_F(Encoders, ResolveNamedEncoders) {
+  EXPECT_EQ(table_->resolve("x264"), "x264");
+
+  Error bogus = expect_error([] { table_->resolve("bogus"); });
+  EXPECT_EQ(bogus.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(bogus.what(), "bogus")) << bogus.what();
+  EXPECT_TRUE(contains(bogus.what(), "x264")) << bogus.what(); // lists the known ones
+  EXPECT_TRUE(contains(bogus.what(), "auto")) << bogus.what();
+
+  if (!table_->check("nvenc").runs) {
+    Error nv = expect_error([] { table_->resolve("nvenc"); });
+    EXPECT_EQ(nv.code(), ErrorCode::Unavailable);
+    EXPECT_TRUE(contains(nv.what(), "nvenc")) << nv.what();
+    EXPECT_TRUE(contains(nv.what(), "x264")) << nv.what(); // lists the runnable ones
+    if (table_->check("openh264").runs) {
+      EXPECT_TRUE(contains(nv.what(), "openh264")) << nv.what();
+    }
+  }
+}
+
+TEST_F(Encoders, ResolveAuto) {
+  std::string expected;
+  for (const auto &n : table_->order())
+    if (table_->check(n).runs) {
+      expected = n;
+      break;
+    }
+  ASSERT_FALSE(expected.empty()) << "x264 runs here, so auto must find something";
+  EXPECT_EQ(table_->resolve("auto"), expected);
+  EXPECT_EQ(table_->resolve(""), expected);
+  EXPECT_TRUE(table_->check(table_->resolve("auto")).runs);
+
+  const std::string preferred = table_->check("openh264").runs ? "openh264" : "x264";
+  EXPECT_EQ(table_->resolve("auto", {"nvenc", "openh264", "x264"}), preferred);
+  EXPECT_EQ(table_->resolve("auto", {"x264", "openh264"}), "x264");
+
+  Error unknown = expect_error([] { table_->resolve("auto", {"bogus", "x264"}); });
+  EXPECT_EQ(unknown.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(unknown.what(), "bogus")) << unknown.what();
+
+  if (!table_->check("nvenc").runs) {
+    Error none = expect_error([] { table_->resolve("auto", {"nvenc"}); });
+    EXPECT_EQ(none.code(), ErrorCode::Unavailable);
+    EXPECT_TRUE(contains(none.what(), "x264")) << none.what();
+  }
+}
+
+TEST_F(Encoders, ToJsonListsStatus) {
+  sluice::json::Node n(table_->to_json(true));
+  JsonObject *o = json_node_get_object(n.get());
+  JsonArray *encs = json_object_get_array_member(o, "encoders");
+  ASSERT_EQ(json_array_get_length(encs), table_->profiles().size());
+  bool saw_x264 = false;
+  for (guint i = 0; i < json_array_get_length(encs); i++) {
+    JsonObject *e = json_array_get_object_element(encs, i);
+    if (std::string(json_object_get_string_member(e, "name")) == "x264") {
+      saw_x264 = true;
+      EXPECT_TRUE(json_object_get_boolean_member(e, "runs"));
+      EXPECT_FALSE(json_object_has_member(e, "reason"));
+    }
+  }
+  EXPECT_TRUE(saw_x264);
+}
+
+// A table file with one encoder whose fragment/presets can be varied.
+std::string table_json(const std::string &fragment, const std::string &presets,
+                       const std::string &order = "[\"soft\"]") {
+  return "{\"order\": " + order +
+         ", \"encoders\": {\"soft\": {\"element\": \"x264enc\", \"fragment\": " + sluice::json::quote(fragment) +
+         ", \"presets\": " + presets + "}}}";
+}
+
+std::string all_presets(const std::string &skip = "", const std::string &value = "v") {
+  std::string s = "{";
+  for (const auto &p : kPresets) {
+    if (p == skip)
+      continue;
+    s += (s.size() > 1 ? ", " : "") + sluice::json::quote(p) + ": " + sluice::json::quote(value);
+  }
+  return s + "}";
+}
+
+EncoderTable load_text(const std::string &text) {
+  TempDir dir;
+  std::string path = dir.file("encoders.json");
+  EXPECT_TRUE(g_file_set_contents(path.c_str(), text.c_str(), static_cast<gssize>(text.size()), nullptr));
+  return EncoderTable::load(path);
+}
+
+TEST(EncoderTableLoad, AcceptsAValidTable) {
+  EncoderTable t =
+      load_text(table_json("x264enc bitrate={bitrate} key-int-max={gop} speed-preset={preset}", all_presets()));
+  ASSERT_NE(t.find("soft"), nullptr);
+  EXPECT_EQ(t.render(*t.find("soft"), EncoderSettings{1000, 1000, 2000, 50, "slow"}),
+            "x264enc bitrate=1000 key-int-max=50 speed-preset=v");
+}
+
+TEST(EncoderTableLoad, RejectsUnknownPlaceholder) {
+  Error e = expect_error([] { load_text(table_json("x264enc bitrate={bitrate} foo={width}", all_presets())); });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "{width}")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "soft")) << e.what();
+}
+
+TEST(EncoderTableLoad, RejectsUnmappedPreset) {
+  Error e = expect_error([] { load_text(table_json("x264enc", all_presets("slow"))); });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "'slow'")) << e.what();
+}
+
+TEST(EncoderTableLoad, RejectsUnsafePresetValues) {
+  for (const char *bad : {"a b", "x ! fakesink", "a\"b", "a=b", "a,b"}) {
+    std::string presets = all_presets("medium");
+    presets.pop_back();
+    presets += ", \"medium\": " + sluice::json::quote(bad) + "}";
+    EXPECT_THROW(load_text(table_json("x264enc", presets)), Error) << bad;
+  }
+}
+
+TEST(EncoderTableLoad, RejectsBadOrderAndNames) {
+  Error order = expect_error([] { load_text(table_json("x264enc", all_presets(), "[\"soft\", \"ghost\"]")); });
+  EXPECT_TRUE(contains(order.what(), "ghost")) << order.what();
+  EXPECT_THROW(
+      load_text("{\"order\": [], \"encoders\": {\"Bad Name\": {\"element\": \"x\", \"fragment\": \"x\", \"presets\": " +
+                all_presets() + "}}}"),
+      Error);
+  EXPECT_THROW(
+      load_text("{\"order\": [], \"encoders\": {\"soft\": {\"fragment\": \"x\", \"presets\": " + all_presets() + "}}}"),
+      Error);
+  EXPECT_THROW(load_text("{\"order\": [], \"encoders\": {\"soft\": {\"element\": \"x\", \"fragment\": \"x\"}}}"),
+               Error);
+  EXPECT_THROW(load_text("not json"), Error);
+  EXPECT_THROW(EncoderTable::load("/nonexistent/encoders.json"), Error);
+}
+
+} // namespace
