@@ -139,9 +139,19 @@ TEST_F(Cli, PrintedCommandRunByHandMatchesTranscode) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string line = r.out.substr(0, r.out.find('\n'));
   EXPECT_EQ(line.rfind("gst-launch-1.0 -e ", 0), 0u) << line;
-  fs::make_dirs(by_hand);
-  auto sh = run_command({"sh", "-c", line + " >/dev/null"});
-  ASSERT_EQ(sh.exit_code, 0) << sh.err;
+  // GStreamer 1.22's gst-launch-1.0 sometimes misses the end of stream of a clip this short (hlssink2
+  // writes while the pipeline is still PAUSED) and never exits, although its output is complete:
+  // each attempt gets a deadline, and a stuck one is tried again from scratch.
+  int exit_code = -1;
+  for (int attempt = 0; attempt < 3 && exit_code != 0; attempt++) {
+    fs::remove_all(by_hand);
+    fs::make_dirs(by_hand);
+    auto sh = run_command({"sh", "-c", line + " >/dev/null"}, 30);
+    exit_code = sh.exit_code;
+    if (exit_code != 0 && exit_code != 137)
+      FAIL() << "the printed command failed: " << sh.err;
+  }
+  ASSERT_EQ(exit_code, 0) << "gst-launch-1.0 did not finish in three attempts";
 
   const std::string ours = tmp.file("ours");
   r = run_command({bin(), "transcode", input, "--out", ours, "--ladder", "240p,360p", "--set", "segment_seconds=1"});
