@@ -21,7 +21,7 @@ namespace sluice::pipeline {
 
 namespace {
 const std::vector<std::string> kEncoderPlaceholders = {"bitrate", "bitrate_bps", "maxrate", "maxrate_bps",
-                                                       "bufsize", "vbv_ms", "gop", "preset"};
+                                                       "bufsize", "vbv_ms", "gop", "preset", "threads"};
 
 void init_debug() {
   static std::once_flag once;
@@ -96,6 +96,7 @@ std::string EncoderTable::render(const EncoderProfile &p, const EncoderSettings 
       {"vbv_ms", std::to_string(vbv_ms)},
       {"gop", std::to_string(s.gop)},
       {"preset", preset->second},
+      {"threads", std::to_string(std::max(0, s.threads))},
   };
   return substitute(p.fragment, vars, "encoder '" + p.name + "'");
 }

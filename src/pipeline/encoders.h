@@ -26,6 +26,7 @@ struct EncoderSettings {
   int bufsize_kbit = 0;
   int gop = 0;
   std::string preset = "veryfast";
+  int threads = 0; // encoder threads; 0 lets the encoder decide
 };
 
 struct EncoderStatus {

@@ -15,6 +15,12 @@ int gop_frames(double framerate, int segment_seconds) {
   return std::max(1, static_cast<int>(std::lround(framerate * segment_seconds)));
 }
 
+int encoder_threads(int cores, int renditions) {
+  if (cores <= 0)
+    cores = static_cast<int>(g_get_num_processors());
+  return std::max(1, cores / std::max(1, renditions));
+}
+
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders) {
   check_safe_string("input path", in.input);
   check_safe_string("output folder", in.out);
@@ -75,7 +81,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
       rv["height"] = std::to_string(r.height);
       rv["bitrate"] = std::to_string(r.bitrate_kbps);
       EncoderSettings s{r.bitrate_kbps, r.maxrate_kbps > 0 ? r.maxrate_kbps : r.bitrate_kbps,
-                        r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2, gop, preset};
+                        r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2, gop, preset,
+                        encoder_threads(in.cpu_cores, static_cast<int>(in.renditions.size()))};
       rv["encoder"] = encoders.render(*enc, s);
       out += "  " + frag("video_rendition", rv);
       if (in.has_audio)

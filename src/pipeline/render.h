@@ -28,7 +28,12 @@ struct RenderInput {
   double framerate = 30.0; // of the source, for the keyframe cadence
   std::vector<RenditionSpec> renditions;
   std::string encoder = "x264"; // resolved encoder name
+  int cpu_cores = 0;             // 0: this machine's; spreads encoder threads over the renditions
 };
+
+// Threads per encoder when `renditions` encoders run side by side on `cores` cores: the branches
+// already run in parallel, and every extra frame thread keeps more frames in flight (memory).
+int encoder_threads(int cores, int renditions);
 
 // The keyframe interval in frames for a frame rate and segment length.
 int gop_frames(double framerate, int segment_seconds);

@@ -10,6 +10,8 @@
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+#include "check.h"
+
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -20,6 +22,9 @@ namespace {
 
 using sluice::Error;
 using sluice::ErrorCode;
+using sluice::test::expect_error;
+using sluice::test::contains;
+using sluice::test::count;
 using namespace sluice::media;
 
 class GstEnvironment : public ::testing::Environment {
@@ -29,30 +34,6 @@ public:
 
 [[maybe_unused]] ::testing::Environment *const gst_environment =
     ::testing::AddGlobalTestEnvironment(new GstEnvironment);
-
-template <typename Fn> Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error &e) {
-    return e;
-  } catch (const std::exception &e) {
-    ADD_FAILURE() << "threw a non-sluice exception: " << e.what();
-    return Error(ErrorCode::Internal, "wrong exception");
-  }
-  ADD_FAILURE() << "did not throw";
-  return Error(ErrorCode::Internal, "no exception");
-}
-
-bool contains(const std::string &haystack, const std::string &needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-int count(const std::string &haystack, const std::string &needle) {
-  int n = 0;
-  for (size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + needle.size()))
-    n++;
-  return n;
-}
 
 class TempDir {
 public:

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "check.h"
+
 #include <cmath>
 #include <string>
 #include <utility>
@@ -15,28 +17,13 @@ namespace {
 
 using sluice::Error;
 using sluice::ErrorCode;
+using sluice::test::expect_error;
+using sluice::test::contains;
 using sluice::media::default_ladder;
 using sluice::media::parse_ladder;
 using sluice::media::plan_ladder;
 using sluice::media::Rung;
 using sluice::pipeline::RenditionSpec;
-
-template <typename Fn> Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error &e) {
-    return e;
-  } catch (const std::exception &e) {
-    ADD_FAILURE() << "threw a non-sluice exception: " << e.what();
-    return Error(ErrorCode::Internal, "wrong exception");
-  }
-  ADD_FAILURE() << "did not throw";
-  return Error(ErrorCode::Internal, "no exception");
-}
-
-bool contains(const std::string &haystack, const std::string &needle) {
-  return haystack.find(needle) != std::string::npos;
-}
 
 using Size = std::pair<int, int>;
 

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "check.h"
+
 #include <map>
 #include <string>
 #include <vector>
@@ -15,30 +17,14 @@ namespace {
 
 using sluice::Error;
 using sluice::ErrorCode;
+using sluice::test::expect_error;
+using sluice::test::contains;
 using namespace sluice::pipeline;
 
 // Builds a ParamSpec from a JSON object text, the way pipeline descriptions declare them.
 ParamSpec spec_from(const std::string &name, const std::string &json_text) {
   auto root = sluice::json::parse(json_text, "test schema");
   return parse_param_spec(name, sluice::json::require_object(root.get(), "test schema"));
-}
-
-// Runs fn, which must throw sluice::Error; returns the error (code and message) for inspection.
-template <typename Fn> Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error &e) {
-    return e;
-  } catch (const std::exception &e) {
-    ADD_FAILURE() << "threw a non-sluice exception: " << e.what();
-    return Error(ErrorCode::Internal, "wrong exception");
-  }
-  ADD_FAILURE() << "did not throw";
-  return Error(ErrorCode::Internal, "no exception");
-}
-
-bool contains(const std::string &haystack, const std::string &needle) {
-  return haystack.find(needle) != std::string::npos;
 }
 
 ParamSpec integer_spec() {

@@ -15,6 +15,8 @@
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+#include "check.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +32,9 @@ namespace {
 
 using sluice::Error;
 using sluice::ErrorCode;
+using sluice::test::expect_error;
+using sluice::test::contains;
+using sluice::test::count;
 using namespace sluice::pipeline;
 
 bool plugin_found = false;
@@ -44,31 +49,6 @@ public:
 
 [[maybe_unused]] ::testing::Environment *const gst_environment =
     ::testing::AddGlobalTestEnvironment(new GstEnvironment);
-
-template <typename Fn> Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error &e) {
-    return e;
-  } catch (const std::exception &e) {
-    ADD_FAILURE() << "threw a non-sluice exception: " << e.what();
-    return Error(ErrorCode::Internal, "wrong exception");
-  }
-  ADD_FAILURE() << "did not throw";
-  return Error(ErrorCode::Internal, "no exception");
-}
-
-bool contains(const std::string &haystack, const std::string &needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-// Non-overlapping occurrences of needle.
-int count(const std::string &haystack, const std::string &needle) {
-  int n = 0;
-  for (size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + needle.size()))
-    n++;
-  return n;
-}
 
 // A temporary folder removed at the end of the scope.
 class TempDir {
@@ -557,14 +537,22 @@ TEST_F(HlsRender, OneDescriptionWithSharedDecodeAndAudio) {
   }
 }
 
+TEST(EncoderThreads, SpreadOverRenditions) {
+  EXPECT_EQ(encoder_threads(2, 3), 1);
+  EXPECT_EQ(encoder_threads(16, 3), 5);
+  EXPECT_EQ(encoder_threads(8, 1), 8);
+  EXPECT_EQ(encoder_threads(1, 7), 1);
+  EXPECT_GE(encoder_threads(0, 1), 1); // this machine's cores
+}
+
 TEST_F(HlsRender, RenditionValuesAppear) {
   std::string d = render_with(input(3));
   EXPECT_TRUE(contains(d, "width=640,height=360"));
   EXPECT_TRUE(contains(d, "width=1280,height=720"));
   EXPECT_TRUE(contains(d, "width=1920,height=1080"));
-  EXPECT_TRUE(contains(d, "x264enc bitrate=800 "));
-  EXPECT_TRUE(contains(d, "x264enc bitrate=2800 "));
-  EXPECT_TRUE(contains(d, "x264enc bitrate=5000 "));
+  EXPECT_TRUE(contains(d, " bitrate=800 "));
+  EXPECT_TRUE(contains(d, " bitrate=2800 "));
+  EXPECT_TRUE(contains(d, " bitrate=5000 "));
   EXPECT_TRUE(contains(d, ":vbv-bufsize=4200\""));
   EXPECT_TRUE(contains(
       d, "hlssink2 name=hls_720p location=\"/media/out/720p_%05d.ts\" playlist-location=\"/media/out/720p.m3u8\""));
@@ -874,8 +862,8 @@ TEST_F(Encoders, TableIsComplete) {
 TEST_F(Encoders, RendersX264Settings) {
   const EncoderProfile *x = table_->find("x264");
   ASSERT_NE(x, nullptr);
-  std::string f = table_->render(*x, EncoderSettings{2000, 2140, 3000, 120, "medium"});
-  EXPECT_TRUE(contains(f, "x264enc bitrate=2000 ")) << f;
+  std::string f = table_->render(*x, EncoderSettings{2000, 2140, 3000, 120, "medium", 3});
+  EXPECT_TRUE(contains(f, "x264enc threads=3 bitrate=2000 ")) << f;
   EXPECT_TRUE(contains(f, "vbv-buf-capacity=1500 ")) << f;
   EXPECT_TRUE(contains(f, "key-int-max=120 ")) << f;
   EXPECT_TRUE(contains(f, "scenecut=0")) << f;
