@@ -101,9 +101,9 @@ VariantStats measure(MediaPlaylist &pl, const std::string &dir) {
       throw Error(ErrorCode::Io, "segment " + s.uri + " is missing");
     st.bytes += s.size;
     st.duration += s.duration;
-    // A very short last segment would give a meaningless peak: only segments of at least half the
-    // longest one count, unless there is nothing else.
-    if (s.duration > 0 && (s.duration >= longest / 2 || pl.segments.size() == 1))
+    // A very short last segment (a keyframe and little else) would give a meaningless peak: segments
+    // count from one second or half the longest one, whichever is less, or when there is nothing else.
+    if (s.duration > 0 && (s.duration >= std::min(1.0, longest / 2) || pl.segments.size() == 1))
       st.peak_bps = std::max(st.peak_bps, static_cast<std::int64_t>(std::ceil(s.size * 8.0 / s.duration)));
   }
   if (st.duration > 0)

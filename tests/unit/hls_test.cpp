@@ -210,17 +210,29 @@ TEST(MeasureTest, PeakIgnoresShortSegmentsAndAverageIsOverall) {
   dir.write("s0.ts", 500000);
   dir.write("s1.ts", 800000);
   dir.write("s2.ts", 600000);
-  dir.write("s3.ts", 400000); // 1.5 s: 2.13 Mbit/s, but shorter than half the longest segment
-  MediaPlaylist pl = playlist({{"s0.ts", 4.0}, {"s1.ts", 4.0}, {"s2.ts", 4.0}, {"s3.ts", 1.5}});
+  dir.write("s3.ts", 400000); // 0.75 s: 4.27 Mbit/s, but shorter than a second
+  MediaPlaylist pl = playlist({{"s0.ts", 4.0}, {"s1.ts", 4.0}, {"s2.ts", 4.0}, {"s3.ts", 0.75}});
   VariantStats st = measure(pl, dir.path());
   EXPECT_EQ(st.bytes, 2300000);
-  EXPECT_DOUBLE_EQ(st.duration, 13.5);
+  EXPECT_DOUBLE_EQ(st.duration, 12.75);
   EXPECT_EQ(st.peak_bps, 1600000); // s1: 800000 * 8 / 4
-  EXPECT_EQ(st.average_bps, static_cast<std::int64_t>(std::ceil(2300000 * 8.0 / 13.5)));
-  EXPECT_EQ(st.average_bps, 1362963);
+  EXPECT_EQ(st.average_bps, static_cast<std::int64_t>(std::ceil(2300000 * 8.0 / 12.75)));
+  EXPECT_EQ(st.average_bps, 1443138);
   ASSERT_EQ(pl.segments.size(), 4u);
   EXPECT_EQ(pl.segments[0].size, 500000);
   EXPECT_EQ(pl.segments[3].size, 400000);
+}
+
+TEST(MeasureTest, AShortLastSegmentOfMoreThanASecondCounts) {
+  // Like a 10 s clip cut into 4 s segments: the last 2 s segment has the highest rate.
+  TempDir dir;
+  dir.write("a.ts", 94376);
+  dir.write("b.ts", 95880);
+  dir.write("c.ts", 49444);
+  MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"b.ts", 4.0}, {"c.ts", 1.966667}});
+  VariantStats st = measure(pl, dir.path());
+  EXPECT_EQ(st.peak_bps, static_cast<std::int64_t>(std::ceil(49444 * 8.0 / 1.966667)));
+  EXPECT_GT(st.peak_bps, st.average_bps);
 }
 
 TEST(MeasureTest, SegmentOfHalfTheLongestCounts) {
@@ -237,9 +249,9 @@ TEST(MeasureTest, PeakIsAtLeastTheAverage) {
   TempDir dir;
   dir.write("a.ts", 1000);
   dir.write("b.ts", 1000000); // too short to count for the peak, but part of the average
-  MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"b.ts", 1.0}});
+  MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"b.ts", 0.5}});
   VariantStats st = measure(pl, dir.path());
-  EXPECT_EQ(st.average_bps, static_cast<std::int64_t>(std::ceil(1001000 * 8.0 / 5.0)));
+  EXPECT_EQ(st.average_bps, static_cast<std::int64_t>(std::ceil(1001000 * 8.0 / 4.5)));
   EXPECT_EQ(st.peak_bps, st.average_bps);
 }
 
