@@ -219,3 +219,22 @@ TEST_F(Cli, CtrlCStopsAndRemovesPartialOutput) {
   EXPECT_FALSE(fs::exists(work)) << "partial output left behind";
   EXPECT_FALSE(fs::exists(out));
 }
+
+TEST_F(Cli, ProgressLineOnATerminal) {
+  if (!test::have_program("script"))
+    GTEST_SKIP() << "script (util-linux) is not installed: no pseudo-terminal to run under";
+  ASSERT_TRUE(test::make_clip(tmp.file("a.mp4"), ClipSpec{640, 360, 30, 1, 6.0, 2, true, "mp4"}));
+  // script(1) gives sluice a terminal; the progress line is fed by sluiceprogress messages.
+  const std::string cmd = "'" + bin() + "' transcode '" + tmp.file("a.mp4") + "' --out '" + tmp.file("o") + "'";
+  auto r = run_command({"script", "-qefc", cmd, "/dev/null"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string all = r.out + r.err;
+  EXPECT_TRUE(contains(all, "fps")) << all;
+  EXPECT_TRUE(contains(all, "ETA")) << all;
+  EXPECT_TRUE(contains(all, "100%")) << all;
+  EXPECT_TRUE(contains(all, "HLS output:")) << all;
+  // Without a terminal there is no progress line, only the result.
+  r = run_command({bin(), "transcode", tmp.file("a.mp4"), "--out", tmp.file("o2")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(contains(r.err, "ETA")) << r.err;
+}

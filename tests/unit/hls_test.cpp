@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "check.h"
+#include "media.h"
 
 #include <cmath>
 #include <cstdint>
@@ -23,6 +24,7 @@ namespace {
 using sluice::Error;
 using sluice::ErrorCode;
 using sluice::test::expect_error;
+using sluice::test::TempDir;
 using sluice::test::contains;
 using sluice::test::count;
 using namespace sluice::media;
@@ -35,28 +37,11 @@ public:
 [[maybe_unused]] ::testing::Environment *const gst_environment =
     ::testing::AddGlobalTestEnvironment(new GstEnvironment);
 
-class TempDir {
-public:
-  TempDir() {
-    gchar *p = g_dir_make_tmp("sluice-hls-XXXXXX", nullptr);
-    path_ = p ? p : "/nonexistent";
-    g_free(p);
-  }
-  ~TempDir() { sluice::fs::remove_all(path_); }
-  TempDir(const TempDir &) = delete;
-  TempDir &operator=(const TempDir &) = delete;
-  const std::string &path() const { return path_; }
-  std::string file(const std::string &name) const { return path_ + "/" + name; }
-
-  // Writes a file of exactly `bytes` bytes.
-  void write(const std::string &name, std::size_t bytes) const {
-    std::string data(bytes, '\x47');
-    ASSERT_TRUE(g_file_set_contents(file(name).c_str(), data.data(), static_cast<gssize>(data.size()), nullptr));
-  }
-
-private:
-  std::string path_;
-};
+// Writes a file of exactly `bytes` bytes into dir.
+void write_sized(const TempDir &dir, const std::string &name, std::size_t bytes) {
+  std::string data(bytes, '\x47');
+  ASSERT_TRUE(g_file_set_contents(dir.file(name).c_str(), data.data(), static_cast<gssize>(data.size()), nullptr));
+}
 
 // What hlssink2 (GStreamer 1.22) writes: integer durations as "4,", others with many digits,
 // a blank line after the header and no newline after ENDLIST.
@@ -207,10 +192,10 @@ TEST(WriteMediaPlaylistTest, RoundTrips) {
 
 TEST(MeasureTest, PeakIgnoresShortSegmentsAndAverageIsOverall) {
   TempDir dir;
-  dir.write("s0.ts", 500000);
-  dir.write("s1.ts", 800000);
-  dir.write("s2.ts", 600000);
-  dir.write("s3.ts", 400000); // 0.75 s: 4.27 Mbit/s, but shorter than a second
+  write_sized(dir, "s0.ts", 500000);
+  write_sized(dir, "s1.ts", 800000);
+  write_sized(dir, "s2.ts", 600000);
+  write_sized(dir, "s3.ts", 400000); // 0.75 s: 4.27 Mbit/s, but shorter than a second
   MediaPlaylist pl = playlist({{"s0.ts", 4.0}, {"s1.ts", 4.0}, {"s2.ts", 4.0}, {"s3.ts", 0.75}});
   VariantStats st = measure(pl, dir.path());
   EXPECT_EQ(st.bytes, 2300000);
@@ -226,9 +211,9 @@ TEST(MeasureTest, PeakIgnoresShortSegmentsAndAverageIsOverall) {
 TEST(MeasureTest, AShortLastSegmentOfMoreThanASecondCounts) {
   // Like a 10 s clip cut into 4 s segments: the last 2 s segment has the highest rate.
   TempDir dir;
-  dir.write("a.ts", 94376);
-  dir.write("b.ts", 95880);
-  dir.write("c.ts", 49444);
+  write_sized(dir, "a.ts", 94376);
+  write_sized(dir, "b.ts", 95880);
+  write_sized(dir, "c.ts", 49444);
   MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"b.ts", 4.0}, {"c.ts", 1.966667}});
   VariantStats st = measure(pl, dir.path());
   EXPECT_EQ(st.peak_bps, static_cast<std::int64_t>(std::ceil(49444 * 8.0 / 1.966667)));
@@ -237,8 +222,8 @@ TEST(MeasureTest, AShortLastSegmentOfMoreThanASecondCounts) {
 
 TEST(MeasureTest, SegmentOfHalfTheLongestCounts) {
   TempDir dir;
-  dir.write("a.ts", 100000);
-  dir.write("b.ts", 500000);
+  write_sized(dir, "a.ts", 100000);
+  write_sized(dir, "b.ts", 500000);
   MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"b.ts", 2.0}});
   VariantStats st = measure(pl, dir.path());
   EXPECT_EQ(st.peak_bps, 2000000);
@@ -247,8 +232,8 @@ TEST(MeasureTest, SegmentOfHalfTheLongestCounts) {
 
 TEST(MeasureTest, PeakIsAtLeastTheAverage) {
   TempDir dir;
-  dir.write("a.ts", 1000);
-  dir.write("b.ts", 1000000); // too short to count for the peak, but part of the average
+  write_sized(dir, "a.ts", 1000);
+  write_sized(dir, "b.ts", 1000000); // too short to count for the peak, but part of the average
   MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"b.ts", 0.5}});
   VariantStats st = measure(pl, dir.path());
   EXPECT_EQ(st.average_bps, static_cast<std::int64_t>(std::ceil(1001000 * 8.0 / 4.5)));
@@ -257,7 +242,7 @@ TEST(MeasureTest, PeakIsAtLeastTheAverage) {
 
 TEST(MeasureTest, SingleShortSegment) {
   TempDir dir;
-  dir.write("only.ts", 12345);
+  write_sized(dir, "only.ts", 12345);
   MediaPlaylist pl = playlist({{"only.ts", 0.5}});
   VariantStats st = measure(pl, dir.path());
   EXPECT_EQ(st.peak_bps, static_cast<std::int64_t>(std::ceil(12345 * 8.0 / 0.5)));
@@ -276,7 +261,7 @@ TEST(MeasureTest, EmptyPlaylist) {
 
 TEST(MeasureTest, MissingSegmentThrows) {
   TempDir dir;
-  dir.write("a.ts", 1000);
+  write_sized(dir, "a.ts", 1000);
   MediaPlaylist pl = playlist({{"a.ts", 4.0}, {"gone.ts", 4.0}});
   Error e = expect_error([&] { measure(pl, dir.path()); });
   EXPECT_EQ(e.code(), ErrorCode::Io);
@@ -285,9 +270,9 @@ TEST(MeasureTest, MissingSegmentThrows) {
 
 TEST(MeasureTest, RejectsUrisOutsideTheFolder) {
   TempDir dir;
-  dir.write("a.ts", 1000);
+  write_sized(dir, "a.ts", 1000);
   ASSERT_EQ(g_mkdir(dir.file("sub").c_str(), 0700), 0);
-  dir.write("sub/b.ts", 1000);
+  write_sized(dir, "sub/b.ts", 1000);
   for (const char *uri : {"sub/b.ts", "../a.ts", "/etc/passwd", "..", "http://example.com/a.ts"}) {
     MediaPlaylist pl = playlist({{"a.ts", 4.0}, {uri, 4.0}});
     Error e = expect_error([&] { measure(pl, dir.path()); });

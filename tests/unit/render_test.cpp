@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "check.h"
+#include "media.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@ namespace {
 using sluice::Error;
 using sluice::ErrorCode;
 using sluice::test::expect_error;
+using sluice::test::TempDir;
 using sluice::test::contains;
 using sluice::test::count;
 using namespace sluice::pipeline;
@@ -49,23 +51,6 @@ public:
 
 [[maybe_unused]] ::testing::Environment *const gst_environment =
     ::testing::AddGlobalTestEnvironment(new GstEnvironment);
-
-// A temporary folder removed at the end of the scope.
-class TempDir {
-public:
-  TempDir() {
-    gchar *p = g_dir_make_tmp("sluice-render-XXXXXX", nullptr);
-    path_ = p ? p : "/nonexistent";
-    g_free(p);
-  }
-  ~TempDir() { sluice::fs::remove_all(path_); }
-  TempDir(const TempDir &) = delete;
-  TempDir &operator=(const TempDir &) = delete;
-  std::string file(const std::string &name) const { return path_ + "/" + name; }
-
-private:
-  std::string path_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // GStreamer helpers
