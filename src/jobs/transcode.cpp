@@ -8,6 +8,7 @@
 #include "media/ladder.h"
 
 #include <glib-unix.h>
+#include <malloc.h>
 
 #include <cmath>
 #include <cstdio>
@@ -48,6 +49,9 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
     r.encoder = encoders.resolve(req.encoder, req.encoder_order);
   }
   plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
+  // The probe and the encoder check decoded and encoded a few frames in pipelines of their own:
+  // hand what they freed back to the system before the real pipeline allocates its frames.
+  malloc_trim(0);
   return plan;
 }
 
