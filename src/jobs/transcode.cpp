@@ -49,9 +49,6 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
     r.encoder = encoders.resolve(req.encoder, req.encoder_order);
   }
   plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
-  // The probe and the encoder check decoded and encoded a few frames in pipelines of their own:
-  // hand what they freed back to the system before the real pipeline allocates its frames.
-  malloc_trim(0);
   return plan;
 }
 
@@ -135,6 +132,9 @@ void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done) {
   on_done_ = std::move(on_done);
   fs::remove_all(work_);
   fs::make_dirs(work_);
+  // Planning decoded and encoded a few frames in pipelines of its own (probe, encoder check):
+  // hand what they freed back to the system before the real pipeline allocates its frames.
+  malloc_trim(0);
   runner_ = std::make_unique<Runner>(plan_.launch);
   try {
     runner_->start(std::move(on_progress), [this](std::optional<Error> err) { done(std::move(err)); });

@@ -6,6 +6,7 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/paths.h"
+#include "pipeline/encoders.h"
 #include "pipeline/template.h"
 
 #include <algorithm>
@@ -90,7 +91,7 @@ Description parse_description(const std::string &json_text, const std::string &p
     for (const auto &frag : kFragmentNames)
       for (const auto &b : builtins_for(frag))
         if (p.name == b.name)
-        throw Error(ErrorCode::Invalid, path + ": parameter '" + p.name + "' shadows a built-in placeholder");
+          throw Error(ErrorCode::Invalid, path + ": parameter '" + p.name + "' shadows a built-in placeholder");
   JsonObject *frags = json::require_object(json_object_get_member(obj, "fragments"), path + ": 'fragments'");
   GList *fnames = json_object_get_members(frags);
   for (GList *l = fnames; l; l = l->next) {
@@ -124,7 +125,7 @@ Description find_description(const std::string &name) {
   if (!is_identifier(name))
     throw Error(ErrorCode::NotFound, "unknown pipeline '" + name + "'");
   std::string path = fs::join(paths::pipelines_dir(), name + ".json");
-  if (name == "encoders" || !fs::exists(path)) {
+  if (name + ".json" == kEncoderTableFile || !fs::exists(path)) {
     std::string known;
     for (const auto &d : list_descriptions())
       known += (known.empty() ? "" : ", ") + d.name;
@@ -137,7 +138,7 @@ std::vector<Description> list_descriptions() {
   std::vector<Description> out;
   std::string dir = paths::pipelines_dir();
   for (const auto &f : fs::list_dir(dir)) {
-    if (f.size() < 6 || f.substr(f.size() - 5) != ".json" || f == "encoders.json")
+    if (f.size() < 6 || f.substr(f.size() - 5) != ".json" || f == kEncoderTableFile)
       continue;
     out.push_back(load_description(fs::join(dir, f)));
   }

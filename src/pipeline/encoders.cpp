@@ -73,7 +73,7 @@ EncoderTable EncoderTable::load(const std::string &path) {
   return t;
 }
 
-EncoderTable EncoderTable::load_default() { return load(fs::join(paths::pipelines_dir(), "encoders.json")); }
+EncoderTable EncoderTable::load_default() { return load(fs::join(paths::pipelines_dir(), kEncoderTableFile)); }
 
 const EncoderProfile *EncoderTable::find(const std::string &name) const {
   for (const auto &p : profiles_)

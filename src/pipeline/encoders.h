@@ -62,6 +62,9 @@ private:
   std::vector<EncoderProfile> profiles_;
 };
 
+// The encoder table's file in the pipelines directory (it is not a pipeline description).
+inline constexpr const char *kEncoderTableFile = "encoders.json";
+
 // Generic presets, fastest first.
 inline const std::vector<std::string> kPresets = {"ultrafast", "superfast", "veryfast", "faster", "fast",
                                                   "medium",    "slow",      "slower",   "veryslow"};

@@ -69,6 +69,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
     const EncoderProfile *enc = encoders.find(in.encoder);
     if (!enc)
       throw Error(ErrorCode::Invalid, "unknown encoder '" + in.encoder + "'");
+    const int threads = encoder_threads(in.cpu_cores, static_cast<int>(in.renditions.size()));
     for (const auto &r : in.renditions) {
       if (!is_identifier(r.name))
         throw Error(ErrorCode::Invalid, "rendition name '" + r.name + "' must use a-z, 0-9 and _");
@@ -81,8 +82,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
       rv["height"] = std::to_string(r.height);
       rv["bitrate"] = std::to_string(r.bitrate_kbps);
       EncoderSettings s{r.bitrate_kbps, r.maxrate_kbps > 0 ? r.maxrate_kbps : r.bitrate_kbps,
-                        r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2, gop, preset,
-                        encoder_threads(in.cpu_cores, static_cast<int>(in.renditions.size()))};
+                        r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2, gop, preset, threads};
       rv["encoder"] = encoders.render(*enc, s);
       out += "  " + frag("video_rendition", rv);
       if (in.has_audio)
