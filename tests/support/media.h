@@ -13,6 +13,12 @@ namespace sluice::test {
 // Initialises GStreamer once (and makes sure our plugin is registered).
 void init_gst();
 
+// Register with ::testing::AddGlobalTestEnvironment to run init_gst() before a suite's tests.
+class GstEnvironment : public ::testing::Environment {
+public:
+  void SetUp() override { init_gst(); }
+};
+
 // A temporary folder removed at destruction.
 class TempDir {
 public:

@@ -29,13 +29,8 @@ using sluice::test::contains;
 using sluice::test::count;
 using namespace sluice::media;
 
-class GstEnvironment : public ::testing::Environment {
-public:
-  void SetUp() override { gst_init(nullptr, nullptr); }
-};
-
 [[maybe_unused]] ::testing::Environment *const gst_environment =
-    ::testing::AddGlobalTestEnvironment(new GstEnvironment);
+    ::testing::AddGlobalTestEnvironment(new sluice::test::GstEnvironment);
 
 // Writes a file of exactly `bytes` bytes into dir.
 void write_sized(const TempDir &dir, const std::string &name, std::size_t bytes) {

@@ -6,6 +6,8 @@
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+#include "media.h"
+
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -14,13 +16,8 @@ namespace {
 
 constexpr const char *kMessageName = "sluice-progress";
 
-class GstEnvironment : public ::testing::Environment {
-public:
-  void SetUp() override { gst_init(nullptr, nullptr); }
-};
-
 [[maybe_unused]] ::testing::Environment *const gst_environment =
-    ::testing::AddGlobalTestEnvironment(new GstEnvironment);
+    ::testing::AddGlobalTestEnvironment(new sluice::test::GstEnvironment);
 
 struct StructureFree {
   void operator()(GstStructure *s) const { gst_structure_free(s); }

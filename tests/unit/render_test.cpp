@@ -39,18 +39,10 @@ using sluice::test::contains;
 using sluice::test::count;
 using namespace sluice::pipeline;
 
-bool plugin_found = false;
-
-class GstEnvironment : public ::testing::Environment {
-public:
-  void SetUp() override {
-    gst_init(nullptr, nullptr);
-    plugin_found = sluice::paths::ensure_plugin();
-  }
-};
-
 [[maybe_unused]] ::testing::Environment *const gst_environment =
-    ::testing::AddGlobalTestEnvironment(new GstEnvironment);
+    ::testing::AddGlobalTestEnvironment(new sluice::test::GstEnvironment);
+
+bool plugin_found() { return sluice::paths::ensure_plugin(); }
 
 // ---------------------------------------------------------------------------------------------
 // GStreamer helpers
@@ -689,7 +681,7 @@ TEST_F(HlsRender, RejectsHostilePaths) {
 // would be read as a conversion (wrong names, or a crash for %s / %n).
 // BUG: render() substitutes the output folder verbatim into hlssink2's location.
 TEST_F(HlsRender, PercentInOutputFolderCannotReachTheSegmentFormat) {
-  if (!plugin_found)
+  if (!plugin_found())
     GTEST_SKIP() << "the sluiceprogress plugin is not registered";
   for (const std::string out : {"/media/100% done", "/media/a%s%n", "/media/x%d"}) {
     RenderInput in = input(1);
@@ -713,7 +705,7 @@ TEST_F(HlsRender, PercentInOutputFolderCannotReachTheSegmentFormat) {
 }
 
 TEST_F(HlsRender, AwkwardPathsStayInsideQuotesAndParse) {
-  if (!plugin_found)
+  if (!plugin_found())
     GTEST_SKIP() << "the sluiceprogress plugin is not registered";
   RenderInput in = input(2);
   in.input = "/tmp/my dir!/in name=x ! fakesink,a=b caf\xc3\xa9 \xe2\x9c\x93 {input} $HOME.mp4";
@@ -761,7 +753,7 @@ TEST_F(HlsRender, AwkwardPathsStayInsideQuotesAndParse) {
 }
 
 TEST_F(HlsRender, AudioOnlyParses) {
-  if (!plugin_found)
+  if (!plugin_found())
     GTEST_SKIP() << "the sluiceprogress plugin is not registered";
   RenderInput in;
   in.input = "/tmp/song.m4a";
@@ -776,7 +768,7 @@ TEST_F(HlsRender, AudioOnlyParses) {
 }
 
 TEST_F(HlsRender, LaunchCommandSurvivesTheShell) {
-  if (!plugin_found)
+  if (!plugin_found())
     GTEST_SKIP() << "the sluiceprogress plugin is not registered";
   RenderInput in = input(2);
   in.input = "/tmp/my dir!/in name=x ! fakesink caf\xc3\xa9 $HOME `id` *.mp4";
