@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The sluice command line: transcode, probe, pipeline list/show/print/validate, encoders.
+// The sluice command line: serve, transcode, probe, pipeline list/show/print/validate, encoders.
+#include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/gobj.h"
 #include "core/json.h"
 #include "core/paths.h"
+#include "http/server.h"
+#include "jobs/events.h"
+#include "jobs/scheduler.h"
 #include "jobs/transcode.h"
 #include "media/ladder.h"
 #include "media/probe.h"
@@ -11,7 +16,9 @@
 #include "pipeline/encoders.h"
 #include "pipeline/render.h"
 #include "sluice-config.h"
+#include "store/store.h"
 
+#include <glib-unix.h>
 #include <gst/gst.h>
 #include <unistd.h>
 
@@ -35,6 +42,7 @@ const char *kMainHelp =
     "A GStreamer pipeline server: transcode videos into adaptive HLS.\n"
     "\n"
     "Commands:\n"
+    "  serve [--listen ADDR:PORT]  run the server: REST upload, job queue, live progress, HLS serving\n"
     "  transcode INPUT --out DIR   transcode a file into an HLS package (master.m3u8 + renditions)\n"
     "  probe FILE                  print what a media file contains, as JSON\n"
     "  pipeline list               list the pipeline descriptions\n"
@@ -47,7 +55,9 @@ const char *kMainHelp =
     "  -h, --help      show this help (COMMAND --help shows a command's help)\n"
     "  -V, --version   print the version\n";
 
-void print_error(const Error &e) { std::fprintf(stderr, "sluice: error: %s\n", e.what()); }
+void print_error(const Error &e) {
+  std::fprintf(stderr, "sluice: error: %s\n", e.what());
+}
 
 // Common options of transcode and pipeline print.
 struct JobOptions {
@@ -130,7 +140,8 @@ int cmd_transcode(int argc, char **argv) {
       job_entries(o, "out", &o.out, "Output folder (must not exist or be empty)", "DIR"),
       job_entries(o, "pipeline", &o.pipeline, "Pipeline description (default: hls)", "NAME"),
       job_entries(o, "encoder", &o.encoder, "H.264 encoder: auto (default), x264, openh264, vaapi, va, nvenc", "NAME"),
-      job_entries(o, "ladder", &o.ladder, "Renditions, e.g. 360p,720p or 540p:2000 (default: the full ladder, never upscaled)", "LIST"),
+      job_entries(o, "ladder", &o.ladder,
+                  "Renditions, e.g. 360p,720p or 540p:2000 (default: the full ladder, never upscaled)", "LIST"),
       {"set", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o.sets, "Set a pipeline parameter (repeatable)", "KEY=VALUE"},
       {"json", 0, 0, G_OPTION_ARG_NONE, &o.json, "Print the result as JSON", nullptr},
       {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
@@ -207,6 +218,87 @@ int cmd_probe(int argc, char **argv) {
   }
 }
 
+int cmd_serve(int argc, char **argv) {
+  gchar *config_file = nullptr, *listen = nullptr, *data = nullptr;
+  GOptionEntry entries[] = {{"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
+                             "Read the configuration from FILE (see data/sluice.conf)", "FILE"},
+                            {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
+                             "Listen on ADDR:PORT (default 127.0.0.1:8080; port 0 picks a free one)", "ADDR:PORT"},
+                            {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
+                             "Keep uploads, outputs and the catalog in DIR (default ./sluice-data)", "DIR"},
+                            {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
+  if (!parse_options(argc, argv, "", "Run the sluice server until SIGINT or SIGTERM.", entries))
+    return kExitUsage;
+  GCharPtr config_file_owner(config_file), listen_owner(listen), data_owner(data);
+  if (argc != 1) {
+    std::fprintf(stderr, "sluice serve: unexpected argument '%s' (see sluice serve --help)\n", argv[1]);
+    return kExitUsage;
+  }
+  ServerConfig config;
+  try {
+    if (config_file)
+      config.load_file(config_file);
+    if (listen)
+      config.set_listen(listen);
+    if (data)
+      config.data_dir = data;
+    config.data_dir = fs::absolute(config.data_dir);
+    fs::make_dirs(config.data_dir);
+  } catch (const Error &e) {
+    print_error(e);
+    return kExitUsage;
+  }
+  if (!paths::ensure_plugin()) {
+    std::fprintf(stderr, "sluice: error: the sluiceprogress element (libgstsluice.so) is not installed\n");
+    return kExitFailed;
+  }
+  try {
+    auto store = store::open_sqlite(fs::join(config.data_dir, "sluice.db"));
+    jobs::EventHub events;
+    jobs::Layout layout{config.data_dir};
+    jobs::Scheduler scheduler(*store, events, config, layout);
+    http::Server server(config, *store, scheduler, events);
+    server.listen();
+    scheduler.start();
+    std::printf("sluice: serving on %s\n", server.url().c_str());
+    std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
+                config.data_dir.c_str(), config.slots(), server.url().c_str());
+    std::fflush(stdout);
+
+    GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
+    struct Ctx {
+      GMainLoop *loop;
+      http::Server *server;
+      jobs::Scheduler *scheduler;
+      bool stopping = false;
+    } ctx{loop, &server, &scheduler};
+    auto on_signal = +[](gpointer user_data) -> gboolean {
+      auto *c = static_cast<Ctx *>(user_data);
+      if (c->stopping) {
+        std::fprintf(stderr, "sluice: stopping now\n");
+        g_main_loop_quit(c->loop);
+        return G_SOURCE_CONTINUE;
+      }
+      c->stopping = true;
+      std::fprintf(stderr, "sluice: shutting down: running jobs stop and go back to the queue\n");
+      c->server->stop_accepting();
+      c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
+      return G_SOURCE_CONTINUE;
+    };
+    guint sigint = g_unix_signal_add(SIGINT, on_signal, &ctx);
+    guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &ctx);
+    g_main_loop_run(loop);
+    g_source_remove(sigint);
+    g_source_remove(sigterm);
+    g_main_loop_unref(loop);
+    std::fprintf(stderr, "sluice: stopped\n");
+    return kExitOk;
+  } catch (const Error &e) {
+    print_error(e);
+    return kExitFailed;
+  }
+}
+
 // A stand-in plan for rendering a description without an input: 2 renditions with audio.
 pipeline::RenderInput sample_render_input(const std::string &input, const std::string &out) {
   pipeline::RenderInput in;
@@ -232,7 +324,8 @@ int pipeline_validate(const std::string &file) {
       throw Error::from_gerror(ErrorCode::Invalid, file + ": the rendered pipeline does not build", err);
     g_clear_error(&err);
     gst_object_unref(gst_object_ref_sink(p));
-    std::printf("%s: valid pipeline description '%s' (%zu parameters)\n", file.c_str(), d.name.c_str(), d.params.size());
+    std::printf("%s: valid pipeline description '%s' (%zu parameters)\n", file.c_str(), d.name.c_str(),
+                d.params.size());
     return kExitOk;
   } catch (const Error &e) {
     print_error(e);
@@ -298,8 +391,8 @@ int cmd_pipeline(int argc, char **argv) {
 
 int cmd_encoders(int argc, char **argv) {
   GOptionEntry entries[] = {{nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
-  if (!parse_options(argc, argv, "", "List the H.264 encoders of pipelines/encoders.json and whether each can run here.",
-                     entries))
+  if (!parse_options(argc, argv, "",
+                     "List the H.264 encoders of pipelines/encoders.json and whether each can run here.", entries))
     return kExitUsage;
   try {
     auto encoders = pipeline::EncoderTable::load_default();
@@ -340,6 +433,8 @@ int main(int argc, char **argv) {
   // Subcommands see their own name as argv[0].
   int sub_argc = argc - 1;
   char **sub_argv = argv + 1;
+  if (cmd == "serve")
+    return cmd_serve(sub_argc, sub_argv);
   if (cmd == "transcode")
     return cmd_transcode(sub_argc, sub_argv);
   if (cmd == "probe")

@@ -124,8 +124,19 @@ std::string work_dir_for(const std::string &out) {
   return abs + ".partial";
 }
 
-Transcode::Transcode(TranscodePlan plan, std::string out, std::string work)
-    : plan_(std::move(plan)), out_(std::move(out)), work_(std::move(work)) {}
+Transcode::Transcode(TranscodePlan plan, std::string out, std::string work, bool replace)
+    : plan_(std::move(plan)), out_(std::move(out)), work_(std::move(work)), replace_(replace) {}
+
+void recover_output(const std::string &out) {
+  std::string old = work_dir_for(out);
+  old.replace(old.size() - std::string(".partial").size(), std::string::npos, ".old");
+  fs::remove_all(work_dir_for(out));
+  if (fs::exists(old)) {
+    if (!fs::exists(out) && rename(old.c_str(), out.c_str()) == 0)
+      return;
+    fs::remove_all(old);
+  }
+}
 
 void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done) {
   init_debug();
@@ -157,8 +168,17 @@ void Transcode::done(std::optional<Error> err) {
       // Publish: an empty (or missing) output folder is replaced by the finished package in one rename.
       if (fs::is_dir(out_) && fs::list_dir(out_).empty())
         fs::remove_all(out_);
+      std::string old;
+      if (replace_ && fs::exists(out_)) {
+        old = out_ + ".old";
+        fs::remove_all(old);
+        if (rename(out_.c_str(), old.c_str()) != 0)
+          throw Error(ErrorCode::Io, "cannot move the previous output " + out_ + " aside: " + g_strerror(errno));
+      }
       if (rename(work_.c_str(), out_.c_str()) != 0)
         throw Error(ErrorCode::Io, "cannot move the output into " + out_ + ": " + g_strerror(errno));
+      if (!old.empty())
+        fs::remove_all(old);
       res.out = out_;
     } catch (const Error &e) {
       err = e;

@@ -65,7 +65,9 @@ TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir);
 class Transcode {
 public:
   using DoneFn = std::function<void(std::optional<Error>, const TranscodeResult &)>;
-  Transcode(TranscodePlan plan, std::string out, std::string work);
+  // With replace, a finished package already in `out` is swapped for the new one when it succeeds
+  // (through `out`.old, which recover_output() cleans up after a crash).
+  Transcode(TranscodePlan plan, std::string out, std::string work, bool replace = false);
   void start(Runner::ProgressFn on_progress, DoneFn on_done);
   void cancel();
   const TranscodePlan &plan() const { return plan_; }
@@ -74,12 +76,17 @@ private:
   void done(std::optional<Error> err);
   TranscodePlan plan_;
   std::string out_, work_;
+  bool replace_ = false;
   std::unique_ptr<Runner> runner_;
   DoneFn on_done_;
 };
 
 // The working folder used for an output folder.
 std::string work_dir_for(const std::string &out);
+
+// After a crash: removes the working folder of `out` and finishes an interrupted replacement
+// (restores `out` from `out`.old if the swap was cut between its two renames).
+void recover_output(const std::string &out);
 
 // Blocking helper (CLI, tests): plans, runs with a main loop, publishes. `cancel` may be set by a
 // signal handler through the returned hook.

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Loading the server configuration from a GKeyFile.
+#include "core/config.h"
+
+#include "core/error.h"
+
+#include <glib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <thread>
+
+namespace sluice {
+
+std::int64_t parse_size(const std::string &text, const std::string &what) {
+  std::string t = text;
+  while (!t.empty() && g_ascii_isspace(t.back()))
+    t.pop_back();
+  if (t.empty())
+    throw Error(what + ": expected a size such as 512M or 8G, got an empty value");
+  std::int64_t mult = 1;
+  char last = g_ascii_toupper(t.back());
+  if (last == 'B' && t.size() > 1) {
+    t.pop_back();
+    last = g_ascii_toupper(t.back());
+  }
+  switch (last) {
+  case 'K': mult = 1LL << 10; break;
+  case 'M': mult = 1LL << 20; break;
+  case 'G': mult = 1LL << 30; break;
+  case 'T': mult = 1LL << 40; break;
+  default: break;
+  }
+  if (mult != 1)
+    t.pop_back();
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(t.c_str(), &end, 10);
+  if (t.empty() || errno != 0 || end == nullptr || *end != '\0' || v < 0 || v > (INT64_MAX / mult))
+    throw Error(what + ": expected a size such as 512M or 8G, got '" + text + "'");
+  return v * mult;
+}
+
+namespace {
+
+std::string get_string(GKeyFile *kf, const char *group, const char *key, const std::string &fallback) {
+  if (!g_key_file_has_key(kf, group, key, nullptr))
+    return fallback;
+  g_autofree gchar *v = g_key_file_get_string(kf, group, key, nullptr);
+  return v ? g_strstrip(v) : fallback;
+}
+
+int get_int(GKeyFile *kf, const char *group, const char *key, int fallback, int min, int max) {
+  if (!g_key_file_has_key(kf, group, key, nullptr))
+    return fallback;
+  GError *err = nullptr;
+  int v = g_key_file_get_integer(kf, group, key, &err);
+  std::string where = std::string("[") + group + "] " + key;
+  if (err)
+    throw Error::from_gerror(ErrorCode::Invalid, where, err);
+  if (v < min || v > max)
+    throw Error(where + ": " + std::to_string(v) + " is out of range " + std::to_string(min) + ".." +
+                std::to_string(max));
+  return v;
+}
+
+bool get_bool(GKeyFile *kf, const char *group, const char *key, bool fallback) {
+  if (!g_key_file_has_key(kf, group, key, nullptr))
+    return fallback;
+  GError *err = nullptr;
+  gboolean v = g_key_file_get_boolean(kf, group, key, &err);
+  if (err)
+    throw Error::from_gerror(ErrorCode::Invalid, std::string("[") + group + "] " + key, err);
+  return v;
+}
+
+} // namespace
+
+void ServerConfig::set_listen(const std::string &listen) {
+  std::string h, p;
+  if (!listen.empty() && listen[0] == '[') {
+    auto close = listen.find(']');
+    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
+      throw Error("listen address '" + listen + "': expected [IPv6]:PORT");
+    h = listen.substr(1, close - 1);
+    p = listen.substr(close + 2);
+  } else {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos)
+      throw Error("listen address '" + listen + "': expected HOST:PORT, e.g. 127.0.0.1:8080");
+    h = listen.substr(0, colon);
+    p = listen.substr(colon + 1);
+  }
+  char *end = nullptr;
+  long port_v = std::strtol(p.c_str(), &end, 10);
+  if (p.empty() || *end != '\0' || port_v < 0 || port_v > 65535)
+    throw Error("listen address '" + listen + "': the port must be 0..65535");
+  if (h.empty())
+    throw Error("listen address '" + listen + "': the host is missing");
+  host = h;
+  port = static_cast<int>(port_v);
+}
+
+void ServerConfig::load_file(const std::string &path) {
+  g_autoptr(GKeyFile) kf = g_key_file_new();
+  GError *err = nullptr;
+  if (!g_key_file_load_from_file(kf, path.c_str(), G_KEY_FILE_NONE, &err))
+    throw Error::from_gerror(ErrorCode::Invalid, "configuration " + path, err);
+
+  std::string listen = get_string(kf, "server", "listen", "");
+  if (!listen.empty())
+    set_listen(listen);
+  data_dir = get_string(kf, "server", "data", data_dir);
+  if (g_key_file_has_key(kf, "server", "cors-origins", nullptr)) {
+    cors_origins.clear();
+    g_auto(GStrv) list = g_key_file_get_string_list(kf, "server", "cors-origins", nullptr, nullptr);
+    for (gchar **o = list; o && *o; ++o) {
+      std::string s = g_strstrip(*o);
+      if (!s.empty())
+        cors_origins.push_back(s);
+    }
+  }
+  std::string size = get_string(kf, "uploads", "max-size", "");
+  if (!size.empty())
+    max_upload_size = parse_size(size, "[uploads] max-size");
+  auto_transcode = get_bool(kf, "uploads", "auto-transcode", auto_transcode);
+  concurrent_jobs = get_int(kf, "jobs", "concurrent", concurrent_jobs, 0, 256);
+  pipeline = get_string(kf, "jobs", "pipeline", pipeline);
+  encoder = get_string(kf, "jobs", "encoder", encoder);
+  max_attempts = get_int(kf, "jobs", "max-attempts", max_attempts, 1, 100);
+  retry_delay_s = get_int(kf, "jobs", "retry-delay", retry_delay_s, 0, 86400);
+  queue_limit = get_int(kf, "jobs", "queue-limit", queue_limit, 1, 1000000);
+  keep_alive_s = get_int(kf, "events", "keep-alive", keep_alive_s, 1, 3600);
+  std::string free = get_string(kf, "health", "min-free-space", "");
+  if (!free.empty())
+    min_free_space = parse_size(free, "[health] min-free-space");
+}
+
+int ServerConfig::slots() const {
+  if (concurrent_jobs > 0)
+    return concurrent_jobs;
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::max(1, cores / 2);
+}
+
+} // namespace sluice

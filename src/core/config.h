@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The server's configuration: embedded defaults, a GKeyFile, then command-line overrides.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string data_dir = "sluice-data";
+  std::vector<std::string> cors_origins; // "*" allows any origin
+  std::int64_t max_upload_size = 8LL << 30;
+  bool auto_transcode = true;
+  int concurrent_jobs = 0; // 0: one per two cores, at least one
+  std::string pipeline = "hls";
+  std::string encoder = "auto";
+  int max_attempts = 3;
+  int retry_delay_s = 10;
+  int queue_limit = 1000;
+  int keep_alive_s = 15;
+  std::int64_t min_free_space = 1LL << 30;
+
+  // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
+  void load_file(const std::string &path);
+  // "HOST:PORT" (IPv6 as [::1]:8080); throws Error (Invalid).
+  void set_listen(const std::string &listen);
+  // concurrent_jobs, resolved.
+  int slots() const;
+};
+
+// "8G", "512M", "1024" -> bytes; throws Error (Invalid).
+std::int64_t parse_size(const std::string &text, const std::string &what);
+
+} // namespace sluice

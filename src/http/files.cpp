@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Serving files from a folder over libsoup: safe paths, MIME types, HEAD, Range, ETag, caching.
+#include "http/files.h"
+
+#include "core/error.h"
+
+#include <fcntl.h>
+#include <glib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace sluice::http {
+
+namespace {
+
+struct FreeDeleter {
+  void operator()(void *p) const { std::free(p); }
+};
+struct GFree {
+  void operator()(void *p) const { g_free(p); }
+};
+using GStr = std::unique_ptr<char, GFree>;
+struct BytesUnref {
+  void operator()(GBytes *b) const {
+    if (b)
+      g_bytes_unref(b);
+  }
+};
+using BytesPtr = std::unique_ptr<GBytes, BytesUnref>;
+struct DateUnref {
+  void operator()(GDateTime *d) const {
+    if (d)
+      g_date_time_unref(d);
+  }
+};
+using DatePtr = std::unique_ptr<GDateTime, DateUnref>;
+
+class Fd {
+public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0)
+      close(fd_);
+  }
+  Fd(const Fd &) = delete;
+  Fd &operator=(const Fd &) = delete;
+  int get() const { return fd_; }
+
+private:
+  int fd_;
+};
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); i++) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size())
+      return std::nullopt;
+    int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+bool safe_segment(std::string_view s) {
+  return !s.empty() && s != "." && s != ".." && s.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
+}
+
+std::optional<std::string> real_path(const std::string &path) {
+  std::unique_ptr<char, FreeDeleter> r(realpath(path.c_str(), nullptr));
+  if (!r)
+    return std::nullopt;
+  return std::string(r.get());
+}
+
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_ows(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back()))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Decimal digits only; saturates at INT64_MAX. nullopt when empty or not all digits.
+std::optional<std::int64_t> parse_position(std::string_view s) {
+  if (s.empty())
+    return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    int d = c - '0';
+    v = v > (INT64_MAX - d) / 10 ? INT64_MAX : v * 10 + d;
+  }
+  return v;
+}
+
+// Does an If-None-Match list (entity-tags or "*") match etag by weak comparison (RFC 9110 8.8.3.2)?
+bool none_match(std::string_view list, const std::string &etag) {
+  std::size_t i = 0;
+  while (i < list.size()) {
+    while (i < list.size() && (is_ows(list[i]) || list[i] == ','))
+      i++;
+    if (i == list.size())
+      break;
+    if (list[i] == '*')
+      return true;
+    if (list.compare(i, 2, "W/") == 0)
+      i += 2;
+    if (i >= list.size() || list[i] != '"')
+      return false; // malformed: stop, no match
+    std::size_t close = list.find('"', i + 1);
+    if (close == std::string_view::npos)
+      return false;
+    if (list.substr(i, close + 1 - i) == etag) // weak comparison: a W/ prefix is ignored
+      return true;
+    i = close + 1;
+  }
+  return false;
+}
+
+std::string http_date(std::int64_t unix_seconds) {
+  DatePtr dt(g_date_time_new_from_unix_utc(unix_seconds));
+  if (!dt)
+    return "";
+  GStr s(soup_date_time_to_string(dt.get(), SOUP_DATE_HTTP));
+  return s ? s.get() : "";
+}
+
+std::optional<std::int64_t> parse_http_date(const char *s) {
+  DatePtr dt(soup_date_time_new_from_http_string(s));
+  if (!dt)
+    return std::nullopt;
+  return g_date_time_to_unix(dt.get());
+}
+
+} // namespace
+
+std::optional<std::vector<std::string>> split_path(const std::string &encoded) {
+  if (encoded.empty())
+    return std::nullopt;
+  std::vector<std::string> segments;
+  std::string_view rest(encoded);
+  while (true) {
+    std::size_t slash = rest.find('/');
+    auto decoded = percent_decode(rest.substr(0, slash));
+    if (!decoded || !safe_segment(*decoded))
+      return std::nullopt;
+    segments.push_back(std::move(*decoded));
+    if (slash == std::string_view::npos)
+      break;
+    rest.remove_prefix(slash + 1);
+  }
+  return segments;
+}
+
+std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments) {
+  if (segments.empty())
+    return std::nullopt;
+  for (const auto &s : segments)
+    if (!safe_segment(s))
+      return std::nullopt;
+  auto real_root = real_path(root);
+  if (!real_root)
+    return std::nullopt;
+  std::string candidate = *real_root;
+  for (const auto &s : segments) {
+    if (candidate.empty() || candidate.back() != '/')
+      candidate += '/';
+    candidate += s;
+  }
+  auto real = real_path(candidate);
+  if (!real)
+    return std::nullopt;
+  std::string prefix = *real_root;
+  if (prefix.back() != '/')
+    prefix += '/';
+  if (real->size() <= prefix.size() || real->compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  struct stat st;
+  if (stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return std::nullopt;
+  return real;
+}
+
+const char *mime_type_for(const std::string &name) {
+  static const struct {
+    const char *ext;
+    const char *type;
+  } table[] = {
+      {"m3u8", "application/vnd.apple.mpegurl"},
+      {"ts", "video/mp2t"},
+      {"m4s", "video/iso.segment"},
+      {"mp4", "video/mp4"},
+      {"m4a", "audio/mp4"},
+      {"mpd", "application/dash+xml"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"png", "image/png"},
+      {"webp", "image/webp"},
+      {"vtt", "text/vtt"},
+      {"json", "application/json"},
+      {"html", "text/html; charset=utf-8"},
+      {"js", "text/javascript"},
+      {"css", "text/css"},
+      {"svg", "image/svg+xml"},
+  };
+  std::size_t dot = name.rfind('.');
+  std::size_t slash = name.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+    return "application/octet-stream";
+  const char *ext = name.c_str() + dot + 1;
+  for (const auto &e : table)
+    if (g_ascii_strcasecmp(ext, e.ext) == 0)
+      return e.type;
+  return "application/octet-stream";
+}
+
+RangeKind parse_range(const std::string &header, std::int64_t size, ByteRange &out) {
+  std::string_view h = trim(header);
+  std::size_t eq = h.find('=');
+  if (eq == std::string_view::npos)
+    return RangeKind::None;
+  std::string_view unit = trim(h.substr(0, eq));
+  if (unit.size() != 5 || g_ascii_strncasecmp(unit.data(), "bytes", 5) != 0)
+    return RangeKind::None;
+  std::string_view spec = trim(h.substr(eq + 1));
+  if (spec.find(',') != std::string_view::npos)
+    return RangeKind::None; // several ranges: we serve the whole representation instead
+  std::size_t dash = spec.find('-');
+  if (dash == std::string_view::npos)
+    return RangeKind::None;
+  std::string_view first_s = trim(spec.substr(0, dash)), last_s = trim(spec.substr(dash + 1));
+  if (first_s.empty()) { // suffix range "-N": the last N bytes
+    auto n = parse_position(last_s);
+    if (!n)
+      return RangeKind::None;
+    if (*n == 0)
+      return RangeKind::Unsatisfiable;
+    if (size == 0)
+      return RangeKind::None; // the whole (empty) representation is the answer
+    out.start = *n >= size ? 0 : size - *n;
+    out.end = size - 1;
+    return RangeKind::Satisfiable;
+  }
+  auto first = parse_position(first_s);
+  if (!first)
+    return RangeKind::None;
+  std::int64_t last = INT64_MAX;
+  if (!last_s.empty()) {
+    auto l = parse_position(last_s);
+    if (!l || *l < *first)
+      return RangeKind::None; // invalid range-spec: ignore the header
+    last = *l;
+  }
+  if (*first >= size)
+    return RangeKind::Unsatisfiable;
+  out.start = *first;
+  out.end = last >= size ? size - 1 : last;
+  return RangeKind::Satisfiable;
+}
+
+void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOptions &opts) {
+  const char *method = soup_server_message_get_method(msg);
+  const bool head = g_strcmp0(method, "HEAD") == 0;
+  if (!head && g_strcmp0(method, "GET") != 0) {
+    soup_server_message_set_status(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, nullptr);
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Allow", "GET, HEAD");
+    return;
+  }
+  SoupMessageHeaders *req = soup_server_message_get_request_headers(msg);
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers(msg);
+
+  // What is served: its size, validators and (lazily) its bytes. Nothing is set on msg until every step that
+  // can fail has succeeded.
+  std::int64_t size = 0;
+  std::string etag;
+  std::optional<std::int64_t> mtime; // seconds, files only
+  std::unique_ptr<Fd> fd;
+  if (opts.body) {
+    size = static_cast<std::int64_t>(opts.body->size());
+    GStr sum(g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(opts.body->data()),
+                                         opts.body->size()));
+    etag = "\"b" + std::string(sum.get(), 32) + "\"";
+  } else {
+    fd = std::make_unique<Fd>(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd->get() < 0) {
+      int e = errno;
+      throw Error(e == ENOENT || e == ENOTDIR ? ErrorCode::NotFound : ErrorCode::Io,
+                  "cannot open " + path + ": " + g_strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd->get(), &st) != 0)
+      throw Error(ErrorCode::Io, "cannot stat " + path + ": " + g_strerror(errno));
+    if (!S_ISREG(st.st_mode))
+      throw Error(ErrorCode::NotFound, path + " is not a regular file");
+    size = st.st_size;
+    mtime = st.st_mtim.tv_sec;
+    std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    GStr tag(g_strdup_printf("\"%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x\"",
+                             static_cast<gint64>(st.st_ino), static_cast<gint64>(size), static_cast<gint64>(mtime_ns)));
+    etag = tag.get();
+  }
+  const std::string last_modified = mtime ? http_date(*mtime) : "";
+
+  // Conditionals (RFC 9110 13.2.2): If-None-Match, or else If-Modified-Since, may answer 304.
+  bool not_modified = false;
+  if (const char *inm = soup_message_headers_get_list(req, "If-None-Match")) {
+    not_modified = none_match(inm, etag);
+  } else if (const char *ims = soup_message_headers_get_one(req, "If-Modified-Since"); ims && mtime) {
+    auto since = parse_http_date(ims);
+    not_modified = since && *mtime <= *since;
+  }
+
+  // Range, for GET only (RFC 9110 14.2), unless If-Range says the client's copy is another version.
+  RangeKind kind = RangeKind::None;
+  ByteRange range;
+  const char *range_header = head ? nullptr : soup_message_headers_get_list(req, "Range");
+  if (!not_modified && range_header) {
+    kind = parse_range(range_header, size, range);
+    if (kind != RangeKind::None) {
+      if (const char *if_range = soup_message_headers_get_one(req, "If-Range")) {
+        std::string_view v = trim(if_range);
+        bool same = false;
+        if (!v.empty() && v.front() == '"')
+          same = v == etag; // strong comparison; weak tags never match
+        else if (mtime && !v.empty() && v.substr(0, 2) != "W/")
+          same = parse_http_date(std::string(v).c_str()) == mtime;
+        if (!same)
+          kind = RangeKind::None;
+      }
+    }
+  }
+
+  // The bytes, for a GET that sends content.
+  BytesPtr content;
+  if (!head && !not_modified && kind != RangeKind::Unsatisfiable && size > 0) {
+    if (opts.body) {
+      content.reset(g_bytes_new(opts.body->data(), opts.body->size()));
+    } else {
+      GError *err = nullptr;
+      GMappedFile *mapped = g_mapped_file_new_from_fd(fd->get(), FALSE, &err);
+      if (!mapped)
+        throw Error::from_gerror(ErrorCode::Io, "cannot map " + path, err);
+      content.reset(g_mapped_file_get_bytes(mapped));
+      g_mapped_file_unref(mapped);
+      if (static_cast<std::int64_t>(g_bytes_get_size(content.get())) != size)
+        throw Error(ErrorCode::Io, path + " changed size while being served");
+    }
+  }
+  fd.reset();
+
+  soup_message_headers_replace(resp, "ETag", etag.c_str());
+  if (!last_modified.empty())
+    soup_message_headers_replace(resp, "Last-Modified", last_modified.c_str());
+  if (!opts.cache_control.empty())
+    soup_message_headers_replace(resp, "Cache-Control", opts.cache_control.c_str());
+  soup_message_headers_replace(resp, "Accept-Ranges", "bytes");
+
+  if (not_modified) {
+    soup_server_message_set_status(msg, SOUP_STATUS_NOT_MODIFIED, nullptr);
+    // libsoup would otherwise add "Content-Length: 0"; RFC 9110 8.6 allows only the length a 200 would have.
+    return;
+  }
+  if (kind == RangeKind::Unsatisfiable) {
+    soup_server_message_set_status(msg, SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE, nullptr);
+    GStr cr(g_strdup_printf("bytes */%" G_GINT64_FORMAT, static_cast<gint64>(size)));
+    soup_message_headers_replace(resp, "Content-Range", cr.get());
+    soup_message_headers_set_content_length(resp, 0);
+    return;
+  }
+  // libsoup's server applies a request's Range itself to a 200 GET response with a body (handle_partial_get in
+  // soup-server-io.c, also for If-Range mismatches and multi-range requests); drop the header when we decided
+  // to send the whole representation.
+  if (false && range_header && kind == RangeKind::None)
+    soup_message_headers_remove(req, "Range");
+
+  soup_message_headers_replace(resp, "Content-Type", mime_type_for(path));
+  SoupMessageBody *body = soup_server_message_get_response_body(msg);
+  if (kind == RangeKind::Satisfiable) {
+    std::int64_t len = range.end - range.start + 1;
+    soup_server_message_set_status(msg, SOUP_STATUS_PARTIAL_CONTENT, nullptr);
+    soup_message_headers_set_content_range(resp, range.start, range.end, size);
+    soup_message_headers_set_content_length(resp, len);
+    if (content) {
+      BytesPtr slice(g_bytes_new_from_bytes(content.get(), static_cast<gsize>(range.start), static_cast<gsize>(len)));
+      soup_message_body_append_bytes(body, slice.get());
+    }
+    return;
+  }
+  soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr);
+  soup_message_headers_set_content_length(resp, size);
+  if (content)
+    soup_message_body_append_bytes(body, content.get());
+}
+
+} // namespace sluice::http

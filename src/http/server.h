@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The HTTP front of `sluice serve`: the REST API, Server-Sent Events and media serving on libsoup 3.
+#pragma once
+
+#include "core/config.h"
+#include "jobs/events.h"
+#include "jobs/scheduler.h"
+#include "store/store.h"
+
+#include <libsoup/soup.h>
+
+#include <memory>
+#include <string>
+
+namespace sluice::http {
+
+class Server {
+public:
+  Server(const ServerConfig &config, store::Store &store, jobs::Scheduler &scheduler, jobs::EventHub &events);
+  ~Server();
+  Server(const Server &) = delete;
+  Server &operator=(const Server &) = delete;
+
+  // Starts listening on the configured address; throws sluice::Error (Io).
+  void listen();
+  // "http://127.0.0.1:8080/", with the real port when the configured one was 0.
+  const std::string &url() const { return url_; }
+  // Refuses new API writes (503) from now on; open event streams are closed.
+  void stop_accepting();
+
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+  std::string url_;
+};
+
+} // namespace sluice::http

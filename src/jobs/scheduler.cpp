@@ -1,0 +1,632 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The job scheduler: claims queued jobs into slots, plans them off the main loop, runs, retries, recovers.
+#include "jobs/scheduler.h"
+
+#include "core/fs.h"
+#include "core/json.h"
+#include "media/hls.h"
+#include "media/ladder.h"
+#include "pipeline/description.h"
+
+#include <gst/gst.h>
+
+#include <cmath>
+#include <mutex>
+#include <thread>
+
+GST_DEBUG_CATEGORY_STATIC(sluice_jobs_debug);
+#define GST_CAT_DEFAULT sluice_jobs_debug
+
+namespace sluice::jobs {
+
+namespace {
+
+constexpr const char *kSourceName = "source";
+
+void init_debug() {
+  static std::once_flag once;
+  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_jobs_debug, "sluice-jobs", 0, "sluice job scheduler"); });
+}
+
+// Runs fn on the main context in a later iteration (never right away, even from the main thread);
+// the closure owns what it captures.
+void post(std::function<void()> fn) {
+  auto *heap = new std::function<void()>(std::move(fn));
+  g_idle_add_full(
+      G_PRIORITY_DEFAULT,
+      [](gpointer data) -> gboolean {
+        (*static_cast<std::function<void()> *>(data))();
+        return G_SOURCE_REMOVE;
+      },
+      heap, [](gpointer data) { delete static_cast<std::function<void()> *>(data); });
+}
+
+// An EVENT master playlist for a job that is still running: bandwidths are the encoder's maximum
+// rates; the finished package replaces it with measured ones and the real codecs.
+std::string interim_master(const TranscodePlan &plan) {
+  std::vector<media::Variant> variants;
+  int audio_bps = plan.render.has_audio ? media::kDefaultAudioKbps * 1000 : 0;
+  if (plan.render.has_video) {
+    for (const auto &r : plan.render.renditions) {
+      media::Variant v;
+      v.uri = r.name + ".m3u8";
+      v.bandwidth = static_cast<std::int64_t>(std::max(r.maxrate_kbps, r.bitrate_kbps)) * 1000 + audio_bps;
+      v.width = r.width;
+      v.height = r.height;
+      v.frame_rate = plan.render.framerate;
+      variants.push_back(v);
+    }
+  } else {
+    media::Variant v;
+    v.uri = "audio.m3u8";
+    v.bandwidth = audio_bps;
+    variants.push_back(v);
+  }
+  return media::write_master_playlist(variants);
+}
+
+std::string find_source(const std::string &video_dir) {
+  if (!fs::is_dir(video_dir))
+    return {};
+  for (const auto &name : fs::list_dir(video_dir))
+    if (name == kSourceName || g_str_has_prefix(name.c_str(), (std::string(kSourceName) + ".").c_str()))
+      return fs::join(video_dir, name);
+  return {};
+}
+
+} // namespace
+
+bool is_transient(ErrorCode code) {
+  switch (code) {
+  case ErrorCode::Pipeline:
+  case ErrorCode::Io:
+  case ErrorCode::Internal: return true;
+  default: return false;
+  }
+}
+
+std::string iso_time(std::int64_t us) {
+  g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(us / G_USEC_PER_SEC);
+  if (!dt)
+    return {};
+  g_autofree gchar *s = g_date_time_format(dt, "%Y-%m-%dT%H:%M:%SZ");
+  return s;
+}
+
+std::string Layout::videos_dir() const {
+  return fs::join(data_dir, "videos");
+}
+std::string Layout::video_dir(const std::string &video_id) const {
+  return fs::join(videos_dir(), video_id);
+}
+std::string Layout::output_dir(const std::string &video_id, const std::string &pipeline) const {
+  return fs::join(video_dir(video_id), pipeline);
+}
+std::string Layout::uploads_dir() const {
+  return fs::join(data_dir, "uploads");
+}
+
+struct Scheduler::Active {
+  store::Job job;
+  std::string out, work;
+  std::unique_ptr<Transcode> transcode; // null while planning
+  std::optional<Progress> progress;
+  bool cancel_requested = false;
+  bool shutdown_requested = false;
+  bool done = false;
+  std::vector<std::function<void()>> on_stopped;
+};
+
+Scheduler::Scheduler(store::Store &store, EventHub &events, const ServerConfig &config, Layout layout)
+    : store_(store), events_(events), config_(config), layout_(std::move(layout)),
+      encoders_(pipeline::EncoderTable::load_default()), alive_(std::make_shared<std::atomic<bool>>(true)) {
+  init_debug();
+}
+
+Scheduler::~Scheduler() {
+  *alive_ = false;
+  if (timer_)
+    g_source_remove(timer_);
+  for (auto &[id, a] : active_)
+    if (a->transcode)
+      a->transcode->cancel();
+}
+
+void Scheduler::recover() {
+  fs::make_dirs(layout_.videos_dir());
+  fs::make_dirs(layout_.uploads_dir());
+  // Uploads that never got an answer: nothing was promised for them.
+  for (const auto &name : fs::list_dir(layout_.uploads_dir()))
+    fs::remove_all(fs::join(layout_.uploads_dir(), name));
+  auto requeued = store_.requeue_running();
+  for (const auto &j : requeued)
+    GST_WARNING("job %s of video %s was running when the server stopped: queued again", j.id.c_str(),
+                j.video_id.c_str());
+  for (const auto &vid : fs::list_dir(layout_.videos_dir())) {
+    std::string dir = layout_.video_dir(vid);
+    if (!store::is_id(vid) || !store_.video(vid)) {
+      // A folder without a catalog row: an upload cut between its move and its insert.
+      GST_WARNING("removing %s: no such video in the catalog", dir.c_str());
+      fs::remove_all(dir);
+      continue;
+    }
+    for (const auto &name : fs::list_dir(dir)) {
+      if (g_str_has_suffix(name.c_str(), ".partial") || g_str_has_suffix(name.c_str(), ".old")) {
+        std::string base = name.substr(0, name.rfind('.'));
+        recover_output(fs::join(dir, base));
+      }
+    }
+  }
+}
+
+void Scheduler::start() {
+  recover();
+  // Find out once, off the request path, which encoder `auto` means here.
+  try {
+    GST_INFO("auto encoder: %s", encoders_.resolve("auto").c_str());
+  } catch (const Error &e) {
+    GST_WARNING("no H.264 encoder can run here: %s", e.what());
+  }
+  timer_ = g_timeout_add_seconds(
+      1,
+      [](gpointer self) -> gboolean {
+        static_cast<Scheduler *>(self)->pump();
+        return G_SOURCE_CONTINUE;
+      },
+      this);
+  pump();
+}
+
+int Scheduler::running_count() const {
+  return static_cast<int>(active_.size());
+}
+
+void Scheduler::pump() {
+  if (shutting_down_)
+    return;
+  while (static_cast<int>(active_.size()) < config_.slots()) {
+    std::optional<store::Job> next;
+    try {
+      next = store_.next_queued(g_get_real_time());
+    } catch (const Error &e) {
+      GST_ERROR("cannot read the job queue: %s", e.what());
+      return;
+    }
+    if (!next)
+      return;
+    launch(std::move(*next));
+  }
+}
+
+void Scheduler::publish_job(const store::Job &job) {
+  json::Node node(job_to_json(job));
+  events_.publish("job", job.id, job.video_id, json::to_string(node.get(), false));
+}
+
+void Scheduler::launch(store::Job job) {
+  auto now = g_get_real_time();
+  if (job.attempts >= job.max_attempts) {
+    // Only a job that was running when the server died gets here: do not let it kill the server forever.
+    job.state = store::JobState::Failed;
+    job.finished = now;
+    job.error_code = error_code_name(ErrorCode::Internal);
+    job.error = "the job was interrupted " + std::to_string(job.attempts) +
+                " times (the server stopped or crashed while it ran); giving up";
+    store_.update_job(job);
+    publish_job(job);
+    return;
+  }
+  job.state = store::JobState::Running;
+  job.attempts += 1;
+  job.started = now;
+  job.finished = 0;
+  job.not_before = 0;
+  store_.update_job(job);
+
+  auto a = std::make_unique<Active>();
+  a->job = job;
+  a->out = layout_.output_dir(job.video_id, job.pipeline);
+  a->work = work_dir_for(a->out);
+  std::string job_id = job.id;
+  active_[job_id] = std::move(a);
+  publish_job(job);
+  GST_INFO("job %s (video %s, %s): attempt %d of %d", job.id.c_str(), job.video_id.c_str(), job.pipeline.c_str(),
+           job.attempts, job.max_attempts);
+
+  TranscodeRequest req;
+  req.input = find_source(layout_.video_dir(job.video_id));
+  req.pipeline = job.pipeline;
+  req.encoder = job.encoder;
+  req.ladder = job.ladder;
+  try {
+    json::Node params = json::parse(job.params_json.empty() ? "{}" : job.params_json, "job parameters");
+    JsonObject *obj = json::require_object(params.get(), "job parameters");
+    GList *members = json_object_get_members(obj);
+    for (GList *m = members; m; m = m->next) {
+      auto name = static_cast<const char *>(m->data);
+      req.params[name] = json::get_string(obj, name, "job parameters");
+    }
+    g_list_free(members);
+  } catch (const Error &e) {
+    finished(job_id, e, {});
+    return;
+  }
+  if (req.input.empty()) {
+    finished(job_id, Error(ErrorCode::NotFound, "the uploaded file of video " + job.video_id + " is missing"), {});
+    return;
+  }
+
+  // Planning probes the file and may test-encode: keep it off the main loop.
+  std::string work = active_[job_id]->work;
+  auto alive = alive_;
+  const pipeline::EncoderTable *encoders = &encoders_;
+  std::thread([this, alive, req, work, job_id, encoders] {
+    std::shared_ptr<TranscodePlan> plan;
+    std::optional<Error> err;
+    try {
+      plan = std::make_shared<TranscodePlan>(plan_transcode(req, work, *encoders));
+    } catch (const Error &e) {
+      err = e;
+    } catch (const std::exception &e) {
+      err = Error(ErrorCode::Internal, e.what());
+    }
+    post([this, alive, job_id, plan, err] {
+      if (*alive)
+        planned(job_id, plan, err);
+    });
+  }).detach();
+}
+
+void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err) {
+  auto it = active_.find(job_id);
+  if (it == active_.end())
+    return;
+  Active &a = *it->second;
+  if (a.cancel_requested || a.shutdown_requested) {
+    finished(job_id, Error(ErrorCode::Canceled, "canceled"), {});
+    return;
+  }
+  if (err) {
+    finished(job_id, err, {});
+    return;
+  }
+  a.transcode = std::make_unique<Transcode>(std::move(*plan), a.out, a.work, true);
+  try {
+    a.transcode->start(
+        [this, job_id](const Progress &p) {
+          auto i = active_.find(job_id);
+          if (i == active_.end())
+            return;
+          i->second->progress = p;
+          JsonObject *o = json_object_new();
+          json_object_set_string_member(o, "job", job_id.c_str());
+          json_object_set_string_member(o, "video", i->second->job.video_id.c_str());
+          json_object_set_int_member(o, "percent", p.percent);
+          json_object_set_double_member(o, "position", p.position_ns / 1e9);
+          if (p.duration_ns >= 0)
+            json_object_set_double_member(o, "duration", p.duration_ns / 1e9);
+          else
+            json_object_set_null_member(o, "duration");
+          json_object_set_double_member(o, "fps", std::round(p.fps * 10) / 10);
+          json_object_set_double_member(o, "speed", std::round(p.speed * 100) / 100);
+          if (p.eta_ns >= 0)
+            json_object_set_double_member(o, "eta", std::round(p.eta_ns / 1e8) / 10);
+          else
+            json_object_set_null_member(o, "eta");
+          json::Node n(json_node_init_object(json_node_alloc(), o));
+          json_object_unref(o);
+          events_.publish("progress", job_id, i->second->job.video_id, json::to_string(n.get(), false));
+        },
+        [this, job_id](std::optional<Error> e, const TranscodeResult &res) {
+          // Called from inside the runner: finish from a fresh main-loop iteration, when it is safe
+          // to destroy the transcode.
+          auto alive = alive_;
+          post([this, alive, job_id, e, res] {
+            if (*alive)
+              finished(job_id, e, res);
+          });
+        });
+    fs::write_atomic(fs::join(a.work, "master.m3u8"), interim_master(a.transcode->plan()));
+  } catch (const Error &e) {
+    finished(job_id, e, {});
+  }
+}
+
+void Scheduler::finished(const std::string &job_id, std::optional<Error> err, const TranscodeResult &res) {
+  auto it = active_.find(job_id);
+  if (it == active_.end())
+    return;
+  std::unique_ptr<Active> a = std::move(it->second);
+  active_.erase(it);
+  if (a->transcode)
+    a->transcode->cancel(); // no-op when it has finished; stops it when we fail it ourselves
+  a->transcode.reset();
+  fs::remove_all(a->work);
+
+  store::Job job = a->job;
+  auto now = g_get_real_time();
+  if (a->shutdown_requested) {
+    // Stopped by a shutdown: not the job's fault, so the attempt does not count.
+    job.state = store::JobState::Queued;
+    job.attempts = std::max(0, job.attempts - 1);
+    job.started = 0;
+    GST_INFO("job %s stopped by the shutdown: queued again", job.id.c_str());
+  } else if (!err) {
+    job.state = store::JobState::Succeeded;
+    job.finished = now;
+    job.error.clear();
+    job.error_code.clear();
+    json::Node r(result_to_json(res));
+    // The result's paths are server paths; clients get URLs instead.
+    JsonObject *ro = json_node_get_object(r.get());
+    json_object_remove_member(ro, "out");
+    json_object_remove_member(ro, "master");
+    job.result_json = json::to_string(r.get(), false);
+    GST_INFO("job %s succeeded: %s", job.id.c_str(), job.result_json.c_str());
+  } else if (err->code() == ErrorCode::Canceled || a->cancel_requested) {
+    job.state = store::JobState::Canceled;
+    job.finished = now;
+    job.error_code = error_code_name(ErrorCode::Canceled);
+    job.error = "canceled on request";
+  } else {
+    job.error_code = error_code_name(err->code());
+    job.error = err->what();
+    if (is_transient(err->code()) && job.attempts < job.max_attempts) {
+      std::int64_t delay = static_cast<std::int64_t>(config_.retry_delay_s) << std::min(job.attempts - 1, 16);
+      job.state = store::JobState::Queued;
+      job.not_before = now + delay * G_USEC_PER_SEC;
+      job.started = 0;
+      GST_WARNING("job %s failed (attempt %d of %d), retrying in %" G_GINT64_FORMAT " s: %s", job.id.c_str(),
+                  job.attempts, job.max_attempts, delay, err->what());
+    } else {
+      job.state = store::JobState::Failed;
+      job.finished = now;
+      GST_WARNING("job %s failed: %s", job.id.c_str(), err->what());
+    }
+  }
+  try {
+    store_.update_job(job);
+  } catch (const Error &e) {
+    GST_ERROR("cannot record the end of job %s: %s", job.id.c_str(), e.what());
+  }
+  a->job = job;
+  a->progress.reset();
+  publish_job(job);
+  for (auto &fn : a->on_stopped)
+    fn();
+  if (shutting_down_) {
+    if (active_.empty() && on_shutdown_) {
+      auto fn = std::move(on_shutdown_);
+      on_shutdown_ = nullptr;
+      fn();
+    }
+    return;
+  }
+  pump();
+}
+
+void Scheduler::shutdown(std::function<void()> done) {
+  shutting_down_ = true;
+  if (timer_) {
+    g_source_remove(timer_);
+    timer_ = 0;
+  }
+  if (active_.empty()) {
+    done();
+    return;
+  }
+  on_shutdown_ = std::move(done);
+  std::vector<std::string> ids;
+  for (auto &[id, a] : active_) {
+    a->shutdown_requested = true;
+    ids.push_back(id);
+  }
+  for (const auto &id : ids) {
+    auto it = active_.find(id);
+    if (it != active_.end() && it->second->transcode)
+      it->second->transcode->cancel();
+  }
+}
+
+void Scheduler::validate(const JobSpec &spec) const {
+  pipeline::Description d;
+  try {
+    d = pipeline::find_description(spec.pipeline);
+  } catch (const Error &e) {
+    throw Error(ErrorCode::Invalid, "pipeline: " + std::string(e.what()));
+  }
+  pipeline::resolve(d.params, spec.params);
+  if (!spec.ladder.empty()) {
+    try {
+      media::parse_ladder(spec.ladder);
+    } catch (const Error &e) {
+      throw Error(ErrorCode::Invalid, "ladder: " + std::string(e.what()));
+    }
+  }
+  try {
+    encoders_.resolve(spec.encoder);
+  } catch (const Error &e) {
+    throw Error(ErrorCode::Invalid, "encoder: " + std::string(e.what()));
+  }
+}
+
+JobSpec Scheduler::with_defaults(JobSpec spec) const {
+  if (spec.pipeline.empty())
+    spec.pipeline = config_.pipeline;
+  if (spec.encoder.empty())
+    spec.encoder = config_.encoder;
+  return spec;
+}
+
+bool Scheduler::queue_full() {
+  return store_.count_jobs(store::JobState::Queued) + store_.count_jobs(store::JobState::Running) >=
+         config_.queue_limit;
+}
+
+store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) {
+  store::Job job;
+  job.id = store::new_id();
+  job.video_id = video_id;
+  job.pipeline = spec.pipeline;
+  job.encoder = spec.encoder;
+  job.ladder = spec.ladder;
+  JsonObject *o = json_object_new();
+  for (const auto &[k, v] : spec.params)
+    json_object_set_string_member(o, k.c_str(), v.c_str());
+  json::Node n(json_node_init_object(json_node_alloc(), o));
+  json_object_unref(o);
+  job.params_json = json::to_string(n.get(), false);
+  job.priority = spec.priority;
+  job.max_attempts = config_.max_attempts;
+  job.created = g_get_real_time();
+  job.state = store::JobState::Queued;
+  job.seq = store_.add_job(job);
+  publish_job(job);
+  post([this, alive = alive_] {
+    if (*alive)
+      pump();
+  });
+  return job;
+}
+
+bool Scheduler::cancel(const std::string &job_id) {
+  auto it = active_.find(job_id);
+  if (it != active_.end()) {
+    Active &a = *it->second;
+    a.cancel_requested = true;
+    if (a.transcode)
+      a.transcode->cancel(); // planned() cancels a job that is still being planned
+    return true;
+  }
+  auto job = store_.job(job_id);
+  if (!job || store::is_terminal(job->state))
+    return false;
+  job->state = store::JobState::Canceled;
+  job->finished = g_get_real_time();
+  job->error_code = error_code_name(ErrorCode::Canceled);
+  job->error = "canceled on request";
+  store_.update_job(*job);
+  publish_job(*job);
+  return true;
+}
+
+bool Scheduler::has_unfinished_job(const std::string &video_id) {
+  store::JobFilter f;
+  f.video_id = video_id;
+  for (const auto &j : store_.jobs(f))
+    if (!store::is_terminal(j.state))
+      return true;
+  return false;
+}
+
+void Scheduler::stop_video(const std::string &video_id, std::function<void()> done) {
+  store::JobFilter f;
+  f.video_id = video_id;
+  for (const auto &j : store_.jobs(f))
+    if (j.state == store::JobState::Queued)
+      cancel(j.id);
+  std::vector<Active *> running;
+  for (auto &[id, a] : active_)
+    if (a->job.video_id == video_id)
+      running.push_back(a.get());
+  if (running.empty()) {
+    done();
+    return;
+  }
+  auto remaining = std::make_shared<int>(static_cast<int>(running.size()));
+  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+  for (Active *a : running) {
+    a->on_stopped.push_back([remaining, shared_done] {
+      if (--*remaining == 0)
+        (*shared_done)();
+    });
+    a->cancel_requested = true;
+    if (a->transcode)
+      a->transcode->cancel();
+  }
+}
+
+std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) const {
+  for (const auto &[id, a] : active_)
+    if (a->job.video_id == video_id && a->job.pipeline == pipeline && a->transcode)
+      return a->work;
+  return std::nullopt;
+}
+
+JsonNode *Scheduler::job_to_json(const store::Job &job) const {
+  JsonObject *o = json_object_new();
+  auto set_time = [&](const char *name, std::int64_t us) {
+    if (us > 0)
+      json_object_set_string_member(o, name, iso_time(us).c_str());
+    else
+      json_object_set_null_member(o, name);
+  };
+  json_object_set_string_member(o, "id", job.id.c_str());
+  json_object_set_string_member(o, "video_id", job.video_id.c_str());
+  json_object_set_string_member(o, "pipeline", job.pipeline.c_str());
+  json_object_set_string_member(o, "encoder", job.encoder.c_str());
+  json_object_set_string_member(o, "ladder", job.ladder.c_str());
+  try {
+    json::Node p = json::parse(job.params_json.empty() ? "{}" : job.params_json, "params");
+    json_object_set_member(o, "params", p.release());
+  } catch (const Error &) {
+    json_object_set_object_member(o, "params", json_object_new());
+  }
+  json_object_set_string_member(o, "state", store::job_state_name(job.state));
+  json_object_set_int_member(o, "priority", job.priority);
+  json_object_set_int_member(o, "attempts", job.attempts);
+  json_object_set_int_member(o, "max_attempts", job.max_attempts);
+  set_time("created", job.created);
+  set_time("started", job.started);
+  set_time("finished", job.finished);
+  set_time("next_attempt", job.state == store::JobState::Queued ? job.not_before : 0);
+
+  const Progress *p = nullptr;
+  if (auto it = active_.find(job.id); it != active_.end() && it->second->progress)
+    p = &*it->second->progress;
+  if (p) {
+    JsonObject *po = json_object_new();
+    json_object_set_int_member(po, "percent", p->percent);
+    json_object_set_double_member(po, "position", p->position_ns / 1e9);
+    if (p->duration_ns >= 0)
+      json_object_set_double_member(po, "duration", p->duration_ns / 1e9);
+    else
+      json_object_set_null_member(po, "duration");
+    json_object_set_double_member(po, "fps", std::round(p->fps * 10) / 10);
+    json_object_set_double_member(po, "speed", std::round(p->speed * 100) / 100);
+    if (p->eta_ns >= 0)
+      json_object_set_double_member(po, "eta", std::round(p->eta_ns / 1e8) / 10);
+    else
+      json_object_set_null_member(po, "eta");
+    json_object_set_object_member(o, "progress", po);
+  } else if (job.state == store::JobState::Succeeded) {
+    JsonObject *po = json_object_new();
+    json_object_set_int_member(po, "percent", 100);
+    json_object_set_object_member(o, "progress", po);
+  } else {
+    json_object_set_null_member(o, "progress");
+  }
+  if (!job.error.empty() && job.state != store::JobState::Succeeded) {
+    JsonObject *eo = json_object_new();
+    json_object_set_string_member(eo, "code", job.error_code.c_str());
+    json_object_set_string_member(eo, "message", job.error.c_str());
+    json_object_set_object_member(o, "error", eo);
+  } else {
+    json_object_set_null_member(o, "error");
+  }
+  if (!job.result_json.empty()) {
+    try {
+      json::Node r = json::parse(job.result_json, "result");
+      json_object_set_member(o, "result", r.release());
+    } catch (const Error &) {
+      json_object_set_null_member(o, "result");
+    }
+  } else {
+    json_object_set_null_member(o, "result");
+  }
+  JsonNode *n = json_node_init_object(json_node_alloc(), o);
+  json_object_unref(o);
+  return n;
+}
+
+} // namespace sluice::jobs

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The job scheduler: a persistent queue with concurrency slots, priorities, retries, cancel and recovery.
+#pragma once
+
+#include "core/config.h"
+#include "core/error.h"
+#include "jobs/events.h"
+#include "jobs/runner.h"
+#include "jobs/transcode.h"
+#include "pipeline/encoders.h"
+#include "store/store.h"
+
+#include <json-glib/json-glib.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace sluice::jobs {
+
+// What a client asks for; validated by Scheduler::validate before anything is stored.
+struct JobSpec {
+  std::string pipeline;
+  std::string encoder;
+  std::string ladder;
+  std::map<std::string, std::string> params;
+  int priority = 0;
+};
+
+// Where a video's files live under the data folder.
+struct Layout {
+  std::string data_dir;
+  std::string videos_dir() const;
+  std::string video_dir(const std::string &video_id) const;
+  // The finished output folder of a pipeline ("hls" -> videos/ID/hls).
+  std::string output_dir(const std::string &video_id, const std::string &pipeline) const;
+  std::string uploads_dir() const;
+};
+
+class Scheduler {
+public:
+  Scheduler(store::Store &store, EventHub &events, const ServerConfig &config, Layout layout);
+  ~Scheduler();
+  Scheduler(const Scheduler &) = delete;
+  Scheduler &operator=(const Scheduler &) = delete;
+
+  // Crash recovery (running jobs requeued, partial outputs removed), then starts running jobs.
+  void start();
+  // Stops every running job and puts it back in the queue; `done` runs on the main loop once all
+  // have stopped. No new job starts afterwards.
+  void shutdown(std::function<void()> done);
+
+  // Throws sluice::Error (Invalid / NotFound / Unavailable) naming the field that is wrong.
+  void validate(const JobSpec &spec) const;
+  // Fills the defaults of the configuration into spec.
+  JobSpec with_defaults(JobSpec spec) const;
+  // Whether another job may be queued (queue-limit).
+  bool queue_full();
+  // Queues a validated job for a video and announces it.
+  store::Job enqueue(const std::string &video_id, const JobSpec &spec);
+  // Cancels a queued or running job; false when it has already finished.
+  bool cancel(const std::string &job_id);
+  // Cancels the video's unfinished jobs; `done` runs once none of them is running any more.
+  void stop_video(const std::string &video_id, std::function<void()> done);
+  bool has_unfinished_job(const std::string &video_id);
+
+  // The working folder a video's pipeline output is being written to, if a job is running it.
+  std::optional<std::string> live_dir(const std::string &video_id, const std::string &pipeline) const;
+
+  JsonNode *job_to_json(const store::Job &job) const;
+  void publish_job(const store::Job &job);
+
+  const Layout &layout() const { return layout_; }
+  const pipeline::EncoderTable &encoders() const { return encoders_; }
+  int running_count() const;
+
+private:
+  struct Active;
+  void pump();
+  void launch(store::Job job);
+  void planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err);
+  void finished(const std::string &job_id, std::optional<Error> err, const TranscodeResult &res);
+  void stopped(const std::string &job_id);
+  void recover();
+
+  store::Store &store_;
+  EventHub &events_;
+  const ServerConfig &config_;
+  Layout layout_;
+  pipeline::EncoderTable encoders_;
+  std::map<std::string, std::unique_ptr<Active>> active_;
+  std::shared_ptr<std::atomic<bool>> alive_;
+  bool shutting_down_ = false;
+  std::function<void()> on_shutdown_;
+  guint timer_ = 0;
+};
+
+// Whether a failure may go away by running the job again (a pipeline or file-system error), as
+// opposed to a bad input or request.
+bool is_transient(ErrorCode code);
+
+// "2026-11-25T18:20:04Z" for a time in microseconds since the epoch.
+std::string iso_time(std::int64_t us);
+
+} // namespace sluice::jobs

@@ -1,0 +1,469 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The SQLite catalog: one WAL-mode database file, cached prepared statements, schema versioned by user_version.
+#include "store/store.h"
+
+#include "core/error.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+namespace sluice::store {
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+// Each entry migrates the schema from version i to i + 1.
+const char *const kMigrations[] = {
+    R"sql(
+CREATE TABLE videos (
+  id          TEXT PRIMARY KEY NOT NULL,
+  title       TEXT NOT NULL DEFAULT '',
+  description TEXT NOT NULL DEFAULT '',
+  filename    TEXT NOT NULL DEFAULT '',
+  source      TEXT NOT NULL DEFAULT '',
+  size        INTEGER NOT NULL DEFAULT 0,
+  probe_json  TEXT NOT NULL DEFAULT '',
+  created     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX videos_by_created ON videos (created);
+CREATE TABLE jobs (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT NOT NULL UNIQUE,
+  video_id     TEXT NOT NULL REFERENCES videos (id) ON DELETE CASCADE,
+  pipeline     TEXT NOT NULL DEFAULT '',
+  encoder      TEXT NOT NULL DEFAULT '',
+  ladder       TEXT NOT NULL DEFAULT '',
+  params_json  TEXT NOT NULL DEFAULT '',
+  state        TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+  priority     INTEGER NOT NULL DEFAULT 0,
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL DEFAULT 3,
+  created      INTEGER NOT NULL DEFAULT 0,
+  started      INTEGER NOT NULL DEFAULT 0,
+  finished     INTEGER NOT NULL DEFAULT 0,
+  not_before   INTEGER NOT NULL DEFAULT 0,
+  error_code   TEXT NOT NULL DEFAULT '',
+  error        TEXT NOT NULL DEFAULT '',
+  result_json  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX jobs_next ON jobs (state, priority DESC, created, seq);
+CREATE INDEX jobs_by_video ON jobs (video_id, seq);
+)sql",
+};
+static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
+
+#define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created"
+#define JOB_COLUMNS                                                                                                    \
+  "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
+  "started, finished, not_before, error_code, error, result_json"
+
+struct DbCloser {
+  void operator()(sqlite3 *db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt *s) const { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// The catalog's error: what was being done, where, and SQLite's own words.
+Error db_error(sqlite3 *db, const std::string &path, const std::string &what) {
+  std::string msg = "catalog " + path + ": cannot " + what;
+  if (db)
+    msg += std::string(": ") + sqlite3_errmsg(db);
+  return Error(ErrorCode::Io, msg);
+}
+
+// Why a database could not be opened. SQLite's own errno is of its last attempt (often a read-only retry, hence
+// ENOENT for a folder we may not write), so the folder is checked first.
+std::string open_failure(const std::string &path, sqlite3 *db) {
+  if (!db)
+    return "out of memory";
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty())
+    dir = ".";
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 && errno == ENOENT)
+    return "the folder " + dir + " does not exist";
+  if (stat(dir.c_str(), &st) != 0)
+    return "the folder " + dir + " cannot be used (" + std::strerror(errno) + ")";
+  if (!S_ISDIR(st.st_mode))
+    return dir + " is not a folder";
+  if (access(dir.c_str(), W_OK | X_OK) != 0)
+    return "the folder " + dir + " is not writable (" + std::strerror(errno) + ")";
+  std::string msg = sqlite3_errmsg(db);
+  if (int err = sqlite3_system_errno(db))
+    msg += std::string(" (") + std::strerror(err) + ")";
+  return msg;
+}
+
+// One use of a cached statement: binds, steps, reads columns, and resets it (clearing the bindings) at scope end,
+// so that no statement stays active and holds a read transaction open.
+class Query {
+public:
+  Query(sqlite3 *db, const std::string &path, sqlite3_stmt *stmt, std::string what)
+      : db_(db), path_(path), stmt_(stmt), what_(std::move(what)) {}
+  ~Query() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Query(const Query &) = delete;
+  Query &operator=(const Query &) = delete;
+
+  Query &bind(int i, const std::string &v) {
+    check(sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+    return *this;
+  }
+  Query &bind(int i, std::int64_t v) {
+    check(sqlite3_bind_int64(stmt_, i, v));
+    return *this;
+  }
+  Query &bind(int i, int v) {
+    check(sqlite3_bind_int(stmt_, i, v));
+    return *this;
+  }
+
+  // True when a row is available, false when done.
+  bool step() {
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW)
+      return true;
+    if (rc == SQLITE_DONE)
+      return false;
+    throw db_error(db_, path_, what_);
+  }
+  // Runs a statement that returns no rows.
+  void run() {
+    while (step()) {
+    }
+  }
+
+  std::string text(int col) const {
+    const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(stmt_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
+  }
+  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int int32(int col) const { return sqlite3_column_int(stmt_, col); }
+
+private:
+  void check(int rc) {
+    if (rc != SQLITE_OK)
+      throw db_error(db_, path_, what_);
+  }
+
+  sqlite3 *db_;
+  const std::string &path_;
+  sqlite3_stmt *stmt_;
+  std::string what_;
+};
+
+Video read_video(const Query &q) {
+  Video v;
+  v.id = q.text(0);
+  v.title = q.text(1);
+  v.description = q.text(2);
+  v.filename = q.text(3);
+  v.source = q.text(4);
+  v.size = q.int64(5);
+  v.probe_json = q.text(6);
+  v.created = q.int64(7);
+  return v;
+}
+
+class SqliteStore : public Store {
+public:
+  explicit SqliteStore(const std::string &path);
+
+  void add_video(const Video &v) override;
+  std::optional<Video> video(const std::string &id) override;
+  std::vector<Video> videos(int limit) override;
+  bool delete_video(const std::string &id) override;
+
+  std::int64_t add_job(const Job &j) override;
+  std::optional<Job> job(const std::string &id) override;
+  std::vector<Job> jobs(const JobFilter &f) override;
+  void update_job(const Job &j) override;
+  std::optional<Job> next_queued(std::int64_t now) override;
+  int count_jobs(JobState s) override;
+  std::vector<Job> requeue_running() override;
+
+  bool ping() override;
+
+private:
+  // A write transaction (BEGIN IMMEDIATE) rolled back unless committed.
+  class Transaction {
+  public:
+    explicit Transaction(SqliteStore &s) : s_(s) { s_.exec("BEGIN IMMEDIATE", "begin a transaction"); }
+    ~Transaction() {
+      if (!done_)
+        sqlite3_exec(s_.db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    Transaction(const Transaction &) = delete;
+    Transaction &operator=(const Transaction &) = delete;
+    void commit() {
+      s_.exec("COMMIT", "commit a transaction");
+      done_ = true;
+    }
+
+  private:
+    SqliteStore &s_;
+    bool done_ = false;
+  };
+
+  void exec(const char *sql, const std::string &what);
+  std::int64_t pragma_int(const char *sql, const std::string &what);
+  void migrate();
+  StmtPtr prepare(const char *sql, const char *what = nullptr);
+  Query query(const StmtPtr &stmt, std::string what) { return Query(db_.get(), path_, stmt.get(), std::move(what)); }
+  Job read_job(const Query &q) const;
+
+  std::string path_;
+  DbPtr db_; // declared before the statements: they are finalized first
+  StmtPtr add_video_, video_, videos_, delete_video_;
+  StmtPtr add_job_, job_, update_job_, next_queued_, count_jobs_, running_jobs_, requeue_running_, ping_;
+  StmtPtr jobs_[4]; // by filter: [state given * 2 + video given]
+};
+
+SqliteStore::SqliteStore(const std::string &path) : path_(path) {
+  if (path.empty())
+    throw Error(ErrorCode::Io, "catalog: no database path given");
+  sqlite3 *raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  db_.reset(raw); // closed on every path out, even when opening failed
+  if (rc != SQLITE_OK)
+    throw Error(ErrorCode::Io, "catalog " + path + ": cannot open the database: " + open_failure(path, raw));
+  if (sqlite3_db_readonly(raw, "main") == 1)
+    throw Error(ErrorCode::Io, "catalog " + path + ": cannot open the database for writing (the file is read-only)");
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  sqlite3_busy_timeout(raw, 5000);
+
+  // journal_mode answers with the mode in effect; it is also the first read of the file, so a file that is not a
+  // database fails here.
+  {
+    StmtPtr wal = prepare("PRAGMA journal_mode=WAL", "read the database");
+    Query q(raw, path_, wal.get(), "switch to WAL mode");
+    std::string mode = q.step() ? q.text(0) : "";
+    if (mode != "wal" && mode != "memory")
+      throw Error(ErrorCode::Io, "catalog " + path + ": cannot switch to WAL mode (journal mode is '" + mode + "')");
+  }
+  exec("PRAGMA synchronous=NORMAL", "set synchronous=NORMAL");
+  exec("PRAGMA foreign_keys=ON", "enable foreign keys");
+  migrate();
+
+  add_video_ = prepare("INSERT INTO videos (" VIDEO_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  video_ = prepare("SELECT " VIDEO_COLUMNS " FROM videos WHERE id = ?1");
+  videos_ = prepare("SELECT " VIDEO_COLUMNS " FROM videos ORDER BY created DESC, rowid DESC LIMIT ?1");
+  delete_video_ = prepare("DELETE FROM videos WHERE id = ?1");
+  add_job_ = prepare("INSERT INTO jobs (id, video_id, pipeline, encoder, ladder, params_json, state, priority, "
+                     "attempts, max_attempts, created, started, finished, not_before, error_code, error, result_json) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
+  job_ = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1");
+  update_job_ =
+      prepare("UPDATE jobs SET state = ?2, priority = ?3, attempts = ?4, max_attempts = ?5, started = ?6, "
+              "finished = ?7, not_before = ?8, error_code = ?9, error = ?10, result_json = ?11 WHERE id = ?1");
+  next_queued_ = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = 'queued' AND not_before <= ?1 "
+                         "ORDER BY priority DESC, created ASC, seq ASC LIMIT 1");
+  count_jobs_ = prepare("SELECT count(*) FROM jobs WHERE state = ?1");
+  running_jobs_ = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = 'running' ORDER BY seq ASC");
+  requeue_running_ = prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running'");
+  ping_ = prepare("SELECT 1");
+  jobs_[0] = prepare("SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq DESC LIMIT ?1");
+  jobs_[1] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE video_id = ?3 ORDER BY seq DESC LIMIT ?1");
+  jobs_[2] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 ORDER BY seq DESC LIMIT ?1");
+  jobs_[3] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 AND video_id = ?3 ORDER BY seq DESC LIMIT ?1");
+}
+
+StmtPtr SqliteStore::prepare(const char *sql, const char *what) {
+  sqlite3_stmt *stmt = nullptr;
+  if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+    sqlite3_finalize(stmt);
+    throw db_error(db_.get(), path_, what ? std::string(what) : std::string("prepare \"") + sql + "\"");
+  }
+  return StmtPtr(stmt);
+}
+
+void SqliteStore::exec(const char *sql, const std::string &what) {
+  if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr) != SQLITE_OK)
+    throw db_error(db_.get(), path_, what);
+}
+
+std::int64_t SqliteStore::pragma_int(const char *sql, const std::string &what) {
+  StmtPtr stmt = prepare(sql);
+  Query q(db_.get(), path_, stmt.get(), what);
+  return q.step() ? q.int64(0) : 0;
+}
+
+void SqliteStore::migrate() {
+  auto too_new = [&](std::int64_t v) {
+    return Error(ErrorCode::Io, "catalog " + path_ + ": schema version " + std::to_string(v) +
+                                    " is newer than this sluice supports (" + std::to_string(kSchemaVersion) + ")");
+  };
+  std::int64_t version = pragma_int("PRAGMA user_version", "read the schema version");
+  if (version == kSchemaVersion)
+    return;
+  if (version > kSchemaVersion || version < 0)
+    throw too_new(version);
+  Transaction tx(*this);
+  // Read again under the write lock: another process may have migrated meanwhile.
+  version = pragma_int("PRAGMA user_version", "read the schema version");
+  if (version > kSchemaVersion || version < 0)
+    throw too_new(version);
+  for (; version < kSchemaVersion; version++)
+    exec(kMigrations[version], "migrate the schema to version " + std::to_string(version + 1));
+  exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), "set the schema version");
+  tx.commit();
+}
+
+Job SqliteStore::read_job(const Query &q) const {
+  Job j;
+  j.seq = q.int64(0);
+  j.id = q.text(1);
+  j.video_id = q.text(2);
+  j.pipeline = q.text(3);
+  j.encoder = q.text(4);
+  j.ladder = q.text(5);
+  j.params_json = q.text(6);
+  std::string state = q.text(7);
+  auto s = parse_job_state(state);
+  if (!s)
+    throw Error(ErrorCode::Io, "catalog " + path_ + ": job " + j.id + " has an unknown state '" + state + "'");
+  j.state = *s;
+  j.priority = q.int32(8);
+  j.attempts = q.int32(9);
+  j.max_attempts = q.int32(10);
+  j.created = q.int64(11);
+  j.started = q.int64(12);
+  j.finished = q.int64(13);
+  j.not_before = q.int64(14);
+  j.error_code = q.text(15);
+  j.error = q.text(16);
+  j.result_json = q.text(17);
+  return j;
+}
+
+void SqliteStore::add_video(const Video &v) {
+  Query q = query(add_video_, "add video " + v.id);
+  q.bind(1, v.id).bind(2, v.title).bind(3, v.description).bind(4, v.filename).bind(5, v.source);
+  q.bind(6, v.size).bind(7, v.probe_json).bind(8, v.created);
+  q.run();
+}
+
+std::optional<Video> SqliteStore::video(const std::string &id) {
+  Query q = query(video_, "read video " + id);
+  q.bind(1, id);
+  if (!q.step())
+    return std::nullopt;
+  return read_video(q);
+}
+
+std::vector<Video> SqliteStore::videos(int limit) {
+  Query q = query(videos_, "list videos");
+  q.bind(1, limit);
+  std::vector<Video> out;
+  while (q.step())
+    out.push_back(read_video(q));
+  return out;
+}
+
+bool SqliteStore::delete_video(const std::string &id) {
+  Query q = query(delete_video_, "delete video " + id);
+  q.bind(1, id);
+  q.run();
+  return sqlite3_changes(db_.get()) > 0;
+}
+
+std::int64_t SqliteStore::add_job(const Job &j) {
+  Query q = query(add_job_, "add job " + j.id);
+  q.bind(1, j.id).bind(2, j.video_id).bind(3, j.pipeline).bind(4, j.encoder).bind(5, j.ladder);
+  q.bind(6, j.params_json).bind(7, std::string(job_state_name(j.state))).bind(8, j.priority).bind(9, j.attempts);
+  q.bind(10, j.max_attempts).bind(11, j.created).bind(12, j.started).bind(13, j.finished).bind(14, j.not_before);
+  q.bind(15, j.error_code).bind(16, j.error).bind(17, j.result_json);
+  q.run();
+  return sqlite3_last_insert_rowid(db_.get());
+}
+
+std::optional<Job> SqliteStore::job(const std::string &id) {
+  Query q = query(job_, "read job " + id);
+  q.bind(1, id);
+  if (!q.step())
+    return std::nullopt;
+  return read_job(q);
+}
+
+std::vector<Job> SqliteStore::jobs(const JobFilter &f) {
+  const StmtPtr &stmt = jobs_[(f.state ? 2 : 0) + (f.video_id.empty() ? 0 : 1)];
+  Query q = query(stmt, "list jobs");
+  q.bind(1, f.limit);
+  if (f.state)
+    q.bind(2, std::string(job_state_name(*f.state)));
+  if (!f.video_id.empty())
+    q.bind(3, f.video_id);
+  std::vector<Job> out;
+  while (q.step())
+    out.push_back(read_job(q));
+  return out;
+}
+
+void SqliteStore::update_job(const Job &j) {
+  Query q = query(update_job_, "update job " + j.id);
+  q.bind(1, j.id).bind(2, std::string(job_state_name(j.state))).bind(3, j.priority).bind(4, j.attempts);
+  q.bind(5, j.max_attempts).bind(6, j.started).bind(7, j.finished).bind(8, j.not_before).bind(9, j.error_code);
+  q.bind(10, j.error).bind(11, j.result_json);
+  q.run();
+  if (sqlite3_changes(db_.get()) == 0)
+    throw Error(ErrorCode::NotFound, "catalog " + path_ + ": cannot update job " + j.id + ": no such job");
+}
+
+std::optional<Job> SqliteStore::next_queued(std::int64_t now) {
+  Query q = query(next_queued_, "find the next queued job");
+  q.bind(1, now);
+  if (!q.step())
+    return std::nullopt;
+  return read_job(q);
+}
+
+int SqliteStore::count_jobs(JobState s) {
+  Query q = query(count_jobs_, std::string("count ") + job_state_name(s) + " jobs");
+  q.bind(1, std::string(job_state_name(s)));
+  return q.step() ? q.int32(0) : 0;
+}
+
+std::vector<Job> SqliteStore::requeue_running() {
+  Transaction tx(*this);
+  std::vector<Job> out;
+  {
+    Query q = query(running_jobs_, "list running jobs");
+    while (q.step())
+      out.push_back(read_job(q));
+  }
+  query(requeue_running_, "requeue running jobs").run();
+  tx.commit();
+  for (Job &j : out)
+    j.state = JobState::Queued;
+  return out;
+}
+
+bool SqliteStore::ping() {
+  try {
+    Query q = query(ping_, "ping");
+    return q.step() && q.int32(0) == 1;
+  } catch (const Error &) {
+    return false;
+  }
+}
+
+} // namespace
+
+std::unique_ptr<Store> open_sqlite(const std::string &path) {
+  return std::make_unique<SqliteStore>(path);
+}
+
+} // namespace sluice::store

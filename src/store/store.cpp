@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The store's backend-independent parts: job state names and random ids.
+#include "store/store.h"
+
+#include <glib.h>
+
+#include <cstdio>
+
+namespace sluice::store {
+
+const char *job_state_name(JobState s) {
+  switch (s) {
+  case JobState::Queued: return "queued";
+  case JobState::Running: return "running";
+  case JobState::Succeeded: return "succeeded";
+  case JobState::Failed: return "failed";
+  case JobState::Canceled: return "canceled";
+  }
+  return "queued";
+}
+
+std::optional<JobState> parse_job_state(const std::string &name) {
+  for (JobState s : {JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Canceled})
+    if (name == job_state_name(s))
+      return s;
+  return std::nullopt;
+}
+
+bool is_terminal(JobState s) {
+  return s == JobState::Succeeded || s == JobState::Failed || s == JobState::Canceled;
+}
+
+std::string new_id() {
+  // GLib's global generator is seeded from /dev/urandom and is thread safe.
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%08x%08x", static_cast<unsigned>(g_random_int()),
+                static_cast<unsigned>(g_random_int()));
+  return std::string(buf, 16);
+}
+
+bool is_id(const std::string &s) {
+  if (s.size() != 16)
+    return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return false;
+  return true;
+}
+
+} // namespace sluice::store

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The catalog of videos and jobs behind one interface: SQLite now, PostgreSQL later.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice::store {
+
+// Times are microseconds since the Unix epoch (g_get_real_time()); 0 means "not set".
+struct Video {
+  std::string id;          // 16 lowercase hex digits
+  std::string title;
+  std::string description;
+  std::string filename;    // the client's file name, for display only (never used as a path)
+  std::string source;      // the stored upload, relative to the data dir
+  std::int64_t size = 0;   // bytes
+  std::string probe_json;  // media::probe_to_json of the upload
+  std::int64_t created = 0;
+};
+
+enum class JobState { Queued, Running, Succeeded, Failed, Canceled };
+const char *job_state_name(JobState s);                    // "queued", "running", ...
+std::optional<JobState> parse_job_state(const std::string &name);
+bool is_terminal(JobState s);                             // succeeded, failed, canceled
+
+struct Job {
+  std::string id;           // 16 lowercase hex digits
+  std::string video_id;
+  std::string pipeline;     // description name
+  std::string encoder;      // "auto" or an encoder name
+  std::string ladder;       // "" = default
+  std::string params_json;  // JSON object of parameter name -> value (strings)
+  JobState state = JobState::Queued;
+  int priority = 0;         // higher runs first; FIFO (created, then seq) within a priority
+  int attempts = 0;         // runs started so far
+  int max_attempts = 3;
+  std::int64_t created = 0, started = 0, finished = 0;
+  std::int64_t not_before = 0;   // a queued job is not claimed before this time (retry backoff)
+  std::string error_code;        // sluice::error_code_name of the last failure, "" if none
+  std::string error;             // the last failure, for a person
+  std::string result_json;       // jobs::result_to_json of a succeeded job, "" otherwise
+  std::int64_t seq = 0;          // insertion order, assigned by the store
+};
+
+struct JobFilter {
+  std::optional<JobState> state;
+  std::string video_id;          // "" = any
+  int limit = 1000;
+};
+
+// All methods throw sluice::Error (Io for database failures, NotFound where noted).
+// One Store is used from one thread (the main loop).
+class Store {
+public:
+  virtual ~Store() = default;
+
+  virtual void add_video(const Video &v) = 0;
+  virtual std::optional<Video> video(const std::string &id) = 0;
+  virtual std::vector<Video> videos(int limit = 1000) = 0; // newest first
+  // Deletes the video and all its jobs; false if it did not exist.
+  virtual bool delete_video(const std::string &id) = 0;
+
+  // Inserts job (its seq is assigned and returned).
+  virtual std::int64_t add_job(const Job &j) = 0;
+  virtual std::optional<Job> job(const std::string &id) = 0;
+  virtual std::vector<Job> jobs(const JobFilter &f) = 0; // newest first
+  // Writes every mutable field of j (state, attempts, times, error, result, not_before, priority).
+  virtual void update_job(const Job &j) = 0;
+  // The next queued job to run at `now`: highest priority, then oldest; not claimed (read only).
+  virtual std::optional<Job> next_queued(std::int64_t now) = 0;
+  virtual int count_jobs(JobState s) = 0;
+  // Startup recovery: every running job goes back to queued (attempts kept). Returns those jobs.
+  virtual std::vector<Job> requeue_running() = 0;
+
+  // Readiness: a trivial query succeeds.
+  virtual bool ping() = 0;
+};
+
+// Opens (creating if needed) the SQLite catalog at path, in WAL mode, and migrates its schema.
+std::unique_ptr<Store> open_sqlite(const std::string &path);
+
+// A fresh random id: 16 lowercase hex digits.
+std::string new_id();
+bool is_id(const std::string &s);
+
+} // namespace sluice::store

@@ -1,0 +1,640 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Unit tests of the catalog: job states, ids, and the SQLite store on real files in a temp dir.
+
+#include "core/error.h"
+#include "store/store.h"
+
+#include <glib.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "media.h"
+
+#include <csignal>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+using sluice::Error;
+using sluice::ErrorCode;
+using sluice::test::contains;
+using sluice::test::expect_error;
+using sluice::test::TempDir;
+using namespace sluice::store;
+
+Video make_video(const std::string &title, std::int64_t created) {
+  Video v;
+  v.id = new_id();
+  v.title = title;
+  v.description = "about " + title;
+  v.filename = title + ".mp4";
+  v.source = "uploads/" + v.id + "/source.mp4";
+  v.size = 1234567;
+  v.probe_json = R"({"duration":2.0})";
+  v.created = created;
+  return v;
+}
+
+Job make_job(const std::string &video_id, std::int64_t created, int priority = 0) {
+  Job j;
+  j.id = new_id();
+  j.video_id = video_id;
+  j.pipeline = "hls";
+  j.encoder = "auto";
+  j.created = created;
+  j.priority = priority;
+  return j;
+}
+
+std::int64_t user_version(const std::string &path) {
+  sqlite3 *db = nullptr;
+  std::int64_t v = -1;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt *s = nullptr;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+      v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(db);
+  return v;
+}
+
+void write_bytes(const std::string &path, const std::string &data) {
+  ASSERT_TRUE(g_file_set_contents(path.c_str(), data.data(), static_cast<gssize>(data.size()), nullptr));
+}
+
+class StoreTest : public ::testing::Test {
+protected:
+  void SetUp() override { store = open_sqlite(path()); }
+  std::string path() const { return dir.file("catalog.db"); }
+  // Closes and opens the catalog again.
+  void reopen() {
+    store.reset();
+    store = open_sqlite(path());
+  }
+
+  TempDir dir;
+  std::unique_ptr<Store> store;
+};
+
+// ---------------------------------------------------------------------------------------------
+// States and ids
+
+TEST(JobStateTest, NamesRoundTrip) {
+  for (JobState s : {JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Canceled}) {
+    auto parsed = parse_job_state(job_state_name(s));
+    ASSERT_TRUE(parsed.has_value()) << job_state_name(s);
+    EXPECT_EQ(*parsed, s);
+  }
+  EXPECT_STREQ(job_state_name(JobState::Queued), "queued");
+  EXPECT_STREQ(job_state_name(JobState::Canceled), "canceled");
+  EXPECT_FALSE(parse_job_state("").has_value());
+  EXPECT_FALSE(parse_job_state("Queued").has_value());
+  EXPECT_FALSE(parse_job_state("cancelled").has_value());
+}
+
+TEST(JobStateTest, Terminal) {
+  EXPECT_FALSE(is_terminal(JobState::Queued));
+  EXPECT_FALSE(is_terminal(JobState::Running));
+  EXPECT_TRUE(is_terminal(JobState::Succeeded));
+  EXPECT_TRUE(is_terminal(JobState::Failed));
+  EXPECT_TRUE(is_terminal(JobState::Canceled));
+}
+
+TEST(IdTest, FormatAndUniqueness) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10000; i++) {
+    std::string id = new_id();
+    ASSERT_EQ(id.size(), 16u) << id;
+    ASSERT_TRUE(is_id(id)) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 10000u);
+}
+
+TEST(IdTest, RejectsOthers) {
+  EXPECT_TRUE(is_id("0123456789abcdef"));
+  EXPECT_FALSE(is_id(""));
+  EXPECT_FALSE(is_id("../x"));
+  EXPECT_FALSE(is_id("../x456789abcdef"));
+  EXPECT_FALSE(is_id("../x456789abcdef0"));
+  EXPECT_FALSE(is_id("0123456789ABCDEF"));
+  EXPECT_FALSE(is_id("0123456789abcdeF"));
+  EXPECT_FALSE(is_id("0123456789abcde"));
+  EXPECT_FALSE(is_id("0123456789abcdef0"));
+  EXPECT_FALSE(is_id("0123456789abcdeg"));
+  EXPECT_FALSE(is_id(std::string("0123456789abcde\0", 16)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Videos
+
+TEST_F(StoreTest, VideoRoundTrip) {
+  Video v = make_video("clip", 1700000000000000);
+  v.title = "Ünïcode ' \" ; -- title";
+  v.description = std::string("line 1\nline 2\0with nul", 22);
+  v.size = 5'000'000'000; // over 32 bits
+  store->add_video(v);
+  auto got = store->video(v.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->id, v.id);
+  EXPECT_EQ(got->title, v.title);
+  EXPECT_EQ(got->description, v.description);
+  EXPECT_EQ(got->filename, v.filename);
+  EXPECT_EQ(got->source, v.source);
+  EXPECT_EQ(got->size, v.size);
+  EXPECT_EQ(got->probe_json, v.probe_json);
+  EXPECT_EQ(got->created, v.created);
+  EXPECT_FALSE(store->video(new_id()).has_value());
+  EXPECT_FALSE(store->video("").has_value());
+}
+
+TEST_F(StoreTest, EmptyFieldsRoundTrip) {
+  Video v;
+  v.id = new_id();
+  store->add_video(v);
+  auto got = store->video(v.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->title, "");
+  EXPECT_EQ(got->size, 0);
+  EXPECT_EQ(got->created, 0);
+}
+
+TEST_F(StoreTest, DuplicateVideoIsAnIoError) {
+  Video v = make_video("a", 1);
+  store->add_video(v);
+  Error e = expect_error([&] { store->add_video(v); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), v.id)) << e.what();
+  EXPECT_TRUE(contains(e.what(), "UNIQUE")) << e.what();
+}
+
+TEST_F(StoreTest, VideosNewestFirst) {
+  Video a = make_video("a", 100), b = make_video("b", 300), c = make_video("c", 200), d = make_video("d", 300);
+  for (const Video &v : {a, b, c, d})
+    store->add_video(v);
+  auto all = store->videos();
+  ASSERT_EQ(all.size(), 4u);
+  // Same created time: the later insert first.
+  EXPECT_EQ(all[0].id, d.id);
+  EXPECT_EQ(all[1].id, b.id);
+  EXPECT_EQ(all[2].id, c.id);
+  EXPECT_EQ(all[3].id, a.id);
+  auto two = store->videos(2);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].id, d.id);
+  EXPECT_EQ(two[1].id, b.id);
+}
+
+TEST_F(StoreTest, DeleteVideoCascadesToJobs) {
+  Video keep = make_video("keep", 1), gone = make_video("gone", 2);
+  store->add_video(keep);
+  store->add_video(gone);
+  Job kj = make_job(keep.id, 10);
+  Job g1 = make_job(gone.id, 11), g2 = make_job(gone.id, 12);
+  store->add_job(kj);
+  store->add_job(g1);
+  store->add_job(g2);
+
+  EXPECT_TRUE(store->delete_video(gone.id));
+  EXPECT_FALSE(store->video(gone.id).has_value());
+  EXPECT_FALSE(store->job(g1.id).has_value());
+  EXPECT_FALSE(store->job(g2.id).has_value());
+  EXPECT_TRUE(store->job(kj.id).has_value());
+  EXPECT_EQ(store->count_jobs(JobState::Queued), 1);
+
+  EXPECT_FALSE(store->delete_video(gone.id));
+  EXPECT_FALSE(store->delete_video(new_id()));
+  EXPECT_TRUE(store->video(keep.id).has_value());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+TEST_F(StoreTest, JobRoundTrip) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job j;
+  j.id = new_id();
+  j.video_id = v.id;
+  j.pipeline = "hls-abr";
+  j.encoder = "x264enc";
+  j.ladder = "360p,720p:3000";
+  j.params_json = R"({"preset":"fast"})";
+  j.state = JobState::Failed;
+  j.priority = -7;
+  j.attempts = 2;
+  j.max_attempts = 5;
+  j.created = 1700000000000001;
+  j.started = 1700000000000002;
+  j.finished = 1700000000000003;
+  j.not_before = 1700000000000004;
+  j.error_code = "pipeline_error";
+  j.error = "x264enc: could not encode";
+  j.result_json = R"({"renditions":[]})";
+  std::int64_t seq = store->add_job(j);
+  EXPECT_GT(seq, 0);
+
+  auto got = store->job(j.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->id, j.id);
+  EXPECT_EQ(got->video_id, j.video_id);
+  EXPECT_EQ(got->pipeline, j.pipeline);
+  EXPECT_EQ(got->encoder, j.encoder);
+  EXPECT_EQ(got->ladder, j.ladder);
+  EXPECT_EQ(got->params_json, j.params_json);
+  EXPECT_EQ(got->state, j.state);
+  EXPECT_EQ(got->priority, j.priority);
+  EXPECT_EQ(got->attempts, j.attempts);
+  EXPECT_EQ(got->max_attempts, j.max_attempts);
+  EXPECT_EQ(got->created, j.created);
+  EXPECT_EQ(got->started, j.started);
+  EXPECT_EQ(got->finished, j.finished);
+  EXPECT_EQ(got->not_before, j.not_before);
+  EXPECT_EQ(got->error_code, j.error_code);
+  EXPECT_EQ(got->error, j.error);
+  EXPECT_EQ(got->result_json, j.result_json);
+  EXPECT_EQ(got->seq, seq);
+  EXPECT_FALSE(store->job(new_id()).has_value());
+}
+
+TEST_F(StoreTest, SeqIncreasesAndJobsAreNewestFirst) {
+  Video a = make_video("a", 1), b = make_video("b", 2);
+  store->add_video(a);
+  store->add_video(b);
+  std::vector<Job> added;
+  for (int i = 0; i < 5; i++) {
+    Job j = make_job(i % 2 ? b.id : a.id, 1000 - i); // created goes backwards: order must follow seq
+    j.state = i == 3 ? JobState::Running : JobState::Queued;
+    j.seq = store->add_job(j);
+    if (!added.empty()) {
+      EXPECT_GT(j.seq, added.back().seq);
+    }
+    added.push_back(j);
+  }
+
+  auto all = store->jobs({});
+  ASSERT_EQ(all.size(), 5u);
+  for (std::size_t i = 0; i < 5; i++)
+    EXPECT_EQ(all[i].id, added[4 - i].id);
+
+  auto of_b = store->jobs({.state = std::nullopt, .video_id = b.id, .limit = 1000});
+  ASSERT_EQ(of_b.size(), 2u);
+  EXPECT_EQ(of_b[0].id, added[3].id);
+  EXPECT_EQ(of_b[1].id, added[1].id);
+
+  auto queued = store->jobs({.state = JobState::Queued, .video_id = "", .limit = 1000});
+  ASSERT_EQ(queued.size(), 4u);
+  EXPECT_EQ(queued[0].id, added[4].id);
+
+  auto running_b = store->jobs({.state = JobState::Running, .video_id = b.id, .limit = 1000});
+  ASSERT_EQ(running_b.size(), 1u);
+  EXPECT_EQ(running_b[0].id, added[3].id);
+  EXPECT_TRUE(store->jobs({.state = JobState::Running, .video_id = a.id, .limit = 1000}).empty());
+  EXPECT_TRUE(store->jobs({.state = std::nullopt, .video_id = new_id(), .limit = 1000}).empty());
+
+  auto limited = store->jobs({.state = std::nullopt, .video_id = "", .limit = 2});
+  ASSERT_EQ(limited.size(), 2u);
+  EXPECT_EQ(limited[0].id, added[4].id);
+  EXPECT_EQ(limited[1].id, added[3].id);
+}
+
+TEST_F(StoreTest, JobOfUnknownVideoIsRefused) {
+  Job j = make_job(new_id(), 1);
+  Error e = expect_error([&] { store->add_job(j); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), "FOREIGN KEY")) << e.what();
+  EXPECT_EQ(store->count_jobs(JobState::Queued), 0);
+}
+
+TEST_F(StoreTest, NextQueuedByPriorityThenFifo) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  EXPECT_FALSE(store->next_queued(1000).has_value());
+
+  Job low1 = make_job(v.id, 10, 0), high1 = make_job(v.id, 20, 5), low2 = make_job(v.id, 30, 0);
+  Job high2 = make_job(v.id, 20, 5); // same created as high1: the earlier insert wins
+  Job running = make_job(v.id, 1, 9);
+  running.state = JobState::Running;
+  Job done = make_job(v.id, 1, 9);
+  done.state = JobState::Succeeded;
+  for (const Job &j : {low1, high1, low2, high2, running, done})
+    store->add_job(j);
+
+  std::vector<std::string> order;
+  while (auto next = store->next_queued(1000)) {
+    EXPECT_EQ(next->state, JobState::Queued);
+    order.push_back(next->id);
+    next->state = JobState::Running;
+    store->update_job(*next);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{high1.id, high2.id, low1.id, low2.id}));
+}
+
+TEST_F(StoreTest, NextQueuedIsReadOnly) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job j = make_job(v.id, 1);
+  store->add_job(j);
+  EXPECT_EQ(store->next_queued(10)->id, j.id);
+  EXPECT_EQ(store->next_queued(10)->id, j.id);
+  EXPECT_EQ(store->job(j.id)->state, JobState::Queued);
+}
+
+TEST_F(StoreTest, NextQueuedWaitsForNotBefore) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job later = make_job(v.id, 10, 5);
+  later.not_before = 5000;
+  Job now = make_job(v.id, 20, 0);
+  store->add_job(later);
+  store->add_job(now);
+
+  EXPECT_EQ(store->next_queued(4999)->id, now.id); // the higher priority is not due yet
+  EXPECT_EQ(store->next_queued(5000)->id, later.id);
+  EXPECT_EQ(store->next_queued(6000)->id, later.id);
+
+  Job n = *store->job(now.id);
+  n.not_before = 9000;
+  store->update_job(n);
+  Job l = *store->job(later.id);
+  l.not_before = 9000;
+  store->update_job(l);
+  EXPECT_FALSE(store->next_queued(8999).has_value());
+  EXPECT_EQ(store->next_queued(9000)->id, later.id);
+}
+
+TEST_F(StoreTest, UpdateJobPersistsMutableFields) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job j = make_job(v.id, 100);
+  j.params_json = R"({"a":"1"})";
+  j.seq = store->add_job(j);
+
+  j.state = JobState::Failed;
+  j.priority = 3;
+  j.attempts = 3;
+  j.max_attempts = 4;
+  j.started = 200;
+  j.finished = 300;
+  j.not_before = 400;
+  j.error_code = "pipeline_error";
+  j.error = "it broke";
+  j.result_json = R"({"x":1})";
+  store->update_job(j);
+  reopen();
+
+  auto got = store->job(j.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->state, JobState::Failed);
+  EXPECT_EQ(got->priority, 3);
+  EXPECT_EQ(got->attempts, 3);
+  EXPECT_EQ(got->max_attempts, 4);
+  EXPECT_EQ(got->started, 200);
+  EXPECT_EQ(got->finished, 300);
+  EXPECT_EQ(got->not_before, 400);
+  EXPECT_EQ(got->error_code, "pipeline_error");
+  EXPECT_EQ(got->error, "it broke");
+  EXPECT_EQ(got->result_json, R"({"x":1})");
+  // Not mutable: unchanged.
+  EXPECT_EQ(got->video_id, v.id);
+  EXPECT_EQ(got->pipeline, "hls");
+  EXPECT_EQ(got->params_json, R"({"a":"1"})");
+  EXPECT_EQ(got->created, 100);
+  EXPECT_EQ(got->seq, j.seq);
+
+  // Cleared again.
+  j.state = JobState::Succeeded;
+  j.error_code.clear();
+  j.error.clear();
+  store->update_job(j);
+  got = store->job(j.id);
+  EXPECT_EQ(got->state, JobState::Succeeded);
+  EXPECT_EQ(got->error_code, "");
+  EXPECT_EQ(got->error, "");
+}
+
+TEST_F(StoreTest, UpdateUnknownJobIsNotFound) {
+  Job j = make_job(new_id(), 1);
+  EXPECT_EQ(expect_error([&] { store->update_job(j); }).code(), ErrorCode::NotFound);
+}
+
+TEST_F(StoreTest, CountJobs) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  const std::vector<JobState> states = {JobState::Queued, JobState::Queued, JobState::Running, JobState::Succeeded,
+                                        JobState::Failed, JobState::Failed, JobState::Failed};
+  for (JobState s : states) {
+    Job j = make_job(v.id, 1);
+    j.state = s;
+    store->add_job(j);
+  }
+  EXPECT_EQ(store->count_jobs(JobState::Queued), 2);
+  EXPECT_EQ(store->count_jobs(JobState::Running), 1);
+  EXPECT_EQ(store->count_jobs(JobState::Succeeded), 1);
+  EXPECT_EQ(store->count_jobs(JobState::Failed), 3);
+  EXPECT_EQ(store->count_jobs(JobState::Canceled), 0);
+}
+
+TEST_F(StoreTest, RequeueRunning) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job r1 = make_job(v.id, 1), r2 = make_job(v.id, 2), q = make_job(v.id, 3), s = make_job(v.id, 4);
+  r1.state = r2.state = JobState::Running;
+  r1.attempts = 2;
+  r1.started = 50;
+  s.state = JobState::Succeeded;
+  for (const Job &j : {r1, q, r2, s})
+    store->add_job(j);
+
+  auto requeued = store->requeue_running();
+  ASSERT_EQ(requeued.size(), 2u);
+  std::set<std::string> ids = {requeued[0].id, requeued[1].id};
+  EXPECT_EQ(ids, (std::set<std::string>{r1.id, r2.id}));
+  for (const Job &j : requeued)
+    EXPECT_EQ(j.state, JobState::Queued);
+
+  EXPECT_EQ(store->count_jobs(JobState::Running), 0);
+  EXPECT_EQ(store->count_jobs(JobState::Queued), 3);
+  EXPECT_EQ(store->count_jobs(JobState::Succeeded), 1);
+  auto got = store->job(r1.id);
+  EXPECT_EQ(got->state, JobState::Queued);
+  EXPECT_EQ(got->attempts, 2); // kept
+
+  EXPECT_TRUE(store->requeue_running().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file
+
+TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job j = make_job(v.id, 2);
+  j.seq = store->add_job(j);
+  EXPECT_TRUE(store->ping());
+  reopen();
+  EXPECT_TRUE(store->ping());
+  ASSERT_TRUE(store->video(v.id).has_value());
+  EXPECT_EQ(store->video(v.id)->title, "v");
+  ASSERT_TRUE(store->job(j.id).has_value());
+  EXPECT_EQ(store->job(j.id)->seq, j.seq);
+  // Later jobs continue the sequence.
+  Job k = make_job(v.id, 3);
+  EXPECT_GT(store->add_job(k), j.seq);
+  store.reset();
+  EXPECT_EQ(user_version(path()), 1);
+  // A second store on the same file sees the same data.
+  auto a = open_sqlite(path()), b = open_sqlite(path());
+  Video w = make_video("w", 5);
+  a->add_video(w);
+  EXPECT_TRUE(b->video(w.id).has_value());
+  EXPECT_EQ(b->videos().size(), 2u);
+}
+
+TEST_F(StoreTest, UsesWal) {
+  store->add_video(make_video("v", 1));
+  EXPECT_TRUE(g_file_test((path() + "-wal").c_str(), G_FILE_TEST_EXISTS));
+}
+
+TEST_F(StoreTest, VideoSurvivesKill) {
+  store.reset();
+  Video v = make_video("survivor", 1);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    try {
+      auto s = open_sqlite(path());
+      s->add_video(v);
+    } catch (...) {
+      _exit(2);
+    }
+    raise(SIGKILL);
+    _exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  store = open_sqlite(path());
+  auto got = store->video(v.id);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->title, "survivor");
+}
+
+TEST(StoreFileTest, MissingDirectoryIsAnIoError) {
+  TempDir dir;
+  std::string path = dir.file("no/such/dir/catalog.db");
+  Error e = expect_error([&] { open_sqlite(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), path)) << e.what();
+  EXPECT_TRUE(contains(e.what(), "cannot open")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "does not exist")) << e.what();
+}
+
+TEST(StoreFileTest, UnwritableDirectoryIsAnIoError) {
+  if (geteuid() == 0)
+    GTEST_SKIP() << "root writes anywhere";
+  TempDir dir;
+  std::string sub = dir.file("ro");
+  ASSERT_EQ(mkdir(sub.c_str(), 0500), 0);
+  std::string path = sub + "/catalog.db";
+  Error e = expect_error([&] { open_sqlite(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), path)) << e.what();
+  EXPECT_TRUE(contains(e.what(), "not writable")) << e.what();
+  chmod(sub.c_str(), 0700);
+}
+
+TEST(StoreFileTest, ReadOnlyFileIsAnIoError) {
+  if (geteuid() == 0)
+    GTEST_SKIP() << "root writes anywhere";
+  TempDir dir;
+  std::string path = dir.file("catalog.db");
+  open_sqlite(path).reset();
+  ASSERT_EQ(chmod(path.c_str(), 0400), 0);
+  Error e = expect_error([&] { open_sqlite(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), "read-only")) << e.what();
+}
+
+TEST(StoreFileTest, FileAsDirectoryIsAnIoError) {
+  TempDir dir;
+  write_bytes(dir.file("plain"), "x");
+  std::string path = dir.file("plain/catalog.db");
+  Error e = expect_error([&] { open_sqlite(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), path)) << e.what();
+  EXPECT_TRUE(contains(e.what(), "is not a folder")) << e.what();
+}
+
+TEST(StoreFileTest, DirectoryPathIsAnIoError) {
+  TempDir dir;
+  EXPECT_EQ(expect_error([&] { open_sqlite(dir.path()); }).code(), ErrorCode::Io);
+}
+
+TEST(StoreFileTest, RandomBytesAreAnError) {
+  TempDir dir;
+  std::string path = dir.file("catalog.db");
+  std::string junk(8192, '\0');
+  for (char &c : junk)
+    c = static_cast<char>(g_random_int_range(0, 256));
+  write_bytes(path, junk);
+  Error e = expect_error([&] { open_sqlite(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), path)) << e.what();
+  EXPECT_TRUE(contains(e.what(), "not a database")) << e.what();
+}
+
+TEST(StoreFileTest, DamagedPagesAreAnErrorNotACrash) {
+  TempDir dir;
+  std::string path = dir.file("catalog.db");
+  {
+    auto s = open_sqlite(path);
+    Video v = make_video("v", 1);
+    s->add_video(v);
+    for (int i = 0; i < 50; i++)
+      s->add_job(make_job(v.id, i));
+  } // the last close checkpoints the WAL into the main file
+  gchar *data = nullptr;
+  gsize len = 0;
+  ASSERT_TRUE(g_file_get_contents(path.c_str(), &data, &len, nullptr));
+  std::string bytes(data, len);
+  g_free(data);
+  ASSERT_GT(bytes.size(), 4096u);
+  // Keep the 100-byte header, scramble the rest.
+  for (std::size_t i = 100; i < bytes.size(); i++)
+    bytes[i] = static_cast<char>(g_random_int_range(0, 256));
+  write_bytes(path, bytes);
+  try {
+    auto s = open_sqlite(path);
+    s->videos();
+    s->jobs({});
+    s->next_queued(100);
+    s->requeue_running();
+  } catch (const Error &e) {
+    EXPECT_EQ(e.code(), ErrorCode::Io);
+  }
+}
+
+TEST(StoreFileTest, NewerSchemaIsRefused) {
+  TempDir dir;
+  std::string path = dir.file("catalog.db");
+  open_sqlite(path).reset();
+  sqlite3 *db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  Error e = expect_error([&] { open_sqlite(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), "schema version 99")) << e.what();
+}
+
+} // namespace
