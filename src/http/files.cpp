@@ -388,6 +388,7 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   if (not_modified) {
     soup_server_message_set_status(msg, SOUP_STATUS_NOT_MODIFIED, nullptr);
     // libsoup would otherwise add "Content-Length: 0"; RFC 9110 8.6 allows only the length a 200 would have.
+    soup_message_headers_set_content_length(resp, size);
     return;
   }
   if (kind == RangeKind::Unsatisfiable) {
@@ -400,7 +401,7 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   // libsoup's server applies a request's Range itself to a 200 GET response with a body (handle_partial_get in
   // soup-server-io.c, also for If-Range mismatches and multi-range requests); drop the header when we decided
   // to send the whole representation.
-  if (false && range_header && kind == RangeKind::None)
+  if (range_header && kind == RangeKind::None)
     soup_message_headers_remove(req, "Range");
 
   soup_message_headers_replace(resp, "Content-Type", mime_type_for(path));

@@ -15,8 +15,8 @@ namespace sluice::http {
 // nullopt when any segment is empty, ".", "..", or decodes to something containing '/', '\\' or NUL.
 std::optional<std::vector<std::string>> split_path(const std::string &encoded);
 
-// The regular file root/segments... if it exists and its real path (symlinks resolved) stays inside
-// the real path of root; nullopt otherwise.
+// The real path (symlinks resolved) of the regular file root/segments... if it exists and stays inside
+// the real path of root; nullopt otherwise. Segments are checked as split_path does.
 std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments);
 
 // MIME type for a file name by extension (m3u8, ts, m4s, mp4, mpd, jpg, vtt, json, ...).
@@ -36,7 +36,12 @@ struct ServeOptions {
 };
 
 // Answers msg (GET or HEAD) with the file at path: 200/206/304/416, Content-Type, Content-Length,
-// Accept-Ranges, ETag, Last-Modified, Cache-Control. Zero-copy for file contents (mapped).
+// Accept-Ranges, ETag, Last-Modified, Cache-Control. Zero-copy for file contents (mapped: the file must not
+// be truncated while the response is written). Other methods get 405 with Allow: GET, HEAD.
+// With opts.body, path only names the content (its MIME type) and need not exist; there is no Last-Modified.
+// Throws sluice::Error (NotFound: path missing or not a regular file; Io: unreadable) and then leaves msg
+// untouched, for the caller to answer 404/500. Removes a Range request header it decided not to honour, so
+// that libsoup (which applies Range to 200 GET responses itself) does not.
 void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOptions &opts);
 
 } // namespace sluice::http

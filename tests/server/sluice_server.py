@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -21,7 +20,6 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
 import uuid
 
 BINARY = os.environ.get('SLUICE_BINARY', '')

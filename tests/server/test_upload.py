@@ -3,6 +3,7 @@
 """`sluice serve` end to end: uploads (multipart, raw, curl, slow, aborted, parallel, refused, too large),
 the job each one starts, the events it sends and the HLS package it serves."""
 
+import json
 import os
 import re
 import select
@@ -11,13 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (CURL, IMMUTABLE, MEDIA, PLAYLIST_TYPE, TERMINAL, EventStream,  # noqa: E402
                            ServerTestCase, encode_multipart, files_under, main, need_binary, need_curl,
-                           need_ffmpeg, read_http_response, wait_until)
+                           need_ffmpeg, read_http_response)
 
 ID_RE = re.compile(r'^[0-9a-f]{16}$')
 
@@ -222,7 +222,6 @@ class Uploads(UploadCase):
                            capture_output=True, text=True, timeout=60)
         out, code = r.stdout.rsplit('\n', 1)
         self.assertEqual(code, '201', r.stdout + r.stderr)
-        import json
         j1 = json.loads(out)['job']['id']
         # 2 MB: curl sends "Expect: 100-continue"
         r = subprocess.run([CURL, '-sS', '-o', '-', '-w', '\n%{http_code}', '-H', 'Content-Type: video/mp4',
