@@ -413,7 +413,12 @@ void Server::Impl::route(SoupServerMessage *msg, const std::string &path, GHashT
     return set_json(msg, SOUP_STATUS_OK, object_node(o));
   }
   if (path.rfind("/videos/", 0) == 0) {
-    std::string rest = path.substr(std::string("/videos/").size());
+    // File names are matched still percent-encoded, decoded one segment at a time by split_path.
+    const char *encoded = g_uri_get_path(soup_server_message_get_uri(msg));
+    std::string raw = encoded ? encoded : path;
+    if (raw.rfind("/videos/", 0) != 0)
+      return set_not_found(msg, "no such file");
+    std::string rest = raw.substr(std::string("/videos/").size());
     auto slash = rest.find('/');
     std::string id = rest.substr(0, slash);
     if (!store::is_id(id) || slash == std::string::npos)
@@ -715,17 +720,14 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
                                  const std::string &title, const std::string &description,
                                  std::shared_ptr<media::ProbeResult> probe, std::optional<Error> err) {
   if (err) {
+    std::string tmp = up->path();
     up->discard();
     std::string name = up->filename().empty() ? "the upload" : "'" + clean_text(up->filename(), 200) + "'";
     std::string reason = err->what();
     // The probe names the server's temporary file; the client knows its file by its own name.
-    if (auto pos = reason.find(up->path()); !up->path().empty() && pos != std::string::npos)
-      reason.replace(pos, up->path().size(), name);
-    if (err->code() == ErrorCode::NotMedia || err->code() == ErrorCode::NotFound)
-      set_error(msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "not_media",
-                name + " is not a media file sluice can read: " + reason, "file");
-    else
-      set_error(msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "not_media", reason, "file");
+    if (auto pos = reason.find(tmp); !tmp.empty() && pos != std::string::npos)
+      reason.replace(pos, tmp.size(), name);
+    set_error(msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "not_media", reason, "file");
     apply_cors(msg);
     return;
   }

@@ -194,7 +194,12 @@ void Scheduler::pump() {
     }
     if (!next)
       return;
-    launch(std::move(*next));
+    try {
+      launch(std::move(*next));
+    } catch (const Error &e) {
+      GST_ERROR("cannot start job %s: %s", next->id.c_str(), e.what());
+      return;
+    }
   }
 }
 
