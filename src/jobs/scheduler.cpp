@@ -140,13 +140,12 @@ void Scheduler::recover() {
     fs::remove_all(fs::join(layout_.uploads_dir(), name));
   auto requeued = store_.requeue_running();
   for (const auto &j : requeued)
-    GST_WARNING("job %s of video %s was running when the server stopped: queued again", j.id.c_str(),
-                j.video_id.c_str());
+    g_message("job %s of video %s was running when the server stopped: queued again", j.id.c_str(), j.video_id.c_str());
   for (const auto &vid : fs::list_dir(layout_.videos_dir())) {
     std::string dir = layout_.video_dir(vid);
     if (!store::is_id(vid) || !store_.video(vid)) {
       // A folder without a catalog row: an upload cut between its move and its insert.
-      GST_WARNING("removing %s: no such video in the catalog", dir.c_str());
+      g_message("removing %s: no such video in the catalog", dir.c_str());
       fs::remove_all(dir);
       continue;
     }
@@ -381,12 +380,12 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
       job.state = store::JobState::Queued;
       job.not_before = now + delay * G_USEC_PER_SEC;
       job.started = 0;
-      GST_WARNING("job %s failed (attempt %d of %d), retrying in %" G_GINT64_FORMAT " s: %s", job.id.c_str(),
-                  job.attempts, job.max_attempts, delay, err->what());
+      g_message("job %s failed (attempt %d of %d), retrying in %" G_GINT64_FORMAT " s: %s", job.id.c_str(),
+                job.attempts, job.max_attempts, delay, err->what());
     } else {
       job.state = store::JobState::Failed;
       job.finished = now;
-      GST_WARNING("job %s failed: %s", job.id.c_str(), err->what());
+      g_message("job %s failed: %s", job.id.c_str(), err->what());
     }
   }
   try {

@@ -20,7 +20,9 @@ double MediaPlaylist::total_duration() const {
   return t;
 }
 
-static bool starts_with(const std::string &s, const char *p) { return s.rfind(p, 0) == 0; }
+static bool starts_with(const std::string &s, const char *p) {
+  return s.rfind(p, 0) == 0;
+}
 
 MediaPlaylist parse_media_playlist(const std::string &text) {
   MediaPlaylist pl;
@@ -117,9 +119,13 @@ std::string write_master_playlist(const std::vector<Variant> &variants) {
   o.imbue(std::locale::classic());
   o << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n";
   auto sorted = variants;
-  std::stable_sort(sorted.begin(), sorted.end(), [](const Variant &a, const Variant &b) { return a.bandwidth < b.bandwidth; });
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const Variant &a, const Variant &b) { return a.bandwidth < b.bandwidth; });
   for (const auto &v : sorted) {
-    o << "#EXT-X-STREAM-INF:BANDWIDTH=" << v.bandwidth << ",AVERAGE-BANDWIDTH=" << v.average_bandwidth;
+    // AVERAGE-BANDWIDTH and CODECS are left out while unknown (the master of a running job).
+    o << "#EXT-X-STREAM-INF:BANDWIDTH=" << v.bandwidth;
+    if (v.average_bandwidth > 0)
+      o << ",AVERAGE-BANDWIDTH=" << v.average_bandwidth;
     if (v.width > 0 && v.height > 0)
       o << ",RESOLUTION=" << v.width << "x" << v.height;
     if (v.frame_rate > 0) {
@@ -127,7 +133,9 @@ std::string write_master_playlist(const std::vector<Variant> &variants) {
       g_ascii_formatd(fr, sizeof fr, "%.3f", v.frame_rate);
       o << ",FRAME-RATE=" << fr;
     }
-    o << ",CODECS=\"" << v.codecs << "\"\n" << v.uri << "\n";
+    if (!v.codecs.empty())
+      o << ",CODECS=\"" << v.codecs << "\"";
+    o << "\n" << v.uri << "\n";
   }
   return o.str();
 }

@@ -23,10 +23,10 @@ namespace {
 
 using sluice::Error;
 using sluice::ErrorCode;
-using sluice::test::expect_error;
-using sluice::test::TempDir;
 using sluice::test::contains;
 using sluice::test::count;
+using sluice::test::expect_error;
+using sluice::test::TempDir;
 using namespace sluice::media;
 
 [[maybe_unused]] ::testing::Environment *const gst_environment =
@@ -568,3 +568,10 @@ TEST(H264TsTest, FindsTheSpsOfARealEncode) {
 }
 
 } // namespace
+
+TEST(MasterPlaylist, LeavesOutWhatIsNotKnownYet) {
+  // The master of a running job: nominal bandwidth, no average and no codecs until the end.
+  std::string s = write_master_playlist({{"v.m3u8", 1000, 0, 320, 240, 25.0, ""}});
+  EXPECT_EQ(s, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+               "#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=320x240,FRAME-RATE=25.000\nv.m3u8\n");
+}
