@@ -12,6 +12,7 @@ const char *error_code_name(ErrorCode code) {
   case ErrorCode::Unavailable: return "unavailable";
   case ErrorCode::Pipeline: return "pipeline_error";
   case ErrorCode::Truncated: return "truncated";
+  case ErrorCode::BadInput: return "bad_input";
   case ErrorCode::Canceled: return "canceled";
   case ErrorCode::Io: return "io_error";
   case ErrorCode::Internal: return "internal";

@@ -16,6 +16,7 @@ enum class ErrorCode {
   Unavailable,   // e.g. an encoder that exists but cannot run here
   Pipeline,      // GStreamer reported an error while running
   Truncated,     // the run ended but the output is shorter than the input
+  BadInput,      // the input is media but cannot be demuxed or decoded (corrupt data)
   Canceled,      // stopped on request
   Io,            // file system
   Internal,

@@ -85,6 +85,29 @@ void Runner::start(ProgressFn on_progress, DoneFn on_done) {
   }
 }
 
+ErrorCode classify_error(GstMessage *msg) {
+  GError *err = nullptr;
+  gst_message_parse_error(msg, &err, nullptr);
+  ErrorCode code = ErrorCode::Pipeline;
+  // Data the demuxers and decoders cannot read will not read better next time.
+  if (err && err->domain == GST_STREAM_ERROR) {
+    switch (err->code) {
+    case GST_STREAM_ERROR_DECODE:
+    case GST_STREAM_ERROR_DEMUX:
+    case GST_STREAM_ERROR_FORMAT:
+    case GST_STREAM_ERROR_TYPE_NOT_FOUND:
+    case GST_STREAM_ERROR_WRONG_TYPE:
+    case GST_STREAM_ERROR_CODEC_NOT_FOUND:
+      code = ErrorCode::BadInput;
+      break;
+    default:
+      break;
+    }
+  }
+  g_clear_error(&err);
+  return code;
+}
+
 gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
   auto *self = static_cast<Runner *>(data);
   if (self->finished_)
@@ -96,7 +119,7 @@ gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
   case GST_MESSAGE_ERROR: {
     std::string what = describe_error(msg);
     GST_WARNING_OBJECT(self->pipeline_, "pipeline error: %s", what.c_str());
-    self->finish(Error(ErrorCode::Pipeline, what));
+    self->finish(Error(classify_error(msg), what));
     break;
   }
   case GST_MESSAGE_ELEMENT: {

@@ -59,6 +59,9 @@ private:
   DoneFn on_done_;
 };
 
+// BadInput for errors of demuxers and decoders reading the input, Pipeline for the rest.
+ErrorCode classify_error(GstMessage *msg);
+
 // Formats a GStreamer error message as "element: message (debug)" for a person to act on.
 std::string describe_error(GstMessage *msg);
 
