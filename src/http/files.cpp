@@ -392,10 +392,16 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     return;
   }
   if (kind == RangeKind::Unsatisfiable) {
+    // An error like every other of the server: JSON, and nothing a cache should keep.
     soup_server_message_set_status(msg, SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE, nullptr);
     GStr cr(g_strdup_printf("bytes */%" G_GINT64_FORMAT, static_cast<gint64>(size)));
     soup_message_headers_replace(resp, "Content-Range", cr.get());
-    soup_message_headers_set_content_length(resp, 0);
+    soup_message_headers_replace(resp, "Cache-Control", "no-store");
+    GStr json(
+        g_strdup_printf("{\"error\":{\"code\":\"range_not_satisfiable\",\"message\":\"the range starts beyond the "
+                        "end of the file (%" G_GINT64_FORMAT " bytes)\"}}\n",
+                        static_cast<gint64>(size)));
+    soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, json.get(), strlen(json.get()));
     return;
   }
   // libsoup's server applies a request's Range itself to a 200 GET response with a body (handle_partial_get in

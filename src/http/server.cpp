@@ -13,6 +13,7 @@
 #include "sluice-config.h"
 
 #include <gst/gst.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -204,7 +205,7 @@ struct Server::Impl {
   void delete_video(SoupServerMessage *msg, const std::string &video_id);
   void events_stream(SoupServerMessage *msg, GHashTable *query);
   void health(SoupServerMessage *msg);
-  void media(SoupServerMessage *msg, const std::string &video_id, const std::string &rest);
+  void media(SoupServerMessage *msg, const std::string &video_id, const std::string &rest, GHashTable *query);
 
   JsonNode *video_json(const store::Video &v);
   JsonNode *job_json(const store::Job &j) { return scheduler.job_to_json(j); }
@@ -425,7 +426,7 @@ void Server::Impl::route(SoupServerMessage *msg, const std::string &path, GHashT
       return set_not_found(msg, "no such file");
     if (!is_method(msg, "GET") && !is_method(msg, "HEAD"))
       return set_method_not_allowed(msg, "GET, HEAD");
-    return media(msg, id, rest.substr(slash + 1));
+    return media(msg, id, rest.substr(slash + 1), query);
   }
   if (path == kApi || path.rfind(std::string(kApi) + "/", 0) == 0) {
     auto parts = split(path.substr(std::string(kApi).size()));
@@ -564,8 +565,8 @@ void Server::Impl::route_api(SoupServerMessage *msg, const std::vector<std::stri
     if (!get)
       return set_method_not_allowed(msg, "GET, HEAD");
     JsonNode *enc = scheduler.encoders().to_json(true);
-    JsonObject *o = json_object_new();
-    json_object_set_member(o, "encoders", enc);
+    JsonObject *o = json_object_ref(json_node_get_object(enc));
+    json_node_unref(enc);
     json_object_set_string_member(o, "default", config.encoder.c_str());
     try {
       json_object_set_string_member(o, "auto", scheduler.encoders().resolve("auto").c_str());
@@ -926,7 +927,8 @@ void Server::Impl::health(SoupServerMessage *msg) {
 // ---------------------------------------------------------------------------------------------
 // Media files
 
-void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, const std::string &rest) {
+void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, const std::string &rest,
+                         GHashTable *query) {
   auto segments = split_path(rest);
   // Only files inside an output folder: no listing, no upload, no working or old folders by name.
   if (!segments || segments->size() < 2)
@@ -979,7 +981,30 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
   if (!path)
     return set_not_found(msg, "no such file");
   ServeOptions opts;
-  opts.cache_control = playlist ? "no-cache" : "public, max-age=31536000, immutable";
+  if (playlist && name != "master.m3u8") {
+    // A finished package can be replaced by a later job under the same names. Segment URLs in its
+    // playlists carry the package's version, so that a cached segment is never one of another package;
+    // only such versioned URLs are immutable.
+    struct stat st {};
+    if (stat(path->c_str(), &st) == 0) {
+      try {
+        auto pl = media::parse_media_playlist(fs::read_file(*path));
+        g_autofree gchar *version =
+            g_strdup_printf("%" G_GINT64_MODIFIER "x%" G_GINT64_MODIFIER "x", static_cast<gint64>(st.st_ino),
+                            static_cast<gint64>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+        for (auto &seg : pl.segments)
+          seg.uri += std::string(seg.uri.find('?') == std::string::npos ? "?" : "&") + "v=" + version;
+        opts.body = media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
+      } catch (const Error &) {
+        // Not a playlist we can read: served as it is.
+      }
+    }
+    opts.cache_control = "no-cache";
+  } else if (playlist) {
+    opts.cache_control = "no-cache";
+  } else {
+    opts.cache_control = query_value(query, "v").empty() ? "no-cache" : "public, max-age=31536000, immutable";
+  }
   serve_file(msg, *path, opts);
 }
 
@@ -989,7 +1014,9 @@ Server::Server(const ServerConfig &config, store::Store &store, jobs::Scheduler 
     : impl_(std::make_unique<Impl>(config, store, scheduler, events)) {
   static std::once_flag once;
   std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_http_debug, "sluice-http", 0, "sluice HTTP server"); });
-  impl_->server = soup_server_new("server-header", "sluice/" SLUICE_VERSION " ", nullptr);
+  // raw-paths: handlers get the path still percent-encoded, so that "..%2f" or "%00" reach our own checks
+  // (and get a JSON 404) instead of libsoup's bare 400, and file names are decoded exactly once.
+  impl_->server = soup_server_new("server-header", "sluice/" SLUICE_VERSION " ", "raw-paths", TRUE, nullptr);
   soup_server_add_early_handler(impl_->server, nullptr, Impl::on_early, impl_.get(), nullptr);
   soup_server_add_handler(impl_->server, nullptr, Impl::on_request, impl_.get(), nullptr);
   g_signal_connect(impl_->server, "request-finished", G_CALLBACK(+[](SoupServer *, SoupServerMessage *msg, gpointer) {

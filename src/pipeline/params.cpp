@@ -24,13 +24,18 @@ const char *param_type_name(ParamType t) {
 }
 
 static ParamType parse_type(const std::string &name, const std::string &t) {
-  if (t == "integer") return ParamType::Integer;
-  if (t == "number") return ParamType::Number;
-  if (t == "string") return ParamType::String;
-  if (t == "boolean") return ParamType::Boolean;
-  if (t == "enum") return ParamType::Enum;
-  throw Error(ErrorCode::Invalid, "parameter '" + name + "': unknown type '" + t +
-                                      "' (integer, number, string, boolean or enum)");
+  if (t == "integer")
+    return ParamType::Integer;
+  if (t == "number")
+    return ParamType::Number;
+  if (t == "string")
+    return ParamType::String;
+  if (t == "boolean")
+    return ParamType::Boolean;
+  if (t == "enum")
+    return ParamType::Enum;
+  throw Error(ErrorCode::Invalid,
+              "parameter '" + name + "': unknown type '" + t + "' (integer, number, string, boolean or enum)");
 }
 
 bool is_identifier(const std::string &s) {
@@ -123,9 +128,7 @@ std::string validate_value(const ParamSpec &spec, const std::string &raw) {
         allowed += (allowed.empty() ? "" : ", ") + v;
       throw Error(ErrorCode::Invalid, who + ": '" + raw + "' is not one of " + allowed);
     }
-  case ParamType::String:
-    check_safe_string(who, raw);
-    return raw;
+  case ParamType::String: check_safe_string(who, raw); return raw;
   }
   return raw;
 }
@@ -207,19 +210,25 @@ JsonNode *param_spec_to_json(const ParamSpec &spec) {
   json_builder_add_string_value(b, spec.description.c_str());
   json_builder_set_member_name(b, "default");
   switch (spec.type) {
-  case ParamType::Integer: json_builder_add_int_value(b, g_ascii_strtoll(spec.default_value.c_str(), nullptr, 10)); break;
+  case ParamType::Integer:
+    json_builder_add_int_value(b, g_ascii_strtoll(spec.default_value.c_str(), nullptr, 10));
+    break;
   case ParamType::Number: json_builder_add_double_value(b, g_ascii_strtod(spec.default_value.c_str(), nullptr)); break;
   case ParamType::Boolean: json_builder_add_boolean_value(b, spec.default_value == "true"); break;
   default: json_builder_add_string_value(b, spec.default_value.c_str()); break;
   }
-  if (spec.min) {
-    json_builder_set_member_name(b, "min");
-    json_builder_add_double_value(b, *spec.min);
-  }
-  if (spec.max) {
-    json_builder_set_member_name(b, "max");
-    json_builder_add_double_value(b, *spec.max);
-  }
+  // Bounds of an integer parameter are integers in JSON too (1, not 1.0).
+  auto add_bound = [&](const char *name, const std::optional<double> &v) {
+    if (!v)
+      return;
+    json_builder_set_member_name(b, name);
+    if (spec.type == ParamType::Integer)
+      json_builder_add_int_value(b, static_cast<gint64>(*v));
+    else
+      json_builder_add_double_value(b, *v);
+  };
+  add_bound("min", spec.min);
+  add_bound("max", spec.max);
   if (spec.type == ParamType::Enum) {
     json_builder_set_member_name(b, "values");
     json_builder_begin_array(b);

@@ -41,27 +41,30 @@ class ApiBasics(ServerTestCase):
         self.assertIn('hls', pipelines, body)
         hls = pipelines['hls']
         self.assertIsInstance(hls.get('summary'), str, hls)
-        params = hls['params']
-        self.assertIsInstance(params, dict, hls)
+        # docs/api.md: parameters in the description's order, each {name, type, default, min, max, values, description}.
+        params = {p['name']: p for p in hls['parameters']}
         seg = params['segment_seconds']
         self.assertEqual(seg['type'], 'integer', seg)
         self.assertEqual(seg['default'], 4, seg)
+        self.assertIsInstance(seg['min'], int, seg)
         self.assertEqual(seg['min'], 1, seg)
         self.assertEqual(seg['max'], 20, seg)
         self.assertTrue(seg.get('description'), seg)
         preset = params['preset']
         self.assertEqual(preset['type'], 'enum', preset)
-        self.assertIn('veryslow', preset['enum'], preset)
-        self.assertIn('ultrafast', preset['enum'], preset)
+        self.assertIn('veryslow', preset['values'], preset)
+        self.assertIn('ultrafast', preset['values'], preset)
         self.assertEqual(preset['default'], 'veryfast', preset)
         for name in ('audio_bitrate', 'scaler', 'queue_buffers'):
             self.assertIn(name, params)
+        self.assertEqual(body.get('default'), 'hls', body)
+        # The gst-launch fragments come along, for people who debug pipelines by hand.
+        self.assertIn('hlssink2', hls['fragments']['sink'], hls)
 
     def test_encoders_x264_runs(self):
         body = self.server.get_json('/api/v1/encoders')
         table = body['encoders']
-        if isinstance(table, dict):         # {"encoders": {"order": [...], "encoders": [...]}, "auto": ...}
-            table = table['encoders']
+        self.assertIn('x264', body['order'], body)
         encoders = {e['name']: e for e in table}
         self.assertIn('x264', encoders, body)
         self.assertIs(encoders['x264'].get('runs'), True, encoders['x264'])

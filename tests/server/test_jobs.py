@@ -51,7 +51,8 @@ class Jobs(ServerTestCase):
             self.assertEqual(canceled['id'], job['id'])
             self.assertEqual(canceled['state'], 'canceled', canceled)
             events.wait_job_state(job['id'], 'canceled', 10)
-            self.assert_no_outputs(vid)
+            # the answer comes once the pipeline has stopped and its partial output is gone
+            self.assert_no_outputs(vid, timeout=0)
             j = srv.job(job['id'])
             self.assertEqual(j['state'], 'canceled', j)
             self.assertTrue(j['finished'], j)
@@ -109,6 +110,29 @@ class Jobs(ServerTestCase):
             self.assert_no_outputs(vid)
             self.assertEqual(srv.request('DELETE', '/api/v1/videos/' + vid).status, 204)
 
+    def test_priority_then_age_decide_what_runs_next(self):
+        srv = self.server
+        blockers = [srv.running_job(self.new_video(), ladder='360p', params=SLOW) for _ in range(2)]
+        low_v, high_v, mid_v = self.new_video('short'), self.new_video('short'), self.new_video('short')
+        with EventStream(srv) as events:
+            low = job_of(srv.post_job(low_v, ladder='240p', priority=0).json())
+            high = job_of(srv.post_job(high_v, ladder='240p', priority=5).json())
+            later = job_of(srv.post_job(mid_v, ladder='240p', priority=0).json())
+            for j in (low, high, later):
+                self.assertEqual(srv.job(j['id'])['state'], 'queued', 'two slots, two blockers: %s' % j)
+            self.assertEqual(srv.request('DELETE', '/api/v1/jobs/' + blockers[0]['id']).status, 200)
+            events.wait_job_state(high['id'], 'running', 20)
+            self.assertEqual(srv.job(low['id'])['state'], 'queued')
+            self.assertEqual(srv.job(later['id'])['state'], 'queued')
+            self.assertEqual(srv.request('DELETE', '/api/v1/jobs/' + blockers[1]['id']).status, 200)
+            for j in (high, low, later):
+                events.wait_job_state(j['id'], 'succeeded', 60)
+            order = [e.json['id'] for e in events.snapshot() if e.event == 'job' and e.json['state'] == 'running'
+                     and e.json['id'] in (low['id'], high['id'], later['id'])]
+        self.assertEqual(order, [high['id'], low['id'], later['id']],
+                         'expected the higher priority first, then the older of two equal priorities')
+        self.wait_idle()
+
     # 7. re-transcode
     def test_retranscode(self):
         srv = self.server
@@ -125,13 +149,28 @@ class Jobs(ServerTestCase):
         r = srv.post_job(vid, ladder='240p')
         self.assert_error(r, 409, 'conflict')
         srv.wait_succeeded(first['id'])
-        self.assertIn('#EXT-X-TARGETDURATION:2', srv.get('/videos/%s/hls/240p.m3u8' % vid).text())
+        first_text = srv.get('/videos/%s/hls/240p.m3u8' % vid).text()
+        self.assertIn('#EXT-X-TARGETDURATION:2', first_text)
+        segment = '/videos/%s/hls/240p_00000.ts' % vid
+        old = srv.get(segment)
+        self.assertEqual(old.status, 200)
         r = srv.post_job(vid, ladder='240p', params={'segment_seconds': 1, 'preset': 'ultrafast'})
         self.assertEqual(r.status, 202, r.describe())
         second = job_of(r.json())
         srv.wait_succeeded(second['id'])
         text = srv.get('/videos/%s/hls/240p.m3u8' % vid).text()
         self.assertIn('#EXT-X-TARGETDURATION:1', text)
+        new = srv.get(segment)
+        self.assertEqual(new.status, 200)
+        self.assertNotEqual(new.body, old.body, 'the second package has other segments')
+        # The same file name now holds other bytes: revalidation sees it (new ETag), and the immutable
+        # URLs listed in the playlists differ between the two packages (their version).
+        self.assertNotEqual(new.header('ETag'), old.header('ETag'), 'new bytes under the old ETag')
+        r = srv.get(segment, {'If-None-Match': old.header('ETag')})
+        self.assertEqual(r.status, 200, r.describe())
+        first_uris = [ln for ln in first_text.splitlines() if ln and not ln.startswith('#')]
+        new_uris = [ln for ln in text.splitlines() if ln and not ln.startswith('#')]
+        self.assertFalse(set(first_uris) & set(new_uris), 'a versioned segment URL names two packages')
         self.assertIn('#EXT-X-ENDLIST', text)
         v = srv.video(vid)
         self.assertEqual(v['state'], 'ready')
@@ -257,9 +296,10 @@ class QueueLimit(ServerTestCase):
         self.assert_error(r, 503, 'queue_full')
         after = srv.get_json('/api/v1/videos')['videos']
         kept = [v for v in after if v['title'] == 'second']
-        sys.stderr.write('\nNOTE queue_full on upload: the video was %s (videos %d -> %d, folders %r -> %r, '
-                         'uploads/ %r)\n' % ('KEPT' if kept else 'not kept', before, len(after), before_dirs,
-                                             self.video_dirs(), self.uploads_left()))
+        # A 503 upload is not kept: the client is told to try again, nothing half accepted stays.
+        self.assertEqual(kept, [], after)
+        self.assertEqual(len(after), before)
+        self.assertEqual(self.video_dirs(), before_dirs)
         self.assert_no_uploads_left()
         health = srv.get_json('/health')
         self.assertEqual(health['jobs']['queued'] + health['jobs']['running'], 1, health)

@@ -19,7 +19,8 @@ SLOW = {'segment_seconds': 1, 'preset': 'veryslow'}
 
 
 def playlist_uris(text):
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith('#')]
+    # Segment names, without the package version a finished playlist adds (name.ts?v=...).
+    return [ln.strip().split('?')[0] for ln in text.splitlines() if ln.strip() and not ln.startswith('#')]
 
 
 @need_binary

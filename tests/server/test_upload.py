@@ -109,12 +109,11 @@ class Uploads(UploadCase):
             self.assertEqual(states[-1], 'succeeded', states)
             self.assertLess(states.index('running'), states.index('succeeded'), states)
             progress = [e.json for e in events if e.event == 'progress']
-            self.assertTrue(progress, 'no progress event for a job of %d s: %s' % (10, events))
             percents = [p['percent'] for p in progress]
+            self.assertGreaterEqual(len(percents), 2, 'progress events of a 10 s job: %s' % events)
             self.assertEqual(percents, sorted(percents), 'progress percent must not go back: %s' % percents)
             self.assertTrue(all(0 <= p <= 100 for p in percents), percents)
-            if len(percents) >= 2:
-                self.assertGreater(percents[-1], percents[0], percents)
+            self.assertGreater(percents[-1], percents[0], percents)
             for p in progress:
                 self.assertEqual(p['job'], job['id'])
                 for k in ('position', 'duration', 'fps', 'speed', 'eta'):
@@ -128,9 +127,17 @@ class Uploads(UploadCase):
         self.assertEqual(final['state'], 'succeeded')
         self.assertEqual(final['attempts'], 1, final)
         self.assertIsNone(final['error'], final)
-        self.assertEqual(final['progress']['percent'], 100, final) if final.get('progress') else None
-        names = sorted(r['name'] for r in final['result']['renditions'])
-        self.assertEqual(names, ['240p', '360p'], final['result'])
+        if final.get('progress'):
+            self.assertEqual(final['progress']['percent'], 100, final)
+        renditions = {r['name']: r for r in final['result']['renditions']}
+        self.assertEqual(sorted(renditions), ['240p', '360p'], final['result'])
+        for name, r in renditions.items():
+            self.assertEqual(r['height'], int(name[:-1]), r)
+            self.assertAlmostEqual(r['width'] / r['height'], 16 / 9, delta=0.02, msg=str(r))
+            self.assertIn('avc1.', r['codecs'], r)
+            self.assertIn('mp4a.40.2', r['codecs'], r)
+            self.assertGreater(r['bandwidth'], 0, r)
+            self.assertAlmostEqual(r['duration'], 10.0, delta=0.5, msg=str(r))
         self.check_package(vid, expected_duration=10.0, renditions=('240p', '360p'))
 
     def check_package(self, vid, expected_duration, renditions):
@@ -166,7 +173,9 @@ class Uploads(UploadCase):
                 self.assertEqual(sr.header('Content-Type'), 'video/mp2t', sr.describe())
                 self.assertEqual(sr.header('Cache-Control'), IMMUTABLE, sr.describe())
                 self.assertTrue(sr.header('ETag'), sr.describe())
-                with open(os.path.join(hls_dir, os.path.basename(spath)), 'rb') as f:
+                # Segments of a finished package are listed with its version (name.ts?v=...).
+                self.assertRegex(s, r'^240p_\d{5}\.ts\?v=[0-9a-f]+$|^\d+p_\d{5}\.ts\?v=[0-9a-f]+$')
+                with open(os.path.join(hls_dir, os.path.basename(spath).split('?')[0]), 'rb') as f:
                     self.assertEqual(sr.body, f.read(), spath)
                 self.assertEqual(sr.body[:1], b'\x47', 'not MPEG-TS: ' + spath)
 
@@ -187,12 +196,15 @@ class Uploads(UploadCase):
 
     def test_raw_upload_with_filename_query(self):
         r = self.raw_upload(MEDIA.bytes('short'), 'video/mp4',
-                            '?filename=my%20clip.mp4&title=My%20clip&ladder=240p&description=d%C3%A9j%C3%A0')
+                            '?filename=my%20clip.mp4&title=My%20clip&ladder=240p&description=d%C3%A9j%C3%A0'
+                            '&priority=3&encoder=x264')
         self.assertEqual(r.status, 201, r.describe())
         body = r.json()
         self.assertEqual(body['video']['filename'], 'my clip.mp4')
         self.assertEqual(body['video']['title'], 'My clip')
         self.assertEqual(body['video']['description'], 'd\u00e9j\u00e0')
+        self.assertEqual(body['job']['priority'], 3, body['job'])
+        self.assertEqual(body['job']['encoder'], 'x264', body['job'])
         self.server.wait_succeeded(body['job']['id'])
 
     def test_raw_upload_octet_stream(self):
@@ -408,11 +420,11 @@ class Uploads(UploadCase):
 class UploadLimits(UploadCase):
     CONFIG = {'uploads': {'max-size': '1M', 'auto-transcode': False}}
 
-    def answer_without_body(self, content_type, length):
+    def answer_without_body(self, content_type, length, extra=''):
         """Sends only the headers: the 413 must come before any byte of the body."""
         s = self.server.raw_socket()
         try:
-            self.send_head(s, content_type, length)
+            self.send_head(s, content_type, length, extra=extra)
             ready, _, _ = select.select([s], [], [], 10)
             self.assertTrue(ready, 'no answer within 10 s to Content-Length %d (the server waits for the body)'
                             % length)
@@ -443,11 +455,27 @@ class UploadLimits(UploadCase):
         self.assertIsNotNone(r, 'connection closed without an answer')
         return r
 
-    def test_content_length_over_limit_is_413_before_the_body(self):
+    def test_content_length_over_limit_with_expect_100_continue(self):
         before, dirs = self.count_videos(), self.video_dirs()
-        r = self.answer_without_body('video/mp4', 2 * 1024 * 1024)
-        self.assert_refused_without_trace(r, 413, 'too_large', before, dirs)
-        r = self.answer_without_body('multipart/form-data; boundary=abc', 2 * 1024 * 1024)
+        for ctype in ('video/mp4', 'multipart/form-data; boundary=abc'):
+            with self.subTest(ctype=ctype):
+                r = self.answer_without_body(ctype, 2 * 1024 * 1024, 'Expect: 100-continue\r\n')
+                self.assert_refused_without_trace(r, 413, 'too_large', before, dirs)
+
+    def test_content_length_over_limit_whole_body_sent(self):
+        before, dirs = self.count_videos(), self.video_dirs()
+        data = (MEDIA.bytes('long') * 2)[:2 * 1024 * 1024]
+        s = self.server.raw_socket()
+        try:
+            self.send_head(s, 'video/mp4', len(data))
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            r = read_http_response(s, 'POST', timeout=30)
+        finally:
+            s.close()
+        self.assertIsNotNone(r, 'connection closed without an answer')
         self.assert_refused_without_trace(r, 413, 'too_large', before, dirs)
 
     def test_chunked_over_limit_is_413(self):
