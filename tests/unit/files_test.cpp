@@ -489,8 +489,11 @@ TEST_F(ServeFile, Unsatisfiable) {
   auto r = get("/seg.ts", {"Range: bytes=100000-"});
   EXPECT_EQ(r.status, 416);
   EXPECT_EQ(r.get("content-range"), "bytes */100000");
-  EXPECT_EQ(r.get("content-length"), "0");
-  EXPECT_TRUE(r.body.empty());
+  // Like every error of the server: a JSON body, not cached.
+  EXPECT_EQ(r.get("content-type"), "application/json");
+  EXPECT_EQ(r.get("content-length"), std::to_string(r.body.size()));
+  EXPECT_NE(r.body.find("\"code\":\"range_not_satisfiable\""), std::string::npos) << r.body;
+  EXPECT_EQ(r.get("cache-control"), "no-store");
   r = get("/empty.m3u8", {"Range: bytes=0-"});
   EXPECT_EQ(r.status, 416);
   EXPECT_EQ(r.get("content-range"), "bytes */0");
