@@ -13,8 +13,10 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <list>
 #include <memory>
 #include <string_view>
+#include <unordered_map>
 
 namespace sluice::http {
 
@@ -56,6 +58,12 @@ public:
 private:
   int fd_;
 };
+
+std::string file_etag(std::uint64_t inode, std::int64_t size, std::int64_t mtime_ns) {
+  GStr tag(g_strdup_printf("\"%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x\"",
+                           static_cast<gint64>(inode), static_cast<gint64>(size), static_cast<gint64>(mtime_ns)));
+  return tag.get();
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9')
@@ -305,11 +313,17 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   std::string etag;
   std::optional<std::int64_t> mtime; // seconds, files only
   std::unique_ptr<Fd> fd;
+  std::shared_ptr<const FileCache::Entry> entry;
   if (opts.body) {
     size = static_cast<std::int64_t>(opts.body->size());
     GStr sum(g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(opts.body->data()),
                                          opts.body->size()));
     etag = "\"b" + std::string(sum.get(), 32) + "\"";
+  } else if (auto cached = opts.cache ? opts.cache->get(path) : nullptr) {
+    entry = cached;
+    size = cached->size;
+    mtime = cached->mtime_ns / 1000000000;
+    etag = cached->etag;
   } else {
     fd = std::make_unique<Fd>(open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd->get() < 0) {
@@ -325,9 +339,7 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     size = st.st_size;
     mtime = st.st_mtim.tv_sec;
     std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    GStr tag(g_strdup_printf("\"%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x\"",
-                             static_cast<gint64>(st.st_ino), static_cast<gint64>(size), static_cast<gint64>(mtime_ns)));
-    etag = tag.get();
+    etag = file_etag(st.st_ino, size, mtime_ns);
   }
   const std::string last_modified = mtime ? http_date(*mtime) : "";
 
@@ -365,6 +377,8 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   if (!head && !not_modified && kind != RangeKind::Unsatisfiable && size > 0) {
     if (opts.body) {
       content.reset(g_bytes_new(opts.body->data(), opts.body->size()));
+    } else if (entry) {
+      content.reset(g_bytes_ref(entry->bytes));
     } else {
       GError *err = nullptr;
       GMappedFile *mapped = g_mapped_file_new_from_fd(fd->get(), FALSE, &err);
@@ -427,6 +441,99 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   soup_message_headers_set_content_length(resp, size);
   if (content)
     soup_message_body_append_bytes(body, content.get());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+FileCache::Entry::~Entry() {
+  if (bytes)
+    g_bytes_unref(bytes);
+}
+
+struct FileCache::Impl {
+  // Most recently used at the front.
+  std::list<std::shared_ptr<Entry>> lru;
+  std::unordered_map<std::string, std::list<std::shared_ptr<Entry>>::iterator> index;
+};
+
+FileCache::FileCache(std::size_t budget_bytes, std::size_t max_file_bytes)
+    : impl_(std::make_unique<Impl>()), budget_(budget_bytes), max_file_(max_file_bytes) {}
+
+FileCache::~FileCache() = default;
+
+std::size_t FileCache::entries() const {
+  return impl_->lru.size();
+}
+
+std::shared_ptr<const FileCache::Entry> FileCache::get(const std::string &path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    int e = errno;
+    if (auto it = impl_->index.find(path); it != impl_->index.end()) {
+      used_ -= static_cast<std::size_t>((*it->second)->size);
+      impl_->lru.erase(it->second);
+      impl_->index.erase(it);
+    }
+    throw Error(e == ENOENT || e == ENOTDIR ? ErrorCode::NotFound : ErrorCode::Io,
+                "cannot open " + path + ": " + g_strerror(e));
+  }
+  if (!S_ISREG(st.st_mode))
+    throw Error(ErrorCode::NotFound, path + " is not a regular file");
+  const std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (auto it = impl_->index.find(path); it != impl_->index.end()) {
+    auto &e = *it->second;
+    if (e->inode == static_cast<std::uint64_t>(st.st_ino) && e->size == st.st_size && e->mtime_ns == mtime_ns) {
+      impl_->lru.splice(impl_->lru.begin(), impl_->lru, it->second);
+      return *impl_->lru.begin();
+    }
+    used_ -= static_cast<std::size_t>(e->size);
+    impl_->lru.erase(it->second);
+    impl_->index.erase(it);
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > max_file_)
+    return nullptr;
+
+  // Read it whole with read(): for files this small that is cheaper than mapping and unmapping.
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (fd.get() < 0) {
+    int e = errno;
+    throw Error(e == ENOENT || e == ENOTDIR ? ErrorCode::NotFound : ErrorCode::Io,
+                "cannot open " + path + ": " + g_strerror(e));
+  }
+  struct stat fst;
+  if (fstat(fd.get(), &fst) != 0 || fst.st_ino != st.st_ino || fst.st_size != st.st_size)
+    throw Error(ErrorCode::Io, path + " changed while being read");
+  auto size = static_cast<std::size_t>(st.st_size);
+  auto *data = static_cast<char *>(g_malloc(size ? size : 1));
+  std::size_t got = 0;
+  while (got < size) {
+    ssize_t n = read(fd.get(), data + got, size - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      g_free(data);
+      throw Error(ErrorCode::Io,
+                  "cannot read " + path + (n < 0 ? std::string(": ") + g_strerror(errno) : ": short read"));
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  auto e = std::make_shared<Entry>();
+  e->path = path;
+  e->inode = static_cast<std::uint64_t>(st.st_ino);
+  e->size = st.st_size;
+  e->mtime_ns = mtime_ns;
+  e->etag = file_etag(st.st_ino, st.st_size, mtime_ns);
+  e->bytes = g_bytes_new_take(data, size);
+  impl_->lru.push_front(e);
+  impl_->index[path] = impl_->lru.begin();
+  used_ += size;
+  while (used_ > budget_ && impl_->lru.size() > 1) {
+    auto &last = impl_->lru.back();
+    used_ -= static_cast<std::size_t>(last->size);
+    impl_->index.erase(last->path);
+    impl_->lru.pop_back();
+  }
+  return e;
 }
 
 } // namespace sluice::http

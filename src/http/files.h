@@ -5,6 +5,7 @@
 #include <libsoup/soup.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,9 +31,42 @@ enum class RangeKind { None, Satisfiable, Unsatisfiable };
 // treated as None (serve the whole file), as RFC 9110 allows.
 RangeKind parse_range(const std::string &header, std::int64_t size, ByteRange &out);
 
+// The contents of recently served small files, kept in memory like nginx's open_file_cache plus the
+// data: every use checks the file again (one lstat: inode, size, mtime), so a replaced or rewritten file is
+// read again, never served stale. Least recently used entries go first beyond the byte budget.
+// One cache per thread (it is not locked).
+class FileCache {
+public:
+  struct Entry {
+    std::string path;
+    std::uint64_t inode = 0;
+    std::int64_t size = 0;
+    std::int64_t mtime_ns = 0;
+    std::string etag;
+    GBytes *bytes = nullptr; // owned
+    ~Entry();
+  };
+  explicit FileCache(std::size_t budget_bytes = 64u << 20, std::size_t max_file_bytes = 4u << 20);
+  ~FileCache();
+  FileCache(const FileCache &) = delete;
+  FileCache &operator=(const FileCache &) = delete;
+
+  // The current contents of the regular file at path (not a symlink), or nullptr when it is larger than
+  // max_file_bytes. Throws sluice::Error (NotFound, Io).
+  std::shared_ptr<const Entry> get(const std::string &path);
+  std::size_t bytes() const { return used_; }
+  std::size_t entries() const;
+
+private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::size_t budget_, max_file_, used_ = 0;
+};
+
 struct ServeOptions {
-  std::string cache_control;         // e.g. "no-cache" or "public, max-age=31536000, immutable"
-  std::optional<std::string> body;   // serve this text instead of the file's contents (rewritten playlists)
+  std::string cache_control;       // e.g. "no-cache" or "public, max-age=31536000, immutable"
+  std::optional<std::string> body; // serve this text instead of the file's contents (rewritten playlists)
+  FileCache *cache = nullptr;      // serve small files from (and into) this cache
 };
 
 // Answers msg (GET or HEAD) with the file at path: 200/206/304/416, Content-Type, Content-Length,

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 GST_DEBUG_CATEGORY(sluice_http_debug);
@@ -184,6 +185,10 @@ struct Server::Impl {
   SoupServer *server = nullptr;
   bool accepting = true;
   std::set<SseClient *> sse_clients;
+  // Media serving: small files in memory, resolved request paths, rewritten playlists by file version.
+  FileCache files;
+  std::unordered_map<std::string, std::string> resolved;
+  std::unordered_map<std::string, std::pair<std::string, std::string>> playlists;
   std::shared_ptr<bool> alive_flag = std::make_shared<bool>(true);
 
   Impl(const ServerConfig &c, store::Store &s, jobs::Scheduler &sch, jobs::EventHub &ev)
@@ -934,7 +939,9 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
   if (!segments || segments->size() < 2)
     return set_not_found(msg, "no such file");
   const std::string &folder = segments->front();
-  if (!pipeline::is_identifier(folder) || folder == "source" || !store.video(video_id))
+  // (No catalog lookup: a deleted video's row goes before its folder, and without the folder there is
+  // nothing to serve.)
+  if (!pipeline::is_identifier(folder) || folder == "source")
     return set_not_found(msg, "no such file");
   const std::string &name = segments->back();
   std::vector<std::string> inside(segments->begin() + 1, segments->end());
@@ -977,35 +984,62 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
     return serve_file(msg, *path, opts);
   }
 
-  auto path = resolve_under(scheduler.layout().output_dir(video_id, folder), inside);
-  if (!path)
-    return set_not_found(msg, "no such file");
-  ServeOptions opts;
-  if (playlist && name != "master.m3u8") {
-    // A finished package can be replaced by a later job under the same names. Segment URLs in its
-    // playlists carry the package's version, so that a cached segment is never one of another package;
-    // only such versioned URLs are immutable.
-    struct stat st {};
-    if (stat(path->c_str(), &st) == 0) {
-      try {
-        auto pl = media::parse_media_playlist(fs::read_file(*path));
-        g_autofree gchar *version =
-            g_strdup_printf("%" G_GINT64_MODIFIER "x%" G_GINT64_MODIFIER "x", static_cast<gint64>(st.st_ino),
-                            static_cast<gint64>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
-        for (auto &seg : pl.segments)
-          seg.uri += std::string(seg.uri.find('?') == std::string::npos ? "?" : "&") + "v=" + version;
-        opts.body = media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
-      } catch (const Error &) {
-        // Not a playlist we can read: served as it is.
-      }
-    }
-    opts.cache_control = "no-cache";
-  } else if (playlist) {
-    opts.cache_control = "no-cache";
+  // A finished package. Resolving a path (real paths, symlinks refused) is remembered; the file
+  // cache checks the file itself again on every request.
+  std::string key = video_id + "/" + rest;
+  std::string path;
+  if (auto it = resolved.find(key); it != resolved.end()) {
+    path = it->second;
   } else {
-    opts.cache_control = query_value(query, "v").empty() ? "no-cache" : "public, max-age=31536000, immutable";
+    auto real = resolve_under(scheduler.layout().output_dir(video_id, folder), inside);
+    if (!real)
+      return set_not_found(msg, "no such file");
+    if (resolved.size() > 50000)
+      resolved.clear();
+    path = *real;
+    resolved.emplace(key, path);
   }
-  serve_file(msg, *path, opts);
+  ServeOptions opts;
+  opts.cache = &files;
+  try {
+    if (playlist && name != "master.m3u8") {
+      // A finished package can be replaced by a later job under the same names. Segment URLs in its
+      // playlists carry the package's version, so that a cached segment is never one of another package;
+      // only such versioned URLs are immutable.
+      auto entry = files.get(path);
+      auto &pl_cache = playlists[path];
+      if (entry && pl_cache.first != entry->etag) {
+        std::string text(static_cast<const char *>(g_bytes_get_data(entry->bytes, nullptr)),
+                         g_bytes_get_size(entry->bytes));
+        std::string body = text;
+        try {
+          auto pl = media::parse_media_playlist(text);
+          std::string version = entry->etag.substr(1, entry->etag.size() - 2);
+          version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
+          for (auto &seg : pl.segments)
+            seg.uri += std::string(seg.uri.find('?') == std::string::npos ? "?" : "&") + "v=" + version;
+          body = media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
+        } catch (const Error &) {
+          // Not a playlist we can read: served as it is.
+        }
+        pl_cache = {entry->etag, body};
+      }
+      if (entry)
+        opts.body = pl_cache.second;
+      opts.cache_control = "no-cache";
+    } else if (playlist) {
+      opts.cache_control = "no-cache";
+    } else {
+      opts.cache_control = query_value(query, "v").empty() ? "no-cache" : "public, max-age=31536000, immutable";
+    }
+    serve_file(msg, path, opts);
+  } catch (const Error &e) {
+    resolved.erase(key);
+    playlists.erase(path);
+    if (e.code() == ErrorCode::NotFound)
+      return set_not_found(msg, "no such file");
+    throw;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1057,12 +1091,22 @@ void Server::listen() {
       throw Error(ErrorCode::Invalid, "listen address: '" + impl_->config.host + "' is not an IP address");
   }
   GSocketAddress *sa = g_inet_socket_address_new(addr, static_cast<guint16>(impl_->config.port));
+  std::string where = impl_->config.host + ":" + std::to_string(impl_->config.port);
+  // Our own socket, for the listen backlog: GSocket's default of 10 makes bursts of new connections (64
+  // players starting at once) overflow and wait a second for the client's retransmission.
+  GSocket *sock = g_socket_new(g_inet_address_get_family(addr), G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &err);
   g_object_unref(addr);
-  gboolean ok = soup_server_listen(impl_->server, sa, static_cast<SoupServerListenOptions>(0), &err);
+  if (!sock) {
+    g_object_unref(sa);
+    throw Error::from_gerror(ErrorCode::Io, "cannot listen on " + where, err);
+  }
+  g_socket_set_listen_backlog(sock, 511);
+  gboolean ok = g_socket_bind(sock, sa, TRUE, &err) && g_socket_listen(sock, &err) &&
+                soup_server_listen_socket(impl_->server, sock, static_cast<SoupServerListenOptions>(0), &err);
   g_object_unref(sa);
+  g_object_unref(sock);
   if (!ok)
-    throw Error::from_gerror(ErrorCode::Io,
-                             "cannot listen on " + impl_->config.host + ":" + std::to_string(impl_->config.port), err);
+    throw Error::from_gerror(ErrorCode::Io, "cannot listen on " + where, err);
   GSList *uris = soup_server_get_uris(impl_->server);
   if (uris) {
     g_autofree gchar *s = g_uri_to_string(static_cast<GUri *>(uris->data));

@@ -643,3 +643,75 @@ TEST_F(ServeFile, Curl) {
 }
 
 } // namespace
+
+// The cache of small files: contents checked against the file on every use, bounded, no symlinks.
+TEST(FileCacheTest, ServesCurrentContents) {
+  TempDir dir;
+  FileCache cache(1000, 300);
+  std::string a = dir.file("a.m3u8");
+  write_file(a, "first");
+  auto e1 = cache.get(a);
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(std::string(static_cast<const char *>(g_bytes_get_data(e1->bytes, nullptr)), 5), "first");
+  EXPECT_EQ(cache.get(a), e1) << "an unchanged file comes from memory";
+  // g_file_set_contents replaces the file (new inode): the cache must see it.
+  write_file(a, "second, longer");
+  auto e2 = cache.get(a);
+  EXPECT_NE(e2, e1);
+  EXPECT_EQ(std::string(static_cast<const char *>(g_bytes_get_data(e2->bytes, nullptr)), e2->size), "second, longer");
+  EXPECT_NE(e2->etag, e1->etag);
+  EXPECT_EQ(cache.entries(), 1u);
+  EXPECT_EQ(cache.bytes(), 14u);
+}
+
+TEST(FileCacheTest, BoundedAndLeastRecentlyUsedFirst) {
+  TempDir dir;
+  FileCache cache(1000, 300);
+  write_file(dir.file("big.ts"), std::string(301, 'x'));
+  EXPECT_EQ(cache.get(dir.file("big.ts")), nullptr) << "larger than max_file_bytes: not cached";
+  for (int i = 0; i < 5; ++i)
+    write_file(dir.file(std::to_string(i) + ".ts"), std::string(250, static_cast<char>('a' + i)));
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(cache.get(dir.file(std::to_string(i) + ".ts")));
+  EXPECT_EQ(cache.bytes(), 1000u);
+  auto first = cache.get(dir.file("0.ts")); // 0 becomes the most recent; 1 is now the oldest
+  ASSERT_TRUE(cache.get(dir.file("4.ts")));
+  EXPECT_LE(cache.bytes(), 1000u);
+  EXPECT_EQ(cache.entries(), 4u);
+  EXPECT_EQ(cache.get(dir.file("0.ts")), first) << "recently used entries stay";
+}
+
+TEST(FileCacheTest, RefusesSymlinksAndMissingFiles) {
+  TempDir dir;
+  FileCache cache;
+  write_file(dir.file("real.ts"), "data");
+  ASSERT_EQ(symlink(dir.file("real.ts").c_str(), dir.file("link.ts").c_str()), 0);
+  Error e = sluice::test::expect_error([&] { cache.get(dir.file("link.ts")); });
+  EXPECT_EQ(e.code(), ErrorCode::NotFound);
+  e = sluice::test::expect_error([&] { cache.get(dir.file("missing.ts")); });
+  EXPECT_EQ(e.code(), ErrorCode::NotFound);
+  ASSERT_TRUE(cache.get(dir.file("real.ts")));
+  ASSERT_EQ(unlink(dir.file("real.ts").c_str()), 0);
+  e = sluice::test::expect_error([&] { cache.get(dir.file("real.ts")); });
+  EXPECT_EQ(e.code(), ErrorCode::NotFound) << "a removed file is forgotten, not served";
+  EXPECT_EQ(cache.entries(), 0u);
+}
+
+TEST_F(ServeFile, FromTheCache) {
+  FileCache cache;
+  server_->options.cache = &cache; // used only by the server's thread
+  for (int round = 0; round < 2; ++round) {
+    auto r = get("/seg.ts");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.body == data_);
+    std::string etag = r.get("etag");
+    r = get("/seg.ts", {"Range: bytes=10-19"});
+    EXPECT_EQ(r.status, 206);
+    EXPECT_EQ(r.body, data_.substr(10, 10));
+    r = get("/seg.ts", {"If-None-Match: " + etag});
+    EXPECT_EQ(r.status, 304);
+  }
+  write_file(dir_.file("www/seg.ts"), "replaced");
+  auto r = get("/seg.ts");
+  EXPECT_EQ(r.body, "replaced");
+}
