@@ -13,6 +13,7 @@
 #include "sluice-config.h"
 
 #include <gst/gst.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -699,6 +700,9 @@ void Server::Impl::upload(SoupServerMessage *msg) {
     std::optional<Error> err;
     try {
       probe = std::make_shared<media::ProbeResult>(media::probe(path));
+      // The probe prerolled decoders (frames of a 4K source are big): give that memory back to the
+      // system now rather than keep it as the server's high-water mark.
+      malloc_trim(0);
     } catch (const Error &e) {
       err = e;
     } catch (const std::exception &e) {
