@@ -35,6 +35,13 @@ namespace sluice::http {
 namespace {
 
 constexpr std::int64_t kMaxJsonBody = 1 << 20;
+constexpr const char *kSmallBodyKey = "sluice-small-body";
+
+// The body of a request other than an upload, kept by us (bounded) instead of by libsoup.
+struct SmallBody {
+  std::string text;
+  bool too_large = false;
+};
 const char *kApi = "/api/v1";
 
 // ---------------------------------------------------------------------------------------------
@@ -370,13 +377,28 @@ void Server::Impl::on_early(SoupServer *, SoupServerMessage *msg, const char *pa
     }
     return;
   }
-  // Every other route reads small JSON bodies at most.
+  // Every other route reads small JSON bodies at most: refuse a larger Content-Length at once, and
+  // collect a chunked body ourselves so that it cannot grow past the limit in memory either.
   SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
   if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
       soup_message_headers_get_content_length(h) > kMaxJsonBody) {
     set_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large", "request bodies here are limited to 1 MiB");
     self->apply_cors(msg);
+    return;
   }
+  auto *body = new SmallBody();
+  g_object_set_data_full(G_OBJECT(msg), kSmallBodyKey, body, [](gpointer b) { delete static_cast<SmallBody *>(b); });
+  soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
+  g_signal_connect(msg, "got-chunk", G_CALLBACK(+[](SoupServerMessage *m, GBytes *chunk, gpointer) {
+                     auto *b = static_cast<SmallBody *>(g_object_get_data(G_OBJECT(m), kSmallBodyKey));
+                     gsize len = 0;
+                     auto bytes = static_cast<const char *>(g_bytes_get_data(chunk, &len));
+                     if (b->text.size() + len > static_cast<std::size_t>(kMaxJsonBody))
+                       b->too_large = true;
+                     else
+                       b->text.append(bytes, len);
+                   }),
+                   nullptr);
 }
 
 void Server::Impl::on_request(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *query,
@@ -800,8 +822,11 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
 void Server::Impl::create_job(SoupServerMessage *msg, const std::string &video_id) {
   if (!accepting)
     return set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
-  SoupMessageBody *body = soup_server_message_get_request_body(msg);
-  std::string text = body && body->data ? std::string(body->data, static_cast<std::size_t>(body->length)) : "";
+  auto *body = static_cast<SmallBody *>(g_object_get_data(G_OBJECT(msg), kSmallBodyKey));
+  if (body && body->too_large)
+    return set_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
+                     "request bodies here are limited to 1 MiB");
+  std::string text = body ? body->text : "";
   jobs::JobSpec spec;
   if (!text.empty()) {
     json::Node root;

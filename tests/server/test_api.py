@@ -10,7 +10,8 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import Server, ServerTestCase, _rmtree, main, need_binary, need_ffmpeg  # noqa: E402
+from sluice_server import (Server, ServerTestCase, _rmtree, main, need_binary, need_ffmpeg,  # noqa: E402
+                           read_http_response)
 
 UNKNOWN_ID = '0123456789abcdef'
 
@@ -149,6 +150,30 @@ class ApiBasics(ServerTestCase):
             with self.subTest(body=body):
                 r = self.server.request('POST', path, body=body, headers={'Content-Type': 'application/json'})
                 self.assert_error(r, 400, 'invalid_json')
+        self.assert_no_job_queued(vid)
+
+    @need_ffmpeg
+    def test_job_request_body_over_1_mib(self):
+        vid = self.video_id()
+        path = '/api/v1/videos/%s/jobs' % vid
+        big = b'{"ladder": "' + b'x' * (1100 * 1024) + b'"}'
+        # Known from Content-Length.
+        r = self.server.request('POST', path, body=big, headers={'Content-Type': 'application/json'})
+        self.assert_error(r, 413, 'too_large')
+        # Chunked: counted as it arrives, never kept whole.
+        s = self.server.raw_socket()
+        try:
+            s.sendall(('POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n'
+                       'Transfer-Encoding: chunked\r\n\r\n' % path).encode())
+            for off in range(0, len(big), 64 * 1024):
+                piece = big[off:off + 64 * 1024]
+                s.sendall(b'%x\r\n' % len(piece) + piece + b'\r\n')
+            s.sendall(b'0\r\n\r\n')
+            r = read_http_response(s, 'POST', timeout=30)
+        finally:
+            s.close()
+        self.assertIsNotNone(r, 'connection closed without an answer')
+        self.assert_error(r, 413, 'too_large')
         self.assert_no_job_queued(vid)
 
     @need_ffmpeg
