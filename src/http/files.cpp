@@ -3,6 +3,7 @@
 #include "http/files.h"
 
 #include "core/error.h"
+#include "http/text.h"
 
 #include <fcntl.h>
 #include <glib.h>
@@ -103,18 +104,6 @@ std::optional<std::string> real_path(const std::string &path) {
   if (!r)
     return std::nullopt;
   return std::string(r.get());
-}
-
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_ows(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back()))
-    s.remove_suffix(1);
-  return s;
 }
 
 // Decimal digits only; saturates at INT64_MAX. nullopt when empty or not all digits.

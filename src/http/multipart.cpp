@@ -3,6 +3,7 @@
 #include "http/multipart.h"
 
 #include "core/error.h"
+#include "http/text.h"
 
 #include <glib.h>
 
@@ -18,18 +19,6 @@ namespace sluice::http {
 namespace {
 
 constexpr std::size_t kMaxBoundary = 70; // RFC 2046 section 5.1.1
-
-bool is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_ows(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && g_ascii_strncasecmp(a.data(), b.data(), a.size()) == 0;

@@ -222,6 +222,15 @@ struct Server::Impl {
 
   JsonNode *video_json(const store::Video &v);
   JsonNode *job_json(const store::Job &j) { return scheduler.job_to_json(j); }
+  // {"jobs": [...]}, newest first.
+  JsonNode *jobs_json(const store::JobFilter &f) {
+    JsonArray *arr = json_array_new();
+    for (const auto &j : store.jobs(f))
+      json_array_add_element(arr, job_json(j));
+    JsonObject *o = json_object_new();
+    json_object_set_array_member(o, "jobs", arr);
+    return object_node(o);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -507,12 +516,7 @@ void Server::Impl::route_api(SoupServerMessage *msg, const std::vector<std::stri
         return create_job(msg, id);
       store::JobFilter f;
       f.video_id = id;
-      JsonArray *arr = json_array_new();
-      for (const auto &j : store.jobs(f))
-        json_array_add_element(arr, job_json(j));
-      JsonObject *o = json_object_new();
-      json_object_set_array_member(o, "jobs", arr);
-      return set_json(msg, SOUP_STATUS_OK, object_node(o));
+      return set_json(msg, SOUP_STATUS_OK, jobs_json(f));
     }
   }
   if (n == 1 && parts[0] == "jobs") {
@@ -529,12 +533,7 @@ void Server::Impl::route_api(SoupServerMessage *msg, const std::vector<std::stri
     f.video_id = query_value(query, "video");
     if (!f.video_id.empty() && !store::is_id(f.video_id))
       return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "video: expected a video id", "video");
-    JsonArray *arr = json_array_new();
-    for (const auto &j : store.jobs(f))
-      json_array_add_element(arr, job_json(j));
-    JsonObject *o = json_object_new();
-    json_object_set_array_member(o, "jobs", arr);
-    return set_json(msg, SOUP_STATUS_OK, object_node(o));
+    return set_json(msg, SOUP_STATUS_OK, jobs_json(f));
   }
   if (n == 2 && parts[0] == "jobs") {
     if (!get && !del)
