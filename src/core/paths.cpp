@@ -9,10 +9,10 @@
 
 namespace sluice::paths {
 
-std::string pipelines_dir() {
-  if (const char *env = g_getenv("SLUICE_PIPELINES_DIR"); env && *env)
-    return env;
-  // A binary run from its build folder uses the source tree's descriptions, not an older installed copy.
+namespace {
+
+// A binary run from its build folder uses the source tree's files, not an older installed copy.
+bool running_from_build() {
   gchar *exe = g_file_read_link("/proc/self/exe", nullptr);
   bool from_build = false;
   if (exe) {
@@ -21,9 +21,28 @@ std::string pipelines_dir() {
     g_free(dir);
     g_free(exe);
   }
-  if (!from_build && fs::is_dir(SLUICE_PIPELINES_INSTALL_DIR))
+  return from_build;
+}
+
+} // namespace
+
+std::string pipelines_dir() {
+  if (const char *env = g_getenv("SLUICE_PIPELINES_DIR"); env && *env)
+    return env;
+  if (!running_from_build() && fs::is_dir(SLUICE_PIPELINES_INSTALL_DIR))
     return SLUICE_PIPELINES_INSTALL_DIR;
   return SLUICE_SOURCE_PIPELINES_DIR;
+}
+
+std::string web_dir() {
+  if (const char *env = g_getenv("SLUICE_WEB_DIR"); env && *env)
+    return env;
+  if (const char *env = g_getenv("SLUICE_DATA_DIR"); env && *env)
+    return fs::join(env, "web");
+  std::string installed = fs::join(SLUICE_DATA_INSTALL_DIR, "web");
+  if (!running_from_build() && fs::is_dir(installed))
+    return installed;
+  return SLUICE_SOURCE_DATA_DIR "/web";
 }
 
 static std::string found_plugin_dir;

@@ -8,6 +8,9 @@ namespace sluice::paths {
 
 // $SLUICE_PIPELINES_DIR, else the installed descriptions, else the source tree's (running from a build).
 std::string pipelines_dir();
+// The web page's files: $SLUICE_WEB_DIR, else $SLUICE_DATA_DIR/web, else the installed data/web, else the
+// source tree's (running from a build).
+std::string web_dir();
 // Makes sure the sluiceprogress element is registered (scans the installed and build plugin dirs
 // when it is not on the default path). Returns false if it still cannot be found.
 bool ensure_plugin();

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
+#include "core/paths.h"
 #include "http/files.h"
 #include "http/upload.h"
 #include "media/hls.h"
@@ -197,6 +198,7 @@ struct Server::Impl {
   FileCache files;
   std::unordered_map<std::string, std::string> resolved;
   std::unordered_map<std::string, std::pair<std::string, std::string>> playlists;
+  std::string web_root = paths::web_dir();
   std::shared_ptr<bool> alive_flag = std::make_shared<bool>(true);
 
   Impl(const ServerConfig &c, store::Store &s, jobs::Scheduler &sch, jobs::EventHub &ev)
@@ -218,6 +220,7 @@ struct Server::Impl {
   void delete_video(SoupServerMessage *msg, const std::string &video_id);
   void events_stream(SoupServerMessage *msg, GHashTable *query);
   void health(SoupServerMessage *msg);
+  void web(SoupServerMessage *msg, const std::string &path);
   void media(SoupServerMessage *msg, const std::string &video_id, const std::string &rest, GHashTable *query);
 
   JsonNode *video_json(const store::Video &v);
@@ -441,14 +444,10 @@ void Server::Impl::route(SoupServerMessage *msg, const std::string &path, GHashT
       return set_method_not_allowed(msg, "GET, HEAD");
     return health(msg);
   }
-  if (path == "/" || path.empty()) {
+  if (path == "/" || path.empty() || path == "/index.html" || path.rfind("/web/", 0) == 0) {
     if (!is_method(msg, "GET") && !is_method(msg, "HEAD"))
       return set_method_not_allowed(msg, "GET, HEAD");
-    JsonObject *o = json_object_new();
-    json_object_set_string_member(o, "name", "sluice");
-    json_object_set_string_member(o, "version", SLUICE_VERSION);
-    json_object_set_string_member(o, "api", kApi);
-    return set_json(msg, SOUP_STATUS_OK, object_node(o));
+    return web(msg, path);
   }
   if (path.rfind("/videos/", 0) == 0) {
     // File names are matched still percent-encoded, decoded one segment at a time by split_path.
@@ -955,6 +954,41 @@ void Server::Impl::health(SoupServerMessage *msg) {
   json_object_set_int_member(j, "slots", config.slots());
   json_object_set_object_member(o, "jobs", j);
   set_json(msg, ready ? SOUP_STATUS_OK : SOUP_STATUS_SERVICE_UNAVAILABLE, object_node(o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The web page
+
+void Server::Impl::web(SoupServerMessage *msg, const std::string &path) {
+  // "/" is the page; "/web/..." its scripts, styles and the player library installed by npm
+  // (data/web/node_modules). Revalidated on every load (ETag), so an upgrade shows at once.
+  std::string rest = path.rfind("/web/", 0) == 0 ? path.substr(5) : "index.html";
+  auto segments = split_path(rest);
+  std::optional<std::string> file;
+  if (segments && !segments->empty())
+    file = resolve_under(web_root, *segments);
+  if (!file) {
+    if (path == "/" || path == "/index.html")
+      return set_error(msg, SOUP_STATUS_NOT_FOUND, "not_found",
+                       "the web page is not installed here (" + web_root + "/index.html); the API is under /api/v1");
+    return set_not_found(msg, "no such file");
+  }
+  ServeOptions opts;
+  opts.cache_control = "no-cache";
+  opts.cache = &files;
+  try {
+    serve_file(msg, *file, opts);
+  } catch (const Error &e) {
+    if (e.code() == ErrorCode::NotFound)
+      return set_not_found(msg, "no such file");
+    throw;
+  }
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_replace(h, "X-Content-Type-Options", "nosniff");
+  if (g_str_has_suffix(file->c_str(), ".html"))
+    soup_message_headers_replace(h, "Content-Security-Policy",
+                                 "default-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; img-src 'self' "
+                                 "data: blob:; style-src 'self'; script-src 'self'");
 }
 
 // ---------------------------------------------------------------------------------------------
