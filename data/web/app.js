@@ -1,0 +1,39 @@
+// sluice's web page: upload and library at #/, the player at #/videos/ID. No build step: plain ES
+// modules; hls.js comes from npm (data/web/node_modules), loaded by index.html before this module.
+
+import { connectEvents } from './api.js';
+import { initLibrary, upsert } from './library.js';
+import { hidePlayer, initPlayer, showPlayer } from './player.js';
+import { initUpload } from './upload.js';
+
+const homeView = document.getElementById('home-view');
+
+function route() {
+  const hash = window.location.hash.replace(/^#/, '');
+  const match = /^\/videos\/([^/?#]+)\/?$/.exec(hash);
+  if (match) {
+    let id;
+    try {
+      id = decodeURIComponent(match[1]);
+    } catch {
+      id = match[1];
+    }
+    homeView.hidden = true;
+    showPlayer(id);
+    document.getElementById('video-title').focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+  } else {
+    const wasPlayer = !document.getElementById('player-view').hidden;
+    hidePlayer();
+    homeView.hidden = false;
+    document.title = 'sluice';
+    if (wasPlayer) document.getElementById('library-heading').focus({ preventScroll: true });
+  }
+}
+
+initLibrary();
+initPlayer();
+initUpload({ onUploaded: (video) => upsert(video) });
+connectEvents();
+window.addEventListener('hashchange', route);
+route();
