@@ -662,9 +662,12 @@ JsonNode *Server::Impl::video_json(const store::Video &v) {
   bool live = false;
   for (const auto &p : pipelines) {
     std::string master = "/videos/" + v.id + "/" + p + "/master.m3u8";
-    if (scheduler.live_dir(v.id, p)) {
-      json_object_set_string_member(pb, p.c_str(), master.c_str());
-      live = true;
+    if (auto dir = scheduler.live_dir(v.id, p)) {
+      // Playable once its master exists (every rendition has a first segment).
+      if (fs::exists(fs::join(*dir, "master.m3u8"))) {
+        json_object_set_string_member(pb, p.c_str(), master.c_str());
+        live = true;
+      }
     } else if (fs::exists(fs::join(scheduler.layout().output_dir(v.id, p), "master.m3u8"))) {
       json_object_set_string_member(pb, p.c_str(), master.c_str());
     }

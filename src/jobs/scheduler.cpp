@@ -114,6 +114,7 @@ struct Scheduler::Active {
   bool cancel_requested = false;
   bool shutdown_requested = false;
   bool done = false;
+  bool master_written = false;
   std::vector<std::function<void()>> on_stopped;
 };
 
@@ -302,6 +303,7 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
           if (i == active_.end())
             return;
           i->second->progress = p;
+          write_live_master(*i->second);
           JsonObject *o = json_object_new();
           json_object_set_string_member(o, "job", job_id.c_str());
           json_object_set_string_member(o, "video", i->second->job.video_id.c_str());
@@ -330,9 +332,31 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
               finished(job_id, e, res);
           });
         });
-    fs::write_atomic(fs::join(a.work, "master.m3u8"), interim_master(a.transcode->plan()));
   } catch (const Error &e) {
     finished(job_id, e, {});
+  }
+}
+
+void Scheduler::write_live_master(Active &a) {
+  // The master of a running job appears once every media playlist it lists exists (each has its
+  // first segment): a player that finds the master never meets a 404 for a rendition.
+  if (a.master_written || !a.transcode)
+    return;
+  const auto &plan = a.transcode->plan();
+  std::vector<std::string> names;
+  if (plan.render.has_video)
+    for (const auto &r : plan.render.renditions)
+      names.push_back(r.name);
+  else
+    names.push_back("audio");
+  for (const auto &n : names)
+    if (!fs::exists(fs::join(a.work, n + ".m3u8")))
+      return;
+  try {
+    fs::write_atomic(fs::join(a.work, "master.m3u8"), interim_master(plan));
+    a.master_written = true;
+  } catch (const Error &e) {
+    GST_WARNING("cannot write the live master playlist of job %s: %s", a.job.id.c_str(), e.what());
   }
 }
 
@@ -550,10 +574,13 @@ void Scheduler::stop_video(const std::string &video_id, std::function<void()> do
   }
 }
 
-std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) const {
-  for (const auto &[id, a] : active_)
-    if (a->job.video_id == video_id && a->job.pipeline == pipeline && a->transcode)
+std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) {
+  for (auto &[id, a] : active_)
+    if (a->job.video_id == video_id && a->job.pipeline == pipeline && a->transcode) {
+      // Also checked here, not only at progress ticks: the master is there as soon as it can be.
+      write_live_master(*a);
       return a->work;
+    }
   return std::nullopt;
 }
 

@@ -68,7 +68,8 @@ public:
   bool has_unfinished_job(const std::string &video_id);
 
   // The working folder a video's pipeline output is being written to, if a job is running it.
-  std::optional<std::string> live_dir(const std::string &video_id, const std::string &pipeline) const;
+  // Writes the job's live master playlist first if every rendition has its first segment.
+  std::optional<std::string> live_dir(const std::string &video_id, const std::string &pipeline);
 
   JsonNode *job_to_json(const store::Job &job) const;
   void publish_job(const store::Job &job);
@@ -83,6 +84,7 @@ private:
   void launch(store::Job job);
   void planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err);
   void finished(const std::string &job_id, std::optional<Error> err, const TranscodeResult &res);
+  void write_live_master(Active &a);
   void stopped(const std::string &job_id);
   void recover();
 

@@ -382,6 +382,10 @@ class EventPlaylist(MediaCase):
             self.assertEqual(m.status, 200, m.describe())
             self.assertEqual(m.header('Cache-Control'), 'no-cache', m.describe())
             self.assertIn('360p.m3u8', m.text())
+            # A master that exists lists only playlists that exist: a player never meets a 404.
+            for uri in playlist_uris(m.text()):
+                vr = srv.get(base + uri)
+                self.assertEqual(vr.status, 200, vr.describe())
             if still_running:
                 for s, sr in seen.items():
                     self.assertEqual(sr.header('Cache-Control'), 'no-cache', 'segment %s of a running job: %s'
