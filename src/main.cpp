@@ -5,6 +5,7 @@
 #include "core/fs.h"
 #include "core/gobj.h"
 #include "core/json.h"
+#include "core/mainloop.h"
 #include "core/paths.h"
 #include "http/server.h"
 #include "jobs/events.h"
@@ -18,7 +19,6 @@
 #include "sluice-config.h"
 #include "store/store.h"
 
-#include <glib-unix.h>
 #include <gst/gst.h>
 #include <unistd.h>
 
@@ -285,11 +285,7 @@ int cmd_serve(int argc, char **argv) {
       c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
       return G_SOURCE_CONTINUE;
     };
-    guint sigint = g_unix_signal_add(SIGINT, on_signal, &ctx);
-    guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &ctx);
-    g_main_loop_run(loop);
-    g_source_remove(sigint);
-    g_source_remove(sigterm);
+    run_main_loop(loop, on_signal, &ctx);
     g_main_loop_unref(loop);
     std::fprintf(stderr, "sluice: stopped\n");
     return kExitOk;

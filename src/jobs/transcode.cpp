@@ -3,11 +3,11 @@
 #include "jobs/transcode.h"
 
 #include "core/fs.h"
+#include "core/mainloop.h"
 #include "core/paths.h"
 #include "media/h264.h"
 #include "media/ladder.h"
 
-#include <glib-unix.h>
 #include <malloc.h>
 
 #include <cmath>
@@ -23,11 +23,13 @@ namespace sluice::jobs {
 namespace {
 void init_debug() {
   static std::once_flag once;
-  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_transcode_debug, "sluice-transcode", 0, "sluice transcode jobs"); });
+  std::call_once(
+      once, [] { GST_DEBUG_CATEGORY_INIT(sluice_transcode_debug, "sluice-transcode", 0, "sluice transcode jobs"); });
 }
 } // namespace
 
-TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out, const pipeline::EncoderTable &encoders) {
+TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out,
+                             const pipeline::EncoderTable &encoders) {
   init_debug();
   TranscodePlan plan;
   plan.description = pipeline::find_description(req.pipeline);
@@ -192,7 +194,8 @@ void Transcode::done(std::optional<Error> err) {
     on_done_(std::move(err), res);
 }
 
-TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &out, const Runner::ProgressFn &on_progress) {
+TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &out,
+                               const Runner::ProgressFn &on_progress) {
   if (fs::exists(out) && (!fs::is_dir(out) || !fs::list_dir(out).empty()))
     throw Error(ErrorCode::Invalid, "the output folder " + out + " exists and is not empty");
   auto encoders = pipeline::EncoderTable::load_default();
@@ -211,11 +214,7 @@ TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &o
     static_cast<Transcode *>(data)->cancel();
     return G_SOURCE_CONTINUE;
   };
-  guint sigint = g_unix_signal_add(SIGINT, on_signal, &t);
-  guint sigterm = g_unix_signal_add(SIGTERM, on_signal, &t);
-  g_main_loop_run(loop);
-  g_source_remove(sigint);
-  g_source_remove(sigterm);
+  run_main_loop(loop, on_signal, &t);
   g_main_loop_unref(loop);
   if (error)
     throw *error;
