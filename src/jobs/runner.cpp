@@ -2,7 +2,10 @@
 // The pipeline runner: gst_parse_launch_full, a bus watch on the caller's main context, progress relay.
 #include "jobs/runner.h"
 
+#include <functional>
+#include <memory>
 #include <mutex>
+#include <thread>
 
 GST_DEBUG_CATEGORY_STATIC(sluice_runner_debug);
 #define GST_CAT_DEFAULT sluice_runner_debug
@@ -60,10 +63,14 @@ std::string describe_error(GstMessage *msg) {
 
 Runner::Runner(std::string description) : description_(std::move(description)) {
   static std::once_flag once;
-  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_runner_debug, "sluice-runner", 0, "sluice pipeline runner"); });
+  std::call_once(once,
+                 [] { GST_DEBUG_CATEGORY_INIT(sluice_runner_debug, "sluice-runner", 0, "sluice pipeline runner"); });
 }
 
-Runner::~Runner() { stop_pipeline(); }
+Runner::~Runner() {
+  *alive_ = false;
+  stop_pipeline();
+}
 
 void Runner::start(ProgressFn on_progress, DoneFn on_done) {
   on_progress_ = std::move(on_progress);
@@ -97,11 +104,8 @@ ErrorCode classify_error(GstMessage *msg) {
     case GST_STREAM_ERROR_FORMAT:
     case GST_STREAM_ERROR_TYPE_NOT_FOUND:
     case GST_STREAM_ERROR_WRONG_TYPE:
-    case GST_STREAM_ERROR_CODEC_NOT_FOUND:
-      code = ErrorCode::BadInput;
-      break;
-    default:
-      break;
+    case GST_STREAM_ERROR_CODEC_NOT_FOUND: code = ErrorCode::BadInput; break;
+    default: break;
     }
   }
   g_clear_error(&err);
@@ -113,9 +117,7 @@ gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
   if (self->finished_)
     return G_SOURCE_CONTINUE;
   switch (GST_MESSAGE_TYPE(msg)) {
-  case GST_MESSAGE_EOS:
-    self->finish(std::nullopt);
-    break;
+  case GST_MESSAGE_EOS: self->finish(std::nullopt); break;
   case GST_MESSAGE_ERROR: {
     std::string what = describe_error(msg);
     GST_WARNING_OBJECT(self->pipeline_, "pipeline error: %s", what.c_str());
@@ -128,8 +130,7 @@ gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
       self->on_progress_(p);
     break;
   }
-  default:
-    break;
+  default: break;
   }
   return G_SOURCE_CONTINUE;
 }
@@ -150,11 +151,64 @@ void Runner::finish(std::optional<Error> err) {
   if (finished_)
     return;
   finished_ = true;
-  stop_pipeline();
-  if (on_done_) {
-    auto done = std::move(on_done_);
-    done(std::move(err));
+  if (!err) {
+    // End of stream: everything has drained, stopping is immediate.
+    stop_pipeline();
+    if (on_done_) {
+      auto done = std::move(on_done_);
+      done(std::nullopt);
+    }
+    return;
   }
+  // An error or a cancel: stopping a pipeline in that state can block (seen with GStreamer 1.22:
+  // splitmuxsink waits forever on a streaming thread after its sink failed). Stop it on a thread of its
+  // own and report from the main context once it has stopped, or after kStopTimeoutS anyway: the
+  // server's main loop never waits on GStreamer.
+  if (watch_id_) {
+    g_source_remove(watch_id_);
+    watch_id_ = 0;
+  }
+  GstElement *pipeline = pipeline_;
+  pipeline_ = nullptr;
+  struct Pending {
+    std::shared_ptr<bool> alive;
+    DoneFn done;
+    std::optional<Error> err;
+    bool reported = false;
+  };
+  auto pending = std::make_shared<Pending>(Pending{alive_, std::move(on_done_), std::move(err), false});
+  auto report = [](const std::shared_ptr<Pending> &pd, bool stopped) {
+    if (pd->reported)
+      return;
+    pd->reported = true;
+    if (!stopped)
+      GST_ERROR("a failed pipeline did not stop within %d s: abandoned (its thread is left blocked)", kStopTimeoutS);
+    if (*pd->alive && pd->done)
+      pd->done(std::move(pd->err));
+  };
+  GMainContext *context = g_main_context_ref_thread_default();
+  using Closure = std::function<void()>;
+  auto post = [context](Closure fn, guint delay_s) {
+    GSource *src = delay_s ? g_timeout_source_new_seconds(delay_s) : g_idle_source_new();
+    g_source_set_callback(
+        src,
+        [](gpointer d) -> gboolean {
+          (*static_cast<Closure *>(d))();
+          return G_SOURCE_REMOVE;
+        },
+        new Closure(std::move(fn)), [](gpointer d) { delete static_cast<Closure *>(d); });
+    g_source_attach(src, context);
+    g_source_unref(src);
+  };
+  post([pending, report] { report(pending, false); }, kStopTimeoutS);
+  std::thread([pipeline, pending, report, post, context] {
+    if (pipeline) {
+      gst_element_set_state(pipeline, GST_STATE_NULL);
+      gst_object_unref(pipeline);
+    }
+    post([pending, report] { report(pending, true); }, 0);
+    g_main_context_unref(context);
+  }).detach();
 }
 
 void Runner::cancel() {

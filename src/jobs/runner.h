@@ -7,6 +7,7 @@
 #include <gst/gst.h>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -41,7 +42,8 @@ public:
 
   // Builds and starts the pipeline. Throws sluice::Error (Pipeline) when the description does not parse.
   void start(ProgressFn on_progress, DoneFn on_done);
-  // Stops the pipeline; on_done gets a Canceled error (if not already done).
+  // Stops the pipeline; on_done gets a Canceled error (if not already done), from the main context once
+  // the pipeline has stopped (or after a timeout if it does not).
   void cancel();
   bool running() const { return pipeline_ != nullptr && !finished_; }
   const std::string &description() const { return description_; }
@@ -57,6 +59,8 @@ private:
   bool finished_ = false;
   ProgressFn on_progress_;
   DoneFn on_done_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  static constexpr int kStopTimeoutS = 10;
 };
 
 // BadInput for errors of demuxers and decoders reading the input, Pipeline for the rest.
