@@ -274,7 +274,10 @@ function remove(id) {
 
 function retry(id) {
   busy(id, 'retry', `retry "${videoTitle(videos.get(id) || { id })}"`, async () => {
-    const job = await api(`/api/v1/videos/${encodeURIComponent(id)}/jobs`, { method: 'POST', body: {} });
+    // Run the failed job again as it was asked for: same pipeline, encoder, ladder and parameters.
+    const last = ((videos.get(id) || {}).jobs || [])[0];
+    const body = last ? { pipeline: last.pipeline, encoder: last.encoder, ladder: last.ladder, params: last.params || {} } : {};
+    const job = await api(`/api/v1/videos/${encodeURIComponent(id)}/jobs`, { method: 'POST', body });
     if (job) applyJob(job);
   });
 }
@@ -358,7 +361,7 @@ export function initLibrary() {
   on('progress', applyProgress);
   on('video', (e) => {
     if (e.action === 'deleted') forget(e.id);
-    else if (e.action === 'created' && loaded) refreshVideo(e.id);
+    else if ((e.action === 'created' || e.action === 'playable') && loaded) refreshVideo(e.id);
   });
   // Read the list once the event stream is open, so that no change falls between the two; without a
   // stream (a proxy that buffers it, a server that is down) read it anyway, and say what went wrong.

@@ -25,8 +25,6 @@ let hls = null;
 let attachedUrl = null;
 let loadSeq = 0;
 let recoveries = 0;
-let pendingLive = null; // {url, position}: a live playlist to attach once the encoder is that far
-let pipelinesPromise = null;
 
 function showError(message) {
   playerError.textContent = message || '';
@@ -107,18 +105,6 @@ function renderLive(v, percent) {
     ? `Still processing${done}: this plays the live (EVENT) playlist, which grows as segments are encoded. ` +
       'When the job is done it becomes the complete video.'
     : '';
-}
-
-/** The segment length of a job: its own parameter, else its pipeline's default, else 4 s. */
-async function segmentSeconds(job) {
-  const own = Number(job && job.params && job.params.segment_seconds);
-  if (own > 0) return own;
-  if (!pipelinesPromise) pipelinesPromise = api('/api/v1/pipelines').catch(() => null);
-  const body = await pipelinesPromise;
-  const pipeline = body && Array.isArray(body.pipelines) && body.pipelines.find((p) => p.name === (job && job.pipeline));
-  const param = pipeline && Array.isArray(pipeline.parameters) && pipeline.parameters.find((p) => p.name === 'segment_seconds');
-  const value = Number(param && param.default);
-  return value > 0 ? value : 4;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -222,27 +208,18 @@ async function load(id) {
   if (seq !== loadSeq || currentId !== id) return;
   const job = v.jobs && v.jobs[0];
   const live = Boolean(v.playback && v.playback.live);
-  // A live playlist is listed as soon as the job starts, before its renditions have a first segment:
-  // wait until the encoder is two segments in (or done), rather than load playlists that are not there.
-  let wait = 0;
-  if (live && !attachedUrl) {
-    const first = 2 * (await segmentSeconds(job));
-    if (seq !== loadSeq || currentId !== id) return;
-    const position = job && job.progress && typeof job.progress.position === 'number' ? job.progress.position : 0;
-    if (position < Math.min(first, (v.duration || first) - 0.5)) wait = first;
-  }
+  // The server lists a running job's playlist (playback.hls) once every rendition has a first segment,
+  // and says so with a "playable" video event, which reloads this page's state.
   renderMeta(v);
   renderLive(v, job && job.progress ? job.progress.percent : undefined);
   const url = v.playback && v.playback.hls;
-  waitingNote.hidden = (Boolean(url) && !wait) || v.state === 'failed' || v.state === 'canceled';
-  if (!url) waitingNote.textContent = `Nothing to play yet: the video is ${v.state}. Playback starts by itself once the transcode runs.`;
-  else if (wait) waitingNote.textContent = 'Waiting for the first segments: playback starts in a moment.';
-  pendingLive = url && wait ? { url, position: Math.min(wait, (v.duration || wait) - 0.5) } : null;
+  waitingNote.hidden = Boolean(url) || v.state === 'failed' || v.state === 'canceled';
+  if (!url) waitingNote.textContent = `Nothing to play yet: the video is ${v.state}. Playback starts by itself once the first segments are ready.`;
   if (url) {
     const absolute = new URL(url, window.location.href).href;
     urlInput.value = absolute;
     copyButton.disabled = false;
-    if (!wait) attach(url, live);
+    attach(url, live);
   } else {
     // A failed or canceled job leaves nothing behind: stop playing what is gone.
     if (attachedUrl) destroyPlayer();
@@ -270,7 +247,6 @@ export function showPlayer(id) {
   view.hidden = false;
   if (currentId === id) return;
   currentId = id;
-  pendingLive = null;
   destroyPlayer();
   stage.classList.remove('audio-only');
   showError('');
@@ -288,7 +264,6 @@ export function showPlayer(id) {
 export function hidePlayer() {
   view.hidden = true;
   currentId = null;
-  pendingLive = null;
   loadSeq += 1;
   destroyPlayer();
 }
@@ -305,18 +280,12 @@ export function initPlayer() {
     if (currentId && job.video_id === currentId) load(currentId);
   });
   on('video', (e) => {
-    if (currentId && e.id === currentId && e.action === 'deleted') load(currentId);
+    if (currentId && e.id === currentId && (e.action === 'deleted' || e.action === 'playable')) load(currentId);
   });
   on('progress', (p) => {
     if (!currentId || p.video !== currentId) return;
     if (!liveNote.hidden) {
       liveNote.textContent = liveNote.textContent.replace(/^Still processing( \(\d+% done\))?/, `Still processing (${Math.round(p.percent || 0)}% done)`);
-    }
-    if (pendingLive && typeof p.position === 'number' && p.position >= pendingLive.position) {
-      const { url } = pendingLive;
-      pendingLive = null;
-      waitingNote.hidden = true;
-      attach(url, true);
     }
   });
   on('open', ({ resync }) => {

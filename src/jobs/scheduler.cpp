@@ -355,6 +355,16 @@ void Scheduler::write_live_master(Active &a) {
   try {
     fs::write_atomic(fs::join(a.work, "master.m3u8"), interim_master(plan));
     a.master_written = true;
+    // Tell pages and players that the video can be watched now, while it is still being transcoded.
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "id", a.job.video_id.c_str());
+    json_object_set_string_member(o, "action", "playable");
+    json_object_set_string_member(o, "job", a.job.id.c_str());
+    json_object_set_string_member(o, "hls",
+                                  ("/videos/" + a.job.video_id + "/" + a.job.pipeline + "/master.m3u8").c_str());
+    json::Node n(json_node_init_object(json_node_alloc(), o));
+    json_object_unref(o);
+    events_.publish("video", a.job.id, a.job.video_id, json::to_string(n.get(), false));
   } catch (const Error &e) {
     GST_WARNING("cannot write the live master playlist of job %s: %s", a.job.id.c_str(), e.what());
   }

@@ -126,9 +126,11 @@ export function makeClip(file, { width = 640, height = 360, seconds = 10, rate =
 
 // A `sluice serve` process. start() resolves once it printed "serving on URL".
 export class Server {
-  constructor({ dataDir, config = null, listen = '127.0.0.1:0', name = 'server' }) {
+  // env: variables added to (or, with value null, removed from) the server's environment.
+  constructor({ dataDir, config = null, listen = '127.0.0.1:0', name = 'server', env = null }) {
     this.dataDir = dataDir;
     this.config = config;
+    this.env = env;
     this.listen = listen;
     this.name = name;
     this.log = [];
@@ -141,7 +143,16 @@ export class Server {
     const args = ['serve', '--listen', this.listen, '--data', this.dataDir];
     if (this.config) args.push('--config', this.config);
     this.log.push(`$ ${process.env.SLUICE_BINARY} ${args.join(' ')}`);
-    const proc = spawn(process.env.SLUICE_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let env = process.env;
+    if (this.env) {
+      env = { ...process.env };
+      for (const [k, v] of Object.entries(this.env)) {
+        if (v === null) delete env[k];
+        else env[k] = v;
+      }
+      this.log.push(`  with ${Object.entries(this.env).map(([k, v]) => `${k}=${v ?? '(unset)'}`).join(' ')}`);
+    }
+    const proc = spawn(process.env.SLUICE_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     this.proc = proc;
     this.exited = once(proc, 'exit');
     readline.createInterface({ input: proc.stderr }).on('line', (l) => this.pushLog(`[stderr] ${l}`));
@@ -198,6 +209,43 @@ export class Server {
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
     return this.json('/api/v1/videos', { method: 'POST', body: form });
   }
+}
+
+// A private descriptions folder (for SLUICE_PIPELINES_DIR): copies of the real ones plus "unwritable",
+// the hls description with its sink writing under /proc/sluice-unwritable/, so that every run of it
+// fails inside GStreamer (a pipeline error), as tests/server/test_retry.py does.
+export function unwritablePipelines(dir) {
+  const source = process.env.SLUICE_PIPELINES_DIR || path.join(HERE, '..', '..', 'pipelines');
+  fs.mkdirSync(dir, { recursive: true });
+  for (const name of fs.readdirSync(source)) {
+    if (name.endsWith('.json')) fs.copyFileSync(path.join(source, name), path.join(dir, name));
+  }
+  const broken = JSON.parse(fs.readFileSync(path.join(source, 'hls.json'), 'utf8'));
+  broken.name = 'unwritable';
+  broken.summary = 'test only: writes its segments where it cannot';
+  broken.fragments.sink = broken.fragments.sink.replace('{out}/', '/proc/sluice-unwritable/');
+  if (!broken.fragments.sink.includes('/proc/sluice-unwritable/')) throw new Error('hls.json\'s sink has no {out}/ to replace');
+  fs.writeFileSync(path.join(dir, 'unwritable.json'), JSON.stringify(broken));
+  return dir;
+}
+
+// The player's state (video#player), read in one round trip.
+export function playerState(page) {
+  return page.evaluate(() => {
+    const v = document.querySelector('video#player');
+    if (!v) return null;
+    const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : null;
+    const note = document.querySelector('#live-note');
+    const r = note ? note.getBoundingClientRect() : null;
+    return {
+      t: v.currentTime, paused: v.paused, ended: v.ended, readyState: v.readyState, duration: v.duration,
+      error: v.error ? `${v.error.code} ${v.error.message}` : null,
+      frames: q ? q.totalVideoFrames : null, dropped: q ? q.droppedVideoFrames : null, src: v.currentSrc,
+      liveNote: note ? { hidden: note.hidden, visible: !note.hidden && r.width > 0 && r.height > 0, text: note.textContent.trim() } : null,
+      waiting: document.querySelector('#player-waiting')?.hidden === false ? document.querySelector('#player-waiting').textContent.trim() : null,
+      playerError: document.querySelector('#player-error')?.hidden === false ? document.querySelector('#player-error').textContent.trim() : null,
+    };
+  });
 }
 
 export function writeConfig(dir, text) {
