@@ -364,7 +364,8 @@ void Scheduler::write_live_master(Active &a) {
                                   ("/videos/" + a.job.video_id + "/" + a.job.pipeline + "/master.m3u8").c_str());
     json::Node n(json_node_init_object(json_node_alloc(), o));
     json_object_unref(o);
-    events_.publish("video", a.job.id, a.job.video_id, json::to_string(n.get(), false));
+    // A video event: streams filtered to the video get it, streams filtered to a job do not.
+    events_.publish("video", "", a.job.video_id, json::to_string(n.get(), false));
   } catch (const Error &e) {
     GST_WARNING("cannot write the live master playlist of job %s: %s", a.job.id.c_str(), e.what());
   }
