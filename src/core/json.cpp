@@ -98,4 +98,10 @@ std::string quote(const std::string &text) {
   return out;
 }
 
+JsonNode *object_node(JsonObject *o) {
+  JsonNode *n = json_node_init_object(json_node_alloc(), o);
+  json_object_unref(o);
+  return n;
+}
+
 } // namespace sluice::json

@@ -32,6 +32,8 @@ std::optional<double> opt_number(JsonObject *obj, const char *member, const std:
 std::vector<std::string> string_list(JsonObject *obj, const char *member, const std::string &where);
 
 std::string to_string(JsonNode *node, bool pretty);
+// A node holding o; takes over the caller's reference to o.
+JsonNode *object_node(JsonObject *o);
 // JSON string literal (with quotes) for text.
 std::string quote(const std::string &text);
 

@@ -16,4 +16,19 @@ void run_main_loop(GMainLoop *loop, GSourceFunc on_signal, gpointer data) {
   g_source_remove(sigterm);
 }
 
+void post(std::function<void()> fn, GMainContext *context, guint delay_s) {
+  using Closure = std::function<void()>;
+  GSource *src = delay_s ? g_timeout_source_new_seconds(delay_s) : g_idle_source_new();
+  g_source_set_priority(src, G_PRIORITY_DEFAULT);
+  g_source_set_callback(
+      src,
+      [](gpointer d) -> gboolean {
+        (*static_cast<Closure *>(d))();
+        return G_SOURCE_REMOVE;
+      },
+      new Closure(std::move(fn)), [](gpointer d) { delete static_cast<Closure *>(d); });
+  g_source_attach(src, context);
+  g_source_unref(src);
+}
+
 } // namespace sluice

@@ -4,10 +4,17 @@
 
 #include <glib.h>
 
+#include <functional>
+
 namespace sluice {
 
 // Runs a main loop on the default context until something quits it. While it runs, SIGINT and SIGTERM
 // call on_signal(data) on the loop (as a GLib source: return G_SOURCE_CONTINUE to keep handling them).
 void run_main_loop(GMainLoop *loop, GSourceFunc on_signal, gpointer data);
+
+// Runs fn once on context (nullptr: the default context) in a later iteration, after delay_s seconds
+// (0: as soon as it is idle), never right away, even when called from that context's own thread.
+// Safe to call from any thread; the source owns fn and what it captures.
+void post(std::function<void()> fn, GMainContext *context = nullptr, guint delay_s = 0);
 
 } // namespace sluice

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
+#include "core/mainloop.h"
 #include "core/paths.h"
 #include "http/files.h"
 #include "http/upload.h"
@@ -56,11 +57,7 @@ void set_json(SoupServerMessage *msg, guint status, JsonNode *node) {
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Cache-Control", "no-store");
 }
 
-JsonNode *object_node(JsonObject *o) {
-  JsonNode *n = json_node_init_object(json_node_alloc(), o);
-  json_object_unref(o);
-  return n;
-}
+using json::object_node;
 
 void set_error(SoupServerMessage *msg, guint status, const std::string &code, const std::string &message,
                const std::string &field = "") {
@@ -731,7 +728,7 @@ void Server::Impl::upload(SoupServerMessage *msg) {
     } catch (const std::exception &e) {
       err = Error(ErrorCode::Internal, e.what());
     }
-    auto *fn = new std::function<void()>([this, msg, up, spec, title, description, probe, err, alive] {
+    post([this, msg, up, spec, title, description, probe, err, alive] {
       if (*alive)
         upload_probed(msg, up, spec, title, description, probe, err);
       else
@@ -739,13 +736,6 @@ void Server::Impl::upload(SoupServerMessage *msg) {
       soup_server_message_unpause(msg);
       g_object_unref(msg);
     });
-    g_main_context_invoke_full(
-        nullptr, G_PRIORITY_DEFAULT,
-        [](gpointer d) -> gboolean {
-          (*static_cast<std::function<void()> *>(d))();
-          return G_SOURCE_REMOVE;
-        },
-        fn, [](gpointer d) { delete static_cast<std::function<void()> *>(d); });
   }).detach();
 }
 

@@ -2,6 +2,8 @@
 // The pipeline runner: gst_parse_launch_full, a bus watch on the caller's main context, progress relay.
 #include "jobs/runner.h"
 
+#include "core/mainloop.h"
+
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -187,26 +189,13 @@ void Runner::finish(std::optional<Error> err) {
       pd->done(std::move(pd->err));
   };
   GMainContext *context = g_main_context_ref_thread_default();
-  using Closure = std::function<void()>;
-  auto post = [context](Closure fn, guint delay_s) {
-    GSource *src = delay_s ? g_timeout_source_new_seconds(delay_s) : g_idle_source_new();
-    g_source_set_callback(
-        src,
-        [](gpointer d) -> gboolean {
-          (*static_cast<Closure *>(d))();
-          return G_SOURCE_REMOVE;
-        },
-        new Closure(std::move(fn)), [](gpointer d) { delete static_cast<Closure *>(d); });
-    g_source_attach(src, context);
-    g_source_unref(src);
-  };
-  post([pending, report] { report(pending, false); }, kStopTimeoutS);
-  std::thread([pipeline, pending, report, post, context] {
+  post([pending, report] { report(pending, false); }, context, kStopTimeoutS);
+  std::thread([pipeline, pending, report, context] {
     if (pipeline) {
       gst_element_set_state(pipeline, GST_STATE_NULL);
       gst_object_unref(pipeline);
     }
-    post([pending, report] { report(pending, true); }, 0);
+    post([pending, report] { report(pending, true); }, context);
     g_main_context_unref(context);
   }).detach();
 }

@@ -4,6 +4,7 @@
 
 #include "core/fs.h"
 #include "core/json.h"
+#include "core/mainloop.h"
 #include "media/hls.h"
 #include "media/ladder.h"
 #include "pipeline/description.h"
@@ -28,17 +29,20 @@ void init_debug() {
   std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_jobs_debug, "sluice-jobs", 0, "sluice job scheduler"); });
 }
 
-// Runs fn on the main context in a later iteration (never right away, even from the main thread);
-// the closure owns what it captures.
-void post(std::function<void()> fn) {
-  auto *heap = new std::function<void()>(std::move(fn));
-  g_idle_add_full(
-      G_PRIORITY_DEFAULT,
-      [](gpointer data) -> gboolean {
-        (*static_cast<std::function<void()> *>(data))();
-        return G_SOURCE_REMOVE;
-      },
-      heap, [](gpointer data) { delete static_cast<std::function<void()> *>(data); });
+// The progress members of a job's JSON and of a "progress" event: seconds, rounded for people.
+void set_progress_members(JsonObject *o, const Progress &p) {
+  json_object_set_int_member(o, "percent", p.percent);
+  json_object_set_double_member(o, "position", p.position_ns / 1e9);
+  if (p.duration_ns >= 0)
+    json_object_set_double_member(o, "duration", p.duration_ns / 1e9);
+  else
+    json_object_set_null_member(o, "duration");
+  json_object_set_double_member(o, "fps", std::round(p.fps * 10) / 10);
+  json_object_set_double_member(o, "speed", std::round(p.speed * 100) / 100);
+  if (p.eta_ns >= 0)
+    json_object_set_double_member(o, "eta", std::round(p.eta_ns / 1e8) / 10);
+  else
+    json_object_set_null_member(o, "eta");
 }
 
 // An EVENT master playlist for a job that is still running: bandwidths are the encoder's maximum
@@ -307,20 +311,8 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
           JsonObject *o = json_object_new();
           json_object_set_string_member(o, "job", job_id.c_str());
           json_object_set_string_member(o, "video", i->second->job.video_id.c_str());
-          json_object_set_int_member(o, "percent", p.percent);
-          json_object_set_double_member(o, "position", p.position_ns / 1e9);
-          if (p.duration_ns >= 0)
-            json_object_set_double_member(o, "duration", p.duration_ns / 1e9);
-          else
-            json_object_set_null_member(o, "duration");
-          json_object_set_double_member(o, "fps", std::round(p.fps * 10) / 10);
-          json_object_set_double_member(o, "speed", std::round(p.speed * 100) / 100);
-          if (p.eta_ns >= 0)
-            json_object_set_double_member(o, "eta", std::round(p.eta_ns / 1e8) / 10);
-          else
-            json_object_set_null_member(o, "eta");
-          json::Node n(json_node_init_object(json_node_alloc(), o));
-          json_object_unref(o);
+          set_progress_members(o, p);
+          json::Node n(json::object_node(o));
           events_.publish("progress", job_id, i->second->job.video_id, json::to_string(n.get(), false));
         },
         [this, job_id](std::optional<Error> e, const TranscodeResult &res) {
@@ -362,8 +354,7 @@ void Scheduler::write_live_master(Active &a) {
     json_object_set_string_member(o, "job", a.job.id.c_str());
     json_object_set_string_member(o, "hls",
                                   ("/videos/" + a.job.video_id + "/" + a.job.pipeline + "/master.m3u8").c_str());
-    json::Node n(json_node_init_object(json_node_alloc(), o));
-    json_object_unref(o);
+    json::Node n(json::object_node(o));
     // A video event: streams filtered to the video get it, streams filtered to a job do not.
     events_.publish("video", "", a.job.video_id, json::to_string(n.get(), false));
   } catch (const Error &e) {
@@ -512,8 +503,7 @@ store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) 
   JsonObject *o = json_object_new();
   for (const auto &[k, v] : spec.params)
     json_object_set_string_member(o, k.c_str(), v.c_str());
-  json::Node n(json_node_init_object(json_node_alloc(), o));
-  json_object_unref(o);
+  json::Node n(json::object_node(o));
   job.params_json = json::to_string(n.get(), false);
   job.priority = spec.priority;
   job.max_attempts = config_.max_attempts;
@@ -628,18 +618,7 @@ JsonNode *Scheduler::job_to_json(const store::Job &job) const {
     p = &*it->second->progress;
   if (p) {
     JsonObject *po = json_object_new();
-    json_object_set_int_member(po, "percent", p->percent);
-    json_object_set_double_member(po, "position", p->position_ns / 1e9);
-    if (p->duration_ns >= 0)
-      json_object_set_double_member(po, "duration", p->duration_ns / 1e9);
-    else
-      json_object_set_null_member(po, "duration");
-    json_object_set_double_member(po, "fps", std::round(p->fps * 10) / 10);
-    json_object_set_double_member(po, "speed", std::round(p->speed * 100) / 100);
-    if (p->eta_ns >= 0)
-      json_object_set_double_member(po, "eta", std::round(p->eta_ns / 1e8) / 10);
-    else
-      json_object_set_null_member(po, "eta");
+    set_progress_members(po, *p);
     json_object_set_object_member(o, "progress", po);
   } else if (job.state == store::JobState::Succeeded) {
     JsonObject *po = json_object_new();
@@ -666,9 +645,7 @@ JsonNode *Scheduler::job_to_json(const store::Job &job) const {
   } else {
     json_object_set_null_member(o, "result");
   }
-  JsonNode *n = json_node_init_object(json_node_alloc(), o);
-  json_object_unref(o);
-  return n;
+  return json::object_node(o);
 }
 
 } // namespace sluice::jobs

@@ -119,19 +119,32 @@ TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir) 
   return res;
 }
 
-std::string work_dir_for(const std::string &out) {
+namespace {
+
+// A sibling of the output folder: out (absolute, without a trailing slash) + suffix.
+std::string sibling_of(const std::string &out, const char *suffix) {
   std::string abs = fs::absolute(out);
   while (abs.size() > 1 && abs.back() == '/')
     abs.pop_back();
-  return abs + ".partial";
+  return abs + suffix;
+}
+
+// Where a replaced package waits while the new one is renamed into place.
+std::string old_dir_for(const std::string &out) {
+  return sibling_of(out, ".old");
+}
+
+} // namespace
+
+std::string work_dir_for(const std::string &out) {
+  return sibling_of(out, ".partial");
 }
 
 Transcode::Transcode(TranscodePlan plan, std::string out, std::string work, bool replace)
     : plan_(std::move(plan)), out_(std::move(out)), work_(std::move(work)), replace_(replace) {}
 
 void recover_output(const std::string &out) {
-  std::string old = work_dir_for(out);
-  old.replace(old.size() - std::string(".partial").size(), std::string::npos, ".old");
+  std::string old = old_dir_for(out);
   fs::remove_all(work_dir_for(out));
   if (fs::exists(old)) {
     if (!fs::exists(out) && rename(old.c_str(), out.c_str()) == 0)
@@ -172,7 +185,7 @@ void Transcode::done(std::optional<Error> err) {
         fs::remove_all(out_);
       std::string old;
       if (replace_ && fs::exists(out_)) {
-        old = out_ + ".old";
+        old = old_dir_for(out_);
         fs::remove_all(old);
         if (rename(out_.c_str(), old.c_str()) != 0)
           throw Error(ErrorCode::Io, "cannot move the previous output " + out_ + " aside: " + g_strerror(errno));
