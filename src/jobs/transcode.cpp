@@ -2,6 +2,8 @@
 // Transcode planning, running and publishing.
 #include "jobs/transcode.h"
 
+#include "jobs/outputs.h"
+
 #include "core/fs.h"
 #include "core/mainloop.h"
 #include "core/paths.h"
@@ -13,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <mutex>
+#include <thread>
 #include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC(sluice_transcode_debug);
@@ -34,7 +37,8 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
   TranscodePlan plan;
   plan.description = pipeline::find_description(req.pipeline);
   plan.values = pipeline::resolve(plan.description.params, req.params);
-  auto ladder = req.ladder.empty() ? media::default_ladder() : media::parse_ladder(req.ladder);
+  const bool streaming = pipeline::is_streaming_output(plan.description.output);
+  auto ladder = req.ladder.empty() || !streaming ? media::default_ladder() : media::parse_ladder(req.ladder);
   plan.probe = media::probe(req.input);
 
   auto &r = plan.render;
@@ -44,11 +48,19 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
   r.has_audio = plan.probe.audio.has_value();
   if (r.has_audio)
     r.audio_channels = std::clamp(plan.probe.audio->channels, 1, 2);
+  r.duration = plan.probe.duration_ns > 0 ? plan.probe.duration_ns / 1e9 : 0.0;
   if (r.has_video) {
     const auto &v = *plan.probe.video;
     r.framerate = v.fps > 0 && v.fps < 1000 ? v.fps : 30.0;
-    r.renditions = media::plan_ladder(ladder, v.display_width, v.display_height);
-    r.encoder = encoders.resolve(req.encoder, req.encoder_order);
+    r.display_width = v.display_width;
+    r.display_height = v.display_height;
+    if (streaming)
+      r.renditions = media::plan_ladder(ladder, v.display_width, v.display_height);
+    bool encodes = streaming;
+    if (auto it = plan.description.fragments.find("video"); it != plan.description.fragments.end())
+      encodes = encodes || it->second.find("{encoder}") != std::string::npos;
+    if (encodes)
+      r.encoder = encoders.resolve(req.encoder, req.encoder_order);
   }
   plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
   return plan;
@@ -175,30 +187,66 @@ void Transcode::cancel() {
     runner_->cancel();
 }
 
-void Transcode::done(std::optional<Error> err) {
-  TranscodeResult res;
-  if (!err) {
-    try {
-      res = finalize_hls(plan_, work_);
-      // Publish: an empty (or missing) output folder is replaced by the finished package in one rename.
-      if (fs::is_dir(out_) && fs::list_dir(out_).empty())
-        fs::remove_all(out_);
-      std::string old;
-      if (replace_ && fs::exists(out_)) {
-        old = old_dir_for(out_);
-        fs::remove_all(old);
-        if (rename(out_.c_str(), old.c_str()) != 0)
-          throw Error(ErrorCode::Io, "cannot move the previous output " + out_ + " aside: " + g_strerror(errno));
-      }
-      if (rename(work_.c_str(), out_.c_str()) != 0)
-        throw Error(ErrorCode::Io, "cannot move the output into " + out_ + ": " + g_strerror(errno));
-      if (!old.empty())
-        fs::remove_all(old);
-      res.out = out_;
-    } catch (const Error &e) {
-      err = e;
-    }
+namespace {
+
+// Finishes the output and publishes it; runs on a worker thread (splitting segments and encoding
+// sprite sheets take a while).
+TranscodeResult publish(const TranscodePlan &plan, const std::string &work, const std::string &out, bool replace) {
+  TranscodeResult res = finalize_output(plan, work);
+  // Publish: an empty (or missing) output folder is replaced by the finished package in one rename.
+  if (fs::is_dir(out) && fs::list_dir(out).empty())
+    fs::remove_all(out);
+  std::string old;
+  if (replace && fs::exists(out)) {
+    old = old_dir_for(out);
+    fs::remove_all(old);
+    if (rename(out.c_str(), old.c_str()) != 0)
+      throw Error(ErrorCode::Io, "cannot move the previous output " + out + " aside: " + g_strerror(errno));
   }
+  if (rename(work.c_str(), out.c_str()) != 0)
+    throw Error(ErrorCode::Io, "cannot move the output into " + out + ": " + g_strerror(errno));
+  if (!old.empty())
+    fs::remove_all(old);
+  res.out = out;
+  return res;
+}
+
+} // namespace
+
+Transcode::~Transcode() {
+  *alive_ = false;
+}
+
+void Transcode::done(std::optional<Error> err) {
+  if (err) {
+    report(std::move(err), {});
+    return;
+  }
+  // Off the main loop; the result comes back through it. The thread works on copies, so that the
+  // Transcode may go away meanwhile (its callback is then not called).
+  finishing_ = true;
+  auto alive = alive_;
+  std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_] {
+    std::optional<Error> e;
+    TranscodeResult res;
+    try {
+      res = publish(plan, work, out, replace);
+    } catch (const Error &x) {
+      e = x;
+    } catch (const std::exception &x) {
+      e = Error(ErrorCode::Internal, x.what());
+    }
+    if (e)
+      fs::remove_all(work);
+    post([this, alive, e, res] {
+      if (*alive)
+        report(e, res);
+    });
+  }).detach();
+}
+
+void Transcode::report(std::optional<Error> err, const TranscodeResult &res) {
+  finishing_ = false;
   if (err) {
     GST_WARNING("transcode of %s failed: %s", plan_.probe.path.c_str(), err->what());
     fs::remove_all(work_);
@@ -239,10 +287,35 @@ JsonNode *result_to_json(const TranscodeResult &r) {
   json_builder_begin_object(b);
   json_builder_set_member_name(b, "out");
   json_builder_add_string_value(b, r.out.c_str());
-  json_builder_set_member_name(b, "master");
-  json_builder_add_string_value(b, fs::join(r.out, r.master).c_str());
+  json_builder_set_member_name(b, "output");
+  json_builder_add_string_value(b, r.output.c_str());
+  if (!r.master.empty()) {
+    json_builder_set_member_name(b, "master");
+    json_builder_add_string_value(b, fs::join(r.out, r.master).c_str());
+  }
   json_builder_set_member_name(b, "duration");
   json_builder_add_double_value(b, r.duration);
+  json_builder_set_member_name(b, "files");
+  json_builder_begin_object(b);
+  for (const auto &[role, file] : r.files) {
+    json_builder_set_member_name(b, role.c_str());
+    json_builder_add_string_value(b, file.c_str());
+  }
+  json_builder_end_object(b);
+  if (r.width > 0) {
+    json_builder_set_member_name(b, "width");
+    json_builder_add_int_value(b, r.width);
+    json_builder_set_member_name(b, "height");
+    json_builder_add_int_value(b, r.height);
+  }
+  if (r.time >= 0) {
+    json_builder_set_member_name(b, "time");
+    json_builder_add_double_value(b, r.time);
+  }
+  if (r.tiles > 0) {
+    json_builder_set_member_name(b, "tiles");
+    json_builder_add_int_value(b, r.tiles);
+  }
   json_builder_set_member_name(b, "renditions");
   json_builder_begin_array(b);
   for (const auto &rr : r.renditions) {
@@ -263,6 +336,18 @@ JsonNode *result_to_json(const TranscodeResult &r) {
     json_builder_add_int_value(b, rr.stats.average_bps);
     json_builder_set_member_name(b, "duration");
     json_builder_add_double_value(b, rr.stats.duration);
+    if (rr.frames >= 0) {
+      json_builder_set_member_name(b, "frames");
+      json_builder_add_int_value(b, rr.frames);
+    }
+    if (rr.segments > 0) {
+      json_builder_set_member_name(b, "segments");
+      json_builder_add_int_value(b, rr.segments);
+      json_builder_set_member_name(b, "start");
+      json_builder_add_double_value(b, rr.start);
+      json_builder_set_member_name(b, "end");
+      json_builder_add_double_value(b, rr.end);
+    }
     json_builder_end_object(b);
   }
   json_builder_end_array(b);

@@ -46,16 +46,26 @@ struct RenditionResult {
   int width = 0, height = 0;
   std::string codecs;
   media::VariantStats stats;
+  std::int64_t frames = -1;   // video samples (CMAF), -1 when not counted
+  int segments = 0;
+  double start = 0.0, end = 0.0; // of the track on the presentation timeline (CMAF)
 };
 
 struct TranscodeResult {
   std::string out;
-  std::string master;
+  std::string output = "hls"; // the description's output kind
+  std::string master;         // "" when the output is not a streaming package
   double duration = 0.0;
   std::vector<RenditionResult> renditions;
+  // Files a client fetches, relative to `out`, by role: "hls", "dash", "poster", "storyboard",
+  // "preview".
+  std::map<std::string, std::string> files;
+  int width = 0, height = 0; // of a poster, storyboard tile or preview
+  double time = -1.0;        // of the frame a poster shows
+  int tiles = 0;             // of a storyboard
 };
 
-// Turns the pipeline's output in dir into a finished package: media playlists rewritten as VOD,
+// Turns hlssink2's output in dir into a finished package: media playlists rewritten as VOD,
 // master.m3u8 with measured BANDWIDTH and the encoded CODECS. Throws Truncated when the output is
 // shorter than the probed input.
 TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir);
@@ -68,17 +78,25 @@ public:
   // With replace, a finished package already in `out` is swapped for the new one when it succeeds
   // (through `out`.old, which recover_output() cleans up after a crash).
   Transcode(TranscodePlan plan, std::string out, std::string work, bool replace = false);
+  ~Transcode();
+  Transcode(const Transcode &) = delete;
+  Transcode &operator=(const Transcode &) = delete;
   void start(Runner::ProgressFn on_progress, DoneFn on_done);
   void cancel();
   const TranscodePlan &plan() const { return plan_; }
+  // The pipeline has ended and its output is being finished (split, indexed, published).
+  bool finishing() const { return finishing_; }
 
 private:
   void done(std::optional<Error> err);
+  void report(std::optional<Error> err, const TranscodeResult &res);
   TranscodePlan plan_;
   std::string out_, work_;
   bool replace_ = false;
   std::unique_ptr<Runner> runner_;
   DoneFn on_done_;
+  bool finishing_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // The working folder used for an output folder.

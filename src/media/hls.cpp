@@ -51,6 +51,13 @@ MediaPlaylist parse_media_playlist(const std::string &text) {
       pl.playlist_type = line.substr(21);
     else if (line == "#EXT-X-ENDLIST")
       pl.endlist = true;
+    else if (starts_with(line, "#EXT-X-MAP:")) {
+      auto at = line.find("URI=\"");
+      auto end = at == std::string::npos ? at : line.find('"', at + 5);
+      if (end == std::string::npos)
+        throw Error(ErrorCode::Invalid, "EXT-X-MAP without a URI");
+      pl.map_uri = line.substr(at + 5, end - at - 5);
+    }
     else if (starts_with(line, "#EXTINF:"))
       pending = g_ascii_strtod(line.c_str() + 8, nullptr);
     else if (line[0] == '#')
@@ -75,11 +82,14 @@ std::string write_media_playlist(const MediaPlaylist &pl, const std::string &typ
   int target = std::max({1, pl.target_duration, static_cast<int>(std::lround(longest))});
   std::ostringstream o;
   o.imbue(std::locale::classic());
-  o << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:" << target << "\n#EXT-X-MEDIA-SEQUENCE:" << pl.media_sequence
-    << "\n";
+  // EXT-X-MAP on a playlist without I-frames only needs version 6; CMAF packages declare 7.
+  o << "#EXTM3U\n#EXT-X-VERSION:" << (pl.map_uri.empty() ? 3 : 7) << "\n#EXT-X-TARGETDURATION:" << target
+    << "\n#EXT-X-MEDIA-SEQUENCE:" << pl.media_sequence << "\n";
   if (!type.empty())
     o << "#EXT-X-PLAYLIST-TYPE:" << type << "\n";
   o << "#EXT-X-INDEPENDENT-SEGMENTS\n";
+  if (!pl.map_uri.empty())
+    o << "#EXT-X-MAP:URI=\"" << pl.map_uri << "\"\n";
   for (const auto &s : pl.segments) {
     char d[G_ASCII_DTOSTR_BUF_SIZE];
     g_ascii_formatd(d, sizeof d, "%.6f", s.duration);
@@ -114,10 +124,20 @@ VariantStats measure(MediaPlaylist &pl, const std::string &dir) {
   return st;
 }
 
-std::string write_master_playlist(const std::vector<Variant> &variants) {
+std::string write_master_playlist(const std::vector<Variant> &variants, const std::vector<MediaRendition> &media,
+                                  int version) {
   std::ostringstream o;
   o.imbue(std::locale::classic());
-  o << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n";
+  o << "#EXTM3U\n#EXT-X-VERSION:" << version << "\n#EXT-X-INDEPENDENT-SEGMENTS\n";
+  for (const auto &m : media) {
+    o << "#EXT-X-MEDIA:TYPE=" << m.type << ",GROUP-ID=\"" << m.group_id << "\",NAME=\"" << m.name << "\"";
+    if (!m.language.empty())
+      o << ",LANGUAGE=\"" << m.language << "\"";
+    o << ",DEFAULT=" << (m.is_default ? "YES" : "NO") << ",AUTOSELECT=YES";
+    if (m.channels > 0)
+      o << ",CHANNELS=\"" << m.channels << "\"";
+    o << ",URI=\"" << m.uri << "\"\n";
+  }
   auto sorted = variants;
   std::stable_sort(sorted.begin(), sorted.end(),
                    [](const Variant &a, const Variant &b) { return a.bandwidth < b.bandwidth; });
@@ -135,6 +155,8 @@ std::string write_master_playlist(const std::vector<Variant> &variants) {
     }
     if (!v.codecs.empty())
       o << ",CODECS=\"" << v.codecs << "\"";
+    if (!v.audio_group.empty())
+      o << ",AUDIO=\"" << v.audio_group << "\"";
     o << "\n" << v.uri << "\n";
   }
   return o.str();

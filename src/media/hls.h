@@ -19,6 +19,7 @@ struct MediaPlaylist {
   int target_duration = 0;
   std::int64_t media_sequence = 0;
   std::string playlist_type; // "", "VOD" or "EVENT"
+  std::string map_uri;       // EXT-X-MAP (fMP4 init segment); "" for MPEG-TS
   bool endlist = false;
   std::vector<Segment> segments;
 
@@ -49,8 +50,22 @@ struct Variant {
   int width = 0, height = 0; // 0 for audio-only
   double frame_rate = 0.0;
   std::string codecs;
+  std::string audio_group; // GROUP-ID of the EXT-X-MEDIA audio it plays with; "" when muxed in
 };
 
-std::string write_master_playlist(const std::vector<Variant> &variants);
+// An alternative rendition (EXT-X-MEDIA), e.g. the audio track of a CMAF package.
+struct MediaRendition {
+  std::string type = "AUDIO";
+  std::string group_id;
+  std::string name;
+  std::string language; // "" leaves it out
+  std::string uri;
+  int channels = 0;
+  bool is_default = true;
+};
+
+// With alternative renditions or fMP4 the playlist declares version 7, else 3.
+std::string write_master_playlist(const std::vector<Variant> &variants,
+                                  const std::vector<MediaRendition> &media = {}, int version = 3);
 
 } // namespace sluice::media

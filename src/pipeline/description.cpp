@@ -20,11 +20,27 @@ const ParamSpec *Description::find_param(const std::string &param) const {
   return nullptr;
 }
 
+bool is_streaming_output(const std::string &output) {
+  return output == "hls" || output == "cmaf";
+}
+
+bool needs_picture(const std::string &output) {
+  return output == "poster" || output == "storyboard" || output == "preview";
+}
+
 std::vector<Builtin> builtins_for(const std::string &fragment) {
-  std::vector<Builtin> b = {{"input", true}, {"out", true}, {"audio_channels", false}, {"gop", false},
-                            {"framerate", false}};
-  if (fragment == "video")
+  // duration_s: the input's duration in whole seconds (at least 1); start_ns/end_ns: the clip of a
+  // description with start_seconds and length_seconds, fitted into the input.
+  std::vector<Builtin> b = {{"input", true},        {"out", true},       {"audio_channels", false},
+                            {"gop", false},         {"framerate", false}, {"duration_s", false},
+                            {"start_ns", false},    {"end_ns", false}};
+  if (fragment == "video") {
     b.push_back({"video_progress", false});
+    // Outputs without a ladder: the picture fitted into max_width x max_height, never enlarged.
+    b.push_back({"width", false});
+    b.push_back({"height", false});
+    b.push_back({"encoder", false}); // video_bitrate, preset and the keyframe cadence of the parameters
+  }
   if (fragment == "audio")
     b.push_back({"audio_progress", false});
   if (fragment == "video_rendition")
@@ -74,8 +90,12 @@ Description parse_description(const std::string &json_text, const std::string &p
     throw Error(ErrorCode::Invalid, path + ": name '" + d.name + "' must use a-z, 0-9 and _");
   d.summary = json::opt_string(obj, "summary", path).value_or("");
   d.output = json::opt_string(obj, "output", path).value_or("hls");
-  if (d.output != "hls")
-    throw Error(ErrorCode::Invalid, path + ": output '" + d.output + "' is not supported (hls)");
+  if (std::find(kOutputKinds.begin(), kOutputKinds.end(), d.output) == kOutputKinds.end()) {
+    std::string known;
+    for (const auto &k : kOutputKinds)
+      known += (known.empty() ? "" : ", ") + k;
+    throw Error(ErrorCode::Invalid, path + ": output '" + d.output + "' is not supported (" + known + ")");
+  }
   JsonNode *params = json_object_get_member(obj, "parameters");
   if (params) {
     JsonObject *pobj = json::require_object(params, path + ": 'parameters'");
@@ -103,9 +123,15 @@ Description parse_description(const std::string &json_text, const std::string &p
     d.fragments[fname] = json::get_string(frags, fname.c_str(), path + ": 'fragments'");
   }
   g_list_free(fnames);
-  for (const char *req : {"source", "sink", "video_rendition"})
+  for (const char *req : {"source", "sink", is_streaming_output(d.output) ? "video_rendition" : "video"})
     if (!d.fragments.count(req))
       throw Error(ErrorCode::Invalid, path + ": missing fragment '" + req + "'");
+  if (d.fragments.count("audio_output") && d.fragments.count("audio_rendition"))
+    throw Error(ErrorCode::Invalid, path + ": a description has audio_output or audio_rendition, not both");
+  if (needs_picture(d.output))
+    for (const char *p : {"max_width", "max_height"})
+      if (!d.find_param(p) || d.find_param(p)->type != ParamType::Integer)
+        throw Error(ErrorCode::Invalid, path + ": output '" + d.output + "' needs integer parameters max_width and max_height");
   for (const auto &[fname, text] : d.fragments)
     check_fragment(d, fname, text);
   return d;

@@ -16,15 +16,24 @@ namespace sluice::pipeline {
 //  video            once, when the input has video: the decoded video every rendition branches from
 //  video_rendition  per video rendition
 //  audio_rendition  per rendition, when the input has audio
-//  sink             per rendition
+//  audio_output     once, when the input has audio: audio as a track set of its own (CMAF); a description
+//                   with it has no audio_rendition
+//  sink             per rendition (once for outputs without a ladder)
 inline const std::vector<std::string> kFragmentNames = {"source", "audio", "video", "video_rendition",
-                                                        "audio_rendition", "sink"};
+                                                        "audio_rendition", "audio_output", "sink"};
+
+// What a description produces (its "output"):
+//  hls, cmaf                  a streaming package from the rendition ladder (video_rendition per rung)
+//  poster, storyboard, preview  one artifact from the picture: no ladder, `video` and `sink` once
+inline const std::vector<std::string> kOutputKinds = {"hls", "cmaf", "poster", "storyboard", "preview"};
+bool is_streaming_output(const std::string &output); // hls, cmaf: uses the ladder, makes a video playable
+bool needs_picture(const std::string &output);       // poster, storyboard, preview
 
 struct Description {
   std::string name;
   std::string summary;
   std::string path;
-  std::string output; // what it produces: "hls"
+  std::string output; // what it produces: one of kOutputKinds
   std::vector<ParamSpec> params;
   std::map<std::string, std::string> fragments;
 

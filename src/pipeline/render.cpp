@@ -21,6 +21,29 @@ int encoder_threads(int cores, int renditions) {
   return std::max(1, cores / std::max(1, renditions));
 }
 
+std::pair<int, int> fit_size(int src_w, int src_h, int max_w, int max_h) {
+  if (src_w <= 0 || src_h <= 0)
+    return {std::max(2, max_w - max_w % 2), std::max(2, max_h - max_h % 2)};
+  double scale = std::min({1.0, static_cast<double>(max_w) / src_w, static_cast<double>(max_h) / src_h});
+  int w = static_cast<int>(std::lround(src_w * scale)), h = static_cast<int>(std::lround(src_h * scale));
+  w = std::max(2, w - w % 2);
+  h = std::max(2, h - h % 2);
+  return {w, h};
+}
+
+std::pair<std::int64_t, std::int64_t> clip_range(double duration, int start_s, int length_s) {
+  const std::int64_t s = 1000000000;
+  std::int64_t start = static_cast<std::int64_t>(std::max(0, start_s)) * s;
+  std::int64_t length = static_cast<std::int64_t>(std::max(1, length_s)) * s;
+  if (duration > 0) {
+    auto total = static_cast<std::int64_t>(duration * 1e9);
+    if (start >= total)
+      start = std::max<std::int64_t>(0, total - length);
+    return {start, std::min(start + length, total)};
+  }
+  return {start, start + length};
+}
+
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders) {
   check_safe_string("input path", in.input);
   check_safe_string("output folder", in.out);
@@ -29,9 +52,12 @@ std::string render(const Description &d, const Values &values, const RenderInput
     throw Error(ErrorCode::Invalid, "output folder must not contain '%'");
   if (!in.has_video && !in.has_audio)
     throw Error(ErrorCode::NotMedia, "the input has neither audio nor video");
-  if (in.has_video && in.renditions.empty())
+  const bool ladder = is_streaming_output(d.output);
+  if (needs_picture(d.output) && !in.has_video)
+    throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' makes a " + d.output + " from the picture, and the input has no video");
+  if (ladder && in.has_video && in.renditions.empty())
     throw Error(ErrorCode::Invalid, "no video rendition to encode");
-  if (in.has_audio && !d.fragments.count("audio"))
+  if (in.has_audio && is_streaming_output(d.output) && !d.fragments.count("audio"))
     throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' has no audio fragment");
 
   int segment_seconds = 2;
@@ -50,6 +76,14 @@ std::string render(const Description &d, const Values &values, const RenderInput
   char fr[32];
   g_ascii_formatd(fr, sizeof fr, "%.3f", in.framerate);
   vars["framerate"] = fr;
+  vars["duration_s"] = std::to_string(std::max(1L, std::lround(std::ceil(in.duration))));
+  auto int_value = [&](const char *name, int fallback) {
+    auto it = values.find(name);
+    return it == values.end() ? fallback : std::atoi(it->second.c_str());
+  };
+  auto [clip_start, clip_end] = clip_range(in.duration, int_value("start_seconds", 0), int_value("length_seconds", 30));
+  vars["start_ns"] = std::to_string(clip_start);
+  vars["end_ns"] = std::to_string(clip_end);
   const char *progress = "sluiceprogress name=progress ! ";
   vars["video_progress"] = in.has_video ? progress : "";
   vars["audio_progress"] = in.has_video ? "" : progress;
@@ -62,8 +96,32 @@ std::string render(const Description &d, const Values &values, const RenderInput
   };
 
   std::string out = frag("source", vars);
+  if (!ladder) {
+    // One artifact from the picture (and the sound, where the description takes it).
+    auto [w, h] = fit_size(in.display_width, in.display_height, int_value("max_width", 1280), int_value("max_height", 720));
+    vars["width"] = std::to_string(w);
+    vars["height"] = std::to_string(h);
+    if (d.fragments.at("video").find("{encoder}") != std::string::npos) {
+      const EncoderProfile *enc = encoders.find(in.encoder);
+      if (!enc)
+        throw Error(ErrorCode::Invalid, "unknown encoder '" + in.encoder + "'");
+      int kbps = int_value("video_bitrate", 1500);
+      EncoderSettings es{kbps, kbps, kbps * 2, gop, preset, encoder_threads(in.cpu_cores, 1)};
+      vars["encoder"] = encoders.render(*enc, es);
+    }
+    if (in.has_audio && d.fragments.count("audio"))
+      out += "  " + frag("audio", vars);
+    // The sink follows the picture: `video ! sink`.
+    auto rv = vars;
+    rv["rendition"] = d.output;
+    rv["sink"] = d.output;
+    out += "  " + frag("video", vars) + " ! " + frag("sink", rv);
+    return out;
+  }
   if (in.has_audio)
     out += "  " + frag("audio", vars);
+  if (in.has_audio && d.fragments.count("audio_output"))
+    out += "  " + frag("audio_output", vars);
   if (in.has_video) {
     out += "  " + frag("video", vars);
     const EncoderProfile *enc = encoders.find(in.encoder);
@@ -89,7 +147,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
         out += "  " + frag("audio_rendition", rv);
       out += "  " + frag("sink", rv);
     }
-  } else {
+  } else if (!d.fragments.count("audio_output")) {
     auto rv = vars;
     rv["rendition"] = "audio";
     rv["sink"] = "hls_audio";

@@ -26,6 +26,8 @@ struct RenderInput {
   bool has_audio = true;
   int audio_channels = 2;
   double framerate = 30.0; // of the source, for the keyframe cadence
+  double duration = 0.0;   // of the source in seconds (0: unknown)
+  int display_width = 0, display_height = 0; // of the source's picture, rotation applied
   std::vector<RenditionSpec> renditions;
   std::string encoder = "x264"; // resolved encoder name
   int cpu_cores = 0;             // 0: this machine's; spreads encoder threads over the renditions
@@ -40,6 +42,13 @@ int gop_frames(double framerate, int segment_seconds);
 
 // Renders the description. Throws sluice::Error when a value cannot be placed safely.
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders);
+
+// The largest even size with the source's aspect ratio inside max_w x max_h, never larger than the source.
+std::pair<int, int> fit_size(int src_w, int src_h, int max_w, int max_h);
+
+// The clip [start, end) in ns for start/length in seconds inside an input of `duration` seconds: it ends
+// with the input, and a start past the end is moved back to give the last `length` seconds.
+std::pair<std::int64_t, std::int64_t> clip_range(double duration, int start_s, int length_s);
 
 // "gst-launch-1.0 -e ..." ready to paste into a shell.
 std::string launch_command(const std::string &description);

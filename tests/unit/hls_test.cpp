@@ -281,9 +281,9 @@ TEST(MeasureTest, RejectsUrisOutsideTheFolder) {
 
 TEST(MasterPlaylistTest, SortedWithAllAttributes) {
   std::vector<Variant> v = {
-      {"720p.m3u8", 3100000, 2900000, 1280, 720, 29.97002997, "avc1.64001f,mp4a.40.2"},
-      {"360p.m3u8", 950000, 880000, 640, 360, 29.97002997, "avc1.64001e,mp4a.40.2"},
-      {"1080p.m3u8", 5600000, 5200000, 1920, 1080, 30.0, "avc1.640028,mp4a.40.2"},
+      {"720p.m3u8", 3100000, 2900000, 1280, 720, 29.97002997, "avc1.64001f,mp4a.40.2", ""},
+      {"360p.m3u8", 950000, 880000, 640, 360, 29.97002997, "avc1.64001e,mp4a.40.2", ""},
+      {"1080p.m3u8", 5600000, 5200000, 1920, 1080, 30.0, "avc1.640028,mp4a.40.2", ""},
   };
   const std::string expected = "#EXTM3U\n"
                                "#EXT-X-VERSION:3\n"
@@ -301,7 +301,7 @@ TEST(MasterPlaylistTest, SortedWithAllAttributes) {
 }
 
 TEST(MasterPlaylistTest, AudioOnlyVariantHasNoResolution) {
-  std::vector<Variant> v = {{"audio.m3u8", 140000, 131000, 0, 0, 0.0, "mp4a.40.2"}};
+  std::vector<Variant> v = {{"audio.m3u8", 140000, 131000, 0, 0, 0.0, "mp4a.40.2", ""}};
   std::string s = write_master_playlist(v);
   EXPECT_TRUE(
       contains(s, "#EXT-X-STREAM-INF:BANDWIDTH=140000,AVERAGE-BANDWIDTH=131000,CODECS=\"mp4a.40.2\"\naudio.m3u8\n"))
@@ -313,13 +313,13 @@ TEST(MasterPlaylistTest, AudioOnlyVariantHasNoResolution) {
 TEST(MasterPlaylistTest, FrameRateHasThreeDecimals) {
   for (const auto &[fps, text] : std::vector<std::pair<double, std::string>>{
            {23.976023976, "23.976"}, {25.0, "25.000"}, {59.94005994, "59.940"}, {12.5, "12.500"}}) {
-    std::string s = write_master_playlist({{"v.m3u8", 1000, 900, 320, 240, fps, "avc1.42c01e"}});
+    std::string s = write_master_playlist({{"v.m3u8", 1000, 900, 320, 240, fps, "avc1.42c01e", ""}});
     EXPECT_TRUE(contains(s, ",FRAME-RATE=" + text + ",")) << s;
   }
 }
 
 TEST(MasterPlaylistTest, EqualBandwidthKeepsInputOrder) {
-  std::string s = write_master_playlist({{"b.m3u8", 1000, 900, 2, 2, 0, "x"}, {"a.m3u8", 1000, 900, 2, 2, 0, "x"}});
+  std::string s = write_master_playlist({{"b.m3u8", 1000, 900, 2, 2, 0, "x", ""}, {"a.m3u8", 1000, 900, 2, 2, 0, "x", ""}});
   EXPECT_LT(s.find("b.m3u8"), s.find("a.m3u8"));
   EXPECT_EQ(write_master_playlist({}), "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
 }
@@ -571,7 +571,7 @@ TEST(H264TsTest, FindsTheSpsOfARealEncode) {
 
 TEST(MasterPlaylist, LeavesOutWhatIsNotKnownYet) {
   // The master of a running job: nominal bandwidth, no average and no codecs until the end.
-  std::string s = write_master_playlist({{"v.m3u8", 1000, 0, 320, 240, 25.0, ""}});
+  std::string s = write_master_playlist({{"v.m3u8", 1000, 0, 320, 240, 25.0, "", ""}});
   EXPECT_EQ(s, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n"
                "#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=320x240,FRAME-RATE=25.000\nv.m3u8\n");
 }

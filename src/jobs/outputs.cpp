@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Finishing CMAF packages, posters, storyboards and previews.
+#include "jobs/outputs.h"
+
+#include "core/fs.h"
+#include "media/bmff.h"
+#include "media/dash.h"
+#include "media/hls.h"
+
+#include <gst/gst.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+namespace sluice::jobs {
+
+namespace {
+
+double probed_seconds(const TranscodePlan &plan) {
+  return plan.probe.duration_ns > 0 ? plan.probe.duration_ns / 1e9 : 0.0;
+}
+
+// A truncated input can end "successfully" with a short output.
+void check_length(const std::string &what, double got, double expected) {
+  double tolerance = std::max(0.5, expected * 0.02);
+  if (expected > 0 && expected - got > tolerance) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "the output of %s lasts %.2f s but the input should give %.2f s: the input is probably truncated "
+                  "or damaged",
+                  what.c_str(), got, expected);
+    throw Error(ErrorCode::Truncated, msg);
+  }
+}
+
+int int_param(const TranscodePlan &plan, const char *name, int fallback) {
+  auto it = plan.values.find(name);
+  return it == plan.values.end() ? fallback : std::atoi(it->second.c_str());
+}
+
+std::pair<int, int> picture_size(const TranscodePlan &plan) {
+  return pipeline::fit_size(plan.render.display_width, plan.render.display_height, int_param(plan, "max_width", 1280),
+                            int_param(plan, "max_height", 720));
+}
+
+struct Track {
+  std::string name;
+  media::FragmentedMp4 mp4;
+};
+
+media::MediaPlaylist cmaf_playlist(const Track &t) {
+  media::MediaPlaylist pl;
+  pl.playlist_type = "VOD";
+  pl.endlist = true;
+  pl.map_uri = t.name + "/init.mp4";
+  for (std::size_t i = 0; i < t.mp4.fragments.size(); ++i) {
+    const auto &f = t.mp4.fragments[i];
+    pl.segments.push_back({t.name + "/" + media::segment_name(i + 1), t.mp4.seconds(f.duration),
+                           static_cast<std::int64_t>(f.size)});
+  }
+  return pl;
+}
+
+RenditionResult track_result(const Track &t, int width, int height) {
+  RenditionResult rr;
+  rr.name = t.name;
+  rr.playlist = t.name + ".m3u8";
+  rr.width = width;
+  rr.height = height;
+  rr.codecs = t.mp4.track.codecs;
+  rr.stats.peak_bps = media::peak_bandwidth(t.mp4);
+  rr.stats.average_bps = media::average_bandwidth(t.mp4);
+  rr.stats.duration = t.mp4.seconds(t.mp4.duration());
+  for (const auto &f : t.mp4.fragments)
+    rr.stats.bytes += static_cast<std::int64_t>(f.size);
+  rr.segments = static_cast<int>(t.mp4.fragments.size());
+  rr.start = t.mp4.seconds(t.mp4.fragments.front().decode_time);
+  rr.end = t.mp4.seconds(t.mp4.end_time());
+  return rr;
+}
+
+} // namespace
+
+TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir) {
+  const std::string &kind = plan.description.output;
+  TranscodeResult res;
+  if (kind == "cmaf")
+    res = finalize_cmaf(plan, dir);
+  else if (kind == "poster")
+    res = finalize_poster(plan, dir);
+  else if (kind == "storyboard")
+    res = finalize_storyboard(plan, dir);
+  else if (kind == "preview")
+    res = finalize_preview(plan, dir);
+  else {
+    res = finalize_hls(plan, dir);
+    res.files["hls"] = res.master;
+  }
+  res.output = kind;
+  return res;
+}
+
+TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir) {
+  TranscodeResult res;
+  res.out = dir;
+  const double probed = probed_seconds(plan);
+  std::vector<Track> video;
+  std::optional<Track> audio;
+  auto read_track = [&](const std::string &name, const char *handler) {
+    std::string path = fs::join(dir, name + ".mp4");
+    if (!fs::exists(path))
+      throw Error(ErrorCode::Pipeline, "the pipeline wrote no track for rendition " + name);
+    Track t{name, media::read_fragmented_mp4(path)};
+    if (t.mp4.track.handler != handler)
+      throw Error(ErrorCode::Pipeline, "rendition " + name + " holds a '" + t.mp4.track.handler + "' track");
+    check_length("rendition " + name, t.mp4.seconds(t.mp4.duration()), probed);
+    return t;
+  };
+  if (plan.render.has_video)
+    for (const auto &r : plan.render.renditions) {
+      Track t = read_track(r.name, "vide");
+      // Every segment must start with a keyframe: players switch renditions and seek there.
+      for (std::size_t i = 0; i < t.mp4.fragments.size(); ++i) {
+        const auto &f = t.mp4.fragments[i];
+        if (!f.starts_with_sync)
+          throw Error(ErrorCode::Pipeline, "rendition " + r.name + ": segment " + std::to_string(i + 1) +
+                                               " does not start with a keyframe (the encoder did not keep the "
+                                               "keyframe cadence)");
+        if (f.earliest_composition < f.first_composition)
+          throw Error(ErrorCode::Pipeline, "rendition " + r.name + ": segment " + std::to_string(i + 1) +
+                                               " is an open GOP (a frame is shown before its keyframe)");
+      }
+      video.push_back(std::move(t));
+    }
+  if (plan.render.has_audio)
+    audio = read_track("audio", "soun");
+
+  // Renditions whose segments start at the same instants let players switch between them anywhere.
+  bool aligned = true;
+  for (const auto &t : video) {
+    const auto &a = video.front().mp4, &b = t.mp4;
+    aligned = aligned && a.fragments.size() == b.fragments.size();
+    for (std::size_t i = 0; aligned && i < a.fragments.size(); ++i)
+      aligned = std::llabs(static_cast<long long>(a.fragments[i].decode_time) * b.track.timescale -
+                           static_cast<long long>(b.fragments[i].decode_time) * a.track.timescale) <
+                static_cast<long long>(a.track.timescale) * b.track.timescale / 1000;
+  }
+
+  std::vector<Track *> tracks;
+  for (auto &t : video)
+    tracks.push_back(&t);
+  if (audio)
+    tracks.push_back(&*audio);
+  double longest_segment = 0;
+  for (auto *t : tracks) {
+    media::split_fragmented_mp4(t->mp4, fs::join(dir, t->name));
+    fs::remove_all(fs::join(dir, t->name + ".mp4"));
+    fs::write_atomic(fs::join(dir, t->name + ".m3u8"), media::write_media_playlist(cmaf_playlist(*t), "VOD"));
+    for (const auto &f : t->mp4.fragments)
+      longest_segment = std::max(longest_segment, t->mp4.seconds(f.duration));
+    res.duration = std::max(res.duration, t->mp4.seconds(t->mp4.end_time()));
+  }
+
+  // HLS: one variant per video rendition, audio as an alternative rendition all of them use.
+  std::vector<media::Variant> variants;
+  std::vector<media::MediaRendition> media;
+  std::optional<RenditionResult> audio_result;
+  if (audio) {
+    audio_result = track_result(*audio, 0, 0);
+    media::MediaRendition m;
+    m.group_id = "audio";
+    m.name = "Audio";
+    m.uri = "audio.m3u8";
+    m.channels = audio->mp4.track.channels;
+    if (!video.empty())
+      media.push_back(m);
+  }
+  for (std::size_t i = 0; i < video.size(); ++i) {
+    const auto &spec = plan.render.renditions[i];
+    RenditionResult rr = track_result(video[i], spec.width, spec.height);
+    rr.frames = static_cast<std::int64_t>(video[i].mp4.samples());
+    media::Variant v;
+    v.uri = rr.playlist;
+    v.bandwidth = rr.stats.peak_bps + (audio_result ? audio_result->stats.peak_bps : 0);
+    v.average_bandwidth = rr.stats.average_bps + (audio_result ? audio_result->stats.average_bps : 0);
+    v.width = video[i].mp4.track.width;
+    v.height = video[i].mp4.track.height;
+    v.frame_rate = plan.render.framerate;
+    v.codecs = rr.codecs + (audio ? "," + audio->mp4.track.codecs : "");
+    v.audio_group = audio ? "audio" : "";
+    variants.push_back(v);
+    res.renditions.push_back(rr);
+  }
+  if (video.empty() && audio_result) {
+    media::Variant v;
+    v.uri = audio_result->playlist;
+    v.bandwidth = audio_result->stats.peak_bps;
+    v.average_bandwidth = audio_result->stats.average_bps;
+    v.codecs = audio_result->codecs;
+    variants.push_back(v);
+  }
+  if (audio_result)
+    res.renditions.push_back(*audio_result);
+  res.master = "master.m3u8";
+  fs::write_atomic(fs::join(dir, res.master), media::write_master_playlist(variants, media, 7));
+
+  // DASH over the same files.
+  const double min_buffer = std::max(1.0, std::ceil(longest_segment));
+  std::vector<media::DashAdaptationSet> sets;
+  if (!video.empty()) {
+    media::DashAdaptationSet vs;
+    vs.content_type = "video";
+    vs.segment_alignment = aligned;
+    for (const auto &t : video)
+      vs.representations.push_back(
+          {t.name, &t.mp4, media::constant_bandwidth(t.mp4, min_buffer), media::frame_rate_string(plan.render.framerate)});
+    sets.push_back(vs);
+  }
+  if (audio) {
+    media::DashAdaptationSet as;
+    as.content_type = "audio";
+    as.representations.push_back({audio->name, &audio->mp4, media::constant_bandwidth(audio->mp4, min_buffer), ""});
+    sets.push_back(as);
+  }
+  fs::write_atomic(fs::join(dir, "manifest.mpd"), media::write_mpd(sets, res.duration, min_buffer));
+  res.files["hls"] = res.master;
+  res.files["dash"] = "manifest.mpd";
+  return res;
+}
+
+TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &dir) {
+  TranscodeResult res;
+  res.out = dir;
+  // The candidates are spread evenly; the most detailed one (the largest JPEG at one quality) is the
+  // poster: black, faded or blank frames compress to almost nothing.
+  std::vector<std::string> candidates;
+  for (const auto &f : fs::list_dir(dir))
+    if (g_str_has_prefix(f.c_str(), "candidate_") && g_str_has_suffix(f.c_str(), ".jpg"))
+      candidates.push_back(f);
+  if (candidates.empty())
+    throw Error(ErrorCode::Pipeline, "the pipeline wrote no poster candidate (no picture was decoded)");
+  std::size_t best = 0;
+  std::int64_t best_size = -1;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    std::int64_t size = fs::file_size(fs::join(dir, candidates[i]));
+    if (size > best_size) {
+      best = i;
+      best_size = size;
+    }
+  }
+  if (best_size <= 0)
+    throw Error(ErrorCode::Pipeline, "the poster candidates are empty");
+  if (rename(fs::join(dir, candidates[best]).c_str(), fs::join(dir, "poster.jpg").c_str()) != 0)
+    throw Error(ErrorCode::Io, "cannot rename the poster: " + std::string(g_strerror(errno)));
+  for (std::size_t i = 0; i < candidates.size(); ++i)
+    if (i != best)
+      fs::remove_all(fs::join(dir, candidates[i]));
+  auto [w, h] = picture_size(plan);
+  res.width = w;
+  res.height = h;
+  const int count = int_param(plan, "candidates", 10);
+  const double duration_s = std::max(1.0, std::ceil(plan.render.duration));
+  res.time = best * duration_s / count;
+  res.duration = probed_seconds(plan);
+  res.files["poster"] = "poster.jpg";
+  return res;
+}
+
+std::size_t i420_size(int width, int height) {
+  auto up4 = [](std::size_t v) { return (v + 3) & ~std::size_t(3); };
+  std::size_t sy = up4(width), sc = up4((width + 1) / 2);
+  std::size_t h2 = (height + 1) / 2;
+  return sy * ((height + 1) & ~1) + 2 * sc * h2;
+}
+
+void write_jpeg_i420(const std::string &path, const std::string &i420, int width, int height, int quality) {
+  GstElement *pipeline = gst_pipeline_new(nullptr);
+  GstElement *src = gst_element_factory_make("appsrc", nullptr);
+  GstElement *enc = gst_element_factory_make("jpegenc", nullptr);
+  GstElement *sink = gst_element_factory_make("filesink", nullptr);
+  if (!pipeline || !src || !enc || !sink) {
+    for (GstElement *e : {pipeline, src, enc, sink})
+      if (e)
+        gst_object_unref(e);
+    throw Error(ErrorCode::Pipeline, "appsrc, jpegenc or filesink is missing");
+  }
+  GstCaps *caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT, width,
+                                      "height", G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION, 0, 1,
+                                      "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, nullptr);
+  g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, nullptr);
+  gst_caps_unref(caps);
+  g_object_set(enc, "quality", quality, nullptr);
+  g_object_set(sink, "location", path.c_str(), nullptr);
+  gst_bin_add_many(GST_BIN(pipeline), src, enc, sink, nullptr);
+  gst_element_link_many(src, enc, sink, nullptr);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  GstBuffer *buf = gst_buffer_new_memdup(i420.data(), i420.size());
+  GST_BUFFER_PTS(buf) = 0;
+  GstFlowReturn flow;
+  g_signal_emit_by_name(src, "push-buffer", buf, &flow);
+  gst_buffer_unref(buf);
+  g_signal_emit_by_name(src, "end-of-stream", &flow);
+  GstBus *bus = gst_element_get_bus(pipeline);
+  GstMessage *m = gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND,
+                                             static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  std::string error;
+  if (!m)
+    error = "the JPEG encoder did not finish";
+  else if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+    GError *e = nullptr;
+    gst_message_parse_error(m, &e, nullptr);
+    error = e ? e->message : "error";
+    g_clear_error(&e);
+  }
+  if (m)
+    gst_message_unref(m);
+  gst_object_unref(bus);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  gst_object_unref(pipeline);
+  if (!error.empty())
+    throw Error(ErrorCode::Pipeline, "cannot write " + path + ": " + error);
+}
+
+std::string vtt_time(double seconds) {
+  long long ms = std::llround(std::max(0.0, seconds) * 1000.0);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%02lld:%02lld:%02lld.%03lld", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60,
+                ms % 1000);
+  return buf;
+}
+
+TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string &dir) {
+  TranscodeResult res;
+  res.out = dir;
+  auto [w, h] = picture_size(plan);
+  const int interval = std::max(1, int_param(plan, "interval_seconds", 5));
+  const int columns = std::max(1, int_param(plan, "columns", 10));
+  const int rows = std::max(1, int_param(plan, "rows", 10));
+  const int quality = int_param(plan, "quality", 80);
+  const double duration = plan.render.duration > 0 ? plan.render.duration : 0.0;
+  std::vector<std::string> tiles;
+  for (const auto &f : fs::list_dir(dir))
+    if (g_str_has_prefix(f.c_str(), "tile_") && g_str_has_suffix(f.c_str(), ".yuv"))
+      tiles.push_back(f);
+  // One tile per interval that starts inside the video (videorate may repeat the last frame).
+  std::size_t wanted = duration > 0 ? static_cast<std::size_t>(std::ceil(duration / interval - 1e-6)) : tiles.size();
+  if (tiles.size() > wanted)
+    tiles.resize(std::max<std::size_t>(1, wanted));
+  if (tiles.empty())
+    throw Error(ErrorCode::Pipeline, "the pipeline wrote no storyboard tile (no picture was decoded)");
+  if (tiles.size() + 1 < wanted)
+    check_length("the storyboard", static_cast<double>(tiles.size()) * interval, duration);
+  const std::size_t tile_bytes = i420_size(w, h);
+  const std::size_t per_sheet = static_cast<std::size_t>(columns) * rows;
+  auto up4 = [](std::size_t v) { return (v + 3) & ~std::size_t(3); };
+  std::string vtt = "WEBVTT\n\n";
+  for (std::size_t first = 0, sheet = 1; first < tiles.size(); first += per_sheet, ++sheet) {
+    std::size_t count = std::min(per_sheet, tiles.size() - first);
+    int cols = static_cast<int>(std::min<std::size_t>(count, columns));
+    int rws = static_cast<int>((count + columns - 1) / columns);
+    int sw = cols * w, sh = rws * h;
+    std::size_t sy = up4(sw), sc = up4(sw / 2);
+    std::string img(i420_size(sw, sh), '\0');
+    std::memset(img.data(), 16, sy * sh);                       // black
+    std::memset(img.data() + sy * sh, 128, img.size() - sy * sh); // no colour
+    const std::size_t ty = up4(w), tc = up4(w / 2);
+    char name[32];
+    std::snprintf(name, sizeof name, "sheet_%03zu.jpg", sheet);
+    for (std::size_t i = 0; i < count; ++i) {
+      std::string tile = fs::read_file(fs::join(dir, tiles[first + i]));
+      if (tile.size() != tile_bytes)
+        throw Error(ErrorCode::Pipeline, "storyboard tile " + tiles[first + i] + " has " + std::to_string(tile.size()) +
+                                             " bytes, expected " + std::to_string(tile_bytes));
+      int cx = static_cast<int>(i % columns) * w, cy = static_cast<int>(i / columns) * h;
+      for (int y = 0; y < h; ++y)
+        std::memcpy(img.data() + (cy + y) * sy + cx, tile.data() + y * ty, w);
+      for (int p = 0; p < 2; ++p) {
+        const char *src = tile.data() + ty * h + p * tc * (h / 2);
+        char *dst = img.data() + sy * sh + p * sc * (sh / 2);
+        for (int y = 0; y < h / 2; ++y)
+          std::memcpy(dst + (cy / 2 + y) * sc + cx / 2, src + y * tc, w / 2);
+      }
+      std::size_t k = first + i;
+      double start = static_cast<double>(k) * interval;
+      double end = std::min(start + interval, duration > 0 ? duration : start + interval);
+      if (end <= start)
+        end = start + 0.001;
+      vtt += vtt_time(start) + " --> " + vtt_time(end) + "\n" + name + "#xywh=" + std::to_string(cx) + "," +
+             std::to_string(cy) + "," + std::to_string(w) + "," + std::to_string(h) + "\n\n";
+    }
+    write_jpeg_i420(fs::join(dir, name), img, sw, sh, quality);
+  }
+  for (const auto &f : fs::list_dir(dir))
+    if (g_str_has_prefix(f.c_str(), "tile_"))
+      fs::remove_all(fs::join(dir, f));
+  fs::write_atomic(fs::join(dir, "storyboard.vtt"), vtt);
+  res.width = w;
+  res.height = h;
+  res.tiles = static_cast<int>(tiles.size());
+  res.duration = duration;
+  res.files["storyboard"] = "storyboard.vtt";
+  return res;
+}
+
+TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &dir) {
+  TranscodeResult res;
+  res.out = dir;
+  std::string path = fs::join(dir, "preview.mp4");
+  if (fs::file_size(path) <= 0)
+    throw Error(ErrorCode::Pipeline, "the pipeline wrote no preview");
+  auto [start, end] = pipeline::clip_range(plan.render.duration, int_param(plan, "start_seconds", 0),
+                                           int_param(plan, "length_seconds", 30));
+  double expected = (std::min<double>(end, plan.render.duration > 0 ? plan.render.duration * 1e9 : end) - start) / 1e9;
+  auto p = media::probe(path);
+  double got = p.duration_ns > 0 ? p.duration_ns / 1e9 : 0.0;
+  check_length("the preview", got, expected);
+  auto [w, h] = picture_size(plan);
+  res.width = w;
+  res.height = h;
+  res.time = start / 1e9;
+  res.duration = got;
+  res.files["preview"] = "preview.mp4";
+  return res;
+}
+
+} // namespace sluice::jobs

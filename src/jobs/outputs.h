@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Finishing what a pipeline wrote, per kind of output: CMAF packages (HLS + DASH over the same segments),
+// posters, storyboards and preview clips. Each checks the output against the probed input.
+#pragma once
+
+#include "jobs/transcode.h"
+
+namespace sluice::jobs {
+
+// Dispatches on the description's output kind (hls, cmaf, poster, storyboard, preview).
+TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir);
+
+TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir);
+TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &dir);
+TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string &dir);
+TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &dir);
+
+// Encodes one I420 picture (GStreamer's default strides) as a JPEG file with jpegenc.
+void write_jpeg_i420(const std::string &path, const std::string &i420, int width, int height, int quality);
+
+// The size of an I420 picture with GStreamer's default strides.
+std::size_t i420_size(int width, int height);
+
+// "00:01:02.500"
+std::string vtt_time(double seconds);
+
+} // namespace sluice::jobs

@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// A small ISO-BMFF box walker: enough of ISO/IEC 14496-12 to read what mp4mux writes in fragmented mode.
+#include "media/bmff.h"
+
+#include "core/error.h"
+#include "core/fs.h"
+
+#include <glib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <functional>
+#include <optional>
+#include <unistd.h>
+
+namespace sluice::media {
+
+namespace {
+
+// A bounds-checked big-endian reader over a byte range.
+class Reader {
+public:
+  Reader(const std::uint8_t *p, std::size_t n, std::string what) : p_(p), n_(n), what_(std::move(what)) {}
+  std::size_t left() const { return n_ - pos_; }
+  std::size_t pos() const { return pos_; }
+  void need(std::size_t k) const {
+    if (left() < k)
+      throw Error(ErrorCode::Invalid, "MP4: " + what_ + " is cut short");
+  }
+  void skip(std::size_t k) {
+    need(k);
+    pos_ += k;
+  }
+  std::uint64_t uint(int bytes) {
+    need(bytes);
+    std::uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i)
+      v = (v << 8) | p_[pos_++];
+    return v;
+  }
+  std::uint8_t u8() { return static_cast<std::uint8_t>(uint(1)); }
+  std::uint16_t u16() { return static_cast<std::uint16_t>(uint(2)); }
+  std::uint32_t u32() { return static_cast<std::uint32_t>(uint(4)); }
+  std::uint64_t u64() { return uint(8); }
+  const std::uint8_t *here() const { return p_ + pos_; }
+
+private:
+  const std::uint8_t *p_;
+  std::size_t n_;
+  std::size_t pos_ = 0;
+  std::string what_;
+};
+
+struct Child {
+  std::string type;
+  const std::uint8_t *body;
+  std::size_t size; // of the body
+};
+
+// The boxes inside a byte range (a box's body).
+std::vector<Child> children(const std::uint8_t *p, std::size_t n, const std::string &what) {
+  std::vector<Child> out;
+  Reader r(p, n, what);
+  while (r.left() >= 8) {
+    std::size_t start = r.pos();
+    std::uint64_t size = r.u32();
+    std::string type(reinterpret_cast<const char *>(r.here()), 4);
+    r.skip(4);
+    std::size_t header = 8;
+    if (size == 1) {
+      size = r.u64();
+      header = 16;
+    } else if (size == 0) {
+      size = n - start;
+    }
+    if (size < header || size > n - start)
+      throw Error(ErrorCode::Invalid, "MP4: box '" + type + "' in " + what + " has a bad size");
+    out.push_back({type, p + start + header, static_cast<std::size_t>(size - header)});
+    r.skip(static_cast<std::size_t>(size - header));
+  }
+  return out;
+}
+
+std::optional<Child> find(const std::vector<Child> &boxes, const char *type) {
+  for (const auto &b : boxes)
+    if (b.type == type)
+      return b;
+  return std::nullopt;
+}
+
+Child require(const std::vector<Child> &boxes, const char *type, const std::string &where) {
+  auto b = find(boxes, type);
+  if (!b)
+    throw Error(ErrorCode::Invalid, std::string("MP4: no '") + type + "' box in " + where);
+  return *b;
+}
+
+std::vector<Child> inside(const Child &c) {
+  return children(c.body, c.size, c.type);
+}
+
+// ISO/IEC 14496-1 descriptor length: up to four bytes of 7 bits.
+std::size_t descriptor_length(Reader &r) {
+  std::size_t len = 0;
+  for (int i = 0; i < 4; ++i) {
+    std::uint8_t b = r.u8();
+    len = (len << 7) | (b & 0x7f);
+    if (!(b & 0x80))
+      break;
+  }
+  return len;
+}
+
+// "mp4a.40.2" from an esds box (ES_Descriptor > DecoderConfigDescriptor > DecoderSpecificInfo).
+std::string mp4a_codec(const Child &esds) {
+  Reader r(esds.body, esds.size, "esds");
+  r.skip(4); // version, flags
+  if (r.u8() != 0x03)
+    throw Error(ErrorCode::Invalid, "MP4: esds without an ES descriptor");
+  descriptor_length(r);
+  r.skip(2);
+  std::uint8_t flags = r.u8();
+  if (flags & 0x80)
+    r.skip(2);
+  if (flags & 0x40)
+    r.skip(r.u8());
+  if (flags & 0x20)
+    r.skip(2);
+  if (r.u8() != 0x04)
+    throw Error(ErrorCode::Invalid, "MP4: esds without a decoder configuration");
+  descriptor_length(r);
+  std::uint8_t oti = r.u8();
+  r.skip(12);
+  char buf[32];
+  if (r.left() >= 3 && r.u8() == 0x05) {
+    std::size_t len = descriptor_length(r);
+    if (len >= 1) {
+      std::uint8_t b0 = r.u8();
+      int aot = b0 >> 3;
+      if (aot == 31 && len >= 2) {
+        std::uint8_t b1 = r.u8();
+        aot = 32 + (((b0 & 0x07) << 3) | (b1 >> 5));
+      }
+      std::snprintf(buf, sizeof buf, "mp4a.%02x.%d", oti, aot);
+      return buf;
+    }
+  }
+  std::snprintf(buf, sizeof buf, "mp4a.%02x", oti);
+  return buf;
+}
+
+struct TrackDefaults {
+  std::uint32_t duration = 0, size = 0, flags = 0;
+};
+
+void parse_moov(const std::uint8_t *p, std::size_t n, Mp4Track &track, TrackDefaults &defaults) {
+  auto moov = children(p, n, "moov");
+  int traks = 0;
+  for (const auto &c : moov)
+    traks += c.type == "trak";
+  if (traks != 1)
+    throw Error(ErrorCode::Invalid, "MP4: expected one track, found " + std::to_string(traks));
+  auto trak = inside(require(moov, "trak", "moov"));
+  {
+    auto tkhd = require(trak, "tkhd", "trak");
+    Reader r(tkhd.body, tkhd.size, "tkhd");
+    int version = r.u8();
+    r.skip(3);
+    r.skip(version == 1 ? 16 : 8);
+    track.id = r.u32();
+  }
+  auto mdia = inside(require(trak, "mdia", "trak"));
+  {
+    auto mdhd = require(mdia, "mdhd", "mdia");
+    Reader r(mdhd.body, mdhd.size, "mdhd");
+    int version = r.u8();
+    r.skip(3);
+    r.skip(version == 1 ? 16 : 8);
+    track.timescale = r.u32();
+    if (track.timescale == 0)
+      throw Error(ErrorCode::Invalid, "MP4: the track's timescale is 0");
+  }
+  {
+    auto hdlr = require(mdia, "hdlr", "mdia");
+    Reader r(hdlr.body, hdlr.size, "hdlr");
+    r.skip(8);
+    r.need(4);
+    track.handler.assign(reinterpret_cast<const char *>(r.here()), 4);
+  }
+  auto stbl = inside(require(inside(require(mdia, "minf", "mdia")), "stbl", "minf"));
+  auto stsd = require(stbl, "stsd", "stbl");
+  Reader r(stsd.body, stsd.size, "stsd");
+  r.skip(4);
+  if (r.u32() < 1)
+    throw Error(ErrorCode::Invalid, "MP4: no sample description");
+  std::size_t entry_start = r.pos();
+  std::uint32_t entry_size = r.u32();
+  r.need(4);
+  track.sample_entry.assign(reinterpret_cast<const char *>(r.here()), 4);
+  r.skip(4);
+  if (entry_size < 8 || entry_size - 8 > r.left())
+    throw Error(ErrorCode::Invalid, "MP4: bad sample entry");
+  Reader e(stsd.body + r.pos(), entry_size - 8, track.sample_entry);
+  (void)entry_start;
+  track.codecs = track.sample_entry;
+  if (track.handler == "vide") {
+    e.skip(6 + 2 + 16);
+    track.width = e.u16();
+    track.height = e.u16();
+    e.skip(4 + 4 + 4 + 2 + 32 + 2 + 2);
+    auto boxes = children(e.here(), e.left(), track.sample_entry);
+    if (auto avcc = find(boxes, "avcC")) {
+      Reader a(avcc->body, avcc->size, "avcC");
+      a.skip(1);
+      std::uint8_t profile = a.u8(), compat = a.u8(), level = a.u8();
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%s.%02x%02x%02x", track.sample_entry.c_str(), profile, compat, level);
+      track.codecs = buf;
+    }
+  } else if (track.handler == "soun") {
+    e.skip(6 + 2 + 8);
+    track.channels = e.u16();
+    e.skip(2 + 4);
+    track.sample_rate = static_cast<int>(e.u32() >> 16);
+    auto boxes = children(e.here(), e.left(), track.sample_entry);
+    if (auto esds = find(boxes, "esds"))
+      track.codecs = mp4a_codec(*esds);
+  }
+  if (auto mvex = find(moov, "mvex"))
+    if (auto trex = find(inside(*mvex), "trex")) {
+      Reader t(trex->body, trex->size, "trex");
+      t.skip(4 + 4 + 4);
+      defaults.duration = t.u32();
+      defaults.size = t.u32();
+      defaults.flags = t.u32();
+    }
+}
+
+bool is_sync(std::uint32_t sample_flags) {
+  return !(sample_flags & 0x00010000); // sample_is_non_sync_sample
+}
+
+void parse_moof(const std::uint8_t *p, std::size_t n, const Mp4Track &track, const TrackDefaults &trex,
+                Mp4Fragment &f) {
+  auto moof = children(p, n, "moof");
+  int trafs = 0;
+  bool first = true;
+  for (const auto &box : moof) {
+    if (box.type != "traf")
+      continue;
+    ++trafs;
+    auto traf = inside(box);
+    auto tfhd = require(traf, "tfhd", "traf");
+    Reader h(tfhd.body, tfhd.size, "tfhd");
+    h.skip(1);
+    std::uint32_t flags = static_cast<std::uint32_t>(h.uint(3));
+    if (h.u32() != track.id)
+      throw Error(ErrorCode::Invalid, "MP4: a fragment of another track");
+    TrackDefaults d = trex;
+    if (flags & 0x01)
+      h.skip(8);
+    if (flags & 0x02)
+      h.skip(4);
+    if (flags & 0x08)
+      d.duration = h.u32();
+    if (flags & 0x10)
+      d.size = h.u32();
+    if (flags & 0x20)
+      d.flags = h.u32();
+    if (auto tfdt = find(traf, "tfdt")) {
+      Reader t(tfdt->body, tfdt->size, "tfdt");
+      int version = t.u8();
+      t.skip(3);
+      f.decode_time = version == 1 ? t.u64() : t.u32();
+    } else {
+      throw Error(ErrorCode::Invalid, "MP4: a fragment without a decode time (tfdt)");
+    }
+    std::uint64_t dts = 0;
+    for (const auto &tr : traf) {
+      if (tr.type != "trun")
+        continue;
+      Reader t(tr.body, tr.size, "trun");
+      int version = t.u8();
+      std::uint32_t tflags = static_cast<std::uint32_t>(t.uint(3));
+      std::uint32_t count = t.u32();
+      if (tflags & 0x001)
+        t.skip(4);
+      std::optional<std::uint32_t> first_flags;
+      if (tflags & 0x004)
+        first_flags = t.u32();
+      for (std::uint32_t i = 0; i < count; ++i) {
+        std::uint32_t dur = tflags & 0x100 ? t.u32() : d.duration;
+        if (tflags & 0x200)
+          t.skip(4);
+        std::uint32_t sflags = tflags & 0x400 ? t.u32() : d.flags;
+        if (i == 0 && first_flags)
+          sflags = *first_flags;
+        std::int64_t cto = 0;
+        if (tflags & 0x800) {
+          std::uint32_t raw = t.u32();
+          cto = version == 0 ? static_cast<std::int64_t>(raw) : static_cast<std::int64_t>(static_cast<std::int32_t>(raw));
+        }
+        std::int64_t cts = static_cast<std::int64_t>(f.decode_time + dts) + cto;
+        if (first) {
+          f.starts_with_sync = is_sync(sflags);
+          f.first_composition = cts;
+          f.earliest_composition = cts;
+          first = false;
+        }
+        f.earliest_composition = std::min(f.earliest_composition, cts);
+        f.sync_samples += is_sync(sflags);
+        ++f.samples;
+        dts += dur;
+      }
+    }
+    f.duration += dts;
+  }
+  if (trafs != 1)
+    throw Error(ErrorCode::Invalid, "MP4: expected one track fragment per moof, found " + std::to_string(trafs));
+}
+
+// Walks the top-level boxes: `read(offset, size)` returns those bytes.
+FragmentedMp4 walk(std::uint64_t file_size, const std::function<std::string(std::uint64_t, std::size_t)> &read) {
+  FragmentedMp4 mp4;
+  TrackDefaults defaults;
+  std::uint64_t off = 0;
+  std::optional<Mp4Fragment> pending; // a moof waiting for its mdat
+  while (off < file_size) {
+    if (file_size - off < 8)
+      throw Error(ErrorCode::Invalid, "MP4: trailing bytes after the last box");
+    std::string head = read(off, static_cast<std::size_t>(std::min<std::uint64_t>(16, file_size - off)));
+    Reader r(reinterpret_cast<const std::uint8_t *>(head.data()), head.size(), "box header");
+    std::uint64_t size = r.u32();
+    std::string type = head.substr(4, 4);
+    std::uint64_t header = 8;
+    if (size == 1) {
+      size = r.u64();
+      header = 16;
+    } else if (size == 0) {
+      size = file_size - off;
+    }
+    if (size < header || size > file_size - off)
+      throw Error(ErrorCode::Invalid, "MP4: top-level box '" + type + "' at " + std::to_string(off) +
+                                          " has a bad size (the file may be cut short)");
+    if (type == "ftyp") {
+      mp4.ftyp_offset = off;
+      mp4.ftyp_size = size;
+    } else if (type == "moov") {
+      if (size > (64u << 20))
+        throw Error(ErrorCode::Invalid, "MP4: moov box too large");
+      std::string body = read(off + header, static_cast<std::size_t>(size - header));
+      parse_moov(reinterpret_cast<const std::uint8_t *>(body.data()), body.size(), mp4.track, defaults);
+      mp4.moov_offset = off;
+      mp4.moov_size = size;
+    } else if (type == "moof") {
+      if (!mp4.moov_size)
+        throw Error(ErrorCode::Invalid, "MP4: a fragment before the movie header");
+      if (pending)
+        throw Error(ErrorCode::Invalid, "MP4: a fragment without media data");
+      if (size > (64u << 20))
+        throw Error(ErrorCode::Invalid, "MP4: moof box too large");
+      std::string body = read(off + header, static_cast<std::size_t>(size - header));
+      Mp4Fragment f;
+      f.offset = off;
+      f.size = size;
+      parse_moof(reinterpret_cast<const std::uint8_t *>(body.data()), body.size(), mp4.track, defaults, f);
+      pending = f;
+    } else if (type == "mdat") {
+      if (pending) {
+        if (pending->offset + pending->size != off)
+          throw Error(ErrorCode::Invalid, "MP4: media data does not follow its fragment");
+        pending->size += size;
+        mp4.fragments.push_back(*pending);
+        pending.reset();
+      }
+    }
+    off += size;
+  }
+  if (pending)
+    throw Error(ErrorCode::Invalid, "MP4: the last fragment has no media data (the file is cut short)");
+  if (!mp4.ftyp_size || !mp4.moov_size)
+    throw Error(ErrorCode::Invalid, "MP4: no ftyp or moov box");
+  if (mp4.fragments.empty())
+    throw Error(ErrorCode::Invalid, "MP4: the file is not fragmented (no moof box)");
+  return mp4;
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0)
+      close(fd);
+  }
+};
+
+std::string pread_all(int fd, std::uint64_t off, std::size_t n, const std::string &path) {
+  std::string buf(n, '\0');
+  std::size_t got = 0;
+  while (got < n) {
+    ssize_t k = pread(fd, buf.data() + got, n - got, static_cast<off_t>(off + got));
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      throw Error(ErrorCode::Io, "cannot read " + path + (k < 0 ? std::string(": ") + g_strerror(errno) : ": cut short"));
+    got += static_cast<std::size_t>(k);
+  }
+  return buf;
+}
+
+} // namespace
+
+std::uint64_t FragmentedMp4::duration() const {
+  return fragments.empty() ? 0 : end_time() - fragments.front().decode_time;
+}
+
+std::uint64_t FragmentedMp4::end_time() const {
+  return fragments.empty() ? 0 : fragments.back().decode_time + fragments.back().duration;
+}
+
+std::uint64_t FragmentedMp4::samples() const {
+  std::uint64_t n = 0;
+  for (const auto &f : fragments)
+    n += f.samples;
+  return n;
+}
+
+FragmentedMp4 read_fragmented_mp4(const std::string &path) {
+  Fd f;
+  f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0)
+    throw Error(ErrorCode::Io, "cannot open " + path + ": " + g_strerror(errno));
+  off_t size = lseek(f.fd, 0, SEEK_END);
+  if (size < 0)
+    throw Error(ErrorCode::Io, "cannot read " + path + ": " + g_strerror(errno));
+  auto mp4 = walk(static_cast<std::uint64_t>(size),
+                  [&](std::uint64_t off, std::size_t n) { return pread_all(f.fd, off, n, path); });
+  mp4.path = path;
+  return mp4;
+}
+
+FragmentedMp4 parse_fragmented_mp4(const std::string &bytes) {
+  return walk(bytes.size(), [&](std::uint64_t off, std::size_t n) { return bytes.substr(off, n); });
+}
+
+std::string segment_name(std::size_t number) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "seg_%05zu.m4s", number);
+  return buf;
+}
+
+void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
+  Fd in;
+  in.fd = open(mp4.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in.fd < 0)
+    throw Error(ErrorCode::Io, "cannot open " + mp4.path + ": " + g_strerror(errno));
+  fs::make_dirs(dir);
+  auto copy = [&](const std::string &name, const std::vector<std::pair<std::uint64_t, std::uint64_t>> &ranges) {
+    std::string path = fs::join(dir, name);
+    std::string tmp = path + ".tmp";
+    Fd out;
+    out.fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out.fd < 0)
+      throw Error(ErrorCode::Io, "cannot create " + tmp + ": " + g_strerror(errno));
+    std::vector<char> buf(1 << 20);
+    for (auto [off, n] : ranges) {
+      while (n > 0) {
+        std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(n, buf.size()));
+        std::string data = pread_all(in.fd, off, chunk, mp4.path);
+        std::size_t done = 0;
+        while (done < data.size()) {
+          ssize_t k = write(out.fd, data.data() + done, data.size() - done);
+          if (k < 0 && errno == EINTR)
+            continue;
+          if (k < 0)
+            throw Error(ErrorCode::Io, "cannot write " + tmp + ": " + g_strerror(errno));
+          done += static_cast<std::size_t>(k);
+        }
+        off += chunk;
+        n -= chunk;
+      }
+    }
+    if (rename(tmp.c_str(), path.c_str()) != 0)
+      throw Error(ErrorCode::Io, "cannot rename " + tmp + ": " + g_strerror(errno));
+  };
+  copy("init.mp4", {{mp4.ftyp_offset, mp4.ftyp_size}, {mp4.moov_offset, mp4.moov_size}});
+  for (std::size_t i = 0; i < mp4.fragments.size(); ++i)
+    copy(segment_name(i + 1), {{mp4.fragments[i].offset, mp4.fragments[i].size}});
+}
+
+std::int64_t constant_bandwidth(const FragmentedMp4 &mp4, double min_buffer) {
+  if (mp4.fragments.empty() || !mp4.track.timescale)
+    return 0;
+  double bits = 0, need = 0;
+  const double start = mp4.seconds(mp4.fragments.front().decode_time);
+  for (const auto &f : mp4.fragments) {
+    bits += f.size * 8.0;
+    // Segment k must have arrived when its presentation starts: min_buffer + its start time.
+    double deadline = min_buffer + (mp4.seconds(f.decode_time) - start);
+    if (deadline > 0)
+      need = std::max(need, bits / deadline);
+  }
+  return static_cast<std::int64_t>(std::ceil(need));
+}
+
+std::int64_t peak_bandwidth(const FragmentedMp4 &mp4) {
+  double longest = 0;
+  for (const auto &f : mp4.fragments)
+    longest = std::max(longest, mp4.seconds(f.duration));
+  double peak = 0;
+  for (const auto &f : mp4.fragments) {
+    double d = mp4.seconds(f.duration);
+    if (d > 0 && (d >= std::min(1.0, longest / 2) || mp4.fragments.size() == 1))
+      peak = std::max(peak, f.size * 8.0 / d);
+  }
+  return std::max<std::int64_t>(static_cast<std::int64_t>(std::ceil(peak)), average_bandwidth(mp4));
+}
+
+std::int64_t average_bandwidth(const FragmentedMp4 &mp4) {
+  double bytes = 0;
+  for (const auto &f : mp4.fragments)
+    bytes += f.size;
+  double d = mp4.seconds(mp4.duration());
+  return d > 0 ? static_cast<std::int64_t>(std::ceil(bytes * 8.0 / d)) : 0;
+}
+
+} // namespace sluice::media

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// ISO base media file format (MP4): reading a fragmented MP4 of one track and splitting it into a CMAF
+// init segment and media segments on fragment (moof + mdat) boundaries.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice::media {
+
+struct Mp4Track {
+  std::uint32_t id = 0;
+  std::uint32_t timescale = 0;   // of the media (mdhd)
+  std::string handler;           // "vide", "soun", ...
+  std::string sample_entry;      // "avc1", "mp4a", ...
+  std::string codecs;            // RFC 6381: "avc1.64001f", "mp4a.40.2"
+  int width = 0, height = 0;     // video sample entry
+  int channels = 0, sample_rate = 0; // audio sample entry
+};
+
+// One movie fragment: a moof box and the mdat that follows it.
+struct Mp4Fragment {
+  std::uint64_t offset = 0; // of the moof in the file
+  std::uint64_t size = 0;   // moof + mdat bytes: the size of the media segment
+  std::uint64_t decode_time = 0; // tfdt, in the track's timescale
+  std::uint64_t duration = 0;    // the sum of its sample durations
+  std::uint32_t samples = 0;
+  std::uint32_t sync_samples = 0;
+  bool starts_with_sync = false;
+  // Closed GOP: no sample is presented before the first one (composition time, decode-time units).
+  std::int64_t first_composition = 0;
+  std::int64_t earliest_composition = 0;
+};
+
+struct FragmentedMp4 {
+  std::string path;
+  Mp4Track track;
+  std::uint64_t ftyp_offset = 0, ftyp_size = 0;
+  std::uint64_t moov_offset = 0, moov_size = 0;
+  std::vector<Mp4Fragment> fragments;
+
+  std::uint64_t duration() const;   // in the track's timescale, from the first decode time to the end
+  std::uint64_t end_time() const;   // decode time after the last sample
+  std::uint64_t samples() const;
+  double seconds(std::uint64_t t) const { return track.timescale ? static_cast<double>(t) / track.timescale : 0.0; }
+};
+
+// Reads the structure of a fragmented MP4 file holding exactly one track (mp4mux with
+// fragment-duration). Only box headers, moov and moofs are read. Throws sluice::Error.
+FragmentedMp4 read_fragmented_mp4(const std::string &path);
+FragmentedMp4 parse_fragmented_mp4(const std::string &bytes); // the same, from memory
+
+// Writes `dir`/init.mp4 (ftyp + moov) and `dir`/seg_00001.m4s, ... (one per fragment).
+void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir);
+
+// The name of media segment `number` (from 1): "seg_00001.m4s".
+std::string segment_name(std::size_t number);
+
+// The smallest constant bit rate (bits/s) over which the segments arrive before they are needed,
+// when a player first buffers `min_buffer` seconds (the DASH definition of @bandwidth, per segment).
+std::int64_t constant_bandwidth(const FragmentedMp4 &mp4, double min_buffer);
+// The highest bit rate of one segment (the HLS definition of BANDWIDTH); very short last segments
+// do not count.
+std::int64_t peak_bandwidth(const FragmentedMp4 &mp4);
+std::int64_t average_bandwidth(const FragmentedMp4 &mp4);
+
+} // namespace sluice::media
