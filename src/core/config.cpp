@@ -128,6 +128,15 @@ void ServerConfig::load_file(const std::string &path) {
   concurrent_jobs = get_int(kf, "jobs", "concurrent", concurrent_jobs, 0, 256);
   pipeline = get_string(kf, "jobs", "pipeline", pipeline);
   encoder = get_string(kf, "jobs", "encoder", encoder);
+  if (g_key_file_has_key(kf, "jobs", "extras", nullptr)) {
+    extras.clear();
+    g_auto(GStrv) list = g_key_file_get_string_list(kf, "jobs", "extras", nullptr, nullptr);
+    for (gchar **o = list; o && *o; ++o) {
+      std::string s = g_strstrip(*o);
+      if (!s.empty())
+        extras.push_back(s);
+    }
+  }
   max_attempts = get_int(kf, "jobs", "max-attempts", max_attempts, 1, 100);
   retry_delay_s = get_int(kf, "jobs", "retry-delay", retry_delay_s, 0, 86400);
   queue_limit = get_int(kf, "jobs", "queue-limit", queue_limit, 1, 1000000);

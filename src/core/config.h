@@ -17,6 +17,8 @@ struct ServerConfig {
   bool auto_transcode = true;
   int concurrent_jobs = 0; // 0: one per two cores, at least one
   std::string pipeline = "hls";
+  // Further pipelines queued after every upload with a picture (the default job profile).
+  std::vector<std::string> extras = {"poster", "storyboard", "preview"};
   std::string encoder = "auto";
   int max_attempts = 3;
   int retry_delay_s = 10;

@@ -9,6 +9,7 @@
 #include "core/paths.h"
 #include "http/files.h"
 #include "http/upload.h"
+#include "media/dash.h"
 #include "media/hls.h"
 #include "media/probe.h"
 #include "pipeline/description.h"
@@ -636,15 +637,21 @@ JsonNode *Server::Impl::video_json(const store::Video &v) {
   store::JobFilter f;
   f.video_id = v.id;
   auto jobs = store.jobs(f);
+  // The video's state is that of its latest streaming job (hls, cmaf): posters and the like do not
+  // make a video playable.
   std::string state = "uploaded";
-  if (!jobs.empty()) {
-    switch (jobs.front().state) {
+  for (const auto &j : jobs) {
+    std::string kind = scheduler.output_of(j.pipeline);
+    if (!kind.empty() && !pipeline::is_streaming_output(kind))
+      continue;
+    switch (j.state) {
     case store::JobState::Queued: state = "queued"; break;
     case store::JobState::Running: state = "processing"; break;
     case store::JobState::Succeeded: state = "ready"; break;
     case store::JobState::Failed: state = "failed"; break;
     case store::JobState::Canceled: state = "canceled"; break;
     }
+    break;
   }
   json_object_set_string_member(o, "state", state.c_str());
   JsonArray *arr = json_array_new();
@@ -652,24 +659,63 @@ JsonNode *Server::Impl::video_json(const store::Video &v) {
     json_array_add_element(arr, job_json(j));
   json_object_set_array_member(o, "jobs", arr);
 
+  // What can be fetched, newest job first: playback.hls / playback.dash (the newest package of each),
+  // playback.packages (every package by pipeline), poster, storyboard and preview.
   JsonObject *pb = json_object_new();
-  std::set<std::string> pipelines;
-  for (const auto &j : jobs)
-    pipelines.insert(j.pipeline);
+  JsonObject *packages = json_object_new();
+  std::set<std::string> seen;
+  std::map<std::string, std::string> roles; // role -> URL
   bool live = false;
-  for (const auto &p : pipelines) {
-    std::string master = "/videos/" + v.id + "/" + p + "/master.m3u8";
-    if (auto dir = scheduler.live_dir(v.id, p)) {
-      // Playable once its master exists (every rendition has a first segment).
-      if (fs::exists(fs::join(*dir, "master.m3u8"))) {
-        json_object_set_string_member(pb, p.c_str(), master.c_str());
-        live = true;
+  for (const auto &j : jobs) {
+    const std::string &p = j.pipeline;
+    if (!seen.insert(p).second)
+      continue;
+    std::string kind = scheduler.output_of(p);
+    const std::string base = "/videos/" + v.id + "/" + p + "/";
+    std::string out = scheduler.layout().output_dir(v.id, p);
+    JsonObject *pkg = json_object_new();
+    if (kind == "hls" || kind.empty()) {
+      if (auto dir = scheduler.live_dir(v.id, p)) {
+        // Playable once its master exists (every rendition has a first segment).
+        if (fs::exists(fs::join(*dir, "master.m3u8"))) {
+          json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
+          roles.emplace("hls", base + "master.m3u8");
+          live = live || roles["hls"] == base + "master.m3u8";
+        }
+      } else if (fs::exists(fs::join(out, "master.m3u8"))) {
+        json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
+        roles.emplace("hls", base + "master.m3u8");
       }
-    } else if (fs::exists(fs::join(scheduler.layout().output_dir(v.id, p), "master.m3u8"))) {
-      json_object_set_string_member(pb, p.c_str(), master.c_str());
+    } else if (kind == "cmaf") {
+      if (fs::exists(fs::join(out, "master.m3u8"))) {
+        json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
+        roles.emplace("hls", base + "master.m3u8");
+      }
+      if (fs::exists(fs::join(out, "manifest.mpd"))) {
+        json_object_set_string_member(pkg, "dash", (base + "manifest.mpd").c_str());
+        roles.emplace("dash", base + "manifest.mpd");
+      }
+    } else {
+      static const std::map<std::string, std::string> artifacts = {
+          {"poster", "poster.jpg"}, {"storyboard", "storyboard.vtt"}, {"preview", "preview.mp4"}};
+      if (auto a = artifacts.find(kind); a != artifacts.end() && fs::exists(fs::join(out, a->second)))
+        roles.emplace(kind, base + a->second);
     }
+    if (json_object_get_size(pkg) > 0)
+      json_object_set_object_member(packages, p.c_str(), pkg);
+    else
+      json_object_unref(pkg);
   }
+  for (const char *role : {"hls", "dash"})
+    if (roles.count(role))
+      json_object_set_string_member(pb, role, roles[role].c_str());
   json_object_set_boolean_member(pb, "live", live);
+  json_object_set_object_member(pb, "packages", packages);
+  for (const char *role : {"poster", "storyboard", "preview"})
+    if (roles.count(role))
+      json_object_set_string_member(o, role, roles[role].c_str());
+    else
+      json_object_set_null_member(o, role);
   json_object_set_object_member(o, "playback", pb);
   return object_node(o);
 }
@@ -773,6 +819,7 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
     json::Node pj(media::probe_to_json(*probe));
     v.probe_json = json::to_string(pj.get(), false);
   }
+  const bool has_picture = probe->video.has_value();
   try {
     fs::make_dirs(dir);
     up->keep(dest);
@@ -795,15 +842,20 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
     json::Node n(object_node(vo));
     events.publish("video", "", v.id, json::to_string(n.get(), false));
   }
-  std::optional<store::Job> job;
+  std::vector<store::Job> jobs;
   if (config.auto_transcode)
-    job = scheduler.enqueue(v.id, spec);
+    jobs = scheduler.enqueue_profile(v.id, spec, has_picture);
   JsonObject *o = json_object_new();
   json_object_set_member(o, "video", video_json(v));
-  if (job)
-    json_object_set_member(o, "job", job_json(*job));
+  if (!jobs.empty())
+    json_object_set_member(o, "job", job_json(jobs.front()));
   else
     json_object_set_null_member(o, "job");
+  // The whole profile: the requested job first, then the extras (poster, storyboard, preview).
+  JsonArray *ja = json_array_new();
+  for (const auto &j : jobs)
+    json_array_add_element(ja, job_json(j));
+  json_object_set_array_member(o, "jobs", ja);
   set_json(msg, SOUP_STATUS_CREATED, object_node(o));
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
                                (std::string(kApi) + "/videos/" + v.id).c_str());
@@ -873,8 +925,9 @@ void Server::Impl::create_job(SoupServerMessage *msg, const std::string &video_i
   } catch (const Error &e) {
     return set_spec_error(msg, e);
   }
-  if (scheduler.has_unfinished_job(video_id))
-    return set_error(msg, SOUP_STATUS_CONFLICT, "conflict", "the video already has a queued or running job");
+  if (scheduler.has_unfinished_job(video_id, spec.pipeline))
+    return set_error(msg, SOUP_STATUS_CONFLICT, "conflict",
+                     "the video already has a queued or running '" + spec.pipeline + "' job");
   if (scheduler.queue_full())
     return set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "queue_full",
                      "the job queue is full (" + std::to_string(config.queue_limit) + " jobs); try again later");
@@ -1057,25 +1110,35 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
   ServeOptions opts;
   opts.cache = &files;
   try {
-    if (playlist && name != "master.m3u8") {
+    const bool mpd = g_str_has_suffix(name.c_str(), ".mpd");
+    if ((playlist && name != "master.m3u8") || mpd) {
       // A finished package can be replaced by a later job under the same names. Segment URLs in its
-      // playlists carry the package's version, so that a cached segment is never one of another package;
-      // only such versioned URLs are immutable.
+      // playlists and MPD carry the package's version, so that a cached segment is never one of another
+      // package; only such versioned URLs are immutable.
       auto entry = files.get(path);
       auto &pl_cache = playlists[path];
       if (entry && pl_cache.first != entry->etag) {
         std::string text(static_cast<const char *>(g_bytes_get_data(entry->bytes, nullptr)),
                          g_bytes_get_size(entry->bytes));
         std::string body = text;
-        try {
-          auto pl = media::parse_media_playlist(text);
-          std::string version = entry->etag.substr(1, entry->etag.size() - 2);
-          version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
-          for (auto &seg : pl.segments)
-            seg.uri += std::string(seg.uri.find('?') == std::string::npos ? "?" : "&") + "v=" + version;
-          body = media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
-        } catch (const Error &) {
-          // Not a playlist we can read: served as it is.
+        std::string version = entry->etag.substr(1, entry->etag.size() - 2);
+        version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
+        auto versioned = [&](const std::string &uri) {
+          return uri + (uri.find('?') == std::string::npos ? "?" : "&") + "v=" + version;
+        };
+        if (mpd) {
+          body = media::version_mpd_urls(text, "v=" + version);
+        } else {
+          try {
+            auto pl = media::parse_media_playlist(text);
+            for (auto &seg : pl.segments)
+              seg.uri = versioned(seg.uri);
+            if (!pl.map_uri.empty())
+              pl.map_uri = versioned(pl.map_uri);
+            body = media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
+          } catch (const Error &) {
+            // Not a playlist we can read: served as it is.
+          }
         }
         pl_cache = {entry->etag, body};
       }

@@ -332,7 +332,8 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
 void Scheduler::write_live_master(Active &a) {
   // The master of a running job appears once every media playlist it lists exists (each has its
   // first segment): a player that finds the master never meets a 404 for a rendition.
-  if (a.master_written || !a.transcode)
+  if (a.master_written || !a.transcode || a.transcode->finishing() ||
+      a.transcode->plan().description.output != "hls")
     return;
   const auto &plan = a.transcode->plan();
   std::vector<std::string> names;
@@ -539,13 +540,49 @@ bool Scheduler::cancel(const std::string &job_id) {
   return true;
 }
 
-bool Scheduler::has_unfinished_job(const std::string &video_id) {
+bool Scheduler::has_unfinished_job(const std::string &video_id, const std::string &pipeline) {
   store::JobFilter f;
   f.video_id = video_id;
   for (const auto &j : store_.jobs(f))
-    if (!store::is_terminal(j.state))
+    if (!store::is_terminal(j.state) && (pipeline.empty() || j.pipeline == pipeline))
       return true;
   return false;
+}
+
+std::string Scheduler::output_of(const std::string &pipeline) {
+  if (auto it = output_kinds_.find(pipeline); it != output_kinds_.end())
+    return it->second;
+  std::string kind;
+  try {
+    kind = pipeline::find_description(pipeline).output;
+  } catch (const Error &) {
+    return ""; // not remembered: the description may be added later
+  }
+  output_kinds_[pipeline] = kind;
+  return kind;
+}
+
+std::vector<store::Job> Scheduler::enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture) {
+  std::vector<store::Job> jobs;
+  jobs.push_back(enqueue(video_id, spec));
+  if (!has_picture)
+    return jobs;
+  for (const auto &extra : config_.extras) {
+    if (extra == spec.pipeline)
+      continue;
+    JobSpec e;
+    e.pipeline = extra;
+    e.priority = spec.priority;
+    e = with_defaults(e);
+    try {
+      validate(e);
+    } catch (const Error &err) {
+      g_warning("[jobs] extras: %s is skipped: %s", extra.c_str(), err.what());
+      continue;
+    }
+    jobs.push_back(enqueue(video_id, e));
+  }
+  return jobs;
 }
 
 void Scheduler::stop_video(const std::string &video_id, std::function<void()> done) {
@@ -578,6 +615,13 @@ void Scheduler::stop_video(const std::string &video_id, std::function<void()> do
 std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) {
   for (auto &[id, a] : active_)
     if (a->job.video_id == video_id && a->job.pipeline == pipeline && a->transcode) {
+      // Only hlssink2's output can be watched while it is written. Other outputs are shown once
+      // finished; until then, the previous package (if any) stays served.
+      if (a->transcode->plan().description.output != "hls")
+        return std::nullopt;
+      // Being finished: served from the working folder until it is renamed into place.
+      if (a->transcode->finishing() && !fs::exists(a->work))
+        return std::nullopt;
       // Also checked here, not only at progress ticks: the master is there as soon as it can be.
       write_live_master(*a);
       return a->work;

@@ -65,7 +65,13 @@ public:
   bool cancel(const std::string &job_id);
   // Cancels the video's unfinished jobs; `done` runs once none of them is running any more.
   void stop_video(const std::string &video_id, std::function<void()> done);
-  bool has_unfinished_job(const std::string &video_id);
+  // Whether the video has a queued or running job (of that pipeline, when one is named).
+  bool has_unfinished_job(const std::string &video_id, const std::string &pipeline = "");
+  // The output kind of a pipeline description ("hls", "cmaf", "poster", ...); "" when it is unknown.
+  std::string output_of(const std::string &pipeline);
+  // The jobs an upload starts: the requested one, then the configured extras when the video has a
+  // picture. Extras that are not valid here are skipped with a warning.
+  std::vector<store::Job> enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture);
 
   // The working folder a video's pipeline output is being written to, if a job is running it.
   // Writes the job's live master playlist first if every rendition has its first segment.
@@ -94,6 +100,7 @@ private:
   Layout layout_;
   pipeline::EncoderTable encoders_;
   std::map<std::string, std::unique_ptr<Active>> active_;
+  std::map<std::string, std::string> output_kinds_;
   std::shared_ptr<std::atomic<bool>> alive_;
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;

@@ -77,6 +77,29 @@ void write_timeline(std::ostringstream &o, const FragmentedMp4 &mp4, const char 
 
 } // namespace
 
+std::string version_mpd_urls(const std::string &mpd, const std::string &query) {
+  std::string out;
+  out.reserve(mpd.size() + 256);
+  std::size_t pos = 0;
+  while (true) {
+    std::size_t a = mpd.find(" initialization=\"", pos), b = mpd.find(" media=\"", pos);
+    std::size_t at = std::min(a, b);
+    if (at == std::string::npos)
+      break;
+    std::size_t value = mpd.find('"', at) + 1;
+    std::size_t end = mpd.find('"', value);
+    if (end == std::string::npos)
+      break;
+    std::string uri = mpd.substr(value, end - value);
+    out.append(mpd, pos, value - pos);
+    // '&' is written as an entity inside an XML attribute.
+    out += uri + (uri.find('?') == std::string::npos ? "?" : "&amp;") + query;
+    pos = end;
+  }
+  out.append(mpd, pos, std::string::npos);
+  return out;
+}
+
 std::string write_mpd(const std::vector<DashAdaptationSet> &sets, double duration, double min_buffer) {
   std::ostringstream o;
   o.imbue(std::locale::classic());

@@ -26,6 +26,9 @@ struct DashAdaptationSet {
 
 std::string write_mpd(const std::vector<DashAdaptationSet> &sets, double duration, double min_buffer);
 
+// Appends `query` ("v=abc") to the initialization and media templates of an MPD this module wrote.
+std::string version_mpd_urls(const std::string &mpd, const std::string &query);
+
 // "PT1M2.500S" (xs:duration as DASH uses it).
 std::string iso_duration(double seconds);
 

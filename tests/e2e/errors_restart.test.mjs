@@ -18,7 +18,7 @@ const { chromium, chromiumPath } = await requireToolsOrSkip();
 test('upload errors in words, and the page survives a server restart', { timeout: 280000 }, async () => {
   const work = tempDir('errors-restart');
   const dataDir = path.join(work, 'data');
-  const config = writeConfig(work, '[jobs]\nconcurrent=1\n');
+  const config = writeConfig(work, '[jobs]\nextras=\nconcurrent=1\n');
   const servers = [new Server({ dataDir, config, name: 'server (first start)' })];
   let browser = null;
   let page = null;

@@ -53,7 +53,7 @@ test('a failed job in words, Retry, then Delete', { timeout: 120000 }, async () 
   const dataDir = path.join(work, 'data');
   const pipelines = unwritablePipelines(path.join(work, 'pipelines'));
   // One attempt: the pipeline error fails the job at once instead of being retried with a backoff.
-  const config = writeConfig(work, '[jobs]\nconcurrent=1\nmax-attempts=1\n');
+  const config = writeConfig(work, '[jobs]\nextras=\nconcurrent=1\nmax-attempts=1\n');
   // G_DEBUG without fatal-criticals for this server only: when hlssink2 cannot open its fragment,
   // GStreamer 1.22's mpegtsmux can emit a critical on its own error path (data flow before the segment
   // event), which would abort the server in the tests' environment. What is tested here is what the
@@ -169,7 +169,7 @@ test('a failed job in words, Retry, then Delete', { timeout: 120000 }, async () 
 test('an upload canceled half-way leaves nothing behind', { timeout: 90000 }, async () => {
   const work = tempDir('upload-cancel');
   const dataDir = path.join(work, 'data');
-  const config = writeConfig(work, '[jobs]\nconcurrent=1\n');
+  const config = writeConfig(work, '[jobs]\nextras=\nconcurrent=1\n');
   const server = new Server({ dataDir, config });
   let browser = null;
   let page = null;
@@ -245,7 +245,7 @@ test('plays the EVENT playlist while the job runs, and goes on once it is done',
   // 40 s of 640x360 (about 9 MB): with the slowest preset the job runs for about 25 s here (1.5x
   // real time on two shared cores), long enough to be playing while it runs.
   const CLIP_SECONDS = 40;
-  const config = writeConfig(work, '[uploads]\nauto-transcode=false\n[jobs]\nconcurrent=1\n');
+  const config = writeConfig(work, '[uploads]\nauto-transcode=false\n[jobs]\nextras=\nconcurrent=1\n');
   const server = new Server({ dataDir: path.join(work, 'data'), config });
   let browser = null;
   let page = null;

@@ -19,7 +19,7 @@ const CLIP_SECONDS = 30;
 test('upload through the page, live progress, play with hls.js and switch quality', { timeout: 280000 }, async () => {
   const work = tempDir('upload-play');
   // One job at a time; the upload's job uses the default pipeline, encoder and ladder.
-  const config = writeConfig(work, '[jobs]\nconcurrent=1\n');
+  const config = writeConfig(work, '[jobs]\nextras=\nconcurrent=1\n');
   const server = new Server({ dataDir: path.join(work, 'data'), config });
   let browser = null;
   let page = null;

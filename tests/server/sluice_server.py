@@ -219,7 +219,11 @@ class Server:
     def __init__(self, data_dir, config=None, config_path=None, log_path=None):
         self.data_dir = data_dir
         self.config_path = config_path
-        if config is not None and config_path is None:
+        if config_path is None:
+            # The default job profile (poster, storyboard, preview after every upload) is left out
+            # unless a test asks for it: most tests follow one job per upload.
+            config = {k: dict(v) for k, v in (config or {}).items()}
+            config.setdefault('jobs', {}).setdefault('extras', '')
             self.config_path = os.path.join(os.path.dirname(data_dir.rstrip('/')), 'sluice-test.conf')
             write_config(self.config_path, config)
         self.log_path = log_path or os.path.join(os.path.dirname(data_dir.rstrip('/')), 'server.log')

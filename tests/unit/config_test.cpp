@@ -36,6 +36,7 @@ TEST(Config, ExampleFileStatesTheDefaults) {
   EXPECT_EQ(loaded.concurrent_jobs, defaults.concurrent_jobs);
   EXPECT_EQ(loaded.pipeline, defaults.pipeline);
   EXPECT_EQ(loaded.encoder, defaults.encoder);
+  EXPECT_EQ(loaded.extras, defaults.extras);
   EXPECT_EQ(loaded.max_attempts, defaults.max_attempts);
   EXPECT_EQ(loaded.retry_delay_s, defaults.retry_delay_s);
   EXPECT_EQ(loaded.queue_limit, defaults.queue_limit);
@@ -48,7 +49,7 @@ TEST(Config, ReadsEveryKey) {
   ServerConfig c;
   c.load_file(write_conf(dir, "[server]\nlisten=0.0.0.0:9000\ndata=/srv/v\ncors-origins=https://a.example; http://b:3000\n"
                               "[uploads]\nmax-size=512M\nauto-transcode=false\n"
-                              "[jobs]\nconcurrent=3\npipeline=other\nencoder=x264\nmax-attempts=5\nretry-delay=2\nqueue-limit=7\n"
+                              "[jobs]\nconcurrent=3\npipeline=other\nencoder=x264\nextras=poster; preview\nmax-attempts=5\nretry-delay=2\nqueue-limit=7\n"
                               "[events]\nkeep-alive=1\n[health]\nmin-free-space=0\n"));
   EXPECT_EQ(c.host, "0.0.0.0");
   EXPECT_EQ(c.port, 9000);
@@ -59,11 +60,20 @@ TEST(Config, ReadsEveryKey) {
   EXPECT_EQ(c.slots(), 3);
   EXPECT_EQ(c.pipeline, "other");
   EXPECT_EQ(c.encoder, "x264");
+  EXPECT_EQ(c.extras, (std::vector<std::string>{"poster", "preview"}));
   EXPECT_EQ(c.max_attempts, 5);
   EXPECT_EQ(c.retry_delay_s, 2);
   EXPECT_EQ(c.queue_limit, 7);
   EXPECT_EQ(c.keep_alive_s, 1);
   EXPECT_EQ(c.min_free_space, 0);
+}
+
+TEST(Config, EmptyExtrasQueueNothingElse) {
+  test::TempDir dir;
+  ServerConfig c;
+  EXPECT_EQ(c.extras, (std::vector<std::string>{"poster", "storyboard", "preview"}));
+  c.load_file(write_conf(dir, "[jobs]\nextras=\n"));
+  EXPECT_TRUE(c.extras.empty());
 }
 
 TEST(Config, SlotsDefaultToOnePerTwoCores) {

@@ -335,7 +335,18 @@ TEST(DescriptionTest, FindsTheShippedDescriptions) {
   for (const char *p : {"segment_seconds", "preset", "audio_bitrate", "scaler", "queue_buffers"})
     EXPECT_NE(d.find_param(p), nullptr) << p;
   for (const auto &f : kFragmentNames)
-    EXPECT_TRUE(d.fragments.count(f)) << f;
+    EXPECT_EQ(d.fragments.count(f), f == "audio_output" ? 0u : 1u) << f;
+  // CMAF: audio is a track set of its own, not muxed into every rendition.
+  Description c = find_description("cmaf");
+  EXPECT_EQ(c.output, "cmaf");
+  for (const auto &f : kFragmentNames)
+    EXPECT_EQ(c.fragments.count(f), f == "audio_rendition" ? 0u : 1u) << f;
+  for (const char *name : {"poster", "storyboard", "preview"}) {
+    Description a = find_description(name);
+    EXPECT_EQ(a.output, name);
+    EXPECT_TRUE(needs_picture(a.output));
+    EXPECT_FALSE(is_streaming_output(a.output));
+  }
 
   Error missing = expect_error([] { find_description("no_such_pipeline"); });
   EXPECT_EQ(missing.code(), ErrorCode::NotFound);
