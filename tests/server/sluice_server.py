@@ -224,7 +224,11 @@ class Server:
             # unless a test asks for it: most tests follow one job per upload.
             config = {k: dict(v) for k, v in (config or {}).items()}
             config.setdefault('jobs', {}).setdefault('extras', '')
-            self.config_path = os.path.join(os.path.dirname(data_dir.rstrip('/')), 'sluice-test.conf')
+            parent = os.path.dirname(data_dir.rstrip('/'))
+            if not os.path.isdir(parent):
+                # Not created here: some tests check that the server creates missing folders.
+                parent = tempfile.mkdtemp(prefix='sluice-conf-')
+            self.config_path = os.path.join(parent, 'sluice-test.conf')
             write_config(self.config_path, config)
         self.log_path = log_path or os.path.join(os.path.dirname(data_dir.rstrip('/')), 'server.log')
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
