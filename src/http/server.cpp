@@ -925,6 +925,22 @@ void Server::Impl::create_job(SoupServerMessage *msg, const std::string &video_i
   } catch (const Error &e) {
     return set_spec_error(msg, e);
   }
+  if (std::string kind = scheduler.output_of(spec.pipeline); pipeline::needs_picture(kind)) {
+    // A poster, storyboard or preview is made from the picture: refused at once for a video without one.
+    bool picture = false;
+    if (auto v = store.video(video_id)) {
+      try {
+        json::Node p = json::parse(v->probe_json, "probe");
+        JsonObject *po = JSON_NODE_HOLDS_OBJECT(p.get()) ? json_node_get_object(p.get()) : nullptr;
+        picture = po && json_object_has_member(po, "video") && !json_object_get_null_member(po, "video");
+      } catch (const Error &) {
+      }
+    }
+    if (!picture)
+      return set_error(msg, 422, "invalid_parameter",
+                       "pipeline '" + spec.pipeline + "' makes a " + kind + " from the picture, and this video has none",
+                       "pipeline");
+  }
   if (scheduler.has_unfinished_job(video_id, spec.pipeline))
     return set_error(msg, SOUP_STATUS_CONFLICT, "conflict",
                      "the video already has a queued or running '" + spec.pipeline + "' job");
