@@ -36,7 +36,7 @@ std::pair<std::int64_t, std::int64_t> clip_range(double duration, int start_s, i
   std::int64_t start = static_cast<std::int64_t>(std::max(0, start_s)) * s;
   std::int64_t length = static_cast<std::int64_t>(std::max(1, length_s)) * s;
   if (duration > 0) {
-    auto total = static_cast<std::int64_t>(duration * 1e9);
+    auto total = static_cast<std::int64_t>(std::llround(duration * 1e9));
     if (start >= total)
       start = std::max<std::int64_t>(0, total - length);
     return {start, std::min(start + length, total)};
