@@ -83,11 +83,12 @@ RenditionResult track_result(const Track &t, int width, int height) {
 
 } // namespace
 
-TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir) {
+TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,
+                                const std::map<std::string, std::int64_t> &track_starts) {
   const std::string &kind = plan.description.output;
   TranscodeResult res;
   if (kind == "cmaf")
-    res = finalize_cmaf(plan, dir);
+    res = finalize_cmaf(plan, dir, track_starts);
   else if (kind == "poster")
     res = finalize_poster(plan, dir);
   else if (kind == "storyboard")
@@ -102,7 +103,8 @@ TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &di
   return res;
 }
 
-TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir) {
+TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
+                              const std::map<std::string, std::int64_t> &track_starts) {
   TranscodeResult res;
   res.out = dir;
   const double probed = probed_seconds(plan);
@@ -136,6 +138,32 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir)
     }
   if (plan.render.has_audio)
     audio = read_track("audio", "soun");
+
+  // Put the tracks back where they began against each other (mp4mux started each at 0).
+  {
+    std::vector<Track *> all;
+    for (auto &t : video)
+      all.push_back(&t);
+    if (audio)
+      all.push_back(&*audio);
+    std::optional<std::int64_t> earliest;
+    bool known = !all.empty();
+    for (auto *t : all) {
+      auto it = track_starts.find(t->name + ".mp4");
+      if (it == track_starts.end()) {
+        known = false;
+        break;
+      }
+      earliest = earliest ? std::min(*earliest, it->second) : it->second;
+    }
+    if (known)
+      for (auto *t : all) {
+        std::int64_t late = track_starts.at(t->name + ".mp4") - *earliest;
+        auto ticks = static_cast<std::uint64_t>(std::llround(late / 1e9 * t->mp4.track.timescale));
+        if (ticks)
+          t->mp4.shift(ticks);
+      }
+  }
 
   // Renditions whose segments start at the same instants let players switch between them anywhere.
   bool aligned = true;

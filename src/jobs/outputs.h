@@ -8,9 +8,14 @@
 namespace sluice::jobs {
 
 // Dispatches on the description's output kind (hls, cmaf, poster, storyboard, preview).
-TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir);
+// track_starts: Runner::track_starts() of the run (where each MP4 track began on the timeline).
+TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,
+                                const std::map<std::string, std::int64_t> &track_starts = {});
 
-TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir);
+// The tracks keep their places against each other: mp4mux starts each at 0, and a track that began
+// later (audio after video, say) is moved back by the difference, so that A/V sync survives.
+TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
+                              const std::map<std::string, std::int64_t> &track_starts = {});
 TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &dir);
 TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string &dir);
 TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &dir);

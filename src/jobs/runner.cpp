@@ -84,6 +84,7 @@ void Runner::start(ProgressFn on_progress, DoneFn on_done) {
   g_clear_error(&err);
   gst_object_ref_sink(p);
   pipeline_ = p;
+  watch_track_starts();
   GstBus *bus = gst_element_get_bus(pipeline_);
   watch_id_ = gst_bus_add_watch(bus, &Runner::on_bus_message, this);
   gst_object_unref(bus);
@@ -92,6 +93,101 @@ void Runner::start(ProgressFn on_progress, DoneFn on_done) {
     // The error message itself arrives on the bus and finishes the run.
     GST_WARNING_OBJECT(pipeline_, "state change to PLAYING failed");
   }
+}
+
+namespace {
+
+// The file a muxer's output ends in: its downstream filesink's location, through elements with one
+// source pad (queues).
+std::string sink_file_of(GstElement *mux) {
+  GstElement *e = GST_ELEMENT(gst_object_ref(mux));
+  for (int hops = 0; hops < 8; ++hops) {
+    GstPad *src = gst_element_get_static_pad(e, "src");
+    GstPad *peer = src ? gst_pad_get_peer(src) : nullptr;
+    if (src)
+      gst_object_unref(src);
+    gst_object_unref(e);
+    if (!peer)
+      return "";
+    e = gst_pad_get_parent_element(peer);
+    gst_object_unref(peer);
+    if (!e)
+      return "";
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), "filesink")) {
+      gchar *location = nullptr;
+      g_object_get(e, "location", &location, nullptr);
+      gst_object_unref(e);
+      std::string name = location ? location : "";
+      g_free(location);
+      auto slash = name.rfind('/');
+      return slash == std::string::npos ? name : name.substr(slash + 1);
+    }
+  }
+  gst_object_unref(e);
+  return "";
+}
+
+} // namespace
+
+void Runner::watch_track_starts() {
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pipeline_));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *el = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(el);
+    const char *factory = f ? GST_OBJECT_NAME(f) : "";
+    if (g_str_equal(factory, "mp4mux") || g_str_equal(factory, "qtmux")) {
+      std::string file = sink_file_of(el);
+      if (!file.empty()) {
+        GstIterator *pads = gst_element_iterate_sink_pads(el);
+        GValue pv = G_VALUE_INIT;
+        while (gst_iterator_next(pads, &pv) == GST_ITERATOR_OK) {
+          auto *pad = GST_PAD(g_value_get_object(&pv));
+          struct Ctx {
+            std::shared_ptr<TrackStarts> starts;
+            std::string file;
+          };
+          gst_pad_add_probe(
+              pad, GST_PAD_PROBE_TYPE_BUFFER,
+              [](GstPad *pd, GstPadProbeInfo *info, gpointer data) -> GstPadProbeReturn {
+                auto *ctx = static_cast<Ctx *>(data);
+                GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+                GstClockTime ts = GST_BUFFER_DTS_IS_VALID(buf) ? GST_BUFFER_DTS(buf) : GST_BUFFER_PTS(buf);
+                GstEvent *seg_ev = gst_pad_get_sticky_event(pd, GST_EVENT_SEGMENT, 0);
+                if (!seg_ev || !GST_CLOCK_TIME_IS_VALID(ts)) {
+                  if (seg_ev)
+                    gst_event_unref(seg_ev);
+                  return GST_PAD_PROBE_OK;
+                }
+                const GstSegment *seg = nullptr;
+                gst_event_parse_segment(seg_ev, &seg);
+                gint64 rt = 0;
+                if (gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, ts, reinterpret_cast<guint64 *>(&rt)) < 0)
+                  rt = -rt;
+                gst_event_unref(seg_ev);
+                std::lock_guard<std::mutex> lock(ctx->starts->mutex);
+                auto [at, inserted] = ctx->starts->by_file.emplace(ctx->file, rt);
+                if (!inserted)
+                  at->second = std::min(at->second, static_cast<std::int64_t>(rt));
+                return GST_PAD_PROBE_REMOVE;
+              },
+              new Ctx{starts_, file}, [](gpointer data) { delete static_cast<Ctx *>(data); });
+          g_value_reset(&pv);
+        }
+        g_value_unset(&pv);
+        gst_iterator_free(pads);
+      }
+    }
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+}
+
+std::map<std::string, std::int64_t> Runner::track_starts() const {
+  std::lock_guard<std::mutex> lock(starts_->mutex);
+  return starts_->by_file;
 }
 
 ErrorCode classify_error(GstMessage *msg) {

@@ -7,7 +7,9 @@
 #include <gst/gst.h>
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -46,6 +48,10 @@ public:
   // the pipeline has stopped (or after a timeout if it does not).
   void cancel();
   bool running() const { return pipeline_ != nullptr && !finished_; }
+  // The running time (ns) of the first buffer each MP4 muxer received, by the file name (not the
+  // folder) its filesink writes. mp4mux starts every fragmented track at 0; this keeps what was lost:
+  // how the tracks were placed against each other.
+  std::map<std::string, std::int64_t> track_starts() const;
   const std::string &description() const { return description_; }
 
 private:
@@ -60,6 +66,12 @@ private:
   ProgressFn on_progress_;
   DoneFn on_done_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  struct TrackStarts {
+    mutable std::mutex mutex;
+    std::map<std::string, std::int64_t> by_file;
+  };
+  std::shared_ptr<TrackStarts> starts_ = std::make_shared<TrackStarts>();
+  void watch_track_starts();
   static constexpr int kStopTimeoutS = 10;
 };
 

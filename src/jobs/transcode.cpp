@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <mutex>
 #include <thread>
+#include <fcntl.h>
 #include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC(sluice_transcode_debug);
@@ -191,8 +192,15 @@ namespace {
 
 // Finishes the output and publishes it; runs on a worker thread (splitting segments and encoding
 // sprite sheets take a while).
-TranscodeResult publish(const TranscodePlan &plan, const std::string &work, const std::string &out, bool replace) {
-  TranscodeResult res = finalize_output(plan, work);
+TranscodeResult publish(const TranscodePlan &plan, const std::string &work, const std::string &out, bool replace,
+                        const std::map<std::string, std::int64_t> &track_starts) {
+  TranscodeResult res = finalize_output(plan, work, track_starts);
+  // Everything written reaches the disk before the package is renamed into place: after a power cut
+  // a published package is whole.
+  if (int dfd = open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    syncfs(dfd);
+    close(dfd);
+  }
   // Publish: an empty (or missing) output folder is replaced by the finished package in one rename.
   if (fs::is_dir(out) && fs::list_dir(out).empty())
     fs::remove_all(out);
@@ -226,11 +234,12 @@ void Transcode::done(std::optional<Error> err) {
   // Transcode may go away meanwhile (its callback is then not called).
   finishing_ = true;
   auto alive = alive_;
-  std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_] {
+  auto starts = runner_ ? runner_->track_starts() : std::map<std::string, std::int64_t>{};
+  std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts] {
     std::optional<Error> e;
     TranscodeResult res;
     try {
-      res = publish(plan, work, out, replace);
+      res = publish(plan, work, out, replace, starts);
     } catch (const Error &x) {
       e = x;
     } catch (const std::exception &x) {

@@ -244,8 +244,9 @@ bool is_sync(std::uint32_t sample_flags) {
   return !(sample_flags & 0x00010000); // sample_is_non_sync_sample
 }
 
-void parse_moof(const std::uint8_t *p, std::size_t n, const Mp4Track &track, const TrackDefaults &trex,
-                Mp4Fragment &f) {
+// `body_offset`: where p starts in the file.
+void parse_moof(const std::uint8_t *p, std::size_t n, std::uint64_t body_offset, const Mp4Track &track,
+                const TrackDefaults &trex, Mp4Fragment &f) {
   auto moof = children(p, n, "moof");
   int trafs = 0;
   bool first = true;
@@ -275,6 +276,8 @@ void parse_moof(const std::uint8_t *p, std::size_t n, const Mp4Track &track, con
       Reader t(tfdt->body, tfdt->size, "tfdt");
       int version = t.u8();
       t.skip(3);
+      f.tfdt_value_offset = body_offset + static_cast<std::uint64_t>(tfdt->body - p) + 4;
+      f.tfdt_value_size = version == 1 ? 8 : 4;
       f.decode_time = version == 1 ? t.u64() : t.u32();
     } else {
       throw Error(ErrorCode::Invalid, "MP4: a fragment without a decode time (tfdt)");
@@ -367,7 +370,7 @@ FragmentedMp4 walk(std::uint64_t file_size, const std::function<std::string(std:
       Mp4Fragment f;
       f.offset = off;
       f.size = size;
-      parse_moof(reinterpret_cast<const std::uint8_t *>(body.data()), body.size(), mp4.track, defaults, f);
+      parse_moof(reinterpret_cast<const std::uint8_t *>(body.data()), body.size(), off + header, mp4.track, defaults, f);
       pending = f;
     } else if (type == "mdat") {
       if (pending) {
@@ -419,6 +422,14 @@ std::uint64_t FragmentedMp4::duration() const {
 
 std::uint64_t FragmentedMp4::end_time() const {
   return fragments.empty() ? 0 : fragments.back().decode_time + fragments.back().duration;
+}
+
+void FragmentedMp4::shift(std::uint64_t ticks) {
+  for (auto &f : fragments) {
+    if (f.tfdt_value_size == 4 && f.decode_time + ticks > 0xffffffffULL)
+      throw Error(ErrorCode::Invalid, "MP4: a 32-bit decode time cannot be moved that far");
+    f.decode_time += ticks;
+  }
 }
 
 std::uint64_t FragmentedMp4::samples() const {
@@ -487,8 +498,32 @@ void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
       throw Error(ErrorCode::Io, "cannot rename " + tmp + ": " + g_strerror(errno));
   };
   copy("init.mp4", {{mp4.ftyp_offset, mp4.ftyp_size}, {mp4.moov_offset, mp4.moov_size}});
-  for (std::size_t i = 0; i < mp4.fragments.size(); ++i)
-    copy(segment_name(i + 1), {{mp4.fragments[i].offset, mp4.fragments[i].size}});
+  for (std::size_t i = 0; i < mp4.fragments.size(); ++i) {
+    const auto &f = mp4.fragments[i];
+    if (f.size > (512ULL << 20))
+      throw Error(ErrorCode::Invalid, "MP4: a fragment larger than 512 MiB");
+    std::string data = pread_all(in.fd, f.offset, static_cast<std::size_t>(f.size), mp4.path);
+    // The decode time, possibly moved (shift()).
+    if (f.tfdt_value_size && f.tfdt_value_offset >= f.offset && f.tfdt_value_offset - f.offset + f.tfdt_value_size <= f.size) {
+      std::size_t at = static_cast<std::size_t>(f.tfdt_value_offset - f.offset);
+      for (int b = 0; b < f.tfdt_value_size; ++b)
+        data[at + b] = static_cast<char>((f.decode_time >> (8 * (f.tfdt_value_size - 1 - b))) & 0xff);
+    }
+    // (No fsync per file: the whole folder is synced once before it is published.)
+    std::string path = fs::join(dir, segment_name(i + 1));
+    Fd out;
+    out.fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out.fd < 0)
+      throw Error(ErrorCode::Io, "cannot create " + path + ": " + g_strerror(errno));
+    for (std::size_t done = 0; done < data.size();) {
+      ssize_t k = write(out.fd, data.data() + done, data.size() - done);
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k < 0)
+        throw Error(ErrorCode::Io, "cannot write " + path + ": " + g_strerror(errno));
+      done += static_cast<std::size_t>(k);
+    }
+  }
 }
 
 std::int64_t constant_bandwidth(const FragmentedMp4 &mp4, double min_buffer) {

@@ -31,6 +31,10 @@ struct Mp4Fragment {
   // Closed GOP: no sample is presented before the first one (composition time, decode-time units).
   std::int64_t first_composition = 0;
   std::int64_t earliest_composition = 0;
+  // Where the tfdt value sits in the file, and its size (4 or 8 bytes): the split writes decode_time
+  // there, so that a track can be moved on the timeline (see shift()).
+  std::uint64_t tfdt_value_offset = 0;
+  int tfdt_value_size = 0;
 };
 
 struct FragmentedMp4 {
@@ -43,6 +47,9 @@ struct FragmentedMp4 {
   std::uint64_t duration() const;   // in the track's timescale, from the first decode time to the end
   std::uint64_t end_time() const;   // decode time after the last sample
   std::uint64_t samples() const;
+  // Moves every fragment later by `ticks` of the track's timescale. Throws when a 32-bit decode time
+  // would overflow.
+  void shift(std::uint64_t ticks);
   double seconds(std::uint64_t t) const { return track.timescale ? static_cast<double>(t) / track.timescale : 0.0; }
 };
 
@@ -51,7 +58,8 @@ struct FragmentedMp4 {
 FragmentedMp4 read_fragmented_mp4(const std::string &path);
 FragmentedMp4 parse_fragmented_mp4(const std::string &bytes); // the same, from memory
 
-// Writes `dir`/init.mp4 (ftyp + moov) and `dir`/seg_00001.m4s, ... (one per fragment).
+// Writes `dir`/init.mp4 (ftyp + moov) and `dir`/seg_00001.m4s, ... (one per fragment, with the
+// fragment's decode_time in its tfdt).
 void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir);
 
 // The name of media segment `number` (from 1): "seg_00001.m4s".

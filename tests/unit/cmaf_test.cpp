@@ -225,6 +225,27 @@ TEST(Bmff, SplitsIntoInitAndMediaSegments) {
   EXPECT_FALSE(fs::exists(tmp.file("v/seg_00004.m4s")));
   EXPECT_EQ(fs::list_dir(tmp.file("v")).size(), 4u); // no temporary file left
   EXPECT_EQ(segment_name(123), "seg_00123.m4s");
+
+  // A track moved later on the timeline: the split segments carry the new decode times, nothing else
+  // changes.
+  mp4.shift(300);
+  split_fragmented_mp4(mp4, tmp.file("late"));
+  auto moved = parse_fragmented_mp4(fs::read_file(tmp.file("late/init.mp4")) + fs::read_file(tmp.file("late/seg_00001.m4s")) +
+                                    fs::read_file(tmp.file("late/seg_00002.m4s")) + fs::read_file(tmp.file("late/seg_00003.m4s")));
+  ASSERT_EQ(moved.fragments.size(), 3u);
+  EXPECT_EQ(moved.fragments[0].decode_time, 300u);
+  EXPECT_EQ(moved.fragments[2].decode_time, 6300u);
+  EXPECT_EQ(moved.samples(), 70u);
+  EXPECT_EQ(fs::file_size(tmp.file("late/seg_00002.m4s")), fs::file_size(tmp.file("v/seg_00002.m4s")));
+  // A 32-bit decode time that would overflow is refused.
+  auto small = parse_fragmented_mp4(kFtyp + moov("vide", 3000, avc1_entry(2, 2, 0x64, 0, 0x1f)) +
+                                    box("moof", full("mfhd", 0, 0, be(1, 4)) +
+                                                    box("traf", full("tfhd", 0, 0x020000 | 0x08, be(1, 4) + be(10, 4)) +
+                                                                    full("tfdt", 0, 0, be(0xfffffff0u, 4)) +
+                                                                    full("trun", 0, 0x004, be(1, 4) + be(0x02000000, 4)))) +
+                                    box("mdat", "x"));
+  EXPECT_EQ(small.fragments[0].decode_time, 0xfffffff0u);
+  EXPECT_THROW(small.shift(100), Error);
 }
 
 TEST(Bmff, Bandwidths) {
