@@ -938,7 +938,8 @@ void Server::Impl::create_job(SoupServerMessage *msg, const std::string &video_i
     }
     if (!picture)
       return set_error(msg, 422, "invalid_parameter",
-                       "pipeline '" + spec.pipeline + "' makes a " + kind + " from the picture, and this video has none",
+                       "pipeline '" + spec.pipeline + "' makes a " + kind +
+                           " from the picture, and this video has none",
                        "pipeline");
   }
   if (scheduler.has_unfinished_job(video_id, spec.pipeline))

@@ -57,8 +57,8 @@ media::MediaPlaylist cmaf_playlist(const Track &t) {
   pl.map_uri = t.name + "/init.mp4";
   for (std::size_t i = 0; i < t.mp4.fragments.size(); ++i) {
     const auto &f = t.mp4.fragments[i];
-    pl.segments.push_back({t.name + "/" + media::segment_name(i + 1), t.mp4.seconds(f.duration),
-                           static_cast<std::int64_t>(f.size)});
+    pl.segments.push_back(
+        {t.name + "/" + media::segment_name(i + 1), t.mp4.seconds(f.duration), static_cast<std::int64_t>(f.size)});
   }
   return pl;
 }
@@ -242,8 +242,8 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
     vs.content_type = "video";
     vs.segment_alignment = aligned;
     for (const auto &t : video)
-      vs.representations.push_back(
-          {t.name, &t.mp4, media::constant_bandwidth(t.mp4, min_buffer), media::frame_rate_string(plan.render.framerate)});
+      vs.representations.push_back({t.name, &t.mp4, media::constant_bandwidth(t.mp4, min_buffer),
+                                    media::frame_rate_string(plan.render.framerate)});
     sets.push_back(vs);
   }
   if (audio) {
@@ -391,7 +391,7 @@ TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string
     int sw = cols * w, sh = rws * h;
     std::size_t sy = up4(sw), sc = up4(sw / 2);
     std::string img(i420_size(sw, sh), '\0');
-    std::memset(img.data(), 16, sy * sh);                       // black
+    std::memset(img.data(), 16, sy * sh);                         // black
     std::memset(img.data() + sy * sh, 128, img.size() - sy * sh); // no colour
     const std::size_t ty = up4(w), tc = up4(w / 2);
     char name[32];

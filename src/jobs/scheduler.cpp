@@ -332,8 +332,7 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
 void Scheduler::write_live_master(Active &a) {
   // The master of a running job appears once every media playlist it lists exists (each has its
   // first segment): a player that finds the master never meets a 404 for a rendition.
-  if (a.master_written || !a.transcode || a.transcode->finishing() ||
-      a.transcode->plan().description.output != "hls")
+  if (a.master_written || !a.transcode || a.transcode->finishing() || a.transcode->plan().description.output != "hls")
     return;
   const auto &plan = a.transcode->plan();
   std::vector<std::string> names;

@@ -14,9 +14,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fcntl.h>
 #include <mutex>
 #include <thread>
-#include <fcntl.h>
 #include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC(sluice_transcode_debug);

@@ -46,7 +46,7 @@ struct RenditionResult {
   int width = 0, height = 0;
   std::string codecs;
   media::VariantStats stats;
-  std::int64_t frames = -1;   // video samples (CMAF), -1 when not counted
+  std::int64_t frames = -1; // video samples (CMAF), -1 when not counted
   int segments = 0;
   double start = 0.0, end = 0.0; // of the track on the presentation timeline (CMAF)
 };

@@ -305,7 +305,8 @@ void parse_moof(const std::uint8_t *p, std::size_t n, std::uint64_t body_offset,
         std::int64_t cto = 0;
         if (tflags & 0x800) {
           std::uint32_t raw = t.u32();
-          cto = version == 0 ? static_cast<std::int64_t>(raw) : static_cast<std::int64_t>(static_cast<std::int32_t>(raw));
+          cto =
+              version == 0 ? static_cast<std::int64_t>(raw) : static_cast<std::int64_t>(static_cast<std::int32_t>(raw));
         }
         std::int64_t cts = static_cast<std::int64_t>(f.decode_time + dts) + cto;
         if (first) {
@@ -370,7 +371,8 @@ FragmentedMp4 walk(std::uint64_t file_size, const std::function<std::string(std:
       Mp4Fragment f;
       f.offset = off;
       f.size = size;
-      parse_moof(reinterpret_cast<const std::uint8_t *>(body.data()), body.size(), off + header, mp4.track, defaults, f);
+      parse_moof(reinterpret_cast<const std::uint8_t *>(body.data()), body.size(), off + header, mp4.track, defaults,
+                 f);
       pending = f;
     } else if (type == "mdat") {
       if (pending) {
@@ -408,7 +410,8 @@ std::string pread_all(int fd, std::uint64_t off, std::size_t n, const std::strin
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
-      throw Error(ErrorCode::Io, "cannot read " + path + (k < 0 ? std::string(": ") + g_strerror(errno) : ": cut short"));
+      throw Error(ErrorCode::Io,
+                  "cannot read " + path + (k < 0 ? std::string(": ") + g_strerror(errno) : ": cut short"));
     got += static_cast<std::size_t>(k);
   }
   return buf;
@@ -504,7 +507,8 @@ void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
       throw Error(ErrorCode::Invalid, "MP4: a fragment larger than 512 MiB");
     std::string data = pread_all(in.fd, f.offset, static_cast<std::size_t>(f.size), mp4.path);
     // The decode time, possibly moved (shift()).
-    if (f.tfdt_value_size && f.tfdt_value_offset >= f.offset && f.tfdt_value_offset - f.offset + f.tfdt_value_size <= f.size) {
+    if (f.tfdt_value_size && f.tfdt_value_offset >= f.offset &&
+        f.tfdt_value_offset - f.offset + f.tfdt_value_size <= f.size) {
       std::size_t at = static_cast<std::size_t>(f.tfdt_value_offset - f.offset);
       for (int b = 0; b < f.tfdt_value_size; ++b)
         data[at + b] = static_cast<char>((f.decode_time >> (8 * (f.tfdt_value_size - 1 - b))) & 0xff);

@@ -11,18 +11,18 @@ namespace sluice::media {
 
 struct Mp4Track {
   std::uint32_t id = 0;
-  std::uint32_t timescale = 0;   // of the media (mdhd)
-  std::string handler;           // "vide", "soun", ...
-  std::string sample_entry;      // "avc1", "mp4a", ...
-  std::string codecs;            // RFC 6381: "avc1.64001f", "mp4a.40.2"
-  int width = 0, height = 0;     // video sample entry
+  std::uint32_t timescale = 0;       // of the media (mdhd)
+  std::string handler;               // "vide", "soun", ...
+  std::string sample_entry;          // "avc1", "mp4a", ...
+  std::string codecs;                // RFC 6381: "avc1.64001f", "mp4a.40.2"
+  int width = 0, height = 0;         // video sample entry
   int channels = 0, sample_rate = 0; // audio sample entry
 };
 
 // One movie fragment: a moof box and the mdat that follows it.
 struct Mp4Fragment {
-  std::uint64_t offset = 0; // of the moof in the file
-  std::uint64_t size = 0;   // moof + mdat bytes: the size of the media segment
+  std::uint64_t offset = 0;      // of the moof in the file
+  std::uint64_t size = 0;        // moof + mdat bytes: the size of the media segment
   std::uint64_t decode_time = 0; // tfdt, in the track's timescale
   std::uint64_t duration = 0;    // the sum of its sample durations
   std::uint32_t samples = 0;
@@ -44,8 +44,8 @@ struct FragmentedMp4 {
   std::uint64_t moov_offset = 0, moov_size = 0;
   std::vector<Mp4Fragment> fragments;
 
-  std::uint64_t duration() const;   // in the track's timescale, from the first decode time to the end
-  std::uint64_t end_time() const;   // decode time after the last sample
+  std::uint64_t duration() const; // in the track's timescale, from the first decode time to the end
+  std::uint64_t end_time() const; // decode time after the last sample
   std::uint64_t samples() const;
   // Moves every fragment later by `ticks` of the track's timescale. Throws when a 32-bit decode time
   // would overflow.

@@ -11,17 +11,17 @@
 namespace sluice::media {
 
 struct DashRepresentation {
-  std::string id;            // also its folder: $RepresentationID$/init.mp4, $RepresentationID$/seg_%05d.m4s
+  std::string id; // also its folder: $RepresentationID$/init.mp4, $RepresentationID$/seg_%05d.m4s
   const FragmentedMp4 *mp4 = nullptr;
   std::int64_t bandwidth = 0;
-  std::string frame_rate;    // "30", "30000/1001"; "" for audio
+  std::string frame_rate; // "30", "30000/1001"; "" for audio
 };
 
 struct DashAdaptationSet {
   std::string content_type; // "video" or "audio"
   std::vector<DashRepresentation> representations;
   bool segment_alignment = true;
-  std::string language;     // "" leaves it out
+  std::string language; // "" leaves it out
 };
 
 std::string write_mpd(const std::vector<DashAdaptationSet> &sets, double duration, double min_buffer);

@@ -57,8 +57,7 @@ MediaPlaylist parse_media_playlist(const std::string &text) {
       if (end == std::string::npos)
         throw Error(ErrorCode::Invalid, "EXT-X-MAP without a URI");
       pl.map_uri = line.substr(at + 5, end - at - 5);
-    }
-    else if (starts_with(line, "#EXTINF:"))
+    } else if (starts_with(line, "#EXTINF:"))
       pending = g_ascii_strtod(line.c_str() + 8, nullptr);
     else if (line[0] == '#')
       continue;

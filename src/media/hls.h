@@ -65,7 +65,7 @@ struct MediaRendition {
 };
 
 // With alternative renditions or fMP4 the playlist declares version 7, else 3.
-std::string write_master_playlist(const std::vector<Variant> &variants,
-                                  const std::vector<MediaRendition> &media = {}, int version = 3);
+std::string write_master_playlist(const std::vector<Variant> &variants, const std::vector<MediaRendition> &media = {},
+                                  int version = 3);
 
 } // namespace sluice::media

@@ -31,9 +31,8 @@ bool needs_picture(const std::string &output) {
 std::vector<Builtin> builtins_for(const std::string &fragment) {
   // duration_s: the input's duration in whole seconds (at least 1); start_ns/end_ns: the clip of a
   // description with start_seconds and length_seconds, fitted into the input.
-  std::vector<Builtin> b = {{"input", true},        {"out", true},       {"audio_channels", false},
-                            {"gop", false},         {"framerate", false}, {"duration_s", false},
-                            {"start_ns", false},    {"end_ns", false}};
+  std::vector<Builtin> b = {{"input", true},      {"out", true},         {"audio_channels", false}, {"gop", false},
+                            {"framerate", false}, {"duration_s", false}, {"start_ns", false},       {"end_ns", false}};
   if (fragment == "video") {
     b.push_back({"video_progress", false});
     // Outputs without a ladder: the picture fitted into max_width x max_height, never enlarged.
@@ -75,8 +74,7 @@ static void check_fragment(const Description &d, const std::string &frag, const 
     if (!known)
       throw Error(ErrorCode::Invalid, where + ": unknown placeholder {" + ph.name + "}");
     if (string_valued && !ph.quoted)
-      throw Error(ErrorCode::Invalid, where + ": string placeholder {" + ph.name +
-                                          "} must be inside double quotes");
+      throw Error(ErrorCode::Invalid, where + ": string placeholder {" + ph.name + "} must be inside double quotes");
   }
 }
 
@@ -131,7 +129,8 @@ Description parse_description(const std::string &json_text, const std::string &p
   if (needs_picture(d.output))
     for (const char *p : {"max_width", "max_height"})
       if (!d.find_param(p) || d.find_param(p)->type != ParamType::Integer)
-        throw Error(ErrorCode::Invalid, path + ": output '" + d.output + "' needs integer parameters max_width and max_height");
+        throw Error(ErrorCode::Invalid,
+                    path + ": output '" + d.output + "' needs integer parameters max_width and max_height");
   for (const auto &[fname, text] : d.fragments)
     check_fragment(d, fname, text);
   return d;

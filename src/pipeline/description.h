@@ -19,7 +19,7 @@ namespace sluice::pipeline {
 //  audio_output     once, when the input has audio: audio as a track set of its own (CMAF); a description
 //                   with it has no audio_rendition
 //  sink             per rendition (once for outputs without a ladder)
-inline const std::vector<std::string> kFragmentNames = {"source", "audio", "video", "video_rendition",
+inline const std::vector<std::string> kFragmentNames = {"source",          "audio",        "video", "video_rendition",
                                                         "audio_rendition", "audio_output", "sink"};
 
 // What a description produces (its "output"):

@@ -54,7 +54,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
     throw Error(ErrorCode::NotMedia, "the input has neither audio nor video");
   const bool ladder = is_streaming_output(d.output);
   if (needs_picture(d.output) && !in.has_video)
-    throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' makes a " + d.output + " from the picture, and the input has no video");
+    throw Error(ErrorCode::Invalid,
+                "pipeline '" + d.name + "' makes a " + d.output + " from the picture, and the input has no video");
   if (ladder && in.has_video && in.renditions.empty())
     throw Error(ErrorCode::Invalid, "no video rendition to encode");
   if (in.has_audio && is_streaming_output(d.output) && !d.fragments.count("audio"))
@@ -98,7 +99,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
   std::string out = frag("source", vars);
   if (!ladder) {
     // One artifact from the picture (and the sound, where the description takes it).
-    auto [w, h] = fit_size(in.display_width, in.display_height, int_value("max_width", 1280), int_value("max_height", 720));
+    auto [w, h] =
+        fit_size(in.display_width, in.display_height, int_value("max_width", 1280), int_value("max_height", 720));
     vars["width"] = std::to_string(w);
     vars["height"] = std::to_string(h);
     if (d.fragments.at("video").find("{encoder}") != std::string::npos) {
@@ -139,8 +141,12 @@ std::string render(const Description &d, const Values &values, const RenderInput
       rv["width"] = std::to_string(r.width);
       rv["height"] = std::to_string(r.height);
       rv["bitrate"] = std::to_string(r.bitrate_kbps);
-      EncoderSettings s{r.bitrate_kbps, r.maxrate_kbps > 0 ? r.maxrate_kbps : r.bitrate_kbps,
-                        r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2, gop, preset, threads};
+      EncoderSettings s{r.bitrate_kbps,
+                        r.maxrate_kbps > 0 ? r.maxrate_kbps : r.bitrate_kbps,
+                        r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2,
+                        gop,
+                        preset,
+                        threads};
       rv["encoder"] = encoders.render(*enc, s);
       out += "  " + frag("video_rendition", rv);
       if (in.has_audio)

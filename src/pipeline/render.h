@@ -25,12 +25,12 @@ struct RenderInput {
   bool has_video = true;
   bool has_audio = true;
   int audio_channels = 2;
-  double framerate = 30.0; // of the source, for the keyframe cadence
-  double duration = 0.0;   // of the source in seconds (0: unknown)
+  double framerate = 30.0;                   // of the source, for the keyframe cadence
+  double duration = 0.0;                     // of the source in seconds (0: unknown)
   int display_width = 0, display_height = 0; // of the source's picture, rotation applied
   std::vector<RenditionSpec> renditions;
   std::string encoder = "x264"; // resolved encoder name
-  int cpu_cores = 0;             // 0: this machine's; spreads encoder threads over the renditions
+  int cpu_cores = 0;            // 0: this machine's; spreads encoder threads over the renditions
 };
 
 // Threads per encoder when `renditions` encoders run side by side on `cores` cores: the branches

@@ -65,8 +65,8 @@ std::string mp4a_entry(int channels, int rate, int aot) {
   // AudioSpecificConfig: 5 bits of object type, 4 of frequency index (3: 48 kHz), 4 of channels
   std::uint16_t asc = static_cast<std::uint16_t>((aot << 11) | (3 << 7) | (channels << 3));
   std::string dsi = be(0x05, 1) + be(2, 1) + be(asc, 2);
-  std::string dcd = be(0x04, 1) + be(13 + dsi.size(), 1) + be(0x40, 1) + be(0x15, 1) + be(0, 3) + be(128000, 4) +
-                    be(128000, 4) + dsi;
+  std::string dcd =
+      be(0x04, 1) + be(13 + dsi.size(), 1) + be(0x40, 1) + be(0x15, 1) + be(0, 3) + be(128000, 4) + be(128000, 4) + dsi;
   std::string esd = be(0x03, 1) + be(3 + dcd.size(), 1) + be(1, 2) + be(0, 1) + dcd;
   return box("mp4a", e + full("esds", 0, 0, esd));
 }
@@ -102,8 +102,8 @@ std::string fragment(std::uint32_t seq, std::uint64_t decode_time, const std::ve
     entries += be(s.size, 4) + be(s.flags, 4) + be(static_cast<std::uint32_t>(s.cto), 4);
     bytes += s.size;
   }
-  std::string tfhd = full("tfhd", 0, 0x020000 | (per_sample_duration ? 0 : 0x08), be(1, 4) +
-                                                                                      (per_sample_duration ? "" : be(samples.front().duration, 4)));
+  std::string tfhd = full("tfhd", 0, 0x020000 | (per_sample_duration ? 0 : 0x08),
+                          be(1, 4) + (per_sample_duration ? "" : be(samples.front().duration, 4)));
   std::string tfdt = full("tfdt", 1, 0, be(decode_time, 8));
   auto build = [&](std::uint32_t data_offset) {
     std::string trun = full("trun", 1, tflags, be(samples.size(), 4) + be(data_offset, 4) + entries);
@@ -230,20 +230,22 @@ TEST(Bmff, SplitsIntoInitAndMediaSegments) {
   // changes.
   mp4.shift(300);
   split_fragmented_mp4(mp4, tmp.file("late"));
-  auto moved = parse_fragmented_mp4(fs::read_file(tmp.file("late/init.mp4")) + fs::read_file(tmp.file("late/seg_00001.m4s")) +
-                                    fs::read_file(tmp.file("late/seg_00002.m4s")) + fs::read_file(tmp.file("late/seg_00003.m4s")));
+  auto moved = parse_fragmented_mp4(
+      fs::read_file(tmp.file("late/init.mp4")) + fs::read_file(tmp.file("late/seg_00001.m4s")) +
+      fs::read_file(tmp.file("late/seg_00002.m4s")) + fs::read_file(tmp.file("late/seg_00003.m4s")));
   ASSERT_EQ(moved.fragments.size(), 3u);
   EXPECT_EQ(moved.fragments[0].decode_time, 300u);
   EXPECT_EQ(moved.fragments[2].decode_time, 6300u);
   EXPECT_EQ(moved.samples(), 70u);
   EXPECT_EQ(fs::file_size(tmp.file("late/seg_00002.m4s")), fs::file_size(tmp.file("v/seg_00002.m4s")));
   // A 32-bit decode time that would overflow is refused.
-  auto small = parse_fragmented_mp4(kFtyp + moov("vide", 3000, avc1_entry(2, 2, 0x64, 0, 0x1f)) +
-                                    box("moof", full("mfhd", 0, 0, be(1, 4)) +
-                                                    box("traf", full("tfhd", 0, 0x020000 | 0x08, be(1, 4) + be(10, 4)) +
-                                                                    full("tfdt", 0, 0, be(0xfffffff0u, 4)) +
-                                                                    full("trun", 0, 0x004, be(1, 4) + be(0x02000000, 4)))) +
-                                    box("mdat", "x"));
+  auto small =
+      parse_fragmented_mp4(kFtyp + moov("vide", 3000, avc1_entry(2, 2, 0x64, 0, 0x1f)) +
+                           box("moof", full("mfhd", 0, 0, be(1, 4)) +
+                                           box("traf", full("tfhd", 0, 0x020000 | 0x08, be(1, 4) + be(10, 4)) +
+                                                           full("tfdt", 0, 0, be(0xfffffff0u, 4)) +
+                                                           full("trun", 0, 0x004, be(1, 4) + be(0x02000000, 4)))) +
+                           box("mdat", "x"));
   EXPECT_EQ(small.fragments[0].decode_time, 0xfffffff0u);
   EXPECT_THROW(small.shift(100), Error);
 }
@@ -282,12 +284,11 @@ TEST(Dash, Durations) {
 TEST(Dash, TimelineGroupsRunsAndMarksGaps) {
   auto v = parse_fragmented_mp4(video_file());
   // A gap: the third segment starts later than the second ends.
-  auto gap = parse_fragmented_mp4(kFtyp + moov("soun", 48000, mp4a_entry(2, 48000, 2)) +
-                                  fragment(1, 0, gop(2, 1024)) + fragment(2, 2048, gop(2, 1024)) +
-                                  fragment(3, 5000, gop(1, 1024)));
-  std::string mpd = write_mpd({{"video", {{"720p", &v, 1234, "30"}}, true, ""},
-                               {"audio", {{"audio", &gap, 128000, ""}}, true, "en"}},
-                              7000.0 / 3000, 1.0);
+  auto gap = parse_fragmented_mp4(kFtyp + moov("soun", 48000, mp4a_entry(2, 48000, 2)) + fragment(1, 0, gop(2, 1024)) +
+                                  fragment(2, 2048, gop(2, 1024)) + fragment(3, 5000, gop(1, 1024)));
+  std::string mpd =
+      write_mpd({{"video", {{"720p", &v, 1234, "30"}}, true, ""}, {"audio", {{"audio", &gap, 128000, ""}}, true, "en"}},
+                7000.0 / 3000, 1.0);
   EXPECT_TRUE(contains(mpd, "<S t=\"0\" d=\"3000\" r=\"1\"/>\n")) << mpd;
   EXPECT_TRUE(contains(mpd, "<S d=\"1000\"/>\n")) << mpd;
   EXPECT_TRUE(contains(mpd, "<S t=\"0\" d=\"2048\" r=\"1\"/>\n")) << mpd;
@@ -358,7 +359,7 @@ TEST(Outputs, ClipRange) {
   using sluice::pipeline::clip_range;
   const std::int64_t s = 1000000000;
   EXPECT_EQ(clip_range(100, 10, 30), (std::pair<std::int64_t, std::int64_t>{10 * s, 40 * s}));
-  EXPECT_EQ(clip_range(9, 5, 30), (std::pair<std::int64_t, std::int64_t>{5 * s, 9 * s})); // ends with the video
+  EXPECT_EQ(clip_range(9, 5, 30), (std::pair<std::int64_t, std::int64_t>{5 * s, 9 * s}));     // ends with the video
   EXPECT_EQ(clip_range(20, 50, 10), (std::pair<std::int64_t, std::int64_t>{10 * s, 20 * s})); // past the end
   EXPECT_EQ(clip_range(5, 50, 30), (std::pair<std::int64_t, std::int64_t>{0, 5 * s}));
   EXPECT_EQ(clip_range(0, 3, 4), (std::pair<std::int64_t, std::int64_t>{3 * s, 7 * s})); // unknown duration
