@@ -570,6 +570,41 @@ class CmafOddInputs(unittest.TestCase):
             self.assertAlmostEqual(got['audio'] - want['video'], want['audio'] - want['video'], delta=0.040,
                                    msg='%s: audio moved against the picture' % manifest)
 
+    def test_ntsc_mpeg4_in_avi(self):
+        src, out, r = self.transcode('ntsc.avi', ['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30000/1001', '-f',
+                                                  'lavfi', '-i', 'sine', '-t', '3', '-c:v', 'mpeg4', '-q:v', '5',
+                                                  '-c:a', 'mp3', '-shortest'])
+        res, reps = self.check_package(src, out, r)
+        with open(os.path.join(out, 'manifest.mpd')) as f:
+            self.assertIn('frameRate="30000/1001"', f.read())
+        with open(os.path.join(out, 'master.m3u8')) as f:
+            self.assertIn('FRAME-RATE=29.970', f.read())
+
+    def test_anamorphic_source_gets_square_pixels(self):
+        src, out, r = self.transcode('ana.mkv', ['-f', 'lavfi', '-i', 'testsrc2=size=480x360:rate=25', '-t', '2',
+                                                 '-vf', 'setsar=4/3', '-c:v', 'libx264', '-preset', 'ultrafast'])
+        res, reps = self.check_package(src, out, r, audio=False)
+        top = max((v for v in reps.values() if v['type'] == 'video'), key=lambda v: v['height'])
+        self.assertEqual((top['width'], top['height']), (640, 360))
+        init = os.path.join(out, [k for k, v in reps.items() if v is top][0], 'init.mp4')
+        self.assertEqual(ffprobe_json(init, '-show_entries', 'stream=sample_aspect_ratio')['streams'][0]
+                         .get('sample_aspect_ratio', '1:1'), '1:1')
+
+    def test_portrait(self):
+        src, out, r = self.transcode('portrait.mp4', ['-f', 'lavfi', '-i', 'testsrc2=size=360x640:rate=30', '-t', '2',
+                                                      '-c:v', 'libx264', '-preset', 'ultrafast'])
+        res, reps = self.check_package(src, out, r, audio=False)
+        self.assertTrue(all(v['height'] > v['width'] for v in reps.values()), reps)
+
+    def test_not_media_is_refused_and_leaves_nothing(self):
+        path = os.path.join(self.tmp, 'notes.mp4')
+        with open(path, 'w') as f:
+            f.write('not a video\n' * 100)
+        out = os.path.join(self.tmp, 'notes.out')
+        r = run([BINARY, 'transcode', path, '--out', out, '--pipeline', 'cmaf'], 60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertFalse(os.path.exists(out + '.partial'))
+
     def test_half_second_clip(self):
         src, out, r = self.transcode('half.mp4', ['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30', '-f', 'lavfi',
                                                   '-i', 'sine', '-t', '0.5', '-c:v', 'libx264', '-preset', 'ultrafast',
