@@ -1132,14 +1132,27 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
       // A finished package can be replaced by a later job under the same names. Segment URLs in its
       // playlists and MPD carry the package's version, so that a cached segment is never one of another
       // package; only such versioned URLs are immutable.
+      // One version for the whole package (its folder, renamed into place when it was published):
+      // the HLS playlists and the MPD of a CMAF package name its segments with the same URLs, so that
+      // players and caches share them.
       auto entry = files.get(path);
       auto &pl_cache = playlists[path];
-      if (entry && pl_cache.first != entry->etag) {
+      std::string version;
+      struct stat dir_st;
+      if (stat(scheduler.layout().output_dir(video_id, folder).c_str(), &dir_st) == 0) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%llx%llx%lx", static_cast<unsigned long long>(dir_st.st_ino),
+                      static_cast<unsigned long long>(dir_st.st_mtim.tv_sec), static_cast<long>(dir_st.st_mtim.tv_nsec));
+        version = buf;
+      }
+      if (entry && pl_cache.first != entry->etag + version) {
         std::string text(static_cast<const char *>(g_bytes_get_data(entry->bytes, nullptr)),
                          g_bytes_get_size(entry->bytes));
         std::string body = text;
-        std::string version = entry->etag.substr(1, entry->etag.size() - 2);
-        version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
+        if (version.empty()) {
+          version = entry->etag.substr(1, entry->etag.size() - 2);
+          version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
+        }
         auto versioned = [&](const std::string &uri) {
           return uri + (uri.find('?') == std::string::npos ? "?" : "&") + "v=" + version;
         };
@@ -1157,7 +1170,7 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
             // Not a playlist we can read: served as it is.
           }
         }
-        pl_cache = {entry->etag, body};
+        pl_cache = {entry->etag + version, body};
       }
       if (entry)
         opts.body = pl_cache.second;

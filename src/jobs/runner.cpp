@@ -226,6 +226,20 @@ gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
     Progress p;
     if (parse_progress(msg, p) && self->on_progress_)
       self->on_progress_(p);
+    // avwait (a clip of the input) drops everything after its end: once it has recorded and drops
+    // again, the rest of the input is not decoded for nothing. EOS from the sources ends the clip.
+    const GstStructure *s = gst_message_get_structure(msg);
+    gboolean dropping = FALSE;
+    if (s && gst_structure_has_name(s, "avwait-status") && gst_structure_get_boolean(s, "dropping", &dropping)) {
+      std::string name = GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "";
+      if (!dropping) {
+        self->clips_recording_.insert(name);
+      } else if (self->clips_recording_.count(name) && !self->eos_sent_) {
+        GST_INFO_OBJECT(self->pipeline_, "%s reached the end of its clip: ending the input", name.c_str());
+        self->eos_sent_ = true;
+        gst_element_send_event(self->pipeline_, gst_event_new_eos());
+      }
+    }
     break;
   }
   default: break;

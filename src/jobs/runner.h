@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace sluice::jobs {
@@ -63,6 +64,8 @@ private:
   GstElement *pipeline_ = nullptr;
   guint watch_id_ = 0;
   bool finished_ = false;
+  std::set<std::string> clips_recording_; // avwait elements that have started their clip
+  bool eos_sent_ = false;
   ProgressFn on_progress_;
   DoneFn on_done_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -548,7 +548,7 @@ bool Scheduler::has_unfinished_job(const std::string &video_id, const std::strin
   return false;
 }
 
-std::string Scheduler::output_of(const std::string &pipeline) {
+std::string Scheduler::output_of(const std::string &pipeline) const {
   if (auto it = output_kinds_.find(pipeline); it != output_kinds_.end())
     return it->second;
   std::string kind;
@@ -639,6 +639,12 @@ JsonNode *Scheduler::job_to_json(const store::Job &job) const {
   json_object_set_string_member(o, "id", job.id.c_str());
   json_object_set_string_member(o, "video_id", job.video_id.c_str());
   json_object_set_string_member(o, "pipeline", job.pipeline.c_str());
+  // What the pipeline makes (hls, cmaf, poster, storyboard, preview): clients tell the streaming job
+  // of a video from its extras by it.
+  if (std::string kind = output_of(job.pipeline); !kind.empty())
+    json_object_set_string_member(o, "output", kind.c_str());
+  else
+    json_object_set_null_member(o, "output");
   json_object_set_string_member(o, "encoder", job.encoder.c_str());
   json_object_set_string_member(o, "ladder", job.ladder.c_str());
   try {

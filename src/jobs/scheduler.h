@@ -68,7 +68,7 @@ public:
   // Whether the video has a queued or running job (of that pipeline, when one is named).
   bool has_unfinished_job(const std::string &video_id, const std::string &pipeline = "");
   // The output kind of a pipeline description ("hls", "cmaf", "poster", ...); "" when it is unknown.
-  std::string output_of(const std::string &pipeline);
+  std::string output_of(const std::string &pipeline) const;
   // The jobs an upload starts: the requested one, then the configured extras when the video has a
   // picture. Extras that are not valid here are skipped with a warning.
   std::vector<store::Job> enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture);
@@ -100,7 +100,7 @@ private:
   Layout layout_;
   pipeline::EncoderTable encoders_;
   std::map<std::string, std::unique_ptr<Active>> active_;
-  std::map<std::string, std::string> output_kinds_;
+  mutable std::map<std::string, std::string> output_kinds_;
   std::shared_ptr<std::atomic<bool>> alive_;
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;

@@ -232,6 +232,8 @@ class CmafPackage(ServerTestCase):
         for key, ctype in (('poster', 'image/jpeg'), ('storyboard', 'text/vtt'), ('preview', 'video/mp4')):
             r = self.fetch(v[key])
             self.assertTrue(r.header('Content-Type', '').startswith(ctype), r.describe())
+        self.assertEqual({j['pipeline']: j['output'] for j in v['jobs']},
+                         {'cmaf': 'cmaf', 'poster': 'poster', 'storyboard': 'storyboard', 'preview': 'preview'})
         result = {j['pipeline']: j['result'] for j in v['jobs']}
         self.assertEqual(result['cmaf']['files'], {'hls': 'master.m3u8', 'dash': 'manifest.mpd'})
         for r in result['cmaf']['renditions']:
@@ -295,8 +297,11 @@ class CmafPackage(ServerTestCase):
             self.assertIsNotNone(m, pl)
             self.assertEqual(strip_query(m.group(1)), strip_query(reps[name]['init']))
             uris = [ln for ln in pl.splitlines() if ln and not ln.startswith('#')]
-            # One set of segments, two manifests: the very same files.
-            self.assertEqual([strip_query(u) for u in uris], [strip_query(u) for u in reps[name]['media']])
+            # One set of segments, two manifests: the very same files, under the very same URLs (one
+            # version for the package), so that players and caches share them.
+            self.assertEqual(uris, reps[name]['media'])
+            self.assertEqual(m.group(1), reps[name]['init'])
+            self.assertRegex(uris[0], r'\?v=\w+$')
             durations = [float(x) for x in re.findall(r'#EXTINF:([\d.]+),', pl)]
             ts = reps[name]['timescale']
             self.assertEqual([round(d, 3) for d in durations], [round(d / ts, 3) for _, d in reps[name]['segments']])
@@ -317,12 +322,23 @@ class CmafPackage(ServerTestCase):
 
     @need_gst_launch
     def test_gstreamer_dashdemux_and_hlsdemux_play_to_the_end(self):
-        for manifest, demux in (('manifest.mpd', 'GstDashDemux'), ('master.m3u8', 'GstHLSDemux')):
-            r = run([GST_LAUNCH, '-v', 'playbin', 'uri=' + self.server.url(self.base + manifest),
-                     'video-sink=fakesink sync=false', 'audio-sink=fakesink sync=false'], timeout=120)
-            self.assertEqual(r.returncode, 0, '%s: %s %s' % (manifest, r.stdout[-2000:], r.stderr[-2000:]))
-            self.assertIn(demux, r.stdout, 'playbin did not use %s for %s' % (demux, manifest))
-            self.assertIn('Got EOS', r.stdout + r.stderr, manifest)
+        # playbin3 uses GStreamer's current demuxers (dashdemux2, hlsdemux2, switching renditions as
+        # they please); playbin the older dashdemux and hlsdemux, held on one rendition: the old
+        # hlsdemux can stall its buffering for good when it switches renditions near the end of a
+        # stream this short (seen with 2 runs in 16, whatever the packager), which is not what is
+        # tested here.
+        cases = (('playbin3', 'manifest.mpd', 'GstDashDemux2'), ('playbin3', 'master.m3u8', 'GstHLSDemux2'),
+                 ('playbin', 'manifest.mpd', 'GstDashDemux'), ('playbin', 'master.m3u8', 'GstHLSDemux'))
+        for element, manifest, demux in cases:
+            argv = [GST_LAUNCH, '-v', element, 'uri=' + self.server.url(self.base + manifest),
+                    'video-sink=fakesink sync=false', 'audio-sink=fakesink sync=false']
+            if element == 'playbin':
+                argv.append('connection-speed=100000')
+            r = run(argv, timeout=120)
+            what = '%s %s' % (element, manifest)
+            self.assertEqual(r.returncode, 0, '%s: %s %s' % (what, r.stdout[-2000:], r.stderr[-2000:]))
+            self.assertIn(demux + ':', r.stdout, '%s did not use %s' % (what, demux))
+            self.assertIn('Got EOS', r.stdout + r.stderr, what)
 
     def test_every_segment_is_a_closed_gop_starting_with_a_keyframe(self):
         _, reps = self.mpd()
@@ -604,6 +620,19 @@ class CmafOddInputs(unittest.TestCase):
         r = run([BINARY, 'transcode', path, '--out', out, '--pipeline', 'cmaf'], 60)
         self.assertNotEqual(r.returncode, 0)
         self.assertFalse(os.path.exists(out + '.partial'))
+
+    def test_preview_stops_decoding_at_the_end_of_its_clip(self):
+        src = make_clip(os.path.join(self.tmp, 'long.mp4'), ['-f', 'lavfi', '-i', 'testsrc2=size=160x90:rate=25', '-f',
+                                                             'lavfi', '-i', 'sine', '-t', '60', '-c:v', 'libx264',
+                                                             '-preset', 'ultrafast', '-c:a', 'aac', '-shortest'])
+        out = os.path.join(self.tmp, 'long.preview')
+        env = dict(os.environ, GST_DEBUG='sluice-runner:4', GST_DEBUG_NO_COLOR='1')
+        r = subprocess.run([BINARY, 'transcode', src, '--out', out, '--pipeline', 'preview', '--set', 'start_seconds=3',
+                            '--set', 'length_seconds=2', '--json'], capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        self.assertAlmostEqual(json.loads(r.stdout)['duration'], 2.0, delta=0.1)
+        # The runner ends the input once avwait has passed the clip's end, instead of decoding 60 s.
+        self.assertIn('reached the end of its clip: ending the input', r.stderr)
 
     def test_half_second_clip(self):
         src, out, r = self.transcode('half.mp4', ['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30', '-f', 'lavfi',
