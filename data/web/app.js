@@ -1,5 +1,6 @@
 // sluice's web page: upload and library at #/, the player at #/videos/ID. No build step: plain ES
-// modules; hls.js comes from npm (data/web/node_modules), loaded by index.html before this module.
+// modules; hls.js and dash.js come from npm (data/web/node_modules): hls.js loaded by index.html before
+// this module, dash.js by engines.js when a DASH manifest is first played.
 
 import { connectEvents } from './api.js';
 import { initLibrary, upsert } from './library.js';

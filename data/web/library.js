@@ -1,6 +1,7 @@
 // The library: every video, newest first, kept up to date by the server's events (no polling).
 
 import { api, on } from './api.js';
+import { loadPipelines, mainJob, outputOf } from './jobs.js';
 import { el, icon, formatBytes, formatDate, formatDuration, formatJobStats, formatSize } from './util.js';
 
 const list = document.getElementById('library');
@@ -36,9 +37,14 @@ export function videoResolution(v) {
   return v.media && v.media.audio ? 'audio only' : '';
 }
 
-function posterUrl(v) {
-  const poster = v.poster || (v.playback && v.playback.poster);
-  return typeof poster === 'string' && poster.startsWith('/') ? poster : null;
+/** The poster's URL (a same-site path, from the poster job), or null while there is none. */
+export function posterUrl(v) {
+  return typeof v.poster === 'string' && v.poster.startsWith('/') ? v.poster : null;
+}
+
+/** True when the video has something to play (an HLS playlist or a DASH manifest). */
+export function isPlayable(v) {
+  return Boolean(v.playback && (v.playback.hls || v.playback.dash));
 }
 
 function showError(message) {
@@ -65,8 +71,9 @@ function updateEmpty() {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
+// The progress, or the error, of the video's streaming job (not of its poster, storyboard or preview).
 function jobPart(v) {
-  const job = v.jobs && v.jobs[0];
+  const job = mainJob(v);
   if (!job) return [];
   if (job.state === 'queued' || job.state === 'running') {
     const percent = job.state === 'running' && job.progress ? Math.round(job.progress.percent || 0) : 0;
@@ -89,14 +96,16 @@ function jobPart(v) {
 
 function renderItem(v) {
   const title = videoTitle(v);
-  const playable = Boolean(v.playback && v.playback.hls);
-  const job = v.jobs && v.jobs[0];
+  const playable = isPlayable(v);
+  const job = mainJob(v);
   const href = `#/videos/${encodeURIComponent(v.id)}`;
 
+  // The poster job's picture once it has one; a drawn placeholder before (and if the picture fails).
+  const placeholder = () => el('div', { class: 'poster-placeholder', 'aria-hidden': 'true' }, icon(v.media && !v.media.video ? 'audio' : 'play'));
   const poster = posterUrl(v);
   const thumb = poster
-    ? el('img', { class: 'poster', src: poster, alt: '', loading: 'lazy', decoding: 'async' })
-    : el('div', { class: 'poster-placeholder', 'aria-hidden': 'true' }, icon(v.media && !v.media.video ? 'audio' : 'play'));
+    ? el('img', { class: 'poster', src: poster, alt: '', loading: 'lazy', decoding: 'async', on: { error: (e) => e.target.replaceWith(placeholder()) } })
+    : placeholder();
 
   const resolution = videoResolution(v);
   const meta = el('p', { class: 'meta' },
@@ -258,7 +267,7 @@ async function busy(id, action, what, work) {
 function remove(id) {
   const v = videos.get(id);
   if (!v) return;
-  if (!window.confirm(`Delete "${videoTitle(v)}"? Its upload, its HLS package and its jobs are removed for good.`)) return;
+  if (!window.confirm(`Delete "${videoTitle(v)}"? Its upload, everything made from it (packages, poster, storyboard, preview) and its jobs are removed for good.`)) return;
   busy(id, 'delete', `delete "${videoTitle(v)}"`, async () => {
     const node = items.get(id);
     const hadFocus = node && node.contains(document.activeElement);
@@ -275,7 +284,7 @@ function remove(id) {
 function retry(id) {
   busy(id, 'retry', `retry "${videoTitle(videos.get(id) || { id })}"`, async () => {
     // Run the failed job again as it was asked for: same pipeline, encoder, ladder and parameters.
-    const last = ((videos.get(id) || {}).jobs || [])[0];
+    const last = mainJob(videos.get(id) || {});
     const body = last ? { pipeline: last.pipeline, encoder: last.encoder, ladder: last.ladder, params: last.params || {} } : {};
     const job = await api(`/api/v1/videos/${encodeURIComponent(id)}/jobs`, { method: 'POST', body });
     if (job) applyJob(job);
@@ -292,20 +301,26 @@ function cancelJob(id, jobId) {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-// What the server's video JSON will say about playback after this job event (docs/api.md: the
-// pipeline's master playlist while the job runs, live, and once it succeeded), so that the item's state
-// and its Play link change together; the GET that follows confirms it.
+// What the server's video JSON will say about playback after this streaming job's event (docs/api.md:
+// an hls package's master playlist while the job runs, live, and once it succeeded; a cmaf package's
+// master playlist and DASH manifest once it succeeded), so that the item's state and its Play link
+// change together; the GET that follows confirms it.
 function updatePlayback(v, job) {
-  if (!job.pipeline) return;
+  const kind = outputOf(job);
+  if (!job.pipeline || (kind !== 'hls' && kind !== 'cmaf')) return;
   const playback = { ...(v.playback || {}) };
-  const master = `/videos/${encodeURIComponent(v.id)}/${encodeURIComponent(job.pipeline)}/master.m3u8`;
-  if (job.state === 'running' || job.state === 'succeeded') {
-    playback[job.pipeline] = master;
+  const base = `/videos/${encodeURIComponent(v.id)}/${encodeURIComponent(job.pipeline)}/`;
+  const urls = { hls: `${base}master.m3u8`, dash: kind === 'cmaf' ? `${base}manifest.mpd` : null };
+  if (job.state === 'succeeded' || (job.state === 'running' && kind === 'hls')) {
+    playback.hls = urls.hls;
+    if (urls.dash) playback.dash = urls.dash;
     playback.live = job.state === 'running';
   } else {
     playback.live = false;
     const earlier = (v.jobs || []).some((j) => j.id !== job.id && j.pipeline === job.pipeline && j.state === 'succeeded');
-    if (!earlier) delete playback[job.pipeline];
+    if (!earlier) {
+      for (const role of ['hls', 'dash']) if (playback[role] === urls[role]) delete playback[role];
+    }
   }
   v.playback = playback;
 }
@@ -321,14 +336,14 @@ function applyJob(job) {
   const index = jobs.findIndex((j) => j.id === job.id);
   if (index >= 0) jobs[index] = { ...jobs[index], ...job, progress: job.progress || jobs[index].progress };
   else jobs.unshift(job);
-  if (jobs[0].id === job.id) {
+  if (mainJob(v) === jobs[index >= 0 ? index : 0]) {
     v.state = JOB_TO_VIDEO_STATE[job.state] || v.state;
     updatePlayback(v, job);
   }
   place(v);
-  // The playback URLs (a live playlist appears when the job starts) come with the video: read it again,
-  // a moment later, so that a burst of events (or a deletion: its job is canceled first) makes one
-  // request or none.
+  // The playback URLs (a live playlist appears when the job starts) and the poster, storyboard and
+  // preview (when their jobs succeed) come with the video: read it again, a moment later, so that a
+  // burst of events (or a deletion: its job is canceled first) makes one request or none.
   refreshSoon(v.id);
 }
 
@@ -350,13 +365,16 @@ function applyProgress(p) {
   const node = items.get(v.id);
   const bar = node && node.querySelector('.job-progress');
   const stats = node && node.querySelector('.job-stats');
-  if (!bar || !stats || v.jobs[0] !== job) return;
+  if (!bar || !stats || mainJob(v) !== job) return;
   bar.value = Math.round(p.percent || 0);
   stats.textContent = formatJobStats(job.progress);
 }
 
 export function initLibrary() {
   updateEmpty();
+  // Which pipelines make posters and the like rather than something to stream: the built-in ones are
+  // known by name; a list that names others redraws the items.
+  loadPipelines().then(() => { if (loaded) renderAll(); }, () => {});
   on('job', applyJob);
   on('progress', applyProgress);
   on('video', (e) => {

@@ -2,6 +2,7 @@
 // the bytes sent, the total and the speed can be shown.
 
 import { api, uploadFile } from './api.js';
+import { loadPipelines } from './jobs.js';
 import { el, formatMB } from './util.js';
 
 const input = document.getElementById('file-input');
@@ -108,10 +109,11 @@ function fillSelect(select, options, selected) {
 
 async function loadOptions() {
   const problems = [];
-  const [pipelines, encoders] = await Promise.allSettled([api('/api/v1/pipelines'), api('/api/v1/encoders')]);
+  const [pipelines, encoders] = await Promise.allSettled([loadPipelines(), api('/api/v1/encoders')]);
 
   if (pipelines.status === 'fulfilled' && pipelines.value && Array.isArray(pipelines.value.pipelines)) {
-    const list = pipelines.value.pipelines;
+    // Only what makes a video playable: posters, storyboards and previews follow an upload on their own.
+    const list = pipelines.value.pipelines.filter((p) => !['poster', 'storyboard', 'preview'].includes(p.output));
     const summaries = new Map(list.map((p) => [p.name, p.summary || '']));
     fillSelect(pipelineSelect, list.map((p) => ({ value: p.name, text: p.name, title: p.summary })),
       pipelines.value.default || (list[0] && list[0].name));

@@ -10,6 +10,12 @@ export function formatDuration(seconds) {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
 }
 
+/** A playback position as m:ss or h:mm:ss, rounded down (a clock shows 0:04 until 0:05 is reached). */
+export function formatPosition(seconds) {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds)) return '–';
+  return formatDuration(Math.floor(Math.max(0, seconds)));
+}
+
 /** Bytes in decimal units: 512 B, 746.7 kB, 12.3 MB, 1.25 GB. */
 export function formatBytes(bytes) {
   if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) return '–';
