@@ -102,6 +102,25 @@ void ServerConfig::set_listen(const std::string &listen) {
   port = static_cast<int>(port_v);
 }
 
+namespace {
+
+// A ';'-separated list (items trimmed, empty ones dropped); `fallback` when the key is absent.
+std::vector<std::string> get_list(GKeyFile *kf, const char *group, const char *key,
+                                  const std::vector<std::string> &fallback) {
+  if (!g_key_file_has_key(kf, group, key, nullptr))
+    return fallback;
+  std::vector<std::string> out;
+  g_auto(GStrv) list = g_key_file_get_string_list(kf, group, key, nullptr, nullptr);
+  for (gchar **o = list; o && *o; ++o) {
+    std::string s = g_strstrip(*o);
+    if (!s.empty())
+      out.push_back(s);
+  }
+  return out;
+}
+
+} // namespace
+
 void ServerConfig::load_file(const std::string &path) {
   g_autoptr(GKeyFile) kf = g_key_file_new();
   GError *err = nullptr;
@@ -112,15 +131,7 @@ void ServerConfig::load_file(const std::string &path) {
   if (!listen.empty())
     set_listen(listen);
   data_dir = get_string(kf, "server", "data", data_dir);
-  if (g_key_file_has_key(kf, "server", "cors-origins", nullptr)) {
-    cors_origins.clear();
-    g_auto(GStrv) list = g_key_file_get_string_list(kf, "server", "cors-origins", nullptr, nullptr);
-    for (gchar **o = list; o && *o; ++o) {
-      std::string s = g_strstrip(*o);
-      if (!s.empty())
-        cors_origins.push_back(s);
-    }
-  }
+  cors_origins = get_list(kf, "server", "cors-origins", cors_origins);
   std::string size = get_string(kf, "uploads", "max-size", "");
   if (!size.empty())
     max_upload_size = parse_size(size, "[uploads] max-size");
@@ -128,15 +139,7 @@ void ServerConfig::load_file(const std::string &path) {
   concurrent_jobs = get_int(kf, "jobs", "concurrent", concurrent_jobs, 0, 256);
   pipeline = get_string(kf, "jobs", "pipeline", pipeline);
   encoder = get_string(kf, "jobs", "encoder", encoder);
-  if (g_key_file_has_key(kf, "jobs", "extras", nullptr)) {
-    extras.clear();
-    g_auto(GStrv) list = g_key_file_get_string_list(kf, "jobs", "extras", nullptr, nullptr);
-    for (gchar **o = list; o && *o; ++o) {
-      std::string s = g_strstrip(*o);
-      if (!s.empty())
-        extras.push_back(s);
-    }
-  }
+  extras = get_list(kf, "jobs", "extras", extras);
   max_attempts = get_int(kf, "jobs", "max-attempts", max_attempts, 1, 100);
   retry_delay_s = get_int(kf, "jobs", "retry-delay", retry_delay_s, 0, 86400);
   queue_limit = get_int(kf, "jobs", "queue-limit", queue_limit, 1, 1000000);

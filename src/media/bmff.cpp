@@ -466,41 +466,37 @@ std::string segment_name(std::size_t number) {
   return buf;
 }
 
+namespace {
+
+// Writes a whole file (no fsync: the whole folder is synced once before it is published).
+void write_file(const std::string &path, const std::string &data) {
+  Fd out;
+  out.fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out.fd < 0)
+    throw Error(ErrorCode::Io, "cannot create " + path + ": " + g_strerror(errno));
+  for (std::size_t done = 0; done < data.size();) {
+    ssize_t k = write(out.fd, data.data() + done, data.size() - done);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      throw Error(ErrorCode::Io, "cannot write " + path + ": " + g_strerror(errno));
+    done += static_cast<std::size_t>(k);
+  }
+}
+
+} // namespace
+
 void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
   Fd in;
   in.fd = open(mp4.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in.fd < 0)
     throw Error(ErrorCode::Io, "cannot open " + mp4.path + ": " + g_strerror(errno));
   fs::make_dirs(dir);
-  auto copy = [&](const std::string &name, const std::vector<std::pair<std::uint64_t, std::uint64_t>> &ranges) {
-    std::string path = fs::join(dir, name);
-    std::string tmp = path + ".tmp";
-    Fd out;
-    out.fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out.fd < 0)
-      throw Error(ErrorCode::Io, "cannot create " + tmp + ": " + g_strerror(errno));
-    std::vector<char> buf(1 << 20);
-    for (auto [off, n] : ranges) {
-      while (n > 0) {
-        std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(n, buf.size()));
-        std::string data = pread_all(in.fd, off, chunk, mp4.path);
-        std::size_t done = 0;
-        while (done < data.size()) {
-          ssize_t k = write(out.fd, data.data() + done, data.size() - done);
-          if (k < 0 && errno == EINTR)
-            continue;
-          if (k < 0)
-            throw Error(ErrorCode::Io, "cannot write " + tmp + ": " + g_strerror(errno));
-          done += static_cast<std::size_t>(k);
-        }
-        off += chunk;
-        n -= chunk;
-      }
-    }
-    if (rename(tmp.c_str(), path.c_str()) != 0)
-      throw Error(ErrorCode::Io, "cannot rename " + tmp + ": " + g_strerror(errno));
-  };
-  copy("init.mp4", {{mp4.ftyp_offset, mp4.ftyp_size}, {mp4.moov_offset, mp4.moov_size}});
+  if (mp4.moov_size > (64u << 20))
+    throw Error(ErrorCode::Invalid, "MP4: moov box too large");
+  write_file(fs::join(dir, "init.mp4"),
+             pread_all(in.fd, mp4.ftyp_offset, static_cast<std::size_t>(mp4.ftyp_size), mp4.path) +
+                 pread_all(in.fd, mp4.moov_offset, static_cast<std::size_t>(mp4.moov_size), mp4.path));
   for (std::size_t i = 0; i < mp4.fragments.size(); ++i) {
     const auto &f = mp4.fragments[i];
     if (f.size > (512ULL << 20))
@@ -513,20 +509,7 @@ void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
       for (int b = 0; b < f.tfdt_value_size; ++b)
         data[at + b] = static_cast<char>((f.decode_time >> (8 * (f.tfdt_value_size - 1 - b))) & 0xff);
     }
-    // (No fsync per file: the whole folder is synced once before it is published.)
-    std::string path = fs::join(dir, segment_name(i + 1));
-    Fd out;
-    out.fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out.fd < 0)
-      throw Error(ErrorCode::Io, "cannot create " + path + ": " + g_strerror(errno));
-    for (std::size_t done = 0; done < data.size();) {
-      ssize_t k = write(out.fd, data.data() + done, data.size() - done);
-      if (k < 0 && errno == EINTR)
-        continue;
-      if (k < 0)
-        throw Error(ErrorCode::Io, "cannot write " + path + ": " + g_strerror(errno));
-      done += static_cast<std::size_t>(k);
-    }
+    write_file(fs::join(dir, segment_name(i + 1)), data);
   }
 }
 
