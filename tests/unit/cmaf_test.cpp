@@ -211,6 +211,27 @@ TEST(Bmff, RefusesWhatItCannotSplit) {
   }
 }
 
+TEST(Bmff, DamagedFilesAreErrorsNotCrashes) {
+  // Every single-byte change and every cut of a valid file: parsed, or refused with sluice::Error.
+  const std::string file = video_file();
+  std::uint32_t seed = 12345;
+  auto next = [&] { return seed = seed * 1103515245u + 12345u; };
+  int refused = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string bad = file;
+    std::size_t at = next() % bad.size();
+    bad[at] = static_cast<char>(next() >> 16);
+    if (i % 3 == 0)
+      bad.resize(next() % bad.size());
+    try {
+      parse_fragmented_mp4(bad);
+    } catch (const Error &) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+}
+
 TEST(Bmff, SplitsIntoInitAndMediaSegments) {
   TempDir tmp;
   const std::string file = video_file();
