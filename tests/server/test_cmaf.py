@@ -17,8 +17,8 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (BINARY, FFMPEG, FFPROBE, GST_LAUNCH, TERMINAL, ServerTestCase, main,  # noqa: E402
-                           need_binary, need_ffmpeg, need_gst_launch, wait_until)
+from sluice_server import (BINARY, FFMPEG, FFPROBE, GST_LAUNCH, TERMINAL, Server, ServerTestCase,  # noqa: E402
+                           main, need_binary, need_ffmpeg, need_gst_launch, wait_until)
 
 NS = {'d': 'urn:mpeg:dash:schema:mpd:2011'}
 SEGMENT = 4    # the cmaf description's default segment_seconds
@@ -472,6 +472,87 @@ class CmafPackage(ServerTestCase):
         self.assertIsNone(v['poster'])
         self.assertIn('dash', v['playback'])
         self.assertEqual(self.server.request('DELETE', '/api/v1/videos/' + vid).status, 204)
+
+
+@need_binary
+@need_ffmpeg
+class CmafJobs(ServerTestCase):
+    """Jobs around a CMAF package: re-transcoding, crashes, deleting a video while its profile runs."""
+
+    CONFIG = {'jobs': {'concurrent': 1, 'pipeline': 'cmaf', 'extras': 'poster;storyboard;preview',
+                       'retry-delay': 1}}
+    SLOW = {'segment_seconds': 1, 'preset': 'veryslow'}
+
+    def ready_video(self):
+        up = self.server.upload_ok('medium', fields={'ladder': '240p'})
+        for j in up['jobs']:
+            self.server.wait_succeeded(j['id'], timeout=120)
+        return up['video']['id']
+
+    def test_retranscode_keeps_serving_the_old_package_until_the_new_one_is_done(self):
+        s = self.server
+        vid = self.ready_video()
+        base = '/videos/%s/cmaf/' % vid
+        old_mpd = s.get(base + 'manifest.mpd').text()
+        old_seg = re.search(r'media="([^"]+)"', old_mpd).group(1).replace('$RepresentationID$', '240p').replace(
+            '$Number%05d$', '00001').replace('&amp;', '&')
+        job = s.running_job(vid, ladder='240p', params=self.SLOW)
+        self.assertEqual(job['state'], 'running', job)
+        # While it runs: the previous package is what is served, whole, and the video stays playable.
+        self.assertEqual(s.get(base + 'manifest.mpd').text(), old_mpd)
+        self.assertEqual(s.get(base + old_seg).status, 200)
+        v = s.video(vid)
+        self.assertEqual(v['playback']['dash'], base + 'manifest.mpd')
+        self.assertFalse(v['playback']['live'])
+        self.assertEqual(v['state'], 'processing')
+        self.assert_error(s.post_job(vid, pipeline='cmaf'), 409, 'conflict')
+        poster = s.post_job(vid, pipeline='poster')  # another pipeline of the same video: queued behind it
+        self.assertEqual(poster.status, 202, poster.describe())
+        s.wait_succeeded(job['id'], timeout=180)
+        s.wait_succeeded(poster.json()['id'])
+        new_mpd = s.get(base + 'manifest.mpd').text()
+        self.assertNotEqual(new_mpd, old_mpd)
+        v1 = re.search(r'\?v=(\w+)', old_mpd).group(1)
+        v2 = re.search(r'\?v=(\w+)', new_mpd).group(1)
+        self.assertNotEqual(v1, v2, 'a new package gets new segment URLs')
+        _, reps = check_mpd(self, new_mpd)
+        for _, d in reps['240p']['segments'][:-1]:
+            self.assertEqual(d, reps['240p']['timescale'], 'the new package has 1 s segments')
+        out = os.path.join(s.data_dir, 'videos', vid)
+        self.assertEqual(sorted(f for f in os.listdir(out) if not f.startswith('source')),
+                         ['cmaf', 'poster', 'preview', 'storyboard'])
+
+    def test_kill_during_a_cmaf_job_then_it_finishes_after_the_restart(self):
+        s = self.server
+        vid = self.ready_video()
+        job = s.running_job(vid, ladder='240p', params=self.SLOW)
+        wait_until(lambda: (s.job(job['id']).get('progress') or {}).get('percent', 0) >= 5, 60, 0.1,
+                   'the job to make progress')
+        old_mpd = s.get('/videos/%s/cmaf/manifest.mpd' % vid).text()
+        s.kill()
+        restarted = Server(s.data_dir, config_path=s.config_path, log_path=s.log_path).start()
+        type(self).server = restarted
+        self.server = restarted
+        # Until the job is done again, the package from before the crash is served, untouched.
+        self.assertEqual(restarted.get('/videos/%s/cmaf/manifest.mpd' % vid).text(), old_mpd)
+        done = restarted.wait_succeeded(job['id'], timeout=180)
+        self.assertGreaterEqual(done['attempts'], 2, done)
+        out = os.path.join(restarted.data_dir, 'videos', vid)
+        self.assertEqual([f for f in os.listdir(out) if f.endswith(('.partial', '.old'))], [])
+        streams = count_frames(restarted.url('/videos/%s/cmaf/manifest.mpd' % vid))
+        self.assertEqual([int(x['nb_read_frames']) for x in streams if x['codec_type'] == 'video'], [250])
+
+    def test_delete_a_video_while_its_profile_runs(self):
+        s = self.server
+        up = s.upload_ok('medium', fields={'ladder': '240p'})
+        vid = up['video']['id']
+        s.wait_job(up['jobs'][0]['id'], ('running',) + TERMINAL, 60, 0.05)
+        r = s.request('DELETE', '/api/v1/videos/' + vid)
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertEqual(s.get('/api/v1/videos/' + vid).status, 404)
+        self.assertFalse(os.path.exists(os.path.join(s.data_dir, 'videos', vid)))
+        for j in up['jobs']:
+            self.assertEqual(s.get('/api/v1/jobs/' + j['id']).status, 404)
 
 
 @need_binary
