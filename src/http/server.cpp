@@ -687,7 +687,12 @@ JsonNode *Server::Impl::video_json(const store::Video &v) {
         roles.emplace("hls", base + "master.m3u8");
       }
     } else if (kind == "cmaf") {
-      if (fs::exists(fs::join(out, "master.m3u8"))) {
+      if (auto dir = scheduler.live_dir(v.id, p); dir && fs::exists(fs::join(*dir, "master.m3u8"))) {
+        // Running, with no finished package yet: HLS (EVENT) while it is written; DASH once done.
+        json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
+        roles.emplace("hls", base + "master.m3u8");
+        live = live || roles["hls"] == base + "master.m3u8";
+      } else if (fs::exists(fs::join(out, "master.m3u8"))) {
         json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
         roles.emplace("hls", base + "master.m3u8");
       }
@@ -1098,6 +1103,7 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
           auto pl = media::parse_media_playlist(fs::read_file(fs::join(*live, f)));
           for (const auto &s : pl.segments)
             listed = listed || s.uri == rel;
+          listed = listed || (!pl.map_uri.empty() && pl.map_uri == rel); // a CMAF init segment
         } catch (const Error &) {
         }
         if (listed)
@@ -1142,7 +1148,8 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
       if (stat(scheduler.layout().output_dir(video_id, folder).c_str(), &dir_st) == 0) {
         char buf[64];
         std::snprintf(buf, sizeof buf, "%llx%llx%lx", static_cast<unsigned long long>(dir_st.st_ino),
-                      static_cast<unsigned long long>(dir_st.st_mtim.tv_sec), static_cast<long>(dir_st.st_mtim.tv_nsec));
+                      static_cast<unsigned long long>(dir_st.st_mtim.tv_sec),
+                      static_cast<long>(dir_st.st_mtim.tv_nsec));
         version = buf;
       }
       if (entry && pl_cache.first != entry->etag + version) {

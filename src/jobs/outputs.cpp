@@ -258,6 +258,105 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
   return res;
 }
 
+struct CmafLive::Track {
+  std::string name;
+  bool video = false;
+  int bitrate_kbps = 0; // nominal, for the interim master
+  media::GrowingMp4 file;
+  std::size_t written = 0;
+  std::optional<std::uint64_t> shift;
+  Track(std::string n, bool v, int kbps, const std::string &path)
+      : name(std::move(n)), video(v), bitrate_kbps(kbps), file(path) {}
+};
+
+CmafLive::CmafLive(const TranscodePlan &plan, std::string dir) : plan_(plan), dir_(std::move(dir)) {
+  int audio_kbps = 128;
+  if (auto it = plan.values.find("audio_bitrate"); it != plan.values.end())
+    audio_kbps = std::atoi(it->second.c_str());
+  if (plan.render.has_video)
+    for (const auto &r : plan.render.renditions)
+      tracks_.push_back(std::make_unique<Track>(r.name, true, r.bitrate_kbps, fs::join(dir_, r.name + ".mp4")));
+  if (plan.render.has_audio)
+    tracks_.push_back(std::make_unique<Track>("audio", false, audio_kbps, fs::join(dir_, "audio.mp4")));
+}
+
+CmafLive::~CmafLive() = default;
+
+bool CmafLive::update(const std::map<std::string, std::int64_t> &track_starts) {
+  // The tracks are placed against each other (see finalize_cmaf): wait until every one has begun.
+  std::optional<std::int64_t> earliest;
+  for (const auto &t : tracks_) {
+    auto it = track_starts.find(t->name + ".mp4");
+    if (it == track_starts.end())
+      return master_;
+    earliest = earliest ? std::min(*earliest, it->second) : it->second;
+  }
+  if (!earliest)
+    return master_;
+  bool all_have_segments = true;
+  for (auto &t : tracks_) {
+    auto &mp4 = t->file.mp4();
+    std::size_t before = mp4.fragments.size();
+    if (t->file.update() > 0 && t->file.has_header()) {
+      if (!t->shift) {
+        std::int64_t late = track_starts.at(t->name + ".mp4") - *earliest;
+        t->shift = static_cast<std::uint64_t>(std::llround(late / 1e9 * mp4.track.timescale));
+      }
+      for (std::size_t i = before; i < mp4.fragments.size(); ++i)
+        mp4.fragments[i].decode_time += *t->shift;
+      media::split_fragmented_mp4(mp4, fs::join(dir_, t->name), t->written);
+      t->written = mp4.fragments.size();
+      media::MediaPlaylist pl;
+      pl.map_uri = t->name + "/init.mp4";
+      for (std::size_t i = 0; i < mp4.fragments.size(); ++i)
+        pl.segments.push_back({t->name + "/" + media::segment_name(i + 1), mp4.seconds(mp4.fragments[i].duration), -1});
+      fs::write_atomic(fs::join(dir_, t->name + ".m3u8"), media::write_media_playlist(pl, "EVENT"));
+    }
+    all_have_segments = all_have_segments && t->written > 0;
+  }
+  if (!master_ && all_have_segments) {
+    std::vector<media::Variant> variants;
+    std::vector<media::MediaRendition> media;
+    const Track *audio = nullptr;
+    for (const auto &t : tracks_)
+      if (!t->video)
+        audio = t.get();
+    for (const auto &t : tracks_) {
+      if (!t->video)
+        continue;
+      auto &track = t->file.mp4().track;
+      media::Variant v;
+      v.uri = t->name + ".m3u8";
+      v.bandwidth = static_cast<std::int64_t>(t->bitrate_kbps + (audio ? audio->bitrate_kbps : 0)) * 1000;
+      v.width = track.width;
+      v.height = track.height;
+      v.frame_rate = plan_.render.framerate;
+      v.codecs = track.codecs + (audio ? "," + audio->file.mp4().track.codecs : "");
+      v.audio_group = audio ? "audio" : "";
+      variants.push_back(v);
+    }
+    if (audio) {
+      if (variants.empty()) {
+        media::Variant v;
+        v.uri = "audio.m3u8";
+        v.bandwidth = static_cast<std::int64_t>(audio->bitrate_kbps) * 1000;
+        v.codecs = audio->file.mp4().track.codecs;
+        variants.push_back(v);
+      } else {
+        media::MediaRendition m;
+        m.group_id = "audio";
+        m.name = "Audio";
+        m.uri = "audio.m3u8";
+        m.channels = audio->file.mp4().track.channels;
+        media.push_back(m);
+      }
+    }
+    fs::write_atomic(fs::join(dir_, "master.m3u8"), media::write_master_playlist(variants, media, 7));
+    master_ = true;
+  }
+  return master_;
+}
+
 TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &dir) {
   TranscodeResult res;
   res.out = dir;

@@ -5,6 +5,8 @@
 
 #include "jobs/transcode.h"
 
+#include <memory>
+
 namespace sluice::jobs {
 
 // Dispatches on the description's output kind (hls, cmaf, poster, storyboard, preview).
@@ -16,6 +18,24 @@ TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &di
 // later (audio after video, say) is moved back by the difference, so that A/V sync survives.
 TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
                               const std::map<std::string, std::int64_t> &track_starts = {});
+// A CMAF job's output while it runs: the fragments each muxer has completed are split as they come,
+// with EVENT media playlists, and a master playlist once every track has a segment (nominal
+// bandwidths; the finished package measures them). The finishing step later keeps those files.
+class CmafLive {
+public:
+  CmafLive(const TranscodePlan &plan, std::string dir);
+  ~CmafLive();
+  // Reads what the muxers wrote since the last call; true once master.m3u8 exists. Throws sluice::Error.
+  bool update(const std::map<std::string, std::int64_t> &track_starts);
+
+private:
+  struct Track;
+  const TranscodePlan &plan_;
+  std::string dir_;
+  std::vector<std::unique_ptr<Track>> tracks_;
+  bool master_ = false;
+};
+
 TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &dir);
 TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string &dir);
 TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &dir);

@@ -329,12 +329,38 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
   }
 }
 
+void Scheduler::announce_playable(const Active &a) {
+  // Tell pages and players that the video can be watched now, while it is still being transcoded.
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "id", a.job.video_id.c_str());
+  json_object_set_string_member(o, "action", "playable");
+  json_object_set_string_member(o, "job", a.job.id.c_str());
+  json_object_set_string_member(o, "hls",
+                                ("/videos/" + a.job.video_id + "/" + a.job.pipeline + "/master.m3u8").c_str());
+  json::Node n(json::object_node(o));
+  // A video event: streams filtered to the video get it, streams filtered to a job do not.
+  events_.publish("video", "", a.job.video_id, json::to_string(n.get(), false));
+}
+
 void Scheduler::write_live_master(Active &a) {
   // The master of a running job appears once every media playlist it lists exists (each has its
   // first segment): a player that finds the master never meets a 404 for a rendition.
-  if (a.master_written || !a.transcode || a.transcode->finishing() || a.transcode->plan().description.output != "hls")
+  if (a.master_written || !a.transcode || a.transcode->finishing())
     return;
   const auto &plan = a.transcode->plan();
+  if (plan.description.output == "cmaf") {
+    // The transcode splits what is complete and writes the master itself; not while a finished
+    // package is still what is served (see live_dir()).
+    if (fs::exists(fs::join(a.out, "master.m3u8")))
+      return;
+    if (a.transcode->update_live()) {
+      a.master_written = true;
+      announce_playable(a);
+    }
+    return;
+  }
+  if (plan.description.output != "hls")
+    return;
   std::vector<std::string> names;
   if (plan.render.has_video)
     for (const auto &r : plan.render.renditions)
@@ -347,16 +373,7 @@ void Scheduler::write_live_master(Active &a) {
   try {
     fs::write_atomic(fs::join(a.work, "master.m3u8"), interim_master(plan));
     a.master_written = true;
-    // Tell pages and players that the video can be watched now, while it is still being transcoded.
-    JsonObject *o = json_object_new();
-    json_object_set_string_member(o, "id", a.job.video_id.c_str());
-    json_object_set_string_member(o, "action", "playable");
-    json_object_set_string_member(o, "job", a.job.id.c_str());
-    json_object_set_string_member(o, "hls",
-                                  ("/videos/" + a.job.video_id + "/" + a.job.pipeline + "/master.m3u8").c_str());
-    json::Node n(json::object_node(o));
-    // A video event: streams filtered to the video get it, streams filtered to a job do not.
-    events_.publish("video", "", a.job.video_id, json::to_string(n.get(), false));
+    announce_playable(a);
   } catch (const Error &e) {
     GST_WARNING("cannot write the live master playlist of job %s: %s", a.job.id.c_str(), e.what());
   }
@@ -614,9 +631,13 @@ void Scheduler::stop_video(const std::string &video_id, std::function<void()> do
 std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) {
   for (auto &[id, a] : active_)
     if (a->job.video_id == video_id && a->job.pipeline == pipeline && a->transcode) {
-      // Only hlssink2's output can be watched while it is written. Other outputs are shown once
-      // finished; until then, the previous package (if any) stays served.
-      if (a->transcode->plan().description.output != "hls")
+      // hls and cmaf outputs can be watched while they are written; others are shown once finished.
+      // A cmaf job that replaces a finished package leaves that one served (HLS and DASH) until the new
+      // one is done.
+      const std::string &kind = a->transcode->plan().description.output;
+      if (kind != "hls" && kind != "cmaf")
+        return std::nullopt;
+      if (kind == "cmaf" && fs::exists(fs::join(a->out, "master.m3u8")))
         return std::nullopt;
       // Being finished: served from the working folder until it is renamed into place.
       if (a->transcode->finishing() && !fs::exists(a->work))

@@ -91,6 +91,7 @@ private:
   void planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err);
   void finished(const std::string &job_id, std::optional<Error> err, const TranscodeResult &res);
   void write_live_master(Active &a);
+  void announce_playable(const Active &a);
   void stopped(const std::string &job_id);
   void recover();
 

@@ -225,6 +225,27 @@ Transcode::~Transcode() {
   *alive_ = false;
 }
 
+bool Transcode::update_live() {
+  const std::string &kind = plan_.description.output;
+  if (kind == "hls")
+    return fs::exists(fs::join(work_, "master.m3u8"));
+  if (kind != "cmaf" || finishing_ || !runner_)
+    return live_master_;
+  std::int64_t now = g_get_monotonic_time();
+  if (now - live_checked_us_ < 200000)
+    return live_master_;
+  live_checked_us_ = now;
+  try {
+    if (!live_)
+      live_ = std::make_unique<CmafLive>(plan_, work_);
+    live_master_ = live_->update(runner_->track_starts());
+  } catch (const Error &e) {
+    // The finishing step reads the files again and reports what is wrong with them.
+    GST_WARNING("live CMAF output of %s: %s", work_.c_str(), e.what());
+  }
+  return live_master_;
+}
+
 void Transcode::done(std::optional<Error> err) {
   if (err) {
     report(std::move(err), {});
@@ -233,6 +254,7 @@ void Transcode::done(std::optional<Error> err) {
   // Off the main loop; the result comes back through it. The thread works on copies, so that the
   // Transcode may go away meanwhile (its callback is then not called).
   finishing_ = true;
+  live_.reset();
   auto alive = alive_;
   auto starts = runner_ ? runner_->track_starts() : std::map<std::string, std::int64_t>{};
   std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts] {

@@ -70,6 +70,8 @@ struct TranscodeResult {
 // shorter than the probed input.
 TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir);
 
+class CmafLive;
+
 // Runs a plan into a private working folder next to `out` and publishes it atomically on success;
 // on failure or cancel nothing is left behind.
 class Transcode {
@@ -86,6 +88,9 @@ public:
   const TranscodePlan &plan() const { return plan_; }
   // The pipeline has ended and its output is being finished (split, indexed, published).
   bool finishing() const { return finishing_; }
+  // Whether the output can be watched while it is written (hls, cmaf), and makes it so for a CMAF
+  // output (splits what is complete; at most every 200 ms). True once the master playlist exists.
+  bool update_live();
 
 private:
   void done(std::optional<Error> err);
@@ -96,6 +101,9 @@ private:
   std::unique_ptr<Runner> runner_;
   DoneFn on_done_;
   bool finishing_ = false;
+  std::unique_ptr<CmafLive> live_;
+  std::int64_t live_checked_us_ = 0;
+  bool live_master_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <functional>
 #include <optional>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace sluice::media {
@@ -328,25 +329,37 @@ void parse_moof(const std::uint8_t *p, std::size_t n, std::uint64_t body_offset,
 }
 
 // Walks the top-level boxes: `read(offset, size)` returns those bytes.
-FragmentedMp4 walk(std::uint64_t file_size, const std::function<std::string(std::uint64_t, std::size_t)> &read) {
-  FragmentedMp4 mp4;
-  TrackDefaults defaults;
-  std::uint64_t off = 0;
+using ReadFn = std::function<std::string(std::uint64_t, std::size_t)>;
+
+// Walks the top-level boxes from `off` (updated) to file_size: `read(offset, size)` returns those bytes.
+// growing: the file is still being written; an incomplete last box (or a moof whose mdat is not
+// complete yet) ends the walk quietly, and `off` stays where the next walk resumes.
+void walk_from(FragmentedMp4 &mp4, TrackDefaults &defaults, std::uint64_t &off, std::uint64_t file_size,
+               const ReadFn &read, bool growing) {
   std::optional<Mp4Fragment> pending; // a moof waiting for its mdat
   while (off < file_size) {
-    if (file_size - off < 8)
+    if (file_size - off < 8) {
+      if (growing)
+        break;
       throw Error(ErrorCode::Invalid, "MP4: trailing bytes after the last box");
+    }
     std::string head = read(off, static_cast<std::size_t>(std::min<std::uint64_t>(16, file_size - off)));
     Reader r(reinterpret_cast<const std::uint8_t *>(head.data()), head.size(), "box header");
     std::uint64_t size = r.u32();
     std::string type = head.substr(4, 4);
     std::uint64_t header = 8;
     if (size == 1) {
+      if (head.size() < 16)
+        break;
       size = r.u64();
       header = 16;
     } else if (size == 0) {
+      if (growing)
+        break; // "up to the end of the file": not known yet
       size = file_size - off;
     }
+    if (growing && size >= header && size > file_size - off)
+      break;
     if (size < header || size > file_size - off)
       throw Error(ErrorCode::Invalid, "MP4: top-level box '" + type + "' at " + std::to_string(off) +
                                           " has a bad size (the file may be cut short)");
@@ -385,8 +398,18 @@ FragmentedMp4 walk(std::uint64_t file_size, const std::function<std::string(std:
     }
     off += size;
   }
-  if (pending)
-    throw Error(ErrorCode::Invalid, "MP4: the last fragment has no media data (the file is cut short)");
+  if (pending) {
+    if (!growing)
+      throw Error(ErrorCode::Invalid, "MP4: the last fragment has no media data (the file is cut short)");
+    off = pending->offset; // read again, with its mdat, next time
+  }
+}
+
+FragmentedMp4 walk(std::uint64_t file_size, const ReadFn &read) {
+  FragmentedMp4 mp4;
+  TrackDefaults defaults;
+  std::uint64_t off = 0;
+  walk_from(mp4, defaults, off, file_size, read, false);
   if (!mp4.ftyp_size || !mp4.moov_size)
     throw Error(ErrorCode::Invalid, "MP4: no ftyp or moov box");
   if (mp4.fragments.empty())
@@ -460,6 +483,90 @@ FragmentedMp4 parse_fragmented_mp4(const std::string &bytes) {
   return walk(bytes.size(), [&](std::uint64_t off, std::size_t n) { return bytes.substr(off, n); });
 }
 
+struct GrowingMp4::State {
+  Fd file;
+  TrackDefaults defaults;
+  std::uint64_t off = 0;
+  std::uint64_t seen_size = 0;
+};
+
+GrowingMp4::GrowingMp4(std::string path) : state_(std::make_unique<State>()) {
+  mp4_.path = std::move(path);
+}
+
+GrowingMp4::~GrowingMp4() = default;
+
+std::size_t GrowingMp4::update() {
+  if (state_->file.fd < 0) {
+    state_->file.fd = open(mp4_.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (state_->file.fd < 0)
+      return 0; // not created yet
+  }
+  struct stat st;
+  if (fstat(state_->file.fd, &st) != 0)
+    throw Error(ErrorCode::Io, "cannot read " + mp4_.path + ": " + g_strerror(errno));
+  auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size == state_->seen_size)
+    return 0;
+  state_->seen_size = size;
+  std::size_t before = mp4_.fragments.size();
+  int fd = state_->file.fd;
+  walk_from(
+      mp4_, state_->defaults, state_->off, size,
+      [&](std::uint64_t off, std::size_t n) { return pread_all(fd, off, n, mp4_.path); }, true);
+  return mp4_.fragments.size() - before;
+}
+
+bool GrowingMp4::has_header() const {
+  return mp4_.ftyp_size && mp4_.moov_size;
+}
+
+std::string mp4_unplayable_reason(const std::string &path) {
+  Fd f;
+  f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0)
+    return "";
+  struct stat st;
+  if (fstat(f.fd, &st) != 0 || st.st_size < 16)
+    return "";
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  std::uint64_t off = 0;
+  bool first = true;
+  for (int boxes = 0; off + 8 <= size && boxes < 100000; ++boxes) {
+    std::uint8_t h[16] = {};
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(16, size - off));
+    if (pread(f.fd, h, n, static_cast<off_t>(off)) != static_cast<ssize_t>(n))
+      return "";
+    std::string type(reinterpret_cast<const char *>(h + 4), 4);
+    if (first && type != "ftyp")
+      return ""; // not ISO-BMFF: the probe decides
+    first = false;
+    if (type == "moov" || type == "moof")
+      return "";
+    std::uint64_t box = (std::uint64_t(h[0]) << 24) | (h[1] << 16) | (h[2] << 8) | h[3];
+    if (box == 1 && n == 16) {
+      box = 0;
+      for (int i = 8; i < 16; ++i)
+        box = (box << 8) | h[i];
+    } else if (box == 0) {
+      box = size - off;
+    }
+    if (box < 8)
+      return "its box '" + type + "' at byte " + std::to_string(off) + " is damaged";
+    if (box > size - off) {
+      char msg[200];
+      std::snprintf(msg, sizeof msg,
+                    "it is cut short: its '%s' box needs %llu bytes from byte %llu, the file ends at %llu, and the "
+                    "movie header (moov) never came",
+                    type.c_str(), static_cast<unsigned long long>(box), static_cast<unsigned long long>(off),
+                    static_cast<unsigned long long>(size));
+      return msg;
+    }
+    off += box;
+  }
+  return "it has no movie header (moov): the recording was never finished";
+}
+
 std::string segment_name(std::size_t number) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "seg_%05zu.m4s", number);
@@ -486,7 +593,7 @@ void write_file(const std::string &path, const std::string &data) {
 
 } // namespace
 
-void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
+void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir, std::size_t from) {
   Fd in;
   in.fd = open(mp4.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in.fd < 0)
@@ -494,11 +601,17 @@ void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
   fs::make_dirs(dir);
   if (mp4.moov_size > (64u << 20))
     throw Error(ErrorCode::Invalid, "MP4: moov box too large");
-  write_file(fs::join(dir, "init.mp4"),
-             pread_all(in.fd, mp4.ftyp_offset, static_cast<std::size_t>(mp4.ftyp_size), mp4.path) +
-                 pread_all(in.fd, mp4.moov_offset, static_cast<std::size_t>(mp4.moov_size), mp4.path));
-  for (std::size_t i = 0; i < mp4.fragments.size(); ++i) {
+  // Files already there from the live split have the same bytes: they are left alone, so that a player
+  // that is fetching one never sees it rewritten.
+  std::string init = fs::join(dir, "init.mp4");
+  if (fs::file_size(init) != static_cast<std::int64_t>(mp4.ftyp_size + mp4.moov_size))
+    write_file(init, pread_all(in.fd, mp4.ftyp_offset, static_cast<std::size_t>(mp4.ftyp_size), mp4.path) +
+                         pread_all(in.fd, mp4.moov_offset, static_cast<std::size_t>(mp4.moov_size), mp4.path));
+  for (std::size_t i = from; i < mp4.fragments.size(); ++i) {
     const auto &f = mp4.fragments[i];
+    std::string path = fs::join(dir, segment_name(i + 1));
+    if (fs::file_size(path) == static_cast<std::int64_t>(f.size))
+      continue;
     if (f.size > (512ULL << 20))
       throw Error(ErrorCode::Invalid, "MP4: a fragment larger than 512 MiB");
     std::string data = pread_all(in.fd, f.offset, static_cast<std::size_t>(f.size), mp4.path);
@@ -509,7 +622,7 @@ void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir) {
       for (int b = 0; b < f.tfdt_value_size; ++b)
         data[at + b] = static_cast<char>((f.decode_time >> (8 * (f.tfdt_value_size - 1 - b))) & 0xff);
     }
-    write_file(fs::join(dir, segment_name(i + 1)), data);
+    write_file(path, data);
   }
 }
 

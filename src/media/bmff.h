@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,9 +59,34 @@ struct FragmentedMp4 {
 FragmentedMp4 read_fragmented_mp4(const std::string &path);
 FragmentedMp4 parse_fragmented_mp4(const std::string &bytes); // the same, from memory
 
-// Writes `dir`/init.mp4 (ftyp + moov) and `dir`/seg_00001.m4s, ... (one per fragment, with the
-// fragment's decode_time in its tfdt).
-void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir);
+// For an ISO-BMFF file (one that starts with ftyp): why it cannot be played at all, when it has no movie
+// header (moov) and no fragment: it was cut short or never finished. "" otherwise, and for other files.
+// Reads only top-level box headers.
+std::string mp4_unplayable_reason(const std::string &path);
+
+// Follows a fragmented MP4 while a muxer writes it: each update() reads the boxes completed since the
+// last one (a fragment counts once its mdat is whole).
+class GrowingMp4 {
+public:
+  explicit GrowingMp4(std::string path);
+  ~GrowingMp4();
+  GrowingMp4(const GrowingMp4 &) = delete;
+  GrowingMp4 &operator=(const GrowingMp4 &) = delete;
+  // Returns how many fragments were added (0 while the file does not exist). Throws sluice::Error.
+  std::size_t update();
+  bool has_header() const; // ftyp and moov are read
+  FragmentedMp4 &mp4() { return mp4_; }
+  const FragmentedMp4 &mp4() const { return mp4_; }
+
+private:
+  struct State;
+  FragmentedMp4 mp4_;
+  std::unique_ptr<State> state_;
+};
+
+// Writes `dir`/init.mp4 (ftyp + moov) and `dir`/seg_00001.m4s, ... (one per fragment from `from`, with
+// the fragment's decode_time in its tfdt). Files already there with the right size are kept.
+void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir, std::size_t from = 0);
 
 // The name of media segment `number` (from 1): "seg_00001.m4s".
 std::string segment_name(std::size_t number);

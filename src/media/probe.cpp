@@ -2,14 +2,16 @@
 // GstDiscoverer-based probe with clear errors for files that are not media.
 #include "media/probe.h"
 
+#include "media/bmff.h"
+
 #include "core/error.h"
 #include "core/fs.h"
 
 #include <gst/pbutils/pbutils.h>
 
 #include <cmath>
-#include <numeric>
 #include <mutex>
+#include <numeric>
 
 GST_DEBUG_CATEGORY_STATIC(sluice_probe_debug);
 #define GST_CAT_DEFAULT sluice_probe_debug
@@ -35,7 +37,8 @@ std::string caps_name(GstCaps *caps) {
 
 std::int64_t tag_bitrate(const GstTagList *tags) {
   guint br = 0;
-  if (tags && (gst_tag_list_get_uint(tags, GST_TAG_BITRATE, &br) || gst_tag_list_get_uint(tags, GST_TAG_NOMINAL_BITRATE, &br)))
+  if (tags &&
+      (gst_tag_list_get_uint(tags, GST_TAG_BITRATE, &br) || gst_tag_list_get_uint(tags, GST_TAG_NOMINAL_BITRATE, &br)))
     return br;
   return 0;
 }
@@ -71,6 +74,10 @@ ProbeResult probe(const std::string &path, int timeout_s) {
   r.size = fs::file_size(r.path);
   if (r.size == 0)
     throw Error(ErrorCode::NotMedia, path + " is empty");
+  // An MP4 without its movie header cannot be played at all; said at once (GstDiscoverer sometimes
+  // waits for its whole timeout on such a file).
+  if (std::string why = mp4_unplayable_reason(r.path); !why.empty())
+    throw Error(ErrorCode::NotMedia, path + " is not a media file sluice can read: " + why);
 
   GError *err = nullptr;
   gchar *uri = gst_filename_to_uri(r.path.c_str(), &err);
@@ -103,7 +110,8 @@ ProbeResult probe(const std::string &path, int timeout_s) {
       if (const gchar **details = gst_discoverer_info_get_missing_elements_installer_details(info))
         for (const gchar **d = details; *d; d++)
           missing += std::string(missing.empty() ? "" : ", ") + *d;
-    fail("a GStreamer plugin is missing" + (missing.empty() ? reason.empty() ? "" : " (" + reason + ")" : " (" + missing + ")"));
+    fail("a GStreamer plugin is missing" +
+         (missing.empty() ? reason.empty() ? "" : " (" + reason + ")" : " (" + missing + ")"));
     break;
   }
   case GST_DISCOVERER_ERROR:

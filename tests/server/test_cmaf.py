@@ -557,6 +557,66 @@ class CmafJobs(ServerTestCase):
 
 @need_binary
 @need_ffmpeg
+class CmafLive(ServerTestCase):
+    """A CMAF job can be watched while it runs: EVENT playlists over the fragments already complete."""
+
+    CONFIG = {'uploads': {'auto-transcode': False}, 'jobs': {'concurrent': 1}}
+
+    def test_event_playlists_while_the_job_runs_then_the_same_files_as_vod(self):
+        s = self.server
+        vid = s.upload_ok('long', title='live cmaf')['video']['id']
+        job = s.running_job(vid, pipeline='cmaf', ladder='240p', params={'segment_seconds': 1, 'preset': 'veryslow'})
+        base = '/videos/%s/cmaf/' % vid
+
+        def playable():
+            v = s.video(vid)
+            return v if v['playback'].get('hls') == base + 'master.m3u8' and v['playback']['live'] else None
+        v = wait_until(playable, 60, 0.1, 'playback.hls of the running CMAF job')
+        self.assertNotIn('dash', v['playback'], 'the MPD comes with the finished package')
+        self.assertEqual(s.job(job['id'])['state'], 'running')
+        master = s.get(base + 'master.m3u8').text()
+        self.assertIn('#EXT-X-VERSION:7', master)
+        self.assertRegex(master, r'CODECS="avc1\.[0-9a-f]{6},mp4a\.40\.2",AUDIO="audio"')
+        event = {}
+        for name in ('240p', 'audio'):
+            r = s.get(base + name + '.m3u8')
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertIn('no-cache', r.header('Cache-Control', ''))
+            text = r.text()
+            self.assertIn('#EXT-X-PLAYLIST-TYPE:EVENT', text)
+            self.assertNotIn('#EXT-X-ENDLIST', text)
+            self.assertIn('#EXT-X-MAP:URI="%s/init.mp4"' % name, text)
+            uris = [ln for ln in text.splitlines() if ln and not ln.startswith('#')]
+            self.assertGreater(len(uris), 0)
+            self.assertEqual(s.get(base + name + '/init.mp4').status, 200)
+            for u in uris:
+                seg = s.get(base + u)
+                self.assertEqual(seg.status, 200, seg.describe())
+                self.assertEqual(seg.body[4:8], b'moof')
+            event[name] = (uris, s.get(base + uris[0]).body)
+            # Only what is listed: not the next segment, not the track the muxer is writing.
+            nxt = '%s/seg_%05d.m4s' % (name, len(uris) + 1)
+            r = s.get(base + nxt)
+            if r.status == 200:  # it may have been completed meanwhile: then it is listed now
+                now = s.get(base + name + '.m3u8').text()
+                self.assertIn(nxt, now.splitlines(), 'served before it was listed: ' + nxt)
+            else:
+                self.assertEqual(r.status, 404, r.describe())
+            self.assertEqual(s.get(base + name + '.mp4').status, 404)
+        self.assertEqual(s.get(base + 'manifest.mpd').status, 404)
+        s.wait_succeeded(job['id'], timeout=180)
+        for name, (uris, first) in event.items():
+            text = s.get(base + name + '.m3u8').text()
+            self.assertIn('#EXT-X-PLAYLIST-TYPE:VOD', text)
+            final = [strip_query(ln) for ln in text.splitlines() if ln and not ln.startswith('#')]
+            self.assertEqual(final[:len(uris)], uris, 'the EVENT list is the start of the VOD list')
+            self.assertEqual(s.get(base + uris[0]).body, first, 'a segment served live is the finished one')
+        self.assertEqual(s.get(base + 'manifest.mpd').status, 200)
+        self.assertFalse(s.video(vid)['playback']['live'])
+
+
+@need_binary
+@need_ffmpeg
 class CmafOddInputs(unittest.TestCase):
     """The odd inputs of the engine tests, through CMAF with `sluice transcode --pipeline cmaf`."""
 

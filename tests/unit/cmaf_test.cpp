@@ -232,6 +232,26 @@ TEST(Bmff, DamagedFilesAreErrorsNotCrashes) {
   EXPECT_GT(refused, 0);
 }
 
+TEST(Bmff, TellsAnMp4ThatCannotPlayAtAll) {
+  TempDir tmp;
+  const std::string file = video_file();
+  fs::write_atomic(tmp.file("whole.mp4"), file);
+  EXPECT_EQ(mp4_unplayable_reason(tmp.file("whole.mp4")), "");
+  // moov at the end (the usual MP4 of a camera or ffmpeg), cut in the middle of the mdat
+  const std::string moov_last =
+      kFtyp + box("mdat", std::string(5000, 'x')) + moov("vide", 3000, avc1_entry(2, 2, 0x64, 0, 0x1f));
+  fs::write_atomic(tmp.file("half.mp4"), moov_last.substr(0, 2000));
+  EXPECT_TRUE(contains(mp4_unplayable_reason(tmp.file("half.mp4")), "cut short"))
+      << mp4_unplayable_reason(tmp.file("half.mp4"));
+  fs::write_atomic(tmp.file("unfinished.mp4"), kFtyp + box("mdat", std::string(500, 'x')));
+  EXPECT_TRUE(contains(mp4_unplayable_reason(tmp.file("unfinished.mp4")), "never finished"));
+  fs::write_atomic(tmp.file("moov_last.mp4"), moov_last);
+  EXPECT_EQ(mp4_unplayable_reason(tmp.file("moov_last.mp4")), "");
+  fs::write_atomic(tmp.file("other.mkv"), std::string("\x1a\x45\xdf\xa3", 4) + std::string(100, '\0'));
+  EXPECT_EQ(mp4_unplayable_reason(tmp.file("other.mkv")), ""); // not ISO-BMFF: not for this check
+  EXPECT_EQ(mp4_unplayable_reason(tmp.file("missing.mp4")), "");
+}
+
 TEST(Bmff, SplitsIntoInitAndMediaSegments) {
   TempDir tmp;
   const std::string file = video_file();
