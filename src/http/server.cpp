@@ -674,29 +674,19 @@ JsonNode *Server::Impl::video_json(const store::Video &v) {
     const std::string base = "/videos/" + v.id + "/" + p + "/";
     std::string out = scheduler.layout().output_dir(v.id, p);
     JsonObject *pkg = json_object_new();
-    if (kind == "hls" || kind.empty()) {
-      if (auto dir = scheduler.live_dir(v.id, p)) {
-        // Playable once its master exists (every rendition has a first segment).
-        if (fs::exists(fs::join(*dir, "master.m3u8"))) {
-          json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
-          roles.emplace("hls", base + "master.m3u8");
-          live = live || roles["hls"] == base + "master.m3u8";
-        }
-      } else if (fs::exists(fs::join(out, "master.m3u8"))) {
+    if (kind == "hls" || kind == "cmaf" || kind.empty()) {
+      // A running job is served from its working folder (playable once its master exists: every
+      // rendition has a first segment), else the finished package. (A cmaf job that replaces a
+      // finished package has no working folder served: see Scheduler::live_dir.)
+      auto dir = scheduler.live_dir(v.id, p);
+      bool growing = dir && fs::exists(fs::join(*dir, "master.m3u8"));
+      if (growing || (!dir && fs::exists(fs::join(out, "master.m3u8")))) {
         json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
         roles.emplace("hls", base + "master.m3u8");
+        live = live || (growing && roles["hls"] == base + "master.m3u8");
       }
-    } else if (kind == "cmaf") {
-      if (auto dir = scheduler.live_dir(v.id, p); dir && fs::exists(fs::join(*dir, "master.m3u8"))) {
-        // Running, with no finished package yet: HLS (EVENT) while it is written; DASH once done.
-        json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
-        roles.emplace("hls", base + "master.m3u8");
-        live = live || roles["hls"] == base + "master.m3u8";
-      } else if (fs::exists(fs::join(out, "master.m3u8"))) {
-        json_object_set_string_member(pkg, "hls", (base + "master.m3u8").c_str());
-        roles.emplace("hls", base + "master.m3u8");
-      }
-      if (fs::exists(fs::join(out, "manifest.mpd"))) {
+      // DASH: the MPD of a finished cmaf package.
+      if (kind == "cmaf" && !dir && fs::exists(fs::join(out, "manifest.mpd"))) {
         json_object_set_string_member(pkg, "dash", (base + "manifest.mpd").c_str());
         roles.emplace("dash", base + "manifest.mpd");
       }
