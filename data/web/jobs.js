@@ -32,9 +32,14 @@ export function outputOf(job) {
   return job.output || outputs.get(job.pipeline) || (job.result && job.result.output) || job.pipeline || '';
 }
 
-/** True for a job that makes something to stream (hls, cmaf, or a pipeline the page does not know). */
+/** True for an output kind that makes something to stream (hls, cmaf, or one the page does not know). */
+export function isStreamingOutput(output) {
+  return !EXTRA_OUTPUTS.has(output);
+}
+
+/** True for a job that makes something to stream. */
 export function isStreamingJob(job) {
-  return Boolean(job) && !EXTRA_OUTPUTS.has(outputOf(job));
+  return Boolean(job) && isStreamingOutput(outputOf(job));
 }
 
 /** The newest streaming job of a video (its jobs are newest first), or null. */

@@ -2,7 +2,7 @@
 // the bytes sent, the total and the speed can be shown.
 
 import { api, uploadFile } from './api.js';
-import { loadPipelines } from './jobs.js';
+import { isStreamingOutput, loadPipelines } from './jobs.js';
 import { el, formatMB } from './util.js';
 
 const input = document.getElementById('file-input');
@@ -113,7 +113,7 @@ async function loadOptions() {
 
   if (pipelines.status === 'fulfilled' && pipelines.value && Array.isArray(pipelines.value.pipelines)) {
     // Only what makes a video playable: posters, storyboards and previews follow an upload on their own.
-    const list = pipelines.value.pipelines.filter((p) => !['poster', 'storyboard', 'preview'].includes(p.output));
+    const list = pipelines.value.pipelines.filter((p) => isStreamingOutput(p.output));
     const summaries = new Map(list.map((p) => [p.name, p.summary || '']));
     fillSelect(pipelineSelect, list.map((p) => ({ value: p.name, text: p.name, title: p.summary })),
       pipelines.value.default || (list[0] && list[0].name));

@@ -9,6 +9,7 @@
 #include "core/paths.h"
 #include "http/files.h"
 #include "http/upload.h"
+#include "jobs/outputs.h"
 #include "media/dash.h"
 #include "media/hls.h"
 #include "media/probe.h"
@@ -691,10 +692,8 @@ JsonNode *Server::Impl::video_json(const store::Video &v) {
         roles.emplace("dash", base + "manifest.mpd");
       }
     } else {
-      static const std::map<std::string, std::string> artifacts = {
-          {"poster", "poster.jpg"}, {"storyboard", "storyboard.vtt"}, {"preview", "preview.mp4"}};
-      if (auto a = artifacts.find(kind); a != artifacts.end() && fs::exists(fs::join(out, a->second)))
-        roles.emplace(kind, base + a->second);
+      if (std::string file = jobs::artifact_file(kind); !file.empty() && fs::exists(fs::join(out, file)))
+        roles.emplace(kind, base + file);
     }
     if (json_object_get_size(pkg) > 0)
       json_object_set_object_member(packages, p.c_str(), pkg);

@@ -22,19 +22,6 @@ double probed_seconds(const TranscodePlan &plan) {
   return plan.probe.duration_ns > 0 ? plan.probe.duration_ns / 1e9 : 0.0;
 }
 
-// A truncated input can end "successfully" with a short output.
-void check_length(const std::string &what, double got, double expected) {
-  double tolerance = std::max(0.5, expected * 0.02);
-  if (expected > 0 && expected - got > tolerance) {
-    char msg[256];
-    std::snprintf(msg, sizeof msg,
-                  "the output of %s lasts %.2f s but the input should give %.2f s: the input is probably truncated "
-                  "or damaged",
-                  what.c_str(), got, expected);
-    throw Error(ErrorCode::Truncated, msg);
-  }
-}
-
 int int_param(const TranscodePlan &plan, const char *name, int fallback) {
   auto it = plan.values.find(name);
   return it == plan.values.end() ? fallback : std::atoi(it->second.c_str());
@@ -50,17 +37,80 @@ struct Track {
   media::FragmentedMp4 mp4;
 };
 
-media::MediaPlaylist cmaf_playlist(const Track &t) {
+// A track's media playlist: its init segment, then its segments in order.
+media::MediaPlaylist cmaf_playlist(const std::string &name, const media::FragmentedMp4 &mp4) {
   media::MediaPlaylist pl;
-  pl.playlist_type = "VOD";
-  pl.endlist = true;
-  pl.map_uri = t.name + "/init.mp4";
-  for (std::size_t i = 0; i < t.mp4.fragments.size(); ++i) {
-    const auto &f = t.mp4.fragments[i];
-    pl.segments.push_back(
-        {t.name + "/" + media::segment_name(i + 1), t.mp4.seconds(f.duration), static_cast<std::int64_t>(f.size)});
-  }
+  pl.map_uri = name + "/init.mp4";
+  for (std::size_t i = 0; i < mp4.fragments.size(); ++i)
+    pl.segments.push_back({name + "/" + media::segment_name(i + 1), mp4.seconds(mp4.fragments[i].duration), -1});
   return pl;
+}
+
+// The earliest start of the named tracks (Runner::track_starts() keys them by file: NAME.mp4), or
+// nothing while one of them has not begun.
+std::optional<std::int64_t> earliest_start(const std::map<std::string, std::int64_t> &starts,
+                                           const std::vector<std::string> &names) {
+  std::optional<std::int64_t> earliest;
+  for (const auto &n : names) {
+    auto it = starts.find(n + ".mp4");
+    if (it == starts.end())
+      return std::nullopt;
+    earliest = earliest ? std::min(*earliest, it->second) : it->second;
+  }
+  return earliest;
+}
+
+// How far (in the track's timescale) a track began after the earliest one: mp4mux starts every
+// fragmented track at 0, and this puts it back in its place.
+std::uint64_t start_shift(const std::map<std::string, std::int64_t> &starts, const std::string &name,
+                          std::int64_t earliest, std::uint32_t timescale) {
+  std::int64_t late = starts.at(name + ".mp4") - earliest;
+  return static_cast<std::uint64_t>(std::llround(late / 1e9 * timescale));
+}
+
+// What the master playlist says of one track.
+struct MasterEntry {
+  std::string name;
+  const media::Mp4Track *track;
+  std::int64_t bandwidth, average_bandwidth; // average 0: unknown
+};
+
+// The HLS master of a CMAF package: one variant per video track, the audio as an alternative rendition
+// every variant plays with (or the only variant of an audio-only package).
+std::string cmaf_master(const std::vector<MasterEntry> &video, const std::optional<MasterEntry> &audio,
+                        double frame_rate) {
+  std::vector<media::Variant> variants;
+  std::vector<media::MediaRendition> media;
+  for (const auto &e : video) {
+    media::Variant v;
+    v.uri = e.name + ".m3u8";
+    v.bandwidth = e.bandwidth + (audio ? audio->bandwidth : 0);
+    v.average_bandwidth = e.average_bandwidth && (!audio || audio->average_bandwidth)
+                              ? e.average_bandwidth + (audio ? audio->average_bandwidth : 0)
+                              : 0;
+    v.width = e.track->width;
+    v.height = e.track->height;
+    v.frame_rate = frame_rate;
+    v.codecs = e.track->codecs + (audio ? "," + audio->track->codecs : "");
+    v.audio_group = audio ? "audio" : "";
+    variants.push_back(v);
+  }
+  if (audio && video.empty()) {
+    media::Variant v;
+    v.uri = audio->name + ".m3u8";
+    v.bandwidth = audio->bandwidth;
+    v.average_bandwidth = audio->average_bandwidth;
+    v.codecs = audio->track->codecs;
+    variants.push_back(v);
+  } else if (audio) {
+    media::MediaRendition m;
+    m.group_id = "audio";
+    m.name = "Audio";
+    m.uri = audio->name + ".m3u8";
+    m.channels = audio->track->channels;
+    media.push_back(m);
+  }
+  return media::write_master_playlist(variants, media, 7);
 }
 
 RenditionResult track_result(const Track &t, int width, int height) {
@@ -82,6 +132,16 @@ RenditionResult track_result(const Track &t, int width, int height) {
 }
 
 } // namespace
+
+std::string artifact_file(const std::string &output) {
+  if (output == "poster")
+    return "poster.jpg";
+  if (output == "storyboard")
+    return "storyboard.vtt";
+  if (output == "preview")
+    return "preview.mp4"; // (named by pipelines/preview.json)
+  return "";
+}
 
 TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,
                                 const std::map<std::string, std::int64_t> &track_starts) {
@@ -117,7 +177,7 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
     Track t{name, media::read_fragmented_mp4(path)};
     if (t.mp4.track.handler != handler)
       throw Error(ErrorCode::Pipeline, "rendition " + name + " holds a '" + t.mp4.track.handler + "' track");
-    check_length("rendition " + name, t.mp4.seconds(t.mp4.duration()), probed);
+    check_output_length("rendition " + name, t.mp4.seconds(t.mp4.duration()), probed);
     return t;
   };
   if (plan.render.has_video)
@@ -139,31 +199,20 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
   if (plan.render.has_audio)
     audio = read_track("audio", "soun");
 
+  std::vector<Track *> tracks;
+  std::vector<std::string> names;
+  for (auto &t : video)
+    tracks.push_back(&t);
+  if (audio)
+    tracks.push_back(&*audio);
+  for (auto *t : tracks)
+    names.push_back(t->name);
+
   // Put the tracks back where they began against each other (mp4mux started each at 0).
-  {
-    std::vector<Track *> all;
-    for (auto &t : video)
-      all.push_back(&t);
-    if (audio)
-      all.push_back(&*audio);
-    std::optional<std::int64_t> earliest;
-    bool known = !all.empty();
-    for (auto *t : all) {
-      auto it = track_starts.find(t->name + ".mp4");
-      if (it == track_starts.end()) {
-        known = false;
-        break;
-      }
-      earliest = earliest ? std::min(*earliest, it->second) : it->second;
-    }
-    if (known)
-      for (auto *t : all) {
-        std::int64_t late = track_starts.at(t->name + ".mp4") - *earliest;
-        auto ticks = static_cast<std::uint64_t>(std::llround(late / 1e9 * t->mp4.track.timescale));
-        if (ticks)
-          t->mp4.shift(ticks);
-      }
-  }
+  if (auto earliest = earliest_start(track_starts, names); earliest && !tracks.empty())
+    for (auto *t : tracks)
+      if (auto ticks = start_shift(track_starts, t->name, *earliest, t->mp4.track.timescale))
+        t->mp4.shift(ticks);
 
   // Renditions whose segments start at the same instants let players switch between them anywhere.
   bool aligned = true;
@@ -176,63 +225,37 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
                 static_cast<long long>(a.track.timescale) * b.track.timescale / 1000;
   }
 
-  std::vector<Track *> tracks;
-  for (auto &t : video)
-    tracks.push_back(&t);
-  if (audio)
-    tracks.push_back(&*audio);
   double longest_segment = 0;
   for (auto *t : tracks) {
     media::split_fragmented_mp4(t->mp4, fs::join(dir, t->name));
     fs::remove_all(fs::join(dir, t->name + ".mp4"));
-    fs::write_atomic(fs::join(dir, t->name + ".m3u8"), media::write_media_playlist(cmaf_playlist(*t), "VOD"));
+    fs::write_atomic(fs::join(dir, t->name + ".m3u8"),
+                     media::write_media_playlist(cmaf_playlist(t->name, t->mp4), "VOD"));
     for (const auto &f : t->mp4.fragments)
       longest_segment = std::max(longest_segment, t->mp4.seconds(f.duration));
     res.duration = std::max(res.duration, t->mp4.seconds(t->mp4.end_time()));
   }
 
   // HLS: one variant per video rendition, audio as an alternative rendition all of them use.
-  std::vector<media::Variant> variants;
-  std::vector<media::MediaRendition> media;
+  std::vector<MasterEntry> entries;
+  std::optional<MasterEntry> audio_entry;
   std::optional<RenditionResult> audio_result;
   if (audio) {
     audio_result = track_result(*audio, 0, 0);
-    media::MediaRendition m;
-    m.group_id = "audio";
-    m.name = "Audio";
-    m.uri = "audio.m3u8";
-    m.channels = audio->mp4.track.channels;
-    if (!video.empty())
-      media.push_back(m);
+    audio_entry =
+        MasterEntry{audio->name, &audio->mp4.track, audio_result->stats.peak_bps, audio_result->stats.average_bps};
   }
   for (std::size_t i = 0; i < video.size(); ++i) {
     const auto &spec = plan.render.renditions[i];
     RenditionResult rr = track_result(video[i], spec.width, spec.height);
     rr.frames = static_cast<std::int64_t>(video[i].mp4.samples());
-    media::Variant v;
-    v.uri = rr.playlist;
-    v.bandwidth = rr.stats.peak_bps + (audio_result ? audio_result->stats.peak_bps : 0);
-    v.average_bandwidth = rr.stats.average_bps + (audio_result ? audio_result->stats.average_bps : 0);
-    v.width = video[i].mp4.track.width;
-    v.height = video[i].mp4.track.height;
-    v.frame_rate = plan.render.framerate;
-    v.codecs = rr.codecs + (audio ? "," + audio->mp4.track.codecs : "");
-    v.audio_group = audio ? "audio" : "";
-    variants.push_back(v);
+    entries.push_back({video[i].name, &video[i].mp4.track, rr.stats.peak_bps, rr.stats.average_bps});
     res.renditions.push_back(rr);
-  }
-  if (video.empty() && audio_result) {
-    media::Variant v;
-    v.uri = audio_result->playlist;
-    v.bandwidth = audio_result->stats.peak_bps;
-    v.average_bandwidth = audio_result->stats.average_bps;
-    v.codecs = audio_result->codecs;
-    variants.push_back(v);
   }
   if (audio_result)
     res.renditions.push_back(*audio_result);
   res.master = "master.m3u8";
-  fs::write_atomic(fs::join(dir, res.master), media::write_master_playlist(variants, media, 7));
+  fs::write_atomic(fs::join(dir, res.master), cmaf_master(entries, audio_entry, plan.render.framerate));
 
   // DASH over the same files.
   const double min_buffer = std::max(1.0, std::ceil(longest_segment));
@@ -284,74 +307,40 @@ CmafLive::~CmafLive() = default;
 
 bool CmafLive::update(const std::map<std::string, std::int64_t> &track_starts) {
   // The tracks are placed against each other (see finalize_cmaf): wait until every one has begun.
-  std::optional<std::int64_t> earliest;
-  for (const auto &t : tracks_) {
-    auto it = track_starts.find(t->name + ".mp4");
-    if (it == track_starts.end())
-      return master_;
-    earliest = earliest ? std::min(*earliest, it->second) : it->second;
-  }
-  if (!earliest)
+  std::vector<std::string> names;
+  for (const auto &t : tracks_)
+    names.push_back(t->name);
+  auto earliest = earliest_start(track_starts, names);
+  if (!earliest || tracks_.empty())
     return master_;
   bool all_have_segments = true;
   for (auto &t : tracks_) {
     auto &mp4 = t->file.mp4();
     std::size_t before = mp4.fragments.size();
     if (t->file.update() > 0 && t->file.has_header()) {
-      if (!t->shift) {
-        std::int64_t late = track_starts.at(t->name + ".mp4") - *earliest;
-        t->shift = static_cast<std::uint64_t>(std::llround(late / 1e9 * mp4.track.timescale));
-      }
+      if (!t->shift)
+        t->shift = start_shift(track_starts, t->name, *earliest, mp4.track.timescale);
       for (std::size_t i = before; i < mp4.fragments.size(); ++i)
         mp4.fragments[i].decode_time += *t->shift;
       media::split_fragmented_mp4(mp4, fs::join(dir_, t->name), t->written);
       t->written = mp4.fragments.size();
-      media::MediaPlaylist pl;
-      pl.map_uri = t->name + "/init.mp4";
-      for (std::size_t i = 0; i < mp4.fragments.size(); ++i)
-        pl.segments.push_back({t->name + "/" + media::segment_name(i + 1), mp4.seconds(mp4.fragments[i].duration), -1});
-      fs::write_atomic(fs::join(dir_, t->name + ".m3u8"), media::write_media_playlist(pl, "EVENT"));
+      fs::write_atomic(fs::join(dir_, t->name + ".m3u8"),
+                       media::write_media_playlist(cmaf_playlist(t->name, mp4), "EVENT"));
     }
     all_have_segments = all_have_segments && t->written > 0;
   }
   if (!master_ && all_have_segments) {
-    std::vector<media::Variant> variants;
-    std::vector<media::MediaRendition> media;
-    const Track *audio = nullptr;
-    for (const auto &t : tracks_)
-      if (!t->video)
-        audio = t.get();
+    // Nominal bandwidths: the finished package measures them.
+    std::vector<MasterEntry> video;
+    std::optional<MasterEntry> audio;
     for (const auto &t : tracks_) {
-      if (!t->video)
-        continue;
-      auto &track = t->file.mp4().track;
-      media::Variant v;
-      v.uri = t->name + ".m3u8";
-      v.bandwidth = static_cast<std::int64_t>(t->bitrate_kbps + (audio ? audio->bitrate_kbps : 0)) * 1000;
-      v.width = track.width;
-      v.height = track.height;
-      v.frame_rate = plan_.render.framerate;
-      v.codecs = track.codecs + (audio ? "," + audio->file.mp4().track.codecs : "");
-      v.audio_group = audio ? "audio" : "";
-      variants.push_back(v);
+      MasterEntry e{t->name, &t->file.mp4().track, static_cast<std::int64_t>(t->bitrate_kbps) * 1000, 0};
+      if (t->video)
+        video.push_back(e);
+      else
+        audio = e;
     }
-    if (audio) {
-      if (variants.empty()) {
-        media::Variant v;
-        v.uri = "audio.m3u8";
-        v.bandwidth = static_cast<std::int64_t>(audio->bitrate_kbps) * 1000;
-        v.codecs = audio->file.mp4().track.codecs;
-        variants.push_back(v);
-      } else {
-        media::MediaRendition m;
-        m.group_id = "audio";
-        m.name = "Audio";
-        m.uri = "audio.m3u8";
-        m.channels = audio->file.mp4().track.channels;
-        media.push_back(m);
-      }
-    }
-    fs::write_atomic(fs::join(dir_, "master.m3u8"), media::write_master_playlist(variants, media, 7));
+    fs::write_atomic(fs::join(dir_, "master.m3u8"), cmaf_master(video, audio, plan_.render.framerate));
     master_ = true;
   }
   return master_;
@@ -379,7 +368,7 @@ TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &di
   }
   if (best_size <= 0)
     throw Error(ErrorCode::Pipeline, "the poster candidates are empty");
-  if (rename(fs::join(dir, candidates[best]).c_str(), fs::join(dir, "poster.jpg").c_str()) != 0)
+  if (rename(fs::join(dir, candidates[best]).c_str(), fs::join(dir, artifact_file("poster")).c_str()) != 0)
     throw Error(ErrorCode::Io, "cannot rename the poster: " + std::string(g_strerror(errno)));
   for (std::size_t i = 0; i < candidates.size(); ++i)
     if (i != best)
@@ -391,7 +380,7 @@ TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &di
   const double duration_s = std::max(1.0, std::ceil(plan.render.duration));
   res.time = best * duration_s / count;
   res.duration = probed_seconds(plan);
-  res.files["poster"] = "poster.jpg";
+  res.files["poster"] = artifact_file("poster");
   return res;
 }
 
@@ -478,7 +467,7 @@ TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string
   if (tiles.empty())
     throw Error(ErrorCode::Pipeline, "the pipeline wrote no storyboard tile (no picture was decoded)");
   if (tiles.size() + 1 < wanted)
-    check_length("the storyboard", static_cast<double>(tiles.size()) * interval, duration);
+    check_output_length("the storyboard", static_cast<double>(tiles.size()) * interval, duration);
   const std::size_t tile_bytes = i420_size(w, h);
   const std::size_t per_sheet = static_cast<std::size_t>(columns) * rows;
   auto up4 = [](std::size_t v) { return (v + 3) & ~std::size_t(3); };
@@ -522,19 +511,19 @@ TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string
   for (const auto &f : fs::list_dir(dir))
     if (g_str_has_prefix(f.c_str(), "tile_"))
       fs::remove_all(fs::join(dir, f));
-  fs::write_atomic(fs::join(dir, "storyboard.vtt"), vtt);
+  fs::write_atomic(fs::join(dir, artifact_file("storyboard")), vtt);
   res.width = w;
   res.height = h;
   res.tiles = static_cast<int>(tiles.size());
   res.duration = duration;
-  res.files["storyboard"] = "storyboard.vtt";
+  res.files["storyboard"] = artifact_file("storyboard");
   return res;
 }
 
 TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &dir) {
   TranscodeResult res;
   res.out = dir;
-  std::string path = fs::join(dir, "preview.mp4");
+  std::string path = fs::join(dir, artifact_file("preview"));
   if (fs::file_size(path) <= 0)
     throw Error(ErrorCode::Pipeline, "the pipeline wrote no preview");
   auto [start, end] = pipeline::clip_range(plan.render.duration, int_param(plan, "start_seconds", 0),
@@ -542,13 +531,13 @@ TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &d
   double expected = (std::min<double>(end, plan.render.duration > 0 ? plan.render.duration * 1e9 : end) - start) / 1e9;
   auto p = media::probe(path);
   double got = p.duration_ns > 0 ? p.duration_ns / 1e9 : 0.0;
-  check_length("the preview", got, expected);
+  check_output_length("the preview", got, expected);
   auto [w, h] = picture_size(plan);
   res.width = w;
   res.height = h;
   res.time = start / 1e9;
   res.duration = got;
-  res.files["preview"] = "preview.mp4";
+  res.files["preview"] = artifact_file("preview");
   return res;
 }
 

@@ -9,6 +9,10 @@
 
 namespace sluice::jobs {
 
+// The file a poster, storyboard or preview output is fetched by ("poster.jpg", "storyboard.vtt",
+// "preview.mp4"); "" for other outputs.
+std::string artifact_file(const std::string &output);
+
 // Dispatches on the description's output kind (hls, cmaf, poster, storyboard, preview).
 // track_starts: Runner::track_starts() of the run (where each MP4 track began on the timeline).
 TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,

@@ -67,6 +67,18 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
   return plan;
 }
 
+void check_output_length(const std::string &what, double got, double expected) {
+  double tolerance = std::max(0.5, expected * 0.02);
+  if (expected > 0 && expected - got > tolerance) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "the output of %s lasts %.2f s but the input should last %.2f s: the input is probably truncated "
+                  "or damaged",
+                  what.c_str(), got, expected);
+    throw Error(ErrorCode::Truncated, msg);
+  }
+}
+
 TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir) {
   TranscodeResult res;
   res.out = dir;
@@ -92,17 +104,7 @@ TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir) 
     rr.width = size.first;
     rr.height = size.second;
     rr.stats = media::measure(pl, dir);
-    // A truncated input can end "successfully" with a short output.
-    double shortfall = probed - rr.stats.duration;
-    double tolerance = std::max(0.5, probed * 0.02);
-    if (probed > 0 && shortfall > tolerance) {
-      char msg[256];
-      std::snprintf(msg, sizeof msg,
-                    "the output of rendition %s lasts %.2f s but the input should last %.2f s: the input is probably "
-                    "truncated or damaged",
-                    name.c_str(), rr.stats.duration, probed);
-      throw Error(ErrorCode::Truncated, msg);
-    }
+    check_output_length("rendition " + name, rr.stats.duration, probed);
     std::vector<std::string> codecs;
     if (plan.render.has_video) {
       auto sps = media::find_sps_ts_file(fs::join(dir, pl.segments.front().uri));
@@ -226,10 +228,7 @@ Transcode::~Transcode() {
 }
 
 bool Transcode::update_live() {
-  const std::string &kind = plan_.description.output;
-  if (kind == "hls")
-    return fs::exists(fs::join(work_, "master.m3u8"));
-  if (kind != "cmaf" || finishing_ || !runner_)
+  if (plan_.description.output != "cmaf" || finishing_ || !runner_)
     return live_master_;
   std::int64_t now = g_get_monotonic_time();
   if (now - live_checked_us_ < 200000)

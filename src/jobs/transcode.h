@@ -65,6 +65,10 @@ struct TranscodeResult {
   int tiles = 0;             // of a storyboard
 };
 
+// A truncated input can end "successfully" with a short output: throws Truncated when `got` seconds of
+// output fall short of the `expected` seconds by more than 0.5 s or 2 %.
+void check_output_length(const std::string &what, double got, double expected);
+
 // Turns hlssink2's output in dir into a finished package: media playlists rewritten as VOD,
 // master.m3u8 with measured BANDWIDTH and the encoded CODECS. Throws Truncated when the output is
 // shorter than the probed input.
@@ -88,8 +92,8 @@ public:
   const TranscodePlan &plan() const { return plan_; }
   // The pipeline has ended and its output is being finished (split, indexed, published).
   bool finishing() const { return finishing_; }
-  // Whether the output can be watched while it is written (hls, cmaf), and makes it so for a CMAF
-  // output (splits what is complete; at most every 200 ms). True once the master playlist exists.
+  // For a CMAF output: splits what the muxers have completed and writes its EVENT playlists (at most
+  // every 200 ms). True once its master playlist exists; always false for other outputs.
   bool update_live();
 
 private:
