@@ -23,13 +23,11 @@ double probed_seconds(const TranscodePlan &plan) {
 }
 
 int int_param(const TranscodePlan &plan, const char *name, int fallback) {
-  auto it = plan.values.find(name);
-  return it == plan.values.end() ? fallback : std::atoi(it->second.c_str());
+  return pipeline::int_value(plan.values, name, fallback);
 }
 
 std::pair<int, int> picture_size(const TranscodePlan &plan) {
-  return pipeline::fit_size(plan.render.display_width, plan.render.display_height, int_param(plan, "max_width", 1280),
-                            int_param(plan, "max_height", 720));
+  return pipeline::picture_size(plan.values, plan.render);
 }
 
 struct Track {
@@ -293,9 +291,7 @@ struct CmafLive::Track {
 };
 
 CmafLive::CmafLive(const TranscodePlan &plan, std::string dir) : plan_(plan), dir_(std::move(dir)) {
-  int audio_kbps = 128;
-  if (auto it = plan.values.find("audio_bitrate"); it != plan.values.end())
-    audio_kbps = std::atoi(it->second.c_str());
+  const int audio_kbps = int_param(plan, "audio_bitrate", 128);
   if (plan.render.has_video)
     for (const auto &r : plan.render.renditions)
       tracks_.push_back(std::make_unique<Track>(r.name, true, r.bitrate_kbps, fs::join(dir_, r.name + ".mp4")));
@@ -526,8 +522,7 @@ TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &d
   std::string path = fs::join(dir, artifact_file("preview"));
   if (fs::file_size(path) <= 0)
     throw Error(ErrorCode::Pipeline, "the pipeline wrote no preview");
-  auto [start, end] = pipeline::clip_range(plan.render.duration, int_param(plan, "start_seconds", 0),
-                                           int_param(plan, "length_seconds", 30));
+  auto [start, end] = pipeline::clip_of(plan.values, plan.render);
   double expected = (std::min<double>(end, plan.render.duration > 0 ? plan.render.duration * 1e9 : end) - start) / 1e9;
   auto p = media::probe(path);
   double got = p.duration_ns > 0 ? p.duration_ns / 1e9 : 0.0;

@@ -20,14 +20,13 @@ GST_DEBUG_CATEGORY_STATIC(sluice_encoders_debug);
 namespace sluice::pipeline {
 
 namespace {
-const std::vector<std::string> kEncoderPlaceholders = {"bitrate", "bitrate_bps", "maxrate", "maxrate_bps",
-                                                       "bufsize", "vbv_ms", "gop", "preset", "threads"};
+const std::vector<std::string> kEncoderPlaceholders = {"bitrate", "bitrate_bps", "maxrate", "maxrate_bps", "bufsize",
+                                                       "vbv_ms",  "gop",         "preset",  "threads"};
 
 void init_debug() {
   static std::once_flag once;
-  std::call_once(once, [] {
-    GST_DEBUG_CATEGORY_INIT(sluice_encoders_debug, "sluice-encoders", 0, "sluice encoder selection");
-  });
+  std::call_once(
+      once, [] { GST_DEBUG_CATEGORY_INIT(sluice_encoders_debug, "sluice-encoders", 0, "sluice encoder selection"); });
 }
 } // namespace
 
@@ -73,7 +72,9 @@ EncoderTable EncoderTable::load(const std::string &path) {
   return t;
 }
 
-EncoderTable EncoderTable::load_default() { return load(fs::join(paths::pipelines_dir(), kEncoderTableFile)); }
+EncoderTable EncoderTable::load_default() {
+  return load(fs::join(paths::pipelines_dir(), kEncoderTableFile));
+}
 
 const EncoderProfile *EncoderTable::find(const std::string &name) const {
   for (const auto &p : profiles_)
@@ -181,7 +182,8 @@ std::string EncoderTable::resolve(const std::string &requested, const std::vecto
       if (check(name).runs)
         return name;
     }
-    throw Error(ErrorCode::Unavailable, "no H.264 encoder in the order can run here (runnable: " + runnable_list() + ")");
+    throw Error(ErrorCode::Unavailable,
+                "no H.264 encoder in the order can run here (runnable: " + runnable_list() + ")");
   }
   if (!find(requested)) {
     std::string known;

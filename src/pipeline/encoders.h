@@ -66,7 +66,7 @@ private:
 inline constexpr const char *kEncoderTableFile = "encoders.json";
 
 // Generic presets, fastest first.
-inline const std::vector<std::string> kPresets = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+inline const std::vector<std::string> kPresets = {"ultrafast", "superfast", "veryfast", "faster",  "fast",
                                                   "medium",    "slow",      "slower",   "veryslow"};
 
 } // namespace sluice::pipeline

@@ -240,4 +240,9 @@ JsonNode *param_spec_to_json(const ParamSpec &spec) {
   return json_builder_get_root(b);
 }
 
+int int_value(const Values &values, const std::string &name, int fallback) {
+  auto it = values.find(name);
+  return it == values.end() ? fallback : std::atoi(it->second.c_str());
+}
+
 } // namespace sluice::pipeline

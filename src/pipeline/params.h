@@ -42,6 +42,9 @@ bool is_identifier(const std::string &s);
 // Applies defaults and validates user values; unknown names are errors.
 Values resolve(const std::vector<ParamSpec> &specs, const std::map<std::string, std::string> &user);
 
+// A resolved integer parameter, or `fallback` when the description has no such parameter.
+int int_value(const Values &values, const std::string &name, int fallback);
+
 // Parses "key=value" into its parts; throws on a missing '='.
 std::pair<std::string, std::string> split_assignment(const std::string &arg);
 

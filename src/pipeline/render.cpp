@@ -44,6 +44,15 @@ std::pair<std::int64_t, std::int64_t> clip_range(double duration, int start_s, i
   return {start, start + length};
 }
 
+std::pair<int, int> picture_size(const Values &values, const RenderInput &in) {
+  return fit_size(in.display_width, in.display_height, int_value(values, "max_width", 1280),
+                  int_value(values, "max_height", 720));
+}
+
+std::pair<std::int64_t, std::int64_t> clip_of(const Values &values, const RenderInput &in) {
+  return clip_range(in.duration, int_value(values, "start_seconds", 0), int_value(values, "length_seconds", 30));
+}
+
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders) {
   check_safe_string("input path", in.input);
   check_safe_string("output folder", in.out);
@@ -61,10 +70,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
   if (in.has_audio && is_streaming_output(d.output) && !d.fragments.count("audio"))
     throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' has no audio fragment");
 
-  int segment_seconds = 2;
-  if (auto it = values.find("segment_seconds"); it != values.end())
-    segment_seconds = std::atoi(it->second.c_str());
-  const int gop = gop_frames(in.framerate, segment_seconds);
+  const int gop = gop_frames(in.framerate, int_value(values, "segment_seconds", 2));
   std::string preset = "veryfast";
   if (auto it = values.find("preset"); it != values.end())
     preset = it->second;
@@ -78,11 +84,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
   g_ascii_formatd(fr, sizeof fr, "%.3f", in.framerate);
   vars["framerate"] = fr;
   vars["duration_s"] = std::to_string(std::max(1L, std::lround(std::ceil(in.duration))));
-  auto int_value = [&](const char *name, int fallback) {
-    auto it = values.find(name);
-    return it == values.end() ? fallback : std::atoi(it->second.c_str());
-  };
-  auto [clip_start, clip_end] = clip_range(in.duration, int_value("start_seconds", 0), int_value("length_seconds", 30));
+  auto [clip_start, clip_end] = clip_of(values, in);
   vars["start_ns"] = std::to_string(clip_start);
   vars["end_ns"] = std::to_string(clip_end);
   const char *progress = "sluiceprogress name=progress ! ";
@@ -99,15 +101,14 @@ std::string render(const Description &d, const Values &values, const RenderInput
   std::string out = frag("source", vars);
   if (!ladder) {
     // One artifact from the picture (and the sound, where the description takes it).
-    auto [w, h] =
-        fit_size(in.display_width, in.display_height, int_value("max_width", 1280), int_value("max_height", 720));
+    auto [w, h] = picture_size(values, in);
     vars["width"] = std::to_string(w);
     vars["height"] = std::to_string(h);
     if (d.fragments.at("video").find("{encoder}") != std::string::npos) {
       const EncoderProfile *enc = encoders.find(in.encoder);
       if (!enc)
         throw Error(ErrorCode::Invalid, "unknown encoder '" + in.encoder + "'");
-      int kbps = int_value("video_bitrate", 1500);
+      int kbps = int_value(values, "video_bitrate", 1500);
       EncoderSettings es{kbps, kbps, kbps * 2, gop, preset, encoder_threads(in.cpu_cores, 1)};
       vars["encoder"] = encoders.render(*enc, es);
     }

@@ -50,6 +50,12 @@ std::pair<int, int> fit_size(int src_w, int src_h, int max_w, int max_h);
 // with the input, and a start past the end is moved back to give the last `length` seconds.
 std::pair<std::int64_t, std::int64_t> clip_range(double duration, int start_s, int length_s);
 
+// The picture size of an output without a ladder (its max_width x max_height, fitted to the input) and
+// the clip of its start_seconds + length_seconds: what render() substitutes, and what finishing the
+// output expects.
+std::pair<int, int> picture_size(const Values &values, const RenderInput &in);
+std::pair<std::int64_t, std::int64_t> clip_of(const Values &values, const RenderInput &in);
+
 // "gst-launch-1.0 -e ..." ready to paste into a shell.
 std::string launch_command(const std::string &description);
 

@@ -9,7 +9,9 @@
 namespace sluice::pipeline {
 
 namespace {
-bool is_name_char(char c) { return g_ascii_islower(c) || g_ascii_isdigit(c) || c == '_'; }
+bool is_name_char(char c) {
+  return g_ascii_islower(c) || g_ascii_isdigit(c) || c == '_';
+}
 
 // Calls fn(start, end, name, quoted) for each placeholder.
 template <typename Fn> void for_each_placeholder(const std::string &s, Fn fn) {
