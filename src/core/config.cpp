@@ -132,6 +132,12 @@ void ServerConfig::load_file(const std::string &path) {
     set_listen(listen);
   data_dir = get_string(kf, "server", "data", data_dir);
   cors_origins = get_list(kf, "server", "cors-origins", cors_origins);
+  allowed_hosts = get_list(kf, "server", "allowed-hosts", allowed_hosts);
+  header_timeout_s = get_int(kf, "server", "header-timeout", header_timeout_s, 0, 86400);
+  idle_timeout_s = get_int(kf, "server", "idle-timeout", idle_timeout_s, 0, 86400);
+  body_timeout_s = get_int(kf, "server", "body-timeout", body_timeout_s, 0, 86400);
+  max_connections_per_client =
+      get_int(kf, "server", "max-connections-per-client", max_connections_per_client, 0, 1000000);
   std::string size = get_string(kf, "uploads", "max-size", "");
   if (!size.empty())
     max_upload_size = parse_size(size, "[uploads] max-size");
@@ -142,6 +148,7 @@ void ServerConfig::load_file(const std::string &path) {
   extras = get_list(kf, "jobs", "extras", extras);
   max_attempts = get_int(kf, "jobs", "max-attempts", max_attempts, 1, 100);
   retry_delay_s = get_int(kf, "jobs", "retry-delay", retry_delay_s, 0, 86400);
+  no_space_retry_delay_s = get_int(kf, "jobs", "no-space-retry-delay", no_space_retry_delay_s, 1, 86400);
   queue_limit = get_int(kf, "jobs", "queue-limit", queue_limit, 1, 1000000);
   keep_alive_s = get_int(kf, "events", "keep-alive", keep_alive_s, 1, 3600);
   std::string free = get_string(kf, "health", "min-free-space", "");

@@ -13,6 +13,15 @@ struct ServerConfig {
   int port = 8080;
   std::string data_dir = "sluice-data";
   std::vector<std::string> cors_origins; // "*" allows any origin
+  // Host names a request's Host header may name besides IP literals, localhost and the listen address
+  // (against DNS rebinding); "*" allows any.
+  std::vector<std::string> allowed_hosts;
+  // Connections: seconds for a request's headers to arrive, for a keep-alive connection to wait for its next
+  // request, and for a request body to send nothing; connections one client address may hold (0: no limit).
+  int header_timeout_s = 10;
+  int idle_timeout_s = 60;
+  int body_timeout_s = 60;
+  int max_connections_per_client = 64;
   std::int64_t max_upload_size = 8LL << 30;
   bool auto_transcode = true;
   int concurrent_jobs = 0; // 0: one per two cores, at least one
@@ -22,6 +31,8 @@ struct ServerConfig {
   std::string encoder = "auto";
   int max_attempts = 3;
   int retry_delay_s = 10;
+  // The first delay before a job that failed for lack of disk space runs again (doubled each time, no attempt limit).
+  int no_space_retry_delay_s = 60;
   int queue_limit = 1000;
   int keep_alive_s = 15;
   std::int64_t min_free_space = 1LL << 30;

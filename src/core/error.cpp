@@ -15,6 +15,7 @@ const char *error_code_name(ErrorCode code) {
   case ErrorCode::BadInput: return "bad_input";
   case ErrorCode::Canceled: return "canceled";
   case ErrorCode::Io: return "io_error";
+  case ErrorCode::NoSpace: return "no_space";
   case ErrorCode::Internal: return "internal";
   }
   return "internal";

@@ -19,6 +19,7 @@ enum class ErrorCode {
   BadInput,      // the input is media but cannot be demuxed or decoded (corrupt data)
   Canceled,      // stopped on request
   Io,            // file system
+  NoSpace,       // the disk is full (ENOSPC): transient, goes away when space is freed
   Internal,
 };
 

@@ -4,9 +4,89 @@
 
 #include "core/error.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+
 namespace sluice::json {
 
-Node parse(const std::string &text, const std::string &what) {
+std::optional<LimitViolation> check_limits(const std::string &text, const Limits &limits) {
+  using Kind = LimitViolation::Kind;
+  const std::size_t n = text.size();
+  int depth = 0;
+  std::size_t values = 0;
+  std::string last_string, member; // the member whose value is being read
+  auto count_value = [&](std::size_t at) -> std::optional<LimitViolation> {
+    if (++values > limits.max_values)
+      return LimitViolation{Kind::TooManyValues, at, "more than " + std::to_string(limits.max_values) + " values"};
+    return std::nullopt;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    const char c = text[i];
+    if (c == '"') {
+      if (auto v = count_value(i))
+        return v;
+      const std::size_t open = i;
+      for (++i; i < n && text[i] != '"'; ++i) {
+        if (text[i] == '\\') {
+          ++i;
+          // \u0000 decodes to a NUL, where json-glib's C strings would silently cut the value.
+          if (i + 4 < n && text[i] == 'u' && text.compare(i + 1, 4, "0000") == 0)
+            return LimitViolation{Kind::NulInString, i - 1, "a string holds a NUL character (\\u0000)"};
+        } else if (text[i] == '\0') {
+          return LimitViolation{Kind::NulInString, i, "a string holds a NUL character"};
+        }
+      }
+      last_string = text.substr(open + 1, std::min(i, n) - open - 1);
+    } else if (c == ':') {
+      member = last_string;
+    } else if (c == '/' || c == '\'') {
+      // json-glib also reads C comments and single-quoted strings, where a '"' would hide from this
+      // scan what comes next (nesting included): not JSON, refused.
+      return LimitViolation{Kind::NotJson, i, "comments and single-quoted strings are not JSON"};
+    } else if (c == '[' || c == '{') {
+      if (auto v = count_value(i))
+        return v;
+      if (++depth > limits.max_depth)
+        return LimitViolation{Kind::TooDeep, i, "nested deeper than " + std::to_string(limits.max_depth) + " levels"};
+    } else if (c == ']' || c == '}') {
+      --depth;
+    } else if (c == '-' || g_ascii_isdigit(c)) {
+      if (auto v = count_value(i))
+        return v;
+      const std::size_t start = i;
+      std::size_t j = i + (c == '-' ? 1 : 0);
+      const std::size_t digits = j;
+      while (j < n && g_ascii_isdigit(text[j]))
+        ++j;
+      const bool integer = j >= n || (text[j] != '.' && text[j] != 'e' && text[j] != 'E');
+      if (integer && j > digits) {
+        std::string literal = text.substr(start, j - start);
+        errno = 0;
+        (void)std::strtoll(literal.c_str(), nullptr, 10);
+        if (errno == ERANGE)
+          return LimitViolation{Kind::IntegerRange, start,
+                                "the integer " + (literal.size() > 40 ? literal.substr(0, 40) + "..." : literal) +
+                                    " is outside the 64-bit range",
+                                member};
+      }
+      while (j < n && (g_ascii_isdigit(text[j]) || text[j] == '.' || text[j] == 'e' || text[j] == 'E' ||
+                       text[j] == '+' || text[j] == '-'))
+        ++j;
+      i = j - 1;
+    } else if (c == 't' || c == 'f' || c == 'n') {
+      if (auto v = count_value(i))
+        return v;
+      while (i + 1 < n && g_ascii_isalpha(text[i + 1]))
+        ++i;
+    }
+  }
+  return std::nullopt;
+}
+
+Node parse(const std::string &text, const std::string &what, const Limits &limits) {
+  if (auto v = check_limits(text, limits))
+    throw Error(ErrorCode::Invalid, what + " is refused at byte " + std::to_string(v->offset) + ": " + v->message);
   g_autoptr(JsonParser) parser = json_parser_new();
   GError *err = nullptr;
   if (!json_parser_load_from_data(parser, text.data(), static_cast<gssize>(text.size()), &err))

@@ -179,7 +179,8 @@ std::optional<std::vector<std::string>> split_path(const std::string &encoded) {
   return segments;
 }
 
-std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments) {
+std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments,
+                                         const std::string &base) {
   if (segments.empty())
     return std::nullopt;
   for (const auto &s : segments)
@@ -188,6 +189,16 @@ std::optional<std::string> resolve_under(const std::string &root, const std::vec
   auto real_root = real_path(root);
   if (!real_root)
     return std::nullopt;
+  // Is `path` strictly inside the folder `dir` (both real paths)?
+  auto inside = [](const std::string &path, const std::string &dir) {
+    std::string prefix = dir.back() == '/' ? dir : dir + '/';
+    return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0;
+  };
+  if (!base.empty()) {
+    auto real_base = real_path(base);
+    if (!real_base || (*real_root != *real_base && !inside(*real_root, *real_base)))
+      return std::nullopt;
+  }
   std::string candidate = *real_root;
   for (const auto &s : segments) {
     if (candidate.empty() || candidate.back() != '/')
@@ -195,12 +206,7 @@ std::optional<std::string> resolve_under(const std::string &root, const std::vec
     candidate += s;
   }
   auto real = real_path(candidate);
-  if (!real)
-    return std::nullopt;
-  std::string prefix = *real_root;
-  if (prefix.back() != '/')
-    prefix += '/';
-  if (real->size() <= prefix.size() || real->compare(0, prefix.size(), prefix) != 0)
+  if (!real || !inside(*real, *real_root))
     return std::nullopt;
   struct stat st;
   if (stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode))

@@ -7,7 +7,9 @@
 #include "core/json.h"
 #include "core/mainloop.h"
 #include "core/paths.h"
+#include "http/connections.h"
 #include "http/files.h"
+#include "http/idempotency.h"
 #include "http/upload.h"
 #include "jobs/outputs.h"
 #include "media/dash.h"
@@ -18,6 +20,7 @@
 
 #include <gst/gst.h>
 #include <malloc.h>
+#include <cerrno>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -93,6 +96,17 @@ void set_spec_error(SoupServerMessage *msg, const Error &e) {
   set_error(msg, 422, "invalid_parameter", m, field);
 }
 
+// An error thrown while serving, answered the same on every route: the catalog or the file system failing (Io,
+// Unavailable) is 503 unavailable, a full disk 507 insufficient_storage, anything else a bug (500).
+void set_failure(SoupServerMessage *msg, const Error &e) {
+  if (e.code() == ErrorCode::Io || e.code() == ErrorCode::Unavailable)
+    set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", e.what());
+  else if (e.code() == ErrorCode::NoSpace)
+    set_error(msg, SOUP_STATUS_INSUFFICIENT_STORAGE, "insufficient_storage", e.what());
+  else
+    set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+}
+
 std::vector<std::string> split(const std::string &path) {
   std::vector<std::string> parts;
   std::size_t i = 0;
@@ -143,10 +157,14 @@ std::string scalar_string(JsonNode *n, const std::string &field) {
 
 int parse_priority(const std::string &text) {
   char *end = nullptr;
-  long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < -1000 || v > 1000)
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
-                      "field 'priority': expected an integer from -1000 to 1000", "priority"};
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0')
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'priority': expected an integer", "priority"};
+  // An integer, but not a priority (2^64 included: strtoll says ERANGE rather than wrapping).
+  if (errno == ERANGE || v < -1000 || v > 1000)
+    throw UploadError{422, "invalid_parameter", "field 'priority': expected an integer from -1000 to 1000",
+                      "priority"};
   return static_cast<int>(v);
 }
 
@@ -188,9 +206,11 @@ struct SseClient;
 struct Server::Impl {
   const ServerConfig &config;
   store::Store &store;
+  IdempotencyKeys idempotency{store};
   jobs::Scheduler &scheduler;
   jobs::EventHub &events;
   SoupServer *server = nullptr;
+  std::unique_ptr<Connections> connections; // accepts for server (http/connections.h)
   bool accepting = true;
   std::set<SseClient *> sse_clients;
   // Media serving: small files in memory, resolved request paths, rewritten playlists by file version.
@@ -209,6 +229,8 @@ struct Server::Impl {
   void route(SoupServerMessage *msg, const std::string &path, GHashTable *query);
   void route_api(SoupServerMessage *msg, const std::vector<std::string> &parts, GHashTable *query);
   void apply_cors(SoupServerMessage *msg);
+  // Refuses, before the body is read, what a page on another site could make a browser send.
+  bool refuse_foreign(SoupServerMessage *msg);
 
   // API
   void upload(SoupServerMessage *msg);
@@ -370,12 +392,125 @@ void Server::Impl::apply_cors(SoupServerMessage *msg) {
   }
 }
 
+namespace {
+
+bool is_write_method(SoupServerMessage *msg) {
+  return is_method(msg, "POST") || is_method(msg, "PUT") || is_method(msg, "PATCH") || is_method(msg, "DELETE");
+}
+
+struct Authority {
+  std::string host; // lower case, without brackets or a trailing dot
+  std::string port; // "" when not given
+  bool operator==(const Authority &) const = default;
+};
+
+// "Example.org:8080" -> {"example.org", "8080"}, "[::1]" -> {"::1", ""}.
+Authority parse_authority(const std::string &text) {
+  Authority a;
+  std::string h = text;
+  if (!h.empty() && h.front() == '[') {
+    auto close = h.find(']');
+    if (close == std::string::npos)
+      return {};
+    if (close + 1 < h.size() && h[close + 1] == ':')
+      a.port = h.substr(close + 2);
+    h = h.substr(1, close - 1);
+  } else if (auto colon = h.rfind(':'); colon != std::string::npos) {
+    a.port = h.substr(colon + 1);
+    h = h.substr(0, colon);
+  }
+  for (auto &c : h)
+    c = g_ascii_tolower(c);
+  while (!h.empty() && h.back() == '.')
+    h.pop_back();
+  a.host = h;
+  return a;
+}
+
+} // namespace
+
+bool Server::Impl::refuse_foreign(SoupServerMessage *msg) {
+  // DNS rebinding: a page whose own DNS name now points at this machine talks to us with its name in
+  // Host. IP literals, localhost and the listen address cannot be such names; others must be listed.
+  const Authority target = parse_authority(header(msg, "Host"));
+  const std::string &host = target.host;
+  const auto &allowed = config.allowed_hosts;
+  auto listed = [](const std::vector<std::string> &list, const std::string &v) {
+    return std::find(list.begin(), list.end(), "*") != list.end() ||
+           std::find(list.begin(), list.end(), v) != list.end();
+  };
+  bool host_ok = host.empty() || g_hostname_is_ip_address(host.c_str()) || host == "localhost" ||
+                 g_str_has_suffix(host.c_str(), ".localhost") || host == parse_authority(config.host).host ||
+                 listed(allowed, host);
+  if (!host_ok) {
+    set_error(msg, SOUP_STATUS_FORBIDDEN, "host_not_allowed",
+              "this server does not answer to the host name '" + host + "' (see [server] allowed-hosts)");
+    return true;
+  }
+  // Cross-site writes: a form or fetch() on another site needs no preflight for a multipart or
+  // text/plain POST, but the browser says where it comes from. Same origin: the Origin's host and port
+  // are the ones the request was sent to (whatever the scheme, for a TLS proxy in front).
+  std::string origin = header(msg, "Origin");
+  if (origin.empty() || !is_write_method(msg))
+    return false;
+  bool same = false;
+  if (GUri *u = g_uri_parse(origin.c_str(), G_URI_FLAGS_NONE, nullptr)) {
+    // GUri gives the host without brackets: "[" + host + "]" reads back the same for IPv6 and names.
+    Authority from = parse_authority(std::string("[") + (g_uri_get_host(u) ? g_uri_get_host(u) : "") + "]");
+    if (g_uri_get_port(u) != -1)
+      from.port = std::to_string(g_uri_get_port(u));
+    same = !from.host.empty() && from == target;
+    g_uri_unref(u);
+  }
+  if (same || listed(config.cors_origins, origin))
+    return false;
+  set_error(msg, SOUP_STATUS_FORBIDDEN, "origin_not_allowed",
+            "requests that change something are not accepted from the origin '" + origin +
+                "' (see [server] cors-origins)");
+  return true;
+}
+
 void Server::Impl::on_early(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer data) {
   auto *self = static_cast<Impl *>(data);
+  // A body two readers could frame differently (request smuggling): 400, and the connection is closed
+  // without reading it.
+  if (std::string why = ambiguous_framing(soup_server_message_get_request_headers(msg)); !why.empty()) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", why);
+    self->apply_cors(msg);
+    if (self->connections)
+      self->connections->answer_and_close(msg);
+    return;
+  }
   std::string p = path ? path : "";
+  if (self->refuse_foreign(msg)) {
+    self->apply_cors(msg);
+    return;
+  }
   if (is_method(msg, "POST") && (p == "/api/v1/videos" || p == "/api/v1/videos/")) {
     if (!self->accepting) {
       set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
+      self->apply_cors(msg);
+      return;
+    }
+    // A retry of an upload whose answer was lost gets that answer, without sending the file again.
+    try {
+      if (self->idempotency.begin(msg, "POST " + std::string(kApi) + "/videos", "")) {
+        self->apply_cors(msg);
+        return;
+      }
+    } catch (const UploadError &e) {
+      set_error(msg, e.status, e.code, e.message, e.field);
+      self->apply_cors(msg);
+      return;
+    } catch (const Error &e) {
+      set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", e.what());
+      self->apply_cors(msg);
+      return;
+    }
+    // Short of space (what /health reports as 503): refused before a byte of it is stored.
+    if (self->scheduler.space_low()) {
+      set_error(msg, SOUP_STATUS_INSUFFICIENT_STORAGE, "insufficient_storage",
+                "the server is short of disk space (less than [health] min-free-space is free); try again later");
       self->apply_cors(msg);
       return;
     }
@@ -391,6 +526,21 @@ void Server::Impl::on_early(SoupServer *, SoupServerMessage *msg, const char *pa
   // Every other route reads small JSON bodies at most: refuse a larger Content-Length at once, and
   // collect a chunked body ourselves so that it cannot grow past the limit in memory either.
   SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
+  // Bodies here are JSON, and said to be: a text/plain body is what a page on another site can send
+  // without a CORS preflight.
+  const bool has_body = soup_message_headers_get_encoding(h) == SOUP_ENCODING_CHUNKED ||
+                        (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
+                         soup_message_headers_get_content_length(h) > 0);
+  if (has_body && is_write_method(msg)) {
+    const char *type = soup_message_headers_get_content_type(h, nullptr);
+    if (g_ascii_strcasecmp(type ? type : "", "application/json") != 0) {
+      set_error(msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                std::string("the request body must be JSON, sent with Content-Type: application/json (got '") +
+                    (type ? type : "none") + "')");
+      self->apply_cors(msg);
+      return;
+    }
+  }
   if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
       soup_message_headers_get_content_length(h) > kMaxJsonBody) {
     set_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large", "request bodies here are limited to 1 MiB");
@@ -422,10 +572,7 @@ void Server::Impl::on_request(SoupServer *, SoupServerMessage *msg, const char *
     set_error(msg, e.status, e.code, e.message, e.field);
   } catch (const Error &e) {
     GST_ERROR("%s %s: %s", soup_server_message_get_method(msg), p.c_str(), e.what());
-    if (e.code() == ErrorCode::Io)
-      set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", e.what());
-    else
-      set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+    set_failure(msg, e);
   } catch (const std::exception &e) {
     GST_ERROR("%s %s: %s", soup_server_message_get_method(msg), p.c_str(), e.what());
     set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
@@ -815,6 +962,10 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
   }
   const bool has_picture = probe->video.has_value();
   try {
+    // Checked again before it is kept: the disk may have filled while it arrived (this upload included).
+    if (scheduler.space_low())
+      throw Error(ErrorCode::NoSpace, "the server is short of disk space (less than [health] min-free-space is "
+                                      "free); the upload is not kept");
     fs::make_dirs(dir);
     up->keep(dest);
     // The folder exists before the row: a crash between the two leaves a folder that startup removes,
@@ -824,7 +975,7 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
     up->discard();
     fs::remove_all(dir);
     GST_ERROR("cannot store upload: %s", e.what());
-    set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+    set_failure(msg, e);
     apply_cors(msg);
     return;
   }
@@ -837,8 +988,22 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
     events.publish("video", "", v.id, json::to_string(n.get(), false));
   }
   std::vector<store::Job> jobs;
-  if (config.auto_transcode)
-    jobs = scheduler.enqueue_profile(v.id, spec, has_picture);
+  try {
+    if (config.auto_transcode)
+      jobs = scheduler.enqueue_profile(v.id, spec, has_picture);
+  } catch (const Error &e) {
+    // The catalog took the video, then refused its job: the upload is not kept (when the catalog lets it go).
+    GST_ERROR("cannot queue the jobs of video %s: %s", v.id.c_str(), e.what());
+    try {
+      store.delete_video(v.id);
+      fs::remove_all(dir);
+    } catch (const Error &e2) {
+      GST_ERROR("video %s stays without its jobs: %s", v.id.c_str(), e2.what());
+    }
+    set_failure(msg, e);
+    apply_cors(msg);
+    return;
+  }
   JsonObject *o = json_object_new();
   json_object_set_member(o, "video", video_json(v));
   if (!jobs.empty())
@@ -853,6 +1018,7 @@ void Server::Impl::upload_probed(SoupServerMessage *msg, std::shared_ptr<Upload>
   set_json(msg, SOUP_STATUS_CREATED, object_node(o));
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
                                (std::string(kApi) + "/videos/" + v.id).c_str());
+  idempotency.remember(msg);
   apply_cors(msg);
 }
 
@@ -864,11 +1030,28 @@ void Server::Impl::create_job(SoupServerMessage *msg, const std::string &video_i
     return set_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
                      "request bodies here are limited to 1 MiB");
   std::string text = body ? body->text : "";
+  // A retry of a request that created its job already gets that answer again.
+  g_autofree gchar *digest =
+      g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(text.data()), text.size());
+  if (idempotency.begin(msg, "POST " + std::string(kApi) + "/videos/" + video_id + "/jobs", digest))
+    return;
   jobs::JobSpec spec;
   if (!text.empty()) {
     json::Node root;
+    // A job request is a flat object with one small "params" object: json-glib never sees a deeper
+    // or bigger document (it recurses once per level), a NUL inside a string or an integer it would wrap.
+    json::Limits limits;
+    limits.max_depth = 8;
+    limits.max_values = 1000;
+    if (auto v = json::check_limits(text, limits)) {
+      if (v->kind == json::LimitViolation::Kind::IntegerRange)
+        return set_error(msg, 422, "invalid_parameter",
+                         (v->member.empty() ? "" : "field '" + v->member + "': ") + v->message, v->member);
+      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json",
+                       "the request body is refused at byte " + std::to_string(v->offset) + ": " + v->message);
+    }
     try {
-      root = json::parse(text, "the request body");
+      root = json::parse(text, "the request body", limits);
     } catch (const Error &e) {
       return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what());
     }
@@ -946,45 +1129,57 @@ void Server::Impl::create_job(SoupServerMessage *msg, const std::string &video_i
   set_json(msg, SOUP_STATUS_ACCEPTED, job_json(job));
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
                                (std::string(kApi) + "/jobs/" + job.id).c_str());
+  idempotency.remember(msg);
 }
 
 void Server::Impl::delete_video(SoupServerMessage *msg, const std::string &video_id) {
   g_object_ref(msg);
   soup_server_message_pause(msg);
   auto alive = alive_flag;
-  scheduler.stop_video(video_id, [this, msg, video_id, alive] {
-    if (*alive) {
-      try {
-        // The catalog first: once the row is gone nothing serves or runs the files, and a crash
-        // before the folder goes leaves an orphan folder that startup removes.
-        store.delete_video(video_id);
-        fs::remove_all(scheduler.layout().video_dir(video_id));
-        JsonObject *vo = json_object_new();
-        json_object_set_string_member(vo, "id", video_id.c_str());
-        json_object_set_string_member(vo, "action", "deleted");
-        json::Node n(object_node(vo));
-        events.publish("video", "", video_id, json::to_string(n.get(), false));
-        soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
-      } catch (const Error &e) {
-        set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+  try {
+    scheduler.stop_video(video_id, [this, msg, video_id, alive] {
+      if (*alive) {
+        try {
+          // The catalog first: once the row is gone nothing serves or runs the files, and a crash
+          // before the folder goes leaves an orphan folder that startup removes.
+          store.delete_video(video_id);
+          fs::remove_all(scheduler.layout().video_dir(video_id));
+          JsonObject *vo = json_object_new();
+          json_object_set_string_member(vo, "id", video_id.c_str());
+          json_object_set_string_member(vo, "action", "deleted");
+          json::Node n(object_node(vo));
+          events.publish("video", "", video_id, json::to_string(n.get(), false));
+          soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
+        } catch (const Error &e) {
+          GST_ERROR("cannot delete video %s: %s", video_id.c_str(), e.what());
+          set_failure(msg, e);
+        }
+        apply_cors(msg);
       }
-      apply_cors(msg);
-    }
+      soup_server_message_unpause(msg);
+      g_object_unref(msg);
+    });
+  } catch (const Error &e) {
+    // Its queued jobs could not be canceled (the catalog refuses writes): nothing is deleted, and the
+    // paused request is answered here (on_request adds the CORS headers).
+    GST_ERROR("cannot delete video %s: %s", video_id.c_str(), e.what());
+    set_failure(msg, e);
     soup_server_message_unpause(msg);
     g_object_unref(msg);
-  });
+  }
 }
 
 void Server::Impl::health(SoupServerMessage *msg) {
-  bool store_ok = false;
+  bool readable = false;
   try {
-    store_ok = store.ping();
+    readable = store.ping();
   } catch (const Error &) {
   }
-  struct statvfs st {};
-  std::int64_t free_bytes = -1;
-  if (statvfs(config.data_dir.c_str(), &st) == 0)
-    free_bytes = static_cast<std::int64_t>(st.f_bavail) * static_cast<std::int64_t>(st.f_frsize);
+  // Reads go on when the catalog cannot be written (read-only, immutable, full): a real write tells, at most one
+  // every few seconds, else the outcome of the latest write, so that /health stays cheap however often it is asked.
+  bool writable = readable && store.writable();
+  bool store_ok = readable && writable;
+  std::int64_t free_bytes = scheduler.free_space();
   bool disk_ok = free_bytes >= config.min_free_space;
   bool ready = store_ok && disk_ok && accepting;
 
@@ -996,6 +1191,10 @@ void Server::Impl::health(SoupServerMessage *msg) {
   JsonObject *checks = json_object_new();
   JsonObject *s = json_object_new();
   json_object_set_boolean_member(s, "ok", store_ok);
+  json_object_set_boolean_member(s, "readable", readable);
+  json_object_set_boolean_member(s, "writable", writable);
+  // Job states the catalog refused, written again until they land.
+  json_object_set_int_member(s, "unsaved_jobs", static_cast<gint64>(scheduler.unsaved_count()));
   json_object_set_object_member(checks, "store", s);
   JsonObject *d = json_object_new();
   json_object_set_boolean_member(d, "ok", disk_ok);
@@ -1004,7 +1203,7 @@ void Server::Impl::health(SoupServerMessage *msg) {
   json_object_set_object_member(checks, "disk", d);
   json_object_set_object_member(o, "checks", checks);
   JsonObject *j = json_object_new();
-  if (store_ok) {
+  if (readable) {
     json_object_set_int_member(j, "queued", store.count_jobs(store::JobState::Queued));
     json_object_set_int_member(j, "running", scheduler.running_count());
   }
@@ -1068,7 +1267,7 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
 
   if (auto live = scheduler.live_dir(video_id, folder)) {
     // A running job: its playlists are EVENT playlists, and only listed segments exist yet.
-    auto path = resolve_under(*live, inside);
+    auto path = resolve_under(*live, inside, scheduler.layout().videos_dir());
     if (!path)
       return set_not_found(msg, "no such file");
     ServeOptions opts;
@@ -1111,7 +1310,9 @@ void Server::Impl::media(SoupServerMessage *msg, const std::string &video_id, co
   if (auto it = resolved.find(key); it != resolved.end()) {
     path = it->second;
   } else {
-    auto real = resolve_under(scheduler.layout().output_dir(video_id, folder), inside);
+    // The folder may not lead out of the videos folder (a link to /etc serves nothing).
+    auto real = resolve_under(scheduler.layout().output_dir(video_id, folder), inside,
+                              scheduler.layout().videos_dir());
     if (!real)
       return set_not_found(msg, "no such file");
     if (resolved.size() > 50000)
@@ -1207,7 +1408,10 @@ Server::Server(const ServerConfig &config, store::Store &store, jobs::Scheduler 
 Server::~Server() {
   *impl_->alive_flag = false;
   stop_accepting();
+  if (impl_->connections)
+    impl_->connections->stop();
   soup_server_disconnect(impl_->server);
+  impl_->connections.reset();
   g_object_unref(impl_->server);
 }
 
@@ -1245,20 +1449,32 @@ void Server::listen() {
     throw Error::from_gerror(ErrorCode::Io, "cannot listen on " + where, err);
   }
   g_socket_set_listen_backlog(sock, 511);
-  gboolean ok = g_socket_bind(sock, sa, TRUE, &err) && g_socket_listen(sock, &err) &&
-                soup_server_listen_socket(impl_->server, sock, static_cast<SoupServerListenOptions>(0), &err);
+  gboolean ok = g_socket_bind(sock, sa, TRUE, &err) && g_socket_listen(sock, &err);
   g_object_unref(sa);
-  g_object_unref(sock);
-  if (!ok)
+  GSocketAddress *bound = ok ? g_socket_get_local_address(sock, &err) : nullptr;
+  if (!bound) {
+    g_object_unref(sock);
     throw Error::from_gerror(ErrorCode::Io, "cannot listen on " + where, err);
-  GSList *uris = soup_server_get_uris(impl_->server);
-  if (uris) {
-    g_autofree gchar *s = g_uri_to_string(static_cast<GUri *>(uris->data));
-    url_ = s;
-    if (url_.empty() || url_.back() != '/')
-      url_ += '/';
   }
-  g_slist_free_full(uris, reinterpret_cast<GDestroyNotify>(g_uri_unref));
+  // Connections are accepted by sluice and handed to libsoup, which leaks those that clients close
+  // between two requests and has no timeouts (http/connections.h).
+  impl_->connections = std::make_unique<Connections>(impl_->server, impl_->config);
+  try {
+    impl_->connections->listen(sock);
+  } catch (...) {
+    g_object_unref(bound);
+    g_object_unref(sock);
+    throw;
+  }
+  g_object_unref(sock);
+  auto *inet = G_INET_SOCKET_ADDRESS(bound);
+  g_autofree gchar *ip = g_inet_address_to_string(g_inet_socket_address_get_address(inet));
+  GUri *uri = g_uri_build(G_URI_FLAGS_NONE, "http", nullptr, ip, g_inet_socket_address_get_port(inet), "/", nullptr,
+                          nullptr);
+  g_autofree gchar *s = g_uri_to_string(uri);
+  url_ = s;
+  g_uri_unref(uri);
+  g_object_unref(bound);
 }
 
 } // namespace sluice::http

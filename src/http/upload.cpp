@@ -19,7 +19,9 @@ namespace sluice::http {
 
 namespace {
 
-constexpr std::size_t kMaxFieldBytes = 64 * 1024;
+// The text fields of a form stay in memory until the upload is answered: bounded in count and bytes.
+constexpr std::size_t kMaxFields = 32;
+constexpr std::size_t kMaxFieldBytes = 64 * 1024; // all text fields together
 constexpr const char *kDataKey = "sluice-upload";
 
 std::string lower(std::string s) {
@@ -62,20 +64,31 @@ Upload::Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t 
         seen_file_ = true;
         in_file_part_ = true;
         filename_ = p.filename;
+      } else if (!p.filename.empty()) {
+        // A file under another name is not a text field to keep in memory.
+        throw Error("the form has a file in the field '" + p.name + "'; the file goes in the field 'file'");
       } else {
         in_file_part_ = false;
         field_name_ = p.name;
-        fields_[p.name].clear();
+        auto &v = fields_[p.name];
+        field_bytes_ -= v.size();
+        v.clear();
+        if (fields_.size() > kMaxFields)
+          throw UploadError{SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
+                            "the form has more than " + std::to_string(kMaxFields) + " text fields", p.name};
       }
     };
     handler.data = [this](const PartInfo &, const char *data, std::size_t len) {
       if (in_file_part_) {
         write_file(data, len);
       } else {
-        auto &v = fields_[field_name_];
-        if (v.size() + len > kMaxFieldBytes)
-          throw Error("form field '" + field_name_ + "' is longer than " + std::to_string(kMaxFieldBytes) + " bytes");
-        v.append(data, len);
+        if (field_bytes_ + len > kMaxFieldBytes)
+          throw UploadError{SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
+                            "the form's text fields are longer than " + std::to_string(kMaxFieldBytes) +
+                                " bytes in all",
+                            field_name_};
+        fields_[field_name_].append(data, len);
+        field_bytes_ += len;
       }
     };
     handler.end = [this](const PartInfo &) { in_file_part_ = false; };
@@ -198,6 +211,8 @@ void Upload::on_chunk(const char *data, std::size_t len) {
   }
   try {
     parser_->feed(data, len);
+  } catch (const UploadError &e) {
+    fail(e);
   } catch (const Error &e) {
     fail(UploadError{SOUP_STATUS_BAD_REQUEST, "bad_request", e.what(), ""});
   }

@@ -66,6 +66,7 @@ private:
   bool in_file_part_ = false, seen_file_ = false;
   std::string field_name_;
   std::map<std::string, std::string> fields_;
+  std::size_t field_bytes_ = 0; // of all text fields together
   std::string filename_;
   std::optional<UploadError> error_;
   bool body_complete_ = false;

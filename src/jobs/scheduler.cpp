@@ -10,7 +10,10 @@
 #include "pipeline/description.h"
 
 #include <gst/gst.h>
+#include <sys/statvfs.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <mutex>
 #include <thread>
@@ -23,6 +26,13 @@ namespace sluice::jobs {
 namespace {
 
 constexpr const char *kSourceName = "source";
+// Rewriting a job's state the catalog refused: first after this, doubled each time, up to kMaxSaveRetryMs.
+constexpr guint kFirstSaveRetryMs = 500;
+constexpr guint kMaxSaveRetryMs = 10000;
+// After a job's start could not be written, no job starts for this long at first (doubled up to the maximum).
+constexpr int kMaxLaunchBackoffS = 30;
+// A job that failed for lack of space waits at most this many times [jobs] no-space-retry-delay (as a shift).
+constexpr int kMaxNoSpaceShift = 4;
 
 void init_debug() {
   static std::once_flag once;
@@ -84,9 +94,24 @@ bool is_transient(ErrorCode code) {
   switch (code) {
   case ErrorCode::Pipeline:
   case ErrorCode::Io:
+  case ErrorCode::NoSpace:
   case ErrorCode::Internal: return true;
   default: return false;
   }
+}
+
+bool is_no_space(const Error &err) {
+  if (err.code() == ErrorCode::NoSpace)
+    return true;
+  if (!is_transient(err.code()))
+    return false;
+  // GStreamer's sinks: "No space left on the resource." with strerror's "No space left on device" in the details;
+  // our own writes: strerror's words. Both in English, and strerror's also in the words of the locale.
+  std::string m = err.what();
+  for (const char *words : {"No space left", "Disk quota exceeded", g_strerror(ENOSPC), g_strerror(EDQUOT)})
+    if (m.find(words) != std::string::npos)
+      return true;
+  return false;
 }
 
 std::string iso_time(std::int64_t us) {
@@ -132,6 +157,8 @@ Scheduler::~Scheduler() {
   *alive_ = false;
   if (timer_)
     g_source_remove(timer_);
+  if (save_timer_)
+    g_source_remove(save_timer_);
   for (auto &[id, a] : active_)
     if (a->transcode)
       a->transcode->cancel();
@@ -185,8 +212,94 @@ int Scheduler::running_count() const {
   return static_cast<int>(active_.size());
 }
 
+std::int64_t Scheduler::free_space() const {
+  struct statvfs st {};
+  if (statvfs(layout_.data_dir.c_str(), &st) != 0)
+    return -1;
+  return static_cast<std::int64_t>(st.f_bavail) * static_cast<std::int64_t>(st.f_frsize);
+}
+
+bool Scheduler::space_low() const {
+  std::int64_t free = free_space();
+  return free >= 0 && free < config_.min_free_space;
+}
+
+bool Scheduler::save(const store::Job &job) {
+  unsaved_.erase(job.id);
+  try {
+    store_.update_job(job);
+    publish_job(job);
+    return true;
+  } catch (const Error &e) {
+    if (e.code() == ErrorCode::NotFound) {
+      GST_INFO("job %s is gone from the catalog (its video was deleted): its state is not written", job.id.c_str());
+      return false;
+    }
+    g_warning("cannot write the state of job %s (%s) to the catalog; trying again until it lands: %s", job.id.c_str(),
+              store::job_state_name(job.state), e.what());
+    unsaved_[job.id] = job;
+  }
+  arm_save_retry();
+  return false;
+}
+
+void Scheduler::arm_save_retry() {
+  if (save_timer_)
+    return;
+  guint delay = std::min<guint>(kFirstSaveRetryMs << std::min(save_failures_, 8), kMaxSaveRetryMs);
+  save_failures_++;
+  save_timer_ = g_timeout_add(
+      delay,
+      [](gpointer self) -> gboolean {
+        auto *s = static_cast<Scheduler *>(self);
+        s->save_timer_ = 0;
+        s->retry_saves();
+        return G_SOURCE_REMOVE;
+      },
+      this);
+}
+
+void Scheduler::retry_saves() {
+  auto pending = std::move(unsaved_);
+  unsaved_.clear();
+  bool refused = false;
+  for (auto &[id, job] : pending) {
+    // Once the catalog refuses one, the others wait for the next try without a try of their own each.
+    if (refused) {
+      unsaved_[id] = job;
+      continue;
+    }
+    try {
+      store_.update_job(job);
+      g_message("job %s: its state (%s) is written to the catalog at last", id.c_str(),
+                store::job_state_name(job.state));
+      publish_job(job);
+    } catch (const Error &e) {
+      if (e.code() == ErrorCode::NotFound)
+        continue; // its video was deleted meanwhile
+      GST_INFO("the catalog still refuses the state of job %s: %s", id.c_str(), e.what());
+      refused = true;
+      unsaved_[id] = job;
+    }
+  }
+  if (!unsaved_.empty()) {
+    arm_save_retry();
+    return;
+  }
+  save_failures_ = 0;
+  pump();
+}
+
+store::JobState Scheduler::state_of(const store::Job &job) const {
+  auto it = unsaved_.find(job.id);
+  return it == unsaved_.end() ? job.state : it->second.state;
+}
+
 void Scheduler::pump() {
   if (shutting_down_)
+    return;
+  // A job's start is written before it runs: while the catalog refuses writes, none starts.
+  if (!unsaved_.empty() || g_get_real_time() < launch_not_before_)
     return;
   while (static_cast<int>(active_.size()) < config_.slots()) {
     std::optional<store::Job> next;
@@ -198,10 +311,17 @@ void Scheduler::pump() {
     }
     if (!next)
       return;
+    std::string id = next->id;
     try {
       launch(std::move(*next));
+      launch_failures_ = 0;
     } catch (const Error &e) {
-      GST_ERROR("cannot start job %s: %s", next->id.c_str(), e.what());
+      // Its start could not be written (the catalog refuses writes): it stays queued, and no start is tried for a
+      // while, so that a catalog that stays read-only costs a log line now and then, not one a second.
+      int backoff = std::min(1 << std::min(launch_failures_, 5), kMaxLaunchBackoffS);
+      launch_failures_++;
+      launch_not_before_ = g_get_real_time() + backoff * G_USEC_PER_SEC;
+      g_warning("cannot start job %s (trying again in %d s): %s", id.c_str(), backoff, e.what());
       return;
     }
   }
@@ -418,7 +538,19 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
   } else {
     job.error_code = error_code_name(err->code());
     job.error = err->what();
-    if (is_transient(err->code()) && job.attempts < job.max_attempts) {
+    if (is_no_space(*err)) {
+      // The disk is full: not the job's fault, and gone once space is freed. Retried without an attempt limit (each
+      // such failure adds the attempt it took), after a longer delay, doubled up to 16 times.
+      job.error_code = error_code_name(ErrorCode::NoSpace);
+      std::int64_t delay = static_cast<std::int64_t>(config_.no_space_retry_delay_s)
+                           << std::clamp(job.attempts - 1, 0, kMaxNoSpaceShift);
+      job.max_attempts = std::max(job.max_attempts, job.attempts + 1);
+      job.state = store::JobState::Queued;
+      job.not_before = now + delay * G_USEC_PER_SEC;
+      job.started = 0;
+      g_message("job %s failed for lack of disk space (attempt %d), trying again in %" G_GINT64_FORMAT " s: %s",
+                job.id.c_str(), job.attempts, delay, err->what());
+    } else if (is_transient(err->code()) && job.attempts < job.max_attempts) {
       std::int64_t delay = static_cast<std::int64_t>(config_.retry_delay_s) << std::min(job.attempts - 1, 16);
       job.state = store::JobState::Queued;
       job.not_before = now + delay * G_USEC_PER_SEC;
@@ -431,18 +563,19 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
       g_message("job %s failed: %s", job.id.c_str(), err->what());
     }
   }
-  try {
-    store_.update_job(job);
-  } catch (const Error &e) {
-    GST_ERROR("cannot record the end of job %s: %s", job.id.c_str(), e.what());
-  }
   a->job = job;
   a->progress.reset();
-  publish_job(job);
+  // Announced once written: a published package whose job's end the catalog refuses stays, and the job ends
+  // succeeded when its state lands (see save()), never by running it again.
+  save(job);
   for (auto &fn : a->on_stopped)
     fn();
   if (shutting_down_) {
     if (active_.empty() && on_shutdown_) {
+      // A last try for states the catalog refused; those still refused are of jobs left running, queued again at
+      // the next start.
+      if (!unsaved_.empty())
+        retry_saves();
       auto fn = std::move(on_shutdown_);
       on_shutdown_ = nullptr;
       fn();
@@ -544,14 +677,22 @@ bool Scheduler::cancel(const std::string &job_id) {
       a.transcode->cancel(); // planned() cancels a job that is still being planned
     return true;
   }
-  auto job = store_.job(job_id);
+  // A job waiting for a retry whose state the catalog refused is what the scheduler knows of it.
+  std::optional<store::Job> job;
+  if (auto u = unsaved_.find(job_id); u != unsaved_.end())
+    job = u->second;
+  else
+    job = store_.job(job_id);
   if (!job || store::is_terminal(job->state))
     return false;
   job->state = store::JobState::Canceled;
   job->finished = g_get_real_time();
   job->error_code = error_code_name(ErrorCode::Canceled);
   job->error = "canceled on request";
+  // Written now or not at all: a client that asked is told when the catalog refuses (Io, 503), and the job is left
+  // as it was.
   store_.update_job(*job);
+  unsaved_.erase(job_id);
   publish_job(*job);
   return true;
 }
@@ -560,7 +701,7 @@ bool Scheduler::has_unfinished_job(const std::string &video_id, const std::strin
   store::JobFilter f;
   f.video_id = video_id;
   for (const auto &j : store_.jobs(f))
-    if (!store::is_terminal(j.state) && (pipeline.empty() || j.pipeline == pipeline))
+    if (!store::is_terminal(state_of(j)) && (pipeline.empty() || j.pipeline == pipeline))
       return true;
   return false;
 }
@@ -604,9 +745,23 @@ std::vector<store::Job> Scheduler::enqueue_profile(const std::string &video_id, 
 void Scheduler::stop_video(const std::string &video_id, std::function<void()> done) {
   store::JobFilter f;
   f.video_id = video_id;
-  for (const auto &j : store_.jobs(f))
-    if (j.state == store::JobState::Queued)
+  for (const auto &j : store_.jobs(f)) {
+    if (state_of(j) != store::JobState::Queued)
+      continue;
+    try {
       cancel(j.id);
+    } catch (const Error &e) {
+      // The catalog refuses the cancel: it is kept and written again until it lands (no job starts meanwhile),
+      // so that stopping a video's jobs never stops halfway, with a caller waiting for `done`.
+      auto u = unsaved_.find(j.id);
+      store::Job c = u == unsaved_.end() ? j : u->second;
+      c.state = store::JobState::Canceled;
+      c.finished = g_get_real_time();
+      c.error_code = error_code_name(ErrorCode::Canceled);
+      c.error = "canceled on request";
+      save(c);
+    }
+  }
   std::vector<Active *> running;
   for (auto &[id, a] : active_)
     if (a->job.video_id == video_id)

@@ -63,7 +63,8 @@ public:
   store::Job enqueue(const std::string &video_id, const JobSpec &spec);
   // Cancels a queued or running job; false when it has already finished.
   bool cancel(const std::string &job_id);
-  // Cancels the video's unfinished jobs; `done` runs once none of them is running any more.
+  // Cancels the video's unfinished jobs; `done` runs once none of them is running any more. A cancel the catalog
+  // refuses is written again until it lands (throws only when the video's jobs cannot be read).
   void stop_video(const std::string &video_id, std::function<void()> done);
   // Whether the video has a queued or running job (of that pipeline, when one is named).
   bool has_unfinished_job(const std::string &video_id, const std::string &pipeline = "");
@@ -83,6 +84,11 @@ public:
   const Layout &layout() const { return layout_; }
   const pipeline::EncoderTable &encoders() const { return encoders_; }
   int running_count() const;
+  // Job states the catalog refused to write, kept and written again from a timer until they land.
+  std::size_t unsaved_count() const { return unsaved_.size(); }
+  // Bytes free for the data folder (-1 when it cannot be told), and whether that is below [health] min-free-space.
+  std::int64_t free_space() const;
+  bool space_low() const;
 
 private:
   struct Active;
@@ -94,6 +100,14 @@ private:
   void announce_playable(const Active &a);
   void stopped(const std::string &job_id);
   void recover();
+  // Writes a job's new state. When the catalog refuses it (read-only, full, gone), the state is kept and written
+  // again from a timer with backoff until it lands, the newest state of a job winning; no job starts meanwhile.
+  // Announces the job once its state is written. Returns whether it was written now.
+  bool save(const store::Job &job);
+  void arm_save_retry();
+  void retry_saves();
+  // The state of a job as the scheduler knows it: an unsaved state if there is one, else the catalog's.
+  store::JobState state_of(const store::Job &job) const;
 
   store::Store &store_;
   EventHub &events_;
@@ -106,11 +120,19 @@ private:
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;
   guint timer_ = 0;
+  std::map<std::string, store::Job> unsaved_;
+  guint save_timer_ = 0;
+  int save_failures_ = 0;              // in a row, for the backoff of save_timer_
+  std::int64_t launch_not_before_ = 0; // after a job's start could not be written, no start is tried before this
+  int launch_failures_ = 0;
 };
 
 // Whether a failure may go away by running the job again (a pipeline or file-system error), as
 // opposed to a bad input or request.
 bool is_transient(ErrorCode code);
+// Whether a failure is the disk being full: GStreamer's sinks and our own writes say "No space left" (ENOSPC), a
+// quota "Disk quota exceeded" (EDQUOT).
+bool is_no_space(const Error &err);
 
 // "2026-11-25T18:20:04Z" for a time in microseconds since the epoch.
 std::string iso_time(std::int64_t us);

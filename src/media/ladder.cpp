@@ -25,6 +25,9 @@ static int parse_int(const std::string &s, const std::string &entry) {
 std::vector<Rung> parse_ladder(const std::string &spec) {
   std::vector<Rung> out;
   const auto defaults = default_ladder();
+  if (std::size_t n = static_cast<std::size_t>(std::count(spec.begin(), spec.end(), ',')) + 1; n > kMaxRungs)
+    throw Error(ErrorCode::Invalid, "the ladder names " + std::to_string(n) + " rungs; at most " +
+                                        std::to_string(kMaxRungs) + " are allowed");
   gchar **parts = g_strsplit(spec.c_str(), ",", -1);
   for (gchar **p = parts; *p; p++) {
     std::string entry = g_strstrip(*p);

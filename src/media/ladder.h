@@ -4,6 +4,7 @@
 
 #include "pipeline/render.h"
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,11 @@ struct Rung {
 std::vector<Rung> default_ladder();
 constexpr int kDefaultAudioKbps = 128;
 
-// Parses "360p,720p" (rungs of the default ladder) or custom rungs "540p:2000" (kbit/s), comma separated.
-// Throws sluice::Error naming the bad entry.
+// Every rung is one more encoder with its threads and buffers: a request names at most this many.
+constexpr std::size_t kMaxRungs = 8;
+
+// Parses "360p,720p" (rungs of the default ladder) or custom rungs "540p:2000" (kbit/s), comma separated,
+// at most kMaxRungs of them. Throws sluice::Error naming the bad entry.
 std::vector<Rung> parse_ladder(const std::string &spec);
 
 // Plans the renditions for a source whose displayed size is display_w x display_h:

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 
+#include <glib.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,13 +12,15 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <type_traits>
 #include <utility>
 
 namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
+constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
 const char *const kMigrations[] = {
@@ -56,6 +59,20 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_next ON jobs (state, priority DESC, created, seq);
 CREATE INDEX jobs_by_video ON jobs (video_id, seq);
 )sql",
+    // 2: answers kept for Idempotency-Key retries.
+    R"sql(
+CREATE TABLE answers (
+  scope       TEXT NOT NULL,
+  key         TEXT NOT NULL,
+  fingerprint TEXT NOT NULL DEFAULT '',
+  status      INTEGER NOT NULL,
+  body        TEXT NOT NULL DEFAULT '',
+  location    TEXT NOT NULL DEFAULT '',
+  created     INTEGER NOT NULL,
+  PRIMARY KEY (scope, key)
+);
+CREATE INDEX answers_by_created ON answers (created);
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
@@ -73,11 +90,22 @@ struct StmtFinalizer {
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
-// The catalog's error: what was being done, where, and SQLite's own words.
+// SQLite's result code of the latest db_error() on this thread (what made a write fail; a rollback that follows resets
+// the connection's own).
+thread_local int last_db_error = SQLITE_OK;
+
+// The catalog's error: what was being done, where, and SQLite's own words (with the system's, when the file system
+// refused). Always Io: the server answers it 503 unavailable, whatever the route.
 Error db_error(sqlite3 *db, const std::string &path, const std::string &what) {
   std::string msg = "catalog " + path + ": cannot " + what;
-  if (db)
+  last_db_error = db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
+  if (db) {
     msg += std::string(": ") + sqlite3_errmsg(db);
+    int primary = last_db_error & 0xff;
+    int err = sqlite3_system_errno(db);
+    if ((primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_CANTOPEN) && err)
+      msg += std::string(" (") + std::strerror(err) + ")";
+  }
   return Error(ErrorCode::Io, msg);
 }
 
@@ -195,6 +223,10 @@ public:
   std::vector<Job> requeue_running() override;
 
   bool ping() override;
+  std::optional<StoredAnswer> stored_answer(const std::string &scope, const std::string &key,
+                                            std::int64_t since) override;
+  void store_answer(const StoredAnswer &a, std::int64_t forget_before) override;
+  bool writable(std::int64_t max_age_us) override;
 
 private:
   // A write transaction (BEGIN IMMEDIATE) rolled back unless committed.
@@ -217,6 +249,29 @@ private:
     bool done_ = false;
   };
 
+  // Runs one write of the catalog, remembering whether the catalog took it (see writable()).
+  template <typename Fn> auto write(Fn &&fn) -> decltype(fn()) {
+    last_db_error = SQLITE_OK;
+    try {
+      if constexpr (std::is_void_v<decltype(fn())>) {
+        fn();
+        wrote(true);
+      } else {
+        auto r = fn();
+        wrote(true);
+        return r;
+      }
+    } catch (const Error &) {
+      // A write refused for what it holds (a duplicate id, an unknown video) says nothing of the file.
+      int primary = last_db_error & 0xff;
+      wrote(primary == SQLITE_CONSTRAINT || primary == SQLITE_OK);
+      throw;
+    }
+  }
+  void wrote(bool ok) {
+    write_ok_ = ok;
+    write_checked_ = g_get_monotonic_time();
+  }
   void exec(const char *sql, const std::string &what);
   std::int64_t pragma_int(const char *sql, const std::string &what);
   void migrate();
@@ -229,6 +284,10 @@ private:
   StmtPtr add_video_, video_, videos_, delete_video_;
   StmtPtr add_job_, job_, update_job_, next_queued_, count_jobs_, running_jobs_, requeue_running_, ping_;
   StmtPtr jobs_[4]; // by filter: [state given * 2 + video given]
+  StmtPtr answer_, add_answer_, forget_answers_;
+  // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
+  bool write_ok_ = true;
+  std::int64_t write_checked_ = 0;
 };
 
 SqliteStore::SqliteStore(const std::string &path) : path_(path) {
@@ -243,7 +302,7 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
     throw Error(ErrorCode::Io, "catalog " + path + ": cannot open the database for writing (the file is read-only)");
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_db_config(raw, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
-  sqlite3_busy_timeout(raw, 5000);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
 
   // journal_mode answers with the mode in effect; it is also the first read of the file, so a file that is not a
   // database fails here.
@@ -275,6 +334,14 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   running_jobs_ = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = 'running' ORDER BY seq ASC");
   requeue_running_ = prepare("UPDATE jobs SET state = 'queued' WHERE state = 'running'");
   ping_ = prepare("SELECT 1");
+  answer_ = prepare("SELECT fingerprint, status, body, location, created FROM answers "
+                    "WHERE scope = ?1 AND key = ?2 AND created >= ?3");
+  // The first answer under a key stays (a replay never replaces it).
+  add_answer_ = prepare("INSERT INTO answers (scope, key, fingerprint, status, body, location, created) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (scope, key) DO UPDATE SET "
+                        "fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, "
+                        "location = excluded.location, created = excluded.created WHERE answers.created < ?8");
+  forget_answers_ = prepare("DELETE FROM answers WHERE created < ?1");
   jobs_[0] = prepare("SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq DESC LIMIT ?1");
   jobs_[1] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE video_id = ?3 ORDER BY seq DESC LIMIT ?1");
   jobs_[2] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 ORDER BY seq DESC LIMIT ?1");
@@ -350,10 +417,12 @@ Job SqliteStore::read_job(const Query &q) const {
 }
 
 void SqliteStore::add_video(const Video &v) {
-  Query q = query(add_video_, "add video " + v.id);
-  q.bind(1, v.id).bind(2, v.title).bind(3, v.description).bind(4, v.filename).bind(5, v.source);
-  q.bind(6, v.size).bind(7, v.probe_json).bind(8, v.created);
-  q.run();
+  write([&] {
+    Query q = query(add_video_, "add video " + v.id);
+    q.bind(1, v.id).bind(2, v.title).bind(3, v.description).bind(4, v.filename).bind(5, v.source);
+    q.bind(6, v.size).bind(7, v.probe_json).bind(8, v.created);
+    q.run();
+  });
 }
 
 std::optional<Video> SqliteStore::video(const std::string &id) {
@@ -374,20 +443,24 @@ std::vector<Video> SqliteStore::videos(int limit) {
 }
 
 bool SqliteStore::delete_video(const std::string &id) {
-  Query q = query(delete_video_, "delete video " + id);
-  q.bind(1, id);
-  q.run();
-  return sqlite3_changes(db_.get()) > 0;
+  return write([&] {
+    Query q = query(delete_video_, "delete video " + id);
+    q.bind(1, id);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
 }
 
 std::int64_t SqliteStore::add_job(const Job &j) {
-  Query q = query(add_job_, "add job " + j.id);
-  q.bind(1, j.id).bind(2, j.video_id).bind(3, j.pipeline).bind(4, j.encoder).bind(5, j.ladder);
-  q.bind(6, j.params_json).bind(7, std::string(job_state_name(j.state))).bind(8, j.priority).bind(9, j.attempts);
-  q.bind(10, j.max_attempts).bind(11, j.created).bind(12, j.started).bind(13, j.finished).bind(14, j.not_before);
-  q.bind(15, j.error_code).bind(16, j.error).bind(17, j.result_json);
-  q.run();
-  return sqlite3_last_insert_rowid(db_.get());
+  return write([&] {
+    Query q = query(add_job_, "add job " + j.id);
+    q.bind(1, j.id).bind(2, j.video_id).bind(3, j.pipeline).bind(4, j.encoder).bind(5, j.ladder);
+    q.bind(6, j.params_json).bind(7, std::string(job_state_name(j.state))).bind(8, j.priority).bind(9, j.attempts);
+    q.bind(10, j.max_attempts).bind(11, j.created).bind(12, j.started).bind(13, j.finished).bind(14, j.not_before);
+    q.bind(15, j.error_code).bind(16, j.error).bind(17, j.result_json);
+    q.run();
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
+  });
 }
 
 std::optional<Job> SqliteStore::job(const std::string &id) {
@@ -413,12 +486,15 @@ std::vector<Job> SqliteStore::jobs(const JobFilter &f) {
 }
 
 void SqliteStore::update_job(const Job &j) {
-  Query q = query(update_job_, "update job " + j.id);
-  q.bind(1, j.id).bind(2, std::string(job_state_name(j.state))).bind(3, j.priority).bind(4, j.attempts);
-  q.bind(5, j.max_attempts).bind(6, j.started).bind(7, j.finished).bind(8, j.not_before).bind(9, j.error_code);
-  q.bind(10, j.error).bind(11, j.result_json);
-  q.run();
-  if (sqlite3_changes(db_.get()) == 0)
+  bool found = write([&] {
+    Query q = query(update_job_, "update job " + j.id);
+    q.bind(1, j.id).bind(2, std::string(job_state_name(j.state))).bind(3, j.priority).bind(4, j.attempts);
+    q.bind(5, j.max_attempts).bind(6, j.started).bind(7, j.finished).bind(8, j.not_before).bind(9, j.error_code);
+    q.bind(10, j.error).bind(11, j.result_json);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
+  if (!found)
     throw Error(ErrorCode::NotFound, "catalog " + path_ + ": cannot update job " + j.id + ": no such job");
 }
 
@@ -437,18 +513,56 @@ int SqliteStore::count_jobs(JobState s) {
 }
 
 std::vector<Job> SqliteStore::requeue_running() {
-  Transaction tx(*this);
-  std::vector<Job> out;
-  {
-    Query q = query(running_jobs_, "list running jobs");
-    while (q.step())
-      out.push_back(read_job(q));
-  }
-  query(requeue_running_, "requeue running jobs").run();
-  tx.commit();
+  std::vector<Job> out = write([&] {
+    Transaction tx(*this);
+    std::vector<Job> running;
+    {
+      Query q = query(running_jobs_, "list running jobs");
+      while (q.step())
+        running.push_back(read_job(q));
+    }
+    query(requeue_running_, "requeue running jobs").run();
+    tx.commit();
+    return running;
+  });
   for (Job &j : out)
     j.state = JobState::Queued;
   return out;
+}
+
+std::optional<StoredAnswer> SqliteStore::stored_answer(const std::string &scope, const std::string &key,
+                                                       std::int64_t since) {
+  Query q = query(answer_, "read a kept answer");
+  q.bind(1, scope).bind(2, key).bind(3, since);
+  if (!q.step())
+    return std::nullopt;
+  StoredAnswer a;
+  a.scope = scope;
+  a.key = key;
+  a.fingerprint = q.text(0);
+  a.status = q.int32(1);
+  a.body = q.text(2);
+  a.location = q.text(3);
+  a.created = q.int64(4);
+  return a;
+}
+
+void SqliteStore::store_answer(const StoredAnswer &a, std::int64_t forget_before) {
+  write([&] {
+    Transaction t(*this);
+    {
+      Query q = query(forget_answers_, "forget old answers");
+      q.bind(1, forget_before);
+      q.run();
+    }
+    {
+      Query q = query(add_answer_, "keep an answer");
+      q.bind(1, a.scope).bind(2, a.key).bind(3, a.fingerprint).bind(4, a.status).bind(5, a.body);
+      q.bind(6, a.location).bind(7, a.created).bind(8, forget_before);
+      q.run();
+    }
+    t.commit();
+  });
 }
 
 bool SqliteStore::ping() {
@@ -458,6 +572,22 @@ bool SqliteStore::ping() {
   } catch (const Error &) {
     return false;
   }
+}
+
+bool SqliteStore::writable(std::int64_t max_age_us) {
+  if (write_checked_ && g_get_monotonic_time() - write_checked_ < max_age_us)
+    return write_ok_;
+  // Taking the write lock (BEGIN IMMEDIATE) is not enough: it succeeds on a file that cannot be written. Rewriting
+  // the schema version with its own value is a real, tiny write (one page appended to the WAL) that changes nothing.
+  // It does not wait for another writer: a catalog that is busy is not a catalog that cannot be written.
+  static const std::string probe = "PRAGMA user_version=" + std::to_string(kSchemaVersion);
+  sqlite3_busy_timeout(db_.get(), 0);
+  int rc = sqlite3_exec(db_.get(), probe.c_str(), nullptr, nullptr, nullptr);
+  sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+  if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+    return write_ok_;
+  wrote(rc == SQLITE_OK);
+  return write_ok_;
 }
 
 } // namespace

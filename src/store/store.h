@@ -46,6 +46,17 @@ struct Job {
   std::int64_t seq = 0;          // insertion order, assigned by the store
 };
 
+// The answer to a request that created something, kept under the client's Idempotency-Key.
+struct StoredAnswer {
+  std::string scope;       // method and route, e.g. "POST /api/v1/videos"
+  std::string key;         // the client's Idempotency-Key
+  std::string fingerprint; // of the request's content ("" when not known)
+  int status = 0;
+  std::string body;        // JSON
+  std::string location;    // the Location header, "" if none
+  std::int64_t created = 0;
+};
+
 struct JobFilter {
   std::optional<JobState> state;
   std::string video_id;          // "" = any
@@ -76,8 +87,19 @@ public:
   // Startup recovery: every running job goes back to queued (attempts kept). Returns those jobs.
   virtual std::vector<Job> requeue_running() = 0;
 
+  // The answer kept under (scope, key) if it was kept at `since` or later.
+  virtual std::optional<StoredAnswer> stored_answer(const std::string &scope, const std::string &key,
+                                                    std::int64_t since) = 0;
+  // Keeps a (an answer already kept under its key stays, unless older than forget_before) and forgets
+  // every answer older than forget_before.
+  virtual void store_answer(const StoredAnswer &a, std::int64_t forget_before) = 0;
+
   // Readiness: a trivial query succeeds.
   virtual bool ping() = 0;
+  // Whether a write lands now (a read-only, immutable or full catalog refuses writes that reads do not notice):
+  // the outcome of the latest write when it is younger than max_age_us, else of a real write made to find out
+  // (one small committed change), so that asking often costs nothing. Never throws; never waits for a lock.
+  virtual bool writable(std::int64_t max_age_us = 5'000'000) = 0;
 };
 
 // Opens (creating if needed) the SQLite catalog at path, in WAL mode, and migrates its schema.

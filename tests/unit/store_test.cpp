@@ -4,9 +4,12 @@
 #include "core/error.h"
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <glib.h>
 #include <gtest/gtest.h>
+#include <linux/fs.h>
 #include <sqlite3.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -474,6 +477,43 @@ TEST_F(StoreTest, RequeueRunning) {
 // ---------------------------------------------------------------------------------------------
 // The file
 
+TEST_F(StoreTest, AnswersAreKeptOnceAndForgottenWhenOld) {
+  StoredAnswer a;
+  a.scope = "POST /api/v1/videos";
+  a.key = "k1";
+  a.fingerprint = "f";
+  a.status = 201;
+  a.body = "{\"video\":{}}";
+  a.location = "/api/v1/videos/x";
+  a.created = 1000;
+  store->store_answer(a, 0);
+  auto got = store->stored_answer(a.scope, "k1", 0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status, 201);
+  EXPECT_EQ(got->body, a.body);
+  EXPECT_EQ(got->location, a.location);
+  EXPECT_EQ(got->fingerprint, "f");
+  // Keys are per scope; an answer older than `since` is not found.
+  EXPECT_FALSE(store->stored_answer("POST /api/v1/videos/y/jobs", "k1", 0));
+  EXPECT_FALSE(store->stored_answer(a.scope, "k1", 1001));
+  // A second answer under the same key does not replace the first...
+  StoredAnswer b = a;
+  b.status = 202;
+  b.created = 1500;
+  store->store_answer(b, 0);
+  EXPECT_EQ(store->stored_answer(a.scope, "k1", 0)->status, 201);
+  // ...unless the first is past forgetting, and storing forgets every old answer.
+  StoredAnswer other = a;
+  other.key = "k2";
+  other.created = 500;
+  store->store_answer(other, 0);
+  store->store_answer(b, 1200);
+  EXPECT_EQ(store->stored_answer(a.scope, "k1", 0)->status, 202);
+  EXPECT_FALSE(store->stored_answer(a.scope, "k2", 0));
+  reopen();
+  EXPECT_EQ(store->stored_answer(a.scope, "k1", 0)->status, 202);
+}
+
 TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Video v = make_video("v", 1);
   store->add_video(v);
@@ -490,7 +530,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
   store.reset();
-  EXPECT_EQ(user_version(path()), 1);
+  EXPECT_EQ(user_version(path()), 2);
   // A second store on the same file sees the same data.
   auto a = open_sqlite(path()), b = open_sqlite(path());
   Video w = make_video("w", 5);
@@ -527,6 +567,73 @@ TEST_F(StoreTest, VideoSurvivesKill) {
   auto got = store->video(v.id);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->title, "survivor");
+}
+
+// Sets or clears the immutable attribute of a file (chattr +i / -i); false where that cannot be done (not root, or a
+// file system without it).
+bool set_immutable(const std::string &path, bool on) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  int flags = 0;
+  bool ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
+  if (ok) {
+    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+    ok = ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
+  }
+  close(fd);
+  return ok;
+}
+
+TEST_F(StoreTest, WritesToAnImmutableCatalogFailAndLandLater) {
+  Video v = make_video("v", 1);
+  store->add_video(v);
+  Job j = make_job(v.id, 1);
+  store->add_job(j);
+  EXPECT_TRUE(store->writable(0));
+  // Reads do not notice: the write-ahead log is where every write goes first. (Not the -shm file: SQLite maps it,
+  // and a write to a mapped immutable file is SIGBUS.)
+  std::string wal = path() + "-wal";
+  if (!set_immutable(wal, true))
+    GTEST_SKIP() << "cannot make a file immutable here (needs root and a file system with chattr +i)";
+  j.state = JobState::Succeeded;
+  Error e = expect_error([&] { store->update_job(j); });
+  bool still_immutable = set_immutable(wal, true); // keeps it so for the checks below
+  EXPECT_EQ(e.code(), ErrorCode::Io);
+  EXPECT_TRUE(contains(e.what(), j.id)) << e.what();
+  EXPECT_TRUE(still_immutable);
+  EXPECT_TRUE(store->ping()); // reads go on
+  EXPECT_EQ(store->job(j.id)->state, JobState::Queued);
+  // The failed write is what writable() reports, without a write of its own; and a real write probe says the same.
+  EXPECT_FALSE(store->writable());
+  EXPECT_FALSE(store->writable(0));
+  ASSERT_TRUE(set_immutable(wal, false));
+  EXPECT_FALSE(store->writable()) << "the outcome of the latest write is kept for a few seconds";
+  EXPECT_TRUE(store->writable(0));
+  store->update_job(j);
+  EXPECT_EQ(store->job(j.id)->state, JobState::Succeeded);
+  reopen();
+  EXPECT_EQ(store->job(j.id)->state, JobState::Succeeded);
+}
+
+TEST_F(StoreTest, WritableProbesAtMostOnceInItsWindow) {
+  std::int64_t version = user_version(path());
+  store->add_video(make_video("v", 1));
+  std::string wal = path() + "-wal";
+  struct stat before {};
+  ASSERT_EQ(stat(wal.c_str(), &before), 0);
+  // A write just landed: no probe.
+  for (int i = 0; i < 100; i++)
+    EXPECT_TRUE(store->writable());
+  struct stat after {};
+  ASSERT_EQ(stat(wal.c_str(), &after), 0);
+  EXPECT_EQ(after.st_size, before.st_size);
+  // Forced: one real write (a WAL frame) each time; the schema version is unchanged.
+  EXPECT_TRUE(store->writable(0));
+  ASSERT_EQ(stat(wal.c_str(), &after), 0);
+  EXPECT_GT(after.st_size, before.st_size);
+  store.reset();
+  EXPECT_EQ(user_version(path()), version);
 }
 
 TEST(StoreFileTest, MissingDirectoryIsAnIoError) {

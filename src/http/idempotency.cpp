@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Idempotency-Key: answers of creating requests kept in the store, replayed to a client that retries.
+#include "http/idempotency.h"
+
+#include "core/error.h"
+
+#include <gst/gst.h>
+
+#include <algorithm>
+#include <memory>
+
+GST_DEBUG_CATEGORY_EXTERN(sluice_http_debug);
+#define GST_CAT_DEFAULT sluice_http_debug
+
+namespace sluice::http {
+
+namespace {
+constexpr const char *kHeldKey = "sluice-idempotency-key";
+constexpr const char *kHeader = "Idempotency-Key";
+} // namespace
+
+// The key of a request being answered; it is released (for a retry) when the message goes.
+struct IdempotencyKeys::Held {
+  std::shared_ptr<std::set<std::string>> in_flight;
+  std::string id, scope, key, fingerprint;
+};
+
+bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint) {
+  const char *raw = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), kHeader);
+  if (!raw)
+    return false;
+  std::string key = raw;
+  if (key.empty() || key.size() > kMaxKeyLength ||
+      !std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
+                      "Idempotency-Key must be 1 to " + std::to_string(kMaxKeyLength) +
+                          " visible ASCII characters (a UUID, for example)",
+                      kHeader};
+  const std::int64_t now = g_get_real_time();
+  if (auto a = store_.stored_answer(scope, key, now - kTtlSeconds * G_USEC_PER_SEC)) {
+    if (a->fingerprint != fingerprint)
+      throw UploadError{422, "idempotency_key_reused",
+                        "this Idempotency-Key was used for a different request; use a new key for a new request",
+                        kHeader};
+    GST_INFO("%s: replaying the answer kept for its Idempotency-Key", scope.c_str());
+    soup_server_message_set_status(msg, static_cast<guint>(a->status), nullptr);
+    soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, a->body.data(), a->body.size());
+    SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+    soup_message_headers_replace(h, "Cache-Control", "no-store");
+    soup_message_headers_replace(h, "Idempotent-Replayed", "true");
+    if (!a->location.empty())
+      soup_message_headers_replace(h, "Location", a->location.c_str());
+    return true;
+  }
+  std::string id = scope + "\n" + key;
+  if (!in_flight_->insert(id).second)
+    throw UploadError{SOUP_STATUS_CONFLICT, "conflict",
+                      "a request with this Idempotency-Key is still being answered; retry once it is", kHeader};
+  auto *held = new Held{in_flight_, id, scope, key, fingerprint};
+  g_object_set_data_full(G_OBJECT(msg), kHeldKey, held, [](gpointer p) {
+    auto *h = static_cast<Held *>(p);
+    h->in_flight->erase(h->id);
+    delete h;
+  });
+  return false;
+}
+
+void IdempotencyKeys::remember(SoupServerMessage *msg) {
+  auto *held = static_cast<Held *>(g_object_get_data(G_OBJECT(msg), kHeldKey));
+  guint status = soup_server_message_get_status(msg);
+  if (!held || status < 200 || status > 299)
+    return;
+  store::StoredAnswer a;
+  a.scope = held->scope;
+  a.key = held->key;
+  a.fingerprint = held->fingerprint;
+  a.status = static_cast<int>(status);
+  GBytes *body = soup_message_body_flatten(soup_server_message_get_response_body(msg));
+  gsize len = 0;
+  auto data = static_cast<const char *>(g_bytes_get_data(body, &len));
+  a.body.assign(data ? data : "", len);
+  g_bytes_unref(body);
+  if (const char *loc =
+          soup_message_headers_get_one(soup_server_message_get_response_headers(msg), "Location"))
+    a.location = loc;
+  a.created = g_get_real_time();
+  try {
+    store_.store_answer(a, a.created - kTtlSeconds * G_USEC_PER_SEC);
+  } catch (const Error &e) {
+    // The answer still goes out; only a retry would not find it.
+    GST_WARNING("%s: cannot keep the answer for its Idempotency-Key: %s", a.scope.c_str(), e.what());
+  }
+}
+
+} // namespace sluice::http

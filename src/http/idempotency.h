@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The Idempotency-Key header on requests that create something: a retried request gets the first one's answer.
+#pragma once
+
+#include "http/upload.h"
+#include "store/store.h"
+
+#include <libsoup/soup.h>
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace sluice::http {
+
+// A client that lost the answer to an upload or a job request (its network dropped while the server
+// worked) sends the same request again with the same `Idempotency-Key`: it gets the answer the first
+// request got (with `Idempotent-Replayed: true`) instead of a second video or job. Answers are kept in
+// the store for `kTtlSeconds`, across restarts; only successful (2xx) answers are kept, so a failed
+// request can be retried with its key.
+class IdempotencyKeys {
+public:
+  static constexpr std::int64_t kTtlSeconds = 24 * 3600;
+  static constexpr std::size_t kMaxKeyLength = 255;
+
+  explicit IdempotencyKeys(store::Store &store) : store_(store) {}
+
+  // At the start of a request to `scope` (its method and route, e.g. "POST /api/v1/videos") whose
+  // content hashes to `fingerprint` ("" when it cannot be known yet). Without the header: nothing.
+  // With it: a stored answer is replayed on msg (true: msg is answered); a key whose first request is
+  // still running or that was used for another request throws UploadError (409, 422); a malformed key
+  // 400. Otherwise the key is held until msg is gone and false is returned.
+  bool begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint);
+  // msg has its final answer: a 2xx is stored under its key (when it has one).
+  void remember(SoupServerMessage *msg);
+
+private:
+  struct Held;
+  store::Store &store_;
+  // scope + "\n" + key of the requests being answered; shared with the messages, which may outlive us.
+  std::shared_ptr<std::set<std::string>> in_flight_ = std::make_shared<std::set<std::string>>();
+};
+
+} // namespace sluice::http
