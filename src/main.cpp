@@ -7,6 +7,7 @@
 #include "core/json.h"
 #include "core/mainloop.h"
 #include "core/paths.h"
+#include "app/service.h"
 #include "http/server.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
@@ -257,7 +258,8 @@ int cmd_serve(int argc, char **argv) {
     jobs::EventHub events;
     jobs::Layout layout{config.data_dir};
     jobs::Scheduler scheduler(*store, events, config, layout);
-    http::Server server(config, *store, scheduler, events);
+    app::Service service(config, *store, scheduler, events);
+    http::Server server(config, service);
     server.listen();
     scheduler.start();
     std::printf("sluice: serving on %s\n", server.url().c_str());

@@ -5,11 +5,14 @@
 #include "core/error.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 namespace stdfs = std::filesystem;
@@ -97,6 +100,56 @@ std::string absolute(const std::string &path) {
   std::error_code ec;
   auto p = stdfs::absolute(path, ec);
   return ec ? path : p.lexically_normal().string();
+}
+
+bool safe_segment(std::string_view s) {
+  return !s.empty() && s != "." && s != ".." && s.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
+}
+
+namespace {
+
+std::optional<std::string> real_path(const std::string &path) {
+  std::unique_ptr<char, decltype(&free)> r(realpath(path.c_str(), nullptr), &free);
+  if (!r)
+    return std::nullopt;
+  return std::string(r.get());
+}
+
+} // namespace
+
+std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments,
+                                         const std::string &base) {
+  if (segments.empty())
+    return std::nullopt;
+  for (const auto &s : segments)
+    if (!safe_segment(s))
+      return std::nullopt;
+  auto real_root = real_path(root);
+  if (!real_root)
+    return std::nullopt;
+  // Is `path` strictly inside the folder `dir` (both real paths)?
+  auto inside = [](const std::string &path, const std::string &dir) {
+    std::string prefix = dir.back() == '/' ? dir : dir + '/';
+    return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0;
+  };
+  if (!base.empty()) {
+    auto real_base = real_path(base);
+    if (!real_base || (*real_root != *real_base && !inside(*real_root, *real_base)))
+      return std::nullopt;
+  }
+  std::string candidate = *real_root;
+  for (const auto &s : segments) {
+    if (candidate.empty() || candidate.back() != '/')
+      candidate += '/';
+    candidate += s;
+  }
+  auto real = real_path(candidate);
+  if (!real || !inside(*real, *real_root))
+    return std::nullopt;
+  struct stat st;
+  if (stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return std::nullopt;
+  return real;
 }
 
 } // namespace sluice::fs

@@ -3,9 +3,9 @@
 #include "http/connections.h"
 
 #include "core/error.h"
+#include "http/log.h"
 
 #include <gio/gio.h>
-#include <gst/gst.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -18,8 +18,6 @@
 #include <unordered_map>
 #include <vector>
 
-GST_DEBUG_CATEGORY_EXTERN(sluice_http_debug);
-#define GST_CAT_DEFAULT sluice_http_debug
 
 struct SluiceConnInput;
 
@@ -310,7 +308,7 @@ struct Connections::Impl {
       // instead of spinning on a listening socket that stays readable.
       gint64 now = g_get_monotonic_time();
       if (now - self->accept_error_logged > 10 * kSecond) {
-        GST_WARNING("cannot accept a connection: %s (%zu open); retrying every %u ms", err->message, self->all.size(),
+        SLUICE_LOG(http_log(), Warning, "cannot accept a connection: %s (%zu open); retrying every %u ms", err->message, self->all.size(),
                     kAcceptRetryMs);
         self->accept_error_logged = now;
       }
@@ -351,7 +349,7 @@ struct Connections::Impl {
     GSocketAddress *remote = g_socket_get_remote_address(s, &err);
     GSocketAddress *local = remote ? g_socket_get_local_address(s, &err) : nullptr;
     if (!local) {
-      GST_DEBUG("dropping a connection: %s", err ? err->message : "no address");
+      SLUICE_LOG(http_log(), Debug, "dropping a connection: %s", err ? err->message : "no address");
       g_clear_error(&err);
       g_clear_object(&remote);
       g_socket_close(s, nullptr);
@@ -362,7 +360,7 @@ struct Connections::Impl {
     c->local = local;
     std::size_t max = static_cast<std::size_t>(std::max(config.max_connections_per_client, 0));
     if (max > 0 && open_for(c->client) >= max) {
-      GST_INFO("%s: refusing a connection: %zu open already", c->client.c_str(), open_for(c->client));
+      SLUICE_LOG(http_log(), Info, "%s: refusing a connection: %zu open already", c->client.c_str(), open_for(c->client));
       linger(c, too_many_response(static_cast<int>(max)));
       return;
     }
@@ -379,7 +377,7 @@ struct Connections::Impl {
     c->in_soup = true;
     // libsoup starts the first message (request-started) before this returns.
     if (!soup_server_accept_iostream(server, c->stream, local, remote, &err)) {
-      GST_WARNING("%s: the server did not take the connection: %s", c->client.c_str(), err ? err->message : "?");
+      SLUICE_LOG(http_log(), Warning, "%s: the server did not take the connection: %s", c->client.c_str(), err ? err->message : "?");
       g_clear_error(&err);
       c->in_soup = false;
       drop(c);
@@ -451,20 +449,20 @@ struct Connections::Impl {
     const ServerConfig &k = config;
     switch (c->phase) {
     case ConnPhase::Headers:
-      GST_INFO("%s: closing a connection: no complete request headers within %d s", c->client.c_str(),
+      SLUICE_LOG(http_log(), Info, "%s: closing a connection: no complete request headers within %d s", c->client.c_str(),
                k.header_timeout_s);
       shut(c);
       break;
     case ConnPhase::Body:
-      GST_INFO("%s: closing a connection: its request body sent nothing for %d s", c->client.c_str(), k.body_timeout_s);
+      SLUICE_LOG(http_log(), Info, "%s: closing a connection: its request body sent nothing for %d s", c->client.c_str(), k.body_timeout_s);
       shut(c);
       break;
     case ConnPhase::Idle:
-      GST_DEBUG("%s: closing a connection idle for %d s", c->client.c_str(), k.idle_timeout_s);
+      SLUICE_LOG(http_log(), Debug, "%s: closing a connection idle for %d s", c->client.c_str(), k.idle_timeout_s);
       close_idle(c);
       break;
     case ConnPhase::Closing:
-      GST_WARNING("%s: the server still held a connection %d s after it was shut down: closed", c->client.c_str(),
+      SLUICE_LOG(http_log(), Warning, "%s: the server still held a connection %d s after it was shut down: closed", c->client.c_str(),
                   static_cast<int>(kClosingGraceUs / kSecond));
       drop(c);
       break;
@@ -513,7 +511,7 @@ struct Connections::Impl {
     GError *err = nullptr;
     // An answer this small fits in the socket's buffer; a client that reads nothing may lose it.
     if (g_socket_send_with_blocking(c->socket, response.data(), response.size(), FALSE, nullptr, &err) < 0) {
-      GST_DEBUG("%s: cannot send the answer: %s", c->client.c_str(), err->message);
+      SLUICE_LOG(http_log(), Debug, "%s: cannot send the answer: %s", c->client.c_str(), err->message);
       g_clear_error(&err);
     }
     g_socket_shutdown(c->socket, FALSE, TRUE, nullptr);
@@ -555,7 +553,7 @@ struct Connections::Impl {
       return; // libsoup answers after reading the body, then closes
     ClientConnection *c = it->second;
     std::string response = serialize_response(msg);
-    GST_INFO("%s: %s %s -> %u, connection closed", c->client.c_str(), soup_server_message_get_method(msg),
+    SLUICE_LOG(http_log(), Info, "%s: %s %s -> %u, connection closed", c->client.c_str(), soup_server_message_get_method(msg),
              g_uri_get_path(soup_server_message_get_uri(msg)), soup_server_message_get_status(msg));
     c->in_soup = false;
     if (GIOStream *s = soup_server_message_steal_connection(msg))
@@ -699,7 +697,7 @@ bool hold_back_end(ClientConnection *c) {
   if (!c->between || c->closed || !c->in_soup)
     return false;
   if (!c->end_held)
-    GST_DEBUG("%s: the client closed a keep-alive connection", c->client.c_str());
+    SLUICE_LOG(http_log(), Debug, "%s: the client closed a keep-alive connection", c->client.c_str());
   c->end_held = true;
   if (!c->idle_close)
     c->idle_close = g_idle_add_full(G_PRIORITY_DEFAULT, Connections::Impl::on_idle_close, c, nullptr);

@@ -3,6 +3,7 @@
 #include "http/files.h"
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "http/text.h"
 
 #include <fcntl.h>
@@ -23,9 +24,6 @@ namespace sluice::http {
 
 namespace {
 
-struct FreeDeleter {
-  void operator()(void *p) const { std::free(p); }
-};
 struct GFree {
   void operator()(void *p) const { g_free(p); }
 };
@@ -95,16 +93,7 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
-bool safe_segment(std::string_view s) {
-  return !s.empty() && s != "." && s != ".." && s.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
-}
 
-std::optional<std::string> real_path(const std::string &path) {
-  std::unique_ptr<char, FreeDeleter> r(realpath(path.c_str(), nullptr));
-  if (!r)
-    return std::nullopt;
-  return std::string(r.get());
-}
 
 // Decimal digits only; saturates at INT64_MAX. nullopt when empty or not all digits.
 std::optional<std::int64_t> parse_position(std::string_view s) {
@@ -169,7 +158,7 @@ std::optional<std::vector<std::string>> split_path(const std::string &encoded) {
   while (true) {
     std::size_t slash = rest.find('/');
     auto decoded = percent_decode(rest.substr(0, slash));
-    if (!decoded || !safe_segment(*decoded))
+    if (!decoded || !fs::safe_segment(*decoded))
       return std::nullopt;
     segments.push_back(std::move(*decoded));
     if (slash == std::string_view::npos)
@@ -177,41 +166,6 @@ std::optional<std::vector<std::string>> split_path(const std::string &encoded) {
     rest.remove_prefix(slash + 1);
   }
   return segments;
-}
-
-std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments,
-                                         const std::string &base) {
-  if (segments.empty())
-    return std::nullopt;
-  for (const auto &s : segments)
-    if (!safe_segment(s))
-      return std::nullopt;
-  auto real_root = real_path(root);
-  if (!real_root)
-    return std::nullopt;
-  // Is `path` strictly inside the folder `dir` (both real paths)?
-  auto inside = [](const std::string &path, const std::string &dir) {
-    std::string prefix = dir.back() == '/' ? dir : dir + '/';
-    return path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0;
-  };
-  if (!base.empty()) {
-    auto real_base = real_path(base);
-    if (!real_base || (*real_root != *real_base && !inside(*real_root, *real_base)))
-      return std::nullopt;
-  }
-  std::string candidate = *real_root;
-  for (const auto &s : segments) {
-    if (candidate.empty() || candidate.back() != '/')
-      candidate += '/';
-    candidate += s;
-  }
-  auto real = real_path(candidate);
-  if (!real || !inside(*real, *real_root))
-    return std::nullopt;
-  struct stat st;
-  if (stat(real->c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-    return std::nullopt;
-  return real;
 }
 
 const char *mime_type_for(const std::string &name) {

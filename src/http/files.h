@@ -16,13 +16,6 @@ namespace sluice::http {
 // nullopt when any segment is empty, ".", "..", or decodes to something containing '/', '\\' or NUL.
 std::optional<std::vector<std::string>> split_path(const std::string &encoded);
 
-// The real path (symlinks resolved) of the regular file root/segments... if it exists and stays inside
-// the real path of root, and root itself resolves to base or a folder inside it (so that a folder
-// replaced by a link to /etc serves nothing); nullopt otherwise. base defaults to root; segments are
-// checked as split_path does.
-std::optional<std::string> resolve_under(const std::string &root, const std::vector<std::string> &segments,
-                                         const std::string &base = "");
-
 // MIME type for a file name by extension (m3u8, ts, m4s, mp4, mpd, jpg, vtt, json, ...).
 const char *mime_type_for(const std::string &name);
 

@@ -3,14 +3,12 @@
 #include "http/idempotency.h"
 
 #include "core/error.h"
+#include "http/log.h"
 
-#include <gst/gst.h>
 
 #include <algorithm>
 #include <memory>
 
-GST_DEBUG_CATEGORY_EXTERN(sluice_http_debug);
-#define GST_CAT_DEFAULT sluice_http_debug
 
 namespace sluice::http {
 
@@ -42,7 +40,7 @@ bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, co
       throw UploadError{422, "idempotency_key_reused",
                         "this Idempotency-Key was used for a different request; use a new key for a new request",
                         kHeader};
-    GST_INFO("%s: replaying the answer kept for its Idempotency-Key", scope.c_str());
+    SLUICE_LOG(http_log(), Info, "%s: replaying the answer kept for its Idempotency-Key", scope.c_str());
     soup_server_message_set_status(msg, static_cast<guint>(a->status), nullptr);
     soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, a->body.data(), a->body.size());
     SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
@@ -88,7 +86,7 @@ void IdempotencyKeys::remember(SoupServerMessage *msg) {
     store_.store_answer(a, a.created - kTtlSeconds * G_USEC_PER_SEC);
   } catch (const Error &e) {
     // The answer still goes out; only a retry would not find it.
-    GST_WARNING("%s: cannot keep the answer for its Idempotency-Key: %s", a.scope.c_str(), e.what());
+    SLUICE_LOG(http_log(), Warning, "%s: cannot keep the answer for its Idempotency-Key: %s", a.scope.c_str(), e.what());
   }
 }
 

@@ -2,21 +2,19 @@
 // The HTTP front of `sluice serve`: the REST API, Server-Sent Events and media serving on libsoup 3.
 #pragma once
 
+#include "app/service.h"
 #include "core/config.h"
-#include "jobs/events.h"
-#include "jobs/scheduler.h"
-#include "store/store.h"
-
-#include <libsoup/soup.h>
 
 #include <memory>
 #include <string>
 
 namespace sluice::http {
 
+struct Context;
+
 class Server {
 public:
-  Server(const ServerConfig &config, store::Store &store, jobs::Scheduler &scheduler, jobs::EventHub &events);
+  Server(const ServerConfig &config, app::Service &service);
   ~Server();
   Server(const Server &) = delete;
   Server &operator=(const Server &) = delete;
@@ -28,10 +26,8 @@ public:
   // Refuses new API writes (503) from now on; open event streams are closed.
   void stop_accepting();
 
-  struct Impl;
-
 private:
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Context> cx_;
   std::string url_;
 };
 

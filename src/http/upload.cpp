@@ -3,17 +3,15 @@
 #include "http/upload.h"
 
 #include "core/error.h"
+#include "http/log.h"
 #include "core/fs.h"
 
-#include <gst/gst.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
 #include <unistd.h>
 
-GST_DEBUG_CATEGORY_EXTERN(sluice_http_debug);
-#define GST_CAT_DEFAULT sluice_http_debug
 
 namespace sluice::http {
 
@@ -129,7 +127,7 @@ Upload::Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t 
     throw UploadError{SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal",
                       std::string("cannot create a temporary file for the upload: ") + g_strerror(errno), ""};
   path_ = buf.data();
-  GST_DEBUG("upload into %s (%s)", path_.c_str(), kind_ == Kind::Multipart ? "multipart" : "raw");
+  SLUICE_LOG(http_log(), Debug, "upload into %s (%s)", path_.c_str(), kind_ == Kind::Multipart ? "multipart" : "raw");
 }
 
 Upload::~Upload() {
@@ -142,7 +140,7 @@ void Upload::discard() {
     fd_ = -1;
   }
   if (!path_.empty()) {
-    GST_DEBUG("removing the temporary upload %s", path_.c_str());
+    SLUICE_LOG(http_log(), Debug, "removing the temporary upload %s", path_.c_str());
     unlink(path_.c_str());
     path_.clear();
   }
@@ -160,7 +158,7 @@ void Upload::keep(const std::string &dest) {
 
 void Upload::fail(UploadError err) {
   if (!error_) {
-    GST_INFO("upload %s failed: %s", path_.c_str(), err.message.c_str());
+    SLUICE_LOG(http_log(), Info, "upload %s failed: %s", path_.c_str(), err.message.c_str());
     error_ = std::move(err);
   }
   // Nothing more is written; the rest of the body is read and dropped so the answer can be sent.

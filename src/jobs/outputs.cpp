@@ -3,6 +3,7 @@
 #include "jobs/outputs.h"
 
 #include "core/fs.h"
+#include "core/gobj.h"
 #include "media/bmff.h"
 #include "media/dash.h"
 #include "media/hls.h"
@@ -17,6 +18,17 @@
 namespace sluice::jobs {
 
 namespace {
+
+using pipeline::OutputKind;
+using pipeline::output_info;
+
+// What a finished output of `kind` is fetched by, and the role a client knows the file by (the kind's name).
+std::string artifact(OutputKind kind) {
+  return std::string(output_info(kind).artifact_file);
+}
+std::string role(OutputKind kind) {
+  return std::string(output_info(kind).name);
+}
 
 double probed_seconds(const TranscodePlan &plan) {
   return plan.probe.duration_ns > 0 ? plan.probe.duration_ns / 1e9 : 0.0;
@@ -132,30 +144,23 @@ RenditionResult track_result(const Track &t, int width, int height) {
 } // namespace
 
 std::string artifact_file(const std::string &output) {
-  if (output == "poster")
-    return "poster.jpg";
-  if (output == "storyboard")
-    return "storyboard.vtt";
-  if (output == "preview")
-    return "preview.mp4"; // (named by pipelines/preview.json)
-  return "";
+  auto kind = pipeline::parse_output_kind(output);
+  return kind ? artifact(*kind) : std::string();
 }
 
 TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,
                                 const std::map<std::string, std::int64_t> &track_starts) {
-  const std::string &kind = plan.description.output;
+  const OutputKind kind = plan.description.output;
   TranscodeResult res;
-  if (kind == "cmaf")
-    res = finalize_cmaf(plan, dir, track_starts);
-  else if (kind == "poster")
-    res = finalize_poster(plan, dir);
-  else if (kind == "storyboard")
-    res = finalize_storyboard(plan, dir);
-  else if (kind == "preview")
-    res = finalize_preview(plan, dir);
-  else {
+  switch (kind) {
+  case OutputKind::Hls:
     res = finalize_hls(plan, dir);
     res.files["hls"] = res.master;
+    break;
+  case OutputKind::Cmaf: res = finalize_cmaf(plan, dir, track_starts); break;
+  case OutputKind::Poster: res = finalize_poster(plan, dir); break;
+  case OutputKind::Storyboard: res = finalize_storyboard(plan, dir); break;
+  case OutputKind::Preview: res = finalize_preview(plan, dir); break;
   }
   res.output = kind;
   return res;
@@ -252,7 +257,7 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
   }
   if (audio_result)
     res.renditions.push_back(*audio_result);
-  res.master = "master.m3u8";
+  res.master = output_info(OutputKind::Cmaf).master;
   fs::write_atomic(fs::join(dir, res.master), cmaf_master(entries, audio_entry, plan.render.framerate));
 
   // DASH over the same files.
@@ -273,9 +278,10 @@ TranscodeResult finalize_cmaf(const TranscodePlan &plan, const std::string &dir,
     as.representations.push_back({audio->name, &audio->mp4, media::constant_bandwidth(audio->mp4, min_buffer), ""});
     sets.push_back(as);
   }
-  fs::write_atomic(fs::join(dir, "manifest.mpd"), media::write_mpd(sets, res.duration, min_buffer));
+  const std::string manifest(output_info(OutputKind::Cmaf).manifest);
+  fs::write_atomic(fs::join(dir, manifest), media::write_mpd(sets, res.duration, min_buffer));
   res.files["hls"] = res.master;
-  res.files["dash"] = "manifest.mpd";
+  res.files["dash"] = manifest;
   return res;
 }
 
@@ -336,7 +342,7 @@ bool CmafLive::update(const std::map<std::string, std::int64_t> &track_starts) {
       else
         audio = e;
     }
-    fs::write_atomic(fs::join(dir_, "master.m3u8"), cmaf_master(video, audio, plan_.render.framerate));
+    fs::write_atomic(fs::join(dir_, std::string(output_info(OutputKind::Cmaf).master)), cmaf_master(video, audio, plan_.render.framerate));
     master_ = true;
   }
   return master_;
@@ -364,7 +370,7 @@ TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &di
   }
   if (best_size <= 0)
     throw Error(ErrorCode::Pipeline, "the poster candidates are empty");
-  if (rename(fs::join(dir, candidates[best]).c_str(), fs::join(dir, artifact_file("poster")).c_str()) != 0)
+  if (rename(fs::join(dir, candidates[best]).c_str(), fs::join(dir, artifact(OutputKind::Poster)).c_str()) != 0)
     throw Error(ErrorCode::Io, "cannot rename the poster: " + std::string(g_strerror(errno)));
   for (std::size_t i = 0; i < candidates.size(); ++i)
     if (i != best)
@@ -376,7 +382,7 @@ TranscodeResult finalize_poster(const TranscodePlan &plan, const std::string &di
   const double duration_s = std::max(1.0, std::ceil(plan.render.duration));
   res.time = best * duration_s / count;
   res.duration = probed_seconds(plan);
-  res.files["poster"] = artifact_file("poster");
+  res.files[role(OutputKind::Poster)] = artifact(OutputKind::Poster);
   return res;
 }
 
@@ -388,49 +394,45 @@ std::size_t i420_size(int width, int height) {
 }
 
 void write_jpeg_i420(const std::string &path, const std::string &i420, int width, int height, int quality) {
-  GstElement *pipeline = gst_pipeline_new(nullptr);
-  GstElement *src = gst_element_factory_make("appsrc", nullptr);
-  GstElement *enc = gst_element_factory_make("jpegenc", nullptr);
-  GstElement *sink = gst_element_factory_make("filesink", nullptr);
-  if (!pipeline || !src || !enc || !sink) {
-    for (GstElement *e : {pipeline, src, enc, sink})
-      if (e)
-        gst_object_unref(e);
+  auto pipeline = adopt_floating(gst_pipeline_new(nullptr));
+  auto src = adopt_floating(gst_element_factory_make("appsrc", nullptr));
+  auto enc = adopt_floating(gst_element_factory_make("jpegenc", nullptr));
+  auto sink = adopt_floating(gst_element_factory_make("filesink", nullptr));
+  if (!pipeline || !src || !enc || !sink)
     throw Error(ErrorCode::Pipeline, "appsrc, jpegenc or filesink is missing");
+  {
+    g_autoptr(GstCaps) caps =
+        gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT, width, "height",
+                            G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION, 0, 1, "pixel-aspect-ratio",
+                            GST_TYPE_FRACTION, 1, 1, nullptr);
+    g_object_set(src.get(), "caps", caps, "format", GST_FORMAT_TIME, nullptr);
   }
-  GstCaps *caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT, width,
-                                      "height", G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION, 0, 1,
-                                      "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, nullptr);
-  g_object_set(src, "caps", caps, "format", GST_FORMAT_TIME, nullptr);
-  gst_caps_unref(caps);
-  g_object_set(enc, "quality", quality, nullptr);
-  g_object_set(sink, "location", path.c_str(), nullptr);
-  gst_bin_add_many(GST_BIN(pipeline), src, enc, sink, nullptr);
-  gst_element_link_many(src, enc, sink, nullptr);
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  GstBuffer *buf = gst_buffer_new_memdup(i420.data(), i420.size());
-  GST_BUFFER_PTS(buf) = 0;
+  g_object_set(enc.get(), "quality", quality, nullptr);
+  g_object_set(sink.get(), "location", path.c_str(), nullptr);
+  gst_bin_add_many(GST_BIN(pipeline.get()), src.get(), enc.get(), sink.get(), nullptr);
+  gst_element_link_many(src.get(), enc.get(), sink.get(), nullptr);
+  gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
   GstFlowReturn flow;
-  g_signal_emit_by_name(src, "push-buffer", buf, &flow);
-  gst_buffer_unref(buf);
-  g_signal_emit_by_name(src, "end-of-stream", &flow);
-  GstBus *bus = gst_element_get_bus(pipeline);
-  GstMessage *m = gst_bus_timed_pop_filtered(bus, 30 * GST_SECOND,
-                                             static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
-  std::string error;
-  if (!m)
-    error = "the JPEG encoder did not finish";
-  else if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
-    GError *e = nullptr;
-    gst_message_parse_error(m, &e, nullptr);
-    error = e ? e->message : "error";
-    g_clear_error(&e);
+  {
+    g_autoptr(GstBuffer) buf = gst_buffer_new_memdup(i420.data(), i420.size());
+    GST_BUFFER_PTS(buf) = 0;
+    g_signal_emit_by_name(src.get(), "push-buffer", buf, &flow);
   }
-  if (m)
-    gst_message_unref(m);
-  gst_object_unref(bus);
-  gst_element_set_state(pipeline, GST_STATE_NULL);
-  gst_object_unref(pipeline);
+  g_signal_emit_by_name(src.get(), "end-of-stream", &flow);
+  std::string error;
+  {
+    g_autoptr(GstBus) bus = gst_element_get_bus(pipeline.get());
+    g_autoptr(GstMessage) m = gst_bus_timed_pop_filtered(
+        bus, 30 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    if (!m) {
+      error = "the JPEG encoder did not finish";
+    } else if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
+      g_autoptr(GError) e = nullptr;
+      gst_message_parse_error(m, &e, nullptr);
+      error = e ? e->message : "error";
+    }
+  }
+  gst_element_set_state(pipeline.get(), GST_STATE_NULL);
   if (!error.empty())
     throw Error(ErrorCode::Pipeline, "cannot write " + path + ": " + error);
 }
@@ -507,19 +509,19 @@ TranscodeResult finalize_storyboard(const TranscodePlan &plan, const std::string
   for (const auto &f : fs::list_dir(dir))
     if (g_str_has_prefix(f.c_str(), "tile_"))
       fs::remove_all(fs::join(dir, f));
-  fs::write_atomic(fs::join(dir, artifact_file("storyboard")), vtt);
+  fs::write_atomic(fs::join(dir, artifact(OutputKind::Storyboard)), vtt);
   res.width = w;
   res.height = h;
   res.tiles = static_cast<int>(tiles.size());
   res.duration = duration;
-  res.files["storyboard"] = artifact_file("storyboard");
+  res.files[role(OutputKind::Storyboard)] = artifact(OutputKind::Storyboard);
   return res;
 }
 
 TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &dir) {
   TranscodeResult res;
   res.out = dir;
-  std::string path = fs::join(dir, artifact_file("preview"));
+  std::string path = fs::join(dir, artifact(OutputKind::Preview));
   if (fs::file_size(path) <= 0)
     throw Error(ErrorCode::Pipeline, "the pipeline wrote no preview");
   auto [start, end] = pipeline::clip_of(plan.values, plan.render);
@@ -532,7 +534,7 @@ TranscodeResult finalize_preview(const TranscodePlan &plan, const std::string &d
   res.height = h;
   res.time = start / 1e9;
   res.duration = got;
-  res.files["preview"] = artifact_file("preview");
+  res.files[role(OutputKind::Preview)] = artifact(OutputKind::Preview);
   return res;
 }
 

@@ -9,8 +9,8 @@
 
 namespace sluice::jobs {
 
-// The file a poster, storyboard or preview output is fetched by ("poster.jpg", "storyboard.vtt",
-// "preview.mp4"); "" for other outputs.
+// Compatibility for src/http/server.cpp: pipeline::output_info(kind).artifact_file for a kind's name ("poster" ->
+// "poster.jpg"); "" for other outputs.
 std::string artifact_file(const std::string &output);
 
 // Dispatches on the description's output kind (hls, cmaf, poster, storyboard, preview).

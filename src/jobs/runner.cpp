@@ -47,8 +47,8 @@ bool parse_progress(GstMessage *msg, Progress &p) {
 }
 
 std::string describe_error(GstMessage *msg) {
-  GError *err = nullptr;
-  gchar *debug = nullptr;
+  g_autoptr(GError) err = nullptr;
+  g_autofree gchar *debug = nullptr;
   gst_message_parse_error(msg, &err, &debug);
   std::string out = GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "pipeline";
   out += ": ";
@@ -58,8 +58,6 @@ std::string describe_error(GstMessage *msg) {
     out += debug;
     out += ")";
   }
-  g_clear_error(&err);
-  g_free(debug);
   return out;
 }
 
@@ -74,24 +72,24 @@ Runner::~Runner() {
   stop_pipeline();
 }
 
-void Runner::start(ProgressFn on_progress, DoneFn on_done) {
+void Runner::start(ProgressFn on_progress, DoneFn on_done, SegmentFn on_segment) {
   on_progress_ = std::move(on_progress);
   on_done_ = std::move(on_done);
-  GError *err = nullptr;
+  on_segment_ = std::move(on_segment);
+  g_autoptr(GError) err = nullptr;
   GstElement *p = gst_parse_launch_full(description_.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
   if (!p)
-    throw Error::from_gerror(ErrorCode::Pipeline, "cannot build the pipeline", err);
-  g_clear_error(&err);
-  gst_object_ref_sink(p);
-  pipeline_ = p;
+    throw Error::from_gerror(ErrorCode::Pipeline, "cannot build the pipeline", g_steal_pointer(&err));
+  pipeline_ = adopt_floating(p);
   watch_track_starts();
-  GstBus *bus = gst_element_get_bus(pipeline_);
-  watch_id_ = gst_bus_add_watch(bus, &Runner::on_bus_message, this);
-  gst_object_unref(bus);
-  GST_INFO_OBJECT(pipeline_, "starting: %s", description_.c_str());
-  if (gst_element_set_state(pipeline_, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+  {
+    g_autoptr(GstBus) bus = gst_element_get_bus(pipeline_.get());
+    watch_id_ = gst_bus_add_watch(bus, &Runner::on_bus_message, this);
+  }
+  GST_INFO_OBJECT(pipeline_.get(), "starting: %s", description_.c_str());
+  if (gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
     // The error message itself arrives on the bus and finishes the run.
-    GST_WARNING_OBJECT(pipeline_, "state change to PLAYING failed");
+    GST_WARNING_OBJECT(pipeline_.get(), "state change to PLAYING failed");
   }
 }
 
@@ -100,39 +98,47 @@ namespace {
 // The file a muxer's output ends in: its downstream filesink's location, through elements with one
 // source pad (queues).
 std::string sink_file_of(GstElement *mux) {
-  GstElement *e = GST_ELEMENT(gst_object_ref(mux));
+  GstPtr<GstElement> e(GST_ELEMENT(gst_object_ref(mux)));
   for (int hops = 0; hops < 8; ++hops) {
-    GstPad *src = gst_element_get_static_pad(e, "src");
-    GstPad *peer = src ? gst_pad_get_peer(src) : nullptr;
-    if (src)
-      gst_object_unref(src);
-    gst_object_unref(e);
+    g_autoptr(GstPad) src = gst_element_get_static_pad(e.get(), "src");
+    g_autoptr(GstPad) peer = src ? gst_pad_get_peer(src) : nullptr;
     if (!peer)
       return "";
-    e = gst_pad_get_parent_element(peer);
-    gst_object_unref(peer);
+    e.reset(gst_pad_get_parent_element(peer));
     if (!e)
       return "";
-    GstElementFactory *f = gst_element_get_factory(e);
+    GstElementFactory *f = gst_element_get_factory(e.get());
     if (f && g_str_equal(GST_OBJECT_NAME(f), "filesink")) {
-      gchar *location = nullptr;
-      g_object_get(e, "location", &location, nullptr);
-      gst_object_unref(e);
+      g_autofree gchar *location = nullptr;
+      g_object_get(e.get(), "location", &location, nullptr);
       std::string name = location ? location : "";
-      g_free(location);
       auto slash = name.rfind('/');
       return slash == std::string::npos ? name : name.substr(slash + 1);
     }
   }
-  gst_object_unref(e);
   return "";
+}
+
+// Where a buffer reaching a muxer's pad lies on the running time (ns; negative before the segment's start), if it
+// can be told.
+std::optional<std::int64_t> running_time_of(GstPad *pad, GstBuffer *buf) {
+  GstClockTime ts = GST_BUFFER_DTS_IS_VALID(buf) ? GST_BUFFER_DTS(buf) : GST_BUFFER_PTS(buf);
+  g_autoptr(GstEvent) seg_ev = gst_pad_get_sticky_event(pad, GST_EVENT_SEGMENT, 0);
+  if (!seg_ev || !GST_CLOCK_TIME_IS_VALID(ts))
+    return std::nullopt;
+  const GstSegment *seg = nullptr;
+  gst_event_parse_segment(seg_ev, &seg);
+  guint64 rt = 0;
+  if (gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, ts, &rt) < 0)
+    return -static_cast<std::int64_t>(rt);
+  return static_cast<std::int64_t>(rt);
 }
 
 } // namespace
 
 void Runner::watch_track_starts() {
-  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pipeline_));
-  GValue item = G_VALUE_INIT;
+  g_autoptr(GstIterator) it = gst_bin_iterate_recurse(GST_BIN(pipeline_.get()));
+  g_auto(GValue) item = G_VALUE_INIT;
   while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
     auto *el = GST_ELEMENT(g_value_get_object(&item));
     GstElementFactory *f = gst_element_get_factory(el);
@@ -140,8 +146,8 @@ void Runner::watch_track_starts() {
     if (g_str_equal(factory, "mp4mux") || g_str_equal(factory, "qtmux")) {
       std::string file = sink_file_of(el);
       if (!file.empty()) {
-        GstIterator *pads = gst_element_iterate_sink_pads(el);
-        GValue pv = G_VALUE_INIT;
+        g_autoptr(GstIterator) pads = gst_element_iterate_sink_pads(el);
+        g_auto(GValue) pv = G_VALUE_INIT;
         while (gst_iterator_next(pads, &pv) == GST_ITERATOR_OK) {
           auto *pad = GST_PAD(g_value_get_object(&pv));
           struct Ctx {
@@ -151,38 +157,28 @@ void Runner::watch_track_starts() {
           gst_pad_add_probe(
               pad, GST_PAD_PROBE_TYPE_BUFFER,
               [](GstPad *pd, GstPadProbeInfo *info, gpointer data) -> GstPadProbeReturn {
+                // On a streaming thread: nothing may be thrown from here.
                 auto *ctx = static_cast<Ctx *>(data);
-                GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
-                GstClockTime ts = GST_BUFFER_DTS_IS_VALID(buf) ? GST_BUFFER_DTS(buf) : GST_BUFFER_PTS(buf);
-                GstEvent *seg_ev = gst_pad_get_sticky_event(pd, GST_EVENT_SEGMENT, 0);
-                if (!seg_ev || !GST_CLOCK_TIME_IS_VALID(ts)) {
-                  if (seg_ev)
-                    gst_event_unref(seg_ev);
+                auto rt = running_time_of(pd, GST_PAD_PROBE_INFO_BUFFER(info));
+                if (!rt)
                   return GST_PAD_PROBE_OK;
+                try {
+                  std::lock_guard<std::mutex> lock(ctx->starts->mutex);
+                  auto [at, inserted] = ctx->starts->by_file.emplace(ctx->file, *rt);
+                  if (!inserted)
+                    at->second = std::min(at->second, *rt);
+                } catch (const std::exception &e) {
+                  GST_WARNING_OBJECT(pd, "cannot keep where %s began: %s", ctx->file.c_str(), e.what());
                 }
-                const GstSegment *seg = nullptr;
-                gst_event_parse_segment(seg_ev, &seg);
-                gint64 rt = 0;
-                if (gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, ts, reinterpret_cast<guint64 *>(&rt)) < 0)
-                  rt = -rt;
-                gst_event_unref(seg_ev);
-                std::lock_guard<std::mutex> lock(ctx->starts->mutex);
-                auto [at, inserted] = ctx->starts->by_file.emplace(ctx->file, rt);
-                if (!inserted)
-                  at->second = std::min(at->second, static_cast<std::int64_t>(rt));
                 return GST_PAD_PROBE_REMOVE;
               },
               new Ctx{starts_, file}, [](gpointer data) { delete static_cast<Ctx *>(data); });
           g_value_reset(&pv);
         }
-        g_value_unset(&pv);
-        gst_iterator_free(pads);
       }
     }
     g_value_reset(&item);
   }
-  g_value_unset(&item);
-  gst_iterator_free(it);
 }
 
 std::map<std::string, std::int64_t> Runner::track_starts() const {
@@ -191,7 +187,7 @@ std::map<std::string, std::int64_t> Runner::track_starts() const {
 }
 
 ErrorCode classify_error(GstMessage *msg) {
-  GError *err = nullptr;
+  g_autoptr(GError) err = nullptr;
   gst_message_parse_error(msg, &err, nullptr);
   ErrorCode code = ErrorCode::Pipeline;
   // Data the demuxers and decoders cannot read will not read better next time.
@@ -206,7 +202,6 @@ ErrorCode classify_error(GstMessage *msg) {
     default: break;
     }
   }
-  g_clear_error(&err);
   return code;
 }
 
@@ -214,37 +209,53 @@ gboolean Runner::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
   auto *self = static_cast<Runner *>(data);
   if (self->finished_)
     return G_SOURCE_CONTINUE;
+  // A GLib callback: what a callback of ours throws stops here, and fails the run.
+  try {
+    self->handle_message(msg);
+  } catch (const std::exception &e) {
+    GST_ERROR("handling a message of the pipeline failed: %s", e.what());
+    try {
+      self->finish(Error(ErrorCode::Internal, std::string("the job failed: ") + e.what()));
+    } catch (const std::exception &e2) {
+      GST_ERROR("cannot stop the pipeline: %s", e2.what());
+    }
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+void Runner::handle_message(GstMessage *msg) {
   switch (GST_MESSAGE_TYPE(msg)) {
-  case GST_MESSAGE_EOS: self->finish(std::nullopt); break;
+  case GST_MESSAGE_EOS: finish(std::nullopt); break;
   case GST_MESSAGE_ERROR: {
     std::string what = describe_error(msg);
-    GST_WARNING_OBJECT(self->pipeline_, "pipeline error: %s", what.c_str());
-    self->finish(Error(classify_error(msg), what));
+    GST_WARNING_OBJECT(pipeline_.get(), "pipeline error: %s", what.c_str());
+    finish(Error(classify_error(msg), what));
     break;
   }
   case GST_MESSAGE_ELEMENT: {
     Progress p;
-    if (parse_progress(msg, p) && self->on_progress_)
-      self->on_progress_(p);
+    if (parse_progress(msg, p) && on_progress_)
+      on_progress_(p);
+    const GstStructure *s = gst_message_get_structure(msg);
+    if (s && gst_structure_has_name(s, "splitmuxsink-fragment-closed") && on_segment_)
+      on_segment_();
     // avwait (a clip of the input) drops everything after its end: once it has recorded and drops
     // again, the rest of the input is not decoded for nothing. EOS from the sources ends the clip.
-    const GstStructure *s = gst_message_get_structure(msg);
     gboolean dropping = FALSE;
     if (s && gst_structure_has_name(s, "avwait-status") && gst_structure_get_boolean(s, "dropping", &dropping)) {
       std::string name = GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "";
       if (!dropping) {
-        self->clips_recording_.insert(name);
-      } else if (self->clips_recording_.count(name) && !self->eos_sent_) {
-        GST_INFO_OBJECT(self->pipeline_, "%s reached the end of its clip: ending the input", name.c_str());
-        self->eos_sent_ = true;
-        gst_element_send_event(self->pipeline_, gst_event_new_eos());
+        clips_recording_.insert(name);
+      } else if (clips_recording_.count(name) && !eos_sent_ && pipeline_) {
+        GST_INFO_OBJECT(pipeline_.get(), "%s reached the end of its clip: ending the input", name.c_str());
+        eos_sent_ = true;
+        gst_element_send_event(pipeline_.get(), gst_event_new_eos());
       }
     }
     break;
   }
   default: break;
   }
-  return G_SOURCE_CONTINUE;
 }
 
 void Runner::stop_pipeline() {
@@ -253,9 +264,8 @@ void Runner::stop_pipeline() {
     watch_id_ = 0;
   }
   if (pipeline_) {
-    gst_element_set_state(pipeline_, GST_STATE_NULL);
-    gst_object_unref(pipeline_);
-    pipeline_ = nullptr;
+    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+    pipeline_.reset();
   }
 }
 
@@ -280,8 +290,7 @@ void Runner::finish(std::optional<Error> err) {
     g_source_remove(watch_id_);
     watch_id_ = 0;
   }
-  GstElement *pipeline = pipeline_;
-  pipeline_ = nullptr;
+  GstPtr<GstElement> pipeline = std::move(pipeline_);
   struct Pending {
     std::shared_ptr<bool> alive;
     DoneFn done;
@@ -295,18 +304,22 @@ void Runner::finish(std::optional<Error> err) {
     pd->reported = true;
     if (!stopped)
       GST_ERROR("a failed pipeline did not stop within %d s: abandoned (its thread is left blocked)", kStopTimeoutS);
-    if (*pd->alive && pd->done)
+    if (!*pd->alive || !pd->done)
+      return;
+    try { // (a GLib callback: nothing crosses it)
       pd->done(std::move(pd->err));
-  };
-  GMainContext *context = g_main_context_ref_thread_default();
-  post([pending, report] { report(pending, false); }, context, kStopTimeoutS);
-  std::thread([pipeline, pending, report, context] {
-    if (pipeline) {
-      gst_element_set_state(pipeline, GST_STATE_NULL);
-      gst_object_unref(pipeline);
+    } catch (const std::exception &e) {
+      GST_ERROR("reporting the end of a failed run failed: %s", e.what());
     }
-    post([pending, report] { report(pending, true); }, context);
-    g_main_context_unref(context);
+  };
+  std::shared_ptr<GMainContext> context(g_main_context_ref_thread_default(), g_main_context_unref);
+  post([pending, report] { report(pending, false); }, context.get(), kStopTimeoutS);
+  std::thread([pipeline = std::move(pipeline), pending, report, context]() mutable {
+    if (pipeline) {
+      gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+      pipeline.reset();
+    }
+    post([pending, report] { report(pending, true); }, context.get());
   }).detach();
 }
 

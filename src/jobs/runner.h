@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/error.h"
+#include "core/gobj.h"
 
 #include <gst/gst.h>
 
@@ -37,6 +38,9 @@ public:
   using ProgressFn = std::function<void(const Progress &)>;
   // Called exactly once, on the main context that was current at start(): no error means EOS.
   using DoneFn = std::function<void(std::optional<Error>)>;
+  // A sink has completed a segment (splitmuxsink's fragment-closed: hlssink2 has written the playlist that
+  // lists it); on the main context, like the others.
+  using SegmentFn = std::function<void()>;
 
   explicit Runner(std::string description);
   ~Runner();
@@ -44,7 +48,8 @@ public:
   Runner &operator=(const Runner &) = delete;
 
   // Builds and starts the pipeline. Throws sluice::Error (Pipeline) when the description does not parse.
-  void start(ProgressFn on_progress, DoneFn on_done);
+  // An exception thrown by a callback does not reach GLib: it is logged and fails the run.
+  void start(ProgressFn on_progress, DoneFn on_done, SegmentFn on_segment = {});
   // Stops the pipeline; on_done gets a Canceled error (if not already done), from the main context once
   // the pipeline has stopped (or after a timeout if it does not).
   void cancel();
@@ -57,17 +62,19 @@ public:
 
 private:
   static gboolean on_bus_message(GstBus *bus, GstMessage *msg, gpointer self);
+  void handle_message(GstMessage *msg);
   void finish(std::optional<Error> err);
   void stop_pipeline();
 
   std::string description_;
-  GstElement *pipeline_ = nullptr;
+  GstPtr<GstElement> pipeline_;
   guint watch_id_ = 0;
   bool finished_ = false;
   std::set<std::string> clips_recording_; // avwait elements that have started their clip
   bool eos_sent_ = false;
   ProgressFn on_progress_;
   DoneFn on_done_;
+  SegmentFn on_segment_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   struct TrackStarts {
     mutable std::mutex mutex;

@@ -7,6 +7,7 @@
 #include "core/mainloop.h"
 #include "media/hls.h"
 #include "media/ladder.h"
+#include "media/probe_json.h"
 #include "pipeline/description.h"
 
 #include <gst/gst.h>
@@ -16,6 +17,7 @@
 #include <cerrno>
 #include <cmath>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 GST_DEBUG_CATEGORY_STATIC(sluice_jobs_debug);
@@ -201,7 +203,8 @@ void Scheduler::start() {
   timer_ = g_timeout_add_seconds(
       1,
       [](gpointer self) -> gboolean {
-        static_cast<Scheduler *>(self)->pump();
+        auto *s = static_cast<Scheduler *>(self);
+        s->guarded("", "running the job queue", [s] { s->pump(); });
         return G_SOURCE_CONTINUE;
       },
       this);
@@ -253,7 +256,7 @@ void Scheduler::arm_save_retry() {
       [](gpointer self) -> gboolean {
         auto *s = static_cast<Scheduler *>(self);
         s->save_timer_ = 0;
-        s->retry_saves();
+        s->guarded("", "writing job states again", [s] { s->retry_saves(); });
         return G_SOURCE_REMOVE;
       },
       this);
@@ -370,12 +373,11 @@ void Scheduler::launch(store::Job job) {
   try {
     json::Node params = json::parse(job.params_json.empty() ? "{}" : job.params_json, "job parameters");
     JsonObject *obj = json::require_object(params.get(), "job parameters");
-    GList *members = json_object_get_members(obj);
+    g_autoptr(GList) members = json_object_get_members(obj);
     for (GList *m = members; m; m = m->next) {
       auto name = static_cast<const char *>(m->data);
       req.params[name] = json::get_string(obj, name, "job parameters");
     }
-    g_list_free(members);
   } catch (const Error &e) {
     finished(job_id, e, {});
     return;
@@ -384,26 +386,60 @@ void Scheduler::launch(store::Job job) {
     finished(job_id, Error(ErrorCode::NotFound, "the uploaded file of video " + job.video_id + " is missing"), {});
     return;
   }
+  // The upload was probed when it arrived, and its probe kept in the catalog: the job plans with it, and probes
+  // the file again only if it changed since (see TranscodeRequest::probed).
+  try {
+    if (auto v = store_.video(job.video_id); v && !v->probe_json.empty()) {
+      req.probed = media::probe_from_json(v->probe_json, "the stored probe of video " + job.video_id);
+      req.probed_at = v->created;
+    }
+  } catch (const Error &e) {
+    GST_INFO("job %s: the file is probed again: %s", job_id.c_str(), e.what());
+  }
 
-  // Planning probes the file and may test-encode: keep it off the main loop.
+  // Planning may probe the file and test-encode: keep it off the main loop.
   std::string work = active_[job_id]->work;
   auto alive = alive_;
   const pipeline::EncoderTable *encoders = &encoders_;
-  std::thread([this, alive, req, work, job_id, encoders] {
-    std::shared_ptr<TranscodePlan> plan;
-    std::optional<Error> err;
-    try {
-      plan = std::make_shared<TranscodePlan>(plan_transcode(req, work, *encoders));
-    } catch (const Error &e) {
-      err = e;
-    } catch (const std::exception &e) {
-      err = Error(ErrorCode::Internal, e.what());
-    }
-    post([this, alive, job_id, plan, err] {
-      if (*alive)
-        planned(job_id, plan, err);
-    });
-  }).detach();
+  try {
+    std::thread([this, alive, req, work, job_id, encoders] {
+      std::shared_ptr<TranscodePlan> plan;
+      std::optional<Error> err;
+      try {
+        plan = std::make_shared<TranscodePlan>(plan_transcode(req, work, *encoders));
+      } catch (const Error &e) {
+        err = e;
+      } catch (const std::exception &e) {
+        err = Error(ErrorCode::Internal, e.what());
+      }
+      post([this, alive, job_id, plan, err] {
+        if (*alive)
+          guarded(job_id, "starting the job", [&] { planned(job_id, plan, err); });
+      });
+    }).detach();
+  } catch (const std::system_error &e) {
+    finished(job_id, Error(ErrorCode::Internal, std::string("cannot plan the job: ") + e.what()), {});
+  }
+}
+
+void Scheduler::guarded(const std::string &job_id, const char *what, const std::function<void()> &fn) noexcept {
+  std::string message;
+  try {
+    fn();
+    return;
+  } catch (const std::exception &e) {
+    message = e.what();
+  } catch (...) {
+    message = "an unknown exception";
+  }
+  g_warning("%s failed%s%s: %s", what, job_id.empty() ? "" : " for job ", job_id.c_str(), message.c_str());
+  if (job_id.empty() || !active_.count(job_id))
+    return;
+  try {
+    finished(job_id, Error(ErrorCode::Internal, std::string(what) + " failed: " + message), {});
+  } catch (const std::exception &e) {
+    g_warning("cannot end job %s: %s", job_id.c_str(), e.what());
+  }
 }
 
 void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err) {
@@ -420,44 +456,55 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
     return;
   }
   a.transcode = std::make_unique<Transcode>(std::move(*plan), a.out, a.work, true);
+  // The callbacks run inside the runner's bus watch, which fails the run when one of them throws.
   try {
-    a.transcode->start(
-        [this, job_id](const Progress &p) {
-          auto i = active_.find(job_id);
-          if (i == active_.end())
-            return;
-          i->second->progress = p;
-          write_live_master(*i->second);
-          JsonObject *o = json_object_new();
-          json_object_set_string_member(o, "job", job_id.c_str());
-          json_object_set_string_member(o, "video", i->second->job.video_id.c_str());
-          set_progress_members(o, p);
-          json::Node n(json::object_node(o));
-          events_.publish("progress", job_id, i->second->job.video_id, json::to_string(n.get(), false));
-        },
-        [this, job_id](std::optional<Error> e, const TranscodeResult &res) {
-          // Called from inside the runner: finish from a fresh main-loop iteration, when it is safe
-          // to destroy the transcode.
-          auto alive = alive_;
-          post([this, alive, job_id, e, res] {
-            if (*alive)
-              finished(job_id, e, res);
-          });
-        });
+    a.transcode->start([this, job_id](const Progress &p) { progressed(job_id, p); },
+                       [this, job_id](std::optional<Error> e, const TranscodeResult &res) {
+                         // Called from inside the runner: finish from a fresh main-loop iteration, when it is
+                         // safe to destroy the transcode.
+                         auto alive = alive_;
+                         post([this, alive, job_id, e, res] {
+                           if (*alive)
+                             guarded(job_id, "ending the job", [&] { finished(job_id, e, res); });
+                         });
+                       },
+                       [this, job_id] {
+                         // hlssink2 has listed a new segment: the live master may be complete now.
+                         if (auto i = active_.find(job_id); i != active_.end())
+                           write_live_master(*i->second);
+                       });
   } catch (const Error &e) {
     finished(job_id, e, {});
+  } catch (const std::exception &e) {
+    finished(job_id, Error(ErrorCode::Internal, e.what()), {});
   }
+}
+
+void Scheduler::progressed(const std::string &job_id, const Progress &p) {
+  auto i = active_.find(job_id);
+  if (i == active_.end())
+    return;
+  i->second->progress = p;
+  write_live_master(*i->second);
+  g_autoptr(JsonObject) o = json_object_new();
+  json_object_set_string_member(o, "job", job_id.c_str());
+  json_object_set_string_member(o, "video", i->second->job.video_id.c_str());
+  set_progress_members(o, p);
+  json::Node n(json::object_node(static_cast<JsonObject *>(g_steal_pointer(&o))));
+  events_.publish("progress", job_id, i->second->job.video_id, json::to_string(n.get(), false));
 }
 
 void Scheduler::announce_playable(const Active &a) {
   // Tell pages and players that the video can be watched now, while it is still being transcoded.
-  JsonObject *o = json_object_new();
+  g_autoptr(JsonObject) o = json_object_new();
   json_object_set_string_member(o, "id", a.job.video_id.c_str());
   json_object_set_string_member(o, "action", "playable");
   json_object_set_string_member(o, "job", a.job.id.c_str());
-  json_object_set_string_member(o, "hls",
-                                ("/videos/" + a.job.video_id + "/" + a.job.pipeline + "/master.m3u8").c_str());
-  json::Node n(json::object_node(o));
+  if (url_speller_) {
+    const std::string master(pipeline::output_info(a.transcode->plan().description.output).master);
+    json_object_set_string_member(o, "hls", url_speller_(a.job.video_id, a.job.pipeline, master).c_str());
+  }
+  json::Node n(json::object_node(static_cast<JsonObject *>(g_steal_pointer(&o))));
   // A video event: streams filtered to the video get it, streams filtered to a job do not.
   events_.publish("video", "", a.job.video_id, json::to_string(n.get(), false));
 }
@@ -468,10 +515,12 @@ void Scheduler::write_live_master(Active &a) {
   if (a.master_written || !a.transcode || a.transcode->finishing())
     return;
   const auto &plan = a.transcode->plan();
-  if (plan.description.output == "cmaf") {
+  const pipeline::OutputInfo &output = pipeline::output_info(plan.description.output);
+  const std::string master(output.master);
+  if (output.kind == pipeline::OutputKind::Cmaf) {
     // The transcode splits what is complete and writes the master itself; not while a finished
     // package is still what is served (see live_dir()).
-    if (fs::exists(fs::join(a.out, "master.m3u8")))
+    if (fs::exists(fs::join(a.out, master)))
       return;
     if (a.transcode->update_live()) {
       a.master_written = true;
@@ -479,7 +528,7 @@ void Scheduler::write_live_master(Active &a) {
     }
     return;
   }
-  if (plan.description.output != "hls")
+  if (output.kind != pipeline::OutputKind::Hls)
     return;
   std::vector<std::string> names;
   if (plan.render.has_video)
@@ -491,7 +540,7 @@ void Scheduler::write_live_master(Active &a) {
     if (!fs::exists(fs::join(a.work, n + ".m3u8")))
       return;
   try {
-    fs::write_atomic(fs::join(a.work, "master.m3u8"), interim_master(plan));
+    fs::write_atomic(fs::join(a.work, master), interim_master(plan));
     a.master_written = true;
     announce_playable(a);
   } catch (const Error &e) {
@@ -663,7 +712,7 @@ store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) 
   publish_job(job);
   post([this, alive = alive_] {
     if (*alive)
-      pump();
+      guarded("", "running the job queue", [this] { pump(); });
   });
   return job;
 }
@@ -706,17 +755,22 @@ bool Scheduler::has_unfinished_job(const std::string &video_id, const std::strin
   return false;
 }
 
-std::string Scheduler::output_of(const std::string &pipeline) const {
+std::optional<pipeline::OutputKind> Scheduler::output_kind(const std::string &pipeline) const {
   if (auto it = output_kinds_.find(pipeline); it != output_kinds_.end())
     return it->second;
-  std::string kind;
+  pipeline::OutputKind kind;
   try {
     kind = pipeline::find_description(pipeline).output;
   } catch (const Error &) {
-    return ""; // not remembered: the description may be added later
+    return std::nullopt; // not remembered: the description may be added later
   }
   output_kinds_[pipeline] = kind;
   return kind;
+}
+
+std::string Scheduler::output_of(const std::string &pipeline) const {
+  auto kind = output_kind(pipeline);
+  return kind ? pipeline::output_name(*kind) : std::string();
 }
 
 std::vector<store::Job> Scheduler::enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture) {
@@ -783,29 +837,27 @@ void Scheduler::stop_video(const std::string &video_id, std::function<void()> do
   }
 }
 
-std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) {
-  for (auto &[id, a] : active_)
+std::optional<std::string> Scheduler::live_dir(const std::string &video_id, const std::string &pipeline) const {
+  for (const auto &[id, a] : active_)
     if (a->job.video_id == video_id && a->job.pipeline == pipeline && a->transcode) {
-      // hls and cmaf outputs can be watched while they are written; others are shown once finished.
+      // Streaming outputs (hls, cmaf) can be watched while they are written; others are shown once finished.
       // A cmaf job that replaces a finished package leaves that one served (HLS and DASH) until the new
       // one is done.
-      const std::string &kind = a->transcode->plan().description.output;
-      if (kind != "hls" && kind != "cmaf")
+      const pipeline::OutputInfo &output = pipeline::output_info(a->transcode->plan().description.output);
+      if (!output.streaming)
         return std::nullopt;
-      if (kind == "cmaf" && fs::exists(fs::join(a->out, "master.m3u8")))
+      if (output.kind == pipeline::OutputKind::Cmaf && fs::exists(fs::join(a->out, std::string(output.master))))
         return std::nullopt;
       // Being finished: served from the working folder until it is renamed into place.
       if (a->transcode->finishing() && !fs::exists(a->work))
         return std::nullopt;
-      // Also checked here, not only at progress ticks: the master is there as soon as it can be.
-      write_live_master(*a);
       return a->work;
     }
   return std::nullopt;
 }
 
 JsonNode *Scheduler::job_to_json(const store::Job &job) const {
-  JsonObject *o = json_object_new();
+  g_autoptr(JsonObject) o = json_object_new();
   auto set_time = [&](const char *name, std::int64_t us) {
     if (us > 0)
       json_object_set_string_member(o, name, iso_time(us).c_str());
@@ -817,8 +869,8 @@ JsonNode *Scheduler::job_to_json(const store::Job &job) const {
   json_object_set_string_member(o, "pipeline", job.pipeline.c_str());
   // What the pipeline makes (hls, cmaf, poster, storyboard, preview): clients tell the streaming job
   // of a video from its extras by it.
-  if (std::string kind = output_of(job.pipeline); !kind.empty())
-    json_object_set_string_member(o, "output", kind.c_str());
+  if (auto kind = output_kind(job.pipeline))
+    json_object_set_string_member(o, "output", pipeline::output_name(*kind).c_str());
   else
     json_object_set_null_member(o, "output");
   json_object_set_string_member(o, "encoder", job.encoder.c_str());
@@ -870,7 +922,7 @@ JsonNode *Scheduler::job_to_json(const store::Job &job) const {
   } else {
     json_object_set_null_member(o, "result");
   }
-  return json::object_node(o);
+  return json::object_node(static_cast<JsonObject *>(g_steal_pointer(&o)));
 }
 
 } // namespace sluice::jobs

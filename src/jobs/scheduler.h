@@ -8,6 +8,7 @@
 #include "jobs/runner.h"
 #include "jobs/transcode.h"
 #include "pipeline/encoders.h"
+#include "pipeline/outputs.h"
 #include "store/store.h"
 
 #include <json-glib/json-glib.h>
@@ -68,15 +69,26 @@ public:
   void stop_video(const std::string &video_id, std::function<void()> done);
   // Whether the video has a queued or running job (of that pipeline, when one is named).
   bool has_unfinished_job(const std::string &video_id, const std::string &pipeline = "");
-  // The output kind of a pipeline description ("hls", "cmaf", "poster", ...); "" when it is unknown.
+  // The output kind of a pipeline description; nothing when there is no such description.
+  std::optional<pipeline::OutputKind> output_kind(const std::string &pipeline) const;
+  // Compatibility for src/http/server.cpp until it uses output_kind(): the kind's name ("hls", "cmaf",
+  // "poster", ...), "" when it is unknown.
   std::string output_of(const std::string &pipeline) const;
   // The jobs an upload starts: the requested one, then the configured extras when the video has a
   // picture. Extras that are not valid here are skipped with a warning.
   std::vector<store::Job> enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture);
 
-  // The working folder a video's pipeline output is being written to, if a job is running it.
-  // Writes the job's live master playlist first if every rendition has its first segment.
-  std::optional<std::string> live_dir(const std::string &video_id, const std::string &pipeline);
+  // The working folder a video's pipeline output is served from while a job writes it (a streaming output; not
+  // while a finished CMAF package is being replaced), if a job is running it. A query: the job's live master
+  // playlist is written as its progress and segments arrive, once every rendition has its first segment.
+  std::optional<std::string> live_dir(const std::string &video_id, const std::string &pipeline) const;
+
+  // Spells the URL clients fetch a file of a video's output folder by ("/videos/ID/PIPELINE/FILE"). The URL
+  // layout is the HTTP layer's: it installs one. The "playable" video event carries the master playlist's URL
+  // as "hls" when one is installed, and no URL otherwise.
+  using UrlSpeller =
+      std::function<std::string(const std::string &video_id, const std::string &pipeline, const std::string &file)>;
+  void set_url_speller(UrlSpeller speller) { url_speller_ = std::move(speller); }
 
   JsonNode *job_to_json(const store::Job &job) const;
   void publish_job(const store::Job &job);
@@ -96,6 +108,10 @@ private:
   void launch(store::Job job);
   void planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err);
   void finished(const std::string &job_id, std::optional<Error> err, const TranscodeResult &res);
+  // Runs fn where GLib called us (a posted closure, a timer): an exception does not cross into GLib (it would end
+  // the process); it is logged, and fails the job `job_id` names (when it names one that is still active).
+  void guarded(const std::string &job_id, const char *what, const std::function<void()> &fn) noexcept;
+  void progressed(const std::string &job_id, const Progress &p);
   void write_live_master(Active &a);
   void announce_playable(const Active &a);
   void stopped(const std::string &job_id);
@@ -115,7 +131,8 @@ private:
   Layout layout_;
   pipeline::EncoderTable encoders_;
   std::map<std::string, std::unique_ptr<Active>> active_;
-  mutable std::map<std::string, std::string> output_kinds_;
+  mutable std::map<std::string, pipeline::OutputKind> output_kinds_;
+  UrlSpeller url_speller_;
   std::shared_ptr<std::atomic<bool>> alive_;
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;

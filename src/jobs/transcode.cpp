@@ -14,8 +14,10 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cerrno>
 #include <fcntl.h>
 #include <mutex>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -30,6 +32,35 @@ void init_debug() {
   std::call_once(
       once, [] { GST_DEBUG_CATEGORY_INIT(sluice_transcode_debug, "sluice-transcode", 0, "sluice transcode jobs"); });
 }
+
+// Why the file at `path` may not be what `probed` describes any more, "" when it is unchanged since `probed_at`
+// (its size is the probed size, and it was last modified before then).
+std::string changed_since(const std::string &path, const media::ProbeResult &probed, std::int64_t probed_at) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0)
+    return std::string("it cannot be read: ") + g_strerror(errno);
+  if (static_cast<std::int64_t>(st.st_size) != probed.size)
+    return "it holds " + std::to_string(st.st_size) + " bytes, " + std::to_string(probed.size) + " when it was probed";
+  std::int64_t modified = static_cast<std::int64_t>(st.st_mtim.tv_sec) * G_USEC_PER_SEC + st.st_mtim.tv_nsec / 1000;
+  if (probed_at <= 0 || modified > probed_at)
+    return "it was modified after it was probed";
+  return "";
+}
+
+// The input's probe: the one the request hands over while the file is unchanged, else a new one.
+media::ProbeResult probe_input(const TranscodeRequest &req) {
+  if (req.probed) {
+    std::string changed = changed_since(req.input, *req.probed, req.probed_at);
+    if (changed.empty()) {
+      GST_INFO("%s: unchanged since it was probed, not probed again", req.input.c_str());
+      media::ProbeResult r = *req.probed;
+      r.path = fs::absolute(req.input); // the stored probe names where the file was then (an upload's temporary file)
+      return r;
+    }
+    GST_INFO("%s: probed again: %s", req.input.c_str(), changed.c_str());
+  }
+  return media::probe(req.input);
+}
 } // namespace
 
 TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out,
@@ -38,9 +69,9 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
   TranscodePlan plan;
   plan.description = pipeline::find_description(req.pipeline);
   plan.values = pipeline::resolve(plan.description.params, req.params);
-  const bool streaming = pipeline::is_streaming_output(plan.description.output);
+  const bool streaming = pipeline::output_info(plan.description.output).streaming;
   auto ladder = req.ladder.empty() || !streaming ? media::default_ladder() : media::parse_ladder(req.ladder);
-  plan.probe = media::probe(req.input);
+  plan.probe = probe_input(req);
 
   auto &r = plan.render;
   r.input = plan.probe.path;
@@ -98,6 +129,7 @@ TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir) 
     auto pl = media::parse_media_playlist(fs::read_file(pl_path));
     if (pl.segments.empty())
       throw Error(ErrorCode::Pipeline, "the pipeline wrote no segment for rendition " + name);
+    media::complete_last_segment(pl, dir); // hlssink2 leaves out the last frame's duration
     RenditionResult rr;
     rr.name = name;
     rr.playlist = name + ".m3u8";
@@ -129,7 +161,7 @@ TranscodeResult finalize_hls(const TranscodePlan &plan, const std::string &dir) 
     res.duration = std::max(res.duration, rr.stats.duration);
     res.renditions.push_back(rr);
   }
-  res.master = "master.m3u8";
+  res.master = pipeline::output_info(pipeline::OutputKind::Hls).master;
   fs::write_atomic(fs::join(dir, res.master), media::write_master_playlist(variants));
   return res;
 }
@@ -168,7 +200,7 @@ void recover_output(const std::string &out) {
   }
 }
 
-void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done) {
+void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done, Runner::SegmentFn on_segment) {
   init_debug();
   on_done_ = std::move(on_done);
   fs::remove_all(work_);
@@ -178,7 +210,8 @@ void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done) {
   malloc_trim(0);
   runner_ = std::make_unique<Runner>(plan_.launch);
   try {
-    runner_->start(std::move(on_progress), [this](std::optional<Error> err) { done(std::move(err)); });
+    runner_->start(
+        std::move(on_progress), [this](std::optional<Error> err) { done(std::move(err)); }, std::move(on_segment));
   } catch (...) {
     fs::remove_all(work_);
     throw;
@@ -228,7 +261,7 @@ Transcode::~Transcode() {
 }
 
 bool Transcode::update_live() {
-  if (plan_.description.output != "cmaf" || finishing_ || !runner_)
+  if (plan_.description.output != pipeline::OutputKind::Cmaf || finishing_ || !runner_)
     return live_master_;
   std::int64_t now = g_get_monotonic_time();
   if (now - live_checked_us_ < 200000)
@@ -256,23 +289,33 @@ void Transcode::done(std::optional<Error> err) {
   live_.reset();
   auto alive = alive_;
   auto starts = runner_ ? runner_->track_starts() : std::map<std::string, std::int64_t>{};
-  std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts] {
-    std::optional<Error> e;
-    TranscodeResult res;
-    try {
-      res = publish(plan, work, out, replace, starts);
-    } catch (const Error &x) {
-      e = x;
-    } catch (const std::exception &x) {
-      e = Error(ErrorCode::Internal, x.what());
-    }
-    if (e)
-      fs::remove_all(work);
-    post([this, alive, e, res] {
-      if (*alive)
-        report(e, res);
-    });
-  }).detach();
+  try {
+    std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts] {
+      std::optional<Error> e;
+      TranscodeResult res;
+      try {
+        res = publish(plan, work, out, replace, starts);
+      } catch (const Error &x) {
+        e = x;
+      } catch (const std::exception &x) {
+        e = Error(ErrorCode::Internal, x.what());
+      }
+      if (e)
+        fs::remove_all(work);
+      post([this, alive, e, res] {
+        if (!*alive)
+          return;
+        try {
+          report(e, res);
+        } catch (const std::exception &x) {
+          g_warning("transcode: finishing the run failed: %s", x.what()); // (not into GLib)
+        }
+      });
+    }).detach();
+  } catch (const std::exception &x) {
+    // No thread to finish the output on (std::system_error): the run fails, and may be tried again.
+    report(Error(ErrorCode::Internal, std::string("cannot finish the output: ") + x.what()), {});
+  }
 }
 
 void Transcode::report(std::optional<Error> err, const TranscodeResult &res) {
@@ -292,7 +335,7 @@ TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &o
   auto encoders = pipeline::EncoderTable::load_default();
   std::string work = work_dir_for(out);
   auto plan = plan_transcode(req, work, encoders);
-  GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
+  g_autoptr(GMainLoop) loop = g_main_loop_new(nullptr, FALSE);
   std::optional<Error> error;
   TranscodeResult result;
   Transcode t(std::move(plan), fs::absolute(out), work);
@@ -306,7 +349,6 @@ TranscodeResult transcode_sync(const TranscodeRequest &req, const std::string &o
     return G_SOURCE_CONTINUE;
   };
   run_main_loop(loop, on_signal, &t);
-  g_main_loop_unref(loop);
   if (error)
     throw *error;
   return result;
@@ -318,7 +360,7 @@ JsonNode *result_to_json(const TranscodeResult &r) {
   json_builder_set_member_name(b, "out");
   json_builder_add_string_value(b, r.out.c_str());
   json_builder_set_member_name(b, "output");
-  json_builder_add_string_value(b, r.output.c_str());
+  json_builder_add_string_value(b, pipeline::output_name(r.output).c_str());
   if (!r.master.empty()) {
     json_builder_set_member_name(b, "master");
     json_builder_add_string_value(b, fs::join(r.out, r.master).c_str());

@@ -25,6 +25,12 @@ struct TranscodeRequest {
   std::string ladder; // "" = the default ladder
   std::map<std::string, std::string> params;
   std::vector<std::string> encoder_order; // overrides encoders.json's order for `auto`
+  // A probe of `input` made before (the catalog keeps the upload's as the video's probe_json), used instead of
+  // probing the input again unless the file changed since: its size differs from the probed size, or it was
+  // modified after `probed_at` (microseconds since the epoch, taken after the file was last written: the video's
+  // `created`). Without it, planning probes the input (the CLI does).
+  std::optional<media::ProbeResult> probed;
+  std::int64_t probed_at = 0;
 };
 
 struct TranscodePlan {
@@ -35,8 +41,9 @@ struct TranscodePlan {
   std::string launch; // the gst-launch description
 };
 
-// Validates everything that can be validated before running: the input (probe), the pipeline name,
-// the parameters, the ladder and the encoder. `out` is where the pipeline writes. Throws sluice::Error.
+// Validates everything that can be validated before running: the input (probed, or req.probed while the file is
+// unchanged), the pipeline name, the parameters, the ladder and the encoder. `out` is where the pipeline writes.
+// Throws sluice::Error.
 TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out,
                              const pipeline::EncoderTable &encoders);
 
@@ -53,7 +60,7 @@ struct RenditionResult {
 
 struct TranscodeResult {
   std::string out;
-  std::string output = "hls"; // the description's output kind
+  pipeline::OutputKind output = pipeline::OutputKind::Hls; // the description's
   std::string master;         // "" when the output is not a streaming package
   double duration = 0.0;
   std::vector<RenditionResult> renditions;
@@ -87,7 +94,9 @@ public:
   ~Transcode();
   Transcode(const Transcode &) = delete;
   Transcode &operator=(const Transcode &) = delete;
-  void start(Runner::ProgressFn on_progress, DoneFn on_done);
+  // on_segment: a sink has completed a segment (see Runner::start). on_done is called exactly once, on the main
+  // loop.
+  void start(Runner::ProgressFn on_progress, DoneFn on_done, Runner::SegmentFn on_segment = {});
   void cancel();
   const TranscodePlan &plan() const { return plan_; }
   // The pipeline has ended and its output is being finished (split, indexed, published).

@@ -64,6 +64,18 @@ FragmentedMp4 parse_fragmented_mp4(const std::string &bytes); // the same, from 
 // Reads only top-level box headers.
 std::string mp4_unplayable_reason(const std::string &path);
 
+// The deepest nesting of boxes sluice lets a demuxer see. GStreamer's MP4 demuxer (qtdemux) reads nested
+// boxes recursively without a limit: 50,000 levels (400 KB of box headers) overflow its thread's stack
+// and take the whole process down. Real files nest about 8 deep (moov/trak/mdia/minf/stbl/stsd/avc1/avcC).
+constexpr int kMaxBoxDepth = 16;
+
+// For an ISO-BMFF file (one whose first bytes are a box header): why its boxes cannot be handed to a
+// demuxer: nested deeper than kMaxBoxDepth, counting every place where qtdemux looks for boxes inside
+// a box (the body of a container, after the fields of a sample entry, inside a compressed movie header),
+// or too intricate to check. "" otherwise, and for other files. Reads every box but the media data.
+std::string mp4_nesting_problem(const std::string &path);
+std::string mp4_nesting_problem_of(const std::string &bytes); // the same, from memory
+
 // Follows a fragmented MP4 while a muxer writes it: each update() reads the boxes completed since the
 // last one (a fragment counts once its mdat is whole).
 class GrowingMp4 {

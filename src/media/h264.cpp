@@ -6,9 +6,11 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <vector>
 
 namespace sluice::media {
 
@@ -72,6 +74,50 @@ std::optional<H264Sps> find_sps_ts_file(const std::string &path) {
   in.read(data.data(), static_cast<std::streamsize>(data.size()));
   data.resize(static_cast<std::size_t>(in.gcount()));
   return find_sps_ts(data);
+}
+
+std::optional<TsSpan> ts_presentation_span(const std::string &ts) {
+  constexpr std::size_t kPacket = 188;
+  constexpr std::int64_t kWrap = std::int64_t(1) << 33;
+  std::vector<std::int64_t> video, audio;
+  const auto *b = reinterpret_cast<const std::uint8_t *>(ts.data());
+  for (std::size_t off = 0; off + kPacket <= ts.size(); off += kPacket) {
+    const std::uint8_t *p = b + off;
+    if (p[0] != 0x47)
+      return std::nullopt;
+    int afc = (p[3] >> 4) & 3;
+    if (!(p[1] & 0x40) || !(afc & 1)) // a PES starts in packets with payload_unit_start_indicator
+      continue;
+    std::size_t at = 4;
+    if (afc & 2)
+      at += 1 + p[4];
+    if (at + 14 > kPacket || p[at] != 0 || p[at + 1] != 0 || p[at + 2] != 1)
+      continue;
+    std::uint8_t stream_id = p[at + 3];
+    bool is_video = stream_id >= 0xE0 && stream_id <= 0xEF, is_audio = stream_id >= 0xC0 && stream_id <= 0xDF;
+    if ((!is_video && !is_audio) || !(p[at + 7] & 0x80)) // PTS_DTS_flags: a PTS is there
+      continue;
+    const std::uint8_t *t = p + at + 9;
+    std::int64_t pts = (std::int64_t((t[0] >> 1) & 7) << 30) | (std::int64_t(t[1]) << 22) |
+                       (std::int64_t(t[2] >> 1) << 15) | (std::int64_t(t[3]) << 7) | (t[4] >> 1);
+    (is_video ? video : audio).push_back(pts);
+  }
+  auto &v = video.empty() ? audio : video;
+  if (v.empty())
+    return std::nullopt;
+  // A timestamp that wrapped (33 bits) since the first comes after it.
+  for (auto &x : v)
+    if (x < v.front() - kWrap / 2)
+      x += kWrap;
+  std::sort(v.begin(), v.end());
+  TsSpan span;
+  span.frames = static_cast<int>(v.size());
+  span.start = v.front() / 90000.0;
+  // The last frame lasts as long as the frames before it did on average: timestamps derived from
+  // nanoseconds step by 2999 or 3000 ticks at 30 fps.
+  double step = v.size() > 1 ? static_cast<double>(v.back() - v.front()) / static_cast<double>(v.size() - 1) : 0.0;
+  span.end = (static_cast<double>(v.back()) + step) / 90000.0;
+  return span;
 }
 
 std::string avc1_codec(const H264Sps &sps) {

@@ -24,4 +24,13 @@ std::optional<H264Sps> find_sps_ts_file(const std::string &path);
 
 std::string avc1_codec(const H264Sps &sps); // e.g. "avc1.64001f"
 
+// When an MPEG-TS file's video stream (its audio stream when it has no video) is presented, in seconds
+// of its 90 kHz clock: from its earliest timestamp (PTS) to its latest plus the last frame's own
+// duration (the average step between its timestamps in presentation order).
+struct TsSpan {
+  double start = 0.0, end = 0.0;
+  int frames = 0; // PES packets with a timestamp
+};
+std::optional<TsSpan> ts_presentation_span(const std::string &ts);
+
 } // namespace sluice::media

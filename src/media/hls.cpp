@@ -2,6 +2,8 @@
 // HLS playlist reading and writing (RFC 8216).
 #include "media/hls.h"
 
+#include "media/h264.h"
+
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -71,6 +73,26 @@ MediaPlaylist parse_media_playlist(const std::string &text) {
   if (first)
     throw Error(ErrorCode::Invalid, "empty playlist");
   return pl;
+}
+
+void complete_last_segment(MediaPlaylist &pl, const std::string &dir) {
+  if (pl.segments.empty() || !pl.map_uri.empty())
+    return; // fMP4 (CMAF) playlists are written by sluice from the fragments: exact already
+  Segment &last = pl.segments.back();
+  if (last.uri.find('/') != std::string::npos || last.uri.find("..") != std::string::npos)
+    return;
+  std::string data;
+  try {
+    data = fs::read_file(fs::join(dir, last.uri));
+  } catch (const Error &) {
+    return; // measure() says it is missing
+  }
+  auto span = ts_presentation_span(data);
+  if (!span || span->frames < 2)
+    return;
+  double measured = span->end - span->start;
+  if (measured > 0 && std::fabs(measured - last.duration) <= 0.5)
+    last.duration = measured;
 }
 
 std::string write_media_playlist(const MediaPlaylist &pl, const std::string &type) {

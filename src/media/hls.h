@@ -29,6 +29,12 @@ struct MediaPlaylist {
 // Parses a media playlist; throws sluice::Error on something that is not one.
 MediaPlaylist parse_media_playlist(const std::string &text);
 
+// hlssink2 ends its last segment at the timestamp of the last frame, without that frame's own duration:
+// the playlist would last one frame less than the stream. The last segment's duration is measured again
+// from the segment itself (an MPEG-TS file in `dir`): from its first timestamp to the end of its last
+// frame. Left as it is where that cannot be read, or would move it by more than half a second.
+void complete_last_segment(MediaPlaylist &pl, const std::string &dir);
+
 // Serialises with the given type ("VOD" adds ENDLIST; "EVENT" leaves it open).
 std::string write_media_playlist(const MediaPlaylist &pl, const std::string &type);
 

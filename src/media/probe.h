@@ -47,4 +47,13 @@ ProbeResult probe(const std::string &path, int timeout_s = 20);
 
 JsonNode *probe_to_json(const ProbeResult &r);
 
+// The deepest nesting of the structures that GStreamer's demuxers read recursively without a limit
+// (ISO-BMFF boxes: see kMaxBoxDepth; Matroska/WebM chapters and tags; FLV metadata objects). Nested
+// tens of thousands deep, they overflow the reading thread's stack and take the process down.
+constexpr int kMaxNesting = 16;
+
+// Why a file cannot be handed to the demuxers: one of those structures nested deeper than kMaxNesting
+// (or kMaxBoxDepth). "" otherwise, and for other files. probe() refuses such a file (NotMedia).
+std::string nesting_problem(const std::string &path);
+
 } // namespace sluice::media

@@ -21,11 +21,13 @@ const ParamSpec *Description::find_param(const std::string &param) const {
 }
 
 bool is_streaming_output(const std::string &output) {
-  return output == "hls" || output == "cmaf";
+  auto kind = parse_output_kind(output);
+  return kind && output_info(*kind).streaming;
 }
 
 bool needs_picture(const std::string &output) {
-  return output == "poster" || output == "storyboard" || output == "preview";
+  auto kind = parse_output_kind(output);
+  return kind && output_info(*kind).needs_picture;
 }
 
 std::vector<Builtin> builtins_for(const std::string &fragment) {
@@ -87,23 +89,21 @@ Description parse_description(const std::string &json_text, const std::string &p
   if (!is_identifier(d.name))
     throw Error(ErrorCode::Invalid, path + ": name '" + d.name + "' must use a-z, 0-9 and _");
   d.summary = json::opt_string(obj, "summary", path).value_or("");
-  d.output = json::opt_string(obj, "output", path).value_or("hls");
-  if (std::find(kOutputKinds.begin(), kOutputKinds.end(), d.output) == kOutputKinds.end()) {
-    std::string known;
-    for (const auto &k : kOutputKinds)
-      known += (known.empty() ? "" : ", ") + k;
-    throw Error(ErrorCode::Invalid, path + ": output '" + d.output + "' is not supported (" + known + ")");
-  }
+  const std::string output = json::opt_string(obj, "output", path).value_or(output_name(OutputKind::Hls));
+  if (auto kind = parse_output_kind(output))
+    d.output = *kind;
+  else
+    throw Error(ErrorCode::Invalid, path + ": output '" + output + "' is not supported (" + output_names() + ")");
+  const OutputInfo &out = output_info(d.output);
   JsonNode *params = json_object_get_member(obj, "parameters");
   if (params) {
     JsonObject *pobj = json::require_object(params, path + ": 'parameters'");
-    GList *names = json_object_get_members(pobj);
+    g_autoptr(GList) names = json_object_get_members(pobj);
     for (GList *l = names; l; l = l->next) {
       const char *pname = static_cast<const char *>(l->data);
       d.params.push_back(parse_param_spec(
           pname, json::require_object(json_object_get_member(pobj, pname), "parameter '" + std::string(pname) + "'")));
     }
-    g_list_free(names);
   }
   for (const auto &p : d.params)
     for (const auto &frag : kFragmentNames)
@@ -111,26 +111,23 @@ Description parse_description(const std::string &json_text, const std::string &p
         if (p.name == b.name)
           throw Error(ErrorCode::Invalid, path + ": parameter '" + p.name + "' shadows a built-in placeholder");
   JsonObject *frags = json::require_object(json_object_get_member(obj, "fragments"), path + ": 'fragments'");
-  GList *fnames = json_object_get_members(frags);
+  g_autoptr(GList) fnames = json_object_get_members(frags);
   for (GList *l = fnames; l; l = l->next) {
     std::string fname = static_cast<const char *>(l->data);
-    if (std::find(kFragmentNames.begin(), kFragmentNames.end(), fname) == kFragmentNames.end()) {
-      g_list_free(fnames);
+    if (std::find(kFragmentNames.begin(), kFragmentNames.end(), fname) == kFragmentNames.end())
       throw Error(ErrorCode::Invalid, path + ": unknown fragment '" + fname + "'");
-    }
     d.fragments[fname] = json::get_string(frags, fname.c_str(), path + ": 'fragments'");
   }
-  g_list_free(fnames);
-  for (const char *req : {"source", "sink", is_streaming_output(d.output) ? "video_rendition" : "video"})
+  for (const char *req : {"source", "sink", out.streaming ? "video_rendition" : "video"})
     if (!d.fragments.count(req))
       throw Error(ErrorCode::Invalid, path + ": missing fragment '" + req + "'");
   if (d.fragments.count("audio_output") && d.fragments.count("audio_rendition"))
     throw Error(ErrorCode::Invalid, path + ": a description has audio_output or audio_rendition, not both");
-  if (needs_picture(d.output))
+  if (out.needs_picture)
     for (const char *p : {"max_width", "max_height"})
       if (!d.find_param(p) || d.find_param(p)->type != ParamType::Integer)
         throw Error(ErrorCode::Invalid,
-                    path + ": output '" + d.output + "' needs integer parameters max_width and max_height");
+                    path + ": output '" + output + "' needs integer parameters max_width and max_height");
   for (const auto &[fname, text] : d.fragments)
     check_fragment(d, fname, text);
   return d;
@@ -178,7 +175,7 @@ JsonNode *description_to_json(const Description &d) {
   json_builder_set_member_name(b, "summary");
   json_builder_add_string_value(b, d.summary.c_str());
   json_builder_set_member_name(b, "output");
-  json_builder_add_string_value(b, d.output.c_str());
+  json_builder_add_string_value(b, output_name(d.output).c_str());
   json_builder_set_member_name(b, "parameters");
   json_builder_begin_array(b);
   for (const auto &p : d.params)

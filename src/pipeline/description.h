@@ -2,6 +2,7 @@
 // Declarative pipeline descriptions (pipelines/NAME.json): loading and validation.
 #pragma once
 
+#include "pipeline/outputs.h"
 #include "pipeline/params.h"
 
 #include <map>
@@ -22,10 +23,10 @@ namespace sluice::pipeline {
 inline const std::vector<std::string> kFragmentNames = {"source",          "audio",        "video", "video_rendition",
                                                         "audio_rendition", "audio_output", "sink"};
 
-// What a description produces (its "output"):
+// What a description produces (its "output"): see pipeline/outputs.h.
 //  hls, cmaf                  a streaming package from the rendition ladder (video_rendition per rung)
 //  poster, storyboard, preview  one artifact from the picture: no ladder, `video` and `sink` once
-inline const std::vector<std::string> kOutputKinds = {"hls", "cmaf", "poster", "storyboard", "preview"};
+// Compatibility for callers that still hold the kind's name (src/http/server.cpp): output_info(kind) instead.
 bool is_streaming_output(const std::string &output); // hls, cmaf: uses the ladder, makes a video playable
 bool needs_picture(const std::string &output);       // poster, storyboard, preview
 
@@ -33,7 +34,7 @@ struct Description {
   std::string name;
   std::string summary;
   std::string path;
-  std::string output; // what it produces: one of kOutputKinds
+  OutputKind output = OutputKind::Hls; // what it produces; read from the description when it is loaded
   std::vector<ParamSpec> params;
   std::map<std::string, std::string> fragments;
 

@@ -61,13 +61,14 @@ std::string render(const Description &d, const Values &values, const RenderInput
     throw Error(ErrorCode::Invalid, "output folder must not contain '%'");
   if (!in.has_video && !in.has_audio)
     throw Error(ErrorCode::NotMedia, "the input has neither audio nor video");
-  const bool ladder = is_streaming_output(d.output);
-  if (needs_picture(d.output) && !in.has_video)
-    throw Error(ErrorCode::Invalid,
-                "pipeline '" + d.name + "' makes a " + d.output + " from the picture, and the input has no video");
+  const OutputInfo &output = output_info(d.output);
+  const bool ladder = output.streaming;
+  if (output.needs_picture && !in.has_video)
+    throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' makes a " + std::string(output.name) +
+                                        " from the picture, and the input has no video");
   if (ladder && in.has_video && in.renditions.empty())
     throw Error(ErrorCode::Invalid, "no video rendition to encode");
-  if (in.has_audio && is_streaming_output(d.output) && !d.fragments.count("audio"))
+  if (in.has_audio && ladder && !d.fragments.count("audio"))
     throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' has no audio fragment");
 
   const int gop = gop_frames(in.framerate, int_value(values, "segment_seconds", 2));
@@ -116,8 +117,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
       out += "  " + frag("audio", vars);
     // The sink follows the picture: `video ! sink`.
     auto rv = vars;
-    rv["rendition"] = d.output;
-    rv["sink"] = d.output;
+    rv["rendition"] = output.name;
+    rv["sink"] = output.name;
     out += "  " + frag("video", vars) + " ! " + frag("sink", rv);
     return out;
   }

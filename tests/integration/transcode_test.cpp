@@ -5,13 +5,17 @@
 #include "core/json.h"
 #include "jobs/transcode.h"
 #include "media/hls.h"
+#include "media/probe_json.h"
+#include "check.h"
 #include "media.h"
 
+#include <glib/gstdio.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 #include <regex>
+#include <sstream>
 
 using namespace sluice;
 using sluice::test::ClipSpec;
@@ -404,4 +408,88 @@ TEST_F(Transcode, RotatedPhoneVideoComesOutUpright) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   run(tmp.file("phone.mp4"), "", {{"segment_seconds", "1"}});
   verify_package(out(), {30, 30, 1, true, 2, {{240, 320}}});
+}
+
+// A job plans with the probe made when its file was uploaded (the catalog's probe_json) while the file is unchanged,
+// and probes it again when its size, or its modification time, says it changed since.
+TEST_F(Transcode, PlanningUsesTheStoredProbeWhileTheFileIsUnchanged) {
+  ASSERT_TRUE(test::make_clip(tmp.file("in.mp4"), ClipSpec{320, 240, 30, 1, 1.0, 2, true, "mp4"}));
+  const std::string input = tmp.file("in.mp4");
+  auto encoders = pipeline::EncoderTable::load_default();
+  media::ProbeResult real = media::probe(input);
+  ASSERT_GT(real.duration_ns, 0);
+  // Stored as the upload stores it, then read back; made different from what a probe finds (7 s, the file lasts
+  // 1 s), so that the plan tells which one it used.
+  json::Node stored_json(media::probe_to_json(real));
+  media::ProbeResult stored = media::probe_from_json(json::to_string(stored_json.get(), false));
+  stored.duration_ns = 7'000'000'000;
+  stored.path = "/somewhere/else/upload.tmp"; // where the upload was when it was probed
+
+  jobs::TranscodeRequest req;
+  req.input = input;
+  req.probed = stored;
+  req.probed_at = g_get_real_time();
+  auto plan = jobs::plan_transcode(req, tmp.file("work"), encoders);
+  EXPECT_EQ(plan.probe.duration_ns, 7'000'000'000) << "unchanged: the stored probe is used";
+  EXPECT_DOUBLE_EQ(plan.render.duration, 7.0);
+  EXPECT_EQ(plan.probe.path, fs::absolute(input)) << "the pipeline reads the file where it is now";
+  EXPECT_NE(plan.launch.find("location=\"" + fs::absolute(input) + "\""), std::string::npos) << plan.launch;
+
+  // Modified after it was probed: probed again.
+  req.probed_at = g_get_real_time() - std::int64_t{3600} * G_USEC_PER_SEC;
+  EXPECT_EQ(jobs::plan_transcode(req, tmp.file("work"), encoders).probe.duration_ns, real.duration_ns);
+  // Another size than the probed one: probed again.
+  req.probed_at = g_get_real_time();
+  req.probed->size += 1;
+  EXPECT_EQ(jobs::plan_transcode(req, tmp.file("work"), encoders).probe.duration_ns, real.duration_ns);
+  // No time of the probe: probed again.
+  req.probed->size -= 1;
+  req.probed_at = 0;
+  EXPECT_EQ(jobs::plan_transcode(req, tmp.file("work"), encoders).probe.duration_ns, real.duration_ns);
+  // Gone since: the probe says so, as for a file never probed.
+  req.probed_at = g_get_real_time();
+  ASSERT_EQ(g_unlink(input.c_str()), 0);
+  EXPECT_EQ(test::expect_error([&] { jobs::plan_transcode(req, tmp.file("work"), encoders); }).code(),
+            ErrorCode::NotFound);
+}
+
+TEST_F(Transcode, TsPlaylistsLastAsLongAsTheStream) {
+  // 180 frames at 30 fps in 2 s segments: hlssink2 ended the last segment at the last frame's timestamp,
+  // so the playlists lasted 5.967 s (one frame less than the stream; the CMAF package was exact).
+  ASSERT_TRUE(test::make_clip(tmp.file("in.mp4"), ClipSpec{640, 360, 30, 1, 6.0, 2, true, "mp4"}));
+  auto r = test::run_command(
+      {test::sluice_binary(), "transcode", tmp.file("in.mp4"), "--out", out(), "--set", "segment_seconds=2"}, 300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto variants = parse_master(test::read_text(out() + "/master.m3u8"));
+  ASSERT_EQ(variants.size(), 2u); // 240p and 360p
+  for (const auto &v : variants) {
+    SCOPED_TRACE(v.uri);
+    auto pl = media::parse_media_playlist(test::read_text(out() + "/" + v.uri));
+    ASSERT_EQ(pl.segments.size(), 3u);
+    EXPECT_NEAR(pl.total_duration(), 6.0, 0.001);
+    EXPECT_NEAR(pl.segments.back().duration, 2.0, 0.001);
+    // ffprobe on the segments put end to end: the video lasts as long as the playlist says.
+    std::string all;
+    for (const auto &s : pl.segments)
+      all += fs::read_file(out() + "/" + s.uri);
+    fs::write_atomic(tmp.file("all.ts"), all);
+    auto packets = test::run_command({"ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                      "packet=pts_time,duration_time", "-of", "csv=p=0", tmp.file("all.ts")});
+    ASSERT_EQ(packets.exit_code, 0) << packets.err;
+    double first = 1e18, end = -1e18;
+    int frames = 0;
+    std::istringstream lines(packets.out);
+    for (std::string line; std::getline(lines, line);) {
+      auto comma = line.find(',');
+      if (comma == std::string::npos)
+        continue;
+      double pts = g_ascii_strtod(line.c_str(), nullptr), dur = g_ascii_strtod(line.c_str() + comma + 1, nullptr);
+      first = std::min(first, pts);
+      end = std::max(end, pts + dur);
+      ++frames;
+    }
+    EXPECT_EQ(frames, 180);
+    EXPECT_NEAR(end - first, 6.0, 0.001) << "ffprobe";
+    EXPECT_NEAR(end - first, pl.total_duration(), 0.001) << "ffprobe against the playlist";
+  }
 }

@@ -4,6 +4,7 @@
 Last-Event-ID, keep-alive) and the queue limit."""
 
 import os
+import re
 import sys
 import time
 
@@ -313,6 +314,68 @@ class QueueLimit(ServerTestCase):
         r = srv.post_job(a['video']['id'], ladder='240p', params={'segment_seconds': 1})
         self.assertEqual(r.status, 202, r.describe())
         srv.wait_succeeded(job_of(r.json())['id'])
+
+
+@need_binary
+@need_ffmpeg
+class ProbedOnce(ServerTestCase):
+    """An upload is probed once, when it arrives: its jobs plan with the probe the catalog keeps, and probe the file
+    again only when it changed since. Counted from the probe's own log line (GST_DEBUG sluice-probe:4) naming the
+    upload or the stored source (the preview job also probes the clip it made, to check it)."""
+    CONFIG = {'uploads': {'auto-transcode': True},
+              'jobs': {'concurrent': 2, 'extras': 'poster;storyboard;preview'}}
+    PROBED = re.compile(r'\bsluice-probe\b.*\bprobed .*/(uploads/[^/ ]+|videos/[0-9a-f]+/source\.[a-z0-9]+): ')
+
+    @classmethod
+    def setUpClass(cls):
+        saved = {k: os.environ.get(k) for k in ('GST_DEBUG', 'GST_DEBUG_NO_COLOR')}
+        os.environ['GST_DEBUG'] = 'sluice-probe:4'
+        os.environ['GST_DEBUG_NO_COLOR'] = '1'
+        try:
+            super().setUpClass()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def probes(self):
+        return len([ln for ln in self.server.log_tail(10 ** 7).splitlines() if self.PROBED.search(ln)])
+
+    def test_an_upload_is_probed_once(self):
+        srv = self.server
+        before = self.probes()
+        with EventStream(srv) as events:
+            up = srv.upload_ok('short', title='probed once', fields={'ladder': '240p'})
+            vid = up['video']['id']
+            jobs = [j['id'] for j in srv.video(vid)['jobs']]
+            self.assertEqual(sorted(j['pipeline'] for j in srv.video(vid)['jobs']),
+                             ['hls', 'poster', 'preview', 'storyboard'], 'the default profile')
+            for jid in jobs:
+                srv.wait_succeeded(jid)
+            # The running hls job said it could be watched, with the URL of its master playlist (spelled by the
+            # HTTP layer), in the same shape as always.
+            hls_job = [j['id'] for j in srv.video(vid)['jobs'] if j['pipeline'] == 'hls'][0]
+            playable = events.wait_for(lambda e: e.event == 'video' and e.json and e.json.get('id') == vid
+                                       and e.json.get('action') == 'playable', 10, what='playable event')
+            self.assertEqual(playable.json, {'id': vid, 'action': 'playable', 'job': hls_job,
+                                             'hls': '/videos/%s/hls/master.m3u8' % vid})
+        self.assertEqual(self.probes() - before, 1, 'one probe for an upload and its four jobs (was 5)')
+        # A job run later plans with the stored probe too.
+        r = srv.post_job(vid, pipeline='poster')
+        self.assertEqual(r.status, 202, r.describe())
+        srv.wait_succeeded(job_of(r.json())['id'])
+        self.assertEqual(self.probes() - before, 1, 'the stored probe serves every later job')
+        # The source changed since it was probed (here: its modification time): the next job probes it again.
+        source = os.path.join(self.data, 'videos', vid, 'source.mp4')
+        later = time.time() + 5
+        os.utime(source, (later, later))
+        r = srv.post_job(vid, pipeline='poster')
+        self.assertEqual(r.status, 202, r.describe())
+        srv.wait_succeeded(job_of(r.json())['id'])
+        self.assertEqual(self.probes() - before, 2, 'a changed source is probed again')
+        self.assertEqual(srv.video(vid)['state'], 'ready')
 
 
 if __name__ == '__main__':

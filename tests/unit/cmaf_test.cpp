@@ -18,6 +18,7 @@
 #include "media.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -230,6 +231,51 @@ TEST(Bmff, DamagedFilesAreErrorsNotCrashes) {
     }
   }
   EXPECT_GT(refused, 0);
+}
+
+// A fragment whose track run claims `count` samples: with no per-sample field (all from the defaults:
+// 10 ticks, `size` bytes each), or with a per-sample duration in a box that holds one.
+std::string hostile_fragment(std::uint32_t count, std::uint32_t size, bool per_sample, std::size_t mdat_bytes) {
+  std::string tfhd = full("tfhd", 0, 0x020000 | 0x08 | 0x10, be(1, 4) + be(10, 4) + be(size, 4));
+  std::string trun = per_sample ? full("trun", 0, 0x100, be(count, 4) + be(10, 4)) : full("trun", 0, 0, be(count, 4));
+  return box("moof", full("mfhd", 0, 0, be(1, 4)) + box("traf", tfhd + full("tfdt", 0, 0, be(0, 4)) + trun)) +
+         box("mdat", std::string(mdat_bytes, 'x'));
+}
+
+TEST(Bmff, SampleCountsAreBoundedByWhatTheBoxesHold) {
+  const std::string head = kFtyp + moov("vide", 3000, avc1_entry(2, 2, 0x64, 0, 0x1f));
+  struct Case {
+    const char *what;
+    std::string bytes;
+    const char *message;
+  };
+  std::vector<Case> cases = {
+      // 0xffffffff samples from the defaults: the walker used to count them one by one (7 s).
+      {"4 G samples", head + hostile_fragment(0xffffffffu, 4, false, 100), "more than 16777216 samples"},
+      {"64 MiB of samples in 100 bytes", head + hostile_fragment(0xffffff, 4, false, 100), "media data holds 100"},
+      {"per-sample fields for one sample", head + hostile_fragment(0xffffffffu, 4, true, 100), "holds at most 1"},
+  };
+  for (const auto &c : cases) {
+    auto start = std::chrono::steady_clock::now();
+    Error e = expect_error([&] { parse_fragmented_mp4(c.bytes); });
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_TRUE(contains(e.what(), c.message)) << c.what << ": " << e.what();
+    EXPECT_LT(took, 0.2) << c.what;
+    // The same, read from a file while it grows (the live split).
+    TempDir tmp;
+    fs::write_atomic(tmp.file("v.mp4"), c.bytes);
+    GrowingMp4 growing(tmp.file("v.mp4"));
+    start = std::chrono::steady_clock::now();
+    EXPECT_THROW(growing.update(), Error) << c.what;
+    took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(took, 0.2) << c.what;
+  }
+  // What a run of default samples really holds is counted at once, and still right.
+  auto ok = parse_fragmented_mp4(head + hostile_fragment(1000000, 1, false, 1000000));
+  EXPECT_EQ(ok.samples(), 1000000u);
+  EXPECT_EQ(ok.fragments[0].duration, 10000000u);
+  EXPECT_EQ(ok.fragments[0].sync_samples, 1000000u);
+  EXPECT_EQ(ok.fragments[0].earliest_composition, 0);
 }
 
 TEST(Bmff, TellsAnMp4ThatCannotPlayAtAll) {

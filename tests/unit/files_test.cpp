@@ -2,6 +2,7 @@
 // Unit tests of file serving: path safety, MIME types, Range parsing, and serve_file through a real SoupServer.
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "http/files.h"
 
 #include <arpa/inet.h>
@@ -34,6 +35,7 @@ using sluice::ErrorCode;
 using sluice::test::contains;
 using sluice::test::TempDir;
 using namespace sluice::http;
+namespace fs = sluice::fs;
 
 using Segments = std::vector<std::string>;
 
@@ -70,28 +72,28 @@ protected:
 };
 
 TEST_F(ResolveUnder, FindsRegularFiles) {
-  auto r = resolve_under(root_, {"hls", "a.ts"});
+  auto r = fs::resolve_under(root_, {"hls", "a.ts"});
   ASSERT_TRUE(r.has_value());
   EXPECT_TRUE(contains(*r, "/root/hls/a.ts")) << *r;
   EXPECT_EQ(sluice::test::read_text(*r), "segment");
   // A root given with a trailing slash or through a symlink works the same.
-  EXPECT_TRUE(resolve_under(root_ + "/", {"hls", "a.ts"}).has_value());
+  EXPECT_TRUE(fs::resolve_under(root_ + "/", {"hls", "a.ts"}).has_value());
   ASSERT_EQ(symlink(root_.c_str(), dir_.file("rootlink").c_str()), 0);
-  EXPECT_TRUE(resolve_under(dir_.file("rootlink"), {"hls", "a.ts"}).has_value());
+  EXPECT_TRUE(fs::resolve_under(dir_.file("rootlink"), {"hls", "a.ts"}).has_value());
 }
 
 TEST_F(ResolveUnder, RefusesEscapesAndNonFiles) {
-  EXPECT_FALSE(resolve_under(root_, {"..", "secret.txt"}));
-  EXPECT_FALSE(resolve_under(root_, {"hls", "..", "..", "secret.txt"}));
-  EXPECT_FALSE(resolve_under(root_, {"/etc/passwd"}));
-  EXPECT_FALSE(resolve_under(root_, {"", "etc", "passwd"}));
-  EXPECT_FALSE(resolve_under(root_, {"..\\secret.txt"}));
-  EXPECT_FALSE(resolve_under(root_, {std::string("a.ts\0x", 6)}));
-  EXPECT_FALSE(resolve_under(root_, {}));
-  EXPECT_FALSE(resolve_under(root_, {"hls"}));        // a directory
-  EXPECT_FALSE(resolve_under(root_, {"hls", "sub"})); // a directory
-  EXPECT_FALSE(resolve_under(root_, {"hls", "missing.ts"}));
-  EXPECT_FALSE(resolve_under(dir_.file("no-such-root"), {"a.ts"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"..", "secret.txt"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"hls", "..", "..", "secret.txt"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"/etc/passwd"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"", "etc", "passwd"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"..\\secret.txt"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {std::string("a.ts\0x", 6)}));
+  EXPECT_FALSE(fs::resolve_under(root_, {}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"hls"}));        // a directory
+  EXPECT_FALSE(fs::resolve_under(root_, {"hls", "sub"})); // a directory
+  EXPECT_FALSE(fs::resolve_under(root_, {"hls", "missing.ts"}));
+  EXPECT_FALSE(fs::resolve_under(dir_.file("no-such-root"), {"a.ts"}));
   // Decoded traversal attempts never get this far, but are refused here too.
   for (const char *enc : {"%2e%2e/secret.txt", "%2E%2e%2fsecret.txt", "hls/%2e%2e/%2e%2e/secret.txt"})
     EXPECT_FALSE(split_path(enc).has_value()) << enc;
@@ -103,18 +105,18 @@ TEST_F(ResolveUnder, Symlinks) {
   ASSERT_EQ(symlink("../..", (root_ + "/hls/up").c_str()), 0);
   ASSERT_EQ(symlink("hls/a.ts", (root_ + "/inside.ts").c_str()), 0);
   ASSERT_EQ(symlink("hls", (root_ + "/hlslink").c_str()), 0);
-  EXPECT_FALSE(resolve_under(root_, {"passwd"}));
-  EXPECT_FALSE(resolve_under(root_, {"secret"}));
-  EXPECT_FALSE(resolve_under(root_, {"hls", "up", "secret.txt"}));
-  auto in = resolve_under(root_, {"inside.ts"});
+  EXPECT_FALSE(fs::resolve_under(root_, {"passwd"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"secret"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"hls", "up", "secret.txt"}));
+  auto in = fs::resolve_under(root_, {"inside.ts"});
   ASSERT_TRUE(in.has_value());
   EXPECT_TRUE(contains(*in, "/root/hls/a.ts")) << *in; // the real path
-  EXPECT_TRUE(resolve_under(root_, {"hlslink", "a.ts"}).has_value());
+  EXPECT_TRUE(fs::resolve_under(root_, {"hlslink", "a.ts"}).has_value());
   // A sibling folder whose name starts with the root's is not inside it.
   ASSERT_EQ(g_mkdir_with_parents(dir_.file("rootx").c_str(), 0755), 0);
   write_file(dir_.file("rootx/f.ts"), "x");
   ASSERT_EQ(symlink("../rootx/f.ts", (root_ + "/sibling.ts").c_str()), 0);
-  EXPECT_FALSE(resolve_under(root_, {"sibling.ts"}));
+  EXPECT_FALSE(fs::resolve_under(root_, {"sibling.ts"}));
 }
 
 TEST(MimeType, ByExtension) {
@@ -235,7 +237,7 @@ private:
         return;
       }
       auto segments = split_path(tail);
-      auto file = segments ? resolve_under(self->root_, *segments) : std::nullopt;
+      auto file = segments ? fs::resolve_under(self->root_, *segments) : std::nullopt;
       if (!file) {
         soup_server_message_set_status(msg, SOUP_STATUS_NOT_FOUND, nullptr);
         return;

@@ -188,7 +188,7 @@ Description parse(const std::string &json) {
 TEST(DescriptionTest, MinimalParses) {
   Description d = parse(description_json(minimal_fragments()));
   EXPECT_EQ(d.name, "t");
-  EXPECT_EQ(d.output, "hls");
+  EXPECT_EQ(d.output, OutputKind::Hls);
   EXPECT_EQ(d.path, "inline.json");
   EXPECT_EQ(d.fragments.size(), 3u);
   EXPECT_TRUE(d.params.empty());
@@ -317,10 +317,42 @@ TEST(DescriptionTest, RejectsBadNamesOutputsAndJson) {
   Error out =
       expect_error([] { parse(description_json(minimal_fragments(), "{}", "\"name\": \"t\", \"output\": \"dash\"")); });
   EXPECT_TRUE(contains(out.what(), "dash")) << out.what();
+  // ... and names the outputs there are, when the description is loaded.
+  EXPECT_TRUE(contains(out.what(), "(hls, cmaf, poster, storyboard, preview)")) << out.what();
   EXPECT_THROW(parse("{not json"), Error);
   EXPECT_THROW(parse("[]"), Error);
   EXPECT_THROW(parse(R"({"name": "t", "fragments": {"source": 1, "sink": "a", "video_rendition": "b"}})"), Error);
   EXPECT_THROW(parse(R"({"name": "t"})"), Error);
+}
+
+// One table says what each output kind is; every other module asks it (no string comparisons of kinds).
+TEST(OutputKindTest, OneTableOfOutputKinds) {
+  EXPECT_EQ(kOutputs.size(), 5u);
+  for (const auto &o : kOutputs) {
+    EXPECT_EQ(parse_output_kind(o.name), o.kind) << o.name;
+    EXPECT_EQ(&output_info(o.kind), &o) << o.name;
+    EXPECT_NE(o.streaming, o.needs_picture) << o.name << ": a package or an artifact";
+    EXPECT_EQ(o.streaming, !o.master.empty()) << o.name << ": packages have a master playlist";
+    EXPECT_EQ(o.needs_picture, !o.artifact_file.empty()) << o.name << ": artifacts have one file";
+  }
+  EXPECT_EQ(parse_output_kind("dash"), std::nullopt);
+  EXPECT_EQ(parse_output_kind("HLS"), std::nullopt);
+  EXPECT_EQ(parse_output_kind(""), std::nullopt);
+  EXPECT_TRUE(output_info(OutputKind::Hls).streaming);
+  EXPECT_TRUE(output_info(OutputKind::Cmaf).streaming);
+  EXPECT_EQ(output_info(OutputKind::Cmaf).manifest, "manifest.mpd");
+  EXPECT_EQ(output_info(OutputKind::Hls).manifest, "");
+  EXPECT_EQ(output_info(OutputKind::Poster).artifact_file, "poster.jpg");
+  EXPECT_EQ(output_info(OutputKind::Storyboard).artifact_file, "storyboard.vtt");
+  EXPECT_EQ(output_info(OutputKind::Preview).artifact_file, "preview.mp4");
+  EXPECT_EQ(output_names(), "hls, cmaf, poster, storyboard, preview");
+  // The string forms kept for callers that still hold names.
+  EXPECT_TRUE(is_streaming_output("cmaf"));
+  EXPECT_FALSE(is_streaming_output("poster"));
+  EXPECT_FALSE(is_streaming_output(""));
+  EXPECT_TRUE(needs_picture("storyboard"));
+  EXPECT_FALSE(needs_picture("hls"));
+  EXPECT_FALSE(needs_picture("dash"));
 }
 
 TEST(DescriptionTest, BadParameterSchemaNamesTheParameter) {
@@ -338,14 +370,17 @@ TEST(DescriptionTest, FindsTheShippedDescriptions) {
     EXPECT_EQ(d.fragments.count(f), f == "audio_output" ? 0u : 1u) << f;
   // CMAF: audio is a track set of its own, not muxed into every rendition.
   Description c = find_description("cmaf");
-  EXPECT_EQ(c.output, "cmaf");
+  EXPECT_EQ(c.output, OutputKind::Cmaf);
   for (const auto &f : kFragmentNames)
     EXPECT_EQ(c.fragments.count(f), f == "audio_rendition" ? 0u : 1u) << f;
   for (const char *name : {"poster", "storyboard", "preview"}) {
     Description a = find_description(name);
-    EXPECT_EQ(a.output, name);
-    EXPECT_TRUE(needs_picture(a.output));
-    EXPECT_FALSE(is_streaming_output(a.output));
+    EXPECT_EQ(output_info(a.output).name, name);
+    EXPECT_TRUE(output_info(a.output).needs_picture);
+    EXPECT_FALSE(output_info(a.output).streaming);
+    // The description's JSON says its output by name.
+    sluice::json::Node printed(description_to_json(a));
+    EXPECT_EQ(sluice::json::get_string(json_node_get_object(printed.get()), "output", "printed"), name);
   }
 
   Error missing = expect_error([] { find_description("no_such_pipeline"); });

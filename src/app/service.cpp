@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The service layer: ingest, deletion, job requests and cancels, the views of videos, health and media files.
+#include "app/service.h"
+
+#include "core/fs.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/mainloop.h"
+#include "jobs/outputs.h"
+#include "media/hls.h"
+#include "media/probe.h"
+#include "pipeline/description.h"
+
+#include <malloc.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+#include <thread>
+
+namespace sluice::app {
+
+namespace {
+
+log::Category *app_log() {
+  static log::Category *c = log::category("sluice-app", "sluice service layer");
+  return c;
+}
+
+Failure refused(Refusal r, std::string message, std::string field = "") {
+  return Failure{r, std::move(message), std::move(field)};
+}
+
+// A job specification error from the scheduler: which field, and invalid_parameter.
+Failure spec_failure(const Error &e) {
+  std::string m = e.what();
+  std::string field = "params";
+  for (const char *f : {"pipeline", "encoder", "ladder"})
+    if (m.rfind(std::string(f) + ":", 0) == 0)
+      field = f;
+  return refused(Refusal::InvalidParameter, m, field);
+}
+
+Failure shutting_down() {
+  return refused(Refusal::Unavailable, "the server is shutting down");
+}
+
+int parse_priority(const std::string &text, std::optional<Failure> &failure) {
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0')
+    failure = refused(Refusal::InvalidField, "field 'priority': expected an integer", "priority");
+  // An integer, but not a priority (2^64 included: strtoll says ERANGE rather than wrapping).
+  else if (errno == ERANGE || v < -1000 || v > 1000)
+    failure = refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000", "priority");
+  return failure ? 0 : static_cast<int>(v);
+}
+
+std::string safe_extension(const std::string &filename) {
+  auto dot = filename.rfind('.');
+  if (dot == std::string::npos || dot + 1 >= filename.size() || filename.size() - dot - 1 > 8)
+    return "bin";
+  std::string ext = filename.substr(dot + 1);
+  for (auto &c : ext) {
+    if (!g_ascii_isalnum(c))
+      return "bin";
+    c = g_ascii_tolower(c);
+  }
+  return ext;
+}
+
+// Keeps display text printable and bounded.
+std::string clean_text(const std::string &s, std::size_t max) {
+  std::string out;
+  if (!g_utf8_validate(s.data(), static_cast<gssize>(s.size()), nullptr))
+    return "";
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x20 || c == '\n' || c == '\t')
+      out += c;
+  if (out.size() > max) {
+    out.resize(max);
+    while (!out.empty() && !g_utf8_validate(out.data(), static_cast<gssize>(out.size()), nullptr))
+      out.pop_back();
+  }
+  return out;
+}
+
+void publish_video_event(jobs::EventHub &events, const std::string &video_id, const char *action) {
+  JsonObject *vo = json_object_new();
+  json_object_set_string_member(vo, "id", video_id.c_str());
+  json_object_set_string_member(vo, "action", action);
+  json::Node n(json::object_node(vo));
+  events.publish("video", "", video_id, json::to_string(n.get(), false));
+}
+
+bool has_picture(const std::string &probe_json) {
+  try {
+    json::Node p = json::parse(probe_json, "probe");
+    JsonObject *po = JSON_NODE_HOLDS_OBJECT(p.get()) ? json_node_get_object(p.get()) : nullptr;
+    return po && json_object_has_member(po, "video") && !json_object_get_null_member(po, "video");
+  } catch (const Error &) {
+    return false;
+  }
+}
+
+std::string media_key(const std::string &video_id, const std::string &folder, const std::vector<std::string> &inside) {
+  std::string key = video_id + "/" + folder;
+  for (const auto &s : inside)
+    key += "/" + s;
+  return key;
+}
+
+// The version of a finished package: its folder, renamed into place when it was published.
+std::string folder_version(const std::string &dir) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0)
+    return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llx%llx%lx", static_cast<unsigned long long>(st.st_ino),
+                static_cast<unsigned long long>(st.st_mtim.tv_sec), static_cast<long>(st.st_mtim.tv_nsec));
+  return buf;
+}
+
+} // namespace
+
+Failure failure_of(const Error &e) {
+  switch (e.code()) {
+  case ErrorCode::Io:
+  case ErrorCode::Unavailable: return refused(Refusal::Unavailable, e.what());
+  case ErrorCode::NoSpace: return refused(Refusal::NoSpace, e.what());
+  default: return refused(Refusal::Internal, e.what());
+  }
+}
+
+Service::Service(const ServerConfig &config, store::Store &store, jobs::Scheduler &scheduler, jobs::EventHub &events)
+    : config_(config), store_(store), scheduler_(scheduler), events_(events) {}
+
+Service::~Service() {
+  *alive_ = false;
+}
+
+bool Service::space_low() const {
+  return scheduler_.space_low();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+void Service::ingest(IncomingFile file, const Metadata &metadata, std::function<void(Result<Ingested>)> done) {
+  // `done` is called exactly once, whatever fails (the caller's request waits for it).
+  try {
+    start_ingest(file, metadata, done);
+  } catch (const Error &e) {
+    file.discard();
+    done(failure_of(e));
+  }
+}
+
+void Service::start_ingest(IncomingFile file, const Metadata &metadata,
+                           const std::function<void(Result<Ingested>)> &done) {
+  auto fail = [&](Failure f) {
+    file.discard();
+    done(std::move(f));
+  };
+  if (!accepting_)
+    return fail(shutting_down());
+  jobs::JobSpec spec;
+  spec.pipeline = metadata.pipeline;
+  spec.encoder = metadata.encoder;
+  spec.ladder = metadata.ladder;
+  if (!metadata.priority.empty()) {
+    std::optional<Failure> bad;
+    spec.priority = parse_priority(metadata.priority, bad);
+    if (bad)
+      return fail(*bad);
+  }
+  spec = scheduler_.with_defaults(spec);
+  if (config_.auto_transcode) {
+    try {
+      scheduler_.validate(spec);
+    } catch (const Error &e) {
+      return fail(spec_failure(e));
+    }
+    if (scheduler_.queue_full())
+      return fail(refused(Refusal::QueueFull, "the job queue is full (" + std::to_string(config_.queue_limit) +
+                                                  " jobs); try again later"));
+  }
+  // Probing reads the file with GStreamer: off the main loop, and the rest back on it.
+  auto alive = alive_;
+  std::thread([this, alive, file = std::move(file), metadata, spec, done]() mutable {
+    std::shared_ptr<const std::string> probe_json;
+    bool picture = false;
+    std::optional<Error> err;
+    try {
+      media::ProbeResult probe = media::probe(file.path);
+      json::Node pj(media::probe_to_json(probe));
+      probe_json = std::make_shared<const std::string>(json::to_string(pj.get(), false));
+      picture = probe.video.has_value();
+      // The probe prerolled decoders (frames of a 4K source are big): give that memory back to the
+      // system now rather than keep it as the server's high-water mark.
+      malloc_trim(0);
+    } catch (const Error &e) {
+      err = e;
+    } catch (const std::exception &e) {
+      err = Error(ErrorCode::Internal, e.what());
+    }
+    post([this, alive, file = std::move(file), metadata, spec, probe_json, picture, err,
+          done = std::move(done)]() mutable {
+      if (!*alive) {
+        file.discard();
+        return;
+      }
+      try {
+        probed(std::move(file), metadata, spec, probe_json, picture, err, done);
+      } catch (const std::exception &e) {
+        // Nothing thrown crosses the main loop's callback: the request fails, the loop serves on.
+        SLUICE_LOG(app_log(), Error, "ingest: %s", e.what());
+        done(refused(Refusal::Internal, e.what()));
+      }
+    });
+  }).detach();
+}
+
+void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
+                     std::shared_ptr<const std::string> probe_json, bool picture, std::optional<Error> err,
+                     const std::function<void(Result<Ingested>)> &done) {
+  if (err) {
+    file.discard();
+    std::string name = file.filename.empty() ? "the upload" : "'" + clean_text(file.filename, 200) + "'";
+    std::string reason = err->what();
+    // The probe names the server's temporary file; the client knows its file by its own name.
+    if (auto pos = reason.find(file.path); !file.path.empty() && pos != std::string::npos)
+      reason.replace(pos, file.path.size(), name);
+    return done(refused(Refusal::NotMedia, reason, "file"));
+  }
+  if (!accepting_) {
+    file.discard();
+    return done(shutting_down());
+  }
+  std::string title = clean_text(metadata.title, 200);
+  store::Video v;
+  v.id = store::new_id();
+  v.title = title.empty() ? clean_text(file.filename, 200) : title;
+  v.description = clean_text(metadata.description, 4000);
+  v.filename = clean_text(file.filename, 255);
+  v.size = file.size;
+  v.created = g_get_real_time();
+  v.probe_json = *probe_json;
+  const std::string dir = scheduler_.layout().video_dir(v.id);
+  const std::string ext = safe_extension(file.filename);
+  v.source = "videos/" + v.id + "/source." + ext;
+  try {
+    // Checked again before it is kept: the disk may have filled while it arrived (this upload included).
+    if (scheduler_.space_low())
+      throw Error(ErrorCode::NoSpace, "the server is short of disk space (less than [health] min-free-space is "
+                                      "free); the upload is not kept");
+    fs::make_dirs(dir);
+    file.keep(fs::join(dir, "source." + ext));
+    // The folder exists before the row: a crash between the two leaves a folder that startup removes,
+    // never a row without its file.
+    store_.add_video(v);
+  } catch (const Error &e) {
+    file.discard();
+    fs::remove_all(dir);
+    SLUICE_LOG(app_log(), Error, "cannot store upload: %s", e.what());
+    return done(failure_of(e));
+  }
+  SLUICE_LOG(app_log(), Info, "video %s: %s, %" G_GINT64_FORMAT " bytes", v.id.c_str(), v.filename.c_str(), v.size);
+  publish_video_event(events_, v.id, "created");
+  Ingested out;
+  try {
+    if (config_.auto_transcode)
+      out.jobs = scheduler_.enqueue_profile(v.id, spec, picture);
+  } catch (const Error &e) {
+    // The catalog took the video, then refused its job: the upload is not kept (when the catalog lets it go).
+    SLUICE_LOG(app_log(), Error, "cannot queue the jobs of video %s: %s", v.id.c_str(), e.what());
+    try {
+      store_.delete_video(v.id);
+      fs::remove_all(dir);
+    } catch (const Error &e2) {
+      SLUICE_LOG(app_log(), Error, "video %s stays without its jobs: %s", v.id.c_str(), e2.what());
+    }
+    return done(failure_of(e));
+  }
+  out.video = std::move(v);
+  done(std::move(out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deleting, job requests, cancels
+
+void Service::delete_video(const std::string &video_id, std::function<void(std::optional<Failure>)> done) {
+  auto alive = alive_;
+  try {
+    scheduler_.stop_video(video_id, [this, alive, video_id, done] {
+      if (!*alive)
+        return;
+      try {
+        // The catalog first: once the row is gone nothing serves or runs the files, and a crash
+        // before the folder goes leaves an orphan folder that startup removes.
+        store_.delete_video(video_id);
+        fs::remove_all(scheduler_.layout().video_dir(video_id));
+        publish_video_event(events_, video_id, "deleted");
+        done(std::nullopt);
+      } catch (const Error &e) {
+        SLUICE_LOG(app_log(), Error, "cannot delete video %s: %s", video_id.c_str(), e.what());
+        done(failure_of(e));
+      }
+    });
+  } catch (const Error &e) {
+    // Its queued jobs could not be canceled (the catalog refuses writes): nothing is deleted.
+    SLUICE_LOG(app_log(), Error, "cannot delete video %s: %s", video_id.c_str(), e.what());
+    done(failure_of(e));
+  }
+}
+
+Result<store::Job> Service::create_job(const std::string &video_id, const JobRequest &request) {
+  if (!accepting_)
+    return shutting_down();
+  auto video = store_.video(video_id);
+  if (!video)
+    return refused(Refusal::NotFound, "no video " + video_id);
+  jobs::JobSpec spec;
+  spec.pipeline = request.pipeline;
+  spec.encoder = request.encoder;
+  spec.ladder = request.ladder;
+  if (request.priority) {
+    if (*request.priority < -1000 || *request.priority > 1000)
+      return refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000",
+                     "priority");
+    spec.priority = static_cast<int>(*request.priority);
+  }
+  spec.params = request.params;
+  spec = scheduler_.with_defaults(spec);
+  try {
+    scheduler_.validate(spec);
+  } catch (const Error &e) {
+    return spec_failure(e);
+  }
+  // A poster, storyboard or preview is made from the picture: refused at once for a video without one.
+  if (std::string kind = scheduler_.output_of(spec.pipeline);
+      pipeline::needs_picture(kind) && !has_picture(video->probe_json))
+    return refused(Refusal::InvalidParameter,
+                   "pipeline '" + spec.pipeline + "' makes a " + kind + " from the picture, and this video has none",
+                   "pipeline");
+  if (scheduler_.has_unfinished_job(video_id, spec.pipeline))
+    return refused(Refusal::Conflict, "the video already has a queued or running '" + spec.pipeline + "' job");
+  if (scheduler_.queue_full())
+    return refused(Refusal::QueueFull,
+                   "the job queue is full (" + std::to_string(config_.queue_limit) + " jobs); try again later");
+  return scheduler_.enqueue(video_id, spec);
+}
+
+void Service::cancel_job(const std::string &job_id, std::function<void(Result<store::Job>)> done) {
+  // `done` is called exactly once, whatever fails (the caller's request waits for it).
+  try {
+    cancel(job_id, done);
+  } catch (const Error &e) {
+    done(failure_of(e));
+  }
+}
+
+void Service::cancel(const std::string &job_id, const std::function<void(Result<store::Job>)> &done) {
+  auto job = store_.job(job_id);
+  if (!job)
+    return done(refused(Refusal::NotFound, "no job " + job_id));
+  if (store::is_terminal(job->state))
+    return done(refused(Refusal::Conflict,
+                        std::string("the job has already finished (") + store::job_state_name(job->state) + ")"));
+  if (!scheduler_.cancel(job->id))
+    return done(refused(Refusal::Conflict, "the job has already finished"));
+  auto current = [this, job_id]() -> Result<store::Job> {
+    if (auto j = store_.job(job_id))
+      return *j;
+    return refused(Refusal::NotFound, "no job " + job_id);
+  };
+  if (job->state != store::JobState::Running)
+    return done(current());
+  // A running job stops asynchronously: answer once it has.
+  auto alive = alive_;
+  scheduler_.stop_video(job->video_id, [alive, current, done] {
+    if (*alive)
+      done(current());
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+std::optional<VideoView> Service::video(const std::string &video_id) {
+  auto v = store::is_id(video_id) ? store_.video(video_id) : std::nullopt;
+  if (!v)
+    return std::nullopt;
+  return view(*v);
+}
+
+std::vector<VideoView> Service::videos() {
+  std::vector<VideoView> out;
+  for (const auto &v : store_.videos())
+    out.push_back(view(v));
+  return out;
+}
+
+VideoView Service::view(const store::Video &v) {
+  VideoView out;
+  out.video = v;
+  store::JobFilter f;
+  f.video_id = v.id;
+  out.jobs = store_.jobs(f);
+  // The video's state is that of its latest streaming job (hls, cmaf): posters and the like do not
+  // make a video playable.
+  out.state = "uploaded";
+  for (const auto &j : out.jobs) {
+    std::string kind = scheduler_.output_of(j.pipeline);
+    if (!kind.empty() && !pipeline::is_streaming_output(kind))
+      continue;
+    switch (j.state) {
+    case store::JobState::Queued: out.state = "queued"; break;
+    case store::JobState::Running: out.state = "processing"; break;
+    case store::JobState::Succeeded: out.state = "ready"; break;
+    case store::JobState::Failed: out.state = "failed"; break;
+    case store::JobState::Canceled: out.state = "canceled"; break;
+    }
+    break;
+  }
+  // What can be fetched, newest job first, one package per pipeline.
+  std::set<std::string> seen;
+  for (const auto &j : out.jobs) {
+    const std::string &p = j.pipeline;
+    if (!seen.insert(p).second)
+      continue;
+    Package pkg;
+    pkg.pipeline = p;
+    pkg.kind = scheduler_.output_of(p);
+    std::string dir = scheduler_.layout().output_dir(v.id, p);
+    if (pkg.kind.empty() || pipeline::is_streaming_output(pkg.kind)) {
+      // A running job is served from its working folder (playable once its master exists: every
+      // rendition has a first segment), else the finished package. (A cmaf job that replaces a
+      // finished package has no working folder served: see Scheduler::live_dir.)
+      auto work = scheduler_.live_dir(v.id, p);
+      pkg.growing = work && fs::exists(fs::join(*work, "master.m3u8"));
+      pkg.hls = pkg.growing || (!work && fs::exists(fs::join(dir, "master.m3u8")));
+      // DASH: the MPD of a finished cmaf package.
+      pkg.dash = pkg.kind == "cmaf" && !work && fs::exists(fs::join(dir, "manifest.mpd"));
+    } else if (std::string file = jobs::artifact_file(pkg.kind); !file.empty() && fs::exists(fs::join(dir, file))) {
+      pkg.artifact = file;
+    }
+    out.packages.push_back(std::move(pkg));
+  }
+  return out;
+}
+
+HealthView Service::health() {
+  HealthView h;
+  try {
+    h.readable = store_.ping();
+  } catch (const Error &) {
+  }
+  // Reads go on when the catalog cannot be written (read-only, immutable, full): a real write tells, at most one
+  // every few seconds, else the outcome of the latest write, so that health stays cheap however often it is asked.
+  h.writable = h.readable && store_.writable();
+  h.unsaved_jobs = scheduler_.unsaved_count();
+  h.free_bytes = scheduler_.free_space();
+  h.min_free_bytes = config_.min_free_space;
+  h.accepting = accepting_;
+  if (h.readable) {
+    h.queued = store_.count_jobs(store::JobState::Queued);
+    h.running = scheduler_.running_count();
+  }
+  h.slots = config_.slots();
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media files
+
+Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
+                                      const std::vector<std::string> &inside, bool want_version) {
+  // Only files inside an output folder: no listing, no upload, no working or old folders by name.
+  // (No catalog lookup: a deleted video's row goes before its folder, and without the folder there is
+  // nothing to serve.)
+  auto not_found = [](const char *what = "no such file") { return refused(Refusal::NotFound, what); };
+  if (inside.empty() || !pipeline::is_identifier(folder) || folder == "source")
+    return not_found();
+  const std::string videos = scheduler_.layout().videos_dir();
+  MediaFile out;
+  if (auto live = scheduler_.live_dir(video_id, folder)) {
+    // A running job: its playlists are EVENT playlists, and only listed segments exist yet.
+    auto path = fs::resolve_under(*live, inside, videos);
+    if (!path)
+      return not_found();
+    out.path = *path;
+    out.running = true;
+    const std::string &name = inside.back();
+    if (!g_str_has_suffix(name.c_str(), ".m3u8")) {
+      std::string rel;
+      for (std::size_t i = 0; i < inside.size(); ++i)
+        rel += (i ? "/" : "") + inside[i];
+      bool listed = false;
+      for (const auto &f : fs::list_dir(*live)) {
+        if (!g_str_has_suffix(f.c_str(), ".m3u8") || f == "master.m3u8")
+          continue;
+        try {
+          auto pl = media::parse_media_playlist(fs::read_file(fs::join(*live, f)));
+          for (const auto &s : pl.segments)
+            listed = listed || s.uri == rel;
+          listed = listed || (!pl.map_uri.empty() && pl.map_uri == rel); // a CMAF init segment
+        } catch (const Error &) {
+        }
+        if (listed)
+          break;
+      }
+      if (!listed)
+        return not_found("no such file (yet)");
+    }
+    return out;
+  }
+  // A finished package: the folder may not lead out of the videos folder (a link to /etc serves nothing).
+  // What was found is remembered (serving checks the file itself again every time).
+  const std::string dir = scheduler_.layout().output_dir(video_id, folder);
+  const std::string key = media_key(video_id, folder, inside);
+  if (auto it = resolved_.find(key); it != resolved_.end()) {
+    out.path = it->second;
+  } else {
+    auto path = fs::resolve_under(dir, inside, videos);
+    if (!path)
+      return not_found();
+    if (resolved_.size() > 50000)
+      resolved_.clear();
+    resolved_.emplace(key, *path);
+    out.path = *path;
+  }
+  if (want_version)
+    out.version = folder_version(dir);
+  return out;
+}
+
+void Service::forget_media_file(const std::string &video_id, const std::string &folder,
+                                const std::vector<std::string> &inside) {
+  resolved_.erase(media_key(video_id, folder, inside));
+}
+
+} // namespace sluice::app

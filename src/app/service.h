@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The service layer: what sluice does with videos and jobs, whatever protocol asked (no HTTP, no libsoup).
+#pragma once
+
+#include "core/config.h"
+#include "core/error.h"
+#include "jobs/events.h"
+#include "jobs/scheduler.h"
+#include "store/store.h"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace sluice::app {
+
+// Why the service refused or failed a request; an adapter says it in its own terms (an HTTP status).
+enum class Refusal {
+  InvalidField,     // a field of the wrong type or form (`field` names it)
+  InvalidParameter, // a well-formed value the pipeline, encoder, ladder or priority does not accept
+  NotFound,
+  Conflict,         // the request does not fit the current state
+  NotMedia,         // the file is not media sluice can read
+  QueueFull,
+  Unavailable,      // shutting down, or the catalog or the file system fails
+  NoSpace,          // the disk is short of space
+  Internal,         // a bug
+};
+
+struct Failure {
+  Refusal refusal;
+  std::string message;
+  std::string field = {};
+};
+
+// A thrown sluice::Error that was not a refusal of the request: the catalog or file system failing
+// (Io, Unavailable), a full disk, or a bug.
+Failure failure_of(const Error &e);
+
+template <typename T> using Result = std::variant<T, Failure>;
+
+// A file that has arrived (an upload's temporary file): the service keeps it in place or lets it go.
+struct IncomingFile {
+  std::string path;
+  std::string filename; // the client's name, for display only
+  std::int64_t size = 0;
+  std::function<void(const std::string &dest)> keep; // moves it to dest (same file system); throws Error
+  std::function<void()> discard;
+};
+
+// What comes with a file: the text fields of a form or the query of a raw upload.
+struct Metadata {
+  std::string title, description;
+  std::string pipeline, encoder, ladder, priority;
+};
+
+// A job request: every member optional (the configured defaults).
+struct JobRequest {
+  std::string pipeline, encoder, ladder;
+  std::optional<std::int64_t> priority;
+  std::map<std::string, std::string> params;
+};
+
+struct Ingested {
+  store::Video video;
+  std::vector<store::Job> jobs; // the job profile: the requested job first, then the extras
+};
+
+// What a video offers, newest job first, without URLs: adapters spell them.
+struct Package {
+  std::string pipeline;
+  std::string kind;     // the pipeline's output kind ("" when its description is gone)
+  bool hls = false;     // a master playlist is served (growing while its job runs)
+  bool dash = false;    // an MPD is served (finished cmaf packages)
+  bool growing = false; // served from a running job's working folder
+  std::string artifact; // the file of a poster, storyboard or preview package, "" if none
+};
+
+struct VideoView {
+  store::Video video;
+  std::string state; // uploaded, queued, processing, ready, failed, canceled (its latest streaming job)
+  std::vector<store::Job> jobs;
+  std::vector<Package> packages; // one per pipeline, newest job first
+};
+
+// A file of a video's output asked for by a player.
+struct MediaFile {
+  std::string path;        // the real path, inside the data folder's videos/
+  bool running = false;    // of a running job: EVENT playlists, listed segments only
+  std::string version;     // of a finished package (its folder), "" when unknown
+};
+
+struct HealthView {
+  bool readable = false, writable = false, accepting = true;
+  std::size_t unsaved_jobs = 0;
+  std::int64_t free_bytes = -1, min_free_bytes = 0;
+  std::optional<int> queued, running;
+  int slots = 0;
+  bool ready() const { return readable && writable && accepting && free_bytes >= min_free_bytes; }
+};
+
+class Service {
+public:
+  Service(const ServerConfig &config, store::Store &store, jobs::Scheduler &scheduler, jobs::EventHub &events);
+  ~Service();
+  Service(const Service &) = delete;
+  Service &operator=(const Service &) = delete;
+
+  const ServerConfig &config() const { return config_; }
+  store::Store &store() { return store_; }
+  jobs::Scheduler &scheduler() { return scheduler_; }
+  jobs::EventHub &events() { return events_; }
+
+  // From now on writes are refused (Unavailable).
+  void stop_accepting() { accepting_ = false; }
+  bool accepting() const { return accepting_; }
+  // Whether the disk is short of space for new files (what health reports).
+  bool space_low() const;
+
+  // Every way a file arrives ends here: the metadata is checked, the file probed off the main loop,
+  // then kept as a video (folder first, then the catalog row) with its job profile queued. `done` runs
+  // on the main loop; on a failure the file is discarded.
+  void ingest(IncomingFile file, const Metadata &metadata, std::function<void(Result<Ingested>)> done);
+
+  // Stops the video's jobs, then removes its row and files; `done` runs on the main loop.
+  void delete_video(const std::string &video_id, std::function<void(std::optional<Failure>)> done);
+  Result<store::Job> create_job(const std::string &video_id, const JobRequest &request);
+  // Cancels a queued or running job; `done` runs once it has stopped (at once for a queued one).
+  void cancel_job(const std::string &job_id, std::function<void(Result<store::Job>)> done);
+
+  std::optional<VideoView> video(const std::string &video_id);
+  std::vector<VideoView> videos();
+  VideoView view(const store::Video &v);
+  HealthView health();
+
+  // The file `inside` (decoded, checked path segments) of the video's output folder `folder`, when it
+  // may be served: NotFound otherwise (no such file, a link out of videos/, a segment not listed yet).
+  // A finished package's files are found once and remembered; want_version: its version too.
+  Result<MediaFile> media_file(const std::string &video_id, const std::string &folder,
+                               const std::vector<std::string> &inside, bool want_version);
+  // The file found for these segments is gone (serving it failed): find it again next time.
+  void forget_media_file(const std::string &video_id, const std::string &folder,
+                         const std::vector<std::string> &inside);
+
+private:
+  void start_ingest(IncomingFile file, const Metadata &metadata, const std::function<void(Result<Ingested>)> &done);
+  void cancel(const std::string &job_id, const std::function<void(Result<store::Job>)> &done);
+  void probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec, std::shared_ptr<const std::string> probe_json,
+              bool has_picture, std::optional<Error> err, const std::function<void(Result<Ingested>)> &done);
+
+  const ServerConfig &config_;
+  store::Store &store_;
+  jobs::Scheduler &scheduler_;
+  jobs::EventHub &events_;
+  bool accepting_ = true;
+  std::unordered_map<std::string, std::string> resolved_; // media files of finished packages, by request
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+} // namespace sluice::app

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What every HTTP handler works with: the service, the server's state, and the request being answered.
+#pragma once
+
+#include "app/service.h"
+#include "core/config.h"
+#include "http/connections.h"
+#include "http/files.h"
+#include "http/idempotency.h"
+#include "http/log.h"
+
+#include <libsoup/soup.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace sluice::http {
+
+struct SseClient;
+
+// The URL layout: spelled here and in the handlers, nowhere below http/.
+inline constexpr const char *kApi = "/api/v1";
+
+// One request as the handlers see it. `path` is still percent-encoded (the server is raw-paths):
+// file names are decoded once, segment by segment, by split_path.
+struct Request {
+  SoupServerMessage *msg = nullptr;
+  std::string method;
+  std::string path;
+  GHashTable *query = nullptr;
+  std::vector<std::string> params; // the {id} captures of the route's pattern, then the rest for '*'
+  std::string id;                  // the request id (X-Request-Id)
+};
+
+// The server's state shared by the handlers.
+struct Context {
+  Context(const ServerConfig &c, app::Service &s) : config(c), service(s), idempotency(s.store()) {}
+
+  const ServerConfig &config;
+  app::Service &service;
+  IdempotencyKeys idempotency;
+  SoupServer *server = nullptr;
+  std::unique_ptr<Connections> connections; // accepts for server (http/connections.h)
+  std::set<SseClient *> sse_clients;
+  // Media serving: small files in memory, rewritten playlists by file version.
+  FileCache files;
+  std::unordered_map<std::string, std::pair<std::string, std::string>> playlists;
+  std::string web_root;
+  // Cleared when the server goes: callbacks that outlive it do nothing.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+};
+
+// Ends every open event stream (http/events.cpp).
+void close_event_streams(Context &cx);
+
+} // namespace sluice::http

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The event stream: Server-Sent Events of jobs and videos, with replay after a reconnect.
+#include "core/json.h"
+#include "http/respond.h"
+#include "http/routes.h"
+#include "http/views.h"
+
+#include <cstdlib>
+
+namespace sluice::http {
+
+struct SseClient {
+  Context *cx = nullptr;
+  SoupServerMessage *msg = nullptr;
+  std::string job, video;
+  std::uint64_t token = 0;
+  guint keep_alive = 0;
+  bool closed = false;
+
+  bool wants(const jobs::Event &e) const {
+    if (!job.empty() && e.job_id != job)
+      return false;
+    if (!video.empty() && e.video_id != video)
+      return false;
+    return true;
+  }
+  void write(const std::string &text) {
+    if (closed)
+      return;
+    soup_message_body_append(soup_server_message_get_response_body(msg), SOUP_MEMORY_COPY, text.data(), text.size());
+    soup_server_message_unpause(msg);
+  }
+  void send(const jobs::Event &e) {
+    if (wants(e))
+      write("id: " + std::to_string(e.id) + "\nevent: " + e.name + "\ndata: " + e.data + "\n\n");
+  }
+  void close() {
+    if (closed)
+      return;
+    closed = true;
+    if (token)
+      cx->service.events().unsubscribe(token);
+    token = 0;
+    if (keep_alive)
+      g_source_remove(keep_alive);
+    keep_alive = 0;
+    cx->sse_clients.erase(this);
+  }
+};
+
+void close_event_streams(Context &cx) {
+  auto clients = cx.sse_clients;
+  for (auto *c : clients) {
+    SoupServerMessage *msg = c->msg;
+    c->close();
+    soup_message_body_complete(soup_server_message_get_response_body(msg));
+    soup_server_message_unpause(msg);
+  }
+}
+
+namespace handlers {
+
+void events(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  GHashTable *query = rq.query;
+  if (!cx.service.accepting())
+    return set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
+  jobs::EventHub &events = cx.service.events();
+  auto *c = new SseClient();
+  c->cx = &cx;
+  c->msg = msg;
+  c->job = query_value(query, "job");
+  c->video = query_value(query, "video");
+  if ((!c->job.empty() && !store::is_id(c->job)) || (!c->video.empty() && !store::is_id(c->video))) {
+    delete c;
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", "job and video must be ids (16 hex digits)");
+    return;
+  }
+  std::string last = header(msg, "Last-Event-ID");
+  if (last.empty())
+    last = query_value(query, "last_event_id");
+
+  soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr);
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_set_encoding(h, SOUP_ENCODING_CHUNKED);
+  soup_message_headers_replace(h, "Content-Type", "text/event-stream; charset=utf-8");
+  soup_message_headers_replace(h, "Cache-Control", "no-cache");
+  soup_message_headers_replace(h, "X-Accel-Buffering", "no");
+  // What has been written is not kept: a stream open for days uses no more memory than a fresh one.
+  soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
+
+  std::string head = "retry: 2000\n\n";
+  std::vector<jobs::Event> missed;
+  bool replayed = false;
+  if (!last.empty()) {
+    char *end = nullptr;
+    unsigned long long id = std::strtoull(last.c_str(), &end, 10);
+    if (*end == '\0')
+      replayed = events.since(id, missed);
+  }
+  c->msg = msg;
+  cx.sse_clients.insert(c);
+  c->write(head);
+  if (replayed) {
+    for (const auto &e : missed)
+      c->send(e);
+  } else if (!last.empty()) {
+    // Too old to replay: the current state of every unfinished job instead.
+    for (auto state : {store::JobState::Queued, store::JobState::Running}) {
+      store::JobFilter f;
+      f.state = state;
+      for (const auto &j : cx.service.store().jobs(f)) {
+        json::Node n(job_json(cx.service, j));
+        c->send(jobs::Event{events.last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
+      }
+    }
+  }
+  c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });
+  c->keep_alive = g_timeout_add_seconds(
+      static_cast<guint>(cx.config.keep_alive_s),
+      [](gpointer data) -> gboolean {
+        static_cast<SseClient *>(data)->write(": keep-alive\n\n");
+        return G_SOURCE_CONTINUE;
+      },
+      c);
+  g_signal_connect_data(
+      msg, "finished", G_CALLBACK(+[](SoupServerMessage *, gpointer data) { static_cast<SseClient *>(data)->close(); }),
+      c,
+      [](gpointer data, GClosure *) {
+        auto *cl = static_cast<SseClient *>(data);
+        cl->close();
+        delete cl;
+      },
+      GConnectFlags(0));
+}
+
+} // namespace handlers
+
+} // namespace sluice::http

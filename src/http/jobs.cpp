@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The job resource: listing, one job, and cancels.
+#include "core/json.h"
+#include "http/respond.h"
+#include "http/routes.h"
+#include "http/views.h"
+
+namespace sluice::http::handlers {
+
+void list_jobs(Context &cx, Request &rq) {
+  store::JobFilter f;
+  std::string state = query_value(rq.query, "state");
+  if (!state.empty()) {
+    f.state = store::parse_job_state(state);
+    if (!f.state)
+      return set_error(rq.msg, SOUP_STATUS_BAD_REQUEST, "invalid_field",
+                       "state: expected queued, running, succeeded, failed or canceled", "state");
+  }
+  f.video_id = query_value(rq.query, "video");
+  if (!f.video_id.empty() && !store::is_id(f.video_id))
+    return set_error(rq.msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "video: expected a video id", "video");
+  set_json(rq.msg, SOUP_STATUS_OK, jobs_json(cx.service, cx.service.store().jobs(f)));
+}
+
+void get_job(Context &cx, Request &rq) {
+  const std::string &id = rq.params[0];
+  auto job = store::is_id(id) ? cx.service.store().job(id) : std::nullopt;
+  if (!job)
+    return set_not_found(rq.msg, "no job " + id);
+  set_json(rq.msg, SOUP_STATUS_OK, job_json(cx.service, *job));
+}
+
+void cancel_job(Context &cx, Request &rq) {
+  const std::string &id = rq.params[0];
+  if (!store::is_id(id))
+    return set_not_found(rq.msg, "no job " + id);
+  SoupServerMessage *msg = rq.msg;
+  // A running job stops asynchronously: the answer waits until it has.
+  g_object_ref(msg);
+  soup_server_message_pause(msg);
+  app::Service *service = &cx.service;
+  cx.service.cancel_job(id, [alive = cx.alive, msg, service](app::Result<store::Job> result) {
+    if (*alive) {
+      if (auto *f = std::get_if<app::Failure>(&result))
+        set_failure(msg, *f);
+      else
+        set_json(msg, SOUP_STATUS_OK, job_json(*service, std::get<store::Job>(result)));
+    }
+    soup_server_message_unpause(msg);
+    g_object_unref(msg);
+  });
+}
+
+} // namespace sluice::http::handlers

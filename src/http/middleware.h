@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The one chain every request passes through once its headers are in, before its body is read.
+#pragma once
+
+#include "http/context.h"
+#include "http/routes.h"
+
+namespace sluice::http {
+
+// In this order: request id, access log, CORS, the cross-site checks (Host, Origin), then the body's
+// set-up for the route (an upload streamed to disk, or a small JSON body). Authentication, rate limits
+// and metrics take their places after CORS as they come. Returns true when a step answered msg.
+bool run_middleware(Context &cx, SoupServerMessage *msg, const std::string &path);
+
+// The request id of msg (set by the chain).
+std::string request_id(SoupServerMessage *msg);
+
+// The small JSON body the chain collected for msg: nullptr when there is none; throws UploadError
+// (413) when it was larger than the limit.
+const std::string *json_body(SoupServerMessage *msg);
+
+// CORS headers for msg's Origin, if it is allowed.
+void apply_cors(const ServerConfig &config, SoupServerMessage *msg);
+
+} // namespace sluice::http

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The route table of `sluice serve` and its matching.
+#include "http/routes.h"
+
+#include <glib.h>
+
+#include <string_view>
+
+namespace sluice::http {
+
+const std::vector<Route> &routes() {
+  using namespace handlers;
+  static const std::vector<Route> table = {
+      {"GET", "/health", health},
+      {"GET", "/", web},
+      {"GET", "/index.html", web},
+      {"GET", "/web/*", web},
+      {"GET", "/videos/{id}/*", media},
+      {"GET", "/api/v1/videos", list_videos},
+      {"POST", "/api/v1/videos", upload, Body::Upload},
+      {"GET", "/api/v1/videos/{id}", get_video},
+      {"DELETE", "/api/v1/videos/{id}", delete_video},
+      {"GET", "/api/v1/videos/{id}/jobs", video_jobs},
+      {"POST", "/api/v1/videos/{id}/jobs", create_job},
+      {"GET", "/api/v1/jobs", list_jobs},
+      {"GET", "/api/v1/jobs/{id}", get_job},
+      {"DELETE", "/api/v1/jobs/{id}", cancel_job},
+      {"GET", "/api/v1/events", events},
+      {"GET", "/api/v1/pipelines", pipelines},
+      {"GET", "/api/v1/encoders", encoders},
+  };
+  return table;
+}
+
+namespace {
+
+std::vector<std::string_view> segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  std::size_t i = 0;
+  while (i <= path.size()) {
+    auto j = path.find('/', i);
+    if (j == std::string_view::npos)
+      j = path.size();
+    out.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+// The captures of pattern on path, or false.
+bool matches(std::string_view pattern, std::string_view path, std::vector<std::string> &params) {
+  params.clear();
+  auto want = segments(pattern), got = segments(path);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (want[i] == "*") {
+      if (i > got.size())
+        return false;
+      // The rest of the path, as it came (possibly empty).
+      std::size_t offset = 0;
+      for (std::size_t k = 0; k < i; ++k)
+        offset += got[k].size() + 1;
+      params.emplace_back(offset <= path.size() ? path.substr(offset) : std::string_view());
+      return true;
+    }
+    if (i >= got.size())
+      return false;
+    if (want[i] == "{id}") {
+      if (got[i].empty())
+        return false;
+      params.emplace_back(got[i]);
+    } else if (want[i] != got[i]) {
+      return false;
+    }
+  }
+  return want.size() == got.size();
+}
+
+} // namespace
+
+Match match_route(const std::string &method, const std::string &path) {
+  Match m;
+  // One trailing slash is not part of a route ("/api/v1/videos/" is "/api/v1/videos").
+  std::string_view p = path;
+  if (p.size() > 1 && p.back() == '/' && g_str_has_prefix(path.c_str(), "/api/"))
+    p.remove_suffix(1);
+  const std::string_view asked = method == "HEAD" ? std::string_view("GET") : std::string_view(method);
+  std::vector<std::string> params;
+  for (const auto &r : routes()) {
+    if (!matches(r.pattern, p, params))
+      continue;
+    std::string_view rm = r.method;
+    m.allow += (m.allow.empty() ? "" : ", ") + std::string(rm) + (rm == "GET" ? ", HEAD" : "");
+    if (!m.route && rm == asked) {
+      m.route = &r;
+      m.params = params;
+    }
+  }
+  return m;
+}
+
+} // namespace sluice::http

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The route table: method + path pattern -> handler; 404, 405 and Allow come from it.
+#pragma once
+
+#include "http/context.h"
+
+#include <string>
+#include <vector>
+
+namespace sluice::http {
+
+using Handler = void (*)(Context &, Request &);
+
+// What a route reads of a request body, set up before the body arrives.
+enum class Body {
+  Json,   // a small JSON body at most (1 MiB, Content-Type: application/json)
+  Upload, // a file, streamed to disk
+};
+
+struct Route {
+  const char *method;  // GET routes also answer HEAD
+  const char *pattern; // "/api/v1/videos/{id}/jobs"; a final "*" takes the rest of the path
+  Handler handler;
+  Body body = Body::Json;
+};
+
+const std::vector<Route> &routes();
+
+struct Match {
+  const Route *route = nullptr; // nullptr: no route for this method
+  std::vector<std::string> params;
+  std::string allow; // the methods of the path's routes ("" when no pattern matches the path)
+};
+Match match_route(const std::string &method, const std::string &path);
+
+namespace handlers {
+void health(Context &, Request &);
+void pipelines(Context &, Request &);
+void encoders(Context &, Request &);
+void web(Context &, Request &);
+void media(Context &, Request &);
+void events(Context &, Request &);
+void list_videos(Context &, Request &);
+void upload(Context &, Request &);
+void get_video(Context &, Request &);
+void delete_video(Context &, Request &);
+void video_jobs(Context &, Request &);
+void create_job(Context &, Request &);
+void list_jobs(Context &, Request &);
+void get_job(Context &, Request &);
+void cancel_job(Context &, Request &);
+} // namespace handlers
+
+} // namespace sluice::http

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The video resource: uploads, listing, one video, deletion, and a video's job requests.
+#include "core/json.h"
+#include "http/middleware.h"
+#include "http/respond.h"
+#include "http/routes.h"
+#include "http/upload.h"
+#include "http/views.h"
+
+#include <cmath>
+#include <memory>
+
+namespace sluice::http::handlers {
+
+namespace {
+
+// Answers a paused message later, on the main loop, unless the server is gone by then.
+template <typename Fn> auto later(Context &cx, SoupServerMessage *msg, Fn &&answer) {
+  g_object_ref(msg);
+  soup_server_message_pause(msg);
+  return [alive = cx.alive, msg, answer = std::forward<Fn>(answer)](auto &&...result) {
+    if (*alive)
+      answer(std::forward<decltype(result)>(result)...);
+    soup_server_message_unpause(msg);
+    g_object_unref(msg);
+  };
+}
+
+// Turns a JSON scalar into the string form the parameter validator reads.
+std::string scalar_string(JsonNode *n, const std::string &field) {
+  if (!JSON_NODE_HOLDS_VALUE(n))
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
+                      "field '" + field + "': expected a string, number or boolean", field};
+  GType t = json_node_get_value_type(n);
+  if (t == G_TYPE_STRING)
+    return json_node_get_string(n);
+  if (t == G_TYPE_BOOLEAN)
+    return json_node_get_boolean(n) ? "true" : "false";
+  if (t == G_TYPE_INT64)
+    return std::to_string(json_node_get_int(n));
+  double d = json_node_get_double(n);
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15)
+    return std::to_string(static_cast<long long>(d));
+  g_autofree gchar *s = g_strdup_printf("%.17g", d);
+  return s;
+}
+
+// Reads a job request body: a flat object with one small "params" object. json-glib never sees a
+// deeper or bigger document (it recurses once per level), a NUL inside a string or an integer it would
+// wrap. Throws UploadError (400, 422).
+app::JobRequest read_job_request(const std::string &text) {
+  app::JobRequest req;
+  if (text.empty())
+    return req;
+  const json::Limits limits{8, 1000};
+  if (auto v = json::check_limits(text, limits)) {
+    if (v->kind == json::LimitViolation::Kind::IntegerRange)
+      throw UploadError{SOUP_STATUS_UNPROCESSABLE_ENTITY, "invalid_parameter",
+                        (v->member.empty() ? "" : "field '" + v->member + "': ") + v->message, v->member};
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json",
+                      "the request body is refused at byte " + std::to_string(v->offset) + ": " + v->message, ""};
+  }
+  json::Node root;
+  try {
+    root = json::parse(text, "the request body", limits);
+  } catch (const Error &e) {
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what(), ""};
+  }
+  if (!JSON_NODE_HOLDS_OBJECT(root.get()))
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object", ""};
+  JsonObject *o = json_node_get_object(root.get());
+  g_autoptr(GList) members = json_object_get_members(o);
+  for (GList *m = members; m; m = m->next) {
+    std::string name = static_cast<const char *>(m->data);
+    JsonNode *val = json_object_get_member(o, name.c_str());
+    auto str = [&]() -> std::string {
+      if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_STRING)
+        throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field", "field '" + name + "': expected a string", name};
+      return json_node_get_string(val);
+    };
+    if (name == "pipeline") {
+      req.pipeline = str();
+    } else if (name == "encoder") {
+      req.encoder = str();
+    } else if (name == "ladder") {
+      req.ladder = str();
+    } else if (name == "priority") {
+      if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_INT64)
+        throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'priority': expected an integer", name};
+      req.priority = json_node_get_int(val);
+    } else if (name == "params") {
+      if (JSON_NODE_HOLDS_NULL(val))
+        continue;
+      if (!JSON_NODE_HOLDS_OBJECT(val))
+        throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'params': expected an object", name};
+      JsonObject *po = json_node_get_object(val);
+      g_autoptr(GList) pm = json_object_get_members(po);
+      for (GList *x = pm; x; x = x->next) {
+        std::string pname = static_cast<const char *>(x->data);
+        req.params[pname] = scalar_string(json_object_get_member(po, pname.c_str()), "params." + pname);
+      }
+    } else {
+      throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
+                        "unknown field '" + name + "' (expected pipeline, encoder, ladder, params, priority)", name};
+    }
+  }
+  return req;
+}
+
+std::optional<app::VideoView> find_video(Context &cx, Request &rq) {
+  auto v = cx.service.video(rq.params[0]);
+  if (!v)
+    set_not_found(rq.msg, "no video " + rq.params[0]);
+  return v;
+}
+
+} // namespace
+
+void list_videos(Context &cx, Request &rq) {
+  JsonArray *arr = json_array_new();
+  for (const auto &v : cx.service.videos())
+    json_array_add_element(arr, video_json(cx.service, v));
+  JsonObject *o = json_object_new();
+  json_object_set_array_member(o, "videos", arr);
+  set_json(rq.msg, SOUP_STATUS_OK, json::object_node(o));
+}
+
+void get_video(Context &cx, Request &rq) {
+  if (auto v = find_video(cx, rq))
+    set_json(rq.msg, SOUP_STATUS_OK, video_json(cx.service, *v));
+}
+
+void video_jobs(Context &cx, Request &rq) {
+  if (auto v = find_video(cx, rq))
+    set_json(rq.msg, SOUP_STATUS_OK, jobs_json(cx.service, v->jobs));
+}
+
+void delete_video(Context &cx, Request &rq) {
+  if (!find_video(cx, rq))
+    return;
+  SoupServerMessage *msg = rq.msg;
+  cx.service.delete_video(rq.params[0], later(cx, msg, [msg](std::optional<app::Failure> f) {
+                            if (f)
+                              set_failure(msg, *f);
+                            else
+                              soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
+                          }));
+}
+
+void upload(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  auto up = Upload::from(msg);
+  if (!up)
+    return set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", "the upload was not set up");
+  if (auto err = up->finish()) {
+    up->discard();
+    return set_error(msg, err->status, err->code, err->message, err->field);
+  }
+  const auto &fields = up->fields();
+  auto field = [&](const char *name) {
+    auto it = fields.find(name);
+    return it == fields.end() ? std::string() : it->second;
+  };
+  app::Metadata meta;
+  meta.title = field("title");
+  meta.description = field("description");
+  meta.pipeline = field("pipeline");
+  meta.encoder = field("encoder");
+  meta.ladder = field("ladder");
+  meta.priority = field("priority");
+  app::IncomingFile file;
+  file.path = up->path();
+  file.filename = up->filename();
+  file.size = up->bytes();
+  file.keep = [up](const std::string &dest) { up->keep(dest); };
+  file.discard = [up] { up->discard(); };
+  Context *c = &cx;
+  cx.service.ingest(std::move(file), meta, later(cx, msg, [c, msg](app::Result<app::Ingested> result) {
+                      if (auto *f = std::get_if<app::Failure>(&result))
+                        return set_failure(msg, *f);
+                      auto &in = std::get<app::Ingested>(result);
+                      JsonObject *o = json_object_new();
+                      json_object_set_member(o, "video", video_json(c->service, c->service.view(in.video)));
+                      if (!in.jobs.empty())
+                        json_object_set_member(o, "job", job_json(c->service, in.jobs.front()));
+                      else
+                        json_object_set_null_member(o, "job");
+                      // The whole profile: the requested job first, then the extras (poster, storyboard, preview).
+                      JsonArray *ja = json_array_new();
+                      for (const auto &j : in.jobs)
+                        json_array_add_element(ja, job_json(c->service, j));
+                      json_object_set_array_member(o, "jobs", ja);
+                      set_json(msg, SOUP_STATUS_CREATED, json::object_node(o));
+                      soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
+                                                   (std::string(kApi) + "/videos/" + in.video.id).c_str());
+                      c->idempotency.remember(msg);
+                    }));
+}
+
+void create_job(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  if (!cx.service.accepting())
+    return set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
+  if (!find_video(cx, rq))
+    return;
+  const std::string *body = json_body(msg);
+  const std::string text = body ? *body : "";
+  // A retry of a request that created its job already gets that answer again.
+  g_autofree gchar *digest =
+      g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(text.data()), text.size());
+  if (cx.idempotency.begin(msg, "POST " + std::string(kApi) + "/videos/" + rq.params[0] + "/jobs", digest))
+    return;
+  auto result = cx.service.create_job(rq.params[0], read_job_request(text));
+  if (auto *f = std::get_if<app::Failure>(&result))
+    return set_failure(msg, *f);
+  const auto &job = std::get<store::Job>(result);
+  set_json(msg, SOUP_STATUS_ACCEPTED, job_json(cx.service, job));
+  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
+                               (std::string(kApi) + "/jobs/" + job.id).c_str());
+  cx.idempotency.remember(msg);
+}
+
+} // namespace sluice::http::handlers

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The web page: its HTML, scripts, styles and player libraries.
+#include "core/fs.h"
+#include "http/files.h"
+#include "http/respond.h"
+#include "http/routes.h"
+
+namespace sluice::http::handlers {
+
+void web(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  const std::string &path = rq.path;
+  const std::string &web_root = cx.web_root;
+  // "/" is the page; "/web/..." its scripts, styles and the player library installed by npm
+  // (data/web/node_modules). Revalidated on every load (ETag), so an upgrade shows at once.
+  std::string rest = path.rfind("/web/", 0) == 0 ? path.substr(5) : "index.html";
+  auto segments = split_path(rest);
+  std::optional<std::string> file;
+  if (segments && !segments->empty())
+    file = fs::resolve_under(web_root, *segments);
+  if (!file) {
+    if (path == "/" || path == "/index.html")
+      return set_error(msg, SOUP_STATUS_NOT_FOUND, "not_found",
+                       "the web page is not installed here (" + web_root + "/index.html); the API is under /api/v1");
+    return set_not_found(msg, "no such file");
+  }
+  ServeOptions opts;
+  opts.cache_control = "no-cache";
+  opts.cache = &cx.files;
+  try {
+    serve_file(msg, *file, opts);
+  } catch (const Error &e) {
+    if (e.code() == ErrorCode::NotFound)
+      return set_not_found(msg, "no such file");
+    throw;
+  }
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_replace(h, "X-Content-Type-Options", "nosniff");
+  if (g_str_has_suffix(file->c_str(), ".html"))
+    soup_message_headers_replace(h, "Content-Security-Policy",
+                                 "default-src 'self'; media-src 'self' blob:; worker-src 'self' blob:; img-src 'self' "
+                                 "data: blob:; style-src 'self'; script-src 'self'");
+}
+
+} // namespace sluice::http::handlers
