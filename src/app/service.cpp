@@ -6,10 +6,11 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/mainloop.h"
-#include "jobs/outputs.h"
 #include "media/hls.h"
 #include "media/probe.h"
+#include "media/probe_json.h"
 #include "pipeline/description.h"
+#include "pipeline/outputs.h"
 
 #include <malloc.h>
 #include <sys/stat.h>
@@ -98,9 +99,7 @@ void publish_video_event(jobs::EventHub &events, const std::string &video_id, co
 
 bool has_picture(const std::string &probe_json) {
   try {
-    json::Node p = json::parse(probe_json, "probe");
-    JsonObject *po = JSON_NODE_HOLDS_OBJECT(p.get()) ? json_node_get_object(p.get()) : nullptr;
-    return po && json_object_has_member(po, "video") && !json_object_get_null_member(po, "video");
+    return media::probe_from_json(probe_json).video.has_value();
   } catch (const Error &) {
     return false;
   }
@@ -341,10 +340,11 @@ Result<store::Job> Service::create_job(const std::string &video_id, const JobReq
     return spec_failure(e);
   }
   // A poster, storyboard or preview is made from the picture: refused at once for a video without one.
-  if (std::string kind = scheduler_.output_of(spec.pipeline);
-      pipeline::needs_picture(kind) && !has_picture(video->probe_json))
+  if (auto kind = scheduler_.output_kind(spec.pipeline);
+      kind && pipeline::output_info(*kind).needs_picture && !has_picture(video->probe_json))
     return refused(Refusal::InvalidParameter,
-                   "pipeline '" + spec.pipeline + "' makes a " + kind + " from the picture, and this video has none",
+                   "pipeline '" + spec.pipeline + "' makes a " + pipeline::output_name(*kind) +
+                       " from the picture, and this video has none",
                    "pipeline");
   if (scheduler_.has_unfinished_job(video_id, spec.pipeline))
     return refused(Refusal::Conflict, "the video already has a queued or running '" + spec.pipeline + "' job");
@@ -414,8 +414,8 @@ VideoView Service::view(const store::Video &v) {
   // make a video playable.
   out.state = "uploaded";
   for (const auto &j : out.jobs) {
-    std::string kind = scheduler_.output_of(j.pipeline);
-    if (!kind.empty() && !pipeline::is_streaming_output(kind))
+    auto kind = scheduler_.output_kind(j.pipeline);
+    if (kind && !pipeline::output_info(*kind).streaming)
       continue;
     switch (j.state) {
     case store::JobState::Queued: out.state = "queued"; break;
@@ -434,18 +434,23 @@ VideoView Service::view(const store::Video &v) {
       continue;
     Package pkg;
     pkg.pipeline = p;
-    pkg.kind = scheduler_.output_of(p);
+    pkg.kind = scheduler_.output_kind(p);
     std::string dir = scheduler_.layout().output_dir(v.id, p);
-    if (pkg.kind.empty() || pipeline::is_streaming_output(pkg.kind)) {
+    // A description that is gone is taken for a streaming package (what its folder most likely holds).
+    const auto &info = pipeline::output_info(pkg.kind.value_or(pipeline::OutputKind::Hls));
+    if (info.streaming) {
       // A running job is served from its working folder (playable once its master exists: every
       // rendition has a first segment), else the finished package. (A cmaf job that replaces a
       // finished package has no working folder served: see Scheduler::live_dir.)
+      const std::string master(info.master), manifest(info.manifest);
       auto work = scheduler_.live_dir(v.id, p);
-      pkg.growing = work && fs::exists(fs::join(*work, "master.m3u8"));
-      pkg.hls = pkg.growing || (!work && fs::exists(fs::join(dir, "master.m3u8")));
-      // DASH: the MPD of a finished cmaf package.
-      pkg.dash = pkg.kind == "cmaf" && !work && fs::exists(fs::join(dir, "manifest.mpd"));
-    } else if (std::string file = jobs::artifact_file(pkg.kind); !file.empty() && fs::exists(fs::join(dir, file))) {
+      pkg.growing = work && fs::exists(fs::join(*work, master));
+      if (pkg.growing || (!work && fs::exists(fs::join(dir, master))))
+        pkg.hls = master;
+      // DASH: the MPD of a finished package that has one.
+      if (!manifest.empty() && !work && fs::exists(fs::join(dir, manifest)))
+        pkg.dash = manifest;
+    } else if (const std::string file(info.artifact_file); fs::exists(fs::join(dir, file))) {
       pkg.artifact = file;
     }
     out.packages.push_back(std::move(pkg));

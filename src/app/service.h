@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
+#include "pipeline/outputs.h"
 #include "store/store.h"
 
 #include <cstdint>
@@ -75,9 +76,9 @@ struct Ingested {
 // What a video offers, newest job first, without URLs: adapters spell them.
 struct Package {
   std::string pipeline;
-  std::string kind;     // the pipeline's output kind ("" when its description is gone)
-  bool hls = false;     // a master playlist is served (growing while its job runs)
-  bool dash = false;    // an MPD is served (finished cmaf packages)
+  std::optional<pipeline::OutputKind> kind; // none when its description is gone
+  std::string hls;      // the master playlist's file name when one is served (growing while its job runs)
+  std::string dash;     // the MPD's file name when one is served (finished cmaf packages)
   bool growing = false; // served from a running job's working folder
   std::string artifact; // the file of a poster, storyboard or preview package, "" if none
 };

@@ -64,19 +64,19 @@ JsonNode *video_json(app::Service &service, const app::VideoView &view) {
   bool live = false;
   for (const auto &p : view.packages) {
     JsonObject *pkg = json_object_new();
-    if (p.hls) {
-      std::string url = media_url(v.id, p.pipeline, "master.m3u8");
+    if (!p.hls.empty()) {
+      std::string url = media_url(v.id, p.pipeline, p.hls);
       json_object_set_string_member(pkg, "hls", url.c_str());
       roles.emplace("hls", url);
       live = live || (p.growing && roles["hls"] == url);
     }
-    if (p.dash) {
-      std::string url = media_url(v.id, p.pipeline, "manifest.mpd");
+    if (!p.dash.empty()) {
+      std::string url = media_url(v.id, p.pipeline, p.dash);
       json_object_set_string_member(pkg, "dash", url.c_str());
       roles.emplace("dash", url);
     }
-    if (!p.artifact.empty())
-      roles.emplace(p.kind, media_url(v.id, p.pipeline, p.artifact));
+    if (!p.artifact.empty() && p.kind)
+      roles.emplace(pipeline::output_name(*p.kind), media_url(v.id, p.pipeline, p.artifact));
     if (json_object_get_size(pkg) > 0)
       json_object_set_object_member(packages, p.pipeline.c_str(), pkg);
     else

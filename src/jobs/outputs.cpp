@@ -19,8 +19,8 @@ namespace sluice::jobs {
 
 namespace {
 
-using pipeline::OutputKind;
 using pipeline::output_info;
+using pipeline::OutputKind;
 
 // What a finished output of `kind` is fetched by, and the role a client knows the file by (the kind's name).
 std::string artifact(OutputKind kind) {
@@ -142,11 +142,6 @@ RenditionResult track_result(const Track &t, int width, int height) {
 }
 
 } // namespace
-
-std::string artifact_file(const std::string &output) {
-  auto kind = pipeline::parse_output_kind(output);
-  return kind ? artifact(*kind) : std::string();
-}
 
 TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,
                                 const std::map<std::string, std::int64_t> &track_starts) {
@@ -342,7 +337,8 @@ bool CmafLive::update(const std::map<std::string, std::int64_t> &track_starts) {
       else
         audio = e;
     }
-    fs::write_atomic(fs::join(dir_, std::string(output_info(OutputKind::Cmaf).master)), cmaf_master(video, audio, plan_.render.framerate));
+    fs::write_atomic(fs::join(dir_, std::string(output_info(OutputKind::Cmaf).master)),
+                     cmaf_master(video, audio, plan_.render.framerate));
     master_ = true;
   }
   return master_;
@@ -401,10 +397,9 @@ void write_jpeg_i420(const std::string &path, const std::string &i420, int width
   if (!pipeline || !src || !enc || !sink)
     throw Error(ErrorCode::Pipeline, "appsrc, jpegenc or filesink is missing");
   {
-    g_autoptr(GstCaps) caps =
-        gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT, width, "height",
-                            G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION, 0, 1, "pixel-aspect-ratio",
-                            GST_TYPE_FRACTION, 1, 1, nullptr);
+    g_autoptr(GstCaps) caps = gst_caps_new_simple("video/x-raw", "format", G_TYPE_STRING, "I420", "width", G_TYPE_INT,
+                                                  width, "height", G_TYPE_INT, height, "framerate", GST_TYPE_FRACTION,
+                                                  0, 1, "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, nullptr);
     g_object_set(src.get(), "caps", caps, "format", GST_FORMAT_TIME, nullptr);
   }
   g_object_set(enc.get(), "quality", quality, nullptr);

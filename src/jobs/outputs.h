@@ -9,10 +9,6 @@
 
 namespace sluice::jobs {
 
-// Compatibility for src/http/server.cpp: pipeline::output_info(kind).artifact_file for a kind's name ("poster" ->
-// "poster.jpg"); "" for other outputs.
-std::string artifact_file(const std::string &output);
-
 // Dispatches on the description's output kind (hls, cmaf, poster, storyboard, preview).
 // track_starts: Runner::track_starts() of the run (where each MP4 track began on the timeline).
 TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &dir,

@@ -768,11 +768,6 @@ std::optional<pipeline::OutputKind> Scheduler::output_kind(const std::string &pi
   return kind;
 }
 
-std::string Scheduler::output_of(const std::string &pipeline) const {
-  auto kind = output_kind(pipeline);
-  return kind ? pipeline::output_name(*kind) : std::string();
-}
-
 std::vector<store::Job> Scheduler::enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture) {
   std::vector<store::Job> jobs;
   jobs.push_back(enqueue(video_id, spec));

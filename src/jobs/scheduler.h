@@ -71,9 +71,6 @@ public:
   bool has_unfinished_job(const std::string &video_id, const std::string &pipeline = "");
   // The output kind of a pipeline description; nothing when there is no such description.
   std::optional<pipeline::OutputKind> output_kind(const std::string &pipeline) const;
-  // Compatibility for src/http/server.cpp until it uses output_kind(): the kind's name ("hls", "cmaf",
-  // "poster", ...), "" when it is unknown.
-  std::string output_of(const std::string &pipeline) const;
   // The jobs an upload starts: the requested one, then the configured extras when the video has a
   // picture. Extras that are not valid here are skipped with a warning.
   std::vector<store::Job> enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture);

@@ -12,9 +12,9 @@
 
 #include <malloc.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cerrno>
 #include <fcntl.h>
 #include <mutex>
 #include <sys/stat.h>

@@ -61,7 +61,7 @@ struct RenditionResult {
 struct TranscodeResult {
   std::string out;
   pipeline::OutputKind output = pipeline::OutputKind::Hls; // the description's
-  std::string master;         // "" when the output is not a streaming package
+  std::string master;                                      // "" when the output is not a streaming package
   double duration = 0.0;
   std::vector<RenditionResult> renditions;
   // Files a client fetches, relative to `out`, by role: "hls", "dash", "poster", "storyboard",

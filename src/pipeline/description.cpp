@@ -20,16 +20,6 @@ const ParamSpec *Description::find_param(const std::string &param) const {
   return nullptr;
 }
 
-bool is_streaming_output(const std::string &output) {
-  auto kind = parse_output_kind(output);
-  return kind && output_info(*kind).streaming;
-}
-
-bool needs_picture(const std::string &output) {
-  auto kind = parse_output_kind(output);
-  return kind && output_info(*kind).needs_picture;
-}
-
 std::vector<Builtin> builtins_for(const std::string &fragment) {
   // duration_s: the input's duration in whole seconds (at least 1); start_ns/end_ns: the clip of a
   // description with start_seconds and length_seconds, fitted into the input.

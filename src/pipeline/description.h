@@ -26,9 +26,6 @@ inline const std::vector<std::string> kFragmentNames = {"source",          "audi
 // What a description produces (its "output"): see pipeline/outputs.h.
 //  hls, cmaf                  a streaming package from the rendition ladder (video_rendition per rung)
 //  poster, storyboard, preview  one artifact from the picture: no ladder, `video` and `sink` once
-// Compatibility for callers that still hold the kind's name (src/http/server.cpp): output_info(kind) instead.
-bool is_streaming_output(const std::string &output); // hls, cmaf: uses the ladder, makes a video playable
-bool needs_picture(const std::string &output);       // poster, storyboard, preview
 
 struct Description {
   std::string name;

@@ -346,13 +346,9 @@ TEST(OutputKindTest, OneTableOfOutputKinds) {
   EXPECT_EQ(output_info(OutputKind::Storyboard).artifact_file, "storyboard.vtt");
   EXPECT_EQ(output_info(OutputKind::Preview).artifact_file, "preview.mp4");
   EXPECT_EQ(output_names(), "hls, cmaf, poster, storyboard, preview");
-  // The string forms kept for callers that still hold names.
-  EXPECT_TRUE(is_streaming_output("cmaf"));
-  EXPECT_FALSE(is_streaming_output("poster"));
-  EXPECT_FALSE(is_streaming_output(""));
-  EXPECT_TRUE(needs_picture("storyboard"));
-  EXPECT_FALSE(needs_picture("hls"));
-  EXPECT_FALSE(needs_picture("dash"));
+  EXPECT_TRUE(output_info(OutputKind::Storyboard).needs_picture);
+  EXPECT_FALSE(output_info(OutputKind::Hls).needs_picture);
+  EXPECT_EQ(parse_output_kind("dash"), std::nullopt);
 }
 
 TEST(DescriptionTest, BadParameterSchemaNamesTheParameter) {
