@@ -227,16 +227,34 @@ void apply_cors(const ServerConfig &config, SoupServerMessage *msg) {
   }
 }
 
+namespace {
+
+// The steps, each given the request and the route it matched (none when no route has its method and
+// path); a step that answers the request returns true and ends the chain.
+struct Step {
+  const char *name;
+  bool (*run)(Context &, SoupServerMessage *, const Match &);
+};
+
+const Step kChain[] = {
+    {"request-id", [](Context &, SoupServerMessage *msg, const Match &) { return request_id_step(msg), false; }},
+    {"access-log", [](Context &, SoupServerMessage *msg, const Match &) { return access_log_step(msg), false; }},
+    {"cors", [](Context &cx, SoupServerMessage *msg, const Match &) { return apply_cors(cx.config, msg), false; }},
+    {"cross-site", [](Context &cx, SoupServerMessage *msg, const Match &) { return refuse_foreign(cx.config, msg); }},
+    // authentication, rate limits and metrics come here, in that order.
+    {"body", [](Context &cx, SoupServerMessage *msg, const Match &m) {
+       return m.route && m.route->body == Body::Upload ? upload_body(cx, msg) : json_body_step(msg);
+     }},
+};
+
+} // namespace
+
 bool run_middleware(Context &cx, SoupServerMessage *msg, const std::string &path) {
-  request_id_step(msg);
-  access_log_step(msg);
-  apply_cors(cx.config, msg);
-  if (refuse_foreign(cx.config, msg))
-    return true;
-  Match m = match_route(soup_server_message_get_method(msg), path);
-  if (m.route && m.route->body == Body::Upload)
-    return upload_body(cx, msg);
-  return json_body_step(msg);
+  const Match m = match_route(soup_server_message_get_method(msg), path);
+  for (const auto &step : kChain)
+    if (step.run(cx, msg, m))
+      return true;
+  return false;
 }
 
 } // namespace sluice::http

@@ -11,23 +11,24 @@ namespace sluice::http {
 const std::vector<Route> &routes() {
   using namespace handlers;
   static const std::vector<Route> table = {
-      {"GET", "/health", health},
-      {"GET", "/", web},
-      {"GET", "/index.html", web},
-      {"GET", "/web/*", web},
-      {"GET", "/videos/{id}/*", media},
-      {"GET", "/api/v1/videos", list_videos},
-      {"POST", "/api/v1/videos", upload, Body::Upload},
-      {"GET", "/api/v1/videos/{id}", get_video},
-      {"DELETE", "/api/v1/videos/{id}", delete_video},
-      {"GET", "/api/v1/videos/{id}/jobs", video_jobs},
-      {"POST", "/api/v1/videos/{id}/jobs", create_job},
-      {"GET", "/api/v1/jobs", list_jobs},
-      {"GET", "/api/v1/jobs/{id}", get_job},
-      {"DELETE", "/api/v1/jobs/{id}", cancel_job},
-      {"GET", "/api/v1/events", events},
-      {"GET", "/api/v1/pipelines", pipelines},
-      {"GET", "/api/v1/encoders", encoders},
+      {"GET", "/health", health, Scope::Open},
+      {"GET", "/", web, Scope::Open},
+      {"GET", "/index.html", web, Scope::Open},
+      {"GET", "/web/*", web, Scope::Open},
+      // Media is open to players; a video's own playback policy decides (signed playback URLs).
+      {"GET", "/videos/{id}/*", media, Scope::Open},
+      {"GET", "/api/v1/videos", list_videos, Scope::Read},
+      {"POST", "/api/v1/videos", upload, Scope::Upload, Body::Upload},
+      {"GET", "/api/v1/videos/{id}", get_video, Scope::Read},
+      {"DELETE", "/api/v1/videos/{id}", delete_video, Scope::Admin},
+      {"GET", "/api/v1/videos/{id}/jobs", video_jobs, Scope::Read},
+      {"POST", "/api/v1/videos/{id}/jobs", create_job, Scope::Upload},
+      {"GET", "/api/v1/jobs", list_jobs, Scope::Read},
+      {"GET", "/api/v1/jobs/{id}", get_job, Scope::Read},
+      {"DELETE", "/api/v1/jobs/{id}", cancel_job, Scope::Upload},
+      {"GET", "/api/v1/events", events, Scope::Read},
+      {"GET", "/api/v1/pipelines", pipelines, Scope::Read},
+      {"GET", "/api/v1/encoders", encoders, Scope::Read},
   };
   return table;
 }

@@ -17,10 +17,15 @@ enum class Body {
   Upload, // a file, streamed to disk
 };
 
+// What a caller must be allowed to do for a route (the access issue's scopes; `admin` implies every
+// other). Open routes need no credential.
+enum class Scope { Open, Read, Upload, Admin, Metrics };
+
 struct Route {
   const char *method;  // GET routes also answer HEAD
   const char *pattern; // "/api/v1/videos/{id}/jobs"; a final "*" takes the rest of the path
   Handler handler;
+  Scope scope;
   Body body = Body::Json;
 };
 
