@@ -5,6 +5,7 @@
 #include <glib-unix.h>
 
 #include <csignal>
+#include <exception>
 
 namespace sluice {
 
@@ -23,7 +24,15 @@ void post(std::function<void()> fn, GMainContext *context, guint delay_s) {
   g_source_set_callback(
       src,
       [](gpointer d) -> gboolean {
-        (*static_cast<Closure *>(d))();
+        // The last line of defence: nothing thrown crosses GLib's callback (that would end the
+        // process). Callers catch what they can answer; what gets here is logged and the loop goes on.
+        try {
+          (*static_cast<Closure *>(d))();
+        } catch (const std::exception &e) {
+          g_warning("sluice: a task on the main loop failed: %s", e.what());
+        } catch (...) {
+          g_warning("sluice: a task on the main loop failed");
+        }
         return G_SOURCE_REMOVE;
       },
       new Closure(std::move(fn)), [](gpointer d) { delete static_cast<Closure *>(d); });

@@ -73,11 +73,10 @@ void IdempotencyKeys::remember(SoupServerMessage *msg) {
   a.key = held->key;
   a.fingerprint = held->fingerprint;
   a.status = static_cast<int>(status);
-  GBytes *body = soup_message_body_flatten(soup_server_message_get_response_body(msg));
+  g_autoptr(GBytes) body = soup_message_body_flatten(soup_server_message_get_response_body(msg));
   gsize len = 0;
   auto data = static_cast<const char *>(g_bytes_get_data(body, &len));
   a.body.assign(data ? data : "", len);
-  g_bytes_unref(body);
   if (const char *loc =
           soup_message_headers_get_one(soup_server_message_get_response_headers(msg), "Location"))
     a.location = loc;

@@ -111,7 +111,7 @@ void Server::stop_accepting() {
 void Server::listen() {
   const ServerConfig &config = cx_->config;
   GError *err = nullptr;
-  GInetAddress *addr = g_inet_address_new_from_string(config.host.c_str());
+  g_autoptr(GInetAddress) addr = g_inet_address_new_from_string(config.host.c_str());
   if (!addr) {
     if (config.host == "localhost")
       addr = g_inet_address_new_loopback(G_SOCKET_FAMILY_IPV4);
@@ -120,43 +120,29 @@ void Server::listen() {
     else
       throw Error(ErrorCode::Invalid, "listen address: '" + config.host + "' is not an IP address");
   }
-  GSocketAddress *sa = g_inet_socket_address_new(addr, static_cast<guint16>(config.port));
+  g_autoptr(GSocketAddress) sa = g_inet_socket_address_new(addr, static_cast<guint16>(config.port));
   std::string where = config.host + ":" + std::to_string(config.port);
   // Our own socket, for the listen backlog: GSocket's default of 10 makes bursts of new connections (64
   // players starting at once) overflow and wait a second for the client's retransmission.
-  GSocket *sock = g_socket_new(g_inet_address_get_family(addr), G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &err);
-  g_object_unref(addr);
-  if (!sock) {
-    g_object_unref(sa);
+  g_autoptr(GSocket) sock =
+      g_socket_new(g_inet_address_get_family(addr), G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, &err);
+  if (!sock)
     throw Error::from_gerror(ErrorCode::Io, "cannot listen on " + where, err);
-  }
   g_socket_set_listen_backlog(sock, 511);
   gboolean ok = g_socket_bind(sock, sa, TRUE, &err) && g_socket_listen(sock, &err);
-  g_object_unref(sa);
-  GSocketAddress *bound = ok ? g_socket_get_local_address(sock, &err) : nullptr;
-  if (!bound) {
-    g_object_unref(sock);
+  g_autoptr(GSocketAddress) bound = ok ? g_socket_get_local_address(sock, &err) : nullptr;
+  if (!bound)
     throw Error::from_gerror(ErrorCode::Io, "cannot listen on " + where, err);
-  }
   // Connections are accepted by sluice and handed to libsoup, which leaks those that clients close
   // between two requests and has no timeouts (http/connections.h).
   cx_->connections = std::make_unique<Connections>(cx_->server, config);
-  try {
-    cx_->connections->listen(sock);
-  } catch (...) {
-    g_object_unref(bound);
-    g_object_unref(sock);
-    throw;
-  }
-  g_object_unref(sock);
+  cx_->connections->listen(sock);
   auto *inet = G_INET_SOCKET_ADDRESS(bound);
   g_autofree gchar *ip = g_inet_address_to_string(g_inet_socket_address_get_address(inet));
-  GUri *uri = g_uri_build(G_URI_FLAGS_NONE, "http", nullptr, ip, g_inet_socket_address_get_port(inet), "/", nullptr,
-                          nullptr);
+  g_autoptr(GUri) uri = g_uri_build(G_URI_FLAGS_NONE, "http", nullptr, ip, g_inet_socket_address_get_port(inet), "/",
+                                    nullptr, nullptr);
   g_autofree gchar *s = g_uri_to_string(uri);
   url_ = s;
-  g_uri_unref(uri);
-  g_object_unref(bound);
 }
 
 } // namespace sluice::http
