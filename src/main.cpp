@@ -8,6 +8,8 @@
 #include "core/mainloop.h"
 #include "core/paths.h"
 #include "app/service.h"
+#include "auth/authenticator.h"
+#include "auth/keys.h"
 #include "http/server.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
@@ -51,6 +53,7 @@ const char *kMainHelp =
     "  pipeline print NAME ...     print the exact gst-launch-1.0 command a transcode would run\n"
     "  pipeline validate FILE      check a description file\n"
     "  encoders                    list the H.264 encoders and whether they can run here\n"
+    "  keys create|list|revoke     manage the API keys of a data folder ([auth] mode=keys)\n"
     "\n"
     "Options:\n"
     "  -h, --help      show this help (COMMAND --help shows a command's help)\n"
@@ -244,6 +247,7 @@ int cmd_serve(int argc, char **argv) {
     if (data)
       config.data_dir = data;
     config.data_dir = fs::absolute(config.data_dir);
+    auth::check_listen(config);
     fs::make_dirs(config.data_dir);
   } catch (const Error &e) {
     print_error(e);
@@ -290,6 +294,77 @@ int cmd_serve(int argc, char **argv) {
     run_main_loop(loop, on_signal, &ctx);
     g_main_loop_unref(loop);
     std::fprintf(stderr, "sluice: stopped\n");
+    return kExitOk;
+  } catch (const Error &e) {
+    print_error(e);
+    return kExitFailed;
+  }
+}
+
+// sluice keys create|list|revoke: the API keys of a data folder's catalog (the server sees them at once).
+int cmd_keys(int argc, char **argv) {
+  gchar *data = nullptr, *name = nullptr, *scope = nullptr;
+  GOptionEntry entries[] = {
+      {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "The server's data folder (default ./sluice-data)", "DIR"},
+      {"name", 'n', 0, G_OPTION_ARG_STRING, &name, "create: the key's name (revoke takes it as argument)", "NAME"},
+      {"scope", 's', 0, G_OPTION_ARG_STRING, &scope, "create: what the key may do: read, upload, metrics, admin",
+       "LIST"},
+      {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
+  if (!parse_options(argc, argv, "create --name NAME --scope LIST | list | revoke NAME",
+                     "Manage the API keys that `sluice serve` accepts with [auth] mode=keys.\n\n"
+                     "create prints the new key once; only its hash is kept. Scopes: read, upload, metrics and\n"
+                     "admin (admin implies every other), separated by commas.",
+                     entries))
+    return kExitUsage;
+  GCharPtr data_owner(data), name_owner(name), scope_owner(scope);
+  const std::string sub = argc >= 2 ? argv[1] : "";
+  const bool create = sub == "create" && argc == 2, list = sub == "list" && argc == 2,
+             revoke = sub == "revoke" && (argc == 3 || (argc == 2 && name));
+  if (!create && !list && !revoke) {
+    std::fprintf(stderr, "sluice keys: need create, list or revoke NAME (see sluice keys --help)\n");
+    return kExitUsage;
+  }
+  try {
+    const std::string dir = fs::absolute(data ? data : "sluice-data");
+    if (create) {
+      if (!name || !*name || !scope) {
+        std::fprintf(stderr, "sluice keys create: need --name NAME and --scope LIST\n");
+        return kExitUsage;
+      }
+      store::ApiKey k;
+      k.name = name;
+      k.scopes = auth::scopes_string(auth::parse_scopes(scope));
+      k.created = g_get_real_time();
+      const std::string key = auth::new_key();
+      k.hash = auth::hash_key(key);
+      fs::make_dirs(dir);
+      store::open_sqlite(fs::join(dir, "sluice.db"))->add_key(k);
+      std::printf("%s\n", key.c_str());
+      std::fprintf(stderr, "sluice: key '%s' (%s) created; it is shown only this once: keep it now\n", k.name.c_str(),
+                   k.scopes.c_str());
+      return kExitOk;
+    }
+    auto store = store::open_sqlite(fs::join(dir, "sluice.db"));
+    if (revoke) {
+      const std::string which = argc == 3 ? argv[2] : name;
+      if (!store->revoke_key(which, g_get_real_time())) {
+        std::fprintf(stderr, "sluice: error: no key named '%s' (or it was revoked already)\n", which.c_str());
+        return kExitFailed;
+      }
+      std::printf("revoked key '%s'\n", which.c_str());
+      return kExitOk;
+    }
+    auto when = [](std::int64_t us) -> std::string {
+      if (!us)
+        return "-";
+      g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(us / 1000000);
+      g_autofree gchar *s = t ? g_date_time_format_iso8601(t) : nullptr;
+      return s ? s : "-";
+    };
+    std::printf("%-20s %-28s %-21s %-21s %s\n", "NAME", "SCOPES", "CREATED", "LAST USED", "STATE");
+    for (const auto &k : store->keys())
+      std::printf("%-20s %-28s %-21s %-21s %s\n", k.name.c_str(), k.scopes.c_str(), when(k.created).c_str(),
+                  when(k.last_used).c_str(), k.revoked ? ("revoked " + when(k.revoked)).c_str() : "active");
     return kExitOk;
   } catch (const Error &e) {
     print_error(e);
@@ -441,6 +516,8 @@ int main(int argc, char **argv) {
     return cmd_pipeline(sub_argc, sub_argv);
   if (cmd == "encoders")
     return cmd_encoders(sub_argc, sub_argv);
+  if (cmd == "keys")
+    return cmd_keys(sub_argc, sub_argv);
   std::fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
   return kExitUsage;
 }

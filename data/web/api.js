@@ -10,12 +10,71 @@ export class ApiError extends Error {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Access: a server with [auth] answers 401 without a key. The page then asks for one, keeps it in
+// sessionStorage only (gone when the tab closes) and sends it as a Bearer token; the event stream, which
+// cannot send headers, takes it as ?access_token=.
+
+const KEY_ITEM = 'sluice-api-key';
+let askingForKey = null;
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_ITEM) || '';
+  } catch {
+    return '';
+  }
+}
+
+function authHeaders(headers) {
+  const key = apiKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  return headers;
+}
+
+/** Shows a small form asking for an API key; resolves true when one was given. */
+export function askForKey(reason) {
+  if (askingForKey) return askingForKey;
+  const dialog = document.createElement('dialog');
+  dialog.className = 'card key-dialog';
+  dialog.innerHTML = `<form method="dialog">
+      <h2>This server needs an API key</h2>
+      <p class="hint"></p>
+      <label>API key <input name="key" type="password" autocomplete="off" required placeholder="sk_…"></label>
+      <p class="hint">Kept in this tab only (sessionStorage). Create one with <code>sluice keys create</code>.</p>
+      <button value="ok">Use this key</button> <button value="cancel" formnovalidate>Cancel</button>
+    </form>`;
+  dialog.querySelector('.hint').textContent = reason;
+  document.body.append(dialog);
+  askingForKey = new Promise((resolve) => {
+    dialog.addEventListener('close', () => {
+      const key = dialog.querySelector('input').value.trim();
+      const ok = dialog.returnValue === 'ok' && key !== '';
+      if (ok) {
+        try {
+          sessionStorage.setItem(KEY_ITEM, key);
+        } catch {
+          // no storage: the key is not kept
+        }
+        if (source) connectEvents();
+      }
+      dialog.remove();
+      askingForKey = null;
+      resolve(ok);
+    });
+  });
+  dialog.showModal();
+  return askingForKey;
+}
+
 // The server's error body is {"error": {"code", "message", "field"}}: its message is meant for people.
 function errorFromBody(status, statusText, text) {
   try {
     const body = JSON.parse(text);
     if (body && body.error && typeof body.error.message === 'string' && body.error.message) {
-      return new ApiError(body.error.message, { status, code: body.error.code || '' });
+      const words = status === 401 ? 'Not signed in: this server needs an API key. '
+        : status === 403 && body.error.code === 'forbidden' ? 'Not allowed with this API key. ' : '';
+      return new ApiError(words + body.error.message, { status, code: body.error.code || '' });
     }
   } catch {
     // not JSON: described below
@@ -25,8 +84,8 @@ function errorFromBody(status, statusText, text) {
 }
 
 /** A JSON request. Resolves with the parsed body (null for 204); rejects with an ApiError in words. */
-export async function api(path, { method = 'GET', body } = {}) {
-  const init = { method, headers: { Accept: 'application/json' } };
+export async function api(path, { method = 'GET', body } = {}, retried = false) {
+  const init = { method, headers: authHeaders({ Accept: 'application/json' }) };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -38,6 +97,10 @@ export async function api(path, { method = 'GET', body } = {}) {
     throw new ApiError('The server cannot be reached: check that sluice is running and the network is up.');
   }
   const text = await res.text().catch(() => '');
+  if (res.status === 401 && !retried) {
+    const why = apiKey() ? 'The key given is not accepted (unknown, revoked or mistyped).' : '';
+    if (await askForKey(why)) return api(path, { method, body }, true);
+  }
   if (!res.ok) throw errorFromBody(res.status, res.statusText, text);
   if (res.status === 204 || text === '') return null;
   try {
@@ -63,6 +126,7 @@ export function uploadFile(file, fields, onProgress) {
 
     xhr.open('POST', '/api/v1/videos');
     xhr.setRequestHeader('Accept', 'application/json');
+    for (const [name, value] of Object.entries(authHeaders({}))) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
     xhr.onload = () => {
       if (xhr.status >= 200 && xhr.status < 300) {
@@ -73,6 +137,7 @@ export function uploadFile(file, fields, onProgress) {
             { status: xhr.status }));
         }
       } else {
+        if (xhr.status === 401) askForKey('Give a key with the upload scope, then upload again.');
         reject(errorFromBody(xhr.status, xhr.statusText, xhr.responseText));
       }
     };
@@ -127,7 +192,9 @@ export function isConnected() {
 
 export function connectEvents() {
   clearTimeout(restartTimer);
-  source = new EventSource('/api/v1/events');
+  if (source) source.close();
+  const key = apiKey();
+  source = new EventSource(key ? `/api/v1/events?access_token=${encodeURIComponent(key)}` : '/api/v1/events');
   source.addEventListener('open', () => {
     setStatus(true);
     const resync = needResync;

@@ -11,6 +11,7 @@
 #include "media/probe_json.h"
 #include "pipeline/description.h"
 #include "pipeline/outputs.h"
+#include "sluice-config.h"
 
 #include <malloc.h>
 #include <sys/stat.h>
@@ -135,10 +136,25 @@ Failure failure_of(const Error &e) {
 }
 
 Service::Service(const ServerConfig &config, store::Store &store, jobs::Scheduler &scheduler, jobs::EventHub &events)
-    : config_(config), store_(store), scheduler_(scheduler), events_(events) {}
+    : config_(config), store_(store), scheduler_(scheduler), events_(events), metrics_(SLUICE_VERSION) {
+  scheduler_.set_metrics(&metrics_);
+}
 
 Service::~Service() {
   *alive_ = false;
+  scheduler_.set_metrics(nullptr);
+}
+
+void Service::refresh_metrics() {
+  metrics_.set_free_bytes(static_cast<double>(scheduler_.free_space()));
+  for (auto s : {store::JobState::Queued, store::JobState::Running, store::JobState::Succeeded, store::JobState::Failed,
+                 store::JobState::Canceled}) {
+    try {
+      metrics_.set_jobs_in_state(store::job_state_name(s), store_.count_jobs(s));
+    } catch (const Error &) {
+      // The catalog cannot be read: the last values stay (health says why).
+    }
+  }
 }
 
 bool Service::space_low() const {

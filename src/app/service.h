@@ -4,6 +4,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/metrics.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
 #include "pipeline/outputs.h"
@@ -117,6 +118,10 @@ public:
   store::Store &store() { return store_; }
   jobs::Scheduler &scheduler() { return scheduler_; }
   jobs::EventHub &events() { return events_; }
+  // The server's metrics (the scheduler records its jobs there).
+  metrics::Metrics &metrics() { return metrics_; }
+  // Reads what the metrics show as it is now: jobs by state, free space.
+  void refresh_metrics();
 
   // From now on writes are refused (Unavailable).
   void stop_accepting() { accepting_ = false; }
@@ -160,6 +165,7 @@ private:
   jobs::Scheduler &scheduler_;
   jobs::EventHub &events_;
   bool accepting_ = true;
+  metrics::Metrics metrics_;
   std::unordered_map<std::string, std::string> resolved_; // media files of finished packages, by request
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -154,6 +154,16 @@ void ServerConfig::load_file(const std::string &path) {
   std::string free = get_string(kf, "health", "min-free-space", "");
   if (!free.empty())
     min_free_space = parse_size(free, "[health] min-free-space");
+  auth_mode = get_string(kf, "auth", "mode", auth_mode);
+  if (auth_mode != "none" && auth_mode != "keys" && auth_mode != "jwt" && auth_mode != "keys+jwt")
+    throw Error("[auth] mode: expected none, keys, jwt or keys+jwt, got '" + auth_mode + "'");
+  jwt_secret = get_string(kf, "auth", "jwt-secret", jwt_secret);
+  jwt_secret_file = get_string(kf, "auth", "jwt-secret-file", jwt_secret_file);
+  jwks_file = get_string(kf, "auth", "jwks-file", jwks_file);
+  jwt_public_key = get_string(kf, "auth", "jwt-public-key", jwt_public_key);
+  jwt_issuer = get_string(kf, "auth", "jwt-issuer", jwt_issuer);
+  jwt_audience = get_string(kf, "auth", "jwt-audience", jwt_audience);
+  jwt_leeway_s = get_int(kf, "auth", "jwt-leeway", jwt_leeway_s, 0, 3600);
 }
 
 int ServerConfig::slots() const {

@@ -36,6 +36,11 @@ struct ServerConfig {
   int queue_limit = 1000;
   int keep_alive_s = 15;
   std::int64_t min_free_space = 1LL << 30;
+  // [auth]: who may use the API (src/auth). mode: none (loopback only), keys, jwt or keys+jwt; the JWT settings
+  // are read by auth::Authenticator (a secret or a file of it for HS256, a JWKS or PEM file for RS256/ES256).
+  std::string auth_mode = "none";
+  std::string jwt_secret, jwt_secret_file, jwks_file, jwt_public_key, jwt_issuer, jwt_audience;
+  int jwt_leeway_s = 30;
 
   // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
   void load_file(const std::string &path);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "app/service.h"
+#include "auth/authenticator.h"
 #include "core/config.h"
 #include "http/connections.h"
 #include "http/files.h"
@@ -42,6 +43,7 @@ struct Context {
   const ServerConfig &config;
   app::Service &service;
   IdempotencyKeys idempotency;
+  std::unique_ptr<auth::Authenticator> auth; // [auth]: checks the credentials of every route that is not open
   SoupServer *server = nullptr;
   std::unique_ptr<Connections> connections; // accepts for server (http/connections.h)
   std::set<SseClient *> sse_clients;

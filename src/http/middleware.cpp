@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// Request ids, the access log, CORS, Host and Origin checks and body set-up, before any handler runs.
+// Request ids, the access log, CORS, Host and Origin checks, metrics and body set-up, before any handler runs.
 #include "http/middleware.h"
 
+#include "core/metrics.h"
 #include "http/respond.h"
 #include "http/upload.h"
 
@@ -50,6 +51,54 @@ void access_log_step(SoupServerMessage *msg) {
                                 soup_server_message_get_status(m), ms);
                    }),
                    nullptr);
+}
+
+// -- metrics: each request counted once it is finished, by the pattern of its route (never its path, so that
+// the series stay few), its method and status, with its duration and the bytes of its body sent; uploads while
+// their body arrives.
+struct Measured {
+  metrics::Metrics *metrics;
+  std::shared_ptr<bool> alive; // the server's
+  std::string route;
+  gint64 start = g_get_monotonic_time();
+  std::uint64_t sent = 0;
+  bool uploading = false;
+
+  void upload_ended() {
+    if (uploading && *alive)
+      metrics->upload_ended();
+    uploading = false;
+  }
+  ~Measured() { upload_ended(); } // a message dropped without "finished"
+};
+constexpr const char *kMeasuredKey = "sluice-metrics";
+
+void metrics_step(Context &cx, SoupServerMessage *msg, const Match &m) {
+  auto *r = new Measured{&cx.service.metrics(), cx.alive, m.route ? m.route->pattern : "unmatched"};
+  g_object_set_data_full(G_OBJECT(msg), kMeasuredKey, r, [](gpointer p) { delete static_cast<Measured *>(p); });
+  g_signal_connect(msg, "wrote-body-data",
+                   G_CALLBACK(+[](SoupServerMessage *, guint n, gpointer p) { static_cast<Measured *>(p)->sent += n; }),
+                   r);
+  if (m.route && m.route->body == Body::Upload) {
+    r->uploading = true;
+    r->metrics->upload_started();
+    g_signal_connect(msg, "got-chunk", G_CALLBACK(+[](SoupServerMessage *, GBytes *chunk, gpointer p) {
+                       auto *mr = static_cast<Measured *>(p);
+                       if (*mr->alive)
+                         mr->metrics->upload_bytes(g_bytes_get_size(chunk));
+                     }),
+                     r);
+  }
+  g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage *msg_, gpointer p) {
+                     auto *mr = static_cast<Measured *>(p);
+                     mr->upload_ended();
+                     if (!*mr->alive)
+                       return;
+                     mr->metrics->http_request(soup_server_message_get_method(msg_), mr->route,
+                                               soup_server_message_get_status(msg_),
+                                               static_cast<double>(g_get_monotonic_time() - mr->start) / 1e6, mr->sent);
+                   }),
+                   r);
 }
 
 struct Authority {
@@ -120,6 +169,83 @@ bool refuse_foreign(const ServerConfig &config, SoupServerMessage *msg) {
             "requests that change something are not accepted from the origin '" + origin +
                 "' (see [server] cors-origins)");
   return true;
+}
+
+// -- authentication: a route that is not open needs a bearer credential (an API key or a JWT) granting its scope.
+auth::Scopes scope_bits(Scope s) {
+  switch (s) {
+  case Scope::Read: return auth::kRead;
+  case Scope::Upload: return auth::kUpload;
+  case Scope::Admin: return auth::kAdmin;
+  case Scope::Metrics: return auth::kMetrics;
+  case Scope::Open: break;
+  }
+  return 0;
+}
+
+// The bearer credential of msg: the Authorization header's, or on the event stream (EventSource cannot send
+// headers) the access_token query parameter's. "" when none; `malformed` when the header is not "Bearer X".
+std::string bearer(SoupServerMessage *msg, const Match &m, bool &malformed) {
+  malformed = false;
+  std::string h = header(msg, "Authorization");
+  if (h.empty()) {
+    if (m.route->handler != handlers::events)
+      return "";
+    const char *query = g_uri_get_query(soup_server_message_get_uri(msg));
+    g_autoptr(GHashTable) params = query ? g_uri_parse_params(query, -1, "&", G_URI_PARAMS_NONE, nullptr) : nullptr;
+    auto *token = params ? static_cast<const char *>(g_hash_table_lookup(params, "access_token")) : nullptr;
+    return token ? token : "";
+  }
+  if (h.size() <= 7 || g_ascii_strncasecmp(h.c_str(), "Bearer ", 7) != 0) {
+    malformed = true;
+    return "";
+  }
+  std::string token = h.substr(7);
+  while (!token.empty() && token.front() == ' ')
+    token.erase(0, 1);
+  while (!token.empty() && token.back() == ' ')
+    token.pop_back();
+  malformed = token.empty() || token.find_first_of(" \t,") != std::string::npos;
+  return malformed ? "" : token;
+}
+
+bool authenticate(Context &cx, SoupServerMessage *msg, const Match &m) {
+  if (!m.route || m.route->scope == Scope::Open || cx.auth->mode() == auth::Mode::None)
+    return false;
+  SoupMessageHeaders *out = soup_server_message_get_response_headers(msg);
+  bool malformed = false;
+  const std::string token = bearer(msg, m, malformed);
+  if (token.empty()) {
+    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized",
+              malformed ? "the Authorization header must be 'Bearer' and a key or token"
+                        : "this needs an API key or a token: send Authorization: Bearer KEY");
+    const char *challenge =
+        malformed ? "Bearer realm=\"sluice\", error=\"invalid_request\"" : "Bearer realm=\"sluice\"";
+    soup_message_headers_replace(out, "WWW-Authenticate", challenge);
+    return true;
+  }
+  // Neither the key nor the token is ever logged.
+  auth::Identity id = cx.auth->authenticate(token, g_get_real_time());
+  if (!id.ok) {
+    SLUICE_LOG(http_log(), Info, "%s: credential refused: %s", request_id(msg).c_str(), id.why.c_str());
+    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", id.why);
+    soup_message_headers_replace(out, "WWW-Authenticate", "Bearer realm=\"sluice\", error=\"invalid_token\"");
+    return true;
+  }
+  const auth::Scopes need = scope_bits(m.route->scope);
+  if (!auth::allows(id.scopes, need)) {
+    SLUICE_LOG(http_log(), Info, "%s: %s lacks scope %s", request_id(msg).c_str(), id.who.c_str(),
+               auth::scopes_string(need).c_str());
+    set_error(msg, SOUP_STATUS_FORBIDDEN, "forbidden",
+              "this needs the scope '" + auth::scopes_string(need) + "', which the credential does not grant" +
+                  (id.scopes ? " (it grants: " + auth::scopes_string(id.scopes) + ")" : ""));
+    const std::string challenge =
+        "Bearer realm=\"sluice\", error=\"insufficient_scope\", scope=\"" + auth::scopes_string(need) + "\"";
+    soup_message_headers_replace(out, "WWW-Authenticate", challenge.c_str());
+    return true;
+  }
+  SLUICE_LOG(http_log(), Debug, "%s: %s", request_id(msg).c_str(), id.who.c_str());
+  return false;
 }
 
 // -- body of an upload: streamed into a temporary file as it arrives.
@@ -217,12 +343,12 @@ void apply_cors(const ServerConfig &config, SoupServerMessage *msg) {
   if (!any)
     soup_message_headers_append(h, "Vary", "Origin");
   soup_message_headers_replace(h, "Access-Control-Expose-Headers",
-                               "Content-Length, Content-Range, ETag, Location, X-Request-Id");
+                               "Content-Length, Content-Range, ETag, Location, X-Request-Id, WWW-Authenticate");
   if (is_method(msg, "OPTIONS")) {
     soup_message_headers_replace(h, "Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS");
     soup_message_headers_replace(h, "Access-Control-Allow-Headers",
-                                 "Content-Type, Range, If-None-Match, Last-Event-ID, X-Filename, Idempotency-Key, "
-                                 "X-Request-Id");
+                                 "Authorization, Content-Type, Range, If-None-Match, Last-Event-ID, X-Filename, "
+                                 "Idempotency-Key, X-Request-Id");
     soup_message_headers_replace(h, "Access-Control-Max-Age", "600");
   }
 }
@@ -241,7 +367,9 @@ const Step kChain[] = {
     {"access-log", [](Context &, SoupServerMessage *msg, const Match &) { return access_log_step(msg), false; }},
     {"cors", [](Context &cx, SoupServerMessage *msg, const Match &) { return apply_cors(cx.config, msg), false; }},
     {"cross-site", [](Context &cx, SoupServerMessage *msg, const Match &) { return refuse_foreign(cx.config, msg); }},
-    // authentication, rate limits and metrics come here, in that order.
+    {"auth", [](Context &cx, SoupServerMessage *msg, const Match &m) { return authenticate(cx, msg, m); }},
+    // rate limits come here.
+    {"metrics", [](Context &cx, SoupServerMessage *msg, const Match &m) { return metrics_step(cx, msg, m), false; }},
     {"body", [](Context &cx, SoupServerMessage *msg, const Match &m) {
        return m.route && m.route->body == Body::Upload ? upload_body(cx, msg) : json_body_step(msg);
      }},

@@ -12,6 +12,8 @@ const std::vector<Route> &routes() {
   using namespace handlers;
   static const std::vector<Route> table = {
       {"GET", "/health", health, Scope::Open},
+      // Open while auth mode is none; else the metrics scope.
+      {"GET", "/metrics", metrics, Scope::Metrics},
       {"GET", "/", web, Scope::Open},
       {"GET", "/index.html", web, Scope::Open},
       {"GET", "/web/*", web, Scope::Open},

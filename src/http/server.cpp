@@ -82,6 +82,7 @@ void on_request(SoupServer *, SoupServerMessage *msg, const char *path, GHashTab
 
 Server::Server(const ServerConfig &config, app::Service &service) : cx_(std::make_unique<Context>(config, service)) {
   cx_->web_root = paths::web_dir();
+  cx_->auth = std::make_unique<auth::Authenticator>(config, service.store());
   // raw-paths: handlers get the path still percent-encoded, so that "..%2f" or "%00" reach our own checks
   // (and get a JSON 404) instead of libsoup's bare 400, and file names are decoded exactly once.
   cx_->server = soup_server_new("server-header", "sluice/" SLUICE_VERSION " ", "raw-paths", TRUE, nullptr);

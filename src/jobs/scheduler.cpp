@@ -346,8 +346,14 @@ void Scheduler::launch(store::Job job) {
                 " times (the server stopped or crashed while it ran); giving up";
     store_.update_job(job);
     publish_job(job);
+    if (metrics_) {
+      metrics_->job_failed(job.pipeline, job.error_code);
+      metrics_->job_ended(job.pipeline, "failed");
+    }
     return;
   }
+  // Waiting since it was queued, or since its retry was due.
+  const std::int64_t ready = std::max(job.created, job.not_before);
   job.state = store::JobState::Running;
   job.attempts += 1;
   job.started = now;
@@ -362,6 +368,8 @@ void Scheduler::launch(store::Job job) {
   std::string job_id = job.id;
   active_[job_id] = std::move(a);
   publish_job(job);
+  if (metrics_)
+    metrics_->job_started(job.pipeline, ready > 0 ? static_cast<double>(now - ready) / G_USEC_PER_SEC : 0.0);
   GST_INFO("job %s (video %s, %s): attempt %d of %d", job.id.c_str(), job.video_id.c_str(), job.pipeline.c_str(),
            job.attempts, job.max_attempts);
 
@@ -561,6 +569,11 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
 
   store::Job job = a->job;
   auto now = g_get_real_time();
+  if (metrics_ && !a->shutdown_requested && job.started > 0)
+    metrics_->job_ran(job.pipeline, static_cast<double>(now - job.started) / G_USEC_PER_SEC);
+  if (metrics_ && err && (err->code() == ErrorCode::Pipeline || err->code() == ErrorCode::BadInput) &&
+      !a->cancel_requested && !a->shutdown_requested)
+    metrics_->pipeline_error(job.pipeline, metrics::failing_element(err->what()));
   if (a->shutdown_requested) {
     // Stopped by a shutdown: not the job's fault, so the attempt does not count.
     job.state = store::JobState::Queued;
@@ -579,11 +592,18 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
     json_object_remove_member(ro, "master");
     job.result_json = json::to_string(r.get(), false);
     GST_INFO("job %s succeeded: %s", job.id.c_str(), job.result_json.c_str());
+    if (metrics_) {
+      metrics_->job_ended(job.pipeline, "succeeded");
+      if (a->progress && a->progress->speed > 0)
+        metrics_->transcode_speed(job.pipeline, a->progress->speed);
+    }
   } else if (err->code() == ErrorCode::Canceled || a->cancel_requested) {
     job.state = store::JobState::Canceled;
     job.finished = now;
     job.error_code = error_code_name(ErrorCode::Canceled);
     job.error = "canceled on request";
+    if (metrics_)
+      metrics_->job_ended(job.pipeline, "canceled");
   } else {
     job.error_code = error_code_name(err->code());
     job.error = err->what();
@@ -599,6 +619,8 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
       job.started = 0;
       g_message("job %s failed for lack of disk space (attempt %d), trying again in %" G_GINT64_FORMAT " s: %s",
                 job.id.c_str(), job.attempts, delay, err->what());
+      if (metrics_)
+        metrics_->job_retried(job.pipeline, job.error_code);
     } else if (is_transient(err->code()) && job.attempts < job.max_attempts) {
       std::int64_t delay = static_cast<std::int64_t>(config_.retry_delay_s) << std::min(job.attempts - 1, 16);
       job.state = store::JobState::Queued;
@@ -606,10 +628,16 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
       job.started = 0;
       g_message("job %s failed (attempt %d of %d), retrying in %" G_GINT64_FORMAT " s: %s", job.id.c_str(),
                 job.attempts, job.max_attempts, delay, err->what());
+      if (metrics_)
+        metrics_->job_retried(job.pipeline, job.error_code);
     } else {
       job.state = store::JobState::Failed;
       job.finished = now;
       g_message("job %s failed: %s", job.id.c_str(), err->what());
+      if (metrics_) {
+        metrics_->job_failed(job.pipeline, job.error_code);
+        metrics_->job_ended(job.pipeline, "failed");
+      }
     }
   }
   a->job = job;
@@ -743,6 +771,8 @@ bool Scheduler::cancel(const std::string &job_id) {
   store_.update_job(*job);
   unsaved_.erase(job_id);
   publish_job(*job);
+  if (metrics_)
+    metrics_->job_ended(job->pipeline, "canceled");
   return true;
 }
 
@@ -809,6 +839,8 @@ void Scheduler::stop_video(const std::string &video_id, std::function<void()> do
       c.error_code = error_code_name(ErrorCode::Canceled);
       c.error = "canceled on request";
       save(c);
+      if (metrics_)
+        metrics_->job_ended(c.pipeline, "canceled");
     }
   }
   std::vector<Active *> running;

@@ -36,7 +36,7 @@ EncoderTable EncoderTable::load(const std::string &path) {
   EncoderTable t;
   t.order_ = json::string_list(obj, "order", path);
   JsonObject *encs = json::require_object(json_object_get_member(obj, "encoders"), path + ": 'encoders'");
-  GList *names = json_object_get_members(encs);
+  g_autoptr(GList) names = json_object_get_members(encs); // freed on every throw below too
   for (GList *l = names; l; l = l->next) {
     std::string name = static_cast<const char *>(l->data);
     const std::string where = path + ": encoder '" + name + "'";
@@ -65,7 +65,6 @@ EncoderTable EncoderTable::load(const std::string &path) {
         throw Error(ErrorCode::Invalid, where + ": unknown placeholder {" + ph.name + "}");
     t.profiles_.push_back(std::move(p));
   }
-  g_list_free(names);
   for (const auto &o : t.order_)
     if (!t.find(o))
       throw Error(ErrorCode::Invalid, path + ": 'order' names unknown encoder '" + o + "'");

@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -73,9 +73,23 @@ CREATE TABLE answers (
 );
 CREATE INDEX answers_by_created ON answers (created);
 )sql",
+    // 3: API keys, kept as hashes; a revoked key stays listed, and its name can be given again.
+    R"sql(
+CREATE TABLE api_keys (
+  id        INTEGER PRIMARY KEY AUTOINCREMENT,
+  name      TEXT NOT NULL,
+  hash      TEXT NOT NULL UNIQUE,
+  scopes    TEXT NOT NULL,
+  created   INTEGER NOT NULL,
+  last_used INTEGER NOT NULL DEFAULT 0,
+  revoked   INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked = 0;
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
+#define KEY_COLUMNS "name, hash, scopes, created, last_used, revoked"
 #define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created"
 #define JOB_COLUMNS                                                                                                    \
   "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
@@ -228,6 +242,12 @@ public:
   void store_answer(const StoredAnswer &a, std::int64_t forget_before) override;
   bool writable(std::int64_t max_age_us) override;
 
+  void add_key(const ApiKey &k) override;
+  std::optional<ApiKey> key_by_hash(const std::string &hash) override;
+  std::vector<ApiKey> keys() override;
+  bool revoke_key(const std::string &name, std::int64_t when) override;
+  void touch_key(const std::string &hash, std::int64_t when) override;
+
 private:
   // A write transaction (BEGIN IMMEDIATE) rolled back unless committed.
   class Transaction {
@@ -285,6 +305,7 @@ private:
   StmtPtr add_job_, job_, update_job_, next_queued_, count_jobs_, running_jobs_, requeue_running_, ping_;
   StmtPtr jobs_[4]; // by filter: [state given * 2 + video given]
   StmtPtr answer_, add_answer_, forget_answers_;
+  StmtPtr add_key_, key_by_hash_, keys_, revoke_key_, touch_key_;
   // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
   bool write_ok_ = true;
   std::int64_t write_checked_ = 0;
@@ -342,6 +363,11 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
                         "fingerprint = excluded.fingerprint, status = excluded.status, body = excluded.body, "
                         "location = excluded.location, created = excluded.created WHERE answers.created < ?8");
   forget_answers_ = prepare("DELETE FROM answers WHERE created < ?1");
+  add_key_ = prepare("INSERT INTO api_keys (name, hash, scopes, created) VALUES (?1, ?2, ?3, ?4)");
+  key_by_hash_ = prepare("SELECT " KEY_COLUMNS " FROM api_keys WHERE hash = ?1");
+  keys_ = prepare("SELECT " KEY_COLUMNS " FROM api_keys ORDER BY id ASC");
+  revoke_key_ = prepare("UPDATE api_keys SET revoked = ?2 WHERE name = ?1 AND revoked = 0");
+  touch_key_ = prepare("UPDATE api_keys SET last_used = ?2 WHERE hash = ?1");
   jobs_[0] = prepare("SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq DESC LIMIT ?1");
   jobs_[1] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE video_id = ?3 ORDER BY seq DESC LIMIT ?1");
   jobs_[2] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 ORDER BY seq DESC LIMIT ?1");
@@ -562,6 +588,65 @@ void SqliteStore::store_answer(const StoredAnswer &a, std::int64_t forget_before
       q.run();
     }
     t.commit();
+  });
+}
+
+namespace {
+
+ApiKey read_key(const Query &q) {
+  ApiKey k;
+  k.name = q.text(0);
+  k.hash = q.text(1);
+  k.scopes = q.text(2);
+  k.created = q.int64(3);
+  k.last_used = q.int64(4);
+  k.revoked = q.int64(5);
+  return k;
+}
+
+} // namespace
+
+void SqliteStore::add_key(const ApiKey &k) {
+  for (const ApiKey &other : keys())
+    if (other.name == k.name && !other.revoked)
+      throw Error("a key named '" + k.name + "' exists already (revoke it first, or choose another name)");
+  write([&] {
+    Query q = query(add_key_, "add an API key");
+    q.bind(1, k.name).bind(2, k.hash).bind(3, k.scopes).bind(4, k.created);
+    q.run();
+  });
+}
+
+std::optional<ApiKey> SqliteStore::key_by_hash(const std::string &hash) {
+  Query q = query(key_by_hash_, "look up an API key");
+  q.bind(1, hash);
+  if (!q.step())
+    return std::nullopt;
+  return read_key(q);
+}
+
+std::vector<ApiKey> SqliteStore::keys() {
+  Query q = query(keys_, "list the API keys");
+  std::vector<ApiKey> out;
+  while (q.step())
+    out.push_back(read_key(q));
+  return out;
+}
+
+bool SqliteStore::revoke_key(const std::string &name, std::int64_t when) {
+  return write([&] {
+    Query q = query(revoke_key_, "revoke an API key");
+    q.bind(1, name).bind(2, when);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
+}
+
+void SqliteStore::touch_key(const std::string &hash, std::int64_t when) {
+  write([&] {
+    Query q = query(touch_key_, "note the use of an API key");
+    q.bind(1, hash).bind(2, when);
+    q.run();
   });
 }
 

@@ -57,6 +57,14 @@ struct StoredAnswer {
   std::int64_t created = 0;
 };
 
+// An API key as the catalog keeps it: never the key itself, only its hash (auth::hash_key).
+struct ApiKey {
+  std::string name;        // unique among the keys not revoked
+  std::string hash;        // SHA-256 of the key, hex
+  std::string scopes;      // "read,upload" (auth::scopes_string)
+  std::int64_t created = 0, last_used = 0, revoked = 0;
+};
+
 struct JobFilter {
   std::optional<JobState> state;
   std::string video_id;          // "" = any
@@ -93,6 +101,14 @@ public:
   // Keeps a (an answer already kept under its key stays, unless older than forget_before) and forgets
   // every answer older than forget_before.
   virtual void store_answer(const StoredAnswer &a, std::int64_t forget_before) = 0;
+
+  // API keys. add_key throws Error (Invalid) when a key not revoked has that name.
+  virtual void add_key(const ApiKey &k) = 0;
+  virtual std::optional<ApiKey> key_by_hash(const std::string &hash) = 0;
+  virtual std::vector<ApiKey> keys() = 0; // oldest first, revoked ones too
+  // Revokes the key `name` at `when`; false when no key not revoked has that name.
+  virtual bool revoke_key(const std::string &name, std::int64_t when) = 0;
+  virtual void touch_key(const std::string &hash, std::int64_t when) = 0; // last_used
 
   // Readiness: a trivial query succeeds.
   virtual bool ping() = 0;

@@ -216,8 +216,9 @@ def write_config(path, config):
 class Server:
     """One `sluice serve` process. Several Server objects may share a data folder (restarts)."""
 
-    def __init__(self, data_dir, config=None, config_path=None, log_path=None):
+    def __init__(self, data_dir, config=None, config_path=None, log_path=None, api_key=None):
         self.data_dir = data_dir
+        self.api_key = api_key      # sent as Authorization: Bearer on every request that has none
         self.config_path = config_path
         if config_path is None:
             # The default job profile (poster, storyboard, preview after every upload) is left out
@@ -332,10 +333,25 @@ class Server:
     def connection(self, timeout=30):
         return http.client.HTTPConnection('127.0.0.1', self.port, timeout=timeout)
 
+    def auth_headers(self, headers=None):
+        """headers with the server's api_key added (unless they have an Authorization of their own)."""
+        h = dict(headers or {})
+        if self.api_key and not any(k.lower() == 'authorization' for k in h):
+            h['Authorization'] = 'Bearer ' + self.api_key
+        return h
+
+    def create_key(self, name, scope):
+        """`sluice keys create` on this server's data folder; returns the key."""
+        r = subprocess.run([BINARY, 'keys', 'create', '--data', self.data_dir, '--name', name, '--scope', scope],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError('sluice keys create failed (%d): %s' % (r.returncode, r.stderr))
+        return r.stdout.strip()
+
     def request(self, method, path, body=None, headers=None, timeout=30):
         conn = self.connection(timeout)
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=self.auth_headers(headers))
             r = conn.getresponse()
             data = r.read()
             return Response(r.status, r.reason, r.headers, data, method, path)
@@ -477,7 +493,7 @@ class EventStream:
         self.server = server
         self.path = '/api/v1/events' + query
         self.conn = http.client.HTTPConnection('127.0.0.1', server.port, timeout=timeout)
-        headers = {'Accept': 'text/event-stream'}
+        headers = server.auth_headers({'Accept': 'text/event-stream'})
         if last_event_id is not None:
             headers['Last-Event-ID'] = str(last_event_id)
         self.conn.request('GET', self.path, headers=headers)
@@ -623,6 +639,9 @@ class ServerTestCase(unittest.TestCase):
     """A server per test class (started in setUpClass with CONFIG); every test ends with check_clean()."""
 
     CONFIG = {'jobs': {'concurrent': 1}}
+    # Scopes of an API key made before the server starts and sent with every request (CONFIG then sets
+    # [auth] mode=keys); None: no key.
+    API_KEY_SCOPES = None
     maxDiff = 4000
 
     @classmethod
@@ -634,6 +653,8 @@ class ServerTestCase(unittest.TestCase):
         cls.data = os.path.join(cls.tmp, 'data')
         os.makedirs(cls.data)
         cls.server = Server(cls.data, cls.CONFIG)
+        if cls.API_KEY_SCOPES:
+            cls.server.api_key = cls.server.create_key('test-%s' % cls.__name__.lower(), cls.API_KEY_SCOPES)
         cls.server.start()
         cls.addClassCleanup(cls._stop_class_server)
 

@@ -530,7 +530,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
   store.reset();
-  EXPECT_EQ(user_version(path()), 2);
+  EXPECT_EQ(user_version(path()), 3);
   // A second store on the same file sees the same data.
   auto a = open_sqlite(path()), b = open_sqlite(path());
   Video w = make_video("w", 5);

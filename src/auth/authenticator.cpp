@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Bearer credentials checked against the catalog's API keys and the configured JWT keys.
+#include "auth/authenticator.h"
+
+#include "core/error.h"
+
+#include <glib.h>
+
+namespace sluice::auth {
+
+namespace {
+
+constexpr std::int64_t kTouchEveryUs = 60LL * 1000000; // last_used is written at most once a minute per key
+constexpr std::size_t kMinSecret = 32;
+
+std::string read_file(const std::string &path, const char *what) {
+  g_autofree gchar *text = nullptr;
+  gsize len = 0;
+  GError *err = nullptr;
+  if (!g_file_get_contents(path.c_str(), &text, &len, &err))
+    throw Error::from_gerror(ErrorCode::Invalid, std::string("[auth] ") + what, err);
+  return std::string(text, len);
+}
+
+} // namespace
+
+Authenticator::Authenticator(const ServerConfig &config, store::Store &store)
+    : mode_(parse_mode(config.auth_mode)), store_(store) {
+  if (!uses_jwt(mode_))
+    return;
+  jwt_.issuer = config.jwt_issuer;
+  jwt_.audience = config.jwt_audience;
+  jwt_.leeway_s = config.jwt_leeway_s;
+  jwt_.secret = config.jwt_secret;
+  if (!config.jwt_secret_file.empty()) {
+    jwt_.secret = read_file(config.jwt_secret_file, "jwt-secret-file");
+    while (!jwt_.secret.empty() && g_ascii_isspace(jwt_.secret.back()))
+      jwt_.secret.pop_back();
+  }
+  if (!jwt_.secret.empty() && jwt_.secret.size() < kMinSecret)
+    throw Error("[auth] jwt-secret: an HS256 secret must be at least 32 bytes long");
+  try {
+    if (!config.jwks_file.empty())
+      jwt_.keys = parse_jwks(read_file(config.jwks_file, "jwks-file"));
+    if (!config.jwt_public_key.empty())
+      jwt_.keys.push_back(parse_public_pem(read_file(config.jwt_public_key, "jwt-public-key")));
+  } catch (const Error &e) {
+    throw Error(std::string("[auth] ") + e.what());
+  }
+  if (jwt_.secret.empty() && jwt_.keys.empty())
+    throw Error(std::string("[auth] mode ") + mode_name(mode_) +
+                " needs jwt-secret (or jwt-secret-file), jwks-file or jwt-public-key");
+}
+
+Identity Authenticator::by_key(const std::string &key, std::int64_t now_us) {
+  Identity id;
+  // Looked up by its hash; the hash found is compared again in constant time (the index lookup's timing tells
+  // at most something of a SHA-256, which tells nothing of the key).
+  const std::string hash = hash_key(key);
+  auto row = store_.key_by_hash(hash);
+  if (!row || !constant_time_equal(row->hash, hash)) {
+    id.why = "unknown API key";
+    return id;
+  }
+  if (row->revoked) {
+    id.why = "this API key was revoked";
+    return id;
+  }
+  if (now_us - row->last_used > kTouchEveryUs) {
+    try {
+      store_.touch_key(hash, now_us);
+    } catch (const Error &) {
+      // Noting the use is not worth refusing the request for (a catalog that cannot be written).
+    }
+  }
+  id.ok = true;
+  id.scopes = parse_scopes(row->scopes);
+  id.who = "key " + row->name;
+  return id;
+}
+
+Identity Authenticator::authenticate(const std::string &credential, std::int64_t now_us) {
+  if (uses_keys(mode_) && looks_like_key(credential))
+    return by_key(credential, now_us);
+  Identity id;
+  if (!uses_jwt(mode_)) {
+    id.why = "unknown API key";
+    return id;
+  }
+  JwtResult r = verify_jwt(jwt_, credential, now_us / 1000000);
+  id.ok = r.ok;
+  id.scopes = r.scopes;
+  id.who = "jwt " + (r.subject.empty() ? std::string("-") : r.subject);
+  id.why = r.why;
+  return id;
+}
+
+void check_listen(const ServerConfig &config) {
+  if (parse_mode(config.auth_mode) != Mode::None || is_loopback_host(config.host))
+    return;
+  throw Error("refusing to listen on " + config.host +
+              " without access control: anyone who reaches the port could upload and delete. Create an API key "
+              "(sluice keys create --data DIR --name NAME --scope admin) and set [auth] mode=keys in the "
+              "configuration (or use jwt), or listen on 127.0.0.1");
+}
+
+} // namespace sluice::auth
