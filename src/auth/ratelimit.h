@@ -20,9 +20,9 @@ struct Budget {
 // What a take() decided, with what the RateLimit-* headers say.
 struct Decision {
   bool allowed = true;
-  double limit = 0;        // the burst
-  double remaining = 0;    // tokens left after this take
-  double reset_s = 0;      // seconds until the bucket is full again
+  double limit = 0;         // the burst
+  double remaining = 0;     // tokens left after this take
+  double reset_s = 0;       // seconds until the bucket is full again
   double retry_after_s = 0; // when refused: seconds until it holds what was asked
 };
 

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 
+#include <gio/gio.h>
 #include <glib.h>
 
 #include <algorithm>
@@ -62,6 +63,20 @@ int get_int(GKeyFile *kf, const char *group, const char *key, int fallback, int 
   if (v < min || v > max)
     throw Error(where + ": " + std::to_string(v) + " is out of range " + std::to_string(min) + ".." +
                 std::to_string(max));
+  return v;
+}
+
+// A rate or burst: a number >= 0 (fractions allowed).
+double get_rate(GKeyFile *kf, const char *group, const char *key, double fallback) {
+  if (!g_key_file_has_key(kf, group, key, nullptr))
+    return fallback;
+  GError *err = nullptr;
+  double v = g_key_file_get_double(kf, group, key, &err);
+  std::string where = std::string("[") + group + "] " + key;
+  if (err)
+    throw Error::from_gerror(ErrorCode::Invalid, where, err);
+  if (!(v >= 0) || v > 1e12)
+    throw Error(where + ": expected a number from 0 to 1e12, got " + std::to_string(v));
   return v;
 }
 
@@ -164,6 +179,25 @@ void ServerConfig::load_file(const std::string &path) {
   jwt_issuer = get_string(kf, "auth", "jwt-issuer", jwt_issuer);
   jwt_audience = get_string(kf, "auth", "jwt-audience", jwt_audience);
   jwt_leeway_s = get_int(kf, "auth", "jwt-leeway", jwt_leeway_s, 0, 3600);
+  trusted_proxies = get_list(kf, "server", "trusted-proxies", trusted_proxies);
+  for (const auto &p : trusted_proxies) {
+    g_autoptr(GInetAddressMask) mask = g_inet_address_mask_new_from_string(p.c_str(), nullptr);
+    if (!mask)
+      throw Error("[server] trusted-proxies: '" + p + "' is not an address or a CIDR such as 10.0.0.0/8");
+  }
+  limits_enabled = get_string(kf, "limits", "enabled", limits_enabled);
+  if (limits_enabled != "auto" && limits_enabled != "true" && limits_enabled != "false")
+    throw Error("[limits] enabled: expected auto, true or false, got '" + limits_enabled + "'");
+  api_rate = get_rate(kf, "limits", "api-rate", api_rate);
+  api_burst = get_rate(kf, "limits", "api-burst", api_burst);
+  upload_starts_rate = get_rate(kf, "limits", "upload-starts-rate", upload_starts_rate);
+  upload_starts_burst = get_rate(kf, "limits", "upload-starts-burst", upload_starts_burst);
+  for (auto [key, value] : {std::pair{"upload-bytes-rate", &upload_bytes_rate}, {"upload-bytes-burst", &upload_bytes_burst}})
+    if (std::string v = get_string(kf, "limits", key, ""); !v.empty())
+      *value = static_cast<double>(parse_size(v, std::string("[limits] ") + key));
+  media_rate = get_rate(kf, "limits", "media-rate", media_rate);
+  media_burst = get_rate(kf, "limits", "media-burst", media_burst);
+  limits_max_clients = get_int(kf, "limits", "max-clients", limits_max_clients, 1, 10000000);
 }
 
 int ServerConfig::slots() const {

@@ -41,6 +41,16 @@ struct ServerConfig {
   std::string auth_mode = "none";
   std::string jwt_secret, jwt_secret_file, jwks_file, jwt_public_key, jwt_issuer, jwt_audience;
   int jwt_leeway_s = 30;
+  // [server] trusted-proxies: addresses or CIDRs (10.0.0.0/8) of the proxies whose X-Forwarded-For is believed.
+  std::vector<std::string> trusted_proxies;
+  // [limits]: token buckets per API key, or per client address (src/auth/ratelimit.h). enabled: auto (on unless
+  // listening on loopback), true or false. Rates per second (bytes per second for upload bytes); 0 turns one off.
+  std::string limits_enabled = "auto";
+  double api_rate = 20, api_burst = 200;
+  double upload_starts_rate = 0.5, upload_starts_burst = 20;
+  double upload_bytes_rate = 64.0 * (1 << 20), upload_bytes_burst = 16.0 * (1LL << 30);
+  double media_rate = 100, media_burst = 1000;
+  int limits_max_clients = 100000;
 
   // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
   void load_file(const std::string &path);

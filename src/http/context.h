@@ -21,6 +21,7 @@
 namespace sluice::http {
 
 struct SseClient;
+struct RateLimits; // http/limits.cpp
 
 // The URL layout: spelled here and in the handlers, nowhere below http/.
 inline constexpr const char *kApi = "/api/v1";
@@ -44,6 +45,7 @@ struct Context {
   app::Service &service;
   IdempotencyKeys idempotency;
   std::unique_ptr<auth::Authenticator> auth; // [auth]: checks the credentials of every route that is not open
+  std::shared_ptr<RateLimits> limits;        // [limits]: made by the chain's first request
   SoupServer *server = nullptr;
   std::unique_ptr<Connections> connections; // accepts for server (http/connections.h)
   std::set<SseClient *> sse_clients;

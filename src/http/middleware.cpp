@@ -3,6 +3,7 @@
 #include "http/middleware.h"
 
 #include "core/metrics.h"
+#include "http/limits.h"
 #include "http/respond.h"
 #include "http/upload.h"
 
@@ -245,6 +246,7 @@ bool authenticate(Context &cx, SoupServerMessage *msg, const Match &m) {
     return true;
   }
   SLUICE_LOG(http_log(), Debug, "%s: %s", request_id(msg).c_str(), id.who.c_str());
+  g_object_set_data_full(G_OBJECT(msg), kCallerKey, g_strdup(id.who.c_str()), g_free); // its rate limits
   return false;
 }
 
@@ -343,7 +345,8 @@ void apply_cors(const ServerConfig &config, SoupServerMessage *msg) {
   if (!any)
     soup_message_headers_append(h, "Vary", "Origin");
   soup_message_headers_replace(h, "Access-Control-Expose-Headers",
-                               "Content-Length, Content-Range, ETag, Location, X-Request-Id, WWW-Authenticate");
+                               "Content-Length, Content-Range, ETag, Location, X-Request-Id, WWW-Authenticate, "
+                               "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset");
   if (is_method(msg, "OPTIONS")) {
     soup_message_headers_replace(h, "Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS");
     soup_message_headers_replace(h, "Access-Control-Allow-Headers",
@@ -368,7 +371,7 @@ const Step kChain[] = {
     {"cors", [](Context &cx, SoupServerMessage *msg, const Match &) { return apply_cors(cx.config, msg), false; }},
     {"cross-site", [](Context &cx, SoupServerMessage *msg, const Match &) { return refuse_foreign(cx.config, msg); }},
     {"auth", [](Context &cx, SoupServerMessage *msg, const Match &m) { return authenticate(cx, msg, m); }},
-    // rate limits come here.
+    {"rate-limit", [](Context &cx, SoupServerMessage *msg, const Match &m) { return rate_limit(cx, msg, m); }},
     {"metrics", [](Context &cx, SoupServerMessage *msg, const Match &m) { return metrics_step(cx, msg, m), false; }},
     {"body", [](Context &cx, SoupServerMessage *msg, const Match &m) {
        return m.route && m.route->body == Body::Upload ? upload_body(cx, msg) : json_body_step(msg);

@@ -11,16 +11,16 @@ namespace sluice::http {
 const std::vector<Route> &routes() {
   using namespace handlers;
   static const std::vector<Route> table = {
-      {"GET", "/health", health, Scope::Open},
+      {"GET", "/health", health, Scope::Open, Body::Json, Limit::None},
       // Open while auth mode is none; else the metrics scope.
-      {"GET", "/metrics", metrics, Scope::Metrics},
-      {"GET", "/", web, Scope::Open},
-      {"GET", "/index.html", web, Scope::Open},
-      {"GET", "/web/*", web, Scope::Open},
+      {"GET", "/metrics", metrics, Scope::Metrics, Body::Json, Limit::None},
+      {"GET", "/", web, Scope::Open, Body::Json, Limit::None},
+      {"GET", "/index.html", web, Scope::Open, Body::Json, Limit::None},
+      {"GET", "/web/*", web, Scope::Open, Body::Json, Limit::None},
       // Media is open to players; a video's own playback policy decides (signed playback URLs).
-      {"GET", "/videos/{id}/*", media, Scope::Open},
+      {"GET", "/videos/{id}/*", media, Scope::Open, Body::Json, Limit::Media},
       {"GET", "/api/v1/videos", list_videos, Scope::Read},
-      {"POST", "/api/v1/videos", upload, Scope::Upload, Body::Upload},
+      {"POST", "/api/v1/videos", upload, Scope::Upload, Body::Upload, Limit::Upload},
       {"GET", "/api/v1/videos/{id}", get_video, Scope::Read},
       {"DELETE", "/api/v1/videos/{id}", delete_video, Scope::Admin},
       {"GET", "/api/v1/videos/{id}/jobs", video_jobs, Scope::Read},

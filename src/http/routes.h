@@ -21,12 +21,16 @@ enum class Body {
 // other). Open routes need no credential.
 enum class Scope { Open, Read, Upload, Admin, Metrics };
 
+// The rate-limit budget a route draws on ([limits]; an upload also counts its bytes as they arrive).
+enum class Limit { None, Api, Upload, Media };
+
 struct Route {
   const char *method;  // GET routes also answer HEAD
   const char *pattern; // "/api/v1/videos/{id}/jobs"; a final "*" takes the rest of the path
   Handler handler;
   Scope scope;
   Body body = Body::Json;
+  Limit limit = Limit::Api;
 };
 
 const std::vector<Route> &routes();

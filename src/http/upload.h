@@ -51,6 +51,9 @@ public:
   void keep(const std::string &dest);
   // Removes the temporary file now.
   void discard();
+  // Ends the upload with err (a rate limit's refusal): its file is removed now, the rest of the body is read and
+  // dropped, and finish() returns err.
+  void refuse(UploadError err) { fail(std::move(err)); }
 
 private:
   void on_chunk(const char *data, std::size_t len);

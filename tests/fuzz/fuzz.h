@@ -11,13 +11,13 @@
 #include <vector>
 
 // An invariant of the code under test: when it does not hold, the input is a finding.
-#define FUZZ_CHECK(cond, what)                                                                                    \
-  do {                                                                                                            \
-    if (!(cond)) {                                                                                                \
-      std::fprintf(stderr, "fuzz invariant failed at %s:%d: %s: %s\n", __FILE__, __LINE__, #cond,                \
-                   std::string(what).c_str());                                                                    \
-      std::abort();                                                                                               \
-    }                                                                                                             \
+#define FUZZ_CHECK(cond, what)                                                                                         \
+  do {                                                                                                                 \
+    if (!(cond)) {                                                                                                     \
+      std::fprintf(stderr, "fuzz invariant failed at %s:%d: %s: %s\n", __FILE__, __LINE__, #cond,                      \
+                   std::string(what).c_str());                                                                         \
+      std::abort();                                                                                                    \
+    }                                                                                                                  \
   } while (0)
 
 namespace sluice::fuzz {

@@ -51,7 +51,8 @@ void check_structure(const FragmentedMp4 &mp4, std::uint64_t size) {
   FUZZ_CHECK(!mp4.fragments.empty(), "no fragment");
   std::uint64_t end = 0;
   for (const auto &f : mp4.fragments) {
-    FUZZ_CHECK(f.size > 0 && f.offset >= end && f.offset + f.size <= size, "a fragment outside the file or overlapping");
+    FUZZ_CHECK(f.size > 0 && f.offset >= end && f.offset + f.size <= size,
+               "a fragment outside the file or overlapping");
     end = f.offset + f.size;
     FUZZ_CHECK(f.sync_samples <= f.samples, "more sync samples than samples");
     if (f.tfdt_value_size) {

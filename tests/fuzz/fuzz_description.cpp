@@ -45,8 +45,8 @@ std::string file_form(const Description &d) {
 }
 
 bool same_spec(const ParamSpec &a, const ParamSpec &b) {
-  return a.name == b.name && a.type == b.type && a.description == b.description &&
-         a.default_value == b.default_value && a.min == b.min && a.max == b.max && a.values == b.values;
+  return a.name == b.name && a.type == b.type && a.description == b.description && a.default_value == b.default_value &&
+         a.min == b.min && a.max == b.max && a.values == b.values;
 }
 
 RenderInput render_input(bool video, bool audio) {

@@ -20,14 +20,14 @@ using namespace sluice::http;
 using namespace sluice::media;
 
 void check_range(const std::string &header) {
-  for (std::int64_t size : {std::int64_t{0}, std::int64_t{1}, std::int64_t{2}, std::int64_t{1000},
-                            std::int64_t{1} << 33, INT64_MAX}) {
+  for (std::int64_t size :
+       {std::int64_t{0}, std::int64_t{1}, std::int64_t{2}, std::int64_t{1000}, std::int64_t{1} << 33, INT64_MAX}) {
     ByteRange r{-7, -7};
     RangeKind kind = parse_range(header, size, r);
     if (kind == RangeKind::Satisfiable)
-      FUZZ_CHECK(r.start >= 0 && r.start <= r.end && r.end < size,
-                 "'" + header + "' on " + std::to_string(size) + " bytes gave " + std::to_string(r.start) + "-" +
-                     std::to_string(r.end));
+      FUZZ_CHECK(r.start >= 0 && r.start <= r.end && r.end < size, "'" + header + "' on " + std::to_string(size) +
+                                                                       " bytes gave " + std::to_string(r.start) + "-" +
+                                                                       std::to_string(r.end));
     else
       FUZZ_CHECK(r.start == -7 && r.end == -7, "a range that is not served was written out");
   }
@@ -57,7 +57,8 @@ void check_ladder(const std::string &spec) {
   } catch (const Error &) {
     return;
   }
-  FUZZ_CHECK(!rungs.empty() && rungs.size() <= kMaxRungs, "'" + spec + "' gave " + std::to_string(rungs.size()) + " rungs");
+  FUZZ_CHECK(!rungs.empty() && rungs.size() <= kMaxRungs,
+             "'" + spec + "' gave " + std::to_string(rungs.size()) + " rungs");
   int last = 0;
   for (const auto &r : rungs) {
     FUZZ_CHECK(r.short_side > last, "rungs out of order or repeated");
@@ -66,8 +67,8 @@ void check_ladder(const std::string &spec) {
     FUZZ_CHECK(r.video_kbps >= 50 && r.video_kbps <= 100000, "a rung's bitrate: " + r.name);
     FUZZ_CHECK(sluice::pipeline::is_identifier(r.name), "a rung's name: " + r.name);
   }
-  for (auto [w, h] : {std::pair{1920, 1080}, std::pair{1080, 1920}, std::pair{641, 359}, std::pair{100, 50},
-                      std::pair{2, 2}}) {
+  for (auto [w, h] :
+       {std::pair{1920, 1080}, std::pair{1080, 1920}, std::pair{641, 359}, std::pair{100, 50}, std::pair{2, 2}}) {
     auto plan = plan_ladder(rungs, w, h);
     FUZZ_CHECK(!plan.empty() && plan.size() <= rungs.size(), "the plan's size");
     for (const auto &p : plan) {

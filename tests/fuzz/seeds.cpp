@@ -112,13 +112,15 @@ Seeds multipart() {
   const std::string ct = "multipart/form-data; boundary=----sluiceSeed7MA4YWxk\n";
   const std::string d = "------sluiceSeed7MA4YWxk";
   Seeds s;
-  s.push_back(ct + d + "\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nLecture 1\r\n" + d +
-              "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
-              video_mp4().substr(0, 120) + "\r\n" + d + "--\r\n");
-  s.push_back("multipart/form-data; boundary=\"quoted boundary:1\"; charset=utf-8\npreamble\r\n--quoted boundary:1  \r\n"
-              "Content-Disposition: form-data;\r\n name=\"ladder\"\r\n\r\n360p,720p\r\n--quoted boundary:1\r\n"
-              "content-disposition: form-data; name=\"file\"; filename=\"C:\\dir\\a \\\"b\\\".mp4\"\r\n\r\n"
-              "\r\n--quoted boundary:1x\r\n--quoted boundary:1--\r\nepilogue");
+  s.push_back(
+      ct + d + "\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nLecture 1\r\n" + d +
+      "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.mp4\"\r\nContent-Type: video/mp4\r\n\r\n" +
+      video_mp4().substr(0, 120) + "\r\n" + d + "--\r\n");
+  s.push_back(
+      "multipart/form-data; boundary=\"quoted boundary:1\"; charset=utf-8\npreamble\r\n--quoted boundary:1  \r\n"
+      "Content-Disposition: form-data;\r\n name=\"ladder\"\r\n\r\n360p,720p\r\n--quoted boundary:1\r\n"
+      "content-disposition: form-data; name=\"file\"; filename=\"C:\\dir\\a \\\"b\\\".mp4\"\r\n\r\n"
+      "\r\n--quoted boundary:1x\r\n--quoted boundary:1--\r\nepilogue");
   s.push_back("Multipart/Form-Data;boundary=b\n--b\r\nContent-Disposition: form-data; name=pipeline\r\n\r\ncmaf\r\n"
               "--b\r\nContent-Disposition: form-data; name=priority\r\n\r\n5\r\n--b--");
   s.push_back("multipart/form-data; boundary=x\n--x--\r\n");
@@ -140,9 +142,9 @@ Seeds bmff() {
       head + fragment(1, 0, 5, 200, false) + fragment(2, 1000, 5, 200, false, 0),
       head + frag.substr(0, mdat) + large_mdat,
       head + box("free", "xxxx") + fragment(1, 0, 2, 100) + box("mfra", std::string(8, '\0')),
-      kFtyp + moov("vide", 3000, avc1_entry(320, 240)),          // not fragmented
-      kFtyp + box("mdat", "0123456789"),                          // no movie header
-      video_mp4().substr(0, video_mp4().size() / 2),              // cut short
+      kFtyp + moov("vide", 3000, avc1_entry(320, 240)),                                         // not fragmented
+      kFtyp + box("mdat", "0123456789"),                                                        // no movie header
+      video_mp4().substr(0, video_mp4().size() / 2),                                            // cut short
       kFtyp + box("moov", box("trak", box("mdia", box("minf", box("stbl", box("stsd", "")))))), // nested
   };
 }
@@ -202,10 +204,24 @@ Seeds json() {
 }
 
 Seeds headers() {
-  return {"bytes=0-99",         "bytes=100-",  "bytes=-500",         "bytes = 5 - 9", "BYTES=0-0",
-          "bytes=10-5",         "bytes=0-1,5-6", "bytes=99999999999999999999-", "items=0-1",
-          "hls/720p%5f00001.ts", "cmaf/720p/seg_00001.m4s", "poster/poster.jpg", "a/%2e%2e/b", "%00",
-          "360p,720p",          "360p,540p:2000", "480p:1400k, 1080p", "2160p,1440p,1080p,720p,480p,360p,240p,144p:100"};
+  return {"bytes=0-99",
+          "bytes=100-",
+          "bytes=-500",
+          "bytes = 5 - 9",
+          "BYTES=0-0",
+          "bytes=10-5",
+          "bytes=0-1,5-6",
+          "bytes=99999999999999999999-",
+          "items=0-1",
+          "hls/720p%5f00001.ts",
+          "cmaf/720p/seg_00001.m4s",
+          "poster/poster.jpg",
+          "a/%2e%2e/b",
+          "%00",
+          "360p,720p",
+          "360p,540p:2000",
+          "480p:1400k, 1080p",
+          "2160p,1440p,1080p,720p,480p,360p,240p,144p:100"};
 }
 
 Seeds playlist() {
@@ -226,9 +242,9 @@ Seeds playlist() {
               "#EXT-X-ENDLIST\r\n");
   media::FragmentedMp4 v = media::parse_fragmented_mp4(video_mp4());
   media::FragmentedMp4 a = media::parse_fragmented_mp4(audio_mp4());
-  s.push_back(media::write_mpd({{"video", {{"360p", &v, 800000, "30"}}, true, ""},
-                                {"audio", {{"audio", &a, 128000, ""}}, true, "en"}},
-                               2.0, 2.0));
+  s.push_back(media::write_mpd(
+      {{"video", {{"360p", &v, 800000, "30"}}, true, ""}, {"audio", {{"audio", &a, 128000, ""}}, true, "en"}}, 2.0,
+      2.0));
   return s;
 }
 
