@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The sluice command line: serve, transcode, probe, pipeline list/show/print/validate, encoders.
+#include "app/service.h"
+#include "auth/authenticator.h"
+#include "auth/keys.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -7,9 +10,6 @@
 #include "core/json.h"
 #include "core/mainloop.h"
 #include "core/paths.h"
-#include "app/service.h"
-#include "auth/authenticator.h"
-#include "auth/keys.h"
 #include "http/server.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"

@@ -10,16 +10,16 @@
 namespace sluice {
 
 enum class ErrorCode {
-  Invalid,       // bad parameter, bad description, bad request
-  NotMedia,      // the input is not a media file we can read
-  NotFound,      // a file, pipeline, encoder... does not exist
-  Unavailable,   // e.g. an encoder that exists but cannot run here
-  Pipeline,      // GStreamer reported an error while running
-  Truncated,     // the run ended but the output is shorter than the input
-  BadInput,      // the input is media but cannot be demuxed or decoded (corrupt data)
-  Canceled,      // stopped on request
-  Io,            // file system
-  NoSpace,       // the disk is full (ENOSPC): transient, goes away when space is freed
+  Invalid,     // bad parameter, bad description, bad request
+  NotMedia,    // the input is not a media file we can read
+  NotFound,    // a file, pipeline, encoder... does not exist
+  Unavailable, // e.g. an encoder that exists but cannot run here
+  Pipeline,    // GStreamer reported an error while running
+  Truncated,   // the run ended but the output is shorter than the input
+  BadInput,    // the input is media but cannot be demuxed or decoded (corrupt data)
+  Canceled,    // stopped on request
+  Io,          // file system
+  NoSpace,     // the disk is full (ENOSPC): transient, goes away when space is freed
   Internal,
 };
 

@@ -18,8 +18,7 @@ bool enabled(Category *category, Level level) {
   return cat && gst_debug_category_get_threshold(cat) >= static_cast<GstDebugLevel>(level);
 }
 
-void write(Category *category, Level level, const char *file, const char *function, int line, const char *format,
-           ...) {
+void write(Category *category, Level level, const char *file, const char *function, int line, const char *format, ...) {
   va_list args;
   va_start(args, format);
   gst_debug_log_valist(reinterpret_cast<GstDebugCategory *>(category), static_cast<GstDebugLevel>(level), file,

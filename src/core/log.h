@@ -15,8 +15,8 @@ struct Category;
 // The category `name` (created on first use, the same one for every later call with that name).
 Category *category(const char *name, const char *description);
 bool enabled(Category *category, Level level);
-void write(Category *category, Level level, const char *file, const char *function, int line, const char *format,
-           ...) G_GNUC_PRINTF(6, 7);
+void write(Category *category, Level level, const char *file, const char *function, int line, const char *format, ...)
+    G_GNUC_PRINTF(6, 7);
 
 } // namespace sluice::log
 

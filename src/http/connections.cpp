@@ -18,7 +18,6 @@
 #include <unordered_map>
 #include <vector>
 
-
 struct SluiceConnInput;
 
 namespace sluice::http {
@@ -308,8 +307,8 @@ struct Connections::Impl {
       // instead of spinning on a listening socket that stays readable.
       gint64 now = g_get_monotonic_time();
       if (now - self->accept_error_logged > 10 * kSecond) {
-        SLUICE_LOG(http_log(), Warning, "cannot accept a connection: %s (%zu open); retrying every %u ms", err->message, self->all.size(),
-                    kAcceptRetryMs);
+        SLUICE_LOG(http_log(), Warning, "cannot accept a connection: %s (%zu open); retrying every %u ms", err->message,
+                   self->all.size(), kAcceptRetryMs);
         self->accept_error_logged = now;
       }
       g_error_free(err);
@@ -360,7 +359,8 @@ struct Connections::Impl {
     c->local = local;
     std::size_t max = static_cast<std::size_t>(std::max(config.max_connections_per_client, 0));
     if (max > 0 && open_for(c->client) >= max) {
-      SLUICE_LOG(http_log(), Info, "%s: refusing a connection: %zu open already", c->client.c_str(), open_for(c->client));
+      SLUICE_LOG(http_log(), Info, "%s: refusing a connection: %zu open already", c->client.c_str(),
+                 open_for(c->client));
       linger(c, too_many_response(static_cast<int>(max)));
       return;
     }
@@ -377,7 +377,8 @@ struct Connections::Impl {
     c->in_soup = true;
     // libsoup starts the first message (request-started) before this returns.
     if (!soup_server_accept_iostream(server, c->stream, local, remote, &err)) {
-      SLUICE_LOG(http_log(), Warning, "%s: the server did not take the connection: %s", c->client.c_str(), err ? err->message : "?");
+      SLUICE_LOG(http_log(), Warning, "%s: the server did not take the connection: %s", c->client.c_str(),
+                 err ? err->message : "?");
       g_clear_error(&err);
       c->in_soup = false;
       drop(c);
@@ -449,12 +450,13 @@ struct Connections::Impl {
     const ServerConfig &k = config;
     switch (c->phase) {
     case ConnPhase::Headers:
-      SLUICE_LOG(http_log(), Info, "%s: closing a connection: no complete request headers within %d s", c->client.c_str(),
-               k.header_timeout_s);
+      SLUICE_LOG(http_log(), Info, "%s: closing a connection: no complete request headers within %d s",
+                 c->client.c_str(), k.header_timeout_s);
       shut(c);
       break;
     case ConnPhase::Body:
-      SLUICE_LOG(http_log(), Info, "%s: closing a connection: its request body sent nothing for %d s", c->client.c_str(), k.body_timeout_s);
+      SLUICE_LOG(http_log(), Info, "%s: closing a connection: its request body sent nothing for %d s",
+                 c->client.c_str(), k.body_timeout_s);
       shut(c);
       break;
     case ConnPhase::Idle:
@@ -462,8 +464,8 @@ struct Connections::Impl {
       close_idle(c);
       break;
     case ConnPhase::Closing:
-      SLUICE_LOG(http_log(), Warning, "%s: the server still held a connection %d s after it was shut down: closed", c->client.c_str(),
-                  static_cast<int>(kClosingGraceUs / kSecond));
+      SLUICE_LOG(http_log(), Warning, "%s: the server still held a connection %d s after it was shut down: closed",
+                 c->client.c_str(), static_cast<int>(kClosingGraceUs / kSecond));
       drop(c);
       break;
     case ConnPhase::Lingering: drop(c); break;
@@ -553,8 +555,9 @@ struct Connections::Impl {
       return; // libsoup answers after reading the body, then closes
     ClientConnection *c = it->second;
     std::string response = serialize_response(msg);
-    SLUICE_LOG(http_log(), Info, "%s: %s %s -> %u, connection closed", c->client.c_str(), soup_server_message_get_method(msg),
-             g_uri_get_path(soup_server_message_get_uri(msg)), soup_server_message_get_status(msg));
+    SLUICE_LOG(http_log(), Info, "%s: %s %s -> %u, connection closed", c->client.c_str(),
+               soup_server_message_get_method(msg), g_uri_get_path(soup_server_message_get_uri(msg)),
+               soup_server_message_get_status(msg));
     c->in_soup = false;
     if (GIOStream *s = soup_server_message_steal_connection(msg))
       g_object_unref(s);

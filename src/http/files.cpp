@@ -93,8 +93,6 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
-
-
 // Decimal digits only; saturates at INT64_MAX. nullopt when empty or not all digits.
 std::optional<std::int64_t> parse_position(std::string_view s) {
   if (s.empty())

@@ -5,10 +5,8 @@
 #include "core/error.h"
 #include "http/log.h"
 
-
 #include <algorithm>
 #include <memory>
-
 
 namespace sluice::http {
 
@@ -77,15 +75,15 @@ void IdempotencyKeys::remember(SoupServerMessage *msg) {
   gsize len = 0;
   auto data = static_cast<const char *>(g_bytes_get_data(body, &len));
   a.body.assign(data ? data : "", len);
-  if (const char *loc =
-          soup_message_headers_get_one(soup_server_message_get_response_headers(msg), "Location"))
+  if (const char *loc = soup_message_headers_get_one(soup_server_message_get_response_headers(msg), "Location"))
     a.location = loc;
   a.created = g_get_real_time();
   try {
     store_.store_answer(a, a.created - kTtlSeconds * G_USEC_PER_SEC);
   } catch (const Error &e) {
     // The answer still goes out; only a retry would not find it.
-    SLUICE_LOG(http_log(), Warning, "%s: cannot keep the answer for its Idempotency-Key: %s", a.scope.c_str(), e.what());
+    SLUICE_LOG(http_log(), Warning, "%s: cannot keep the answer for its Idempotency-Key: %s", a.scope.c_str(),
+               e.what());
   }
 }
 

@@ -348,7 +348,7 @@ void apply_cors(const ServerConfig &config, SoupServerMessage *msg) {
                                "Content-Length, Content-Range, ETag, Location, X-Request-Id, WWW-Authenticate, "
                                "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset");
   if (is_method(msg, "OPTIONS")) {
-    soup_message_headers_replace(h, "Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS");
+    soup_message_headers_replace(h, "Access-Control-Allow-Methods", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
     soup_message_headers_replace(h, "Access-Control-Allow-Headers",
                                  "Authorization, Content-Type, Range, If-None-Match, Last-Event-ID, X-Filename, "
                                  "Idempotency-Key, X-Request-Id");
@@ -373,7 +373,8 @@ const Step kChain[] = {
     {"auth", [](Context &cx, SoupServerMessage *msg, const Match &m) { return authenticate(cx, msg, m); }},
     {"rate-limit", [](Context &cx, SoupServerMessage *msg, const Match &m) { return rate_limit(cx, msg, m); }},
     {"metrics", [](Context &cx, SoupServerMessage *msg, const Match &m) { return metrics_step(cx, msg, m), false; }},
-    {"body", [](Context &cx, SoupServerMessage *msg, const Match &m) {
+    {"body",
+     [](Context &cx, SoupServerMessage *msg, const Match &m) {
        return m.route && m.route->body == Body::Upload ? upload_body(cx, msg) : json_body_step(msg);
      }},
 };

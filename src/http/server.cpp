@@ -62,8 +62,8 @@ void on_request(SoupServer *, SoupServerMessage *msg, const char *path, GHashTab
         return set_method_not_allowed(msg, m.allow);
       if (g_str_has_prefix(rq.path.c_str(), "/videos/"))
         return set_not_found(msg, "no such file");
-      return set_not_found(msg, (g_str_has_prefix(rq.path.c_str(), kApi) ? "no API route " : "no route for ") +
-                                    rq.path);
+      return set_not_found(msg,
+                           (g_str_has_prefix(rq.path.c_str(), kApi) ? "no API route " : "no route for ") + rq.path);
     }
     rq.params = std::move(m.params);
     m.route->handler(cx, rq);
@@ -140,8 +140,8 @@ void Server::listen() {
   cx_->connections->listen(sock);
   auto *inet = G_INET_SOCKET_ADDRESS(bound);
   g_autofree gchar *ip = g_inet_address_to_string(g_inet_socket_address_get_address(inet));
-  g_autoptr(GUri) uri = g_uri_build(G_URI_FLAGS_NONE, "http", nullptr, ip, g_inet_socket_address_get_port(inet), "/",
-                                    nullptr, nullptr);
+  g_autoptr(GUri) uri =
+      g_uri_build(G_URI_FLAGS_NONE, "http", nullptr, ip, g_inet_socket_address_get_port(inet), "/", nullptr, nullptr);
   g_autofree gchar *s = g_uri_to_string(uri);
   url_ = s;
 }

@@ -3,15 +3,13 @@
 #include "http/upload.h"
 
 #include "core/error.h"
-#include "http/log.h"
 #include "core/fs.h"
-
+#include "http/log.h"
 
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
 #include <unistd.h>
-
 
 namespace sluice::http {
 

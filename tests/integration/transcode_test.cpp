@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // End-to-end transcodes of generated clips, checked with readers we did not write (ffprobe, hlsdemux).
+#include "check.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json.h"
 #include "jobs/transcode.h"
+#include "media.h"
 #include "media/hls.h"
 #include "media/probe_json.h"
-#include "check.h"
-#include "media.h"
 
 #include <glib/gstdio.h>
 #include <gtest/gtest.h>
