@@ -136,8 +136,14 @@ Failure failure_of(const Error &e) {
 }
 
 Service::Service(const ServerConfig &config, store::Store &store, jobs::Scheduler &scheduler, jobs::EventHub &events)
-    : config_(config), store_(store), scheduler_(scheduler), events_(events), metrics_(SLUICE_VERSION) {
+    : config_(config), store_(store), scheduler_(scheduler), events_(events), metrics_(SLUICE_VERSION),
+      playback_keys_(
+          auth::PlaybackKeys::load(config.playback_keys, config.playback_keys_file, config.playback_signing_key_id)) {
   scheduler_.set_metrics(&metrics_);
+  if (playback_keys_.ephemeral())
+    SLUICE_LOG(app_log(), Info,
+               "no [playback] keys: playback tokens are signed with a key made at startup "
+               "and stop working when the server restarts");
 }
 
 Service::~Service() {
@@ -192,6 +198,9 @@ void Service::start_ingest(IncomingFile file, const Metadata &metadata,
     if (bad)
       return fail(*bad);
   }
+  if (!metadata.playback_policy.empty() && metadata.playback_policy != "public" && metadata.playback_policy != "signed")
+    return fail(
+        refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy"));
   spec = scheduler_.with_defaults(spec);
   if (config_.auto_transcode) {
     try {
@@ -264,6 +273,7 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
   v.size = file.size;
   v.created = g_get_real_time();
   v.probe_json = *probe_json;
+  v.playback_policy = metadata.playback_policy.empty() ? "public" : metadata.playback_policy;
   const std::string dir = scheduler_.layout().video_dir(v.id);
   const std::string ext = safe_extension(file.filename);
   v.source = "videos/" + v.id + "/source." + ext;
@@ -317,6 +327,7 @@ void Service::delete_video(const std::string &video_id, std::function<void(std::
         // The catalog first: once the row is gone nothing serves or runs the files, and a crash
         // before the folder goes leaves an orphan folder that startup removes.
         store_.delete_video(video_id);
+        signed_.erase(video_id);
         fs::remove_all(scheduler_.layout().video_dir(video_id));
         publish_video_event(events_, video_id, "deleted");
         done(std::nullopt);
@@ -557,6 +568,50 @@ Result<MediaFile> Service::media_file(const std::string &video_id, const std::st
   if (want_version)
     out.version = folder_version(dir);
   return out;
+}
+
+Result<VideoView> Service::set_playback_policy(const std::string &video_id, const std::string &policy) {
+  if (!accepting_)
+    return shutting_down();
+  if (policy != "public" && policy != "signed")
+    return refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy");
+  if (!store::is_id(video_id) || !store_.set_playback_policy(video_id, policy))
+    return refused(Refusal::NotFound, "no video " + video_id);
+  signed_[video_id] = policy == "signed";
+  SLUICE_LOG(app_log(), Info, "video %s: playback policy %s", video_id.c_str(), policy.c_str());
+  publish_video_event(events_, video_id, "updated");
+  auto v = video(video_id);
+  if (!v)
+    return refused(Refusal::NotFound, "no video " + video_id);
+  return *v;
+}
+
+Result<PlaybackToken> Service::playback_token(const std::string &video_id, std::int64_t ttl_s) {
+  if (ttl_s < 1 || ttl_s > 86400)
+    return refused(Refusal::InvalidParameter, "field 'ttl': expected seconds from 1 to 86400", "ttl");
+  if (!store::is_id(video_id) || !store_.video(video_id))
+    return refused(Refusal::NotFound, "no video " + video_id);
+  PlaybackToken t;
+  t.expires_s = g_get_real_time() / G_USEC_PER_SEC + ttl_s;
+  t.token = playback_keys_.sign(video_id, t.expires_s);
+  return t;
+}
+
+Playback Service::playback(const std::string &video_id, const std::string &token) {
+  auto it = signed_.find(video_id);
+  if (it == signed_.end()) {
+    auto v = store_.video(video_id);
+    if (!v)
+      return Playback::NoVideo;
+    if (signed_.size() > 100000)
+      signed_.clear();
+    it = signed_.emplace(video_id, v->playback_policy == "signed").first;
+  }
+  if (!it->second)
+    return Playback::Open;
+  return !token.empty() && playback_keys_.verify(token, video_id, g_get_real_time() / G_USEC_PER_SEC)
+             ? Playback::Signed
+             : Playback::Forbidden;
 }
 
 void Service::forget_media_file(const std::string &video_id, const std::string &folder,

@@ -2,6 +2,7 @@
 // The service layer: what sluice does with videos and jobs, whatever protocol asked (no HTTP, no libsoup).
 #pragma once
 
+#include "auth/playback.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/metrics.h"
@@ -60,7 +61,18 @@ struct IncomingFile {
 struct Metadata {
   std::string title, description;
   std::string pipeline, encoder, ladder, priority;
+  std::string playback_policy; // "" (public), "public" or "signed"
 };
+
+// A playback token and when it expires (Unix seconds).
+struct PlaybackToken {
+  std::string token;
+  std::int64_t expires_s = 0;
+};
+
+// Whether a request for a video's media files may be answered: a public video's (Open), a signed video's with
+// a good token (Signed: the URLs its playlists name carry the token too), or not.
+enum class Playback { Open, Signed, Forbidden, NoVideo };
 
 // A job request: every member optional (the configured defaults).
 struct JobRequest {
@@ -154,6 +166,16 @@ public:
   void forget_media_file(const std::string &video_id, const std::string &folder,
                          const std::vector<std::string> &inside);
 
+  // Signed playback. The policy: "public" or "signed" (InvalidParameter otherwise).
+  Result<VideoView> set_playback_policy(const std::string &video_id, const std::string &policy);
+  // A token for the video's media that lives ttl_s seconds (1 to 86400).
+  Result<PlaybackToken> playback_token(const std::string &video_id, std::int64_t ttl_s);
+  // Whether the video's media may be served with this token ("" when none came): a public video's always, a
+  // signed video's with a good token of that video only. The policies are remembered (the media path asks
+  // for every segment).
+  Playback playback(const std::string &video_id, const std::string &token);
+  const auth::PlaybackKeys &playback_keys() const { return playback_keys_; }
+
 private:
   void start_ingest(IncomingFile file, const Metadata &metadata, const std::function<void(Result<Ingested>)> &done);
   void cancel(const std::string &job_id, const std::function<void(Result<store::Job>)> &done);
@@ -167,6 +189,8 @@ private:
   bool accepting_ = true;
   metrics::Metrics metrics_;
   std::unordered_map<std::string, std::string> resolved_; // media files of finished packages, by request
+  auth::PlaybackKeys playback_keys_;
+  std::unordered_map<std::string, bool> signed_; // playback policies read from the catalog: signed or not
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

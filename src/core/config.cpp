@@ -198,6 +198,9 @@ void ServerConfig::load_file(const std::string &path) {
   media_rate = get_rate(kf, "limits", "media-rate", media_rate);
   media_burst = get_rate(kf, "limits", "media-burst", media_burst);
   limits_max_clients = get_int(kf, "limits", "max-clients", limits_max_clients, 1, 10000000);
+  playback_keys = get_string(kf, "playback", "keys", playback_keys);
+  playback_keys_file = get_string(kf, "playback", "keys-file", playback_keys_file);
+  playback_signing_key_id = get_string(kf, "playback", "signing-key-id", playback_signing_key_id);
 }
 
 int ServerConfig::slots() const {

@@ -51,6 +51,10 @@ struct ServerConfig {
   double upload_bytes_rate = 64.0 * (1 << 20), upload_bytes_burst = 16.0 * (1LL << 30);
   double media_rate = 100, media_burst = 1000;
   int limits_max_clients = 100000;
+  // [playback]: the keys of signed playback tokens (auth::PlaybackKeys): "id:secret;id:secret" and/or a file
+  // of such lines, and the id of the key that signs (the first key when empty). No key at all: a random key
+  // made at startup (tokens die with the process).
+  std::string playback_keys, playback_keys_file, playback_signing_key_id;
 
   // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
   void load_file(const std::string &path);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Media files: a video's packages, with EVENT playlists while their job runs and versioned URLs once finished.
+#include "app/service.h"
 #include "core/fs.h"
 #include "http/files.h"
 #include "http/respond.h"
@@ -54,6 +55,63 @@ std::optional<std::string> versioned_text(Context &cx, const std::string &path, 
   return body;
 }
 
+// Appends `query` ("token=...") to a URL, before its fragment.
+std::string with_query(const std::string &uri, const std::string &query) {
+  auto hash = uri.find('#');
+  std::string base = uri.substr(0, hash);
+  return base + (base.find('?') == std::string::npos ? "?" : "&") + query +
+         (hash == std::string::npos ? "" : uri.substr(hash));
+}
+
+// Every URL of a served text carries `query`: the URI lines and URI="..." attributes of a playlist (master or
+// media), the templates of an MPD, the sheet URLs of a storyboard's WebVTT.
+std::string with_query_everywhere(const std::string &text, const std::string &query, const std::string &name) {
+  if (g_str_has_suffix(name.c_str(), ".mpd"))
+    return media::version_mpd_urls(text, query);
+  const bool vtt = g_str_has_suffix(name.c_str(), ".vtt");
+  std::string out;
+  out.reserve(text.size() + 1024);
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    std::size_t next = end == std::string::npos ? text.size() : end + 1;
+    std::string line = text.substr(pos, (end == std::string::npos ? text.size() : end) - pos);
+    std::string cr;
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+      cr = "\r";
+    }
+    if (vtt) {
+      // A cue's text: "sheet.jpg#xywh=x,y,w,h".
+      if (line.find("#xywh=") != std::string::npos && line.find("-->") == std::string::npos)
+        line = with_query(line, query);
+    } else if (line.empty()) {
+    } else if (line[0] != '#') {
+      line = with_query(line, query);
+    } else {
+      for (std::size_t at = line.find("URI=\""); at != std::string::npos; at = line.find("URI=\"", at)) {
+        std::size_t value = at + 5, close = line.find('"', value);
+        if (close == std::string::npos)
+          break;
+        std::string uri = with_query(line.substr(value, close - value), query);
+        line.replace(value, close - value, uri);
+        at = value + uri.size();
+      }
+    }
+    out += line + cr + (end == std::string::npos ? "" : "\n");
+    pos = next;
+  }
+  return out;
+}
+
+std::string file_text(Context &cx, const std::string &path) {
+  auto entry = cx.files.get(path);
+  if (!entry)
+    return fs::read_file(path);
+  return std::string(static_cast<const char *>(g_bytes_get_data(entry->bytes, nullptr)),
+                     g_bytes_get_size(entry->bytes));
+}
+
 } // namespace
 
 void media(Context &cx, Request &rq) {
@@ -62,6 +120,18 @@ void media(Context &cx, Request &rq) {
   const std::string &rest = rq.params[1];
   if (!store::is_id(video_id))
     return set_not_found(msg, "no such file");
+  // A signed video's files open with a token of that video only (?token=, on every URL its texts name).
+  const std::string token = query_value(rq.query, "token");
+  const app::Playback access = cx.service.playback(video_id, token);
+  if (access == app::Playback::NoVideo)
+    return set_not_found(msg, "no such file");
+  if (access == app::Playback::Forbidden)
+    return set_error(msg, SOUP_STATUS_FORBIDDEN, "playback_forbidden",
+                     token.empty() ? "this video plays with a playback token only (?token=)"
+                                   : "the playback token is expired, or not one of this video");
+  // A token that verified is "KID.EXP.MAC" of [A-Za-z0-9_-] and digits: safe in a URL and in XML as it is.
+  const bool tokened = access == app::Playback::Signed;
+  const std::string token_query = "token=" + token;
   // Segments are decoded one at a time: "..%2f" never becomes a separator.
   auto segments = split_path(rest);
   if (!segments || segments->size() < 2)
@@ -72,6 +142,8 @@ void media(Context &cx, Request &rq) {
   const bool playlist = g_str_has_suffix(name.c_str(), ".m3u8");
   const bool mpd = g_str_has_suffix(name.c_str(), ".mpd");
   const bool rewritten = (playlist && name != "master.m3u8") || mpd;
+  // Texts whose URLs get the token: playlists (master too), MPDs, a storyboard's WebVTT.
+  const bool carries_urls = tokened && (playlist || mpd || g_str_has_suffix(name.c_str(), ".vtt"));
 
   auto found = cx.service.media_file(video_id, folder, inside, rewritten);
   if (auto *f = std::get_if<app::Failure>(&found))
@@ -89,6 +161,15 @@ void media(Context &cx, Request &rq) {
         return set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the playlist is being written; retry");
       }
     }
+    if (carries_urls) {
+      try {
+        opts.body = with_query_everywhere(opts.body ? *opts.body : fs::read_file(file.path), token_query, name);
+      } catch (const Error &e) {
+        if (e.code() == ErrorCode::NotFound)
+          return set_not_found(msg, "no such file");
+        throw;
+      }
+    }
     return serve_file(msg, file.path, opts);
   }
   opts.cache = &cx.files;
@@ -98,9 +179,13 @@ void media(Context &cx, Request &rq) {
       opts.cache_control = "no-cache";
     } else if (playlist) {
       opts.cache_control = "no-cache";
+    } else if (carries_urls) {
+      opts.cache_control = "no-cache";
     } else {
       opts.cache_control = query_value(rq.query, "v").empty() ? "no-cache" : "public, max-age=31536000, immutable";
     }
+    if (carries_urls)
+      opts.body = with_query_everywhere(opts.body ? *opts.body : file_text(cx, file.path), token_query, name);
     serve_file(msg, file.path, opts);
   } catch (const Error &e) {
     cx.service.forget_media_file(video_id, folder, inside);

@@ -23,6 +23,9 @@ const std::vector<Route> &routes() {
       {"POST", "/api/v1/videos", upload, Scope::Upload, Body::Upload, Limit::Upload},
       {"GET", "/api/v1/videos/{id}", get_video, Scope::Read},
       {"DELETE", "/api/v1/videos/{id}", delete_video, Scope::Admin},
+      // The playback policy: whoever may upload a video may decide who plays it.
+      {"PATCH", "/api/v1/videos/{id}", patch_video, Scope::Upload},
+      {"POST", "/api/v1/videos/{id}/playback-tokens", playback_token, Scope::Read},
       {"GET", "/api/v1/videos/{id}/jobs", video_jobs, Scope::Read},
       {"POST", "/api/v1/videos/{id}/jobs", create_job, Scope::Upload},
       {"GET", "/api/v1/jobs", list_jobs, Scope::Read},

@@ -54,6 +54,8 @@ void list_videos(Context &, Request &);
 void upload(Context &, Request &);
 void get_video(Context &, Request &);
 void delete_video(Context &, Request &);
+void patch_video(Context &, Request &);
+void playback_token(Context &, Request &);
 void video_jobs(Context &, Request &);
 void create_job(Context &, Request &);
 void list_jobs(Context &, Request &);

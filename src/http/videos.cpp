@@ -6,8 +6,10 @@
 #include "http/routes.h"
 #include "http/upload.h"
 #include "http/views.h"
+#include "jobs/scheduler.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <memory>
 
 namespace sluice::http::handlers {
@@ -107,6 +109,40 @@ app::JobRequest read_job_request(const std::string &text) {
   return req;
 }
 
+// Reads a small flat JSON object body ("" -> none) whose members are all in `known`. Throws UploadError
+// (400, 422).
+json::Node read_object(const std::string &text, std::initializer_list<const char *> known, const char *expected) {
+  if (text.empty())
+    return json::Node();
+  const json::Limits limits{2, 100};
+  if (auto v = json::check_limits(text, limits)) {
+    if (v->kind == json::LimitViolation::Kind::IntegerRange)
+      throw UploadError{SOUP_STATUS_UNPROCESSABLE_ENTITY, "invalid_parameter",
+                        (v->member.empty() ? "" : "field '" + v->member + "': ") + v->message, v->member};
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json",
+                      "the request body is refused at byte " + std::to_string(v->offset) + ": " + v->message, ""};
+  }
+  json::Node root;
+  try {
+    root = json::parse(text, "the request body", limits);
+  } catch (const Error &e) {
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what(), ""};
+  }
+  if (!JSON_NODE_HOLDS_OBJECT(root.get()))
+    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object", ""};
+  g_autoptr(GList) members = json_object_get_members(json_node_get_object(root.get()));
+  for (GList *m = members; m; m = m->next) {
+    std::string name = static_cast<const char *>(m->data);
+    bool ok = false;
+    for (const char *k : known)
+      ok = ok || name == k;
+    if (!ok)
+      throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
+                        "unknown field '" + name + "' (expected " + expected + ")", name};
+  }
+  return root;
+}
+
 std::optional<app::VideoView> find_video(Context &cx, Request &rq) {
   auto v = cx.service.video(rq.params[0]);
   if (!v)
@@ -168,6 +204,7 @@ void upload(Context &cx, Request &rq) {
   meta.encoder = field("encoder");
   meta.ladder = field("ladder");
   meta.priority = field("priority");
+  meta.playback_policy = field("playback_policy");
   app::IncomingFile file;
   file.path = up->path();
   file.filename = up->filename();
@@ -218,6 +255,56 @@ void create_job(Context &cx, Request &rq) {
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
                                (std::string(kApi) + "/jobs/" + job.id).c_str());
   cx.idempotency.remember(msg);
+}
+
+// PATCH: what may change of a video (its playback policy).
+void patch_video(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  if (!find_video(cx, rq))
+    return;
+  const std::string *body = json_body(msg);
+  json::Node root = read_object(body ? *body : "", {"playback_policy"}, "playback_policy");
+  if (!root.get())
+    return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
+  JsonObject *o = json_node_get_object(root.get());
+  if (!json_object_has_member(o, "playback_policy"))
+    return set_json(msg, SOUP_STATUS_OK, video_json(cx.service, *cx.service.video(rq.params[0])));
+  JsonNode *val = json_object_get_member(o, "playback_policy");
+  if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_STRING)
+    return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'playback_policy': expected a string",
+                     "playback_policy");
+  auto result = cx.service.set_playback_policy(rq.params[0], json_node_get_string(val));
+  if (auto *f = std::get_if<app::Failure>(&result))
+    return set_failure(msg, *f);
+  set_json(msg, SOUP_STATUS_OK, video_json(cx.service, std::get<app::VideoView>(result)));
+}
+
+// A playback token for a video's media: {"ttl": seconds} (default 3600) -> {"token", "expires"}.
+void playback_token(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  if (!find_video(cx, rq))
+    return;
+  const std::string *body = json_body(msg);
+  json::Node root = read_object(body ? *body : "", {"ttl"}, "ttl");
+  std::int64_t ttl = 3600;
+  if (root.get()) {
+    JsonObject *o = json_node_get_object(root.get());
+    if (json_object_has_member(o, "ttl")) {
+      JsonNode *val = json_object_get_member(o, "ttl");
+      if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_INT64)
+        return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'ttl': expected an integer", "ttl");
+      ttl = json_node_get_int(val);
+    }
+  }
+  auto result = cx.service.playback_token(rq.params[0], ttl);
+  if (auto *f = std::get_if<app::Failure>(&result))
+    return set_failure(msg, *f);
+  const auto &t = std::get<app::PlaybackToken>(result);
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "token", t.token.c_str());
+  json_object_set_string_member(o, "expires", jobs::iso_time(t.expires_s * G_USEC_PER_SEC).c_str());
+  json_object_set_string_member(o, "query", ("token=" + t.token).c_str());
+  set_json(msg, SOUP_STATUS_OK, json::object_node(o));
 }
 
 } // namespace sluice::http::handlers

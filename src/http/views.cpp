@@ -35,6 +35,7 @@ JsonNode *video_json(app::Service &service, const app::VideoView &view) {
   json_object_set_string_member(o, "filename", v.filename.c_str());
   json_object_set_int_member(o, "size", v.size);
   json_object_set_string_member(o, "created", jobs::iso_time(v.created).c_str());
+  json_object_set_string_member(o, "playback_policy", v.playback_policy.c_str());
   try {
     json::Node media = json::parse(v.probe_json, "probe");
     JsonObject *mo = json_node_get_object(media.get());

@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -86,11 +86,16 @@ CREATE TABLE api_keys (
 );
 CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked = 0;
 )sql",
+    // 4: a video's playback policy: public, or signed (its media need a playback token).
+    R"sql(
+ALTER TABLE videos ADD COLUMN playback_policy TEXT NOT NULL DEFAULT 'public'
+  CHECK (playback_policy IN ('public', 'signed'));
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
 #define KEY_COLUMNS "name, hash, scopes, created, last_used, revoked"
-#define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created"
+#define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
 #define JOB_COLUMNS                                                                                                    \
   "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
   "started, finished, not_before, error_code, error, result_json"
@@ -216,6 +221,7 @@ Video read_video(const Query &q) {
   v.size = q.int64(5);
   v.probe_json = q.text(6);
   v.created = q.int64(7);
+  v.playback_policy = q.text(8);
   return v;
 }
 
@@ -227,6 +233,7 @@ public:
   std::optional<Video> video(const std::string &id) override;
   std::vector<Video> videos(int limit) override;
   bool delete_video(const std::string &id) override;
+  bool set_playback_policy(const std::string &id, const std::string &policy) override;
 
   std::int64_t add_job(const Job &j) override;
   std::optional<Job> job(const std::string &id) override;
@@ -301,7 +308,7 @@ private:
 
   std::string path_;
   DbPtr db_; // declared before the statements: they are finalized first
-  StmtPtr add_video_, video_, videos_, delete_video_;
+  StmtPtr add_video_, video_, videos_, delete_video_, set_policy_;
   StmtPtr add_job_, job_, update_job_, next_queued_, count_jobs_, running_jobs_, requeue_running_, ping_;
   StmtPtr jobs_[4]; // by filter: [state given * 2 + video given]
   StmtPtr answer_, add_answer_, forget_answers_;
@@ -338,10 +345,11 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   exec("PRAGMA foreign_keys=ON", "enable foreign keys");
   migrate();
 
-  add_video_ = prepare("INSERT INTO videos (" VIDEO_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  add_video_ = prepare("INSERT INTO videos (" VIDEO_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
   video_ = prepare("SELECT " VIDEO_COLUMNS " FROM videos WHERE id = ?1");
   videos_ = prepare("SELECT " VIDEO_COLUMNS " FROM videos ORDER BY created DESC, rowid DESC LIMIT ?1");
   delete_video_ = prepare("DELETE FROM videos WHERE id = ?1");
+  set_policy_ = prepare("UPDATE videos SET playback_policy = ?2 WHERE id = ?1");
   add_job_ = prepare("INSERT INTO jobs (id, video_id, pipeline, encoder, ladder, params_json, state, priority, "
                      "attempts, max_attempts, created, started, finished, not_before, error_code, error, result_json) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
@@ -446,7 +454,7 @@ void SqliteStore::add_video(const Video &v) {
   write([&] {
     Query q = query(add_video_, "add video " + v.id);
     q.bind(1, v.id).bind(2, v.title).bind(3, v.description).bind(4, v.filename).bind(5, v.source);
-    q.bind(6, v.size).bind(7, v.probe_json).bind(8, v.created);
+    q.bind(6, v.size).bind(7, v.probe_json).bind(8, v.created).bind(9, v.playback_policy);
     q.run();
   });
 }
@@ -472,6 +480,15 @@ bool SqliteStore::delete_video(const std::string &id) {
   return write([&] {
     Query q = query(delete_video_, "delete video " + id);
     q.bind(1, id);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
+}
+
+bool SqliteStore::set_playback_policy(const std::string &id, const std::string &policy) {
+  return write([&] {
+    Query q = query(set_policy_, "set the playback policy of video " + id);
+    q.bind(1, id).bind(2, policy);
     q.run();
     return sqlite3_changes(db_.get()) > 0;
   });

@@ -20,6 +20,7 @@ struct Video {
   std::int64_t size = 0;   // bytes
   std::string probe_json;  // media::probe_to_json of the upload
   std::int64_t created = 0;
+  std::string playback_policy = "public"; // "public" or "signed" (playback URLs need a token)
 };
 
 enum class JobState { Queued, Running, Succeeded, Failed, Canceled };
@@ -82,6 +83,8 @@ public:
   virtual std::vector<Video> videos(int limit = 1000) = 0; // newest first
   // Deletes the video and all its jobs; false if it did not exist.
   virtual bool delete_video(const std::string &id) = 0;
+  // Sets the video's playback policy; false if it did not exist.
+  virtual bool set_playback_policy(const std::string &id, const std::string &policy) = 0;
 
   // Inserts job (its seq is assigned and returned).
   virtual std::int64_t add_job(const Job &j) = 0;

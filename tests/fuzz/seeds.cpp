@@ -11,6 +11,13 @@
 #include "media/hls.h"
 #include "pipeline/description.h"
 
+#include <glib.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -248,9 +255,81 @@ Seeds playlist() {
   return s;
 }
 
+// --- bearer tokens and keys ---------------------------------------------------------------------------------
+
+std::string base64url(const std::string &bytes) {
+  gchar *b64 = g_base64_encode(reinterpret_cast<const guchar *>(bytes.data()), bytes.size());
+  std::string s = b64;
+  g_free(b64);
+  while (!s.empty() && s.back() == '=')
+    s.pop_back();
+  for (char &c : s)
+    c = c == '+' ? '-' : c == '/' ? '_' : c;
+  return s;
+}
+
+// header.payload.signature with HMAC-SHA256 over the first two, as tests/fuzz/fuzz_jwt.cpp's secret signs them.
+std::string hs256_token(const std::string &header, const std::string &payload, const std::string &secret) {
+  std::string signed_part = base64url(header) + "." + base64url(payload);
+  GHmac *hmac = g_hmac_new(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(secret.data()), secret.size());
+  g_hmac_update(hmac, reinterpret_cast<const guchar *>(signed_part.data()), static_cast<gssize>(signed_part.size()));
+  guint8 digest[32];
+  gsize len = sizeof digest;
+  g_hmac_get_digest(hmac, digest, &len);
+  g_hmac_unref(hmac);
+  return signed_part + "." + base64url(std::string(reinterpret_cast<const char *>(digest), len));
+}
+
+std::string bn_param(EVP_PKEY *key, const char *name) {
+  BIGNUM *bn = nullptr;
+  if (!EVP_PKEY_get_bn_param(key, name, &bn))
+    throw Error("fuzz-seeds: no key parameter " + std::string(name));
+  std::string bytes(static_cast<std::size_t>(BN_num_bytes(bn)), '\0');
+  BN_bn2bin(bn, reinterpret_cast<unsigned char *>(bytes.data()));
+  BN_free(bn);
+  return base64url(bytes);
+}
+
+std::string pem(EVP_PKEY *key) {
+  BIO *bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key);
+  char *data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string s(data, static_cast<std::size_t>(len));
+  BIO_free(bio);
+  return s;
+}
+
+Seeds jwt() {
+  const std::string secret = "sluice-fuzz-secret";
+  const std::string claims = R"({"sub":"fuzz","iss":"https://issuer.example","aud":"sluice","exp":4102444800,)"
+                             R"("nbf":1600000000,"scope":"read upload"})";
+  Seeds s = {
+      hs256_token(R"({"alg":"HS256","typ":"JWT"})", claims, secret),
+      hs256_token(R"({"alg":"HS256","typ":"JWT","kid":"k1"})",
+                  R"({"sub":"x","iss":"https://issuer.example","aud":["other","sluice"],"exp":1600000000})", secret),
+      base64url(R"({"alg":"none"})") + "." + base64url(claims) + ".",
+      hs256_token(R"({"alg":"RS256","kid":"k1"})", claims, secret),
+  };
+  // A JWKS document and PEM keys, made here (a fresh key each run: only their form matters).
+  EVP_PKEY *ec = EVP_EC_gen("P-256");
+  EVP_PKEY *rsa = EVP_RSA_gen(2048);
+  if (!ec || !rsa)
+    throw Error("fuzz-seeds: cannot make keys");
+  s.push_back(R"({"keys":[{"kty":"EC","crv":"P-256","kid":"e1","use":"sig","x":")" +
+              bn_param(ec, OSSL_PKEY_PARAM_EC_PUB_X) + R"(","y":")" + bn_param(ec, OSSL_PKEY_PARAM_EC_PUB_Y) +
+              R"("},{"kty":"RSA","kid":"r1","alg":"RS256","n":")" + bn_param(rsa, OSSL_PKEY_PARAM_RSA_N) +
+              R"(","e":")" + bn_param(rsa, OSSL_PKEY_PARAM_RSA_E) + R"("},{"kty":"oct","k":"c2VjcmV0"}]})");
+  s.push_back(pem(ec));
+  s.push_back(pem(rsa));
+  EVP_PKEY_free(ec);
+  EVP_PKEY_free(rsa);
+  return s;
+}
+
 const std::map<std::string, std::function<Seeds()>> kTargets = {
     {"multipart", multipart}, {"bmff", bmff},       {"description", description}, {"params", params},
-    {"json", json},           {"headers", headers}, {"playlist", playlist},
+    {"json", json},           {"headers", headers}, {"playlist", playlist},       {"jwt", jwt},
 };
 
 } // namespace

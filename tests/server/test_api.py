@@ -87,7 +87,9 @@ class ApiBasics(ServerTestCase):
         vid = self.video_id()
         cases = [('PUT', '/api/v1/videos', {'GET', 'POST'}),
                  ('DELETE', '/api/v1/videos', {'GET', 'POST'}),
-                 ('PATCH', '/api/v1/videos/' + vid, {'GET', 'DELETE'}),
+                 ('PATCH', '/api/v1/videos', {'GET', 'POST'}),
+                 ('PUT', '/api/v1/videos/' + vid, {'GET', 'PATCH', 'DELETE'}),
+                 ('GET', '/api/v1/videos/%s/playback-tokens' % vid, {'POST'}),
                  ('POST', '/api/v1/videos/' + vid, {'GET', 'DELETE'}),
                  ('PUT', '/api/v1/videos/%s/jobs' % vid, {'POST'}),
                  ('POST', '/api/v1/jobs', {'GET'}),

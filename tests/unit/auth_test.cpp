@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Tests of src/auth: scopes, keys and their hashes, constant-time comparison, JWT checks (HS256, RS256 and ES256
-// from JWKS, the algorithm allow-list, the claims), and the catalog's keys.
+// from JWKS, the algorithm allow-list, the claims), the catalog's keys, and signed playback tokens.
 #include "auth/authenticator.h"
 #include "auth/jwt.h"
 #include "auth/keys.h"
+#include "auth/playback.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "media.h"
@@ -265,4 +266,58 @@ TEST(AuthStore, KeysAreKeptAsHashes) {
   // The name can be given again once revoked.
   EXPECT_NO_THROW(st->add_key({"ci", hash_key(new_key()), "read", 9, 0, 0}));
   EXPECT_EQ(st->keys().size(), 2u);
+}
+
+TEST(AuthPlayback, TokensBindTheVideoTheExpiryAndTheKey) {
+  const std::string a = "0123456789abcdef", b = "fedcba9876543210";
+  auto keys = sluice::auth::PlaybackKeys::load("k1:0123456789abcdef-one; k2:0123456789abcdef-two", "", "k2");
+  EXPECT_EQ(keys.signing_id(), "k2");
+  EXPECT_FALSE(keys.ephemeral());
+  const std::string t = keys.sign(a, 1000);
+  EXPECT_EQ(t.rfind("k2.1000.", 0), 0u) << t;
+  for (char c : t)
+    EXPECT_TRUE(g_ascii_isalnum(c) || c == '.' || c == '-' || c == '_') << t;
+  EXPECT_TRUE(keys.verify(t, a, 999));
+  EXPECT_FALSE(keys.verify(t, a, 1000)) << "expired at its expiry";
+  EXPECT_FALSE(keys.verify(t, b, 999)) << "another video";
+  EXPECT_FALSE(keys.verify("k2.2000." + t.substr(8), a, 999)) << "another expiry under the same MAC";
+  EXPECT_FALSE(keys.verify("k1." + t.substr(3), a, 999)) << "another key id";
+  EXPECT_FALSE(keys.verify(t.substr(0, t.size() - 1), a, 999));
+  EXPECT_FALSE(keys.verify("", a, 0));
+  EXPECT_FALSE(keys.verify("k2..x", a, 0));
+  // Rotation: a token of k2 verifies with k2 still configured, whichever key signs; not once k2 is gone.
+  auto rotated = sluice::auth::PlaybackKeys::load("k2:0123456789abcdef-two;k3:0123456789abcdef-three", "", "k3");
+  EXPECT_TRUE(rotated.verify(t, a, 999));
+  EXPECT_EQ(rotated.sign(a, 1000).rfind("k3.", 0), 0u);
+  auto gone = sluice::auth::PlaybackKeys::load("k3:0123456789abcdef-three", "", "");
+  EXPECT_FALSE(gone.verify(t, a, 999));
+  // The same id with another secret verifies nothing of the old one.
+  auto changed = sluice::auth::PlaybackKeys::load("k2:0123456789abcdef-TWO", "", "");
+  EXPECT_FALSE(changed.verify(t, a, 999));
+}
+
+TEST(AuthPlayback, KeyConfiguration) {
+  using sluice::auth::PlaybackKeys;
+  auto none = PlaybackKeys::load("", "", "");
+  EXPECT_TRUE(none.ephemeral());
+  EXPECT_TRUE(none.verify(none.sign("0123456789abcdef", 50), "0123456789abcdef", 10));
+  // Another process's random key verifies nothing of this one's.
+  EXPECT_FALSE(PlaybackKeys::load("", "", "").verify(none.sign("0123456789abcdef", 50), "0123456789abcdef", 10));
+  EXPECT_THROW(PlaybackKeys::load("k1:short", "", ""), sluice::Error);
+  EXPECT_THROW(PlaybackKeys::load("k 1:0123456789abcdef", "", ""), sluice::Error);
+  EXPECT_THROW(PlaybackKeys::load("k1:0123456789abcdef;k1:0123456789abcdef", "", ""), sluice::Error);
+  EXPECT_THROW(PlaybackKeys::load("k1:0123456789abcdef", "", "k9"), sluice::Error);
+  EXPECT_THROW(PlaybackKeys::load("", "", "k1"), sluice::Error);
+  EXPECT_THROW(PlaybackKeys::load("", "/nonexistent/playback.keys", ""), sluice::Error);
+  g_autofree gchar *tmp = g_dir_make_tmp("sluice-playback-XXXXXX", nullptr);
+  ASSERT_NE(tmp, nullptr);
+  const std::string dir = tmp;
+  const std::string file = dir + "/keys";
+  ASSERT_TRUE(g_file_set_contents(file.c_str(), "# keys\nf1:0123456789abcdef-file\n\nf2:0123456789abcdef-file2\n", -1,
+                                  nullptr));
+  auto from_file = PlaybackKeys::load("", file, "f2");
+  EXPECT_EQ(from_file.signing_id(), "f2");
+  EXPECT_TRUE(PlaybackKeys::load("f1:0123456789abcdef-file", "", "")
+                  .verify(PlaybackKeys::load("", file, "f1").sign("0123456789abcdef", 50), "0123456789abcdef", 10));
+  sluice::fs::remove_all(dir);
 }

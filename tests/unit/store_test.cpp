@@ -159,6 +159,23 @@ TEST_F(StoreTest, VideoRoundTrip) {
   EXPECT_FALSE(store->video("").has_value());
 }
 
+TEST_F(StoreTest, PlaybackPolicy) {
+  Video v = make_video("clip", 1700000000000000);
+  store->add_video(v);
+  EXPECT_EQ(store->video(v.id)->playback_policy, "public");
+  EXPECT_TRUE(store->set_playback_policy(v.id, "signed"));
+  EXPECT_EQ(store->video(v.id)->playback_policy, "signed");
+  EXPECT_EQ(store->videos().front().playback_policy, "signed");
+  EXPECT_FALSE(store->set_playback_policy(new_id(), "signed"));
+  // The catalog itself refuses a policy that is neither.
+  EXPECT_THROW(store->set_playback_policy(v.id, "secret"), sluice::Error);
+  EXPECT_EQ(store->video(v.id)->playback_policy, "signed");
+  Video w = make_video("signed at once", 1700000000000001);
+  w.playback_policy = "signed";
+  store->add_video(w);
+  EXPECT_EQ(store->video(w.id)->playback_policy, "signed");
+}
+
 TEST_F(StoreTest, EmptyFieldsRoundTrip) {
   Video v;
   v.id = new_id();
@@ -530,7 +547,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
   store.reset();
-  EXPECT_EQ(user_version(path()), 3);
+  EXPECT_EQ(user_version(path()), 4);
   // A second store on the same file sees the same data.
   auto a = open_sqlite(path()), b = open_sqlite(path());
   Video w = make_video("w", 5);
