@@ -47,14 +47,9 @@ std::string scalar_string(JsonNode *n, const std::string &field) {
   return s;
 }
 
-// Reads a job request body: a flat object with one small "params" object. json-glib never sees a
-// deeper or bigger document (it recurses once per level), a NUL inside a string or an integer it would
-// wrap. Throws UploadError (400, 422).
-app::JobRequest read_job_request(const std::string &text) {
-  app::JobRequest req;
-  if (text.empty())
-    return req;
-  const json::Limits limits{8, 1000};
+// A JSON object body read within limits: json-glib never sees a deeper or bigger document (it recurses
+// once per level), a NUL inside a string or an integer it would wrap. Throws UploadError (400, 422).
+json::Node read_json_object(const std::string &text, const json::Limits &limits) {
   if (auto v = json::check_limits(text, limits)) {
     if (v->kind == json::LimitViolation::Kind::IntegerRange)
       throw UploadError{SOUP_STATUS_UNPROCESSABLE_ENTITY, "invalid_parameter",
@@ -70,6 +65,15 @@ app::JobRequest read_job_request(const std::string &text) {
   }
   if (!JSON_NODE_HOLDS_OBJECT(root.get()))
     throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object", ""};
+  return root;
+}
+
+// Reads a job request body: a flat object with one small "params" object. Throws UploadError (400, 422).
+app::JobRequest read_job_request(const std::string &text) {
+  app::JobRequest req;
+  if (text.empty())
+    return req;
+  json::Node root = read_json_object(text, json::Limits{8, 1000});
   JsonObject *o = json_node_get_object(root.get());
   g_autoptr(GList) members = json_object_get_members(o);
   for (GList *m = members; m; m = m->next) {
@@ -114,22 +118,7 @@ app::JobRequest read_job_request(const std::string &text) {
 json::Node read_object(const std::string &text, std::initializer_list<const char *> known, const char *expected) {
   if (text.empty())
     return json::Node();
-  const json::Limits limits{2, 100};
-  if (auto v = json::check_limits(text, limits)) {
-    if (v->kind == json::LimitViolation::Kind::IntegerRange)
-      throw UploadError{SOUP_STATUS_UNPROCESSABLE_ENTITY, "invalid_parameter",
-                        (v->member.empty() ? "" : "field '" + v->member + "': ") + v->message, v->member};
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json",
-                      "the request body is refused at byte " + std::to_string(v->offset) + ": " + v->message, ""};
-  }
-  json::Node root;
-  try {
-    root = json::parse(text, "the request body", limits);
-  } catch (const Error &e) {
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what(), ""};
-  }
-  if (!JSON_NODE_HOLDS_OBJECT(root.get()))
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object", ""};
+  json::Node root = read_json_object(text, json::Limits{2, 100});
   g_autoptr(GList) members = json_object_get_members(json_node_get_object(root.get()));
   for (GList *m = members; m; m = m->next) {
     std::string name = static_cast<const char *>(m->data);
