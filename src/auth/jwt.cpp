@@ -3,6 +3,7 @@
 #include "auth/jwt.h"
 
 #include "core/error.h"
+#include "core/json.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -48,8 +49,11 @@ struct PkeyFree {
 };
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
-// A parsed JSON object (nullptr when text is not one); the parser owns the object.
+// A parsed JSON object (nullptr when text is not one, or nested deeper or bigger than a token's header,
+// claims or a JWKS can be: json-glib recurses once per level); the parser owns the object.
 JsonObject *parse_object(JsonParser *parser, const std::string &text) {
+  if (json::check_limits(text, json::Limits{16, 10000}))
+    return nullptr;
   if (!json_parser_load_from_data(parser, text.data(), static_cast<gssize>(text.size()), nullptr))
     return nullptr;
   JsonNode *root = json_parser_get_root(parser);

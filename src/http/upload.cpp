@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -83,6 +84,9 @@ Upload::Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t 
                             "the form's text fields are longer than " + std::to_string(kMaxFieldBytes) +
                                 " bytes in all",
                             field_name_};
+        // A NUL would cut the value wherever it is read as a C string ("5\0junk" read as 5): refused.
+        if (std::memchr(data, '\0', len))
+          throw Error("form field '" + field_name_ + "' holds a NUL character");
         fields_[field_name_].append(data, len);
         field_bytes_ += len;
       }

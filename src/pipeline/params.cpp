@@ -143,6 +143,11 @@ ParamSpec parse_param_spec(const std::string &name, JsonObject *obj) {
   spec.description = json::opt_string(obj, "description", where).value_or("");
   spec.min = json::opt_number(obj, "min", where);
   spec.max = json::opt_number(obj, "max", where);
+  // An integer's bounds are printed as integers (param_spec_to_json): whole numbers a double holds exactly.
+  if (spec.type == ParamType::Integer)
+    for (const auto &bound : {spec.min, spec.max})
+      if (bound && (*bound != std::floor(*bound) || std::fabs(*bound) > 9007199254740992.0))
+        throw Error(ErrorCode::Invalid, where + ": the bounds of an integer must be whole numbers of at most 2^53");
   if (spec.type == ParamType::Enum) {
     spec.values = json::string_list(obj, "values", where);
     if (spec.values.empty())

@@ -22,7 +22,7 @@ struct Size {
   int depth = 0;          // nesting of arrays and objects (a top-level container is 1)
   std::size_t values = 0; // every node
   bool utf8 = true;       // every string and member name is valid UTF-8
-  bool finite = true;     // every number is finite
+  bool finite = true;     // every number is one json-glib writes as JSON
 };
 
 bool valid_utf8(const char *s) {
@@ -48,7 +48,14 @@ void measure(JsonNode *n, int depth, Size &s) {
   } else if (JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING) {
     s.utf8 = s.utf8 && valid_utf8(json_node_get_string(n));
   } else if (JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_DOUBLE) {
-    s.finite = s.finite && std::isfinite(json_node_get_double(n));
+    // json-glib 1.6 writes a double as "%.17g" and appends ".0" when that has no point: 1e17 and 1e-99 become
+    // "1e+17.0" and "1e-99.0", which are not JSON; and inf as "inf".
+    double d = json_node_get_double(n);
+    char text[G_ASCII_DTOSTR_BUF_SIZE];
+    g_ascii_formatd(text, sizeof text, "%.17g", d);
+    const std::string written = text;
+    s.finite = s.finite && std::isfinite(d) &&
+               (written.find('e') == std::string::npos || written.find('.') != std::string::npos);
   }
 }
 
@@ -73,7 +80,8 @@ void check(const std::string &text, const json::Limits &limits) {
                                               std::to_string(limits.max_depth));
   FUZZ_CHECK(s.values <= limits.max_values, "json-glib built " + std::to_string(s.values) + " values");
   // json-glib turns a malformed \u escape ("\ud83\d") into bytes that are not UTF-8 and 1e999 into inf, and
-  // then cannot read what it writes of them ("inf"): the fields that reach a pipeline are validated after this.
+  // then cannot read what it writes of them ("inf", "1e+17.0"): the fields that reach a pipeline are validated
+  // after this.
   if (!s.utf8 || !s.finite)
     return;
   std::string written = json::to_string(root.get(), false);

@@ -70,6 +70,17 @@ class HostileBodies(ServerTestCase):
         self.assert_error(r, 400, 'invalid_json')
         self.assertEqual(self.job_count(), before)
 
+    def test_nul_inside_a_form_field_is_refused(self):
+        # "5\0junk" was read as priority 5 (the value was cut at the NUL where it was read as a C string).
+        before = len(self.server.get_json('/api/v1/videos')['videos'])
+        for name, value in (('priority', b'5\x00junk'), ('pipeline', b'hls\x00x'), ('title', b'a\x00b')):
+            ctype, body = encode_multipart([(name, value)], [('file', 'clip.mp4', 'video/mp4', MEDIA.bytes('short'))])
+            r = self.server.request('POST', '/api/v1/videos', body=body, headers={'Content-Type': ctype})
+            err = self.assert_error(r, 400, 'bad_request')
+            self.assertIn('NUL', err['message'])
+        self.assertEqual(len(self.server.get_json('/api/v1/videos')['videos']), before)
+        self.assert_no_uploads_left()
+
     def test_priority_overflow_is_422_not_wrapped(self):
         before = self.job_count()
         for body in ('{"priority": 18446744073709551616}', '{"priority": -9223372036854775809}',

@@ -182,6 +182,20 @@ TEST(AuthJwt, Hs256Claims) {
     EXPECT_FALSE(verify_jwt(s, bad, kNow).ok) << bad;
 }
 
+// A token's header and claims are JSON read before the signature is checked: bounded like every JSON
+// input (json-glib recurses once per level), refused, never parsed, when nested deeper.
+TEST(AuthJwt, DeeplyNestedTokenPartsAreRefused) {
+  JwtSettings s = hs_settings();
+  // 200,000 levels overflow the stack of a json-glib parse (as the server's did): refused before it.
+  std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  std::string header = b64url("{\"alg\":\"HS256\",\"x\":" + deep + "}");
+  std::string token = header + "." + b64url(claims()) + ".c2ln";
+  auto r = verify_jwt(s, token, kNow);
+  EXPECT_FALSE(r.ok);
+  std::string deep_claims = b64url("{\"alg\":\"HS256\",\"typ\":\"JWT\"}") + "." + b64url(claims(",\"x\":" + deep)) + ".c2ln";
+  EXPECT_FALSE(verify_jwt(s, deep_claims, kNow).ok);
+}
+
 TEST(AuthJwt, AlgNoneIsRefused) {
   JwtSettings s = hs_settings();
   std::string none = b64url("{\"alg\":\"none\",\"typ\":\"JWT\"}") + "." + b64url(claims()) + ".";

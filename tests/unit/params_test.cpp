@@ -440,4 +440,23 @@ TEST(SplitAssignmentTest, RejectsMissingKeyOrEquals) {
   }
 }
 
+// Found by fuzzing descriptions (tests/fuzz/fuzz_description.cpp): the bounds of an integer parameter were any
+// number, and printing the schema (`sluice pipeline show`, GET /api/v1/pipelines) converted them to 64-bit
+// integers: 6e40 is undefined behaviour there, and 1.5 printed as 1, a bound the validator does not apply.
+TEST(ParamSpecTest, IntegerBoundsAreWholeNumbersInRange) {
+  for (const char *bounds : {R"("min": 1.5)", R"("max": 6e40)", R"("min": -1e19)", R"("max": 9007199254740993.5)"}) {
+    Error e =
+        expect_error([&] { spec_from("n", std::string(R"({"type": "integer", "default": 2, )") + bounds + "}"); });
+    EXPECT_TRUE(contains(e.what(), "whole number")) << bounds << ": " << e.what();
+  }
+  // Whole bounds print as they were given.
+  ParamSpec ok = spec_from("n", R"({"type": "integer", "default": 2, "min": -9007199254740992, "max": 1e15})");
+  sluice::json::Node node(param_spec_to_json(ok));
+  JsonObject *o = json_node_get_object(node.get());
+  EXPECT_EQ(json_object_get_int_member(o, "min"), -9007199254740992LL);
+  EXPECT_EQ(json_object_get_int_member(o, "max"), 1000000000000000LL);
+  // A number parameter keeps fractional bounds.
+  EXPECT_EQ(spec_from("g", R"({"type": "number", "default": 2, "min": 1.5})").min, 1.5);
+}
+
 } // namespace
