@@ -81,7 +81,7 @@ public:
   // playlist is written as its progress and segments arrive, once every rendition has its first segment.
   std::optional<std::string> live_dir(const std::string &video_id, const std::string &pipeline) const;
 
-  // Spells the URL clients fetch a file of a video's output folder by ("/videos/ID/PIPELINE/FILE"). The URL
+  // Spells the URL clients fetch a file of a video's output folder by (its video, pipeline and file). The URL
   // layout is the HTTP layer's: it installs one. The "playable" video event carries the master playlist's URL
   // as "hls" when one is installed, and no URL otherwise.
   using UrlSpeller =

@@ -198,6 +198,31 @@ def read_http_response(sock, method='GET', timeout=30):
     return Response(resp.status, resp.reason, resp.headers, body, method)
 
 
+def install_unwritable_pipeline():
+    """Points this process's servers at a private descriptions folder: the real ones plus `unwritable`, an hls
+    whose sink writes where nobody can, so that every run of it fails inside GStreamer (a resource error, which
+    may be transient in real life). Call before the servers start; the folder is removed at exit."""
+    source = os.environ.get('SLUICE_PIPELINES_DIR', '')
+    if not (source and os.path.isdir(source)):
+        return
+    folder = tempfile.mkdtemp(prefix='sluice-e2e-pipelines-')
+    atexit.register(_rmtree, folder)
+    for name in os.listdir(source):
+        if name.endswith('.json'):
+            shutil.copy(os.path.join(source, name), folder)
+    with open(os.path.join(source, 'hls.json')) as f:
+        broken = json.load(f)
+    broken['name'] = 'unwritable'
+    broken['summary'] = 'test only: writes its segments where it cannot'
+    broken['fragments']['sink'] = broken['fragments']['sink'].replace('{out}/', '/proc/sluice-unwritable/')
+    with open(os.path.join(folder, 'unwritable.json'), 'w') as f:
+        json.dump(broken, f)
+    os.environ['SLUICE_PIPELINES_DIR'] = folder
+    # When hlssink2 cannot open its fragment, GStreamer 1.22's mpegtsmux can emit a critical on its own
+    # error path (data flow before the segment event): not fatal here, where the failure is the point.
+    os.environ['G_DEBUG'] = ''
+
+
 # ---------------------------------------------------------------------------------------------------
 # The server process
 

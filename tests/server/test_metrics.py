@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 
@@ -19,24 +18,7 @@ import sluice_server as s
 PROMTOOL = shutil.which('promtool')
 PROMETHEUS = shutil.which('prometheus')
 
-# A private descriptions folder: the real ones plus one whose sink writes where nobody can, so that every run
-# fails inside GStreamer (as in test_retry.py).
-_PIPELINES = tempfile.mkdtemp(prefix='sluice-e2e-pipelines-')
-_SOURCE = os.environ.get('SLUICE_PIPELINES_DIR', '')
-if _SOURCE and os.path.isdir(_SOURCE):
-    for name in os.listdir(_SOURCE):
-        if name.endswith('.json'):
-            shutil.copy(os.path.join(_SOURCE, name), _PIPELINES)
-    with open(os.path.join(_SOURCE, 'hls.json')) as f:
-        broken = json.load(f)
-    broken['name'] = 'unwritable'
-    broken['summary'] = 'test only: writes its segments where it cannot'
-    broken['fragments']['sink'] = broken['fragments']['sink'].replace('{out}/', '/proc/sluice-unwritable/')
-    with open(os.path.join(_PIPELINES, 'unwritable.json'), 'w') as f:
-        json.dump(broken, f)
-    os.environ['SLUICE_PIPELINES_DIR'] = _PIPELINES
-    # mpegtsmux's critical on hlssink2's error path (see test_retry.py): not fatal where the failure is the point.
-    os.environ['G_DEBUG'] = ''
+s.install_unwritable_pipeline()
 
 SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
 LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')

@@ -3,33 +3,12 @@
 """`sluice serve` end to end: failures that may be transient are retried with backoff up to
 max-attempts; bad input fails at once; the job's error names what GStreamer said."""
 
-import json
 import os
-import shutil
 import subprocess
-import tempfile
 
 import sluice_server as s
 
-# A private descriptions folder: the real ones plus one whose sink writes where nobody can, so that
-# every run fails inside GStreamer (a resource error, which may be transient in real life).
-_PIPELINES = tempfile.mkdtemp(prefix='sluice-e2e-pipelines-')
-_SOURCE = os.environ.get('SLUICE_PIPELINES_DIR', '')
-if _SOURCE and os.path.isdir(_SOURCE):
-    for name in os.listdir(_SOURCE):
-        if name.endswith('.json'):
-            shutil.copy(os.path.join(_SOURCE, name), _PIPELINES)
-    with open(os.path.join(_SOURCE, 'hls.json')) as f:
-        broken = json.load(f)
-    broken['name'] = 'unwritable'
-    broken['summary'] = 'test only: writes its segments where it cannot'
-    broken['fragments']['sink'] = broken['fragments']['sink'].replace('{out}/', '/proc/sluice-unwritable/')
-    with open(os.path.join(_PIPELINES, 'unwritable.json'), 'w') as f:
-        json.dump(broken, f)
-    os.environ['SLUICE_PIPELINES_DIR'] = _PIPELINES
-    # When hlssink2 cannot open its fragment, GStreamer 1.22's mpegtsmux can emit a critical on its own
-    # error path (data flow before the segment event): not fatal here, where the failure is the point.
-    os.environ['G_DEBUG'] = ''
+s.install_unwritable_pipeline()
 
 
 class Retry(s.ServerTestCase):
@@ -78,7 +57,4 @@ class Retry(s.ServerTestCase):
 
 
 if __name__ == '__main__':
-    try:
-        s.main()
-    finally:
-        shutil.rmtree(_PIPELINES, ignore_errors=True)
+    s.main()
