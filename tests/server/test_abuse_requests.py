@@ -382,5 +382,95 @@ class IdempotencyKeys(ServerTestCase):
             srv.stop()
 
 
+@need_binary
+@need_ffmpeg
+class HeldAlready(ServerTestCase):
+    """What held when sluice was attacked, kept so that it keeps holding: traversal variants, Range fuzz,
+    random routes and malformed requests."""
+    CONFIG = {'uploads': {'auto-transcode': False}, 'jobs': {'concurrent': 1}}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.video_id = cls.server.upload_ok('short')['video']['id']
+        vdir = os.path.join(cls.server.data_dir, 'videos', cls.video_id, 'hls')
+        os.makedirs(vdir)
+        cls.segment = bytes(range(256)) * 40  # 10,240 bytes of known content
+        with open(os.path.join(vdir, 'a.ts'), 'wb') as f:
+            f.write(cls.segment)
+
+    def assert_alive(self):
+        self.assertTrue(self.server.alive(), 'the server died:\n' + self.server.log_tail())
+        self.assertEqual(self.server.get('/health').status, 200)
+
+    def test_traversal_variants(self):
+        vid = self.video_id
+        for tail in ('..%2f..%2f..%2fetc%2fpasswd', '%2e%2e/%2e%2e/sluice.db', 'hls/..%5c..%5csluice.db',
+                     'hls/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd', 'hls/a.ts%00.m3u8', '%252e%252e/sluice.db',
+                     'source.mp4', 'hls/../../../sluice.db', 'hls//a.ts', 'hls/%c0%ae%c0%ae/sluice.db'):
+            r = self.server.get('/videos/%s/%s' % (vid, tail))
+            self.assertIn(r.status, (400, 404), r.describe())
+            self.assertNotIn(b'root:', r.body)
+            self.assertNotIn(b'SQLite format', r.body)
+        self.assert_alive()
+
+    def test_range_fuzz(self):
+        import random
+        rng = random.Random(7)
+        path = '/videos/%s/hls/a.ts' % self.video_id
+        size = len(self.segment)
+        shapes = [lambda: 'bytes=%d-%d' % (rng.randint(-5, size + 5), rng.randint(-5, size + 5)),
+                  lambda: 'bytes=%d-' % rng.randint(-5, size + 5), lambda: 'bytes=-%d' % rng.randint(0, size + 5),
+                  lambda: 'bytes=%d-%d,%d-%d' % tuple(rng.randint(0, size) for _ in range(4)),
+                  lambda: rng.choice(['bytes=', 'bytes=-', 'items=0-1', 'bytes=a-b', 'bytes=99999999999999999999-',
+                                      'bytes=0-0' * 50, 'bytes=%d-%d' % (2 ** 63, 2 ** 64)])]
+        for _ in range(300):
+            header = rng.choice(shapes)()
+            r = self.server.get(path, {'Range': header})
+            self.assertIn(r.status, (200, 206, 416), '%s: %s' % (header, r.describe()))
+            if r.status == 200:
+                self.assertEqual(r.body, self.segment, header)
+            elif r.status == 206:
+                first, last = (int(x) for x in r.header('Content-Range').split()[1].split('/')[0].split('-'))
+                self.assertTrue(0 <= first <= last < size, header)
+                self.assertEqual(r.body, self.segment[first:last + 1], header)
+        self.assert_alive()
+
+    def test_random_routes_are_json(self):
+        import random
+        rng = random.Random(11)
+        # Tokens of paths: letters, separators and well-formed escapes (a malformed escape, "%zz", gets
+        # libsoup 3.2's own 400 without a body before any handler runs: known, see the end).
+        tokens = list('abcdefghijklmnopqrstuvwxyz0123456789-_./') + ['%2e', '%2f', '%00', '%5c', '%41', 'api', 'v1',
+                                                                       'videos', 'jobs', self.video_id, 'hls']
+        for _ in range(1000):
+            path = '/' + ''.join(rng.choice(tokens) for _ in range(rng.randint(0, 20)))
+            method = rng.choice(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH'])
+            r = self.server.request(method, path)
+            self.assertLess(r.status, 500, r.describe())
+            if r.status >= 400 and method != 'HEAD':
+                self.assertTrue(r.header('Content-Type', '').startswith('application/json'), r.describe())
+        r = self.server.get('/videos/%zz')
+        self.assertEqual(r.status, 400, r.describe())
+        self.assert_alive()
+
+    def test_malformed_requests(self):
+        for raw in (b'\x00\x01\x02\r\n\r\n', b'GET\r\n\r\n', b'GET / HTTP/9.9\r\n\r\n',
+                    b'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nBroken header\r\n\r\n',
+                    b'POST /api/v1/videos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n',
+                    b'GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX: ' + b'a' * 100000 + b'\r\n\r\n',
+                    b'G' * 70000 + b' / HTTP/1.1\r\n\r\n'):
+            sock = self.server.raw_socket(timeout=10)
+            try:
+                try:
+                    sock.sendall(raw)
+                    sock.recv(65536)
+                except OSError:
+                    pass  # a reset is an answer too
+            finally:
+                sock.close()
+            self.assert_alive()
+
+
 if __name__ == '__main__':
     main()
