@@ -10,6 +10,7 @@
 #include "media/dash.h"
 #include "media/hls.h"
 #include "pipeline/description.h"
+#include "../support/mp4_boxes.h"
 
 #include <glib.h>
 #include <openssl/bio.h>
@@ -31,21 +32,9 @@ using namespace sluice;
 
 // --- MP4 files built byte by byte (the shapes mp4mux writes with fragment-duration) ----------------------
 
-std::string be(std::uint64_t v, int bytes) {
-  std::string s;
-  for (int i = bytes - 1; i >= 0; --i)
-    s += static_cast<char>((v >> (8 * i)) & 0xff);
-  return s;
-}
-
-std::string box(const std::string &type, const std::string &payload) {
-  return be(payload.size() + 8, 4) + type + payload;
-}
-
-std::string full(const std::string &type, int version, std::uint32_t flags, const std::string &payload) {
-  return box(type, be(version, 1) + be(flags, 3) + payload);
-}
-
+using sluice::test::mp4::be;
+using sluice::test::mp4::box;
+using sluice::test::mp4::full;
 std::string avc1_entry(int w, int h) {
   std::string e = std::string(6, '\0') + be(1, 2) + std::string(16, '\0') + be(w, 2) + be(h, 2) + be(0x00480000, 4) +
                   be(0x00480000, 4) + be(0, 4) + be(1, 2) + std::string(32, '\0') + be(24, 2) + be(0xffff, 2);

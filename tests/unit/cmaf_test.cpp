@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "media.h"
+#include "mp4_boxes.h"
 
 #include <algorithm>
 #include <chrono>
@@ -36,21 +37,9 @@ namespace fs = sluice::fs;
 
 // --- a tiny MP4 writer -----------------------------------------------------------------------------
 
-std::string be(std::uint64_t v, int bytes) {
-  std::string s;
-  for (int i = bytes - 1; i >= 0; --i)
-    s += static_cast<char>((v >> (8 * i)) & 0xff);
-  return s;
-}
-
-std::string box(const std::string &type, const std::string &payload) {
-  return be(payload.size() + 8, 4) + type + payload;
-}
-
-std::string full(const std::string &type, int version, std::uint32_t flags, const std::string &payload) {
-  return box(type, be(version, 1) + be(flags, 3) + payload);
-}
-
+using sluice::test::mp4::be;
+using sluice::test::mp4::box;
+using sluice::test::mp4::full;
 const std::uint32_t kNonSync = 0x00010000;
 
 std::string avc1_entry(int w, int h, int profile, int compat, int level) {

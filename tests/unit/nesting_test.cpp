@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "media.h"
+#include "mp4_boxes.h"
 
 #include <chrono>
 #include <cstdint>
@@ -25,13 +26,8 @@ using sluice::test::TempDir;
 using namespace sluice::media;
 namespace fs = sluice::fs;
 
-std::string be(std::uint64_t v, int bytes) {
-  std::string s;
-  for (int i = bytes - 1; i >= 0; --i)
-    s += static_cast<char>((v >> (8 * i)) & 0xff);
-  return s;
-}
-
+using sluice::test::mp4::be;
+using sluice::test::mp4::box;
 // Seconds fn takes.
 double timed(const std::function<void()> &fn) {
   auto start = std::chrono::steady_clock::now();
@@ -46,10 +42,6 @@ std::string problem(const TempDir &tmp, const std::string &name, const std::stri
 }
 
 // --- MP4 ---------------------------------------------------------------------------------------------
-
-std::string box(const std::string &type, const std::string &payload) {
-  return be(payload.size() + 8, 4) + type + payload;
-}
 
 const std::string kFtyp = box("ftyp", "isom" + be(0, 4) + "isomavc1");
 
