@@ -3,6 +3,7 @@
 // byte by byte, multipart bodies, Range headers) or by sluice's own writers (playlists, the MPD), and the
 // descriptions in pipelines/. Nothing binary is committed: the fuzz suite runs this before each target.
 // usage: fuzz-seeds TARGET DIR
+#include "../support/mp4_boxes.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/paths.h"
@@ -10,7 +11,6 @@
 #include "media/dash.h"
 #include "media/hls.h"
 #include "pipeline/description.h"
-#include "../support/mp4_boxes.h"
 
 #include <glib.h>
 #include <openssl/bio.h>
