@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The sluice command line: serve, transcode, probe, pipeline list/show/print/validate, encoders.
 #include "app/service.h"
+#include "app/uploads.h"
 #include "auth/authenticator.h"
 #include "auth/keys.h"
+#include "cli/upload.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -54,6 +56,7 @@ const char *kMainHelp =
     "  pipeline validate FILE      check a description file\n"
     "  encoders                    list the H.264 encoders and whether they can run here\n"
     "  keys create|list|revoke     manage the API keys of a data folder ([auth] mode=keys)\n"
+    "  upload FILE --server URL    upload a file to a server, resumably (tus); --wait follows its job\n"
     "\n"
     "Options:\n"
     "  -h, --help      show this help (COMMAND --help shows a command's help)\n"
@@ -223,17 +226,20 @@ int cmd_probe(int argc, char **argv) {
 }
 
 int cmd_serve(int argc, char **argv) {
-  gchar *config_file = nullptr, *listen = nullptr, *data = nullptr;
+  gchar *config_file = nullptr, *listen = nullptr, *metrics_listen = nullptr, *data = nullptr;
   GOptionEntry entries[] = {{"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
                              "Read the configuration from FILE (see data/sluice.conf)", "FILE"},
                             {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
                              "Listen on ADDR:PORT (default 127.0.0.1:8080; port 0 picks a free one)", "ADDR:PORT"},
+                            {"metrics-listen", 0, 0, G_OPTION_ARG_STRING, &metrics_listen,
+                             "Also serve GET /metrics alone, without credentials, on ADDR:PORT ([metrics] listen)",
+                             "ADDR:PORT"},
                             {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
                              "Keep uploads, outputs and the catalog in DIR (default ./sluice-data)", "DIR"},
                             {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
   if (!parse_options(argc, argv, "", "Run the sluice server until SIGINT or SIGTERM.", entries))
     return kExitUsage;
-  GCharPtr config_file_owner(config_file), listen_owner(listen), data_owner(data);
+  GCharPtr config_file_owner(config_file), listen_owner(listen), metrics_listen_owner(metrics_listen), data_owner(data);
   if (argc != 1) {
     std::fprintf(stderr, "sluice serve: unexpected argument '%s' (see sluice serve --help)\n", argv[1]);
     return kExitUsage;
@@ -244,6 +250,8 @@ int cmd_serve(int argc, char **argv) {
       config.load_file(config_file);
     if (listen)
       config.set_listen(listen);
+    if (metrics_listen)
+      config.set_metrics_listen(metrics_listen);
     if (data)
       config.data_dir = data;
     config.data_dir = fs::absolute(config.data_dir);
@@ -263,10 +271,13 @@ int cmd_serve(int argc, char **argv) {
     jobs::Layout layout{config.data_dir};
     jobs::Scheduler scheduler(*store, events, config, layout);
     app::Service service(config, *store, scheduler, events);
+    service.uploads().start();
     http::Server server(config, service);
     server.listen();
     scheduler.start();
     std::printf("sluice: serving on %s\n", server.url().c_str());
+    if (!server.metrics_url().empty())
+      std::printf("sluice: metrics (alone, without credentials) on %smetrics\n", server.metrics_url().c_str());
     std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
                 config.data_dir.c_str(), config.slots(), server.url().c_str());
     std::fflush(stdout);
@@ -518,6 +529,8 @@ int main(int argc, char **argv) {
     return cmd_encoders(sub_argc, sub_argv);
   if (cmd == "keys")
     return cmd_keys(sub_argc, sub_argv);
+  if (cmd == "upload")
+    return cli::cmd_upload(sub_argc, sub_argv);
   std::fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
   return kExitUsage;
 }

@@ -1,5 +1,5 @@
-// Talking to the sluice API (docs/api.md): JSON requests whose failures read as sentences, the
-// streamed upload with progress, and the live events.
+// Talking to the sluice API (docs/api.md): JSON requests whose failures read as sentences, the API key,
+// and the live events. Uploads go with tus (upload.js).
 
 export class ApiError extends Error {
   constructor(message, { status = 0, code = '' } = {}) {
@@ -13,7 +13,8 @@ export class ApiError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Access: a server with [auth] answers 401 without a key. The page then asks for one, keeps it in
 // sessionStorage only (gone when the tab closes) and sends it as a Bearer token; the event stream, which
-// cannot send headers, takes it as ?access_token=.
+// cannot send headers, takes it as ?access_token=. A 403 (a key without the scope) asks for another key too.
+// Listeners of "key" (see on()) hear of every key given.
 
 const KEY_ITEM = 'sluice-api-key';
 let askingForKey = null;
@@ -26,7 +27,7 @@ function apiKey() {
   }
 }
 
-function authHeaders(headers) {
+export function authHeaders(headers) {
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
   return headers;
@@ -60,6 +61,7 @@ export function askForKey(reason) {
       }
       dialog.remove();
       askingForKey = null;
+      if (ok) emit('key', {});
       resolve(ok);
     });
   });
@@ -68,7 +70,7 @@ export function askForKey(reason) {
 }
 
 // The server's error body is {"error": {"code", "message", "field"}}: its message is meant for people.
-function errorFromBody(status, statusText, text) {
+export function errorFromBody(status, statusText, text) {
   try {
     const body = JSON.parse(text);
     if (body && body.error && typeof body.error.message === 'string' && body.error.message) {
@@ -101,53 +103,18 @@ export async function api(path, { method = 'GET', body } = {}, retried = false) 
     const why = apiKey() ? 'The key given is not accepted (unknown, revoked or mistyped).' : '';
     if (await askForKey(why)) return api(path, { method, body }, true);
   }
-  if (!res.ok) throw errorFromBody(res.status, res.statusText, text);
+  if (!res.ok) {
+    const error = errorFromBody(res.status, res.statusText, text);
+    if (error.code === 'forbidden' && !retried && await askForKey(`${error.message} Give a key that may, or cancel.`))
+      return api(path, { method, body }, true);
+    throw error;
+  }
   if (res.status === 204 || text === '') return null;
   try {
     return JSON.parse(text);
   } catch {
     throw new ApiError(`The server's answer to ${method} ${path} is not valid JSON.`, { status: res.status });
   }
-}
-
-/**
- * Uploads a file as multipart/form-data (fields first, then the file) with XMLHttpRequest, so that the
- * browser streams it and reports the bytes sent. Returns {promise, abort}; the promise resolves with the
- * 201 body ({video, job}) and rejects with an ApiError (code "aborted" after abort()).
- */
-export function uploadFile(file, fields, onProgress) {
-  const xhr = new XMLHttpRequest();
-  const promise = new Promise((resolve, reject) => {
-    const form = new FormData();
-    for (const [name, value] of Object.entries(fields)) {
-      if (value !== undefined && value !== null && value !== '') form.append(name, value);
-    }
-    form.append('file', file, file.name);
-
-    xhr.open('POST', '/api/v1/videos');
-    xhr.setRequestHeader('Accept', 'application/json');
-    for (const [name, value] of Object.entries(authHeaders({}))) xhr.setRequestHeader(name, value);
-    xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
-    xhr.onload = () => {
-      if (xhr.status >= 200 && xhr.status < 300) {
-        try {
-          resolve(JSON.parse(xhr.responseText));
-        } catch {
-          reject(new ApiError('The upload was accepted, but the server answered with something that is not JSON.',
-            { status: xhr.status }));
-        }
-      } else {
-        if (xhr.status === 401) askForKey('Give a key with the upload scope, then upload again.');
-        reject(errorFromBody(xhr.status, xhr.statusText, xhr.responseText));
-      }
-    };
-    xhr.onerror = () => reject(new ApiError(
-      'The upload failed: the connection to the server was lost. Check that sluice is running and try again.'));
-    xhr.ontimeout = () => reject(new ApiError('The upload timed out.'));
-    xhr.onabort = () => reject(new ApiError('Canceled', { code: 'aborted' }));
-    xhr.send(form);
-  });
-  return { promise, abort: () => xhr.abort() };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 // sluice's web page: upload and library at #/, the player at #/videos/ID. No build step: plain ES
-// modules; hls.js and dash.js come from npm (data/web/node_modules): hls.js loaded by index.html before
-// this module, dash.js by engines.js when a DASH manifest is first played.
+// modules; hls.js, dash.js and tus-js-client come from npm (data/web/node_modules): hls.js and tus-js-client
+// loaded by index.html before this module, dash.js by engines.js when a DASH manifest is first played.
 
 import { connectEvents } from './api.js';
-import { initLibrary, upsert } from './library.js';
+import { initLibrary, refreshVideo } from './library.js';
 import { hidePlayer, initPlayer, showPlayer } from './player.js';
 import { initUpload } from './upload.js';
 
@@ -34,7 +34,8 @@ function route() {
 
 initLibrary();
 initPlayer();
-initUpload({ onUploaded: (video) => upsert(video) });
+// Read again in the library's order of requests: the upload's job may already have sent its events.
+initUpload({ onUploaded: (video) => refreshVideo(video.id) });
 connectEvents();
 window.addEventListener('hashchange', route);
 route();

@@ -2,6 +2,10 @@
 // The service layer: ingest, deletion, job requests and cancels, the views of videos, health and media files.
 #include "app/service.h"
 
+#include "app/service_internal.h"
+
+#include "app/uploads.h"
+
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -24,16 +28,9 @@
 
 namespace sluice::app {
 
+using namespace detail;
+
 namespace {
-
-log::Category *app_log() {
-  static log::Category *c = log::category("sluice-app", "sluice service layer");
-  return c;
-}
-
-Failure refused(Refusal r, std::string message, std::string field = "") {
-  return Failure{r, std::move(message), std::move(field)};
-}
 
 // A job specification error from the scheduler: which field, and invalid_parameter.
 Failure spec_failure(const Error &e) {
@@ -45,10 +42,6 @@ Failure spec_failure(const Error &e) {
   return refused(Refusal::InvalidParameter, m, field);
 }
 
-Failure shutting_down() {
-  return refused(Refusal::Unavailable, "the server is shutting down");
-}
-
 int parse_priority(const std::string &text, std::optional<Failure> &failure) {
   char *end = nullptr;
   errno = 0;
@@ -57,7 +50,8 @@ int parse_priority(const std::string &text, std::optional<Failure> &failure) {
     failure = refused(Refusal::InvalidField, "field 'priority': expected an integer", "priority");
   // An integer, but not a priority (2^64 included: strtoll says ERANGE rather than wrapping).
   else if (errno == ERANGE || v < -1000 || v > 1000)
-    failure = refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000", "priority");
+    failure =
+        refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000", "priority");
   return failure ? 0 : static_cast<int>(v);
 }
 
@@ -90,38 +84,12 @@ std::string clean_text(const std::string &s, std::size_t max) {
   return out;
 }
 
-void publish_video_event(jobs::EventHub &events, const std::string &video_id, const char *action) {
-  JsonObject *vo = json_object_new();
-  json_object_set_string_member(vo, "id", video_id.c_str());
-  json_object_set_string_member(vo, "action", action);
-  json::Node n(json::object_node(vo));
-  events.publish("video", "", video_id, json::to_string(n.get(), false));
-}
-
 bool has_picture(const std::string &probe_json) {
   try {
     return media::probe_from_json(probe_json).video.has_value();
   } catch (const Error &) {
     return false;
   }
-}
-
-std::string media_key(const std::string &video_id, const std::string &folder, const std::vector<std::string> &inside) {
-  std::string key = video_id + "/" + folder;
-  for (const auto &s : inside)
-    key += "/" + s;
-  return key;
-}
-
-// The version of a finished package: its folder, renamed into place when it was published.
-std::string folder_version(const std::string &dir) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0)
-    return "";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%llx%llx%lx", static_cast<unsigned long long>(st.st_ino),
-                static_cast<unsigned long long>(st.st_mtim.tv_sec), static_cast<long>(st.st_mtim.tv_nsec));
-  return buf;
 }
 
 } // namespace
@@ -140,6 +108,7 @@ Service::Service(const ServerConfig &config, store::Store &store, jobs::Schedule
       playback_keys_(
           auth::PlaybackKeys::load(config.playback_keys, config.playback_keys_file, config.playback_signing_key_id)) {
   scheduler_.set_metrics(&metrics_);
+  uploads_ = std::make_unique<Uploads>(*this);
   if (playback_keys_.ephemeral())
     SLUICE_LOG(app_log(), Info,
                "no [playback] keys: playback tokens are signed with a key made at startup "
@@ -147,6 +116,7 @@ Service::Service(const ServerConfig &config, store::Store &store, jobs::Schedule
 }
 
 Service::~Service() {
+  uploads_.reset();
   *alive_ = false;
   scheduler_.set_metrics(nullptr);
 }
@@ -188,30 +158,13 @@ void Service::start_ingest(IncomingFile file, const Metadata &metadata,
   };
   if (!accepting_)
     return fail(shutting_down());
-  jobs::JobSpec spec;
-  spec.pipeline = metadata.pipeline;
-  spec.encoder = metadata.encoder;
-  spec.ladder = metadata.ladder;
-  if (!metadata.priority.empty()) {
-    std::optional<Failure> bad;
-    spec.priority = parse_priority(metadata.priority, bad);
-    if (bad)
-      return fail(*bad);
-  }
-  if (!metadata.playback_policy.empty() && metadata.playback_policy != "public" && metadata.playback_policy != "signed")
-    return fail(
-        refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy"));
-  spec = scheduler_.with_defaults(spec);
-  if (config_.auto_transcode) {
-    try {
-      scheduler_.validate(spec);
-    } catch (const Error &e) {
-      return fail(spec_failure(e));
-    }
-    if (scheduler_.queue_full())
-      return fail(refused(Refusal::QueueFull, "the job queue is full (" + std::to_string(config_.queue_limit) +
-                                                  " jobs); try again later"));
-  }
+  auto checked = job_spec(metadata);
+  if (auto *f = std::get_if<Failure>(&checked))
+    return fail(*f);
+  jobs::JobSpec spec = std::get<jobs::JobSpec>(std::move(checked));
+  if (config_.auto_transcode && scheduler_.queue_full())
+    return fail(refused(Refusal::QueueFull,
+                        "the job queue is full (" + std::to_string(config_.queue_limit) + " jobs); try again later"));
   // Probing reads the file with GStreamer: off the main loop, and the rest back on it.
   auto alive = alive_;
   std::thread([this, alive, file = std::move(file), metadata, spec, done]() mutable {
@@ -248,6 +201,31 @@ void Service::start_ingest(IncomingFile file, const Metadata &metadata,
   }).detach();
 }
 
+Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata) {
+  jobs::JobSpec spec;
+  spec.pipeline = metadata.pipeline;
+  spec.encoder = metadata.encoder;
+  spec.ladder = metadata.ladder;
+  spec.params = metadata.params;
+  if (!metadata.priority.empty()) {
+    std::optional<Failure> bad;
+    spec.priority = parse_priority(metadata.priority, bad);
+    if (bad)
+      return *bad;
+  }
+  if (!metadata.playback_policy.empty() && metadata.playback_policy != "public" && metadata.playback_policy != "signed")
+    return refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy");
+  spec = scheduler_.with_defaults(spec);
+  if (config_.auto_transcode) {
+    try {
+      scheduler_.validate(spec);
+    } catch (const Error &e) {
+      return spec_failure(e);
+    }
+  }
+  return spec;
+}
+
 void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
                      std::shared_ptr<const std::string> probe_json, bool picture, std::optional<Error> err,
                      const std::function<void(Result<Ingested>)> &done) {
@@ -266,7 +244,7 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
   }
   std::string title = clean_text(metadata.title, 200);
   store::Video v;
-  v.id = store::new_id();
+  v.id = file.video_id.empty() ? store::new_id() : file.video_id;
   v.title = title.empty() ? clean_text(file.filename, 200) : title;
   v.description = clean_text(metadata.description, 4000);
   v.filename = clean_text(file.filename, 255);
@@ -355,8 +333,7 @@ Result<store::Job> Service::create_job(const std::string &video_id, const JobReq
   spec.ladder = request.ladder;
   if (request.priority) {
     if (*request.priority < -1000 || *request.priority > 1000)
-      return refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000",
-                     "priority");
+      return refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000", "priority");
     spec.priority = static_cast<int>(*request.priority);
   }
   spec.params = request.params;
@@ -412,211 +389,6 @@ void Service::cancel(const std::string &job_id, const std::function<void(Result<
     if (*alive)
       done(current());
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Views
-
-std::optional<VideoView> Service::video(const std::string &video_id) {
-  auto v = store::is_id(video_id) ? store_.video(video_id) : std::nullopt;
-  if (!v)
-    return std::nullopt;
-  return view(*v);
-}
-
-std::vector<VideoView> Service::videos() {
-  std::vector<VideoView> out;
-  for (const auto &v : store_.videos())
-    out.push_back(view(v));
-  return out;
-}
-
-VideoView Service::view(const store::Video &v) {
-  VideoView out;
-  out.video = v;
-  store::JobFilter f;
-  f.video_id = v.id;
-  out.jobs = store_.jobs(f);
-  // The video's state is that of its latest streaming job (hls, cmaf): posters and the like do not
-  // make a video playable.
-  out.state = "uploaded";
-  for (const auto &j : out.jobs) {
-    auto kind = scheduler_.output_kind(j.pipeline);
-    if (kind && !pipeline::output_info(*kind).streaming)
-      continue;
-    switch (j.state) {
-    case store::JobState::Queued: out.state = "queued"; break;
-    case store::JobState::Running: out.state = "processing"; break;
-    case store::JobState::Succeeded: out.state = "ready"; break;
-    case store::JobState::Failed: out.state = "failed"; break;
-    case store::JobState::Canceled: out.state = "canceled"; break;
-    }
-    break;
-  }
-  // What can be fetched, newest job first, one package per pipeline.
-  std::set<std::string> seen;
-  for (const auto &j : out.jobs) {
-    const std::string &p = j.pipeline;
-    if (!seen.insert(p).second)
-      continue;
-    Package pkg;
-    pkg.pipeline = p;
-    pkg.kind = scheduler_.output_kind(p);
-    std::string dir = scheduler_.layout().output_dir(v.id, p);
-    // A description that is gone is taken for a streaming package (what its folder most likely holds).
-    const auto &info = pipeline::output_info(pkg.kind.value_or(pipeline::OutputKind::Hls));
-    if (info.streaming) {
-      // A running job is served from its working folder (playable once its master exists: every
-      // rendition has a first segment), else the finished package. (A cmaf job that replaces a
-      // finished package has no working folder served: see Scheduler::live_dir.)
-      const std::string master(info.master), manifest(info.manifest);
-      auto work = scheduler_.live_dir(v.id, p);
-      pkg.growing = work && fs::exists(fs::join(*work, master));
-      if (pkg.growing || (!work && fs::exists(fs::join(dir, master))))
-        pkg.hls = master;
-      // DASH: the MPD of a finished package that has one.
-      if (!manifest.empty() && !work && fs::exists(fs::join(dir, manifest)))
-        pkg.dash = manifest;
-    } else if (const std::string file(info.artifact_file); fs::exists(fs::join(dir, file))) {
-      pkg.artifact = file;
-    }
-    out.packages.push_back(std::move(pkg));
-  }
-  return out;
-}
-
-HealthView Service::health() {
-  HealthView h;
-  try {
-    h.readable = store_.ping();
-  } catch (const Error &) {
-  }
-  // Reads go on when the catalog cannot be written (read-only, immutable, full): a real write tells, at most one
-  // every few seconds, else the outcome of the latest write, so that health stays cheap however often it is asked.
-  h.writable = h.readable && store_.writable();
-  h.unsaved_jobs = scheduler_.unsaved_count();
-  h.free_bytes = scheduler_.free_space();
-  h.min_free_bytes = config_.min_free_space;
-  h.accepting = accepting_;
-  if (h.readable) {
-    h.queued = store_.count_jobs(store::JobState::Queued);
-    h.running = scheduler_.running_count();
-  }
-  h.slots = config_.slots();
-  return h;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Media files
-
-Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
-                                      const std::vector<std::string> &inside, bool want_version) {
-  // Only files inside an output folder: no listing, no upload, no working or old folders by name.
-  // (No catalog lookup: a deleted video's row goes before its folder, and without the folder there is
-  // nothing to serve.)
-  auto not_found = [](const char *what = "no such file") { return refused(Refusal::NotFound, what); };
-  if (inside.empty() || !pipeline::is_identifier(folder) || folder == "source")
-    return not_found();
-  const std::string videos = scheduler_.layout().videos_dir();
-  MediaFile out;
-  if (auto live = scheduler_.live_dir(video_id, folder)) {
-    // A running job: its playlists are EVENT playlists, and only listed segments exist yet.
-    auto path = fs::resolve_under(*live, inside, videos);
-    if (!path)
-      return not_found();
-    out.path = *path;
-    out.running = true;
-    const std::string &name = inside.back();
-    if (!g_str_has_suffix(name.c_str(), ".m3u8")) {
-      std::string rel;
-      for (std::size_t i = 0; i < inside.size(); ++i)
-        rel += (i ? "/" : "") + inside[i];
-      bool listed = false;
-      for (const auto &f : fs::list_dir(*live)) {
-        if (!g_str_has_suffix(f.c_str(), ".m3u8") || f == "master.m3u8")
-          continue;
-        try {
-          auto pl = media::parse_media_playlist(fs::read_file(fs::join(*live, f)));
-          for (const auto &s : pl.segments)
-            listed = listed || s.uri == rel;
-          listed = listed || (!pl.map_uri.empty() && pl.map_uri == rel); // a CMAF init segment
-        } catch (const Error &) {
-        }
-        if (listed)
-          break;
-      }
-      if (!listed)
-        return not_found("no such file (yet)");
-    }
-    return out;
-  }
-  // A finished package: the folder may not lead out of the videos folder (a link to /etc serves nothing).
-  // What was found is remembered (serving checks the file itself again every time).
-  const std::string dir = scheduler_.layout().output_dir(video_id, folder);
-  const std::string key = media_key(video_id, folder, inside);
-  if (auto it = resolved_.find(key); it != resolved_.end()) {
-    out.path = it->second;
-  } else {
-    auto path = fs::resolve_under(dir, inside, videos);
-    if (!path)
-      return not_found();
-    if (resolved_.size() > 50000)
-      resolved_.clear();
-    resolved_.emplace(key, *path);
-    out.path = *path;
-  }
-  if (want_version)
-    out.version = folder_version(dir);
-  return out;
-}
-
-Result<VideoView> Service::set_playback_policy(const std::string &video_id, const std::string &policy) {
-  if (!accepting_)
-    return shutting_down();
-  if (policy != "public" && policy != "signed")
-    return refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy");
-  if (!store::is_id(video_id) || !store_.set_playback_policy(video_id, policy))
-    return refused(Refusal::NotFound, "no video " + video_id);
-  signed_[video_id] = policy == "signed";
-  SLUICE_LOG(app_log(), Info, "video %s: playback policy %s", video_id.c_str(), policy.c_str());
-  publish_video_event(events_, video_id, "updated");
-  auto v = video(video_id);
-  if (!v)
-    return refused(Refusal::NotFound, "no video " + video_id);
-  return *v;
-}
-
-Result<PlaybackToken> Service::playback_token(const std::string &video_id, std::int64_t ttl_s) {
-  if (ttl_s < 1 || ttl_s > 86400)
-    return refused(Refusal::InvalidParameter, "field 'ttl': expected seconds from 1 to 86400", "ttl");
-  if (!store::is_id(video_id) || !store_.video(video_id))
-    return refused(Refusal::NotFound, "no video " + video_id);
-  PlaybackToken t;
-  t.expires_s = g_get_real_time() / G_USEC_PER_SEC + ttl_s;
-  t.token = playback_keys_.sign(video_id, t.expires_s);
-  return t;
-}
-
-Playback Service::playback(const std::string &video_id, const std::string &token) {
-  auto it = signed_.find(video_id);
-  if (it == signed_.end()) {
-    auto v = store_.video(video_id);
-    if (!v)
-      return Playback::NoVideo;
-    if (signed_.size() > 100000)
-      signed_.clear();
-    it = signed_.emplace(video_id, v->playback_policy == "signed").first;
-  }
-  if (!it->second)
-    return Playback::Open;
-  return !token.empty() && playback_keys_.verify(token, video_id, g_get_real_time() / G_USEC_PER_SEC)
-             ? Playback::Signed
-             : Playback::Forbidden;
-}
-
-void Service::forget_media_file(const std::string &video_id, const std::string &folder,
-                                const std::vector<std::string> &inside) {
-  resolved_.erase(media_key(video_id, folder, inside));
 }
 
 } // namespace sluice::app

@@ -28,12 +28,19 @@ enum class Refusal {
   InvalidField,     // a field of the wrong type or form (`field` names it)
   InvalidParameter, // a well-formed value the pipeline, encoder, ladder or priority does not accept
   NotFound,
-  Conflict,         // the request does not fit the current state
-  NotMedia,         // the file is not media sluice can read
+  Conflict, // the request does not fit the current state
+  NotMedia, // the file is not media sluice can read
   QueueFull,
-  Unavailable,      // shutting down, or the catalog or the file system fails
-  NoSpace,          // the disk is short of space
-  Internal,         // a bug
+  Unavailable, // shutting down, or the catalog or the file system fails
+  NoSpace,     // the disk is short of space
+  Internal,    // a bug
+  // Resumable uploads (tus):
+  Gone,             // it was there and has expired
+  Locked,           // another request is writing it now
+  OffsetMismatch,   // the client's offset is not the server's
+  TooLarge,         // longer than the upload may be
+  ChecksumMismatch, // the bytes are not those the client checksummed (and are not kept)
+  Forbidden,        // not allowed on this resource
 };
 
 struct Failure {
@@ -53,6 +60,7 @@ struct IncomingFile {
   std::string path;
   std::string filename; // the client's name, for display only
   std::int64_t size = 0;
+  std::string video_id; // the id the video gets ("": a new one); a resumable upload picks it before ingest
   std::function<void(const std::string &dest)> keep; // moves it to dest (same file system); throws Error
   std::function<void()> discard;
 };
@@ -61,7 +69,8 @@ struct IncomingFile {
 struct Metadata {
   std::string title, description;
   std::string pipeline, encoder, ladder, priority;
-  std::string playback_policy; // "" (public), "public" or "signed"
+  std::string playback_policy;               // "" (public), "public" or "signed"
+  std::map<std::string, std::string> params; // the job's parameters
 };
 
 // A playback token and when it expires (Unix seconds).
@@ -105,9 +114,9 @@ struct VideoView {
 
 // A file of a video's output asked for by a player.
 struct MediaFile {
-  std::string path;        // the real path, inside the data folder's videos/
-  bool running = false;    // of a running job: EVENT playlists, listed segments only
-  std::string version;     // of a finished package (its folder), "" when unknown
+  std::string path;     // the real path, inside the data folder's videos/
+  bool running = false; // of a running job: EVENT playlists, listed segments only
+  std::string version;  // of a finished package (its folder), "" when unknown
 };
 
 struct HealthView {
@@ -118,6 +127,8 @@ struct HealthView {
   int slots = 0;
   bool ready() const { return readable && writable && accepting && free_bytes >= min_free_bytes; }
 };
+
+class Uploads; // app/uploads.h
 
 class Service {
 public:
@@ -132,6 +143,8 @@ public:
   jobs::EventHub &events() { return events_; }
   // The server's metrics (the scheduler records its jobs there).
   metrics::Metrics &metrics() { return metrics_; }
+  // Resumable uploads (app/uploads.h): start() them once the server's folders are ready.
+  Uploads &uploads() { return *uploads_; }
   // Reads what the metrics show as it is now: jobs by state, free space.
   void refresh_metrics();
 
@@ -145,6 +158,9 @@ public:
   // then kept as a video (folder first, then the catalog row) with its job profile queued. `done` runs
   // on the main loop; on a failure the file is discarded.
   void ingest(IncomingFile file, const Metadata &metadata, std::function<void(Result<Ingested>)> done);
+
+  // The job an upload with this metadata asks for, checked (what ingest refuses, said before the file arrives).
+  Result<jobs::JobSpec> job_spec(const Metadata &metadata);
 
   // Stops the video's jobs, then removes its row and files; `done` runs on the main loop.
   void delete_video(const std::string &video_id, std::function<void(std::optional<Failure>)> done);
@@ -191,6 +207,7 @@ private:
   std::unordered_map<std::string, std::string> resolved_; // media files of finished packages, by request
   auth::PlaybackKeys playback_keys_;
   std::unordered_map<std::string, bool> signed_; // playback policies read from the catalog: signed or not
+  std::unique_ptr<Uploads> uploads_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

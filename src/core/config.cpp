@@ -43,6 +43,32 @@ std::int64_t parse_size(const std::string &text, const std::string &what) {
   return v * mult;
 }
 
+std::int64_t parse_duration(const std::string &text, const std::string &what) {
+  std::string t = text;
+  while (!t.empty() && g_ascii_isspace(t.back()))
+    t.pop_back();
+  std::int64_t mult = 1;
+  if (!t.empty()) {
+    switch (g_ascii_tolower(t.back())) {
+    case 's': mult = 1; break;
+    case 'm': mult = 60; break;
+    case 'h': mult = 3600; break;
+    case 'd': mult = 86400; break;
+    default: mult = 0; break;
+    }
+    if (mult)
+      t.pop_back();
+    else
+      mult = 1;
+  }
+  char *end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(t.c_str(), &end, 10);
+  if (t.empty() || !g_ascii_isdigit(t[0]) || errno != 0 || *end != '\0' || v > (INT64_MAX / mult / 1000000))
+    throw Error(what + ": expected a duration such as 90s, 30m, 24h or 7d, got '" + text + "'");
+  return v * mult;
+}
+
 namespace {
 
 std::string get_string(GKeyFile *kf, const char *group, const char *key, const std::string &fallback) {
@@ -92,29 +118,42 @@ bool get_bool(GKeyFile *kf, const char *group, const char *key, bool fallback) {
 
 } // namespace
 
-void ServerConfig::set_listen(const std::string &listen) {
+namespace {
+
+// "HOST:PORT" or "[IPv6]:PORT" -> host, port; `what` names the address in errors.
+void parse_listen(const std::string &listen, const char *what, std::string &host, int &port) {
   std::string h, p;
   if (!listen.empty() && listen[0] == '[') {
     auto close = listen.find(']');
     if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
-      throw Error("listen address '" + listen + "': expected [IPv6]:PORT");
+      throw Error(std::string(what) + " '" + listen + "': expected [IPv6]:PORT");
     h = listen.substr(1, close - 1);
     p = listen.substr(close + 2);
   } else {
     auto colon = listen.rfind(':');
     if (colon == std::string::npos)
-      throw Error("listen address '" + listen + "': expected HOST:PORT, e.g. 127.0.0.1:8080");
+      throw Error(std::string(what) + " '" + listen + "': expected HOST:PORT, e.g. 127.0.0.1:8080");
     h = listen.substr(0, colon);
     p = listen.substr(colon + 1);
   }
   char *end = nullptr;
   long port_v = std::strtol(p.c_str(), &end, 10);
   if (p.empty() || *end != '\0' || port_v < 0 || port_v > 65535)
-    throw Error("listen address '" + listen + "': the port must be 0..65535");
+    throw Error(std::string(what) + " '" + listen + "': the port must be 0..65535");
   if (h.empty())
-    throw Error("listen address '" + listen + "': the host is missing");
+    throw Error(std::string(what) + " '" + listen + "': the host is missing");
   host = h;
   port = static_cast<int>(port_v);
+}
+
+} // namespace
+
+void ServerConfig::set_listen(const std::string &listen) {
+  parse_listen(listen, "listen address", host, port);
+}
+
+void ServerConfig::set_metrics_listen(const std::string &listen) {
+  parse_listen(listen, "metrics listen address", metrics_host, metrics_port);
 }
 
 namespace {
@@ -157,6 +196,11 @@ void ServerConfig::load_file(const std::string &path) {
   if (!size.empty())
     max_upload_size = parse_size(size, "[uploads] max-size");
   auto_transcode = get_bool(kf, "uploads", "auto-transcode", auto_transcode);
+  if (std::string e = get_string(kf, "uploads", "resumable-expiry", ""); !e.empty()) {
+    resumable_expiry_s = parse_duration(e, "[uploads] resumable-expiry");
+    if (resumable_expiry_s < 1)
+      throw Error("[uploads] resumable-expiry: expected at least 1 second");
+  }
   concurrent_jobs = get_int(kf, "jobs", "concurrent", concurrent_jobs, 0, 256);
   pipeline = get_string(kf, "jobs", "pipeline", pipeline);
   encoder = get_string(kf, "jobs", "encoder", encoder);
@@ -192,7 +236,8 @@ void ServerConfig::load_file(const std::string &path) {
   api_burst = get_rate(kf, "limits", "api-burst", api_burst);
   upload_starts_rate = get_rate(kf, "limits", "upload-starts-rate", upload_starts_rate);
   upload_starts_burst = get_rate(kf, "limits", "upload-starts-burst", upload_starts_burst);
-  for (auto [key, value] : {std::pair{"upload-bytes-rate", &upload_bytes_rate}, {"upload-bytes-burst", &upload_bytes_burst}})
+  for (auto [key, value] :
+       {std::pair{"upload-bytes-rate", &upload_bytes_rate}, {"upload-bytes-burst", &upload_bytes_burst}})
     if (std::string v = get_string(kf, "limits", key, ""); !v.empty())
       *value = static_cast<double>(parse_size(v, std::string("[limits] ") + key));
   media_rate = get_rate(kf, "limits", "media-rate", media_rate);
@@ -201,6 +246,8 @@ void ServerConfig::load_file(const std::string &path) {
   playback_keys = get_string(kf, "playback", "keys", playback_keys);
   playback_keys_file = get_string(kf, "playback", "keys-file", playback_keys_file);
   playback_signing_key_id = get_string(kf, "playback", "signing-key-id", playback_signing_key_id);
+  if (std::string m = get_string(kf, "metrics", "listen", ""); !m.empty())
+    set_metrics_listen(m);
 }
 
 int ServerConfig::slots() const {

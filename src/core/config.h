@@ -24,6 +24,8 @@ struct ServerConfig {
   int max_connections_per_client = 64;
   std::int64_t max_upload_size = 8LL << 30;
   bool auto_transcode = true;
+  // [uploads] resumable-expiry: an unfinished resumable upload is removed this long after its creation.
+  std::int64_t resumable_expiry_s = 24 * 3600;
   int concurrent_jobs = 0; // 0: one per two cores, at least one
   std::string pipeline = "hls";
   // Further pipelines queued after every upload with a picture (the default job profile).
@@ -55,16 +57,24 @@ struct ServerConfig {
   // of such lines, and the id of the key that signs (the first key when empty). No key at all: a random key
   // made at startup (tokens die with the process).
   std::string playback_keys, playback_keys_file, playback_signing_key_id;
+  // [metrics] listen: a second address that serves GET /metrics alone, without credentials (an operator
+  // firewalls it); metrics_port -1: none (then /metrics is only on the main address, under [auth]).
+  std::string metrics_host;
+  int metrics_port = -1;
 
   // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
   void load_file(const std::string &path);
   // "HOST:PORT" (IPv6 as [::1]:8080); throws Error (Invalid).
   void set_listen(const std::string &listen);
+  // The same for [metrics] listen (--metrics-listen).
+  void set_metrics_listen(const std::string &listen);
   // concurrent_jobs, resolved.
   int slots() const;
 };
 
 // "8G", "512M", "1024" -> bytes; throws Error (Invalid).
 std::int64_t parse_size(const std::string &text, const std::string &what);
+// "90s", "30m", "24h", "7d", "3600" -> seconds; throws Error (Invalid).
+std::int64_t parse_duration(const std::string &text, const std::string &what);
 
 } // namespace sluice

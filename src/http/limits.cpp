@@ -144,6 +144,7 @@ void count_upload_bytes(Context &cx, SoupServerMessage *msg, const std::string &
                      if (d.allowed)
                        return;
                      c->refused = true;
+                     g_object_set_data(G_OBJECT(m), kRateRefusedKey, GINT_TO_POINTER(1));
                      SLUICE_LOG(http_log(), Info, "%s: upload bytes over the budget", c->caller.c_str());
                      if (auto up = Upload::from(m))
                        up->refuse(UploadError{429, "rate_limited",
@@ -198,10 +199,17 @@ bool rate_limit(Context &cx, SoupServerMessage *msg, const Match &m) {
   RateLimits &rl = limits(cx);
   if (!rl.on)
     return false;
+  const bool bytes = (what == Limit::Upload || what == Limit::UploadBytes) && rl.limiter.on(auth::Kind::UploadBytes);
+  if (what == Limit::UploadBytes) {
+    // A resumable upload's PATCH: its bytes count, it is not an upload start.
+    if (bytes)
+      count_upload_bytes(cx, msg, caller(cx, msg));
+    return false;
+  }
   const auth::Kind kind = what == Limit::Media    ? auth::Kind::Media
                           : what == Limit::Upload ? auth::Kind::UploadStarts
                                                   : auth::Kind::Api;
-  if (!rl.limiter.on(kind) && !(what == Limit::Upload && rl.limiter.on(auth::Kind::UploadBytes)))
+  if (!rl.limiter.on(kind) && !bytes)
     return false;
   const std::string who = caller(cx, msg);
   const auth::Decision d = rl.limiter.take(kind, who, 1, g_get_monotonic_time());
@@ -219,7 +227,7 @@ bool rate_limit(Context &cx, SoupServerMessage *msg, const Match &m) {
                   seconds_text(d.retry_after_s) + " s");
     return true;
   }
-  if (what == Limit::Upload && rl.limiter.on(auth::Kind::UploadBytes))
+  if (bytes)
     count_upload_bytes(cx, msg, who);
   return false;
 }

@@ -12,6 +12,8 @@ namespace sluice::http {
 // Where authentication leaves the caller's name on a message ("key NAME", "jwt SUBJECT"): its budgets are the
 // caller's, else the client address's.
 inline constexpr const char *kCallerKey = "sluice-caller";
+// Set on a message whose upload bytes went over the budget (its body is no longer written).
+inline constexpr const char *kRateRefusedKey = "sluice-rate-refused";
 
 // Draws msg on its route's budget ([limits]); answers 429 rate_limited with Retry-After and returns true when it
 // is spent. Every limited answer carries RateLimit-Limit, -Remaining and -Reset. An upload also draws its bytes

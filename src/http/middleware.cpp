@@ -5,6 +5,7 @@
 #include "core/metrics.h"
 #include "http/limits.h"
 #include "http/respond.h"
+#include "http/tus.h"
 #include "http/upload.h"
 
 #include <algorithm>
@@ -80,7 +81,7 @@ void metrics_step(Context &cx, SoupServerMessage *msg, const Match &m) {
   g_signal_connect(msg, "wrote-body-data",
                    G_CALLBACK(+[](SoupServerMessage *, guint n, gpointer p) { static_cast<Measured *>(p)->sent += n; }),
                    r);
-  if (m.route && m.route->body == Body::Upload) {
+  if (m.route && (m.route->body == Body::Upload || (m.route->body == Body::Tus && !is_method(msg, "OPTIONS")))) {
     r->uploading = true;
     r->metrics->upload_started();
     g_signal_connect(msg, "got-chunk", G_CALLBACK(+[](SoupServerMessage *, GBytes *chunk, gpointer p) {
@@ -211,6 +212,12 @@ std::string bearer(SoupServerMessage *msg, const Match &m, bool &malformed) {
 }
 
 bool authenticate(Context &cx, SoupServerMessage *msg, const Match &m) {
+  // A direct-upload token opens its own upload (whatever the mode: it also bounds the upload's size).
+  switch (direct_auth(cx, msg, m)) {
+  case DirectAuth::Allowed: return false;
+  case DirectAuth::Refused: return true;
+  case DirectAuth::None: break;
+  }
   if (!m.route || m.route->scope == Scope::Open || cx.auth->mode() == auth::Mode::None)
     return false;
   SoupMessageHeaders *out = soup_server_message_get_response_headers(msg);
@@ -346,12 +353,15 @@ void apply_cors(const ServerConfig &config, SoupServerMessage *msg) {
     soup_message_headers_append(h, "Vary", "Origin");
   soup_message_headers_replace(h, "Access-Control-Expose-Headers",
                                "Content-Length, Content-Range, ETag, Location, X-Request-Id, WWW-Authenticate, "
-                               "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset");
+                               "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Upload-Offset, "
+                               "Upload-Length, Upload-Expires, Upload-Metadata, Upload-Concat, Tus-Resumable, "
+                               "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Sluice-Video-Id");
   if (is_method(msg, "OPTIONS")) {
     soup_message_headers_replace(h, "Access-Control-Allow-Methods", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
     soup_message_headers_replace(h, "Access-Control-Allow-Headers",
                                  "Authorization, Content-Type, Range, If-None-Match, Last-Event-ID, X-Filename, "
-                                 "Idempotency-Key, X-Request-Id");
+                                 "Idempotency-Key, X-Request-Id, Tus-Resumable, Upload-Length, Upload-Defer-Length, "
+                                 "Upload-Metadata, Upload-Offset, Upload-Checksum, Upload-Concat, X-Requested-With");
     soup_message_headers_replace(h, "Access-Control-Max-Age", "600");
   }
 }
@@ -363,18 +373,32 @@ namespace {
 struct Step {
   const char *name;
   bool (*run)(Context &, SoupServerMessage *, const Match &);
+  bool credentials = false; // checks credentials: left out on the metrics address
 };
 
 const Step kChain[] = {
     {"request-id", [](Context &, SoupServerMessage *msg, const Match &) { return request_id_step(msg), false; }},
     {"access-log", [](Context &, SoupServerMessage *msg, const Match &) { return access_log_step(msg), false; }},
-    {"cors", [](Context &cx, SoupServerMessage *msg, const Match &) { return apply_cors(cx.config, msg), false; }},
-    {"cross-site", [](Context &cx, SoupServerMessage *msg, const Match &) { return refuse_foreign(cx.config, msg); }},
-    {"auth", [](Context &cx, SoupServerMessage *msg, const Match &m) { return authenticate(cx, msg, m); }},
+    {"cors",
+     [](Context &cx, SoupServerMessage *msg, const Match &m) {
+       if (!direct_cors(cx, msg, m))
+         apply_cors(cx.config, msg);
+       if (const char *path = g_uri_get_path(soup_server_message_get_uri(msg)); path && is_tus_path(path))
+         soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Tus-Resumable", kTusVersion);
+       return false;
+     }},
+    {"cross-site",
+     [](Context &cx, SoupServerMessage *msg, const Match &m) {
+       // A direct upload's page is on the site its token names: the auth step checks the token and its origin.
+       return !carries_direct_token(msg, m) && refuse_foreign(cx.config, msg);
+     }},
+    {"auth", [](Context &cx, SoupServerMessage *msg, const Match &m) { return authenticate(cx, msg, m); }, true},
     {"rate-limit", [](Context &cx, SoupServerMessage *msg, const Match &m) { return rate_limit(cx, msg, m); }},
     {"metrics", [](Context &cx, SoupServerMessage *msg, const Match &m) { return metrics_step(cx, msg, m), false; }},
     {"body",
      [](Context &cx, SoupServerMessage *msg, const Match &m) {
+       if (m.route && m.route->body == Body::Tus && !is_method(msg, "OPTIONS"))
+         return tus_body(cx, msg, m);
        return m.route && m.route->body == Body::Upload ? upload_body(cx, msg) : json_body_step(msg);
      }},
 };
@@ -385,6 +409,14 @@ bool run_middleware(Context &cx, SoupServerMessage *msg, const std::string &path
   const Match m = match_route(soup_server_message_get_method(msg), path);
   for (const auto &step : kChain)
     if (step.run(cx, msg, m))
+      return true;
+  return false;
+}
+
+bool run_metrics_middleware(Context &cx, SoupServerMessage *msg, const std::string &path) {
+  const Match m = path == "/metrics" ? match_route(soup_server_message_get_method(msg), path) : Match{};
+  for (const auto &step : kChain)
+    if (!step.credentials && step.run(cx, msg, m))
       return true;
   return false;
 }

@@ -12,6 +12,10 @@ namespace sluice::http {
 // and metrics take their places after CORS as they come. Returns true when a step answered msg.
 bool run_middleware(Context &cx, SoupServerMessage *msg, const std::string &path);
 
+// The chain of the metrics address ([metrics] listen): the same steps but authentication (that address serves
+// GET /metrics alone, without credentials), with every path but /metrics unmatched.
+bool run_metrics_middleware(Context &cx, SoupServerMessage *msg, const std::string &path);
+
 // The request id of msg (set by the chain).
 std::string request_id(SoupServerMessage *msg);
 

@@ -53,8 +53,24 @@ void set_failure(SoupServerMessage *msg, const app::Failure &f) {
   case Refusal::Unavailable: a = {SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable"}; break;
   case Refusal::NoSpace: a = {SOUP_STATUS_INSUFFICIENT_STORAGE, "insufficient_storage"}; break;
   case Refusal::Internal: break;
+  case Refusal::Gone: a = {SOUP_STATUS_GONE, "gone"}; break;
+  case Refusal::Locked: a = {SOUP_STATUS_LOCKED, "locked"}; break;
+  case Refusal::OffsetMismatch: a = {SOUP_STATUS_CONFLICT, "offset_mismatch"}; break;
+  case Refusal::TooLarge: a = {SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large"}; break;
+  case Refusal::ChecksumMismatch: a = {460, "checksum_mismatch"}; break; // tus's checksum extension
+  case Refusal::Forbidden: a = {SOUP_STATUS_FORBIDDEN, "forbidden"}; break;
   }
   set_error(msg, a.status, a.code, f.message, f.field);
+  if (a.status == 460)
+    soup_server_message_set_status(msg, 460, "Checksum Mismatch");
+}
+
+void set_no_content(SoupServerMessage *msg) {
+  soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
+  // libsoup 3.2 writes a 204 without Content-Length (as HTTP wants), then takes the answer for one that ends when
+  // the connection does and closes the connection (soup_server_message_is_keepalive), without saying so: a client
+  // that sends its next request on it (tus-js-client's next PATCH) gets no answer. Said, the client opens another.
+  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection", "close");
 }
 
 bool is_method(SoupServerMessage *msg, const char *method) {

@@ -21,6 +21,9 @@ void set_method_not_allowed(SoupServerMessage *msg, const std::string &allow);
 // A refusal or failure of the service, in HTTP's terms.
 void set_failure(SoupServerMessage *msg, const app::Failure &f);
 
+// 204 No Content, with Connection: close (libsoup 3.2 closes the connection after a 204).
+void set_no_content(SoupServerMessage *msg);
+
 bool is_method(SoupServerMessage *msg, const char *method);
 bool is_write_method(SoupServerMessage *msg); // POST, PUT, PATCH, DELETE
 std::string header(SoupServerMessage *msg, const char *name);

@@ -22,6 +22,13 @@ const std::vector<Route> &routes() {
       {"GET", "/api/v1/videos", list_videos, Scope::Read},
       {"POST", "/api/v1/videos", upload, Scope::Upload, Body::Upload, Limit::Upload},
       {"GET", "/api/v1/videos/{id}", get_video, Scope::Read},
+      // Resumable uploads (tus): a direct-upload token (?token=) opens its own upload without a key. GET
+      // answers HEAD with the tus headers, GET with JSON.
+      {"POST", "/api/v1/uploads", create_upload, Scope::Upload, Body::Tus, Limit::Upload},
+      {"GET", "/api/v1/uploads/{id}", get_upload, Scope::Upload},
+      {"PATCH", "/api/v1/uploads/{id}", patch_upload, Scope::Upload, Body::Tus, Limit::UploadBytes},
+      {"DELETE", "/api/v1/uploads/{id}", delete_upload, Scope::Upload},
+      {"POST", "/api/v1/direct-uploads", create_direct_upload, Scope::Upload},
       {"DELETE", "/api/v1/videos/{id}", delete_video, Scope::Admin},
       // The playback policy: whoever may upload a video may decide who plays it.
       {"PATCH", "/api/v1/videos/{id}", patch_video, Scope::Upload},

@@ -15,6 +15,7 @@ using Handler = void (*)(Context &, Request &);
 enum class Body {
   Json,   // a small JSON body at most (1 MiB, Content-Type: application/json)
   Upload, // a file, streamed to disk
+  Tus,    // a resumable upload's bytes (tus), streamed into it (http/tus.h)
 };
 
 // What a caller must be allowed to do for a route (the access issue's scopes; `admin` implies every
@@ -22,7 +23,8 @@ enum class Body {
 enum class Scope { Open, Read, Upload, Admin, Metrics };
 
 // The rate-limit budget a route draws on ([limits]; an upload also counts its bytes as they arrive).
-enum class Limit { None, Api, Upload, Media };
+// UploadBytes: the bytes of an upload's body only (a resumable upload's PATCH, which does not start one).
+enum class Limit { None, Api, Upload, UploadBytes, Media };
 
 struct Route {
   const char *method;  // GET routes also answer HEAD
@@ -61,6 +63,11 @@ void create_job(Context &, Request &);
 void list_jobs(Context &, Request &);
 void get_job(Context &, Request &);
 void cancel_job(Context &, Request &);
+void create_upload(Context &, Request &);
+void get_upload(Context &, Request &);
+void patch_upload(Context &, Request &);
+void delete_upload(Context &, Request &);
+void create_direct_upload(Context &, Request &);
 } // namespace handlers
 
 } // namespace sluice::http

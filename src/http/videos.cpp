@@ -168,7 +168,7 @@ void delete_video(Context &cx, Request &rq) {
                             if (f)
                               set_failure(msg, *f);
                             else
-                              soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
+                              set_no_content(msg);
                           }));
 }
 

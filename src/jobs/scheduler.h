@@ -106,8 +106,15 @@ private:
   struct Active;
   void pump();
   void launch(store::Job job);
+  // A job interrupted max_attempts times: failed without running it again.
+  void give_up(store::Job job, std::int64_t now);
+  // Plans a launched job on a thread; planned() takes the plan on the main loop.
+  void start_planning(const std::string &job_id, TranscodeRequest req);
   void planned(const std::string &job_id, std::shared_ptr<TranscodePlan> plan, std::optional<Error> err);
   void finished(const std::string &job_id, std::optional<Error> err, const TranscodeResult &res);
+  // The new state of a job that ended: succeeded, or failed and queued again when the failure may pass.
+  void succeed(store::Job &job, const Active &a, const TranscodeResult &res, std::int64_t now);
+  void fail_or_retry(store::Job &job, const Error &err, std::int64_t now);
   // Runs fn where GLib called us (a posted closure, a timer): an exception does not cross into GLib (it would end
   // the process); it is logged, and fails the job `job_id` names (when it names one that is still active).
   void guarded(const std::string &job_id, const char *what, const std::function<void()> &fn) noexcept;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The SQLite catalog: one WAL-mode database file, cached prepared statements, schema versioned by user_version.
-#include "store/store.h"
+#include "store/sqlite_internal.h"
 
 #include "core/error.h"
 
@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -91,26 +91,41 @@ CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked = 0;
 ALTER TABLE videos ADD COLUMN playback_policy TEXT NOT NULL DEFAULT 'public'
   CHECK (playback_policy IN ('public', 'signed'));
 )sql",
+    // 5: resumable uploads (tus) while they arrive, and direct uploads (one-time permissions to make one).
+    R"sql(
+CREATE TABLE uploads (
+  id         TEXT PRIMARY KEY NOT NULL,
+  length     INTEGER NOT NULL DEFAULT -1,
+  received   INTEGER NOT NULL DEFAULT 0,
+  metadata   TEXT NOT NULL DEFAULT '',
+  concat     TEXT NOT NULL DEFAULT '',
+  state      TEXT NOT NULL CHECK (state IN ('receiving', 'processing', 'completed', 'failed')),
+  video_id   TEXT NOT NULL DEFAULT '',
+  error_code TEXT NOT NULL DEFAULT '',
+  error      TEXT NOT NULL DEFAULT '',
+  direct_id  TEXT NOT NULL DEFAULT '',
+  created    INTEGER NOT NULL,
+  expires    INTEGER NOT NULL
+);
+CREATE TABLE direct_uploads (
+  id         TEXT PRIMARY KEY NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  max_size   INTEGER NOT NULL,
+  origin     TEXT NOT NULL DEFAULT '',
+  metadata   TEXT NOT NULL DEFAULT '',
+  upload_id  TEXT NOT NULL DEFAULT '',
+  created    INTEGER NOT NULL,
+  expires    INTEGER NOT NULL
+);
+CREATE INDEX direct_uploads_by_expiry ON direct_uploads (expires);
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
-#define KEY_COLUMNS "name, hash, scopes, created, last_used, revoked"
-#define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
-#define JOB_COLUMNS                                                                                                    \
-  "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
-  "started, finished, not_before, error_code, error, result_json"
+} // namespace
 
-struct DbCloser {
-  void operator()(sqlite3 *db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalizer {
-  void operator()(sqlite3_stmt *s) const { sqlite3_finalize(s); }
-};
-using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
-using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+namespace sqlite {
 
-// SQLite's result code of the latest db_error() on this thread (what made a write fail; a rollback that follows resets
-// the connection's own).
 thread_local int last_db_error = SQLITE_OK;
 
 // The catalog's error: what was being done, where, and SQLite's own words (with the system's, when the file system
@@ -127,6 +142,8 @@ Error db_error(sqlite3 *db, const std::string &path, const std::string &what) {
   }
   return Error(ErrorCode::Io, msg);
 }
+
+namespace {
 
 // Why a database could not be opened. SQLite's own errno is of its last attempt (often a read-only retry, hence
 // ENOENT for a folder we may not write), so the folder is checked first.
@@ -151,65 +168,7 @@ std::string open_failure(const std::string &path, sqlite3 *db) {
   return msg;
 }
 
-// One use of a cached statement: binds, steps, reads columns, and resets it (clearing the bindings) at scope end,
-// so that no statement stays active and holds a read transaction open.
-class Query {
-public:
-  Query(sqlite3 *db, const std::string &path, sqlite3_stmt *stmt, std::string what)
-      : db_(db), path_(path), stmt_(stmt), what_(std::move(what)) {}
-  ~Query() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  Query(const Query &) = delete;
-  Query &operator=(const Query &) = delete;
-
-  Query &bind(int i, const std::string &v) {
-    check(sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
-    return *this;
-  }
-  Query &bind(int i, std::int64_t v) {
-    check(sqlite3_bind_int64(stmt_, i, v));
-    return *this;
-  }
-  Query &bind(int i, int v) {
-    check(sqlite3_bind_int(stmt_, i, v));
-    return *this;
-  }
-
-  // True when a row is available, false when done.
-  bool step() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW)
-      return true;
-    if (rc == SQLITE_DONE)
-      return false;
-    throw db_error(db_, path_, what_);
-  }
-  // Runs a statement that returns no rows.
-  void run() {
-    while (step()) {
-    }
-  }
-
-  std::string text(int col) const {
-    const auto *p = reinterpret_cast<const char *>(sqlite3_column_text(stmt_, col));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col))) : std::string();
-  }
-  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  int int32(int col) const { return sqlite3_column_int(stmt_, col); }
-
-private:
-  void check(int rc) {
-    if (rc != SQLITE_OK)
-      throw db_error(db_, path_, what_);
-  }
-
-  sqlite3 *db_;
-  const std::string &path_;
-  sqlite3_stmt *stmt_;
-  std::string what_;
-};
+} // namespace
 
 Video read_video(const Query &q) {
   Video v;
@@ -224,99 +183,6 @@ Video read_video(const Query &q) {
   v.playback_policy = q.text(8);
   return v;
 }
-
-class SqliteStore : public Store {
-public:
-  explicit SqliteStore(const std::string &path);
-
-  void add_video(const Video &v) override;
-  std::optional<Video> video(const std::string &id) override;
-  std::vector<Video> videos(int limit) override;
-  bool delete_video(const std::string &id) override;
-  bool set_playback_policy(const std::string &id, const std::string &policy) override;
-
-  std::int64_t add_job(const Job &j) override;
-  std::optional<Job> job(const std::string &id) override;
-  std::vector<Job> jobs(const JobFilter &f) override;
-  void update_job(const Job &j) override;
-  std::optional<Job> next_queued(std::int64_t now) override;
-  int count_jobs(JobState s) override;
-  std::vector<Job> requeue_running() override;
-
-  bool ping() override;
-  std::optional<StoredAnswer> stored_answer(const std::string &scope, const std::string &key,
-                                            std::int64_t since) override;
-  void store_answer(const StoredAnswer &a, std::int64_t forget_before) override;
-  bool writable(std::int64_t max_age_us) override;
-
-  void add_key(const ApiKey &k) override;
-  std::optional<ApiKey> key_by_hash(const std::string &hash) override;
-  std::vector<ApiKey> keys() override;
-  bool revoke_key(const std::string &name, std::int64_t when) override;
-  void touch_key(const std::string &hash, std::int64_t when) override;
-
-private:
-  // A write transaction (BEGIN IMMEDIATE) rolled back unless committed.
-  class Transaction {
-  public:
-    explicit Transaction(SqliteStore &s) : s_(s) { s_.exec("BEGIN IMMEDIATE", "begin a transaction"); }
-    ~Transaction() {
-      if (!done_)
-        sqlite3_exec(s_.db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
-    }
-    Transaction(const Transaction &) = delete;
-    Transaction &operator=(const Transaction &) = delete;
-    void commit() {
-      s_.exec("COMMIT", "commit a transaction");
-      done_ = true;
-    }
-
-  private:
-    SqliteStore &s_;
-    bool done_ = false;
-  };
-
-  // Runs one write of the catalog, remembering whether the catalog took it (see writable()).
-  template <typename Fn> auto write(Fn &&fn) -> decltype(fn()) {
-    last_db_error = SQLITE_OK;
-    try {
-      if constexpr (std::is_void_v<decltype(fn())>) {
-        fn();
-        wrote(true);
-      } else {
-        auto r = fn();
-        wrote(true);
-        return r;
-      }
-    } catch (const Error &) {
-      // A write refused for what it holds (a duplicate id, an unknown video) says nothing of the file.
-      int primary = last_db_error & 0xff;
-      wrote(primary == SQLITE_CONSTRAINT || primary == SQLITE_OK);
-      throw;
-    }
-  }
-  void wrote(bool ok) {
-    write_ok_ = ok;
-    write_checked_ = g_get_monotonic_time();
-  }
-  void exec(const char *sql, const std::string &what);
-  std::int64_t pragma_int(const char *sql, const std::string &what);
-  void migrate();
-  StmtPtr prepare(const char *sql, const char *what = nullptr);
-  Query query(const StmtPtr &stmt, std::string what) { return Query(db_.get(), path_, stmt.get(), std::move(what)); }
-  Job read_job(const Query &q) const;
-
-  std::string path_;
-  DbPtr db_; // declared before the statements: they are finalized first
-  StmtPtr add_video_, video_, videos_, delete_video_, set_policy_;
-  StmtPtr add_job_, job_, update_job_, next_queued_, count_jobs_, running_jobs_, requeue_running_, ping_;
-  StmtPtr jobs_[4]; // by filter: [state given * 2 + video given]
-  StmtPtr answer_, add_answer_, forget_answers_;
-  StmtPtr add_key_, key_by_hash_, keys_, revoke_key_, touch_key_;
-  // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
-  bool write_ok_ = true;
-  std::int64_t write_checked_ = 0;
-};
 
 SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   if (path.empty())
@@ -379,6 +245,7 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   jobs_[0] = prepare("SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq DESC LIMIT ?1");
   jobs_[1] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE video_id = ?3 ORDER BY seq DESC LIMIT ?1");
   jobs_[2] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 ORDER BY seq DESC LIMIT ?1");
+  prepare_uploads();
   jobs_[3] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 AND video_id = ?3 ORDER BY seq DESC LIMIT ?1");
 }
 
@@ -573,100 +440,6 @@ std::vector<Job> SqliteStore::requeue_running() {
   return out;
 }
 
-std::optional<StoredAnswer> SqliteStore::stored_answer(const std::string &scope, const std::string &key,
-                                                       std::int64_t since) {
-  Query q = query(answer_, "read a kept answer");
-  q.bind(1, scope).bind(2, key).bind(3, since);
-  if (!q.step())
-    return std::nullopt;
-  StoredAnswer a;
-  a.scope = scope;
-  a.key = key;
-  a.fingerprint = q.text(0);
-  a.status = q.int32(1);
-  a.body = q.text(2);
-  a.location = q.text(3);
-  a.created = q.int64(4);
-  return a;
-}
-
-void SqliteStore::store_answer(const StoredAnswer &a, std::int64_t forget_before) {
-  write([&] {
-    Transaction t(*this);
-    {
-      Query q = query(forget_answers_, "forget old answers");
-      q.bind(1, forget_before);
-      q.run();
-    }
-    {
-      Query q = query(add_answer_, "keep an answer");
-      q.bind(1, a.scope).bind(2, a.key).bind(3, a.fingerprint).bind(4, a.status).bind(5, a.body);
-      q.bind(6, a.location).bind(7, a.created).bind(8, forget_before);
-      q.run();
-    }
-    t.commit();
-  });
-}
-
-namespace {
-
-ApiKey read_key(const Query &q) {
-  ApiKey k;
-  k.name = q.text(0);
-  k.hash = q.text(1);
-  k.scopes = q.text(2);
-  k.created = q.int64(3);
-  k.last_used = q.int64(4);
-  k.revoked = q.int64(5);
-  return k;
-}
-
-} // namespace
-
-void SqliteStore::add_key(const ApiKey &k) {
-  for (const ApiKey &other : keys())
-    if (other.name == k.name && !other.revoked)
-      throw Error("a key named '" + k.name + "' exists already (revoke it first, or choose another name)");
-  write([&] {
-    Query q = query(add_key_, "add an API key");
-    q.bind(1, k.name).bind(2, k.hash).bind(3, k.scopes).bind(4, k.created);
-    q.run();
-  });
-}
-
-std::optional<ApiKey> SqliteStore::key_by_hash(const std::string &hash) {
-  Query q = query(key_by_hash_, "look up an API key");
-  q.bind(1, hash);
-  if (!q.step())
-    return std::nullopt;
-  return read_key(q);
-}
-
-std::vector<ApiKey> SqliteStore::keys() {
-  Query q = query(keys_, "list the API keys");
-  std::vector<ApiKey> out;
-  while (q.step())
-    out.push_back(read_key(q));
-  return out;
-}
-
-bool SqliteStore::revoke_key(const std::string &name, std::int64_t when) {
-  return write([&] {
-    Query q = query(revoke_key_, "revoke an API key");
-    q.bind(1, name).bind(2, when);
-    q.run();
-    return sqlite3_changes(db_.get()) > 0;
-  });
-}
-
-void SqliteStore::touch_key(const std::string &hash, std::int64_t when) {
-  write([&] {
-    Query q = query(touch_key_, "note the use of an API key");
-    q.bind(1, hash).bind(2, when);
-    q.run();
-  });
-}
-
 bool SqliteStore::ping() {
   try {
     Query q = query(ping_, "ping");
@@ -692,10 +465,10 @@ bool SqliteStore::writable(std::int64_t max_age_us) {
   return write_ok_;
 }
 
-} // namespace
+} // namespace sqlite
 
 std::unique_ptr<Store> open_sqlite(const std::string &path) {
-  return std::make_unique<SqliteStore>(path);
+  return std::make_unique<sqlite::SqliteStore>(path);
 }
 
 } // namespace sluice::store

@@ -12,39 +12,39 @@ namespace sluice::store {
 
 // Times are microseconds since the Unix epoch (g_get_real_time()); 0 means "not set".
 struct Video {
-  std::string id;          // 16 lowercase hex digits
+  std::string id; // 16 lowercase hex digits
   std::string title;
   std::string description;
-  std::string filename;    // the client's file name, for display only (never used as a path)
-  std::string source;      // the stored upload, relative to the data dir
-  std::int64_t size = 0;   // bytes
-  std::string probe_json;  // media::probe_to_json of the upload
+  std::string filename;   // the client's file name, for display only (never used as a path)
+  std::string source;     // the stored upload, relative to the data dir
+  std::int64_t size = 0;  // bytes
+  std::string probe_json; // media::probe_to_json of the upload
   std::int64_t created = 0;
   std::string playback_policy = "public"; // "public" or "signed" (playback URLs need a token)
 };
 
 enum class JobState { Queued, Running, Succeeded, Failed, Canceled };
-const char *job_state_name(JobState s);                    // "queued", "running", ...
+const char *job_state_name(JobState s); // "queued", "running", ...
 std::optional<JobState> parse_job_state(const std::string &name);
-bool is_terminal(JobState s);                             // succeeded, failed, canceled
+bool is_terminal(JobState s); // succeeded, failed, canceled
 
 struct Job {
-  std::string id;           // 16 lowercase hex digits
+  std::string id; // 16 lowercase hex digits
   std::string video_id;
-  std::string pipeline;     // description name
-  std::string encoder;      // "auto" or an encoder name
-  std::string ladder;       // "" = default
-  std::string params_json;  // JSON object of parameter name -> value (strings)
+  std::string pipeline;    // description name
+  std::string encoder;     // "auto" or an encoder name
+  std::string ladder;      // "" = default
+  std::string params_json; // JSON object of parameter name -> value (strings)
   JobState state = JobState::Queued;
-  int priority = 0;         // higher runs first; FIFO (created, then seq) within a priority
-  int attempts = 0;         // runs started so far
+  int priority = 0; // higher runs first; FIFO (created, then seq) within a priority
+  int attempts = 0; // runs started so far
   int max_attempts = 3;
   std::int64_t created = 0, started = 0, finished = 0;
-  std::int64_t not_before = 0;   // a queued job is not claimed before this time (retry backoff)
-  std::string error_code;        // sluice::error_code_name of the last failure, "" if none
-  std::string error;             // the last failure, for a person
-  std::string result_json;       // jobs::result_to_json of a succeeded job, "" otherwise
-  std::int64_t seq = 0;          // insertion order, assigned by the store
+  std::int64_t not_before = 0; // a queued job is not claimed before this time (retry backoff)
+  std::string error_code;      // sluice::error_code_name of the last failure, "" if none
+  std::string error;           // the last failure, for a person
+  std::string result_json;     // jobs::result_to_json of a succeeded job, "" otherwise
+  std::int64_t seq = 0;        // insertion order, assigned by the store
 };
 
 // The answer to a request that created something, kept under the client's Idempotency-Key.
@@ -53,22 +53,47 @@ struct StoredAnswer {
   std::string key;         // the client's Idempotency-Key
   std::string fingerprint; // of the request's content ("" when not known)
   int status = 0;
-  std::string body;        // JSON
-  std::string location;    // the Location header, "" if none
+  std::string body;     // JSON
+  std::string location; // the Location header, "" if none
   std::int64_t created = 0;
 };
 
 // An API key as the catalog keeps it: never the key itself, only its hash (auth::hash_key).
 struct ApiKey {
-  std::string name;        // unique among the keys not revoked
-  std::string hash;        // SHA-256 of the key, hex
-  std::string scopes;      // "read,upload" (auth::scopes_string)
+  std::string name;   // unique among the keys not revoked
+  std::string hash;   // SHA-256 of the key, hex
+  std::string scopes; // "read,upload" (auth::scopes_string)
   std::int64_t created = 0, last_used = 0, revoked = 0;
+};
+
+// A resumable (tus) upload: a row while it arrives, plus its file in the data folder's resumable/.
+struct ResumableUpload {
+  std::string id;
+  std::int64_t length = -1; // bytes in all; -1 while deferred (Upload-Defer-Length)
+  std::int64_t offset = 0;  // bytes on disk (fsynced before this is written)
+  std::string metadata;     // the Upload-Metadata header as it was sent (checked)
+  std::string concat;       // "", "partial", or "final" followed by the ids of its parts ("final a b")
+  std::string state;        // receiving, processing, completed, failed
+  std::string video_id;     // chosen when processing starts; "" before
+  std::string error_code, error;
+  std::string direct_id;                 // the direct upload it was made through, "" if none
+  std::int64_t created = 0, expires = 0; // microseconds since the epoch
+};
+
+// A direct upload: a one-time permission to create one upload, for a client that holds no key.
+struct DirectUpload {
+  std::string id;
+  std::string token_hash; // SHA-256 of the token, hex (the token itself is never stored)
+  std::int64_t max_size = 0;
+  std::string origin;        // the only Origin its requests may come from ("" : any, for clients without one)
+  std::string metadata_json; // a JSON object of metadata fields that win over the client's
+  std::string upload_id;     // the upload made with it, "" until then
+  std::int64_t created = 0, expires = 0;
 };
 
 struct JobFilter {
   std::optional<JobState> state;
-  std::string video_id;          // "" = any
+  std::string video_id; // "" = any
   int limit = 1000;
 };
 
@@ -112,6 +137,22 @@ public:
   // Revokes the key `name` at `when`; false when no key not revoked has that name.
   virtual bool revoke_key(const std::string &name, std::int64_t when) = 0;
   virtual void touch_key(const std::string &hash, std::int64_t when) = 0; // last_used
+
+  // Resumable uploads.
+  virtual void add_upload(const ResumableUpload &u) = 0;
+  virtual std::optional<ResumableUpload> upload(const std::string &id) = 0;
+  // Writes length, offset, state, video_id and the error.
+  virtual void update_upload(const ResumableUpload &u) = 0;
+  virtual bool delete_upload(const std::string &id) = 0;
+  // Every upload, oldest first (startup recovery and the expiry sweep).
+  virtual std::vector<ResumableUpload> uploads() = 0;
+
+  // Direct uploads. claim_direct_upload: records the upload made with it; false when one was made already.
+  virtual void add_direct_upload(const DirectUpload &d) = 0;
+  virtual std::optional<DirectUpload> direct_upload_by_hash(const std::string &token_hash) = 0;
+  virtual bool claim_direct_upload(const std::string &id, const std::string &upload_id) = 0;
+  // Forgets the direct uploads that expired before `when`.
+  virtual void forget_direct_uploads(std::int64_t when) = 0;
 
   // Readiness: a trivial query succeeds.
   virtual bool ping() = 0;

@@ -86,7 +86,11 @@ test('upload errors in words, and the page survives a server restart', { timeout
     await waitFor(async () => (await pageState(page)).connection?.state === 'open',
       { timeout: 30000, interval: 200, message: '#connection-status back to "open" after the restart (EventSource reconnected)' });
     watcher.expectNetworkErrors = false;
-    const rec = await readRecorder(page);
+    // The in-page recorder ticks every 50 ms: give it the tick that sees "open" too.
+    const rec = await waitFor(async () => {
+      const r = await readRecorder(page);
+      return r.connection.length && r.connection[r.connection.length - 1].startsWith('open|') ? r : null;
+    }, { timeout: 2000, interval: 50, message: 'the recorder to see "open"' }).catch(() => readRecorder(page));
     console.log(`connection states seen: ${JSON.stringify(rec.connection)}`);
     assert.ok(rec.connection.some((c) => c.startsWith('closed|')), 'went through "closed"');
     assert.ok(rec.connection[rec.connection.length - 1].startsWith('open|'), 'ends "open"');

@@ -110,7 +110,8 @@ test('a failed job in words, Retry, then Delete', { timeout: 120000 }, async () 
     assert.equal(shown.state, 'failed', '.state says failed');
     assert.equal(shown.bar, false, 'no progress bar on a failed item');
     assert.ok(shown.retry, 'a failed item has button.retry');
-    await page.locator(item).scrollIntoViewIfNeeded();
+    // In one step: the item is drawn anew by each event of the failure (a locator's element may be replaced).
+    await page.evaluate((sel) => document.querySelector(sel)?.scrollIntoView({ block: 'nearest' }), item);
     await screenshot(page, 'job-failed.png');
 
     // Retry: a second job for the same video, which fails the same way.
@@ -194,13 +195,13 @@ test('an upload canceled half-way leaves nothing behind', { timeout: 90000 }, as
       const s = await pageState(page);
       return s.uploadProgress > 0 && s.uploadProgress < 100 ? s : null;
     }, { timeout: 20000, interval: 50, message: '#upload-progress between 0 and 100' });
-    // The server has begun to receive it: its temporary file is there.
-    const uploads = path.join(dataDir, 'uploads');
+    // The server has begun to receive it: the page uploads with tus, into DATA/resumable/.
+    const uploads = path.join(dataDir, 'resumable');
     const during = await waitFor(() => {
       const names = fs.existsSync(uploads) ? fs.readdirSync(uploads) : [];
       return names.length > 0 ? names : null;
-    }, { timeout: 5000, interval: 50, message: 'the upload\'s temporary file in DATA/uploads/' });
-    console.log(`while uploading: progress ${mid.uploadProgress}, status ${JSON.stringify(mid.uploadStatus)}, DATA/uploads ${JSON.stringify(during)}`);
+    }, { timeout: 5000, interval: 50, message: 'the upload\'s file in DATA/resumable/' });
+    console.log(`while uploading: progress ${mid.uploadProgress}, status ${JSON.stringify(mid.uploadStatus)}, DATA/resumable ${JSON.stringify(during)}`);
     const cancelVisible = await page.evaluate(() => {
       const b = document.querySelector('#upload-cancel');
       const r = b.getBoundingClientRect();
@@ -220,8 +221,8 @@ test('an upload canceled half-way leaves nothing behind', { timeout: 90000 }, as
     const left = await waitFor(() => {
       const names = fs.existsSync(uploads) ? fs.readdirSync(uploads) : [];
       return names.length === 0 ? names : null;
-    }, { timeout: 5000, interval: 100, message: 'DATA/uploads/ to be empty after the cancel' }).catch((e) => {
-      throw new Error(`${e.message}; DATA/uploads holds ${JSON.stringify(fs.readdirSync(uploads))}`);
+    }, { timeout: 5000, interval: 100, message: 'DATA/resumable/ to be empty after the cancel' }).catch((e) => {
+      throw new Error(`${e.message}; DATA/resumable holds ${JSON.stringify(fs.readdirSync(uploads))}`);
     });
     assert.deepEqual(left, []);
     const list = await ask(server, '/api/v1/videos');

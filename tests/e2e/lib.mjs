@@ -6,6 +6,9 @@
 // Environment: SLUICE_BINARY (the server; meson's test_env sets it, with SLUICE_DATA_DIR pointing at
 // data/ so that the server finds the page), SLUICE_CHROMIUM (default /usr/bin/chromium),
 // SLUICE_E2E_ARTIFACTS (where screenshots go; default <build dir>/tests/e2e-artifacts).
+// SLUICE_TEST_AUTH=keys (the `keys` suite): every server runs with [auth] mode=keys and an admin key made with
+// `sluice keys create` before it starts; the calls a test makes from here send it as a Bearer header, and the
+// page is given it through its own key form: when the page asks for a key, the harness types it in.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -17,6 +20,10 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const SKIP = 77;
+export const TEST_AUTH = process.env.SLUICE_TEST_AUTH || 'none';
+if (!['none', 'keys'].includes(TEST_AUTH)) throw new Error(`SLUICE_TEST_AUTH must be none or keys, not ${TEST_AUTH}`);
+const harnessKeys = new Map(); // data folder -> the admin key the harness made in its catalog
+let lastHarnessKey = null; // the key the page is given when it asks for one
 
 export const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -124,22 +131,54 @@ export function makeClip(file, { width = 640, height = 360, seconds = 10, rate =
   return file;
 }
 
+// `sluice keys create` on a data folder (made when missing); returns the key.
+export function createKey(dataDir, name, scope) {
+  const r = spawnSync(process.env.SLUICE_BINARY,
+    ['keys', 'create', '--data', dataDir, '--name', name, '--scope', scope], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`sluice keys create failed (${r.status}): ${r.stderr}`);
+  return r.stdout.trim();
+}
+
 // A `sluice serve` process. start() resolves once it printed "serving on URL".
 export class Server {
   // env: variables added to (or, with value null, removed from) the server's environment.
-  constructor({ dataDir, config = null, listen = '127.0.0.1:0', name = 'server', env = null }) {
+  // apiKey: sent as a Bearer header by json() and upload(). harnessAuth: false keeps the configuration as it
+  // is with SLUICE_TEST_AUTH=keys (a configuration with an [auth] section of its own is kept as it is too).
+  constructor({ dataDir, config = null, listen = '127.0.0.1:0', name = 'server', env = null, apiKey = null,
+    harnessAuth = true }) {
     this.dataDir = dataDir;
     this.config = config;
     this.env = env;
     this.listen = listen;
     this.name = name;
+    this.apiKey = apiKey;
+    this.harnessAuth = harnessAuth && TEST_AUTH === 'keys';
     this.log = [];
     this.proc = null;
     this.url = null;
     this.port = null;
   }
 
+  // SLUICE_TEST_AUTH=keys: [auth] mode=keys added to the configuration, and the harness's admin key (one per
+  // data folder, so that a restart on the same folder keeps it).
+  setUpHarnessAuth() {
+    if (!this.config) {
+      this.config = path.join(path.dirname(path.resolve(this.dataDir)), 'sluice-harness.conf');
+      fs.writeFileSync(this.config, '');
+    }
+    const text = fs.readFileSync(this.config, 'utf8');
+    const marker = '# added by the test harness (SLUICE_TEST_AUTH=keys)';
+    if (/^\s*\[auth\]/m.test(text) && !text.includes(marker)) return; // the test's own [auth]
+    if (!text.includes(marker)) fs.writeFileSync(this.config, `${text}\n${marker}\n[auth]\nmode=keys\n`);
+    const where = path.resolve(this.dataDir);
+    if (!harnessKeys.has(where)) harnessKeys.set(where, createKey(this.dataDir, 'test-harness', 'admin'));
+    if (!this.apiKey) this.apiKey = harnessKeys.get(where);
+    lastHarnessKey = this.apiKey;
+    this.keysOn = true;
+  }
+
   async start(timeoutMs = 60000) {
+    if (this.harnessAuth) this.setUpHarnessAuth();
     const args = ['serve', '--listen', this.listen, '--data', this.dataDir];
     if (this.config) args.push('--config', this.config);
     this.log.push(`$ ${process.env.SLUICE_BINARY} ${args.join(' ')}`);
@@ -171,6 +210,14 @@ export class Server {
     });
     this.url = url;
     this.port = Number(new URL(url).port);
+    if (this.keysOn) {
+      // The keys suite must not pass by running open: the API refuses a request without the key.
+      const res = await fetch(`${url}/api/v1/jobs`);
+      await res.arrayBuffer();
+      if (res.status !== 401) {
+        throw new Error(`SLUICE_TEST_AUTH=keys, yet GET /api/v1/jobs without the key answers ${res.status}`);
+      }
+    }
     return url;
   }
 
@@ -195,6 +242,11 @@ export class Server {
   }
 
   async json(pathname, init = {}) {
+    if (this.apiKey) {
+      const headers = new Headers(init.headers || {});
+      if (!headers.has('Authorization')) headers.set('Authorization', `Bearer ${this.apiKey}`);
+      init = { ...init, headers };
+    }
     const res = await fetch(this.url + pathname, init);
     const text = await res.text();
     let body = null;
@@ -254,8 +306,35 @@ export function writeConfig(dir, text) {
   return file;
 }
 
-// Debian's chromium, headless, a fresh profile in a temporary folder.
-export async function launchBrowser(chromium, chromiumPath) {
+const keyForms = new WeakMap(); // page -> what answerKeyForm saw
+
+// SLUICE_TEST_AUTH=keys: whenever the page shows its key form (dialog.key-dialog), types the harness's key into it
+// and presses "Use this key", as a person would. Counts how often the page asked (watchPage's check() wants once).
+function answerKeyForm(page) {
+  const form = { asked: 0, answered: 0 };
+  keyForms.set(page, form);
+  const dialog = 'dialog.key-dialog[open]';
+  (async () => {
+    for (;;) {
+      try {
+        await page.waitForSelector(dialog, { timeout: 0 });
+        form.asked += 1;
+        await page.fill(`${dialog} input[name="key"]`, lastHarnessKey || '');
+        await page.click(`${dialog} button[value="ok"]`);
+        form.answered += 1;
+        await page.waitForSelector('dialog.key-dialog', { state: 'detached', timeout: 0 });
+      } catch {
+        if (page.isClosed()) return;
+        await sleep(100);
+      }
+    }
+  })();
+  return form;
+}
+
+// Debian's chromium, headless, a fresh profile in a temporary folder. answerKeyForm: see answerKeyForm() (on by
+// default with SLUICE_TEST_AUTH=keys; a test of the form itself turns it off).
+export async function launchBrowser(chromium, chromiumPath, { answerKeyForm: answer = TEST_AUTH === 'keys' } = {}) {
   const profile = tempDir('profile');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: chromiumPath,
@@ -264,6 +343,10 @@ export async function launchBrowser(chromium, chromiumPath) {
     viewport: { width: 1280, height: 900 },
   });
   const page = context.pages()[0] || await context.newPage();
+  if (answer) {
+    answerKeyForm(page);
+    context.on('page', answerKeyForm);
+  }
   return {
     context,
     page,
@@ -286,16 +369,23 @@ export function watchPage(page) {
       const problems = [];
       for (const e of w.pageErrors) problems.push(`uncaught page error: ${e}`);
       for (const e of w.consoleErrors) problems.push(`console error: ${e}`);
+      // With keys on, the page asks for the key once (its first API call is answered 401), and never again.
+      const form = keyForms.get(page);
+      if (form && form.asked !== 1) problems.push(`the page asked for the API key ${form.asked} times (expected once)`);
       return problems;
     },
   };
   const networkError = /^Failed to load resource|net::ERR_|EventSource/;
+  const unauthorized = /status of 401|status 401/;
   page.on('pageerror', (err) => w.pageErrors.push(`${err.message}\n${err.stack || ''}`));
   page.on('console', (msg) => {
     if (msg.type() !== 'error') return;
     const text = msg.text();
     const loc = msg.location();
     if (w.allowed.some((re) => re.test(text))) return;
+    // With keys on, the requests the page makes before it has the key are refused: that is how it learns it needs one.
+    const form = keyForms.get(page);
+    if (form && form.answered === 0 && unauthorized.test(text)) return;
     if (w.expectNetworkErrors && networkError.test(text)) return;
     w.consoleErrors.push(`${text} (${loc.url || '?'}:${loc.lineNumber ?? '?'})`);
   });

@@ -28,6 +28,14 @@ FFPROBE = shutil.which('ffprobe')
 GST_LAUNCH = shutil.which('gst-launch-1.0')
 CURL = shutil.which('curl')
 KEEP = os.environ.get('SLUICE_TEST_KEEP') == '1'   # keep temp folders for a post-mortem
+# SLUICE_TEST_AUTH=keys (the `keys` suite): every server the harness starts runs with [auth] mode=keys, and the
+# harness sends an admin key, made with `sluice keys create` before the server starts, on every request it makes.
+# A test that sets [auth] itself, or that opts out (Server(harness_auth=False), HARNESS_AUTH = False on a
+# ServerTestCase), keeps its own configuration.
+TEST_AUTH = os.environ.get('SLUICE_TEST_AUTH', 'none')
+if TEST_AUTH not in ('none', 'keys'):
+    raise SystemExit('SLUICE_TEST_AUTH must be none or keys, not %r' % TEST_AUTH)
+_HARNESS_KEYS = {}   # real path of a data folder -> the admin key the harness made in its catalog
 
 PORT_RE = re.compile(r'http://127\.0\.0\.1:(\d+)/')
 TERMINAL = ('succeeded', 'failed', 'canceled')
@@ -238,24 +246,49 @@ def write_config(path, config):
             f.write('\n')
 
 
+def create_key(data_dir, name, scope):
+    """`sluice keys create` on a data folder (made when missing); returns the key."""
+    r = subprocess.run([BINARY, 'keys', 'create', '--data', data_dir, '--name', name, '--scope', scope],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError('sluice keys create failed (%d): %s' % (r.returncode, r.stderr))
+    return r.stdout.strip()
+
+
+def harness_key(data_dir):
+    """The admin key of the harness in this data folder's catalog, made on first use (SLUICE_TEST_AUTH=keys)."""
+    where = os.path.realpath(data_dir)
+    if where not in _HARNESS_KEYS:
+        _HARNESS_KEYS[where] = create_key(data_dir, 'test-harness', 'admin')
+    return _HARNESS_KEYS[where]
+
+
 class Server:
     """One `sluice serve` process. Several Server objects may share a data folder (restarts)."""
 
-    def __init__(self, data_dir, config=None, config_path=None, log_path=None, api_key=None):
+    def __init__(self, data_dir, config=None, config_path=None, log_path=None, api_key=None, harness_auth=True):
         self.data_dir = data_dir
         self.api_key = api_key      # sent as Authorization: Bearer on every request that has none
         self.config_path = config_path
+        # SLUICE_TEST_AUTH=keys: [auth] mode=keys and a key of the harness (also for a restart on the same folder).
+        self.harness_auth = harness_auth and TEST_AUTH == 'keys'
         if config_path is None:
             # The default job profile (poster, storyboard, preview after every upload) is left out
             # unless a test asks for it: most tests follow one job per upload.
             config = {k: dict(v) for k, v in (config or {}).items()}
             config.setdefault('jobs', {}).setdefault('extras', '')
+            if self.harness_auth and 'auth' not in config:
+                config['auth'] = {'mode': 'keys'}
+            elif 'auth' in config:
+                self.harness_auth = False   # the test's own [auth]
             parent = os.path.dirname(data_dir.rstrip('/'))
             if not os.path.isdir(parent):
                 # Not created here: some tests check that the server creates missing folders.
                 parent = tempfile.mkdtemp(prefix='sluice-conf-')
             self.config_path = os.path.join(parent, 'sluice-test.conf')
             write_config(self.config_path, config)
+        elif os.path.realpath(data_dir) not in _HARNESS_KEYS:
+            self.harness_auth = False       # a configuration of the test's own, not a restart of a harness server
         self.log_path = log_path or os.path.join(os.path.dirname(data_dir.rstrip('/')), 'server.log')
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         self.proc = None
@@ -268,6 +301,8 @@ class Server:
     # -- lifetime --
 
     def start(self, timeout=30):
+        if self.harness_auth and self.api_key is None:
+            self.api_key = harness_key(self.data_dir)
         cmd = [BINARY, 'serve', '--listen', '127.0.0.1:0', '--data', self.data_dir]
         if self.config_path:
             cmd += ['--config', self.config_path]
@@ -301,6 +336,16 @@ class Server:
                 raise AssertionError('sluice serve did not print its address within %d s:\n%s'
                                      % (timeout, self.log_tail()))
         _LIVE.add(self)
+        if self.harness_auth:
+            # The keys suite must not pass by running open: the API refuses a request without the key.
+            conn = self.connection(10)
+            try:
+                conn.request('GET', '/api/v1/jobs')
+                status = conn.getresponse().status
+            finally:
+                conn.close()
+            if status != 401:
+                raise AssertionError('SLUICE_TEST_AUTH=keys, yet GET /api/v1/jobs without the key answers %d' % status)
         return self
 
     def alive(self):
@@ -365,13 +410,17 @@ class Server:
             h['Authorization'] = 'Bearer ' + self.api_key
         return h
 
+    def auth_header_line(self):
+        """The Authorization header line (with its CRLF) of a request written by hand; '' without a key."""
+        return 'Authorization: Bearer %s\r\n' % self.api_key if self.api_key else ''
+
+    def curl_auth(self):
+        """curl arguments that send the key ([] without one)."""
+        return ['-H', 'Authorization: Bearer ' + self.api_key] if self.api_key else []
+
     def create_key(self, name, scope):
         """`sluice keys create` on this server's data folder; returns the key."""
-        r = subprocess.run([BINARY, 'keys', 'create', '--data', self.data_dir, '--name', name, '--scope', scope],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise AssertionError('sluice keys create failed (%d): %s' % (r.returncode, r.stderr))
-        return r.stdout.strip()
+        return create_key(self.data_dir, name, scope)
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         conn = self.connection(timeout)
@@ -667,6 +716,8 @@ class ServerTestCase(unittest.TestCase):
     # Scopes of an API key made before the server starts and sent with every request (CONFIG then sets
     # [auth] mode=keys); None: no key.
     API_KEY_SCOPES = None
+    # False: the class server stays as CONFIG says even with SLUICE_TEST_AUTH=keys (a test of the open mode).
+    HARNESS_AUTH = True
     maxDiff = 4000
 
     @classmethod
@@ -677,7 +728,7 @@ class ServerTestCase(unittest.TestCase):
         cls.addClassCleanup(_rmtree, cls.tmp)
         cls.data = os.path.join(cls.tmp, 'data')
         os.makedirs(cls.data)
-        cls.server = Server(cls.data, cls.CONFIG)
+        cls.server = Server(cls.data, cls.CONFIG, harness_auth=cls.HARNESS_AUTH)
         if cls.API_KEY_SCOPES:
             cls.server.api_key = cls.server.create_key('test-%s' % cls.__name__.lower(), cls.API_KEY_SCOPES)
         cls.server.start()

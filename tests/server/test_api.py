@@ -165,8 +165,8 @@ class ApiBasics(ServerTestCase):
         # Chunked: counted as it arrives, never kept whole.
         s = self.server.raw_socket()
         try:
-            s.sendall(('POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n'
-                       'Transfer-Encoding: chunked\r\n\r\n' % path).encode())
+            s.sendall(('POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s'
+                       'Transfer-Encoding: chunked\r\n\r\n' % (path, self.server.auth_header_line())).encode())
             for off in range(0, len(big), 64 * 1024):
                 piece = big[off:off + 64 * 1024]
                 s.sendall(b'%x\r\n' % len(piece) + piece + b'\r\n')

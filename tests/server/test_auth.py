@@ -110,6 +110,12 @@ REQUESTS = {
     ('GET', '/api/v1/events'): ('/api/v1/events', 'stream', 200, None),
     ('GET', '/api/v1/pipelines'): ('/api/v1/pipelines', None, 200, None),
     ('GET', '/api/v1/encoders'): ('/api/v1/encoders', None, 200, None),
+    # Resumable uploads: past authentication, a request without Tus-Resumable gets 412.
+    ('POST', '/api/v1/uploads'): ('/api/v1/uploads', None, 412, 'tus_version'),
+    ('GET', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 404, 'not_found'),
+    ('PATCH', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 412, 'tus_version'),
+    ('DELETE', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 412, 'tus_version'),
+    ('POST', '/api/v1/direct-uploads'): ('/api/v1/direct-uploads', 'json', 400, 'invalid_field'),
 }
 
 

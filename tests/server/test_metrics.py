@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """`sluice serve` end to end: GET /metrics in the Prometheus text format (checked by promtool), values that move
-with uploads, jobs, failures and event streams, and a real Prometheus scraping the server."""
+with uploads, jobs, failures and event streams, a real Prometheus scraping the server, and the metrics address
+([metrics] listen, --metrics-listen) that serves /metrics alone without credentials while the main address asks
+for the metrics scope."""
 
+import http.client
 import json
 import os
 import re
@@ -10,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import unittest
 import urllib.parse
 import urllib.request
 
@@ -168,13 +172,9 @@ class Failures(MetricsCase):
         self.assertEqual(moved('sluice_pipeline_errors_total'), 2, text)
 
 
-@s.need_ffmpeg
-class Scraped(MetricsCase):
-    """A real Prometheus scrapes the server; its server runs only this class's jobs."""
-    CONFIG = {'jobs': {'concurrent': 1}}
-    JOBS = 2
-
-    def start_prometheus(self):
+class PrometheusCase(MetricsCase):
+    def start_prometheus(self, port=None):
+        """A Prometheus scraping /metrics of 127.0.0.1:port (the server's main port by default) every second."""
         if not PROMETHEUS:
             self.skipTest('prometheus not found (Debian package prometheus, installed by tools/setup)')
         tmp = tempfile.mkdtemp(prefix='sluice-prometheus-')
@@ -183,7 +183,7 @@ class Scraped(MetricsCase):
         with open(config, 'w') as f:
             f.write('global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n'
                     'scrape_configs:\n  - job_name: sluice\n    metrics_path: /metrics\n'
-                    '    static_configs:\n      - targets: ["127.0.0.1:%d"]\n' % self.server.port)
+                    '    static_configs:\n      - targets: ["127.0.0.1:%d"]\n' % (port or self.server.port))
         port = free_port()
         log_path = os.path.join(tmp, 'prometheus.log')
         log = open(log_path, 'w')
@@ -220,6 +220,13 @@ class Scraped(MetricsCase):
         with open(self.prometheus_log) as f:
             return f.read()[-3000:]
 
+
+@s.need_ffmpeg
+class Scraped(PrometheusCase):
+    """A real Prometheus scrapes the server; its server runs only this class's jobs."""
+    CONFIG = {'jobs': {'concurrent': 1}}
+    JOBS = 2
+
     def test_prometheus_scrapes_up_and_counts_the_jobs(self):
         srv = self.server
         base, proc = self.start_prometheus()
@@ -250,6 +257,150 @@ class Scraped(MetricsCase):
             r = self.query(base, 'sum(sluice_http_requests_total{route="/metrics",status="200"})')
             return r and r[0][1] >= 1
         s.wait_until(scrapes_counted, 30, 0.5, 'the scrapes to be counted')
+
+
+METRICS_LINE_RE = re.compile(r'metrics \(alone, without credentials\) on http://127\.0\.0\.1:(\d+)/metrics')
+
+
+def plain_request(port, method, path, headers=None):
+    """One request to 127.0.0.1:port with exactly these headers (no API key added): (status, headers, body)."""
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return s.Response(r.status, r.reason, r.headers, r.read(), method, path)
+    finally:
+        conn.close()
+
+
+class MetricsAddress(PrometheusCase):
+    """[auth] mode=keys and [metrics] listen: the metrics address serves /metrics alone and without a key, the
+    main address's /metrics needs the metrics scope. The class's key (sent by self.server) has the read scope."""
+    CONFIG = {'uploads': {'auto-transcode': False}, 'auth': {'mode': 'keys'}, 'metrics': {'listen': '127.0.0.1:0'}}
+    API_KEY_SCOPES = 'read'
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        srv = cls.server
+
+        def printed():
+            m = METRICS_LINE_RE.search(srv.log_tail(200))
+            return int(m.group(1)) if m else None
+        cls.metrics_port = s.wait_until(printed, 10, 0.05, 'the metrics address to be printed')
+
+    def test_metrics_address_answers_without_a_key_and_the_main_one_asks_for_the_scope(self):
+        port = self.metrics_port
+        self.assertNotEqual(port, self.server.port)
+        r = plain_request(port, 'GET', '/metrics')
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertTrue(r.header('Content-Type', '').startswith('text/plain; version=0.0.4'), r.describe())
+        self.promtool_check(r.text())
+        self.assertEqual(plain_request(port, 'HEAD', '/metrics').status, 200)
+        # The main address: no key 401, a key without the metrics scope 403, one with it 200.
+        r = plain_request(self.server.port, 'GET', '/metrics')
+        self.assert_error(r, 401, 'unauthorized')
+        self.assertTrue(r.header('WWW-Authenticate', '').startswith('Bearer'), r.describe())
+        self.assert_error(self.server.get('/metrics'), 403, 'forbidden')
+        key = self.server.create_key('scraper', 'metrics')
+        r = plain_request(self.server.port, 'GET', '/metrics', {'Authorization': 'Bearer ' + key})
+        self.assertEqual(r.status, 200, r.describe())
+        # Scrapes of either address are counted, by the route's pattern.
+        text = plain_request(port, 'GET', '/metrics').text()
+        self.assertGreaterEqual(value(parse(text), 'sluice_http_requests_total', route='/metrics', status='200'), 3)
+
+    def test_metrics_address_serves_nothing_else(self):
+        port = self.metrics_port
+        for path in ('/api/v1/videos', '/health', '/', '/index.html', '/videos/x/hls/master.m3u8', '/metrics/',
+                     '/api/v1/videos/../../metrics', '/no/such/path'):
+            # With or without a key (even an admin one): this address serves /metrics alone.
+            self.assert_error(plain_request(port, 'GET', path), 404, 'not_found')
+            self.assert_error(plain_request(port, 'GET', path, {'Authorization': 'Bearer ' + self.server.api_key}),
+                              404, 'not_found')
+        r = plain_request(port, 'POST', '/api/v1/videos', {'Content-Type': 'application/json', 'Content-Length': '0'})
+        self.assert_error(r, 404, 'not_found')
+        r = plain_request(port, 'DELETE', '/metrics')
+        self.assert_error(r, 405)
+        self.assertEqual(r.header('Allow'), 'GET, HEAD', r.describe())
+        # The main address still serves the API to the key.
+        self.assertEqual(self.server.get('/api/v1/videos').status, 200)
+
+    def test_prometheus_scrapes_the_metrics_address_without_a_key(self):
+        base, proc = self.start_prometheus(self.metrics_port)
+
+        def up():
+            self.assertIsNone(proc.poll(), 'prometheus exited:\n' + self.prometheus_log_tail())
+            r = self.query(base, 'up{job="sluice"}')
+            return r and r[0][1] == 1
+        s.wait_until(up, 60, 0.5, 'up{job="sluice"} to be 1')
+
+        def scrapes_counted():
+            r = self.query(base, 'sum(sluice_http_requests_total{job="sluice",route="/metrics",status="200"})')
+            return r and r[0][1] >= 1
+        s.wait_until(scrapes_counted, 30, 0.5, 'the scrapes to be counted')
+        r = self.query(base, 'sluice_build_info{job="sluice"}')
+        self.assertEqual(r[0][0]['version'], self.server.get_json('/health')['version'], r)
+
+
+@s.need_binary
+class MetricsListenOption(unittest.TestCase):
+    """--metrics-listen on the command line; a metrics address other machines can reach is allowed with [auth]
+    mode none (it serves metrics alone); a bad one stops the start."""
+
+    def serve(self, *args):
+        tmp = tempfile.mkdtemp(prefix='sluice-metrics-listen-')
+        self.addCleanup(s._rmtree, tmp)
+        conf = os.path.join(tmp, 'sluice.conf')
+        s.write_config(conf, {'jobs': {'extras': ''}})
+        return subprocess.Popen([s.BINARY, 'serve', '--listen', '127.0.0.1:0', '--data', os.path.join(tmp, 'data'),
+                                 '--config', conf] + list(args),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def test_command_line_address_on_all_interfaces_with_auth_none(self):
+        p = self.serve('--metrics-listen', '0.0.0.0:0')
+
+        def stop():
+            if p.poll() is None:
+                p.terminate()
+                p.communicate(timeout=20)
+        self.addCleanup(stop)
+        main_port = metrics_port = None
+        for _ in range(2):
+            line = p.stdout.readline()
+            m = re.search(r'serving on http://127\.0\.0\.1:(\d+)/', line)
+            main_port = int(m.group(1)) if m else main_port
+            m = re.search(r'metrics \(alone, without credentials\) on http://0\.0\.0\.0:(\d+)/metrics', line)
+            metrics_port = int(m.group(1)) if m else metrics_port
+        self.assertIsNotNone(main_port, 'no main address printed')
+        self.assertIsNotNone(metrics_port, 'no metrics address printed')
+        self.assertNotEqual(metrics_port, 0)
+        r = plain_request(metrics_port, 'GET', '/metrics')
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertIn('sluice_build_info', r.text())
+        self.assertEqual(plain_request(metrics_port, 'GET', '/health').status, 404)
+        # Auth mode none: the main address's /metrics stays open.
+        self.assertEqual(plain_request(main_port, 'GET', '/metrics').status, 200)
+        self.assertEqual(plain_request(main_port, 'GET', '/health').status, 200)
+        p.terminate()
+        p.communicate(timeout=20)
+        self.assertEqual(p.returncode, 0)
+
+    def test_bad_metrics_address_stops_the_start(self):
+        for bad in ('127.0.0.1', '127.0.0.1:99999', ':9100'):
+            p = self.serve('--metrics-listen', bad)
+            out, err = p.communicate(timeout=30)
+            self.assertEqual(p.returncode, 2, (bad, out, err))
+            self.assertIn('metrics listen address', err, (bad, err))
+        # An address that cannot be bound (the main one's, taken): the start fails naming it.
+        with socket.socket() as taken:
+            taken.bind(('127.0.0.1', 0))
+            taken.listen(1)
+            where = '127.0.0.1:%d' % taken.getsockname()[1]
+            p = self.serve('--metrics-listen', where)
+            out, err = p.communicate(timeout=30)
+        self.assertNotEqual(p.returncode, 0, (out, err))
+        self.assertIn(where, err, err)
+        self.assertNotIn('serving on', out)
 
 
 if __name__ == '__main__':

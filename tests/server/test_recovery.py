@@ -104,8 +104,9 @@ class Recovery(ServerTestCase):
         srv = self.server
         s = srv.raw_socket()
         try:
-            s.sendall(('POST /api/v1/videos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: video/mp4\r\n'
-                       'Content-Length: %d\r\nX-Filename: crash.mp4\r\n\r\n' % (5 * 1024 * 1024)).encode())
+            s.sendall(('POST /api/v1/videos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: video/mp4\r\n%s'
+                       'Content-Length: %d\r\nX-Filename: crash.mp4\r\n\r\n'
+                       % (srv.auth_header_line(), 5 * 1024 * 1024)).encode())
             s.sendall(b'\0' * (1024 * 1024))
             wait_until(lambda: self.uploads_left(srv), 10, 0.05, 'a temporary upload in DATADIR/uploads')
             srv.kill()

@@ -47,8 +47,8 @@ class UploadCase(ServerTestCase):
         return self.server.request('POST', '/api/v1/videos' + query, body=data, headers=h)
 
     def send_head(self, sock, content_type, length=None, chunked=False, extra=''):
-        head = 'POST /api/v1/videos HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n' % (
-            self.server.port, content_type)
+        head = 'POST /api/v1/videos HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n%s' % (
+            self.server.port, content_type, self.server.auth_header_line())
         if length is not None:
             head += 'Content-Length: %d\r\n' % length
         if chunked:
@@ -230,14 +230,15 @@ class Uploads(UploadCase):
     def test_curl_uploads(self):
         url = self.server.url('/api/v1/videos')
         r = subprocess.run([CURL, '-sS', '-o', '-', '-w', '\n%{http_code}', '-F', 'file=@' + MEDIA.path('short'),
-                            '-F', 'title=My clip', '-F', 'ladder=240p', url],
+                            '-F', 'title=My clip', '-F', 'ladder=240p', url] + self.server.curl_auth(),
                            capture_output=True, text=True, timeout=60)
         out, code = r.stdout.rsplit('\n', 1)
         self.assertEqual(code, '201', r.stdout + r.stderr)
         j1 = json.loads(out)['job']['id']
         # 2 MB: curl sends "Expect: 100-continue"
         r = subprocess.run([CURL, '-sS', '-o', '-', '-w', '\n%{http_code}', '-H', 'Content-Type: video/mp4',
-                            '--data-binary', '@' + MEDIA.path('long'), url + '?filename=clip.mp4&ladder=240p'],
+                            '--data-binary', '@' + MEDIA.path('long'), url + '?filename=clip.mp4&ladder=240p']
+                           + self.server.curl_auth(),
                            capture_output=True, text=True, timeout=60)
         out, code = r.stdout.rsplit('\n', 1)
         self.assertEqual(code, '201', r.stdout + r.stderr)

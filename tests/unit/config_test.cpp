@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Tests of the server configuration: the documented example, sizes, listen addresses, bad values.
+#include "check.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
-#include "check.h"
 #include "media.h"
 
 #include <gtest/gtest.h>
@@ -42,15 +42,18 @@ TEST(Config, ExampleFileStatesTheDefaults) {
   EXPECT_EQ(loaded.queue_limit, defaults.queue_limit);
   EXPECT_EQ(loaded.keep_alive_s, defaults.keep_alive_s);
   EXPECT_EQ(loaded.min_free_space, defaults.min_free_space);
+  EXPECT_EQ(loaded.resumable_expiry_s, defaults.resumable_expiry_s);
 }
 
 TEST(Config, ReadsEveryKey) {
   test::TempDir dir;
   ServerConfig c;
-  c.load_file(write_conf(dir, "[server]\nlisten=0.0.0.0:9000\ndata=/srv/v\ncors-origins=https://a.example; http://b:3000\n"
-                              "[uploads]\nmax-size=512M\nauto-transcode=false\n"
-                              "[jobs]\nconcurrent=3\npipeline=other\nencoder=x264\nextras=poster; preview\nmax-attempts=5\nretry-delay=2\nqueue-limit=7\n"
-                              "[events]\nkeep-alive=1\n[health]\nmin-free-space=0\n"));
+  c.load_file(write_conf(dir,
+                         "[server]\nlisten=0.0.0.0:9000\ndata=/srv/v\ncors-origins=https://a.example; http://b:3000\n"
+                         "[uploads]\nmax-size=512M\nauto-transcode=false\n"
+                         "[jobs]\nconcurrent=3\npipeline=other\nencoder=x264\nextras=poster; "
+                         "preview\nmax-attempts=5\nretry-delay=2\nqueue-limit=7\n"
+                         "[events]\nkeep-alive=1\n[health]\nmin-free-space=0\n"));
   EXPECT_EQ(c.host, "0.0.0.0");
   EXPECT_EQ(c.port, 9000);
   EXPECT_EQ(c.data_dir, "/srv/v");
@@ -102,6 +105,29 @@ TEST(Config, BadValuesNameTheKey) {
   ServerConfig c;
   Error e = test::expect_error([&] { c.load_file(fs::join(dir.path(), "missing.conf")); });
   EXPECT_TRUE(test::contains(e.what(), "missing.conf")) << e.what();
+}
+
+TEST(Config, Durations) {
+  EXPECT_EQ(parse_duration("90", "x"), 90);
+  EXPECT_EQ(parse_duration("90s", "x"), 90);
+  EXPECT_EQ(parse_duration("30m", "x"), 1800);
+  EXPECT_EQ(parse_duration("24h", "x"), 86400);
+  EXPECT_EQ(parse_duration("7d", "x"), 7 * 86400);
+  EXPECT_EQ(parse_duration("2H", "x"), 7200);
+  for (const char *bad : {"", "s", "-1", "1.5h", "1w", "99999999999999999999", "12 m", "+5"})
+    EXPECT_THROW(parse_duration(bad, "[uploads] resumable-expiry"), sluice::Error) << bad;
+}
+
+TEST(Config, ResumableExpiryFromTheFile) {
+  sluice::test::TempDir dir;
+  std::string path = dir.file("sluice.conf");
+  ASSERT_TRUE(g_file_set_contents(path.c_str(), "[uploads]\nresumable-expiry=90s\n", -1, nullptr));
+  ServerConfig c;
+  EXPECT_EQ(c.resumable_expiry_s, 86400);
+  c.load_file(path);
+  EXPECT_EQ(c.resumable_expiry_s, 90);
+  ASSERT_TRUE(g_file_set_contents(path.c_str(), "[uploads]\nresumable-expiry=0\n", -1, nullptr));
+  EXPECT_THROW(c.load_file(path), sluice::Error);
 }
 
 TEST(Config, Sizes) {

@@ -547,7 +547,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
   store.reset();
-  EXPECT_EQ(user_version(path()), 4);
+  EXPECT_EQ(user_version(path()), 5);
   // A second store on the same file sees the same data.
   auto a = open_sqlite(path()), b = open_sqlite(path());
   Video w = make_video("w", 5);
@@ -759,6 +759,91 @@ TEST(StoreFileTest, NewerSchemaIsRefused) {
   Error e = expect_error([&] { open_sqlite(path); });
   EXPECT_EQ(e.code(), ErrorCode::Io);
   EXPECT_TRUE(contains(e.what(), "schema version 99")) << e.what();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resumable and direct uploads
+
+ResumableUpload make_upload(std::int64_t length) {
+  ResumableUpload u;
+  u.id = new_id();
+  u.length = length;
+  u.metadata = "filename Y2xpcC5tcDQ=";
+  u.state = "receiving";
+  u.created = 1000;
+  u.expires = 2000;
+  return u;
+}
+
+TEST_F(StoreTest, UploadsRoundTripAndSurviveReopening) {
+  ResumableUpload a = make_upload(100), b = make_upload(-1);
+  b.concat = "partial";
+  b.direct_id = "d1";
+  store->add_upload(a);
+  store->add_upload(b);
+  a.offset = 60;
+  store->update_upload(a);
+  reopen();
+  auto got = store->upload(a.id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->offset, 60);
+  EXPECT_EQ(got->length, 100);
+  EXPECT_EQ(got->metadata, a.metadata);
+  EXPECT_EQ(got->state, "receiving");
+  auto gb = store->upload(b.id);
+  ASSERT_TRUE(gb);
+  EXPECT_EQ(gb->length, -1);
+  EXPECT_EQ(gb->concat, "partial");
+  EXPECT_EQ(gb->direct_id, "d1");
+  // Completion: the length given late, the state, the video, the error.
+  b.length = 5;
+  b.offset = 5;
+  b.state = "failed";
+  b.error_code = "not_media";
+  b.error = "not media";
+  store->update_upload(b);
+  gb = store->upload(b.id);
+  EXPECT_EQ(gb->length, 5);
+  EXPECT_EQ(gb->state, "failed");
+  EXPECT_EQ(gb->error_code, "not_media");
+  auto all = store->uploads();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_TRUE(store->delete_upload(a.id));
+  EXPECT_FALSE(store->delete_upload(a.id));
+  EXPECT_FALSE(store->upload(a.id));
+  EXPECT_EQ(store->uploads().size(), 1u);
+}
+
+TEST_F(StoreTest, UploadStateIsChecked) {
+  ResumableUpload a = make_upload(10);
+  a.state = "half-done";
+  EXPECT_THROW(store->add_upload(a), Error);
+  EXPECT_FALSE(store->upload(a.id));
+}
+
+TEST_F(StoreTest, DirectUploadIsClaimedOnce) {
+  DirectUpload d;
+  d.id = new_id();
+  d.token_hash = std::string(64, 'a');
+  d.max_size = 1000;
+  d.origin = "https://app.example";
+  d.metadata_json = "{\"title\":\"t\"}";
+  d.created = 10;
+  d.expires = 20;
+  store->add_direct_upload(d);
+  auto got = store->direct_upload_by_hash(d.token_hash);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->origin, d.origin);
+  EXPECT_EQ(got->max_size, 1000);
+  EXPECT_EQ(got->upload_id, "");
+  EXPECT_TRUE(store->claim_direct_upload(d.id, "u1"));
+  EXPECT_FALSE(store->claim_direct_upload(d.id, "u2")); // once
+  EXPECT_EQ(store->direct_upload_by_hash(d.token_hash)->upload_id, "u1");
+  EXPECT_FALSE(store->direct_upload_by_hash(std::string(64, 'b')));
+  store->forget_direct_uploads(20); // expires at 20: kept until after
+  EXPECT_TRUE(store->direct_upload_by_hash(d.token_hash));
+  store->forget_direct_uploads(21);
+  EXPECT_FALSE(store->direct_upload_by_hash(d.token_hash));
 }
 
 } // namespace

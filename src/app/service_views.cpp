@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The service layer: the views of videos and health, media files, and signed playback.
+#include "app/service.h"
+
+#include "app/service_internal.h"
+#include "core/fs.h"
+#include "media/hls.h"
+#include "pipeline/outputs.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <set>
+
+namespace sluice::app {
+
+using namespace detail;
+
+namespace {
+
+std::string media_key(const std::string &video_id, const std::string &folder, const std::vector<std::string> &inside) {
+  std::string key = video_id + "/" + folder;
+  for (const auto &s : inside)
+    key += "/" + s;
+  return key;
+}
+
+// The version of a finished package: its folder, renamed into place when it was published.
+std::string folder_version(const std::string &dir) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0)
+    return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%llx%llx%lx", static_cast<unsigned long long>(st.st_ino),
+                static_cast<unsigned long long>(st.st_mtim.tv_sec), static_cast<long>(st.st_mtim.tv_nsec));
+  return buf;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+std::optional<VideoView> Service::video(const std::string &video_id) {
+  auto v = store::is_id(video_id) ? store_.video(video_id) : std::nullopt;
+  if (!v)
+    return std::nullopt;
+  return view(*v);
+}
+
+std::vector<VideoView> Service::videos() {
+  std::vector<VideoView> out;
+  for (const auto &v : store_.videos())
+    out.push_back(view(v));
+  return out;
+}
+
+VideoView Service::view(const store::Video &v) {
+  VideoView out;
+  out.video = v;
+  store::JobFilter f;
+  f.video_id = v.id;
+  out.jobs = store_.jobs(f);
+  // The video's state is that of its latest streaming job (hls, cmaf): posters and the like do not
+  // make a video playable.
+  out.state = "uploaded";
+  for (const auto &j : out.jobs) {
+    auto kind = scheduler_.output_kind(j.pipeline);
+    if (kind && !pipeline::output_info(*kind).streaming)
+      continue;
+    switch (j.state) {
+    case store::JobState::Queued: out.state = "queued"; break;
+    case store::JobState::Running: out.state = "processing"; break;
+    case store::JobState::Succeeded: out.state = "ready"; break;
+    case store::JobState::Failed: out.state = "failed"; break;
+    case store::JobState::Canceled: out.state = "canceled"; break;
+    }
+    break;
+  }
+  // What can be fetched, newest job first, one package per pipeline.
+  std::set<std::string> seen;
+  for (const auto &j : out.jobs) {
+    const std::string &p = j.pipeline;
+    if (!seen.insert(p).second)
+      continue;
+    Package pkg;
+    pkg.pipeline = p;
+    pkg.kind = scheduler_.output_kind(p);
+    std::string dir = scheduler_.layout().output_dir(v.id, p);
+    // A description that is gone is taken for a streaming package (what its folder most likely holds).
+    const auto &info = pipeline::output_info(pkg.kind.value_or(pipeline::OutputKind::Hls));
+    if (info.streaming) {
+      // A running job is served from its working folder (playable once its master exists: every
+      // rendition has a first segment), else the finished package. (A cmaf job that replaces a
+      // finished package has no working folder served: see Scheduler::live_dir.)
+      const std::string master(info.master), manifest(info.manifest);
+      auto work = scheduler_.live_dir(v.id, p);
+      pkg.growing = work && fs::exists(fs::join(*work, master));
+      if (pkg.growing || (!work && fs::exists(fs::join(dir, master))))
+        pkg.hls = master;
+      // DASH: the MPD of a finished package that has one.
+      if (!manifest.empty() && !work && fs::exists(fs::join(dir, manifest)))
+        pkg.dash = manifest;
+    } else if (const std::string file(info.artifact_file); fs::exists(fs::join(dir, file))) {
+      pkg.artifact = file;
+    }
+    out.packages.push_back(std::move(pkg));
+  }
+  return out;
+}
+
+HealthView Service::health() {
+  HealthView h;
+  try {
+    h.readable = store_.ping();
+  } catch (const Error &) {
+  }
+  // Reads go on when the catalog cannot be written (read-only, immutable, full): a real write tells, at most one
+  // every few seconds, else the outcome of the latest write, so that health stays cheap however often it is asked.
+  h.writable = h.readable && store_.writable();
+  h.unsaved_jobs = scheduler_.unsaved_count();
+  h.free_bytes = scheduler_.free_space();
+  h.min_free_bytes = config_.min_free_space;
+  h.accepting = accepting_;
+  if (h.readable) {
+    h.queued = store_.count_jobs(store::JobState::Queued);
+    h.running = scheduler_.running_count();
+  }
+  h.slots = config_.slots();
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media files
+
+Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
+                                      const std::vector<std::string> &inside, bool want_version) {
+  // Only files inside an output folder: no listing, no upload, no working or old folders by name.
+  // (No catalog lookup: a deleted video's row goes before its folder, and without the folder there is
+  // nothing to serve.)
+  auto not_found = [](const char *what = "no such file") { return refused(Refusal::NotFound, what); };
+  if (inside.empty() || !pipeline::is_identifier(folder) || folder == "source")
+    return not_found();
+  const std::string videos = scheduler_.layout().videos_dir();
+  MediaFile out;
+  if (auto live = scheduler_.live_dir(video_id, folder)) {
+    // A running job: its playlists are EVENT playlists, and only listed segments exist yet.
+    auto path = fs::resolve_under(*live, inside, videos);
+    if (!path)
+      return not_found();
+    out.path = *path;
+    out.running = true;
+    const std::string &name = inside.back();
+    if (!g_str_has_suffix(name.c_str(), ".m3u8")) {
+      std::string rel;
+      for (std::size_t i = 0; i < inside.size(); ++i)
+        rel += (i ? "/" : "") + inside[i];
+      bool listed = false;
+      for (const auto &f : fs::list_dir(*live)) {
+        if (!g_str_has_suffix(f.c_str(), ".m3u8") || f == "master.m3u8")
+          continue;
+        try {
+          auto pl = media::parse_media_playlist(fs::read_file(fs::join(*live, f)));
+          for (const auto &s : pl.segments)
+            listed = listed || s.uri == rel;
+          listed = listed || (!pl.map_uri.empty() && pl.map_uri == rel); // a CMAF init segment
+        } catch (const Error &) {
+        }
+        if (listed)
+          break;
+      }
+      if (!listed)
+        return not_found("no such file (yet)");
+    }
+    return out;
+  }
+  // A finished package: the folder may not lead out of the videos folder (a link to /etc serves nothing).
+  // What was found is remembered (serving checks the file itself again every time).
+  const std::string dir = scheduler_.layout().output_dir(video_id, folder);
+  const std::string key = media_key(video_id, folder, inside);
+  if (auto it = resolved_.find(key); it != resolved_.end()) {
+    out.path = it->second;
+  } else {
+    auto path = fs::resolve_under(dir, inside, videos);
+    if (!path)
+      return not_found();
+    if (resolved_.size() > 50000)
+      resolved_.clear();
+    resolved_.emplace(key, *path);
+    out.path = *path;
+  }
+  if (want_version)
+    out.version = folder_version(dir);
+  return out;
+}
+
+Result<VideoView> Service::set_playback_policy(const std::string &video_id, const std::string &policy) {
+  if (!accepting_)
+    return shutting_down();
+  if (policy != "public" && policy != "signed")
+    return refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy");
+  if (!store::is_id(video_id) || !store_.set_playback_policy(video_id, policy))
+    return refused(Refusal::NotFound, "no video " + video_id);
+  signed_[video_id] = policy == "signed";
+  SLUICE_LOG(app_log(), Info, "video %s: playback policy %s", video_id.c_str(), policy.c_str());
+  publish_video_event(events_, video_id, "updated");
+  auto v = video(video_id);
+  if (!v)
+    return refused(Refusal::NotFound, "no video " + video_id);
+  return *v;
+}
+
+Result<PlaybackToken> Service::playback_token(const std::string &video_id, std::int64_t ttl_s) {
+  if (ttl_s < 1 || ttl_s > 86400)
+    return refused(Refusal::InvalidParameter, "field 'ttl': expected seconds from 1 to 86400", "ttl");
+  if (!store::is_id(video_id) || !store_.video(video_id))
+    return refused(Refusal::NotFound, "no video " + video_id);
+  PlaybackToken t;
+  t.expires_s = g_get_real_time() / G_USEC_PER_SEC + ttl_s;
+  t.token = playback_keys_.sign(video_id, t.expires_s);
+  return t;
+}
+
+Playback Service::playback(const std::string &video_id, const std::string &token) {
+  auto it = signed_.find(video_id);
+  if (it == signed_.end()) {
+    auto v = store_.video(video_id);
+    if (!v)
+      return Playback::NoVideo;
+    if (signed_.size() > 100000)
+      signed_.clear();
+    it = signed_.emplace(video_id, v->playback_policy == "signed").first;
+  }
+  if (!it->second)
+    return Playback::Open;
+  return !token.empty() && playback_keys_.verify(token, video_id, g_get_real_time() / G_USEC_PER_SEC)
+             ? Playback::Signed
+             : Playback::Forbidden;
+}
+
+void Service::forget_media_file(const std::string &video_id, const std::string &folder,
+                                const std::vector<std::string> &inside) {
+  resolved_.erase(media_key(video_id, folder, inside));
+}
+
+} // namespace sluice::app

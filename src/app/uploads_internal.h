@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What the source files of resumable uploads share (app/uploads*.cpp only).
+#pragma once
+
+#include "app/uploads.h"
+#include "core/log.h"
+
+#include <glib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+
+namespace sluice::app::uploads_detail {
+
+inline log::Category *uploads_log() {
+  static log::Category *c = log::category("sluice-uploads", "sluice resumable uploads");
+  return c;
+}
+
+// Within one PATCH, the offset is made durable (and recorded) every this many bytes.
+inline constexpr std::int64_t kSyncEvery = 16LL << 20;
+// Written-back (not waited for) every this many bytes.
+inline constexpr std::int64_t kFlushEvery = 1LL << 20;
+
+inline Failure refused(Refusal r, std::string message, std::string field = "") {
+  return Failure{r, std::move(message), std::move(field)};
+}
+
+inline std::int64_t now_us() {
+  return g_get_real_time();
+}
+
+inline int write_all(int fd, const char *data, std::size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno;
+    }
+    data += n;
+    len -= static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+
+inline Failure io_failure(int err, const std::string &what) {
+  return refused(err == ENOSPC ? Refusal::NoSpace : Refusal::Unavailable, what + ": " + g_strerror(err));
+}
+
+inline bool is_final(const store::ResumableUpload &u) {
+  return g_str_has_prefix(u.concat.c_str(), "final");
+}
+
+} // namespace sluice::app::uploads_detail

@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Resumable uploads over HTTP (tus 1.0.0 with every extension) and direct uploads; the model is app::Uploads.
+#include "http/tus.h"
+
+#include "http/tus_internal.h"
+
+#include "app/uploads.h"
+#include "core/json.h"
+#include "http/limits.h"
+#include "http/middleware.h"
+#include "http/respond.h"
+#include "http/upload.h"
+#include "jobs/scheduler.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+namespace sluice::http {
+
+using namespace tus_detail;
+
+namespace {
+
+constexpr const char *kExtensions =
+    "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,concatenation";
+constexpr const char *kPatchKey = "sluice-tus-patch";
+constexpr const char *kCreatedKey = "sluice-tus-created";
+constexpr const char *kOffsetStream = "application/offset+octet-stream";
+
+// A request header that may come once: its value, or nullopt when absent; `twice` when it came more than once.
+std::optional<std::string> single(SoupServerMessage *msg, const char *name, bool &twice) {
+  struct Count {
+    const char *name;
+    int n = 0;
+    std::string value;
+  } c{name, 0, {}};
+  soup_message_headers_foreach(
+      soup_server_message_get_request_headers(msg),
+      [](const char *n, const char *v, gpointer p) {
+        auto *cc = static_cast<Count *>(p);
+        if (g_ascii_strcasecmp(n, cc->name) == 0 && cc->n++ == 0)
+          cc->value = v;
+      },
+      &c);
+  twice = c.n > 1;
+  if (c.n == 0)
+    return std::nullopt;
+  return c.value;
+}
+
+// A non-negative decimal integer (no sign, no spaces); one past what an int64 holds reads as its largest value (a
+// length that large is too large, not malformed).
+std::optional<std::int64_t> number(const std::string &s) {
+  if (s.empty() || s.size() > 100)
+    return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (!g_ascii_isdigit(c))
+      return std::nullopt;
+    const int d = c - '0';
+    v = v > (INT64_MAX - d) / 10 ? INT64_MAX : v * 10 + d;
+  }
+  return v;
+}
+
+// Reads a numeric header; false (and a 400 set) when it is malformed or repeated.
+bool numeric_header(SoupServerMessage *msg, const char *name, std::optional<std::int64_t> &out) {
+  bool twice = false;
+  auto v = single(msg, name, twice);
+  out.reset();
+  if (!v)
+    return true;
+  if (twice) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", std::string(name) + " is given more than once", name);
+    return false;
+  }
+  out = number(*v);
+  if (!out) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request",
+              std::string(name) + ": expected a non-negative integer, got '" + v->substr(0, 40) + "'", name);
+    return false;
+  }
+  return true;
+}
+
+std::string http_date(std::int64_t us) {
+  g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(us / G_USEC_PER_SEC);
+  g_autofree gchar *s = soup_date_time_to_string(dt, SOUP_DATE_HTTP);
+  return s;
+}
+
+std::string location_of(SoupServerMessage *msg, const std::string &id) {
+  std::string loc = kUploads + "/" + id;
+  if (direct_of(msg)) {
+    g_autofree gchar *t = g_uri_escape_string(token_query(msg).c_str(), nullptr, FALSE);
+    loc += std::string("?token=") + t;
+  }
+  return loc;
+}
+
+// The headers that describe an upload's progress (every tus answer about one upload).
+void upload_headers(SoupServerMessage *msg, const store::ResumableUpload &u) {
+  SoupMessageHeaders *h = out_headers(msg);
+  soup_message_headers_replace(h, "Upload-Offset", std::to_string(u.offset).c_str());
+  soup_message_headers_replace(h, "Upload-Expires", http_date(u.expires).c_str());
+  soup_message_headers_replace(h, "Cache-Control", "no-store");
+}
+
+// Tus-Resumable must be 1.0.0: 412 with the versions this server speaks otherwise.
+bool check_version(SoupServerMessage *msg) {
+  if (header(msg, "Tus-Resumable") == kTusVersion)
+    return true;
+  set_error(msg, SOUP_STATUS_PRECONDITION_FAILED, "tus_version",
+            "this server speaks tus " + std::string(kTusVersion) + "; send Tus-Resumable: " + kTusVersion);
+  soup_message_headers_replace(out_headers(msg), "Tus-Version", kTusVersion);
+  return false;
+}
+
+// The Patch being written by msg.
+std::shared_ptr<app::Uploads::Patch> patch_of(SoupServerMessage *msg) {
+  auto *p = static_cast<std::shared_ptr<app::Uploads::Patch> *>(g_object_get_data(G_OBJECT(msg), kPatchKey));
+  return p ? *p : nullptr;
+}
+
+// Streams msg's body into patch as it arrives; a body cut short keeps what came (the Patch's destructor).
+void attach_patch(SoupServerMessage *msg, std::shared_ptr<app::Uploads::Patch> patch) {
+  auto *holder = new std::shared_ptr<app::Uploads::Patch>(std::move(patch));
+  g_object_set_data_full(G_OBJECT(msg), kPatchKey, holder,
+                         [](gpointer p) { delete static_cast<std::shared_ptr<app::Uploads::Patch> *>(p); });
+  soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
+  g_signal_connect(msg, "got-chunk", G_CALLBACK(+[](SoupServerMessage *m, GBytes *chunk, gpointer) {
+                     auto p = patch_of(m);
+                     if (!p || g_object_get_data(G_OBJECT(m), kRateRefusedKey))
+                       return;
+                     gsize len = 0;
+                     auto data = static_cast<const char *>(g_bytes_get_data(chunk, &len));
+                     p->write(data, len);
+                   }),
+                   nullptr);
+  // A client gone in the middle of the body: what arrived is recorded now (not when the message is freed).
+  g_signal_connect(
+      msg, "finished",
+      G_CALLBACK(+[](SoupServerMessage *m, gpointer) { g_object_set_data(G_OBJECT(m), kPatchKey, nullptr); }), nullptr);
+}
+
+// The PATCH (or creation-with-upload) headers: Content-Type, Upload-Offset, Upload-Checksum, Upload-Length.
+bool begin_patch(Context &cx, SoupServerMessage *msg, const std::string &id, bool creating) {
+  std::string type = header(msg, "Content-Type");
+  if (auto semi = type.find(';'); semi != std::string::npos)
+    type.resize(semi);
+  std::optional<std::int64_t> offset, length, content_length;
+  if (creating) {
+    offset = 0;
+  } else {
+    if (g_ascii_strcasecmp(type.c_str(), kOffsetStream) != 0) {
+      set_error(msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                std::string("a PATCH sends its bytes with Content-Type: ") + kOffsetStream);
+      return false;
+    }
+    if (!numeric_header(msg, "Upload-Offset", offset) || !numeric_header(msg, "Upload-Length", length))
+      return false;
+    if (!offset) {
+      set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", "a PATCH says where its bytes go: Upload-Offset",
+                "Upload-Offset");
+      return false;
+    }
+  }
+  SoupMessageHeaders *in = soup_server_message_get_request_headers(msg);
+  if (soup_message_headers_get_encoding(in) == SOUP_ENCODING_CONTENT_LENGTH)
+    content_length = soup_message_headers_get_content_length(in);
+  std::optional<app::Checksum> checksum;
+  bool twice = false;
+  if (auto c = single(msg, "Upload-Checksum", twice)) {
+    auto space = c->find(' ');
+    GChecksumType kind = G_CHECKSUM_SHA256;
+    bool known = false;
+    if (space != std::string::npos)
+      if (auto t = app::checksum_type(c->substr(0, space))) {
+        kind = *t;
+        known = true;
+      }
+    std::string b64 = space == std::string::npos ? "" : c->substr(space + 1);
+    gsize len = 0;
+    g_autofree guchar *raw = b64.empty() ? nullptr : g_base64_decode(b64.c_str(), &len);
+    if (twice || !known || !raw || len == 0 || len != static_cast<gsize>(g_checksum_type_get_length(kind))) {
+      set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request",
+                "Upload-Checksum: expected 'sha1', 'md5' or 'sha256', a space and the digest in base64",
+                "Upload-Checksum");
+      return false;
+    }
+    checksum = app::Checksum{kind, std::string(reinterpret_cast<const char *>(raw), len)};
+  }
+  auto r = cx.service.uploads().begin_patch(id, *offset, length, content_length, checksum);
+  if (auto *f = std::get_if<app::Failure>(&r)) {
+    set_failure(msg, *f);
+    if (f->refusal == app::Refusal::OffsetMismatch || f->refusal == app::Refusal::Conflict)
+      if (auto u = cx.service.uploads().find(id); std::holds_alternative<store::ResumableUpload>(u))
+        upload_headers(msg, std::get<store::ResumableUpload>(u));
+    return false;
+  }
+  attach_patch(msg, std::get<std::shared_ptr<app::Uploads::Patch>>(std::move(r)));
+  return true;
+}
+
+// Answers a paused message later, on the main loop, unless the server is gone by then.
+template <typename Fn> auto later(Context &cx, SoupServerMessage *msg, Fn &&answer) {
+  g_object_ref(msg);
+  soup_server_message_pause(msg);
+  return [alive = cx.alive, msg, answer = std::forward<Fn>(answer)](auto &&...result) {
+    if (*alive)
+      answer(std::forward<decltype(result)>(result)...);
+    soup_server_message_unpause(msg);
+    g_object_unref(msg);
+  };
+}
+
+// After the body of a PATCH or a creation-with-upload: the bytes are made durable; the last one starts ingest,
+// and the answer waits for it. `status` is the success status (204 for a PATCH, 201 for a creation).
+void finish_body(Context &cx, SoupServerMessage *msg, guint status) {
+  auto patch = patch_of(msg);
+  if (!patch)
+    return;
+  g_object_set_data(G_OBJECT(msg), kPatchKey, nullptr); // the lock goes with it once finished
+  auto r = patch->finish(true);
+  if (auto *f = std::get_if<app::Failure>(&r))
+    return set_failure(msg, *f);
+  const auto u = std::get<store::ResumableUpload>(r);
+  upload_headers(msg, u);
+  status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg) : soup_server_message_set_status(msg, status, nullptr);
+  if (u.length < 0 || u.offset != u.length)
+    return;
+  cx.service.uploads().complete(
+      u.id, later(cx, msg, [msg, status](app::Result<store::ResumableUpload> done) {
+        if (auto *f = std::get_if<app::Failure>(&done))
+          return set_failure(msg, *f);
+        const auto &v = std::get<store::ResumableUpload>(done);
+        upload_headers(msg, v);
+        status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg) : soup_server_message_set_status(msg, status, nullptr);
+        if (!v.video_id.empty())
+          soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", v.video_id.c_str());
+      }));
+}
+
+// Upload-Concat: "partial", or "final;URL URL" (absolute URLs or paths of this server's uploads).
+bool read_concat(SoupServerMessage *msg, app::UploadRequest &r) {
+  bool twice = false;
+  auto c = single(msg, "Upload-Concat", twice);
+  if (!c)
+    return true;
+  auto bad = [&](const std::string &why) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", "Upload-Concat: " + why, "Upload-Concat");
+    return false;
+  };
+  if (twice)
+    return bad("given more than once");
+  if (*c == "partial") {
+    r.concat = app::UploadRequest::Concat::Partial;
+    return true;
+  }
+  if (!g_str_has_prefix(c->c_str(), "final;"))
+    return bad("expected 'partial' or 'final;' and the URLs of the parts");
+  r.concat = app::UploadRequest::Concat::Final;
+  g_auto(GStrv) urls = g_strsplit(c->c_str() + 6, " ", -1);
+  for (int i = 0; urls[i]; ++i) {
+    std::string url = urls[i];
+    if (url.empty())
+      continue;
+    if (r.parts.size() >= 1000)
+      return bad("more than 1000 parts");
+    std::string path = url;
+    if (GUri *u = g_uri_parse(url.c_str(), G_URI_FLAGS_NONE, nullptr)) {
+      path = g_uri_get_path(u);
+      g_uri_unref(u);
+    }
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos || path.substr(0, slash) != kUploads || !store::is_id(path.substr(slash + 1)))
+      return bad("'" + url.substr(0, 100) + "' is not an upload of this server");
+    r.parts.push_back(path.substr(slash + 1));
+  }
+  if (r.parts.empty())
+    return bad("a final upload names its parts");
+  return true;
+}
+
+// POST /api/v1/uploads, once its headers are in: the upload is created now (a final concatenation waits for
+// the handler, it has no body), and a body that comes with it streams into it.
+bool create_now(Context &cx, SoupServerMessage *msg) {
+  app::UploadRequest r;
+  std::optional<std::int64_t> defer;
+  if (!numeric_header(msg, "Upload-Length", r.length) || !numeric_header(msg, "Upload-Defer-Length", defer) ||
+      !read_concat(msg, r))
+    return false;
+  if (defer && *defer != 1) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", "Upload-Defer-Length: expected 1", "Upload-Defer-Length");
+    return false;
+  }
+  const bool final = r.concat == app::UploadRequest::Concat::Final;
+  if (!final && r.length.has_value() == defer.has_value()) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request",
+              r.length ? "give Upload-Length or Upload-Defer-Length, not both"
+                       : "a new upload says its size (Upload-Length) or that it will later (Upload-Defer-Length: 1)",
+              "Upload-Length");
+    return false;
+  }
+  bool twice = false;
+  r.metadata_header = single(msg, "Upload-Metadata", twice).value_or("");
+  if (twice || !app::parse_tus_metadata(r.metadata_header)) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request",
+              twice ? "Upload-Metadata is given more than once"
+                    : "Upload-Metadata: expected comma-separated pairs of a key and its value in base64",
+              "Upload-Metadata");
+    return false;
+  }
+  if (const auto *d = direct_of(msg)) {
+    r.direct_id = d->id;
+    r.max_size = d->max_size;
+    // Its metadata was checked when it was made (an object of strings): it wins over the client's.
+    json::Node n = json::parse(d->metadata_json.empty() ? "{}" : d->metadata_json, "direct upload metadata");
+    JsonObject *o = json_node_get_object(n.get());
+    g_autoptr(GList) members = json_object_get_members(o);
+    for (GList *l = members; l; l = l->next)
+      r.forced[static_cast<const char *>(l->data)] =
+          json_object_get_string_member(o, static_cast<const char *>(l->data));
+  }
+  if (final) {
+    // Joined and ingested in the handler (the parts may be large): the request is kept for it.
+    auto *kept = new app::UploadRequest(std::move(r));
+    g_object_set_data_full(G_OBJECT(msg), kCreatedKey, kept,
+                           [](gpointer p) { delete static_cast<app::UploadRequest *>(p); });
+    return true;
+  }
+  std::optional<app::Result<store::ResumableUpload>> created;
+  cx.service.uploads().create(r, [&](app::Result<store::ResumableUpload> res) { created = std::move(res); });
+  if (auto *f = std::get_if<app::Failure>(&*created)) {
+    set_failure(msg, *f);
+    return false;
+  }
+  const auto &u = std::get<store::ResumableUpload>(*created);
+  if (const auto *d = direct_of(msg); d && !cx.service.store().claim_direct_upload(d->id, u.id)) {
+    // Another request used the token meanwhile: this upload goes.
+    cx.service.uploads().terminate(u.id);
+    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", "this upload token has been used");
+    return false;
+  }
+  soup_message_headers_replace(out_headers(msg), "Location", location_of(msg, u.id).c_str());
+  upload_headers(msg, u);
+  g_object_set_data_full(G_OBJECT(msg), "sluice-tus-id", g_strdup(u.id.c_str()), g_free);
+  // creation-with-upload: the body is the upload's first bytes.
+  std::string type = header(msg, "Content-Type");
+  SoupMessageHeaders *in = soup_server_message_get_request_headers(msg);
+  const bool has_body =
+      soup_message_headers_get_encoding(in) == SOUP_ENCODING_CHUNKED || soup_message_headers_get_content_length(in) > 0;
+  if (has_body && g_str_has_prefix(type.c_str(), kOffsetStream))
+    return begin_patch(cx, msg, u.id, true);
+  return true;
+}
+
+} // namespace
+
+bool is_tus_path(const std::string &path) {
+  return path == kUploads || g_str_has_prefix(path.c_str(), (kUploads + "/").c_str());
+}
+
+void tus_options(Context &cx, SoupServerMessage *msg) {
+  SoupMessageHeaders *h = out_headers(msg);
+  soup_message_headers_replace(h, "Tus-Resumable", kTusVersion);
+  soup_message_headers_replace(h, "Tus-Version", kTusVersion);
+  soup_message_headers_replace(h, "Tus-Extension", kExtensions);
+  soup_message_headers_replace(h, "Tus-Max-Size", std::to_string(cx.config.max_upload_size).c_str());
+  soup_message_headers_replace(h, "Tus-Checksum-Algorithm", "sha1,md5,sha256");
+}
+
+bool tus_body(Context &cx, SoupServerMessage *msg, const Match &m) {
+  soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
+  if (!cx.service.accepting()) {
+    set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
+    return true;
+  }
+  if (!check_version(msg))
+    return true;
+  if (is_create(m))
+    return !create_now(cx, msg);
+  return !begin_patch(cx, msg, m.params.at(0), false);
+}
+
+namespace handlers {
+
+void create_upload(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  if (auto *kept = static_cast<app::UploadRequest *>(g_object_get_data(G_OBJECT(msg), kCreatedKey))) {
+    // A final concatenation: answered once its parts are joined and the result went through ingest.
+    Context *c = &cx;
+    cx.service.uploads().create(*kept, later(cx, msg, [c, msg](app::Result<store::ResumableUpload> r) {
+      if (auto *f = std::get_if<app::Failure>(&r))
+        return set_failure(msg, *f);
+      const auto &u = std::get<store::ResumableUpload>(r);
+      soup_message_headers_replace(out_headers(msg), "Location", location_of(msg, u.id).c_str());
+      upload_headers(msg, u);
+      if (!u.video_id.empty())
+        soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", u.video_id.c_str());
+      soup_server_message_set_status(msg, SOUP_STATUS_CREATED, nullptr);
+      (void)c;
+    }));
+    return;
+  }
+  if (!g_object_get_data(G_OBJECT(msg), "sluice-tus-id"))
+    return set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", "the upload was not set up");
+  soup_server_message_set_status(msg, SOUP_STATUS_CREATED, nullptr);
+  finish_body(cx, msg, SOUP_STATUS_CREATED);
+}
+
+void patch_upload(Context &cx, Request &rq) {
+  if (!patch_of(rq.msg))
+    return set_error(rq.msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", "the PATCH was not set up");
+  finish_body(cx, rq.msg, SOUP_STATUS_NO_CONTENT);
+}
+
+void get_upload(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  const bool head = rq.method == "HEAD";
+  soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
+  if (head && !check_version(msg))
+    return;
+  auto r = cx.service.uploads().find(rq.params.at(0));
+  if (auto *f = std::get_if<app::Failure>(&r))
+    return set_failure(msg, *f);
+  const auto &u = std::get<store::ResumableUpload>(r);
+  upload_headers(msg, u);
+  SoupMessageHeaders *h = out_headers(msg);
+  if (head) {
+    if (u.length >= 0)
+      soup_message_headers_replace(h, "Upload-Length", std::to_string(u.length).c_str());
+    else
+      soup_message_headers_replace(h, "Upload-Defer-Length", "1");
+    if (!u.metadata.empty())
+      soup_message_headers_replace(h, "Upload-Metadata", u.metadata.c_str());
+    if (u.concat == "partial") {
+      soup_message_headers_replace(h, "Upload-Concat", "partial");
+    } else if (!u.concat.empty()) {
+      std::string v = "final;";
+      g_auto(GStrv) ids = g_strsplit(u.concat.c_str() + 5, " ", -1);
+      for (int i = 0; ids[i]; ++i)
+        if (*ids[i])
+          v += (v.back() == ';' ? "" : " ") + kUploads + "/" + ids[i];
+      soup_message_headers_replace(h, "Upload-Concat", v.c_str());
+    }
+    soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr);
+    return;
+  }
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "id", u.id.c_str());
+  json_object_set_int_member(o, "offset", u.offset);
+  if (u.length >= 0)
+    json_object_set_int_member(o, "length", u.length);
+  else
+    json_object_set_null_member(o, "length");
+  json_object_set_string_member(o, "state", u.state.c_str());
+  if (u.state == "completed" && !u.video_id.empty())
+    json_object_set_string_member(o, "video_id", u.video_id.c_str());
+  else
+    json_object_set_null_member(o, "video_id");
+  if (u.state == "failed") {
+    JsonObject *e = json_object_new();
+    json_object_set_string_member(e, "code", u.error_code.c_str());
+    json_object_set_string_member(e, "message", u.error.c_str());
+    json_object_set_object_member(o, "error", e);
+  }
+  json_object_set_boolean_member(o, "partial", u.concat == "partial");
+  json_object_set_boolean_member(o, "final", g_str_has_prefix(u.concat.c_str(), "final"));
+  JsonObject *meta = json_object_new();
+  if (auto keys = app::parse_tus_metadata(u.metadata))
+    for (const auto &[k, v] : *keys)
+      json_object_set_string_member(meta, k.c_str(), v.c_str());
+  json_object_set_object_member(o, "metadata", meta);
+  json_object_set_string_member(o, "created", jobs::iso_time(u.created).c_str());
+  json_object_set_string_member(o, "expires", jobs::iso_time(u.expires).c_str());
+  set_json(msg, SOUP_STATUS_OK, json::object_node(o));
+  upload_headers(msg, u);
+}
+
+void delete_upload(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
+  if (!check_version(msg))
+    return;
+  if (auto f = cx.service.uploads().terminate(rq.params.at(0)))
+    return set_failure(msg, *f);
+  set_no_content(msg);
+}
+
+} // namespace handlers
+
+} // namespace sluice::http

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What the parts of the job scheduler share: its debug category, a job it runs, the progress members of its JSON.
+#pragma once
+
+#include "jobs/scheduler.h"
+
+#include <gst/gst.h>
+#include <json-glib/json-glib.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+GST_DEBUG_CATEGORY_EXTERN(sluice_jobs_debug);
+
+namespace sluice::jobs {
+
+// A job the scheduler is planning or running.
+struct Scheduler::Active {
+  store::Job job;
+  std::string out, work;
+  std::unique_ptr<Transcode> transcode; // null while planning
+  std::optional<Progress> progress;
+  bool cancel_requested = false;
+  bool shutdown_requested = false;
+  bool done = false;
+  bool master_written = false;
+  std::vector<std::function<void()>> on_stopped;
+};
+
+namespace detail {
+
+// The progress members of a job's JSON and of a "progress" event: seconds, rounded for people.
+void set_progress_members(JsonObject *o, const Progress &p);
+
+} // namespace detail
+
+} // namespace sluice::jobs
