@@ -4,6 +4,7 @@
 
 #include "app/service_internal.h"
 
+#include "app/streams.h"
 #include "app/uploads.h"
 
 #include "core/fs.h"
@@ -109,6 +110,7 @@ Service::Service(const ServerConfig &config, store::Store &store, jobs::Schedule
           auth::PlaybackKeys::load(config.playback_keys, config.playback_keys_file, config.playback_signing_key_id)) {
   scheduler_.set_metrics(&metrics_);
   uploads_ = std::make_unique<Uploads>(*this);
+  streams_ = std::make_unique<Streams>(*this);
   if (playback_keys_.ephemeral())
     SLUICE_LOG(app_log(), Info,
                "no [playback] keys: playback tokens are signed with a key made at startup "
@@ -116,6 +118,7 @@ Service::Service(const ServerConfig &config, store::Store &store, jobs::Schedule
 }
 
 Service::~Service() {
+  streams_.reset();
   uploads_.reset();
   *alive_ = false;
   scheduler_.set_metrics(nullptr);

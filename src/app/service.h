@@ -129,6 +129,7 @@ struct HealthView {
 };
 
 class Uploads; // app/uploads.h
+class Streams; // app/streams.h
 
 class Service {
 public:
@@ -145,6 +146,8 @@ public:
   metrics::Metrics &metrics() { return metrics_; }
   // Resumable uploads (app/uploads.h): start() them once the server's folders are ready.
   Uploads &uploads() { return *uploads_; }
+  // Live streams (app/streams.h).
+  Streams &streams() { return *streams_; }
   // Reads what the metrics show as it is now: jobs by state, free space.
   void refresh_metrics();
 
@@ -208,6 +211,7 @@ private:
   auth::PlaybackKeys playback_keys_;
   std::unordered_map<std::string, bool> signed_; // playback policies read from the catalog: signed or not
   std::unique_ptr<Uploads> uploads_;
+  std::unique_ptr<Streams> streams_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

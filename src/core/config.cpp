@@ -156,6 +156,20 @@ void ServerConfig::set_metrics_listen(const std::string &listen) {
   parse_listen(listen, "metrics listen address", metrics_host, metrics_port);
 }
 
+void ServerConfig::set_rtsp_listen(const std::string &listen) {
+  if (listen == "off")
+    rtsp_port = -1;
+  else
+    parse_listen(listen, "RTSP listen address", rtsp_host, rtsp_port);
+}
+
+void ServerConfig::set_srt_listen(const std::string &listen) {
+  if (listen == "off")
+    srt_port = -1;
+  else
+    parse_listen(listen, "SRT listen address", srt_host, srt_port);
+}
+
 namespace {
 
 // A ';'-separated list (items trimmed, empty ones dropped); `fallback` when the key is absent.
@@ -248,6 +262,12 @@ void ServerConfig::load_file(const std::string &path) {
   playback_signing_key_id = get_string(kf, "playback", "signing-key-id", playback_signing_key_id);
   if (std::string m = get_string(kf, "metrics", "listen", ""); !m.empty())
     set_metrics_listen(m);
+  if (std::string r = get_string(kf, "rtsp", "listen", ""); !r.empty())
+    set_rtsp_listen(r);
+  if (std::string r = get_string(kf, "srt", "listen", ""); !r.empty())
+    set_srt_listen(r);
+  live_window_s = get_int(kf, "live", "window", live_window_s, 4, 3600);
+  live_idle_timeout_s = get_int(kf, "live", "idle-timeout", live_idle_timeout_s, 1, 3600);
 }
 
 int ServerConfig::slots() const {

@@ -62,12 +62,24 @@ struct ServerConfig {
   std::string metrics_host;
   int metrics_port = -1;
 
+  // Live: the RTSP server's address ([rtsp] listen) and the SRT listener's ([srt] listen); port -1 turns one off.
+  // [live] window: seconds of a live playlist; idle-timeout: seconds without input before a stream ends.
+  std::string rtsp_host = "127.0.0.1";
+  int rtsp_port = 8554;
+  std::string srt_host = "127.0.0.1";
+  int srt_port = 8890;
+  int live_window_s = 30;
+  int live_idle_timeout_s = 10;
+
   // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
   void load_file(const std::string &path);
   // "HOST:PORT" (IPv6 as [::1]:8080); throws Error (Invalid).
   void set_listen(const std::string &listen);
   // The same for [metrics] listen (--metrics-listen).
   void set_metrics_listen(const std::string &listen);
+  // The same for [rtsp] listen and [srt] listen ("off" turns one off).
+  void set_rtsp_listen(const std::string &listen);
+  void set_srt_listen(const std::string &listen);
   // concurrent_jobs, resolved.
   int slots() const;
 };

@@ -19,6 +19,8 @@ const std::vector<Route> &routes() {
       {"GET", "/web/*", web, Scope::Open, Body::Json, Limit::None},
       // Media is open to players; a video's own playback policy decides (signed playback URLs).
       {"GET", "/videos/{id}/*", media, Scope::Open, Body::Json, Limit::Media},
+      // A live stream's playlists and segments (DATA/streams/ID/).
+      {"GET", "/streams/{id}/*", live_media, Scope::Open, Body::Json, Limit::Media},
       {"GET", "/api/v1/videos", list_videos, Scope::Read},
       {"POST", "/api/v1/videos", upload, Scope::Upload, Body::Upload, Limit::Upload},
       {"GET", "/api/v1/videos/{id}", get_video, Scope::Read},
@@ -29,6 +31,11 @@ const std::vector<Route> &routes() {
       {"PATCH", "/api/v1/uploads/{id}", patch_upload, Scope::Upload, Body::Tus, Limit::UploadBytes},
       {"DELETE", "/api/v1/uploads/{id}", delete_upload, Scope::Upload},
       {"POST", "/api/v1/direct-uploads", create_direct_upload, Scope::Upload},
+      // Live streams: whoever may upload may make one (its key is shown once); deleting one is like a video's.
+      {"GET", "/api/v1/streams", list_streams, Scope::Read},
+      {"POST", "/api/v1/streams", create_stream, Scope::Upload},
+      {"GET", "/api/v1/streams/{id}", get_stream, Scope::Read},
+      {"DELETE", "/api/v1/streams/{id}", delete_stream, Scope::Admin},
       {"DELETE", "/api/v1/videos/{id}", delete_video, Scope::Admin},
       // The playback policy: whoever may upload a video may decide who plays it.
       {"PATCH", "/api/v1/videos/{id}", patch_video, Scope::Upload},

@@ -68,6 +68,11 @@ void get_upload(Context &, Request &);
 void patch_upload(Context &, Request &);
 void delete_upload(Context &, Request &);
 void create_direct_upload(Context &, Request &);
+void create_stream(Context &, Request &);
+void list_streams(Context &, Request &);
+void get_stream(Context &, Request &);
+void delete_stream(Context &, Request &);
+void live_media(Context &, Request &);
 } // namespace handlers
 
 } // namespace sluice::http

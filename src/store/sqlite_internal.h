@@ -139,6 +139,12 @@ public:
   bool claim_direct_upload(const std::string &id, const std::string &upload_id) override;
   void forget_direct_uploads(std::int64_t when) override;
 
+  void add_stream(const Stream &s) override;
+  std::optional<Stream> stream(const std::string &id) override;
+  std::optional<Stream> stream_by_key_hash(const std::string &key_hash) override;
+  std::vector<Stream> streams() override;
+  bool delete_stream(const std::string &id) override;
+
 private:
   // A write transaction (BEGIN IMMEDIATE) rolled back unless committed.
   class Transaction {
@@ -190,6 +196,7 @@ private:
   Query query(const StmtPtr &stmt, std::string what) { return Query(db_.get(), path_, stmt.get(), std::move(what)); }
   Job read_job(const Query &q) const;
   void prepare_uploads(); // sqlite_uploads.cpp
+  void prepare_streams(); // sqlite_streams.cpp
 
   std::string path_;
   DbPtr db_; // declared before the statements: they are finalized first
@@ -200,6 +207,7 @@ private:
   StmtPtr add_key_, key_by_hash_, keys_, revoke_key_, touch_key_;
   StmtPtr add_upload_, upload_, update_upload_, delete_upload_, uploads_;
   StmtPtr add_direct_, direct_by_hash_, claim_direct_, forget_direct_;
+  StmtPtr add_stream_, stream_, stream_by_key_, streams_, delete_stream_;
   // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
   bool write_ok_ = true;
   std::int64_t write_checked_ = 0;

@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -118,6 +118,19 @@ CREATE TABLE direct_uploads (
   expires    INTEGER NOT NULL
 );
 CREATE INDEX direct_uploads_by_expiry ON direct_uploads (expires);
+)sql",
+    // 6: live streams.
+    R"sql(
+CREATE TABLE streams (
+  id       TEXT PRIMARY KEY NOT NULL,
+  title    TEXT NOT NULL DEFAULT '',
+  key_hash TEXT NOT NULL UNIQUE,
+  pipeline TEXT NOT NULL,
+  ladder   TEXT NOT NULL DEFAULT '',
+  record   INTEGER NOT NULL DEFAULT 0,
+  source   TEXT NOT NULL DEFAULT '',
+  created  INTEGER NOT NULL
+);
 )sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
@@ -246,6 +259,7 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   jobs_[1] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE video_id = ?3 ORDER BY seq DESC LIMIT ?1");
   jobs_[2] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 ORDER BY seq DESC LIMIT ?1");
   prepare_uploads();
+  prepare_streams();
   jobs_[3] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 AND video_id = ?3 ORDER BY seq DESC LIMIT ?1");
 }
 

@@ -91,6 +91,18 @@ struct DirectUpload {
   std::int64_t created = 0, expires = 0;
 };
 
+// A live stream: what it is made into, and how its input arrives (published to sluice, or pulled from a source).
+struct Stream {
+  std::string id;
+  std::string title;
+  std::string key_hash; // SHA-256 of its stream key, hex (the key itself is shown once, at creation)
+  std::string pipeline; // live-hls or live-cmaf
+  std::string ladder;
+  bool record = false; // the event becomes a video when it ends
+  std::string source;  // "" (publishers push to it) or rtsp://, srt://, http(s):// to pull from
+  std::int64_t created = 0;
+};
+
 struct JobFilter {
   std::optional<JobState> state;
   std::string video_id; // "" = any
@@ -153,6 +165,13 @@ public:
   virtual bool claim_direct_upload(const std::string &id, const std::string &upload_id) = 0;
   // Forgets the direct uploads that expired before `when`.
   virtual void forget_direct_uploads(std::int64_t when) = 0;
+
+  // Live streams.
+  virtual void add_stream(const Stream &s) = 0;
+  virtual std::optional<Stream> stream(const std::string &id) = 0;
+  virtual std::optional<Stream> stream_by_key_hash(const std::string &key_hash) = 0;
+  virtual std::vector<Stream> streams() = 0; // oldest first
+  virtual bool delete_stream(const std::string &id) = 0;
 
   // Readiness: a trivial query succeeds.
   virtual bool ping() = 0;

@@ -116,6 +116,11 @@ REQUESTS = {
     ('PATCH', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 412, 'tus_version'),
     ('DELETE', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 412, 'tus_version'),
     ('POST', '/api/v1/direct-uploads'): ('/api/v1/direct-uploads', 'json', 400, 'invalid_field'),
+    ('GET', '/api/v1/streams'): ('/api/v1/streams', None, 200, None),
+    ('POST', '/api/v1/streams'): ('/api/v1/streams', 'json', 201, None),
+    ('GET', '/api/v1/streams/{id}'): ('/api/v1/streams/' + UNKNOWN_ID, None, 404, 'not_found'),
+    ('DELETE', '/api/v1/streams/{id}'): ('/api/v1/streams/' + UNKNOWN_ID, None, 404, 'not_found'),
+    ('GET', '/streams/{id}/*'): ('/streams/%s/master.m3u8' % UNKNOWN_ID, None, 404, 'not_found'),
 }
 
 

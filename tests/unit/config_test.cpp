@@ -43,6 +43,11 @@ TEST(Config, ExampleFileStatesTheDefaults) {
   EXPECT_EQ(loaded.keep_alive_s, defaults.keep_alive_s);
   EXPECT_EQ(loaded.min_free_space, defaults.min_free_space);
   EXPECT_EQ(loaded.resumable_expiry_s, defaults.resumable_expiry_s);
+  EXPECT_EQ(loaded.rtsp_host, defaults.rtsp_host);
+  EXPECT_EQ(loaded.rtsp_port, defaults.rtsp_port);
+  EXPECT_EQ(loaded.srt_port, defaults.srt_port);
+  EXPECT_EQ(loaded.live_window_s, defaults.live_window_s);
+  EXPECT_EQ(loaded.live_idle_timeout_s, defaults.live_idle_timeout_s);
 }
 
 TEST(Config, ReadsEveryKey) {

@@ -547,7 +547,7 @@ TEST_F(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
   store.reset();
-  EXPECT_EQ(user_version(path()), 5);
+  EXPECT_EQ(user_version(path()), 6);
   // A second store on the same file sees the same data.
   auto a = open_sqlite(path()), b = open_sqlite(path());
   Video w = make_video("w", 5);
@@ -844,6 +844,35 @@ TEST_F(StoreTest, DirectUploadIsClaimedOnce) {
   EXPECT_TRUE(store->direct_upload_by_hash(d.token_hash));
   store->forget_direct_uploads(21);
   EXPECT_FALSE(store->direct_upload_by_hash(d.token_hash));
+}
+
+
+TEST_F(StoreTest, StreamsRoundTripAndAreFoundByKeyHash) {
+  Stream s;
+  s.id = new_id();
+  s.title = "show";
+  s.key_hash = std::string(64, 'c');
+  s.pipeline = "live-hls";
+  s.ladder = "720p,360p";
+  s.record = true;
+  s.source = "rtsp://cam/x";
+  s.created = 5;
+  store->add_stream(s);
+  reopen();
+  auto got = store->stream(s.id);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->title, "show");
+  EXPECT_TRUE(got->record);
+  EXPECT_EQ(got->source, "rtsp://cam/x");
+  EXPECT_EQ(store->stream_by_key_hash(s.key_hash)->id, s.id);
+  EXPECT_FALSE(store->stream_by_key_hash(std::string(64, 'd')));
+  Stream dup = s;
+  dup.id = new_id(); // the same key hash: refused
+  EXPECT_THROW(store->add_stream(dup), Error);
+  EXPECT_EQ(store->streams().size(), 1u);
+  EXPECT_TRUE(store->delete_stream(s.id));
+  EXPECT_FALSE(store->delete_stream(s.id));
+  EXPECT_TRUE(store->streams().empty());
 }
 
 } // namespace

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Live streams as a resource: the catalog's rows, their keys (kept as hashes), and the state the engine reports.
+#include "app/streams.h"
+
+#include "app/service_internal.h"
+#include "auth/keys.h"
+#include "core/fs.h"
+#include "core/json.h"
+#include "media/ladder.h"
+
+namespace sluice::app {
+
+using namespace detail;
+
+namespace {
+
+// Every this many microseconds a live stream's figures go out as an event.
+constexpr std::int64_t kFiguresEvery = 2 * G_USEC_PER_SEC;
+
+bool source_scheme_ok(const std::string &source) {
+  for (const char *scheme : {"rtsp://", "rtsps://", "srt://", "http://", "https://"})
+    if (g_str_has_prefix(source.c_str(), scheme))
+      return true;
+  return false;
+}
+
+} // namespace
+
+const char *stream_state_name(StreamState s) {
+  switch (s) {
+  case StreamState::Idle: return "idle";
+  case StreamState::Connecting: return "connecting";
+  case StreamState::Live: return "live";
+  case StreamState::Reconnecting: return "reconnecting";
+  case StreamState::Ended: return "ended";
+  }
+  return "idle";
+}
+
+Streams::Streams(Service &service) : service_(service) {}
+
+void Streams::set_engine(LiveEngine *engine) {
+  engine_ = engine;
+  if (!engine_)
+    return;
+  for (const auto &s : service_.store().streams())
+    engine_->add(s);
+}
+
+std::string Streams::folder(const std::string &id) const {
+  return fs::join(fs::join(service_.scheduler().layout().data_dir, "streams"), id);
+}
+
+Result<std::string> Streams::media_file(const std::string &id, const std::vector<std::string> &inside) {
+  if (!store::is_id(id) || inside.empty())
+    return refused(Refusal::NotFound, "no such file");
+  // The row is asked for each time (a deleted stream's folder goes after its row).
+  if (!figures_.count(id) && !service_.store().stream(id))
+    return refused(Refusal::NotFound, "no such file");
+  auto path = fs::resolve_under(folder(id), inside, fs::join(service_.scheduler().layout().data_dir, "streams"));
+  if (!path)
+    return refused(Refusal::NotFound, "no such file");
+  return *path;
+}
+
+Result<StreamView> Streams::create(const StreamRequest &r) {
+  if (!service_.accepting())
+    return shutting_down();
+  if (r.pipeline != "live-hls" && r.pipeline != "live-cmaf")
+    return refused(Refusal::InvalidParameter, "field 'pipeline': expected live-hls or live-cmaf", "pipeline");
+  if (!r.ladder.empty()) {
+    try {
+      media::parse_ladder(r.ladder);
+    } catch (const Error &e) {
+      return refused(Refusal::InvalidParameter, std::string("field 'ladder': ") + e.what(), "ladder");
+    }
+  }
+  if (!r.source.empty() && (!source_scheme_ok(r.source) || r.source.size() > 2000 ||
+                            r.source.find_first_of(" \t\r\n\"'") != std::string::npos))
+    return refused(Refusal::InvalidParameter,
+                   "field 'source': expected an rtsp://, srt://, http:// or https:// URL (or null: publishers push)",
+                   "source");
+  StreamView v;
+  v.key = "lk_" + auth::new_key().substr(auth::kKeyPrefix.size());
+  // The key goes in URLs (RTSP paths, SRT stream ids): base64url only.
+  v.stream.id = store::new_id();
+  v.stream.title = r.title.substr(0, 200);
+  v.stream.key_hash = auth::hash_key(v.key);
+  v.stream.pipeline = r.pipeline;
+  v.stream.ladder = r.ladder;
+  v.stream.record = r.record;
+  v.stream.source = r.source;
+  v.stream.created = g_get_real_time();
+  try {
+    service_.store().add_stream(v.stream);
+  } catch (const Error &e) {
+    return failure_of(e);
+  }
+  SLUICE_LOG(app_log(), Info, "stream %s created (%s%s)", v.stream.id.c_str(), v.stream.pipeline.c_str(),
+             v.stream.source.empty() ? ", published" : ", pulled");
+  v.figures.since = v.stream.created;
+  figures_[v.stream.id] = v.figures;
+  if (engine_)
+    engine_->add(v.stream);
+  publish(v.stream.id, figures_[v.stream.id]);
+  return v;
+}
+
+std::optional<StreamView> Streams::get(const std::string &id) {
+  auto s = store::is_id(id) ? service_.store().stream(id) : std::nullopt;
+  if (!s)
+    return std::nullopt;
+  StreamView v;
+  v.stream = *s;
+  if (auto it = figures_.find(id); it != figures_.end())
+    v.figures = it->second;
+  return v;
+}
+
+std::vector<StreamView> Streams::list() {
+  std::vector<StreamView> out;
+  for (const auto &s : service_.store().streams()) {
+    StreamView v;
+    v.stream = s;
+    if (auto it = figures_.find(s.id); it != figures_.end())
+      v.figures = it->second;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+std::optional<Failure> Streams::remove(const std::string &id) {
+  if (!store::is_id(id) || !service_.store().stream(id))
+    return refused(Refusal::NotFound, "no stream " + id);
+  if (engine_)
+    engine_->remove(id);
+  try {
+    service_.store().delete_stream(id);
+  } catch (const Error &e) {
+    return failure_of(e);
+  }
+  fs::remove_all(folder(id));
+  figures_.erase(id);
+  published_.erase(id);
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "id", id.c_str());
+  json_object_set_string_member(o, "action", "deleted");
+  json::Node n(json::object_node(o));
+  service_.events().publish("stream", "", "", json::to_string(n.get(), false));
+  return std::nullopt;
+}
+
+std::optional<store::Stream> Streams::by_key(const std::string &key) {
+  if (!g_str_has_prefix(key.c_str(), "lk_") || key.size() > 100)
+    return std::nullopt;
+  return service_.store().stream_by_key_hash(auth::hash_key(key));
+}
+
+void Streams::report(const std::string &id, const StreamFigures &f) {
+  auto &cur = figures_[id];
+  const bool changed = cur.state != f.state || cur.playlist != f.playlist || cur.reason != f.reason;
+  cur = f;
+  const std::int64_t now = g_get_real_time();
+  if (changed || now - published_[id] >= kFiguresEvery)
+    publish(id, cur);
+}
+
+void Streams::publish(const std::string &id, const StreamFigures &f) {
+  published_[id] = g_get_real_time();
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "id", id.c_str());
+  json_object_set_string_member(o, "state", stream_state_name(f.state));
+  if (!f.reason.empty())
+    json_object_set_string_member(o, "reason", f.reason.c_str());
+  json_object_set_double_member(o, "input_kbps", f.input_kbps);
+  json_object_set_double_member(o, "fps", f.fps);
+  json_object_set_int_member(o, "dropped_frames", f.dropped);
+  if (f.latency_s >= 0)
+    json_object_set_double_member(o, "latency", f.latency_s);
+  json::Node n(json::object_node(o));
+  service_.events().publish("stream", "", "", json::to_string(n.get(), false));
+}
+
+} // namespace sluice::app

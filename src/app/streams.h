@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Live streams as a resource: created with a secret key, listed, deleted; their state as the live engine reports it.
+#pragma once
+
+#include "app/service.h"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sluice::app {
+
+enum class StreamState { Idle, Connecting, Live, Reconnecting, Ended };
+const char *stream_state_name(StreamState s);
+
+struct StreamRequest {
+  std::string title;
+  std::string pipeline = "live-hls";
+  std::string ladder;
+  bool record = false;
+  std::string source; // "" or rtsp://, srt://, http(s)://
+};
+
+// What the live engine knows of a stream's input now.
+struct StreamFigures {
+  StreamState state = StreamState::Idle;
+  std::string reason;       // why it is not live (an error, a publisher that left), "" if none
+  double input_kbps = 0;    // the input's bitrate over the last seconds
+  double fps = 0;           // frames per second decoded
+  std::int64_t dropped = 0; // frames dropped since it went live
+  double latency_s = -1;    // the live edge behind the input (-1: not known)
+  std::int64_t since = 0;   // when the state began (microseconds since the epoch)
+  bool playlist = false;    // a live master playlist is served
+};
+
+struct StreamView {
+  store::Stream stream;
+  StreamFigures figures;
+  std::string key; // only in the answer that made it
+};
+
+// The live engine (live/engine.h) as the service sees it: started and stopped per stream.
+class LiveEngine {
+public:
+  virtual ~LiveEngine() = default;
+  virtual void add(const store::Stream &s) = 0;
+  virtual void remove(const std::string &id) = 0;
+};
+
+class Streams {
+public:
+  explicit Streams(Service &service);
+  Streams(const Streams &) = delete;
+  Streams &operator=(const Streams &) = delete;
+
+  // The engine that runs the streams (none: streams are made and listed, and stay idle).
+  void set_engine(LiveEngine *engine);
+
+  Result<StreamView> create(const StreamRequest &r);
+  std::optional<StreamView> get(const std::string &id);
+  std::vector<StreamView> list();
+  std::optional<Failure> remove(const std::string &id);
+
+  // The stream a publisher's key opens (none for a wrong key).
+  std::optional<store::Stream> by_key(const std::string &key);
+  // The folder of a stream's live output (DATA/streams/ID).
+  std::string folder(const std::string &id) const;
+  // The file `inside` (decoded, checked path segments) of a stream's live output, when it exists (NotFound).
+  Result<std::string> media_file(const std::string &id, const std::vector<std::string> &inside);
+
+  // From the engine: the stream's state and figures now (a `stream` event when the state changes, and every few
+  // seconds while live with its figures).
+  void report(const std::string &id, const StreamFigures &f);
+
+private:
+  void publish(const std::string &id, const StreamFigures &f);
+
+  Service &service_;
+  LiveEngine *engine_ = nullptr;
+  std::map<std::string, StreamFigures> figures_;
+  std::map<std::string, std::int64_t> published_; // when each stream's figures were last published
+};
+
+} // namespace sluice::app

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The stream resource: POST/GET/DELETE /api/v1/streams, with the URLs publishers and players use.
+#include "app/streams.h"
+#include "core/json.h"
+#include "http/files.h"
+#include "http/middleware.h"
+#include "http/respond.h"
+#include "http/routes.h"
+#include "jobs/scheduler.h"
+
+#include <string>
+
+namespace sluice::http {
+
+namespace {
+
+// The host a client reached us by (its Host header without the port), for the ingest URLs on other ports.
+std::string request_host(Context &cx, SoupServerMessage *msg) {
+  std::string host = header(msg, "Host");
+  if (host.empty())
+    return cx.config.host;
+  if (host.front() == '[') {
+    auto close = host.find(']');
+    return close == std::string::npos ? host : host.substr(0, close + 1);
+  }
+  auto colon = host.rfind(':');
+  return colon == std::string::npos ? host : host.substr(0, colon);
+}
+
+JsonNode *stream_json(Context &cx, SoupServerMessage *msg, const app::StreamView &v) {
+  const auto &s = v.stream;
+  const auto &f = v.figures;
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "id", s.id.c_str());
+  json_object_set_string_member(o, "title", s.title.c_str());
+  json_object_set_string_member(o, "pipeline", s.pipeline.c_str());
+  json_object_set_string_member(o, "ladder", s.ladder.c_str());
+  json_object_set_boolean_member(o, "record", s.record);
+  if (s.source.empty())
+    json_object_set_null_member(o, "source");
+  else
+    json_object_set_string_member(o, "source", s.source.c_str());
+  json_object_set_string_member(o, "state", app::stream_state_name(f.state));
+  if (!f.reason.empty())
+    json_object_set_string_member(o, "reason", f.reason.c_str());
+  JsonObject *in = json_object_new();
+  json_object_set_double_member(in, "kbps", f.input_kbps);
+  json_object_set_double_member(in, "fps", f.fps);
+  json_object_set_int_member(in, "dropped_frames", f.dropped);
+  if (f.latency_s >= 0)
+    json_object_set_double_member(in, "latency", f.latency_s);
+  else
+    json_object_set_null_member(in, "latency");
+  json_object_set_object_member(o, "input", in);
+  json_object_set_string_member(o, "created", jobs::iso_time(s.created).c_str());
+  // The key is shown once, in the answer that made the stream; the ingest URLs carry it.
+  if (!v.key.empty()) {
+    json_object_set_string_member(o, "key", v.key.c_str());
+    const std::string host = request_host(cx, msg);
+    JsonObject *ingest = json_object_new();
+    if (s.source.empty() && cx.config.rtsp_port >= 0)
+      json_object_set_string_member(
+          ingest, "rtsp", ("rtsp://" + host + ":" + std::to_string(cx.config.rtsp_port) + "/live/" + v.key).c_str());
+    if (s.source.empty() && cx.config.srt_port >= 0)
+      json_object_set_string_member(
+          ingest, "srt", ("srt://" + host + ":" + std::to_string(cx.config.srt_port) + "?streamid=" + v.key).c_str());
+    json_object_set_object_member(o, "ingest", ingest);
+  }
+  JsonObject *play = json_object_new();
+  const std::string base = "/streams/" + s.id + "/";
+  json_object_set_string_member(play, "hls", (base + "master.m3u8").c_str());
+  if (s.pipeline == "live-cmaf")
+    json_object_set_string_member(play, "dash", (base + "manifest.mpd").c_str());
+  if (cx.config.rtsp_port >= 0)
+    json_object_set_string_member(
+        play, "rtsp",
+        ("rtsp://" + request_host(cx, msg) + ":" + std::to_string(cx.config.rtsp_port) + "/live/" + s.id).c_str());
+  json_object_set_object_member(o, "playback", play);
+  return json::object_node(o);
+}
+
+} // namespace
+
+namespace handlers {
+
+void create_stream(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  const std::string *body = json_body(msg);
+  const std::string text = body ? *body : "";
+  json::Limits limits;
+  limits.max_depth = 2;
+  auto invalid = [&](const std::string &why, const std::string &field) {
+    set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", why, field);
+  };
+  app::StreamRequest r;
+  if (!text.empty()) {
+    if (json::check_limits(text, limits))
+      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
+    json::Node root;
+    try {
+      root = json::parse(text, "the request body", limits);
+    } catch (const Error &e) {
+      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what());
+    }
+    if (!JSON_NODE_HOLDS_OBJECT(root.get()))
+      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
+    JsonObject *o = json_node_get_object(root.get());
+    g_autoptr(GList) members = json_object_get_members(o);
+    for (GList *l = members; l; l = l->next) {
+      const std::string name = static_cast<const char *>(l->data);
+      JsonNode *n = json_object_get_member(o, name.c_str());
+      const bool string = JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING;
+      if (name == "record") {
+        if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_BOOLEAN)
+          return invalid("field 'record': expected true or false", name);
+        r.record = json_node_get_boolean(n);
+      } else if (name == "source" && JSON_NODE_HOLDS_NULL(n)) {
+        r.source.clear();
+      } else if (name == "title" || name == "pipeline" || name == "ladder" || name == "source") {
+        if (!string)
+          return invalid("field '" + name + "': expected a string", name);
+        std::string v = json_node_get_string(n);
+        (name == "title" ? r.title : name == "pipeline" ? r.pipeline : name == "ladder" ? r.ladder : r.source) = v;
+      } else {
+        return invalid("unknown field '" + name + "' (expected title, pipeline, ladder, record, source)", name);
+      }
+    }
+  }
+  auto res = cx.service.streams().create(r);
+  if (auto *f = std::get_if<app::Failure>(&res))
+    return set_failure(msg, *f);
+  const auto &v = std::get<app::StreamView>(res);
+  set_json(msg, SOUP_STATUS_CREATED, stream_json(cx, msg, v));
+  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
+                               (std::string(kApi) + "/streams/" + v.stream.id).c_str());
+}
+
+void list_streams(Context &cx, Request &rq) {
+  JsonArray *arr = json_array_new();
+  for (const auto &v : cx.service.streams().list())
+    json_array_add_element(arr, stream_json(cx, rq.msg, v));
+  JsonObject *o = json_object_new();
+  json_object_set_array_member(o, "streams", arr);
+  set_json(rq.msg, SOUP_STATUS_OK, json::object_node(o));
+}
+
+void get_stream(Context &cx, Request &rq) {
+  auto v = cx.service.streams().get(rq.params.at(0));
+  if (!v)
+    return set_not_found(rq.msg, "no stream " + rq.params.at(0));
+  set_json(rq.msg, SOUP_STATUS_OK, stream_json(cx, rq.msg, *v));
+}
+
+void live_media(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  auto segments = split_path(rq.params.at(1));
+  if (!segments || segments->empty())
+    return set_not_found(msg, "no such file");
+  auto found = cx.service.streams().media_file(rq.params.at(0), *segments);
+  if (auto *f = std::get_if<app::Failure>(&found))
+    return set_failure(msg, *f);
+  // Live files change (playlists) or come back under the same names when the publisher starts again (segments).
+  ServeOptions opts;
+  opts.cache_control = "no-cache";
+  try {
+    serve_file(msg, std::get<std::string>(found), opts);
+  } catch (const Error &e) {
+    if (e.code() == ErrorCode::NotFound)
+      return set_not_found(msg, "no such file");
+    throw;
+  }
+}
+
+void delete_stream(Context &cx, Request &rq) {
+  if (auto f = cx.service.streams().remove(rq.params.at(0)))
+    return set_failure(rq.msg, *f);
+  set_no_content(rq.msg);
+}
+
+} // namespace handlers
+
+} // namespace sluice::http
