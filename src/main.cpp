@@ -16,6 +16,7 @@
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
 #include "jobs/transcode.h"
+#include "live/engine.h"
 #include "media/ladder.h"
 #include "media/probe.h"
 #include "pipeline/description.h"
@@ -227,6 +228,7 @@ int cmd_probe(int argc, char **argv) {
 
 int cmd_serve(int argc, char **argv) {
   gchar *config_file = nullptr, *listen = nullptr, *metrics_listen = nullptr, *data = nullptr;
+  gchar *rtsp_listen = nullptr, *srt_listen = nullptr;
   GOptionEntry entries[] = {{"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
                              "Read the configuration from FILE (see data/sluice.conf)", "FILE"},
                             {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
@@ -234,12 +236,21 @@ int cmd_serve(int argc, char **argv) {
                             {"metrics-listen", 0, 0, G_OPTION_ARG_STRING, &metrics_listen,
                              "Also serve GET /metrics alone, without credentials, on ADDR:PORT ([metrics] listen)",
                              "ADDR:PORT"},
+                            {"rtsp-listen", 0, 0, G_OPTION_ARG_STRING, &rtsp_listen,
+                             "Take RTSP publishers on ADDR:PORT, or off ([rtsp] listen; default 127.0.0.1:8554; "
+                             "port 0 picks a free one)",
+                             "ADDR:PORT"},
+                            {"srt-listen", 0, 0, G_OPTION_ARG_STRING, &srt_listen,
+                             "Take SRT publishers on ADDR:PORT, or off ([srt] listen; default 127.0.0.1:8890; "
+                             "port 0 picks a free one)",
+                             "ADDR:PORT"},
                             {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
                              "Keep uploads, outputs and the catalog in DIR (default ./sluice-data)", "DIR"},
                             {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
   if (!parse_options(argc, argv, "", "Run the sluice server until SIGINT or SIGTERM.", entries))
     return kExitUsage;
   GCharPtr config_file_owner(config_file), listen_owner(listen), metrics_listen_owner(metrics_listen), data_owner(data);
+  GCharPtr rtsp_listen_owner(rtsp_listen), srt_listen_owner(srt_listen);
   if (argc != 1) {
     std::fprintf(stderr, "sluice serve: unexpected argument '%s' (see sluice serve --help)\n", argv[1]);
     return kExitUsage;
@@ -252,6 +263,10 @@ int cmd_serve(int argc, char **argv) {
       config.set_listen(listen);
     if (metrics_listen)
       config.set_metrics_listen(metrics_listen);
+    if (rtsp_listen)
+      config.set_rtsp_listen(rtsp_listen);
+    if (srt_listen)
+      config.set_srt_listen(srt_listen);
     if (data)
       config.data_dir = data;
     config.data_dir = fs::absolute(config.data_dir);
@@ -274,10 +289,21 @@ int cmd_serve(int argc, char **argv) {
     service.uploads().start();
     http::Server server(config, service);
     server.listen();
+    // The live engine: publishers over RTSP and SRT. The ports it took (the real ones for port 0, -1 for an
+    // address it could not bind) are what the streams' ingest URLs show.
+    live::Engine engine(config, service.streams());
+    service.streams().set_engine(&engine);
+    engine.start();
+    config.rtsp_port = engine.rtsp_port();
+    config.srt_port = engine.srt_port();
     scheduler.start();
     std::printf("sluice: serving on %s\n", server.url().c_str());
     if (!server.metrics_url().empty())
       std::printf("sluice: metrics (alone, without credentials) on %smetrics\n", server.metrics_url().c_str());
+    if (!engine.rtsp_url().empty())
+      std::printf("sluice: RTSP on %s\n", engine.rtsp_url().c_str());
+    if (!engine.srt_url().empty())
+      std::printf("sluice: SRT on %s\n", engine.srt_url().c_str());
     std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
                 config.data_dir.c_str(), config.slots(), server.url().c_str());
     std::fflush(stdout);
@@ -304,6 +330,9 @@ int cmd_serve(int argc, char **argv) {
     };
     run_main_loop(loop, on_signal, &ctx);
     g_main_loop_unref(loop);
+    // Live streams end (their playlists get ENDLIST) before the service goes.
+    engine.stop();
+    service.streams().set_engine(nullptr);
     std::fprintf(stderr, "sluice: stopped\n");
     return kExitOk;
   } catch (const Error &e) {

@@ -179,7 +179,9 @@ export class Server {
 
   async start(timeoutMs = 60000) {
     if (this.harnessAuth) this.setUpHarnessAuth();
-    const args = ['serve', '--listen', this.listen, '--data', this.dataDir];
+    // The live ports on free ones: servers (and other runs) on one machine never collide.
+    const args = ['serve', '--listen', this.listen, '--data', this.dataDir, '--rtsp-listen', '127.0.0.1:0',
+      '--srt-listen', '127.0.0.1:0'];
     if (this.config) args.push('--config', this.config);
     this.log.push(`$ ${process.env.SLUICE_BINARY} ${args.join(' ')}`);
     let env = process.env;

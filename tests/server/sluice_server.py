@@ -277,6 +277,9 @@ class Server:
             # unless a test asks for it: most tests follow one job per upload.
             config = {k: dict(v) for k, v in (config or {}).items()}
             config.setdefault('jobs', {}).setdefault('extras', '')
+            # The live ports on free ones: several servers (and other runs) on one machine never collide.
+            config.setdefault('rtsp', {}).setdefault('listen', '127.0.0.1:0')
+            config.setdefault('srt', {}).setdefault('listen', '127.0.0.1:0')
             if self.harness_auth and 'auth' not in config:
                 config['auth'] = {'mode': 'keys'}
             elif 'auth' in config:

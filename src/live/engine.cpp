@@ -1,0 +1,670 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The live engine's core: each stream's publisher, ladder and playlists, its state and figures on the main loop.
+#include "live/engine.h"
+
+#include "auth/keys.h"
+#include "core/error.h"
+#include "core/mainloop.h"
+#include "live/engine_internal.h"
+
+#include <gst/app/gstappsrc.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+GST_DEBUG_CATEGORY(sluice_live_debug);
+#define GST_CAT_DEFAULT sluice_live_debug
+
+namespace sluice::live {
+
+namespace {
+
+// A publisher's figures are measured over this many microseconds.
+constexpr std::int64_t kFiguresEvery = 2 * G_USEC_PER_SEC;
+// Audio that has not begun this long after the video is not waited for: the ladder is planned without it.
+constexpr GstClockTime kAudioWait = 2 * GST_SECOND;
+// Segments kept on disk after they left the playlist.
+constexpr int kKeepExtra = 2;
+
+std::string url_host(const std::string &host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
+double round1(double v) {
+  return std::round(v * 10.0) / 10.0;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Feed and Input: touched by the ingest threads.
+
+void Feed::clear() {
+  for (GstElement **e : {&pipeline, &video, &audio})
+    if (*e) {
+      gst_object_unref(*e);
+      *e = nullptr;
+    }
+  gst_caps_replace(&vcaps, nullptr);
+  gst_caps_replace(&acaps, nullptr);
+  claim = 0;
+  started = false;
+  offset = 0;
+}
+
+Input::Input(std::weak_ptr<Core> c, std::string i, std::string h)
+    : core(std::move(c)), id(std::move(i)), key_hash(std::move(h)) {}
+
+Input::~Input() {
+  feed.clear();
+  gst_caps_replace(&vcaps, nullptr);
+  gst_caps_replace(&acaps, nullptr);
+  if (client)
+    g_object_unref(client);
+  if (factory)
+    g_object_unref(factory);
+}
+
+std::uint64_t Input::take_locked(Via v) {
+  via = v;
+  claim++;
+  media = nullptr;
+  streams_known = false;
+  expects_audio = false;
+  gst_caps_replace(&vcaps, nullptr);
+  gst_caps_replace(&acaps, nullptr);
+  first_video = GST_CLOCK_TIME_NONE;
+  last_video = GST_CLOCK_TIME_NONE;
+  ready_posted = false;
+  last_data_us = g_get_monotonic_time();
+  return claim;
+}
+
+void Input::release(std::uint64_t c, const std::string &why) {
+  GstRTSPClient *old = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (via == Via::None || claim != c)
+      return;
+    via = Via::None;
+    old = client;
+    client = nullptr;
+    media = nullptr;
+    ready_posted = false;
+    // The feed stays until the main loop drains the ladder; samples of this claim are refused from now on.
+  }
+  if (old)
+    g_object_unref(old);
+  GST_INFO("stream %s: publisher %" G_GUINT64_FORMAT " gone (%s)", id.c_str(), c, why.c_str());
+  if (auto k = core.lock())
+    k->post_left(id, c, why);
+}
+
+void Input::check_ready_locked() {
+  if (ready_posted || via == Via::None || !vcaps || !streams_known)
+    return;
+  if (expects_audio && !acaps) {
+    // Wait a little for the audio's first sample, not forever.
+    if (!GST_CLOCK_TIME_IS_VALID(first_video) || !GST_CLOCK_TIME_IS_VALID(last_video) ||
+        last_video < first_video + kAudioWait)
+      return;
+  }
+  ready_posted = true;
+  if (auto k = core.lock())
+    k->post_ready(id, claim);
+}
+
+void Input::on_sample(std::uint64_t c, GstSample *sample, bool video) {
+  GstBuffer *buf = gst_sample_get_buffer(sample);
+  if (!buf)
+    return;
+  GstCaps *caps = gst_sample_get_caps(sample);
+  const GstSegment *seg = gst_sample_get_segment(sample);
+  auto running = [seg](GstClockTime t) {
+    if (!GST_CLOCK_TIME_IS_VALID(t) || !seg || seg->format != GST_FORMAT_TIME)
+      return GST_CLOCK_TIME_NONE;
+    return gst_segment_to_running_time(seg, GST_FORMAT_TIME, t);
+  };
+  const GstClockTime pts = running(GST_BUFFER_PTS(buf));
+  const GstClockTime dts = running(GST_BUFFER_DTS(buf));
+
+  std::lock_guard<std::mutex> lock(mutex);
+  if (via == Via::None || c != claim)
+    return;
+  bytes += gst_buffer_get_size(buf);
+  last_data_us = g_get_monotonic_time();
+  if (video) {
+    frames++;
+    if (caps && (!vcaps || !gst_caps_is_equal(vcaps, caps)))
+      gst_caps_replace(&vcaps, caps);
+    const GstClockTime t = GST_CLOCK_TIME_IS_VALID(dts) ? dts : pts;
+    if (GST_CLOCK_TIME_IS_VALID(t)) {
+      if (!GST_CLOCK_TIME_IS_VALID(first_video))
+        first_video = t;
+      last_video = t;
+    }
+  } else if (caps && (!acaps || !gst_caps_is_equal(acaps, caps))) {
+    gst_caps_replace(&acaps, caps);
+  }
+  check_ready_locked();
+
+  Feed &f = feed;
+  GstElement *src = video ? f.video : f.audio;
+  if (f.claim != c || !f.pipeline || !src)
+    return;
+  if (!f.started) {
+    // The ladder begins with a keyframe; its timeline starts where its clock is now.
+    if (!video || GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT))
+      return;
+    GstClockTime first = GST_CLOCK_TIME_IS_VALID(dts) ? dts : pts;
+    if (GST_CLOCK_TIME_IS_VALID(pts) && GST_CLOCK_TIME_IS_VALID(dts))
+      first = std::min(pts, dts);
+    if (!GST_CLOCK_TIME_IS_VALID(first))
+      return;
+    GstClockTime now = 0;
+    if (GstClock *clock = gst_element_get_clock(f.pipeline)) {
+      const GstClockTime abs = gst_clock_get_time(clock);
+      const GstClockTime base = gst_element_get_base_time(f.pipeline);
+      now = abs > base ? abs - base : 0;
+      gst_object_unref(clock);
+    }
+    f.offset = static_cast<std::int64_t>(now) - static_cast<std::int64_t>(first);
+    f.started = true;
+  }
+  auto moved = [&f](GstClockTime t) {
+    if (!GST_CLOCK_TIME_IS_VALID(t))
+      return GST_CLOCK_TIME_NONE;
+    const std::int64_t v = static_cast<std::int64_t>(t) + f.offset;
+    return v < 0 ? GST_CLOCK_TIME_NONE : static_cast<GstClockTime>(v);
+  };
+  const GstClockTime out_pts = moved(pts), out_dts = moved(dts);
+  if (!GST_CLOCK_TIME_IS_VALID(out_pts) && !GST_CLOCK_TIME_IS_VALID(out_dts))
+    return;
+  if (!video && !GST_CLOCK_TIME_IS_VALID(out_pts))
+    return; // audio from before the ladder's first keyframe
+  GstCaps *&told = video ? f.vcaps : f.acaps;
+  if (caps && (!told || !gst_caps_is_equal(told, caps))) {
+    gst_caps_replace(&told, caps);
+    gst_app_src_set_caps(GST_APP_SRC(src), caps);
+  }
+  GstBuffer *out = gst_buffer_copy(buf); // the memory is shared, not copied
+  GST_BUFFER_PTS(out) = out_pts;
+  GST_BUFFER_DTS(out) = out_dts;
+  gst_app_src_push_buffer(GST_APP_SRC(src), out);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Core: the main loop's side.
+
+Core::Core(const ServerConfig &c, app::Streams &s) : config(c), streams(s) {
+  static std::once_flag once;
+  std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_live_debug, "sluice-live", 0, "sluice live engine"); });
+}
+
+Core::~Core() = default;
+
+int Core::rtsp_port() const {
+  return rtsp_ ? rtsp_->port() : -1;
+}
+int Core::srt_port() const {
+  return srt_ ? srt_->port() : -1;
+}
+
+void Core::start() {
+  std::weak_ptr<Core> self = weak_from_this();
+  if (!rtsp_)
+    rtsp_ = std::make_unique<Rtsp>(self);
+  if (!srt_)
+    srt_ = std::make_unique<Srt>(self);
+  std::string error;
+  if (config.rtsp_port >= 0 && !rtsp_->start(config.rtsp_host, config.rtsp_port, error))
+    std::fprintf(stderr, "sluice: warning: RTSP publishing is off: %s\n", error.c_str());
+  if (config.srt_port >= 0 && !srt_->start(config.srt_host, config.srt_port, error))
+    std::fprintf(stderr, "sluice: warning: SRT publishing is off: %s\n", error.c_str());
+  tick_id_ = g_timeout_add_seconds(
+      1,
+      [](gpointer self_) -> gboolean {
+        try { // a GLib callback: nothing crosses it
+          static_cast<Core *>(self_)->tick();
+        } catch (const std::exception &e) {
+          GST_ERROR("live engine: %s", e.what());
+        }
+        return G_SOURCE_CONTINUE;
+      },
+      this);
+}
+
+void Core::stop() {
+  if (stopped_)
+    return;
+  stopped_ = true;
+  if (tick_id_) {
+    g_source_remove(tick_id_);
+    tick_id_ = 0;
+  }
+  if (rtsp_)
+    rtsp_->stop();
+  if (srt_)
+    srt_->stop();
+  for (auto &[id, l] : lives_) {
+    {
+      std::lock_guard<std::mutex> lock(l->input->mutex);
+      l->input->feed.clear();
+    }
+    if (l->end_timer) {
+      g_source_remove(l->end_timer);
+      l->end_timer = 0;
+    }
+    // The open segments are closed and listed, then every playlist ends.
+    if (l->ladder)
+      l->ladder->drain_blocking(2000);
+    for (auto &d : l->draining)
+      d->drain_blocking(1000);
+    l->ladder.reset();
+    l->draining.clear();
+    try {
+      if (!l->output->ended())
+        l->output->end();
+    } catch (const Error &e) {
+      GST_WARNING("stream %s: %s", id.c_str(), e.what());
+    }
+  }
+}
+
+Live *Core::find(const std::string &id) {
+  auto it = lives_.find(id);
+  return it == lives_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<Input> Core::find_key(const std::string &key) {
+  // The stream keys that Streams makes: "lk_" and base64url.
+  if (!g_str_has_prefix(key.c_str(), "lk_") || key.size() > 100)
+    return nullptr;
+  const std::string hash = auth::hash_key(key);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = by_hash_.find(hash);
+  return it == by_hash_.end() ? nullptr : it->second;
+}
+
+void Core::add(const store::Stream &s) {
+  if (stopped_ || lives_.count(s.id))
+    return;
+  if (!s.source.empty()) {
+    GST_INFO("stream %s pulls from its source: not run by this engine yet", s.id.c_str());
+    return;
+  }
+  auto l = std::make_unique<Live>();
+  l->row = s;
+  l->input = std::make_shared<Input>(weak_from_this(), s.id, s.key_hash);
+  const int window = std::max(3, (config.live_window_s + kSegmentSeconds - 1) / kSegmentSeconds);
+  l->output = std::make_unique<Output>(streams.folder(s.id), window, kKeepExtra);
+  l->figures.since = s.created;
+  l->input->factory = Rtsp::make_factory(l->input);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    by_hash_[s.key_hash] = l->input;
+  }
+  lives_[s.id] = std::move(l);
+}
+
+void Core::remove(const std::string &id) {
+  Live *l = find(id);
+  if (!l)
+    return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    by_hash_.erase(l->input->key_hash);
+  }
+  kick(*l, "the stream was deleted");
+  std::string mount;
+  {
+    std::lock_guard<std::mutex> lock(l->input->mutex);
+    l->input->feed.clear();
+    l->input->removed = true;
+    mount = l->input->mount;
+    l->input->mount.clear();
+  }
+  if (rtsp_ && !mount.empty())
+    rtsp_->unmount(mount);
+  if (l->end_timer)
+    g_source_remove(l->end_timer);
+  l->ladder.reset(); // stopped off the loop
+  l->draining.clear();
+  lives_.erase(id);
+}
+
+void Core::post_connecting(const std::string &id, std::uint64_t claim) {
+  post([w = weak_from_this(), id, claim] {
+    if (auto c = w.lock(); c && !c->stopped_)
+      c->connecting(id, claim);
+  });
+}
+
+void Core::post_ready(const std::string &id, std::uint64_t claim) {
+  post([w = weak_from_this(), id, claim] {
+    if (auto c = w.lock(); c && !c->stopped_)
+      c->ready(id, claim);
+  });
+}
+
+void Core::post_left(const std::string &id, std::uint64_t claim, const std::string &why) {
+  post([w = weak_from_this(), id, claim, why] {
+    if (auto c = w.lock(); c && !c->stopped_)
+      c->left(id, claim, why);
+  });
+}
+
+void Core::set_state(Live &l, app::StreamState state, const std::string &reason) {
+  if (l.figures.state != state)
+    l.figures.since = g_get_real_time();
+  l.figures.state = state;
+  l.figures.reason = reason;
+  l.figures.playlist = l.output->master_written();
+  if (state != app::StreamState::Live && state != app::StreamState::Connecting) {
+    l.figures.input_kbps = 0;
+    l.figures.fps = 0;
+  }
+  streams.report(l.row.id, l.figures);
+}
+
+void Core::connecting(const std::string &id, std::uint64_t claim) {
+  Live *l = find(id);
+  if (!l)
+    return;
+  {
+    std::lock_guard<std::mutex> lock(l->input->mutex);
+    if (l->input->via == Via::None || l->input->claim != claim)
+      return;
+  }
+  if (l->end_timer) {
+    g_source_remove(l->end_timer);
+    l->end_timer = 0;
+  }
+  l->end_pending = false;
+  l->tick_us = 0;
+  l->dropped_before = 0;
+  l->figures.dropped = 0;
+  set_state(*l, app::StreamState::Connecting, "");
+}
+
+void Core::ready(const std::string &id, std::uint64_t claim) {
+  Live *l = find(id);
+  if (!l)
+    return;
+  GstCaps *vcaps = nullptr, *acaps = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(l->input->mutex);
+    if (l->input->via == Via::None || l->input->claim != claim)
+      return;
+    vcaps = l->input->vcaps ? gst_caps_ref(l->input->vcaps) : nullptr;
+    acaps = l->input->expects_audio && l->input->acaps ? gst_caps_ref(l->input->acaps) : nullptr;
+  }
+  std::unique_ptr<GstCaps, void (*)(GstCaps *)> vhold(vcaps, [](GstCaps *c) { gst_clear_caps(&c); });
+  std::unique_ptr<GstCaps, void (*)(GstCaps *)> ahold(acaps, [](GstCaps *c) { gst_clear_caps(&c); });
+  if (l->ladder) {
+    // Still the ladder of an earlier publisher (its departure not handled yet): it drains.
+    l->ladder->finish();
+    l->draining.push_back(std::move(l->ladder));
+  }
+  try {
+    LadderPlan plan = plan_ladder(l->row.ladder, l->output->dir(), l->session + 1, vcaps, acaps);
+    l->session++;
+    l->output->begin(plan.renditions, plan.frame_rate(), plan.audio, plan.session);
+    auto ladder = std::make_unique<Ladder>(plan, claim);
+    Ladder *raw = ladder.get();
+    std::weak_ptr<Core> w = weak_from_this();
+    ladder->start(
+        [w, id, raw](std::size_t i, const LiveSegment &s) {
+          if (auto c = w.lock())
+            c->segment(id, raw, i, s);
+        },
+        [w, id, raw](const std::string &e) {
+          if (auto c = w.lock())
+            c->ladder_done(id, raw, e);
+        });
+    {
+      std::lock_guard<std::mutex> lock(l->input->mutex);
+      Feed &f = l->input->feed;
+      f.clear();
+      if (l->input->via != Via::None && l->input->claim == claim) {
+        f.claim = claim;
+        f.pipeline = GST_ELEMENT(gst_object_ref(ladder->pipeline()));
+        f.video = GST_ELEMENT(gst_object_ref(ladder->video_src()));
+        f.audio = ladder->audio_src() ? GST_ELEMENT(gst_object_ref(ladder->audio_src())) : nullptr;
+      }
+    }
+    std::string rungs;
+    for (const auto &r : plan.renditions)
+      rungs += (rungs.empty() ? "" : ",") + r.name;
+    GST_INFO("stream %s: ladder %d (%s at %d/%d fps%s)", id.c_str(), plan.session, rungs.c_str(), plan.fps_n,
+             plan.fps_d, plan.audio ? (plan.audio_is_aac ? ", AAC passed through" : ", audio to AAC") : ", no audio");
+    l->ladder = std::move(ladder);
+  } catch (const Error &e) {
+    GST_WARNING("stream %s: %s", id.c_str(), e.what());
+    kick(*l, e.what());
+  }
+}
+
+void Core::segment(const std::string &id, Ladder *ladder, std::size_t rendition, const LiveSegment &seg) {
+  Live *l = find(id);
+  if (!l)
+    return;
+  const bool current = l->ladder.get() == ladder;
+  if (!current && std::none_of(l->draining.begin(), l->draining.end(),
+                               [ladder](const std::unique_ptr<Ladder> &d) { return d.get() == ladder; }))
+    return;
+  try {
+    l->output->add(rendition, ladder->plan().session, seg);
+  } catch (const Error &e) {
+    GST_WARNING("stream %s: %s", id.c_str(), e.what());
+    return;
+  }
+  if (current && l->output->master_written() && l->figures.state != app::StreamState::Live)
+    set_state(*l, app::StreamState::Live, "");
+}
+
+void Core::ladder_done(const std::string &id, Ladder *ladder, const std::string &error) {
+  Live *l = find(id);
+  if (!l)
+    return;
+  if (l->ladder.get() == ladder) {
+    // It failed while it was fed: the publisher goes (and may come back).
+    {
+      std::lock_guard<std::mutex> lock(l->input->mutex);
+      if (l->input->feed.claim == ladder->claim())
+        l->input->feed.clear();
+    }
+    l->ladder.reset();
+    GST_WARNING("stream %s: the live ladder failed: %s", id.c_str(), error.c_str());
+    kick(*l, "the live ladder failed: " + error);
+  } else {
+    l->draining.erase(std::remove_if(l->draining.begin(), l->draining.end(),
+                                     [ladder](const std::unique_ptr<Ladder> &d) { return d.get() == ladder; }),
+                      l->draining.end());
+  }
+  if (l->end_pending && l->draining.empty() && !l->ladder) {
+    l->end_pending = false;
+    end(*l);
+  }
+}
+
+void Core::left(const std::string &id, std::uint64_t claim, const std::string &why) {
+  Live *l = find(id);
+  if (!l)
+    return;
+  std::int64_t last_data = 0;
+  bool someone = false;
+  {
+    std::lock_guard<std::mutex> lock(l->input->mutex);
+    if (l->input->feed.claim == claim)
+      l->input->feed.clear();
+    someone = l->input->via != Via::None;
+    last_data = l->input->last_data_us;
+  }
+  if (l->ladder && l->ladder->claim() == claim) {
+    // Its last segments close now: the gap until a publisher comes back is in no segment.
+    l->dropped_before += l->ladder->dropped();
+    l->ladder->finish();
+    l->draining.push_back(std::move(l->ladder));
+  }
+  if (someone)
+    return; // another publisher took it already
+  const bool playing = l->output->has_segments() && !l->output->ended();
+  set_state(*l, playing ? app::StreamState::Reconnecting : app::StreamState::Idle, why);
+  if (!playing)
+    return;
+  // After the idle timeout without input, the stream ends.
+  if (l->end_timer)
+    g_source_remove(l->end_timer);
+  const std::int64_t quiet_ms = (g_get_monotonic_time() - last_data) / 1000;
+  const std::int64_t delay = std::max<std::int64_t>(200, config.live_idle_timeout_s * 1000LL - quiet_ms);
+  struct Timer {
+    std::weak_ptr<Core> core;
+    std::string id;
+  };
+  l->end_timer = g_timeout_add_full(
+      G_PRIORITY_DEFAULT, static_cast<guint>(delay),
+      [](gpointer d) -> gboolean {
+        auto *t = static_cast<Timer *>(d);
+        try { // a GLib callback: nothing crosses it
+          if (auto c = t->core.lock())
+            if (Live *x = c->find(t->id)) {
+              x->end_timer = 0;
+              c->end(*x);
+            }
+        } catch (const std::exception &e) {
+          GST_ERROR("live engine: %s", e.what());
+        }
+        return G_SOURCE_REMOVE;
+      },
+      new Timer{weak_from_this(), id}, [](gpointer d) { delete static_cast<Timer *>(d); });
+}
+
+void Core::end(Live &l) {
+  {
+    std::lock_guard<std::mutex> lock(l.input->mutex);
+    if (l.input->via != Via::None)
+      return; // a publisher came back
+  }
+  if (!l.draining.empty() || l.ladder) {
+    l.end_pending = true;
+    return;
+  }
+  try {
+    l.output->end();
+  } catch (const Error &e) {
+    GST_WARNING("stream %s: %s", l.row.id.c_str(), e.what());
+  }
+  const bool ended = l.output->ended();
+  set_state(l, ended ? app::StreamState::Ended : app::StreamState::Idle,
+            "no input for " + std::to_string(config.live_idle_timeout_s) + " s");
+}
+
+void Core::kick(Live &l, const std::string &why) {
+  Via via;
+  std::uint64_t claim;
+  GstRTSPClient *client = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(l.input->mutex);
+    via = l.input->via;
+    claim = l.input->claim;
+    if (l.input->client)
+      client = GST_RTSP_CLIENT(g_object_ref(l.input->client));
+  }
+  // Released first, so that the reason is this one and not what closing the connection says.
+  if (via != Via::None)
+    l.input->release(claim, why);
+  if (via == Via::Rtsp && client)
+    Rtsp::kick(client);
+  if (client)
+    g_object_unref(client);
+  if (via == Via::Srt && srt_)
+    srt_->kick(l.row.id);
+}
+
+void Core::tick() {
+  const std::int64_t now = g_get_monotonic_time();
+  for (auto &[id, lp] : lives_) {
+    Live &l = *lp;
+    Via via;
+    std::int64_t last_data;
+    std::uint64_t bytes, frames;
+    {
+      std::lock_guard<std::mutex> lock(l.input->mutex);
+      via = l.input->via;
+      last_data = l.input->last_data_us;
+      bytes = l.input->bytes;
+      frames = l.input->frames;
+    }
+    if (via == Via::None)
+      continue;
+    // A publisher that sends nothing (frozen, or its connection half open) is let go.
+    if (now - last_data > config.live_idle_timeout_s * G_USEC_PER_SEC) {
+      kick(l, "no input for " + std::to_string(config.live_idle_timeout_s) + " s");
+      continue;
+    }
+    if (l.tick_us == 0) {
+      l.tick_us = now;
+      l.tick_bytes = bytes;
+      l.tick_frames = frames;
+      continue;
+    }
+    if (now - l.tick_us < kFiguresEvery)
+      continue;
+    const double dt = static_cast<double>(now - l.tick_us) / G_USEC_PER_SEC;
+    l.figures.input_kbps = round1(static_cast<double>(bytes - l.tick_bytes) * 8.0 / 1000.0 / dt);
+    l.figures.fps = round1(static_cast<double>(frames - l.tick_frames) / dt);
+    l.figures.dropped = l.dropped_before + (l.ladder ? l.ladder->dropped() : 0);
+    l.tick_us = now;
+    l.tick_bytes = bytes;
+    l.tick_frames = frames;
+    streams.report(id, l.figures);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Engine
+
+Engine::Engine(const ServerConfig &config, app::Streams &streams)
+    : config_(config), streams_(streams), core_(std::make_shared<Core>(config, streams)) {}
+
+Engine::~Engine() {
+  stop();
+}
+
+void Engine::start() {
+  core_->start();
+}
+
+void Engine::stop() {
+  core_->stop();
+}
+
+int Engine::rtsp_port() const {
+  return core_->rtsp_port();
+}
+
+int Engine::srt_port() const {
+  return core_->srt_port();
+}
+
+std::string Engine::rtsp_url() const {
+  const int port = rtsp_port();
+  return port < 0 ? "" : "rtsp://" + url_host(config_.rtsp_host) + ":" + std::to_string(port) + "/";
+}
+
+std::string Engine::srt_url() const {
+  const int port = srt_port();
+  return port < 0 ? "" : "srt://" + url_host(config_.srt_host) + ":" + std::to_string(port);
+}
+
+void Engine::add(const store::Stream &s) {
+  core_->add(s);
+}
+
+void Engine::remove(const std::string &id) {
+  core_->remove(id);
+}
+
+} // namespace sluice::live

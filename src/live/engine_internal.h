@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// What the parts of the live engine share: a stream's input as the ingest threads see it, the engine's core.
+#pragma once
+
+#include "app/streams.h"
+#include "core/config.h"
+#include "core/gobj.h"
+#include "live/ladder.h"
+#include "live/playlist.h"
+
+#include <gst/gst.h>
+#include <gst/rtsp-server/rtsp-server.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+GST_DEBUG_CATEGORY_EXTERN(sluice_live_debug);
+
+namespace sluice::live {
+
+enum class Via { None, Rtsp, Srt };
+
+// Where a publisher's samples go: the running ladder's appsrcs, and how its timestamps are moved onto the
+// ladder's timeline.
+struct Feed {
+  GstElement *pipeline = nullptr, *video = nullptr, *audio = nullptr; // refs
+  std::uint64_t claim = 0;                                            // the publisher it takes
+  bool started = false;                                               // a keyframe went in: what follows goes in too
+  std::int64_t offset = 0;                                            // ns added to the input's running time
+  GstCaps *vcaps = nullptr, *acaps = nullptr;                         // what the appsrcs were told (refs)
+  void clear();
+};
+
+class Core;
+
+// A stream as the ingest threads (RTSP clients, srtsrc, streaming threads) see it. `mutex` guards the members
+// after it; nothing here touches the main loop's objects: events go there through post().
+struct Input {
+  Input(std::weak_ptr<Core> core, std::string id, std::string key_hash);
+  ~Input();
+  Input(const Input &) = delete;
+  Input &operator=(const Input &) = delete;
+
+  const std::weak_ptr<Core> core;
+  const std::string id;
+  const std::string key_hash;
+
+  std::mutex mutex;
+  // The publisher that holds the stream now (Via::None: nobody). `claim` increases with every one.
+  Via via = Via::None;
+  std::uint64_t claim = 0;
+  GstRTSPClient *client = nullptr;        // ref
+  GstRTSPMedia *media = nullptr;          // compared only
+  GstRTSPMediaFactory *factory = nullptr; // ref: the RTSP record factory (it knows this Input weakly)
+  std::string mount;                      // the RTSP path mounted for the key ("" until a publisher came)
+  bool removed = false;                   // the stream was deleted
+  bool streams_known = false;             // whether it is known if it has audio
+  bool expects_audio = false;
+  GstCaps *vcaps = nullptr, *acaps = nullptr;                                       // refs
+  GstClockTime first_video = GST_CLOCK_TIME_NONE, last_video = GST_CLOCK_TIME_NONE; // running times
+  bool ready_posted = false;
+  std::uint64_t bytes = 0, frames = 0;
+  std::int64_t last_data_us = 0;
+  Feed feed;
+
+  // A publisher takes the stream (under `mutex`): returns its claim.
+  std::uint64_t take_locked(Via v);
+  // The publisher of `claim` is gone (any thread): the main loop hears of it once.
+  void release(std::uint64_t claim, const std::string &why);
+  // A sample of the publisher of `claim` (a streaming thread).
+  void on_sample(std::uint64_t claim, GstSample *sample, bool video);
+  // Under `mutex`: posts "ready" once the caps the ladder is planned from are known.
+  void check_ready_locked();
+};
+
+// One live stream on the main loop.
+struct Live {
+  store::Stream row;
+  std::shared_ptr<Input> input;
+  std::unique_ptr<Output> output;
+  std::unique_ptr<Ladder> ladder;                // fed by the publisher now
+  std::vector<std::unique_ptr<Ladder>> draining; // their publisher left; the last segments are closing
+  int session = 0;
+  app::StreamFigures figures;
+  guint end_timer = 0;
+  bool end_pending = false; // ends once the draining ladders are done
+  std::uint64_t tick_bytes = 0, tick_frames = 0;
+  std::int64_t tick_us = 0;
+  std::int64_t dropped_before = 0; // frames dropped by the earlier ladders of this publisher
+};
+
+class Rtsp;
+class Srt;
+
+class Core : public std::enable_shared_from_this<Core> {
+public:
+  Core(const ServerConfig &config, app::Streams &streams);
+  ~Core();
+
+  // Main loop.
+  void start();
+  void stop();
+  void add(const store::Stream &s);
+  void remove(const std::string &id);
+  int rtsp_port() const;
+  int srt_port() const;
+
+  // Any thread.
+  std::shared_ptr<Input> find_key(const std::string &key);
+  void post_connecting(const std::string &id, std::uint64_t claim);
+  void post_ready(const std::string &id, std::uint64_t claim);
+  void post_left(const std::string &id, std::uint64_t claim, const std::string &why);
+
+  const ServerConfig &config;
+  app::Streams &streams;
+
+private:
+  void connecting(const std::string &id, std::uint64_t claim);
+  void ready(const std::string &id, std::uint64_t claim);
+  void left(const std::string &id, std::uint64_t claim, const std::string &why);
+  void segment(const std::string &id, Ladder *ladder, std::size_t rendition, const LiveSegment &seg);
+  void ladder_done(const std::string &id, Ladder *ladder, const std::string &error);
+  void end(Live &l);
+  void kick(Live &l, const std::string &why);
+  void tick();
+  void set_state(Live &l, app::StreamState state, const std::string &reason);
+  Live *find(const std::string &id);
+
+  std::mutex mutex_; // by_hash_
+  std::map<std::string, std::shared_ptr<Input>> by_hash_;
+  std::map<std::string, std::unique_ptr<Live>> lives_;
+  std::unique_ptr<Rtsp> rtsp_;
+  std::unique_ptr<Srt> srt_;
+  guint tick_id_ = 0;
+  bool stopped_ = false;
+};
+
+// The RTSP server: publishers ANNOUNCE and RECORD on /live/KEY (live/rtsp.cpp).
+class Rtsp {
+public:
+  explicit Rtsp(std::weak_ptr<Core> core);
+  ~Rtsp();
+  // Binds host:port (0: a free one); false with the reason when it cannot.
+  bool start(const std::string &host, int port, std::string &error);
+  void stop();
+  int port() const { return port_; }
+  // The record factory of a stream (a new reference): mounted at /live/KEY on the first request that names
+  // its key.
+  static GstRTSPMediaFactory *make_factory(const std::shared_ptr<Input> &input);
+  void unmount(const std::string &path);
+  // Closes a publisher's connection.
+  static void kick(GstRTSPClient *client);
+
+private:
+  std::weak_ptr<Core> core_;
+  GstRTSPServer *server_ = nullptr;
+  GstRTSPMountPoints *mounts_ = nullptr;
+  GSource *source_ = nullptr;
+  guint cleanup_id_ = 0;
+  int port_ = -1;
+};
+
+// The SRT listener (live/srt.cpp): callers connect with streamid=KEY, one at a time.
+class Srt {
+public:
+  explicit Srt(std::weak_ptr<Core> core);
+  ~Srt();
+  bool start(const std::string &host, int port, std::string &error);
+  void stop();
+  int port() const { return port_; }
+  // The caller of this stream goes (its listener starts again).
+  void kick(const std::string &id);
+
+  struct Listener;
+
+private:
+  bool listen(std::string &error);
+  void restart(guint delay_s);
+  static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer self);
+  gboolean handle(GstMessage *msg);
+
+  std::weak_ptr<Core> core_;
+  std::string host_;
+  int port_ = -1;
+  std::shared_ptr<Listener> listener_;
+  GstPtr<GstElement> pipeline_;
+  GSource *watch_ = nullptr;
+  guint restart_id_ = 0;
+  guint failures_ = 0;
+  bool stopped_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+} // namespace sluice::live

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The ladder of a live stream: one pipeline fed by appsrcs that decodes once and encodes every rung into hlssink2.
+#pragma once
+
+#include "core/gobj.h"
+#include "live/playlist.h"
+#include "pipeline/render.h"
+
+#include <gst/gst.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sluice::live {
+
+constexpr int kSegmentSeconds = 2;
+
+struct LadderPlan {
+  std::string dir; // the stream's folder
+  int session = 1; // numbers this ladder's segment files: NAME-SESSION-INDEX.ts
+  std::vector<pipeline::RenditionSpec> renditions;
+  int fps_n = 30, fps_d = 1;
+  int gop = 60; // frames: one keyframe per segment
+  bool audio = false;
+  bool audio_is_aac = false; // passed through; other audio is decoded and encoded to AAC once
+  int threads = 1;           // per encoder
+
+  double frame_rate() const { return static_cast<double>(fps_n) / fps_d; }
+};
+
+// Plans the ladder from the input's video caps (width, height, pixel aspect ratio, frame rate) and audio caps
+// (null: no audio): `ladder` is the stream's ladder ("" for the default one), never upscaled.
+// Throws sluice::Error when the caps have no picture size.
+LadderPlan plan_ladder(const std::string &ladder, const std::string &dir, int session, const GstCaps *video,
+                       const GstCaps *audio);
+
+// The gst-launch description of a plan: appsrc `v` (and `a`), hlssink2 `h0`..`hN`; their paths are set on the
+// elements, not written into the text.
+std::string describe_ladder(const LadderPlan &plan);
+
+// The file name of segment `index` of a rendition in a session.
+std::string segment_name(const std::string &rendition, int session, int index);
+
+// Stops a pipeline on a thread of its own (stopping a live pipeline can block); `then` runs on the main loop
+// once it has stopped.
+void stop_off_loop(GstPtr<GstElement> pipeline, std::function<void()> then = {});
+// The same, waiting at most timeout_ms (at shutdown, once the loop no longer runs); false when it did not stop
+// in time (its thread is left behind).
+bool stop_waiting(GstPtr<GstElement> pipeline, int timeout_ms);
+
+class Ladder {
+public:
+  using SegmentFn = std::function<void(std::size_t rendition, const LiveSegment &segment)>;
+  using DoneFn = std::function<void(const std::string &error)>; // "" when it ended normally
+
+  Ladder(LadderPlan plan, std::uint64_t claim);
+  ~Ladder();
+  Ladder(const Ladder &) = delete;
+  Ladder &operator=(const Ladder &) = delete;
+
+  // Builds and starts the pipeline (bus watched on the main loop). Throws sluice::Error (Pipeline).
+  // on_segment is called on the main loop for every finished segment; on_done once, from a later main loop
+  // iteration, after an error or after finish() drained it.
+  void start(SegmentFn on_segment, DoneFn on_done);
+  // The input has ended: EOS into the appsrcs, the open segments are closed and listed, then on_done("").
+  void finish();
+  // Stops it now, without on_done.
+  void abort();
+  // At shutdown (the main loop no longer runs): EOS, the last segments are listed, stopped; waits at most
+  // timeout_ms. No on_done.
+  void drain_blocking(int timeout_ms);
+
+  GstElement *pipeline() const { return pipeline_.get(); }
+  GstElement *video_src() const { return video_.get(); }
+  GstElement *audio_src() const { return audio_.get(); }
+  // Frames the frame-rate converter dropped (input faster than the planned rate, or late).
+  std::int64_t dropped() const;
+  const LadderPlan &plan() const { return plan_; }
+  std::uint64_t claim() const { return claim_; }
+  bool finishing() const { return finishing_; }
+
+private:
+  static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer self);
+  // Returns false when the message ended the ladder.
+  bool handle(GstMessage *msg);
+  void done(const std::string &error);
+  void unwatch();
+
+  struct Open {
+    std::string uri;
+    GstClockTime start = GST_CLOCK_TIME_NONE;
+    std::int64_t date_us = 0;
+    int next_index = 0;
+  };
+
+  LadderPlan plan_;
+  std::uint64_t claim_;
+  GstPtr<GstElement> pipeline_, video_, audio_, rate_;
+  GSource *watch_ = nullptr;
+  guint finish_timer_ = 0;
+  std::vector<Open> open_;
+  bool finishing_ = false;
+  bool done_ = false;
+  SegmentFn on_segment_;
+  DoneFn on_done_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+} // namespace sluice::live
