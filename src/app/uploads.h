@@ -69,8 +69,13 @@ public:
 
   // A new upload (with a final concatenation: its parts joined, then ingested; `done` once that is over).
   void create(const UploadRequest &request, std::function<void(Result<store::ResumableUpload>)> done);
-  // An upload that exists (NotFound) and has not expired (Gone).
+  // An upload that exists (NotFound) and has not expired (Gone), with the bytes its PATCHes brought (some of them
+  // perhaps not yet synced: see flush()).
   Result<store::ResumableUpload> find(const std::string &id);
+  // Makes what the upload's PATCHes brought durable and records it (what a HEAD reports is on disk). A PATCH's
+  // answer does not wait for this: its bytes are synced within a second, or when someone asks (HEAD, GET, the
+  // last byte), so that PATCHes follow each other at the network's pace.
+  std::optional<Failure> flush(const std::string &id);
   // Termination: the row and the file go (Locked while a PATCH writes it; Conflict while it is processed).
   std::optional<Failure> terminate(const std::string &id);
 
@@ -89,7 +94,7 @@ public:
 
   private:
     friend class Uploads;
-    Patch(Uploads &owner, store::ResumableUpload upload, std::optional<Checksum> checksum);
+    Patch(Uploads &owner, store::ResumableUpload upload, std::int64_t durable, std::optional<Checksum> checksum);
     void commit(std::int64_t offset);
     void release();
 
@@ -97,6 +102,8 @@ public:
     std::shared_ptr<bool> alive_;
     store::ResumableUpload upload_;
     std::int64_t start_ = 0, written_ = 0, synced_ = 0, flushed_ = 0;
+    std::int64_t durable_ = 0; // what the catalog says is on disk
+    bool length_set_ = false;  // this PATCH gave the deferred length
     std::optional<Checksum> checksum_;
     GChecksum *sum_ = nullptr;
     int fd_ = -1;
@@ -124,9 +131,13 @@ private:
   void join(store::ResumableUpload final_upload, std::vector<store::ResumableUpload> parts,
             std::function<void(Result<store::ResumableUpload>)> done);
   void publish(const store::ResumableUpload &u, const char *action);
+  void flush_soon();
+  void flush_all();
 
   Service &service_;
-  std::set<std::string> busy_; // uploads a PATCH writes or that are being joined or ingested
+  std::set<std::string> busy_;                   // uploads a PATCH writes or that are being joined or ingested
+  std::map<std::string, std::int64_t> unsynced_; // bytes accepted by PATCHes, not yet synced and recorded
+  guint flush_timer_ = 0;
   guint sweep_timer_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -57,6 +57,8 @@ Result<std::shared_ptr<Uploads::Patch>> Uploads::begin_patch(const std::string &
                                           std::to_string(offset) + "; the upload ends at " + std::to_string(end));
   if (service_.space_low())
     return refused(Refusal::NoSpace, "the server is short of disk space (less than [health] min-free-space is free)");
+  const auto row = service_.store().upload(id);
+  const std::int64_t durable = row ? row->offset : 0;
   int fd = open(file_of(id).c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0)
     return io_failure(errno, "cannot open the upload's file");
@@ -66,14 +68,18 @@ Result<std::shared_ptr<Uploads::Patch>> Uploads::begin_patch(const std::string &
     close(fd);
     return io_failure(e, "cannot prepare the upload's file");
   }
-  std::shared_ptr<Patch> p(new Patch(*this, std::move(u), std::move(checksum)));
+  const bool length_set = new_length && row && row->length < 0;
+  std::shared_ptr<Patch> p(new Patch(*this, std::move(u), durable, std::move(checksum)));
+  p->length_set_ = length_set;
   p->fd_ = fd;
   busy_.insert(id);
   return p;
 }
 
-Uploads::Patch::Patch(Uploads &owner, store::ResumableUpload upload, std::optional<Checksum> checksum)
-    : owner_(&owner), alive_(owner.alive_), upload_(std::move(upload)), checksum_(std::move(checksum)) {
+Uploads::Patch::Patch(Uploads &owner, store::ResumableUpload upload, std::int64_t durable,
+                      std::optional<Checksum> checksum)
+    : owner_(&owner), alive_(owner.alive_), upload_(std::move(upload)), durable_(durable),
+      checksum_(std::move(checksum)) {
   start_ = synced_ = flushed_ = upload_.offset;
   if (checksum_)
     sum_ = g_checksum_new(checksum_->type);
@@ -140,10 +146,15 @@ void Uploads::Patch::write(const char *data, std::size_t len) {
 }
 
 void Uploads::Patch::commit(std::int64_t offset) {
+  // offset is on disk (synced): recorded, with everything before it.
   upload_.offset = offset;
   synced_ = offset;
-  if (*alive_)
-    owner_->service_.store().update_upload(upload_);
+  durable_ = offset;
+  if (!*alive_)
+    return;
+  owner_->service_.store().update_upload(upload_);
+  if (auto it = owner_->unsynced_.find(upload_.id); it != owner_->unsynced_.end() && it->second <= offset)
+    owner_->unsynced_.erase(it);
 }
 
 Result<store::ResumableUpload> Uploads::Patch::finish(bool complete) {
@@ -155,12 +166,6 @@ Result<store::ResumableUpload> Uploads::Patch::finish(bool complete) {
     if (fd_ >= 0 && ftruncate(fd_, synced_) != 0)
       SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot cut back its file: %s", upload_.id.c_str(),
                  g_strerror(errno));
-    if (!*alive_)
-      return f;
-    try {
-      owner_->service_.store().update_upload(upload_);
-    } catch (const Error &) {
-    }
     return f;
   };
   if (!*alive_)
@@ -177,12 +182,24 @@ Result<store::ResumableUpload> Uploads::Patch::finish(bool complete) {
       return drop(refused(Refusal::ChecksumMismatch, "Upload-Checksum does not match the bytes received; they are not "
                                                      "kept"));
   }
-  if (fd_ >= 0 && fdatasync(fd_) != 0)
-    return drop(io_failure(errno, "cannot write the upload"));
-  try {
-    commit(start_ + written_);
-  } catch (const Error &e) {
-    return drop(failure_of(e));
+  // The bytes are the upload's now; they are synced and recorded within a second (Uploads::flush), or at once when
+  // this PATCH gave the upload's length (the catalog must know it).
+  const std::int64_t accepted = start_ + written_;
+  upload_.offset = accepted;
+  if (accepted > durable_) {
+    owner_->unsynced_[upload_.id] = accepted;
+    owner_->flush_soon();
+  }
+  if (length_set_) {
+    try {
+      if (auto f = owner_->flush(upload_.id))
+        return drop(*f);
+      store::ResumableUpload row = upload_;
+      row.offset = std::max(durable_, owner_->service_.store().upload(upload_.id).value_or(row).offset);
+      owner_->service_.store().update_upload(row);
+    } catch (const Error &e) {
+      return drop(failure_of(e));
+    }
   }
   auto out = upload_;
   release();

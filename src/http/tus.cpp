@@ -422,6 +422,10 @@ void get_upload(Context &cx, Request &rq) {
   soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
   if (head && !check_version(msg))
     return;
+  // What a HEAD reports is on disk: the upload's last bytes are synced first.
+  if (store::is_id(rq.params.at(0)))
+    if (auto f = cx.service.uploads().flush(rq.params.at(0)))
+      return set_failure(msg, *f);
   auto r = cx.service.uploads().find(rq.params.at(0));
   if (auto *f = std::get_if<app::Failure>(&r))
     return set_failure(msg, *f);
