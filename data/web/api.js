@@ -2,11 +2,12 @@
 // and the live events. Uploads go with tus (upload.js).
 
 export class ApiError extends Error {
-  constructor(message, { status = 0, code = '' } = {}) {
+  constructor(message, { status = 0, code = '', field = '' } = {}) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    this.field = field; // the request's field the server names as wrong, if any
   }
 }
 
@@ -76,7 +77,7 @@ export function errorFromBody(status, statusText, text) {
     if (body && body.error && typeof body.error.message === 'string' && body.error.message) {
       const words = status === 401 ? 'Not signed in: this server needs an API key. '
         : status === 403 && body.error.code === 'forbidden' ? 'Not allowed with this API key. ' : '';
-      return new ApiError(words + body.error.message, { status, code: body.error.code || '' });
+      return new ApiError(words + body.error.message, { status, code: body.error.code || '', field: typeof body.error.field === 'string' ? body.error.field : '' });
     }
   } catch {
     // not JSON: described below
@@ -178,7 +179,7 @@ export function connectEvents() {
       restartTimer = setTimeout(connectEvents, 3000);
     }
   });
-  for (const type of ['job', 'progress', 'video']) {
+  for (const type of ['job', 'progress', 'video', 'stream']) {
     source.addEventListener(type, (e) => {
       let data;
       try {

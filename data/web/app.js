@@ -1,32 +1,57 @@
-// sluice's web page: upload and library at #/, the player at #/videos/ID. No build step: plain ES
-// modules; hls.js, dash.js and tus-js-client come from npm (data/web/node_modules): hls.js and tus-js-client
-// loaded by index.html before this module, dash.js by engines.js when a DASH manifest is first played.
+// sluice's web page: upload and library at #/, live streams at #/streams, the player at #/videos/ID and
+// #/streams/ID. No build step: plain ES modules; hls.js, dash.js and tus-js-client come from npm
+// (data/web/node_modules): hls.js and tus-js-client loaded by index.html before this module, dash.js by
+// engines.js when a DASH manifest is first played.
 
 import { connectEvents } from './api.js';
 import { initLibrary, refreshVideo } from './library.js';
-import { hidePlayer, initPlayer, showPlayer } from './player.js';
+import { hidePlayer, initPlayer, showPlayer, showStream } from './player.js';
+import { initStreams, showStreams } from './streams.js';
 import { initUpload } from './upload.js';
 
 const homeView = document.getElementById('home-view');
+const streamsView = document.getElementById('streams-view');
+const playerView = document.getElementById('player-view');
+const tabs = { library: document.getElementById('tab-library'), streams: document.getElementById('tab-streams') };
+
+function decode(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+// Which view shows, and which tab is current (a video belongs to the library, a stream to the streams).
+function show(view, tab) {
+  const wasPlayer = !playerView.hidden;
+  if (view !== playerView) hidePlayer();
+  homeView.hidden = view !== homeView;
+  streamsView.hidden = view !== streamsView;
+  for (const [name, link] of Object.entries(tabs)) {
+    if (name === tab) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  return wasPlayer;
+}
 
 function route() {
   const hash = window.location.hash.replace(/^#/, '');
-  const match = /^\/videos\/([^/?#]+)\/?$/.exec(hash);
-  if (match) {
-    let id;
-    try {
-      id = decodeURIComponent(match[1]);
-    } catch {
-      id = match[1];
-    }
-    homeView.hidden = true;
-    showPlayer(id);
+  const video = /^\/videos\/([^/?#]+)\/?$/.exec(hash);
+  const stream = /^\/streams\/([^/?#]+)\/?$/.exec(hash);
+  if (video || stream) {
+    show(playerView, video ? 'library' : 'streams');
+    if (video) showPlayer(decode(video[1]));
+    else showStream(decode(stream[1]));
     document.getElementById('video-title').focus({ preventScroll: true });
     window.scrollTo(0, 0);
+  } else if (/^\/streams\/?$/.test(hash)) {
+    const wasPlayer = show(streamsView, 'streams');
+    document.title = 'Streams · sluice';
+    showStreams();
+    if (wasPlayer) document.getElementById('streams-list-heading').focus({ preventScroll: true });
   } else {
-    const wasPlayer = !document.getElementById('player-view').hidden;
-    hidePlayer();
-    homeView.hidden = false;
+    const wasPlayer = show(homeView, 'library');
     document.title = 'sluice';
     if (wasPlayer) document.getElementById('library-heading').focus({ preventScroll: true });
   }
@@ -34,6 +59,7 @@ function route() {
 
 initLibrary();
 initPlayer();
+initStreams();
 // Read again in the library's order of requests: the upload's job may already have sent its events.
 initUpload({ onUploaded: (video) => refreshVideo(video.id) });
 connectEvents();

@@ -9,8 +9,12 @@
 //   engine.setLevel(i)     -1: automatic; an index: that level only
 //   engine.destroy()       stops loading, detaches from the video, drops every listener
 //   engine.library         "hls.js 1.7.4", what plays the video
+//   engine.latency()       seconds behind the live edge (a live stream; null when not known)
+//   engine.targetLatency() how far behind the edge the player means to play (hls.js; null when not known)
+//   engine.goLive()        jumps to the live edge (a live stream)
 //
-// options: startTime (seconds, or undefined for the player's default), autoplay, live, and the
+// options: startTime (seconds, or undefined for the player's default), autoplay, live (a growing EVENT
+// playlist, played from its start), stream (a live stream, HLS only: played near its live edge), and the
 // callbacks onLevels(), onLevel(index), onBandwidth(bitsPerSecond), onError(message, fatal),
 // onRecovered().
 
@@ -44,6 +48,29 @@ function play(video) {
 // ---------------------------------------------------------------------------------------------
 // HLS: hls.js where Media Source Extensions exist, else the browser's own HLS (Safari)
 
+// A live stream: start and stay three segments behind the live edge, catch up by playing up to 1.5× as fast
+// when within a segment of that (further back, after a pause or a seek, hls.js counts it as watching the past
+// and leaves the speed alone), and keep a minute already played. A playlist or segment that answers 404 for a
+// moment (being written, or a publisher starting again) is tried again rather than given up.
+const retry404 = (config, count, timeout, response, retry) => retry || (Boolean(response) && response.code === 404 && count < config.maxNumRetry);
+const livePolicy = (maxLoadTimeMs, timeouts, errors) => ({
+  default: {
+    maxTimeToFirstByteMs: 10000,
+    maxLoadTimeMs,
+    timeoutRetry: { maxNumRetry: timeouts, retryDelayMs: 0, maxRetryDelayMs: 0 },
+    errorRetry: { maxNumRetry: errors, retryDelayMs: 1000, maxRetryDelayMs: 4000, shouldRetry: retry404 },
+  },
+});
+const streamConfig = () => ({
+  startPosition: -1,
+  liveSyncDurationCount: 3,
+  maxLiveSyncPlaybackRate: 1.5,
+  backBufferLength: 60,
+  manifestLoadPolicy: livePolicy(20000, 2, 6),
+  playlistLoadPolicy: livePolicy(20000, 2, 6),
+  fragLoadPolicy: livePolicy(120000, 4, 6),
+});
+
 function createHls(video, url, opts) {
   const Hls = window.Hls;
   if (!(Hls && Hls.isSupported())) {
@@ -60,6 +87,19 @@ function createHls(video, url, opts) {
         currentLevel: -1,
         setLevel() {},
         destroy() {},
+        // The browser's live edge is the end of what it may seek to.
+        latency() {
+          const s = video.seekable;
+          return s.length > 0 ? Math.max(0, s.end(s.length - 1) - video.currentTime) : null;
+        },
+        targetLatency() {
+          return null;
+        },
+        goLive() {
+          const s = video.seekable;
+          if (s.length > 0) video.currentTime = Math.max(s.start(s.length - 1), s.end(s.length - 1) - 6);
+          play(video);
+        },
       };
     }
     throw new Error(Hls
@@ -67,9 +107,9 @@ function createHls(video, url, opts) {
       : 'The player library (hls.js) is missing: run "npm ci" in data/web on the server.');
   }
 
-  // A playlist that still grows starts at its beginning, not at its live edge.
+  // A playlist that still grows starts at its beginning, not at its live edge; a live stream at its edge.
   const start = opts.startTime > 0 ? opts.startTime : opts.live ? 0 : -1;
-  const hls = new Hls({ startPosition: start });
+  const hls = new Hls(opts.stream ? streamConfig() : { startPosition: start });
   let recoveries = 0;
   let destroyed = false;
   const engine = {
@@ -85,6 +125,18 @@ function createHls(video, url, opts) {
     destroy() {
       destroyed = true;
       hls.destroy();
+    },
+    // hls.js's own figure: the live edge (the playlist's end, aged since it was loaded) minus the position.
+    latency() {
+      return hls.latestLevelDetails && hls.latestLevelDetails.live && video.readyState > 0 ? Math.max(0, hls.latency) : null;
+    },
+    targetLatency() {
+      return hls.targetLatency;
+    },
+    goLive() {
+      const edge = hls.liveSyncPosition;
+      if (Number.isFinite(edge) && edge > video.currentTime) video.currentTime = edge;
+      play(video);
     },
   };
 
@@ -104,7 +156,10 @@ function createHls(video, url, opts) {
   hls.on(Hls.Events.ERROR, (_, data) => {
     if (!data.fatal || destroyed) return; // hls.js retries those itself
     const { ErrorTypes } = Hls;
-    if (data.type === ErrorTypes.NETWORK_ERROR && recoveries < 5) {
+    // A live stream whose master playlist cannot be had: the caller starts again later (startLoad would not
+    // ask for the master playlist again).
+    const manifest = data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR || data.details === Hls.ErrorDetails.MANIFEST_LOAD_TIMEOUT;
+    if (data.type === ErrorTypes.NETWORK_ERROR && recoveries < 5 && !(opts.stream && manifest)) {
       recoveries += 1;
       opts.onError(`A network error stopped the loading (${data.details}); trying again…`, false);
       setTimeout(() => { if (!destroyed) hls.startLoad(); }, 1000 * recoveries);

@@ -1,14 +1,17 @@
 // The player page (#/videos/ID): hls.js on the video's master playlist or, for a package that has a
 // DASH manifest too (cmaf), dash.js on that, as the reader chooses; a quality menu over the levels, what
 // plays now and the bandwidth estimate; a seek bar with storyboard previews; the video's facts and its
-// playlist and manifest URLs.
+// playlist and manifest URLs. The same page watches a live stream (#/streams/ID): hls.js near the live edge,
+// a LIVE badge, how far behind the edge it plays and "Go live"; a stream that is not live yet starts playing
+// when its `stream` event says it is.
 
 import { api, on } from './api.js';
 import { createEngine } from './engines.js';
 import { extraJobs, mainJob } from './jobs.js';
 import { posterUrl, videoResolution, videoTitle } from './library.js';
 import { createSeekBar } from './seekbar.js';
-import { el, formatBytes, formatDate, formatDuration, formatRate, formatSize, rungName } from './util.js';
+import { STATE_WORDS, applyStreamEvent, inputFigures, streamTitle } from './streams.js';
+import { copyText, el, formatBytes, formatDate, formatDuration, formatRate, formatSize, rungName } from './util.js';
 
 const view = document.getElementById('player-view');
 const video = document.getElementById('player');
@@ -31,6 +34,11 @@ const manifestField = document.getElementById('manifest-field');
 const manifestInput = document.getElementById('manifest-url');
 const copyManifestButton = document.getElementById('copy-manifest');
 const copyManifestStatus = document.getElementById('copy-manifest-status');
+const backLink = document.getElementById('back-link');
+const liveBar = document.getElementById('live-bar');
+const liveBadge = document.getElementById('live-badge');
+const latencyEl = document.getElementById('live-latency');
+const goLiveButton = document.getElementById('go-live');
 
 const FORMAT_NAMES = { hls: 'HLS', dash: 'DASH' };
 
@@ -46,6 +54,10 @@ let sources = { hls: null, dash: null }; // what the video offers
 let preferred = 'hls'; // the reader's choice of format, kept from video to video
 let jobProblem = ''; // what the streaming job says went wrong
 let playbackProblem = ''; // what the player says went wrong
+let currentStream = null; // the live stream shown (#/streams/ID), null when the page is elsewhere
+let stream = null; // its JSON, kept up to date by its `stream` events
+let streamRetry = 0; // timer: start the player again after it gave up on a stream that is live
+let liveTimer = 0; // timer: the latency readout, while a stream is shown
 
 function showError(message) {
   playerError.textContent = message || '';
@@ -94,6 +106,7 @@ function destroyPlayer() {
     video.load();
   }
   resetControls();
+  updateLiveBar();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,12 +158,13 @@ function renderLive(v, percent) {
     : '';
 }
 
-function renderUrls() {
+// dash: the DASH manifest to show (a live-cmaf stream's, which the page itself does not play).
+function renderUrls(dash = sources.dash) {
   const abs = (url) => (url ? new URL(url, window.location.href).href : '');
   urlInput.value = abs(sources.hls);
   copyButton.disabled = !sources.hls;
-  manifestField.hidden = !sources.dash;
-  manifestInput.value = abs(sources.dash);
+  manifestField.hidden = !dash;
+  manifestInput.value = abs(dash);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,7 +197,7 @@ function chooseFormat() {
   return format;
 }
 
-async function attach(format, url, { live = false, startTime, autoplay = true } = {}) {
+async function attach(format, url, { live = false, stream: isStream = false, startTime, autoplay = true } = {}) {
   if (attached && attached.format === format && attached.url === url) return;
   destroyPlayer();
   attached = { format, url };
@@ -195,6 +209,7 @@ async function attach(format, url, { live = false, startTime, autoplay = true } 
   try {
     started = await createEngine(format, video, url, {
       live,
+      stream: isStream,
       startTime,
       autoplay,
       cancelled: () => !mine(),
@@ -204,6 +219,15 @@ async function attach(format, url, { live = false, startTime, autoplay = true } 
       onRecovered: () => { if (mine()) setPlaybackProblem(''); },
       onError: (message, fatal) => {
         if (!mine()) return;
+        if (fatal && isStream) {
+          // A live stream: start again a little later while it is live (its playlist may not be written yet).
+          destroyPlayer();
+          setPlaybackProblem(`${message.replace(/ Reload the page to try again\.$/, '')} Trying again in a few seconds while the stream is live.`);
+          clearTimeout(streamRetry);
+          streamRetry = setTimeout(startStream, 5000);
+          renderStreamNote();
+          return;
+        }
         if (fatal && format === 'hls') {
           // hls.js gave up: stop it. (dash.js goes on retrying by itself.)
           destroyPlayer();
@@ -228,6 +252,10 @@ async function attach(format, url, { live = false, startTime, autoplay = true } 
   window.sluicePlayer = engine.instance || null;
   currentFormatEl.textContent = `${FORMAT_NAMES[format]} · ${engine.library}`;
   if (engine.native) currentLevelEl.textContent = 'chosen by the browser';
+  if (isStream) {
+    renderStreamNote();
+    updateLiveBar();
+  }
 }
 
 function switchFormat(format) {
@@ -292,25 +320,119 @@ async function load(id) {
   }
 }
 
-async function copyText(input, statusEl) {
-  const text = input.value;
-  if (!text) return;
-  try {
-    await navigator.clipboard.writeText(text);
-    statusEl.textContent = 'Copied';
-  } catch {
-    input.focus();
-    input.select();
-    statusEl.textContent = 'Selected: press Ctrl+C (⌘C) to copy';
-  }
-  clearTimeout(statusEl.clearTimer);
-  statusEl.clearTimer = setTimeout(() => { statusEl.textContent = ''; }, 4000);
+// ---------------------------------------------------------------------------------------------
+// A live stream
+
+function renderStream() {
+  const s = stream;
+  titleEl.textContent = streamTitle(s);
+  document.title = `${streamTitle(s)} · sluice`;
+  const rows = inputFigures(s.input);
+  rows.push(['Pipeline', s.pipeline], ['Ladder', s.ladder || 'the default'], ['Recorded', s.record ? 'yes' : 'no'],
+    ['Input from', s.source || 'a publisher (RTSP or SRT)'], ['Created', formatDate(s.created)]);
+  if (s.playback && s.playback.rtsp) rows.push(['RTSP playback', s.playback.rtsp]);
+  facts.replaceChildren(
+    el('div', {}, el('dt', { text: 'State' }), el('dd', {}, el('span', { class: 'state badge', dataset: { state: s.state }, text: s.state }))),
+    ...rows.map(([name, value, key]) => el('div', {}, el('dt', { text: name }), el('dd', { dataset: key ? { figure: key } : null, text: value || '–' }))));
+  renderStreamNote();
 }
 
-export function showPlayer(id) {
-  view.hidden = false;
-  if (currentId === id) return;
-  currentId = id;
+// What the stream is doing when the player does not show it: not live yet, lost, ended.
+function renderStreamNote() {
+  const s = stream;
+  if (!s) return;
+  const reason = s.reason ? ` Reason: ${s.reason}.` : '';
+  if (s.state === 'live') {
+    waitingNote.hidden = Boolean(attached);
+    waitingNote.textContent = 'The stream is live: starting the player…';
+  } else {
+    waitingNote.hidden = false;
+    waitingNote.textContent = `${STATE_WORDS[s.state] || s.state}${reason} ` +
+      (attached ? 'What was received plays on.' : 'The stream starts playing here by itself as soon as it is live.');
+  }
+}
+
+function startStream() {
+  clearTimeout(streamRetry);
+  const s = stream;
+  const url = s && s.playback && s.playback.hls;
+  if (!currentStream || !s || s.state !== 'live' || !url || attached) return;
+  setPlaybackProblem('');
+  attach('hls', url, { stream: true });
+}
+
+function updateStream(s) {
+  const before = stream ? stream.state : null;
+  stream = s;
+  // Live again after a pause of its input (a publisher that came back): its playlist starts anew.
+  if (s.state === 'live' && before !== null && before !== 'live' && attached) destroyPlayer();
+  renderStream();
+  startStream();
+  updateLiveBar();
+}
+
+function streamGone(message) {
+  clearTimeout(streamRetry);
+  destroyPlayer();
+  stream = null;
+  waitingNote.hidden = true;
+  liveBar.hidden = true;
+  jobProblem = message;
+  showProblems();
+}
+
+async function loadStream(id) {
+  const seq = ++loadSeq;
+  let s;
+  try {
+    s = await api(`/api/v1/streams/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (seq !== loadSeq || currentStream !== id) return;
+    if (e.status === 404) {
+      titleEl.textContent = 'No such stream';
+      facts.replaceChildren();
+      streamGone('This stream does not exist (any more). It may have been deleted.');
+    } else {
+      showError(`Could not read the stream: ${e.message}`);
+    }
+    return;
+  }
+  if (seq !== loadSeq || currentStream !== id) return;
+  const playback = s.playback || {};
+  sources = { hls: playback.hls || null, dash: null };
+  renderUrls(playback.dash || null);
+  formatField.hidden = true;
+  updateStream(s);
+}
+
+// The LIVE badge (lit at the live edge, dimmed behind it), the latency behind the edge and "Go live".
+function updateLiveBar() {
+  if (!currentStream) return;
+  const playing = Boolean(engine) && Boolean(stream);
+  liveBar.hidden = !playing;
+  goLiveButton.disabled = !playing;
+  if (!playing) return;
+  const latency = engine.latency ? engine.latency() : null;
+  const target = engine.targetLatency ? engine.targetLatency() : null;
+  const known = typeof latency === 'number' && Number.isFinite(latency);
+  latencyEl.dataset.seconds = known ? latency.toFixed(2) : '';
+  latencyEl.textContent = known ? `${latency.toFixed(1)} s behind live` : 'finding the live edge…';
+  const atEdge = known && latency <= (target || 6) + 3 && !video.paused;
+  liveBadge.dataset.edge = String(atEdge);
+  liveBadge.dataset.state = stream.state;
+  liveBadge.title = stream.state !== 'live' ? `The stream is ${stream.state}`
+    : atEdge ? 'Playing at the live edge' : 'Behind the live edge: Go live jumps to it';
+}
+
+// The page as it is before anything is known of what it shows.
+function resetView() {
+  currentId = null;
+  currentStream = null;
+  stream = null;
+  loadSeq += 1;
+  clearTimeout(streamRetry);
+  clearInterval(liveTimer);
+  liveTimer = 0;
   destroyPlayer();
   seekBar.reset();
   mainJobId = null;
@@ -329,15 +451,33 @@ export function showPlayer(id) {
   renderUrls();
   copyStatus.textContent = '';
   copyManifestStatus.textContent = '';
+  liveBar.hidden = true;
+}
+
+export function showPlayer(id) {
+  view.hidden = false;
+  if (currentId === id) return;
+  resetView();
+  currentId = id;
+  backLink.textContent = '← Library';
+  backLink.href = '#/';
   load(id);
+}
+
+export function showStream(id) {
+  view.hidden = false;
+  if (currentStream === id) return;
+  resetView();
+  currentStream = id;
+  backLink.textContent = '← Streams';
+  backLink.href = '#/streams';
+  liveTimer = setInterval(updateLiveBar, 500);
+  loadStream(id);
 }
 
 export function hidePlayer() {
   view.hidden = true;
-  currentId = null;
-  loadSeq += 1;
-  destroyPlayer();
-  seekBar.reset();
+  resetView();
 }
 
 export function initPlayer() {
@@ -349,6 +489,19 @@ export function initPlayer() {
   });
   copyButton.addEventListener('click', () => copyText(urlInput, copyStatus));
   copyManifestButton.addEventListener('click', () => copyText(manifestInput, copyManifestStatus));
+  goLiveButton.addEventListener('click', () => {
+    if (engine && engine.goLive) engine.goLive();
+    updateLiveBar();
+  });
+  on('stream', (e) => {
+    if (!currentStream || !e || e.id !== currentStream) return;
+    if (e.action === 'deleted') {
+      streamGone('This stream was deleted.');
+      return;
+    }
+    if (!stream) return; // its GET is on its way
+    updateStream(applyStreamEvent({ ...stream }, e));
+  });
   on('job', (job) => {
     // Any job of the video: the streaming job's state, or a poster or storyboard that is now there.
     if (currentId && job.video_id === currentId) load(currentId);
@@ -364,5 +517,6 @@ export function initPlayer() {
   });
   on('open', ({ resync }) => {
     if (resync && currentId) load(currentId);
+    if (resync && currentStream) loadStream(currentStream);
   });
 }

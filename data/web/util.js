@@ -118,3 +118,26 @@ export function icon(name) {
   svg.append(path);
   return svg;
 }
+
+/**
+ * Copies the text of an input (its value) or of any other element (its textContent) to the clipboard and says so
+ * in statusEl; where the clipboard is refused (no permission, not a secure context) it selects the text instead.
+ */
+export async function copyText(source, statusEl) {
+  const text = 'value' in source ? source.value : source.textContent;
+  if (!text) return;
+  try {
+    await navigator.clipboard.writeText(text);
+    statusEl.textContent = 'Copied';
+  } catch {
+    if (typeof source.select === 'function') {
+      source.focus();
+      source.select();
+    } else {
+      window.getSelection().selectAllChildren(source);
+    }
+    statusEl.textContent = 'Selected: press Ctrl+C (⌘C) to copy';
+  }
+  clearTimeout(statusEl.clearTimer);
+  statusEl.clearTimer = setTimeout(() => { statusEl.textContent = ''; }, 4000);
+}
