@@ -315,10 +315,12 @@ void Uploads::join(store::ResumableUpload u, std::vector<store::ResumableUpload>
   // Copying gigabytes takes seconds: off the main loop (copy_file_range shares blocks where the file system can).
   std::thread([this, alive, u, parts, sources, dest, done = std::move(done)]() mutable {
     int err = 0;
-    int out = open(dest.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (out < 0)
-      err = errno;
-    for (std::size_t i = 0; !err && i < sources.size(); ++i) {
+    // The first part becomes the joined file (renamed, not copied); the others are appended to it.
+    int out = -1;
+    if (rename(sources[0].c_str(), dest.c_str()) != 0 || (out = open(dest.c_str(), O_WRONLY | O_CLOEXEC)) < 0 ||
+        ftruncate(out, parts[0].length) != 0 || lseek(out, parts[0].length, SEEK_SET) != parts[0].length)
+      err = errno ? errno : EIO;
+    for (std::size_t i = 1; !err && i < sources.size(); ++i) {
       int in = open(sources[i].c_str(), O_RDONLY | O_CLOEXEC);
       if (in < 0) {
         err = errno;
@@ -350,11 +352,14 @@ void Uploads::join(store::ResumableUpload u, std::vector<store::ResumableUpload>
       if (err) {
         busy_.erase(u.id);
         SLUICE_LOG(uploads_log(), Error, "upload %s: cannot join its parts: %s", u.id.c_str(), g_strerror(err));
+        // The first part's file may be the joined one already: the parts go with it.
         try {
           remove(u);
+          for (const auto &p : parts)
+            remove(p);
         } catch (const Error &) {
         }
-        return done(io_failure(err, "cannot join the parts of the upload"));
+        return done(io_failure(err, "cannot join the parts of the upload (they are removed; send them again)"));
       }
       // The parts are in the final file: they go.
       for (const auto &p : parts) {
