@@ -293,6 +293,7 @@ int cmd_serve(int argc, char **argv) {
     // address it could not bind) are what the streams' ingest URLs show.
     live::Engine engine(config, service.streams());
     service.streams().set_engine(&engine);
+    engine.serve_videos(service);
     engine.start();
     config.rtsp_port = engine.rtsp_port();
     config.srt_port = engine.srt_port();

@@ -26,6 +26,18 @@ bool source_scheme_ok(const std::string &source) {
 
 } // namespace
 
+JsonObject *recording_json(const StreamFigures &f) {
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "state", f.recording.c_str());
+  if (f.recording_video.empty())
+    json_object_set_null_member(o, "video_id");
+  else
+    json_object_set_string_member(o, "video_id", f.recording_video.c_str());
+  if (!f.recording_error.empty())
+    json_object_set_string_member(o, "error", f.recording_error.c_str());
+  return o;
+}
+
 const char *stream_state_name(StreamState s) {
   switch (s) {
   case StreamState::Idle: return "idle";
@@ -99,6 +111,8 @@ Result<StreamView> Streams::create(const StreamRequest &r) {
   SLUICE_LOG(app_log(), Info, "stream %s created (%s%s)", v.stream.id.c_str(), v.stream.pipeline.c_str(),
              v.stream.source.empty() ? ", published" : ", pulled");
   v.figures.since = v.stream.created;
+  if (v.stream.record)
+    v.figures.recording = "recording";
   figures_[v.stream.id] = v.figures;
   if (engine_)
     engine_->add(v.stream);
@@ -158,7 +172,8 @@ std::optional<store::Stream> Streams::by_key(const std::string &key) {
 
 void Streams::report(const std::string &id, const StreamFigures &f) {
   auto &cur = figures_[id];
-  const bool changed = cur.state != f.state || cur.playlist != f.playlist || cur.reason != f.reason;
+  const bool changed =
+      cur.state != f.state || cur.playlist != f.playlist || cur.reason != f.reason || cur.recording != f.recording;
   cur = f;
   const std::int64_t now = g_get_real_time();
   if (changed || now - published_[id] >= kFiguresEvery)
@@ -177,6 +192,8 @@ void Streams::publish(const std::string &id, const StreamFigures &f) {
   json_object_set_int_member(o, "dropped_frames", f.dropped);
   if (f.latency_s >= 0)
     json_object_set_double_member(o, "latency", f.latency_s);
+  if (!f.recording.empty())
+    json_object_set_object_member(o, "recording", recording_json(f));
   json::Node n(json::object_node(o));
   service_.events().publish("stream", "", "", json::to_string(n.get(), false));
 }

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+typedef struct _JsonObject JsonObject; // json-glib
+
 namespace sluice::app {
 
 enum class StreamState { Idle, Connecting, Live, Reconnecting, Ended };
@@ -34,7 +36,13 @@ struct StreamFigures {
   double latency_s = -1;    // the live edge behind the input (-1: not known)
   std::int64_t since = 0;   // when the state began (microseconds since the epoch)
   bool playlist = false;    // a live master playlist is served
+  // A `record: true` stream's recording: "" (not recorded), "recording" (its segments are kept), "saving" (the
+  // event ended: one file is being made), "saved" (video_id is the video it became) or "failed" (error says why).
+  std::string recording, recording_video, recording_error;
 };
+
+// A stream's `recording` member (a new object): state, video_id (null until saved), error when it failed.
+JsonObject *recording_json(const StreamFigures &f);
 
 struct StreamView {
   store::Stream stream;
@@ -55,6 +63,8 @@ public:
   explicit Streams(Service &service);
   Streams(const Streams &) = delete;
   Streams &operator=(const Streams &) = delete;
+
+  Service &service() { return service_; }
 
   // The engine that runs the streams (none: streams are made and listed, and stay idle).
   void set_engine(LiveEngine *engine);

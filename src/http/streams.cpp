@@ -52,6 +52,10 @@ JsonNode *stream_json(Context &cx, SoupServerMessage *msg, const app::StreamView
   else
     json_object_set_null_member(in, "latency");
   json_object_set_object_member(o, "input", in);
+  if (f.recording.empty())
+    json_object_set_null_member(o, "recording");
+  else
+    json_object_set_object_member(o, "recording", app::recording_json(f));
   json_object_set_string_member(o, "created", jobs::iso_time(s.created).c_str());
   // The key is shown once, in the answer that made the stream; the ingest URLs carry it.
   if (!v.key.empty()) {

@@ -4,6 +4,7 @@
 
 #include "auth/keys.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/mainloop.h"
 #include "live/engine_internal.h"
 
@@ -92,6 +93,7 @@ void Input::release(std::uint64_t c, const std::string &why) {
     client = nullptr;
     media = nullptr;
     ready_posted = false;
+    end_viewers_locked();
     // The feed stays until the main loop drains the ladder; samples of this claim are refused from now on.
   }
   if (old)
@@ -148,6 +150,7 @@ void Input::on_sample(std::uint64_t c, GstSample *sample, bool video) {
     gst_caps_replace(&acaps, caps);
   }
   check_ready_locked();
+  feed_viewers_locked(buf, caps, pts, dts, video);
 
   Feed &f = feed;
   GstElement *src = video ? f.video : f.audio;
@@ -301,6 +304,11 @@ void Core::add(const store::Stream &s) {
   l->output = std::make_unique<Output>(streams.folder(s.id), window, kKeepExtra);
   l->figures.since = s.created;
   l->input->factory = Rtsp::make_factory(l->input);
+  if (s.record) {
+    l->recorder = std::make_unique<Recorder>(streams, s.id, s.title);
+    l->figures.recording = "recording";
+    streams.report(s.id, l->figures);
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     by_hash_[s.key_hash] = l->input;
@@ -327,6 +335,8 @@ void Core::remove(const std::string &id) {
   }
   if (rtsp_ && !mount.empty())
     rtsp_->unmount(mount);
+  if (l->recorder)
+    l->recorder->discard(); // its event did not end
   if (l->end_timer)
     g_source_remove(l->end_timer);
   l->ladder.reset(); // stopped off the loop
@@ -460,6 +470,13 @@ void Core::segment(const std::string &id, Ladder *ladder, std::size_t rendition,
     GST_WARNING("stream %s: %s", id.c_str(), e.what());
     return;
   }
+  if (l->recorder && rendition == 0) { // the top rung
+    l->recorder->add(fs::join(l->output->dir(), seg.uri));
+    if (l->figures.recording != "recording" && l->figures.recording != "saving") {
+      l->figures.recording = "recording";
+      l->figures.recording_error.clear();
+    }
+  }
   if (current && l->output->master_written() && l->figures.state != app::StreamState::Live)
     set_state(*l, app::StreamState::Live, "");
 }
@@ -557,8 +574,25 @@ void Core::end(Live &l) {
     GST_WARNING("stream %s: %s", l.row.id.c_str(), e.what());
   }
   const bool ended = l.output->ended();
+  if (ended && l.recorder && !l.recorder->empty())
+    l.figures.recording = "saving";
   set_state(l, ended ? app::StreamState::Ended : app::StreamState::Idle,
             "no input for " + std::to_string(config.live_idle_timeout_s) + " s");
+  if (!ended || !l.recorder)
+    return;
+  // The event is over: its recording becomes a video.
+  l.recorder->finish([w = weak_from_this(), id = l.row.id](const std::string &video, const std::string &error) {
+    auto c = w.lock();
+    Live *x = c ? c->find(id) : nullptr;
+    if (!x)
+      return;
+    if (x->figures.recording == "saving")
+      x->figures.recording = error.empty() ? "saved" : "failed";
+    if (!video.empty())
+      x->figures.recording_video = video;
+    x->figures.recording_error = error;
+    c->streams.report(id, x->figures);
+  });
 }
 
 void Core::kick(Live &l, const std::string &why) {

@@ -8,6 +8,10 @@
 #include <memory>
 #include <string>
 
+namespace sluice::app {
+class Service;
+}
+
 namespace sluice::live {
 
 class Core;
@@ -31,6 +35,9 @@ public:
   int srt_port() const;
   std::string rtsp_url() const;
   std::string srt_url() const;
+
+  // Plays ready videos on rtsp://HOST:PORT/videos/ID (live/rtsp_play.cpp). Before start().
+  void serve_videos(app::Service &service);
 
   void add(const store::Stream &s) override;
   void remove(const std::string &id) override;

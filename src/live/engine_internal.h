@@ -12,6 +12,7 @@
 #include <gst/rtsp-server/rtsp-server.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,6 +37,14 @@ struct Feed {
 };
 
 class Core;
+struct Viewer; // an RTSP viewer's media of a live stream (live/rtsp_play.cpp)
+
+// What RTSP playback may serve of a video (live/rtsp_play.cpp): 200 with its source file and media types,
+// or the status to answer (401, 403, 404, 503).
+struct VodAnswer {
+  int status = 404;
+  std::string file, video, audio;
+};
 
 // A stream as the ingest threads (RTSP clients, srtsrc, streaming threads) see it. `mutex` guards the members
 // after it; nothing here touches the main loop's objects: events go there through post().
@@ -66,6 +75,7 @@ struct Input {
   std::uint64_t bytes = 0, frames = 0;
   std::int64_t last_data_us = 0;
   Feed feed;
+  std::vector<std::shared_ptr<Viewer>> viewers; // RTSP viewers of the live input (live/rtsp_play.cpp)
 
   // A publisher takes the stream (under `mutex`): returns its claim.
   std::uint64_t take_locked(Via v);
@@ -75,6 +85,33 @@ struct Input {
   void on_sample(std::uint64_t claim, GstSample *sample, bool video);
   // Under `mutex`: posts "ready" once the caps the ladder is planned from are known.
   void check_ready_locked();
+  // Under `mutex`: a video sample goes to the RTSP viewers too; the publisher left: their media ends.
+  void feed_viewers_locked(GstBuffer *buf, GstCaps *caps, GstClockTime pts, GstClockTime dts, bool video);
+  void end_viewers_locked();
+};
+
+// The recording of a `record: true` stream (live/record.cpp): the top rung's segments are kept, out of the
+// sliding window's reach (hard links in DATA/streams/ID.rec/), until the event ends; then they become one
+// MPEG-TS file, made off the main loop, that the service ingests as a video. Main loop only.
+class Recorder {
+public:
+  // Takes up the segments an earlier run of the server kept.
+  Recorder(app::Streams &streams, std::string stream_id, std::string title);
+  // A segment of the top rung was listed (its file, still there).
+  void add(const std::string &segment_path);
+  bool empty() const { return count_ == 0; }
+  // The event ended: what was kept becomes a video. `done(video_id, error)` runs on the main loop (after the
+  // stream was deleted too: the recording is the library's from now on). Nothing when nothing was kept.
+  using DoneFn = std::function<void(const std::string &video_id, const std::string &error)>;
+  void finish(DoneFn done);
+  // The stream was deleted before its event ended: what was kept goes.
+  void discard();
+
+private:
+  app::Streams &streams_;
+  std::string id_, title_, dir_;
+  int count_ = 0; // segments kept
+  int next_ = 0;  // the number of the next one
 };
 
 // One live stream on the main loop.
@@ -90,7 +127,8 @@ struct Live {
   bool end_pending = false; // ends once the draining ladders are done
   std::uint64_t tick_bytes = 0, tick_frames = 0;
   std::int64_t tick_us = 0;
-  std::int64_t dropped_before = 0; // frames dropped by the earlier ladders of this publisher
+  std::int64_t dropped_before = 0;    // frames dropped by the earlier ladders of this publisher
+  std::unique_ptr<Recorder> recorder; // a `record: true` stream's
 };
 
 class Rtsp;
@@ -111,12 +149,15 @@ public:
 
   // Any thread.
   std::shared_ptr<Input> find_key(const std::string &key);
+  std::shared_ptr<Input> find_id(const std::string &id); // live/rtsp_play.cpp
   void post_connecting(const std::string &id, std::uint64_t claim);
   void post_ready(const std::string &id, std::uint64_t claim);
   void post_left(const std::string &id, std::uint64_t claim, const std::string &why);
 
   const ServerConfig &config;
   app::Streams &streams;
+  // Looks a video up for RTSP playback (set before start; called on the main loop): id, token.
+  std::function<VodAnswer(const std::string &, const std::string &)> vod;
 
 private:
   void connecting(const std::string &id, std::uint64_t claim);
@@ -163,6 +204,12 @@ private:
   guint cleanup_id_ = 0;
   int port_ = -1;
 };
+
+// RTSP playback (live/rtsp_play.cpp): status checks on every client of the server, and the mount of a
+// /videos/ID or /live/ID path the first time a request names it.
+void play_start(GstRTSPServer *server, const std::weak_ptr<Core> &core);
+// An ANNOUNCE or RECORD on them gets *path replaced by one that matches nothing.
+void play_mount(GstRTSPMountPoints *mounts, const std::shared_ptr<Core> &core, gchar **path);
 
 // The SRT listener (live/srt.cpp): callers connect with streamid=KEY, one at a time.
 class Srt {

@@ -52,6 +52,9 @@ G_DEFINE_TYPE(SluiceMounts, sluice_mounts, GST_TYPE_RTSP_MOUNT_POINTS)
 
 gchar *mounts_make_path(GstRTSPMountPoints *mounts, const GstRTSPUrl *url) {
   gchar *path = GST_RTSP_MOUNT_POINTS_CLASS(sluice_mounts_parent_class)->make_path(mounts, url);
+  auto *me = reinterpret_cast<SluiceMounts *>(mounts);
+  if (auto c = path && me->core ? me->core->lock() : nullptr)
+    play_mount(mounts, c, &path); // /videos/ID and /live/ID for viewers (live/rtsp_play.cpp)
   if (!path || !g_str_has_prefix(path, "/live/"))
     return path;
   // The key is not kept, only its hash: a stream's factory is mounted at the path of its key the first time
@@ -296,6 +299,7 @@ bool Rtsp::start(const std::string &host, int port, std::string &error) {
   gst_rtsp_thread_pool_set_max_threads(pool, 32);
   g_object_unref(pool);
   g_signal_connect(server_, "client-connected", G_CALLBACK(on_client_connected), nullptr);
+  play_start(server_, core_);
   g_autoptr(GError) err = nullptr;
   source_ = gst_rtsp_server_create_source(server_, nullptr, &err);
   if (!source_) {
