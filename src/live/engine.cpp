@@ -251,6 +251,8 @@ void Core::stop() {
   if (srt_)
     srt_->stop();
   for (auto &[id, l] : lives_) {
+    if (l->puller)
+      l->puller->stop_blocking(2000);
     {
       std::lock_guard<std::mutex> lock(l->input->mutex);
       l->input->feed.clear();
@@ -293,23 +295,24 @@ std::shared_ptr<Input> Core::find_key(const std::string &key) {
 void Core::add(const store::Stream &s) {
   if (stopped_ || lives_.count(s.id))
     return;
-  if (!s.source.empty()) {
-    GST_INFO("stream %s pulls from its source: not run by this engine yet", s.id.c_str());
-    return;
-  }
   auto l = std::make_unique<Live>();
   l->row = s;
   l->input = std::make_shared<Input>(weak_from_this(), s.id, s.key_hash);
   const int window = std::max(3, (config.live_window_s + kSegmentSeconds - 1) / kSegmentSeconds);
   l->output = std::make_unique<Output>(streams.folder(s.id), window, kKeepExtra);
   l->figures.since = s.created;
-  l->input->factory = Rtsp::make_factory(l->input);
+  if (s.source.empty())
+    l->input->factory = Rtsp::make_factory(l->input);
   if (s.record) {
     l->recorder = std::make_unique<Recorder>(streams, s.id, s.title);
     l->figures.recording = "recording";
     streams.report(s.id, l->figures);
   }
-  {
+  if (!s.source.empty()) {
+    // The engine pulls it (live/pull.cpp): its key takes no publisher.
+    l->puller = std::make_unique<Puller>(weak_from_this(), l->input, s.source);
+    l->puller->start();
+  } else {
     std::lock_guard<std::mutex> lock(mutex_);
     by_hash_[s.key_hash] = l->input;
   }
@@ -320,6 +323,7 @@ void Core::remove(const std::string &id) {
   Live *l = find(id);
   if (!l)
     return;
+  l->puller.reset(); // its pipeline stops off the loop
   {
     std::lock_guard<std::mutex> lock(mutex_);
     by_hash_.erase(l->input->key_hash);
@@ -395,6 +399,8 @@ void Core::connecting(const std::string &id, std::uint64_t claim) {
   l->tick_us = 0;
   l->dropped_before = 0;
   l->figures.dropped = 0;
+  if (l->puller && l->figures.state == app::StreamState::Reconnecting)
+    return; // a pulled source being opened again: reconnecting until its first segment
   set_state(*l, app::StreamState::Connecting, "");
 }
 
@@ -528,6 +534,11 @@ void Core::left(const std::string &id, std::uint64_t claim, const std::string &w
   if (someone)
     return; // another publisher took it already
   const bool playing = l->output->has_segments() && !l->output->ended();
+  if (l->puller) {
+    // The engine pulls it again (live/pull.cpp), for as long as the stream exists.
+    set_state(*l, playing ? app::StreamState::Reconnecting : app::StreamState::Connecting, why);
+    return;
+  }
   set_state(*l, playing ? app::StreamState::Reconnecting : app::StreamState::Idle, why);
   if (!playing)
     return;
@@ -615,6 +626,8 @@ void Core::kick(Live &l, const std::string &why) {
     g_object_unref(client);
   if (via == Via::Srt && srt_)
     srt_->kick(l.row.id);
+  if (via == Via::Pull && l.puller)
+    l.puller->restart(why);
 }
 
 void Core::tick() {

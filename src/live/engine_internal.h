@@ -23,7 +23,7 @@ GST_DEBUG_CATEGORY_EXTERN(sluice_live_debug);
 
 namespace sluice::live {
 
-enum class Via { None, Rtsp, Srt };
+enum class Via { None, Rtsp, Srt, Pull };
 
 // Where a publisher's samples go: the running ladder's appsrcs, and how its timestamps are moved onto the
 // ladder's timeline.
@@ -37,6 +37,7 @@ struct Feed {
 };
 
 class Core;
+class Puller;
 struct Viewer; // an RTSP viewer's media of a live stream (live/rtsp_play.cpp)
 
 // What RTSP playback may serve of a video (live/rtsp_play.cpp): 200 with its source file and media types,
@@ -129,6 +130,42 @@ struct Live {
   std::int64_t tick_us = 0;
   std::int64_t dropped_before = 0;    // frames dropped by the earlier ladders of this publisher
   std::unique_ptr<Recorder> recorder; // a `record: true` stream's
+  std::unique_ptr<Puller> puller;     // a stream with a `source`: the engine pulls it
+};
+
+// A pulled source (live/pull.cpp): urisourcebin (rtspsrc over TCP, srtsrc caller without auto-reconnect,
+// souphttpsrc) and a parsebin per stream feed the Input like a publisher. On an error, EOS or no data for 5 s
+// the attempt is torn down (off the loop) and rebuilt after 1, 2, 4, 8 s (reset after 10 s of data). Main loop.
+class Puller {
+public:
+  Puller(std::weak_ptr<Core> core, std::shared_ptr<Input> input, std::string uri);
+  ~Puller();
+  Puller(const Puller &) = delete;
+  Puller &operator=(const Puller &) = delete;
+  void start();
+  // The engine let the input go (no input, the ladder failed): pulled again after the backoff.
+  void restart(const std::string &why);
+  // At shutdown, once the loop no longer runs.
+  void stop_blocking(int timeout_ms);
+
+  struct Attempt;
+
+private:
+  void attempt();
+  void watch();
+  void fail(const std::string &why);
+  void schedule();
+  void teardown();
+  static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer self);
+
+  std::weak_ptr<Core> core_;
+  std::shared_ptr<Input> input_;
+  std::string uri_;
+  std::shared_ptr<Attempt> attempt_;
+  GstPtr<GstElement> pipeline_;
+  std::uint64_t claim_ = 0, bytes_at_start_ = 0;
+  std::int64_t data_since_us_ = 0;
+  guint backoff_ = 0, bus_watch_ = 0, watchdog_id_ = 0, retry_id_ = 0;
 };
 
 class Rtsp;
