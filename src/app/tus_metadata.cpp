@@ -26,18 +26,6 @@ bool base64_text(const std::string &v) {
   return true;
 }
 
-std::string scalar(JsonNode *n) {
-  GType t = json_node_get_value_type(n);
-  if (t == G_TYPE_STRING)
-    return json_node_get_string(n);
-  if (t == G_TYPE_BOOLEAN)
-    return json_node_get_boolean(n) ? "true" : "false";
-  if (t == G_TYPE_INT64)
-    return std::to_string(json_node_get_int(n));
-  g_autofree gchar *s = g_strdup_printf("%.17g", json_node_get_double(n));
-  return s;
-}
-
 } // namespace
 
 std::optional<std::map<std::string, std::string>> parse_tus_metadata(const std::string &header) {
@@ -129,7 +117,7 @@ Result<Metadata> metadata_from(const std::map<std::string, std::string> &keys, s
         JsonNode *n = json_object_get_member(o, name);
         if (!JSON_NODE_HOLDS_VALUE(n))
           return bad;
-        m.params[name] = scalar(n);
+        m.params[name] = json::scalar_text(n);
       }
     } catch (const Error &) {
       return bad;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 namespace sluice::json {
@@ -182,6 +183,21 @@ JsonNode *object_node(JsonObject *o) {
   JsonNode *n = json_node_init_object(json_node_alloc(), o);
   json_object_unref(o);
   return n;
+}
+
+std::string scalar_text(JsonNode *n) {
+  GType t = json_node_get_value_type(n);
+  if (t == G_TYPE_STRING)
+    return json_node_get_string(n);
+  if (t == G_TYPE_BOOLEAN)
+    return json_node_get_boolean(n) ? "true" : "false";
+  if (t == G_TYPE_INT64)
+    return std::to_string(json_node_get_int(n));
+  double d = json_node_get_double(n);
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15)
+    return std::to_string(static_cast<long long>(d));
+  g_autofree gchar *s = g_strdup_printf("%.17g", d);
+  return s;
 }
 
 } // namespace sluice::json

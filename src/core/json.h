@@ -57,6 +57,9 @@ std::optional<double> opt_number(JsonObject *obj, const char *member, const std:
 std::vector<std::string> string_list(JsonObject *obj, const char *member, const std::string &where);
 
 std::string to_string(JsonNode *node, bool pretty);
+// A scalar's text: a string as it is, true/false, an integer in decimal, another number with 17 digits (an
+// integral one below 1e15 without a fraction).
+std::string scalar_text(JsonNode *value);
 // A node holding o; takes over the caller's reference to o.
 JsonNode *object_node(JsonObject *o);
 // JSON string literal (with quotes) for text.

@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace sluice::http {
@@ -56,6 +57,19 @@ struct Context {
   // Cleared when the server goes: callbacks that outlive it do nothing.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
+
+// Answers a paused message later, on the main loop, unless the server is gone by then: pauses msg and returns the
+// callback that answers it (with answer) and unpauses it.
+template <typename Fn> auto later(Context &cx, SoupServerMessage *msg, Fn &&answer) {
+  g_object_ref(msg);
+  soup_server_message_pause(msg);
+  return [alive = cx.alive, msg, answer = std::forward<Fn>(answer)](auto &&...result) {
+    if (*alive)
+      answer(std::forward<decltype(result)>(result)...);
+    soup_server_message_unpause(msg);
+    g_object_unref(msg);
+  };
+}
 
 // Ends every open event stream (http/events.cpp).
 void close_event_streams(Context &cx);

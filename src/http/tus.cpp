@@ -203,18 +203,6 @@ bool begin_patch(Context &cx, SoupServerMessage *msg, const std::string &id, boo
   return true;
 }
 
-// Answers a paused message later, on the main loop, unless the server is gone by then.
-template <typename Fn> auto later(Context &cx, SoupServerMessage *msg, Fn &&answer) {
-  g_object_ref(msg);
-  soup_server_message_pause(msg);
-  return [alive = cx.alive, msg, answer = std::forward<Fn>(answer)](auto &&...result) {
-    if (*alive)
-      answer(std::forward<decltype(result)>(result)...);
-    soup_server_message_unpause(msg);
-    g_object_unref(msg);
-  };
-}
-
 // After the body of a PATCH or a creation-with-upload: the bytes are made durable; the last one starts ingest,
 // and the answer waits for it. `status` is the success status (204 for a PATCH, 201 for a creation).
 void finish_body(Context &cx, SoupServerMessage *msg, guint status) {

@@ -8,7 +8,6 @@
 #include "http/views.h"
 #include "jobs/scheduler.h"
 
-#include <cmath>
 #include <initializer_list>
 #include <memory>
 
@@ -16,35 +15,12 @@ namespace sluice::http::handlers {
 
 namespace {
 
-// Answers a paused message later, on the main loop, unless the server is gone by then.
-template <typename Fn> auto later(Context &cx, SoupServerMessage *msg, Fn &&answer) {
-  g_object_ref(msg);
-  soup_server_message_pause(msg);
-  return [alive = cx.alive, msg, answer = std::forward<Fn>(answer)](auto &&...result) {
-    if (*alive)
-      answer(std::forward<decltype(result)>(result)...);
-    soup_server_message_unpause(msg);
-    g_object_unref(msg);
-  };
-}
-
 // Turns a JSON scalar into the string form the parameter validator reads.
 std::string scalar_string(JsonNode *n, const std::string &field) {
   if (!JSON_NODE_HOLDS_VALUE(n))
     throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
                       "field '" + field + "': expected a string, number or boolean", field};
-  GType t = json_node_get_value_type(n);
-  if (t == G_TYPE_STRING)
-    return json_node_get_string(n);
-  if (t == G_TYPE_BOOLEAN)
-    return json_node_get_boolean(n) ? "true" : "false";
-  if (t == G_TYPE_INT64)
-    return std::to_string(json_node_get_int(n));
-  double d = json_node_get_double(n);
-  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15)
-    return std::to_string(static_cast<long long>(d));
-  g_autofree gchar *s = g_strdup_printf("%.17g", d);
-  return s;
+  return json::scalar_text(n);
 }
 
 // A JSON object body read within limits: json-glib never sees a deeper or bigger document (it recurses

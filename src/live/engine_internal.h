@@ -25,6 +25,20 @@ namespace sluice::live {
 
 enum class Via { None, Rtsp, Srt, Pull };
 
+struct Input;
+
+// What the appsinks of an ingest pipeline (an SRT listener, a pulled source) share: the input they feed, under
+// the claim of its publisher, and which streams they took.
+struct SinkFeed {
+  std::mutex mutex; // guards what follows (and what a subclass says it guards)
+  std::shared_ptr<Input> input;
+  std::uint64_t claim = 0;
+  bool video = false, audio = false;
+};
+// A parsebin's new pad: the first video and the first audio into appsinks that feed `feed`'s input (via `via`),
+// anything else into a fakesink. `what` names the input in the log.
+void link_parsed_pad(GstElement *parsebin, GstPad *pad, std::shared_ptr<SinkFeed> feed, Via via, const char *what);
+
 // Where a publisher's samples go: the running ladder's appsrcs, and how its timestamps are moved onto the
 // ladder's timeline.
 struct Feed {

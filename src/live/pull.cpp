@@ -23,92 +23,19 @@ constexpr guint kMaxBackoffStep = 3;
 
 // What one attempt's streaming threads share: cleared when the attempt is torn down, so that its late samples go
 // nowhere.
-struct Puller::Attempt {
-  std::mutex mutex; // guards what follows
-  std::shared_ptr<Input> input;
-  std::uint64_t claim = 0;
-  bool video = false, audio = false;
-};
+struct Puller::Attempt : SinkFeed {};
 
 namespace {
 
 using AttemptPtr = std::shared_ptr<Puller::Attempt>;
 
-struct SinkCtx {
-  AttemptPtr attempt;
-  bool video;
-};
-
 void free_attempt(gpointer d, GClosure *) {
   delete static_cast<AttemptPtr *>(d);
 }
 
-GstFlowReturn on_new_sample(GstAppSink *sink, gpointer d) {
-  auto *ctx = static_cast<SinkCtx *>(d);
-  GstSample *sample = gst_app_sink_pull_sample(sink);
-  if (!sample)
-    return GST_FLOW_EOS;
-  std::shared_ptr<Input> in;
-  std::uint64_t claim = 0;
-  bool audio = false;
-  {
-    std::lock_guard<std::mutex> lock(ctx->attempt->mutex);
-    in = ctx->attempt->input;
-    claim = ctx->attempt->claim;
-    audio = ctx->attempt->audio;
-  }
-  if (in) {
-    if (ctx->video) {
-      // What the source has announced at its first video sample is all there is (as for SRT publishers).
-      std::lock_guard<std::mutex> lock(in->mutex);
-      if (in->via == Via::Pull && in->claim == claim && !in->streams_known) {
-        in->streams_known = true;
-        in->expects_audio = audio;
-      }
-    }
-    in->on_sample(claim, sample, ctx->video);
-  }
-  gst_sample_unref(sample);
-  return GST_FLOW_OK;
-}
-
-// A parsed elementary stream: the first video and the first audio go to appsinks, the rest to fakesinks.
+// A parsed elementary stream: the first video and the first audio feed the input, the rest go nowhere.
 void on_parsed_pad(GstElement *parsebin, GstPad *pad, gpointer d) {
-  const AttemptPtr &attempt = *static_cast<AttemptPtr *>(d);
-  GstCaps *caps = gst_pad_get_current_caps(pad);
-  if (!caps)
-    caps = gst_pad_query_caps(pad, nullptr);
-  const gchar *name =
-      caps && gst_caps_get_size(caps) > 0 ? gst_structure_get_name(gst_caps_get_structure(caps, 0)) : "";
-  const bool is_video = g_str_has_prefix(name, "video/"), is_audio = g_str_has_prefix(name, "audio/");
-  GstElement *sink = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(attempt->mutex);
-    if ((is_video && !attempt->video) || (is_audio && !attempt->audio)) {
-      (is_video ? attempt->video : attempt->audio) = true;
-      sink = gst_element_factory_make("appsink", nullptr);
-      g_object_set(sink, "sync", FALSE, "async", FALSE, nullptr);
-      GstAppSinkCallbacks callbacks{};
-      callbacks.new_sample = on_new_sample;
-      gst_app_sink_set_callbacks(GST_APP_SINK(sink), &callbacks, new SinkCtx{attempt, is_video},
-                                 [](gpointer p) { delete static_cast<SinkCtx *>(p); });
-    }
-  }
-  GST_INFO("pulled input: a %s stream%s", name, sink ? "" : " (not used)");
-  if (caps)
-    gst_caps_unref(caps);
-  if (!sink) {
-    sink = gst_element_factory_make("fakesink", nullptr);
-    g_object_set(sink, "sync", FALSE, "async", FALSE, nullptr);
-  }
-  GstObject *bin = gst_object_get_parent(GST_OBJECT(parsebin));
-  gst_bin_add(GST_BIN(bin), sink);
-  gst_object_unref(bin);
-  gst_element_sync_state_with_parent(sink);
-  GstPad *sinkpad = gst_element_get_static_pad(sink, "sink");
-  if (gst_pad_link(pad, sinkpad) != GST_PAD_LINK_OK)
-    GST_WARNING("pulled input: cannot link a %s stream", name);
-  gst_object_unref(sinkpad);
+  link_parsed_pad(parsebin, pad, *static_cast<AttemptPtr *>(d), Via::Pull, "pulled input");
 }
 
 // A stream of the source (RTP of one medium, MPEG-TS...): a parsebin of its own takes it apart.

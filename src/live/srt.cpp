@@ -15,23 +15,14 @@ namespace sluice::live {
 
 // One srtsrc pipeline. GStreamer 1.22's srtsrc serves one caller and then stops accepting, so the listener is
 // built again after every caller: one SRT publisher at a time.
-struct Srt::Listener {
+struct Srt::Listener : SinkFeed {
   std::weak_ptr<Core> core;
-  std::mutex mutex; // guards what follows
-  std::shared_ptr<Input> input;
-  std::uint64_t claim = 0;
-  bool taken = false; // a caller was accepted
-  bool video = false, audio = false;
+  bool taken = false; // a caller was accepted (under the feed's mutex)
 };
 
 namespace {
 
 using ListenerPtr = std::shared_ptr<Srt::Listener>;
-
-struct SinkCtx {
-  ListenerPtr listener;
-  bool video;
-};
 
 void free_listener(gpointer d, GClosure *) {
   delete static_cast<ListenerPtr *>(d);
@@ -108,76 +99,12 @@ void on_caller_removed(GstElement *, gint, GSocketAddress *, gpointer d) {
     in->release(claim, "the publisher left");
 }
 
+void on_pad_added(GstElement *parsebin, GstPad *pad, gpointer d) {
+  link_parsed_pad(parsebin, pad, *static_cast<ListenerPtr *>(d), Via::Srt, "SRT input");
+}
+
 void on_caller_rejected(GstElement *, GSocketAddress *, const gchar *, gpointer) {
   GST_INFO("SRT caller rejected at the handshake");
-}
-
-GstFlowReturn on_new_sample(GstAppSink *sink, gpointer d) {
-  auto *ctx = static_cast<SinkCtx *>(d);
-  GstSample *sample = gst_app_sink_pull_sample(sink);
-  if (!sample)
-    return GST_FLOW_EOS;
-  std::shared_ptr<Input> in;
-  std::uint64_t claim = 0;
-  bool audio = false;
-  {
-    std::lock_guard<std::mutex> lock(ctx->listener->mutex);
-    in = ctx->listener->input;
-    claim = ctx->listener->claim;
-    audio = ctx->listener->audio;
-  }
-  if (in) {
-    if (ctx->video) {
-      // parsebin does not always say no-more-pads on a live input; tsdemux adds the streams of the PMT
-      // together, before their first data: what is there at the first video sample is all there is.
-      std::lock_guard<std::mutex> lock(in->mutex);
-      if (in->via == Via::Srt && in->claim == claim && !in->streams_known) {
-        in->streams_known = true;
-        in->expects_audio = audio;
-      }
-    }
-    in->on_sample(claim, sample, ctx->video);
-  }
-  gst_sample_unref(sample);
-  return GST_FLOW_OK;
-}
-
-void on_pad_added(GstElement *parsebin, GstPad *pad, gpointer d) {
-  const ListenerPtr &listener = *static_cast<ListenerPtr *>(d);
-  GstCaps *caps = gst_pad_get_current_caps(pad);
-  if (!caps)
-    caps = gst_pad_query_caps(pad, nullptr);
-  const gchar *name =
-      caps && gst_caps_get_size(caps) > 0 ? gst_structure_get_name(gst_caps_get_structure(caps, 0)) : "";
-  const bool is_video = g_str_has_prefix(name, "video/"), is_audio = g_str_has_prefix(name, "audio/");
-  GstElement *sink = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(listener->mutex);
-    if ((is_video && !listener->video) || (is_audio && !listener->audio)) {
-      (is_video ? listener->video : listener->audio) = true;
-      sink = gst_element_factory_make("appsink", nullptr);
-      g_object_set(sink, "sync", FALSE, "async", FALSE, nullptr);
-      GstAppSinkCallbacks callbacks{};
-      callbacks.new_sample = on_new_sample;
-      gst_app_sink_set_callbacks(GST_APP_SINK(sink), &callbacks, new SinkCtx{listener, is_video},
-                                 [](gpointer p) { delete static_cast<SinkCtx *>(p); });
-    }
-  }
-  GST_INFO("SRT input: a %s stream%s", name, sink ? "" : " (not used)");
-  if (caps)
-    gst_caps_unref(caps);
-  if (!sink) {
-    sink = gst_element_factory_make("fakesink", nullptr);
-    g_object_set(sink, "sync", FALSE, "async", FALSE, nullptr);
-  }
-  GstObject *bin = gst_object_get_parent(GST_OBJECT(parsebin));
-  gst_bin_add(GST_BIN(bin), sink);
-  gst_object_unref(bin);
-  gst_element_sync_state_with_parent(sink);
-  GstPad *sinkpad = gst_element_get_static_pad(sink, "sink");
-  if (gst_pad_link(pad, sinkpad) != GST_PAD_LINK_OK)
-    GST_WARNING("SRT input: cannot link a %s stream", name);
-  gst_object_unref(sinkpad);
 }
 
 void on_no_more_pads(GstElement *, gpointer d) {
