@@ -85,16 +85,9 @@ void create_direct_upload(Context &cx, Request &rq) {
   auto invalid = [&](const std::string &why, const char *field = "") {
     set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", why, field);
   };
-  if (text.empty() || json::check_limits(text, limits))
+  if (text.empty())
     return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
-  json::Node root;
-  try {
-    root = json::parse(text, "the request body", limits);
-  } catch (const Error &e) {
-    return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what());
-  }
-  if (!JSON_NODE_HOLDS_OBJECT(root.get()))
-    return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
+  json::Node root = read_json_object(text, limits);
   JsonObject *o = json_node_get_object(root.get());
   std::int64_t max_size = -1, ttl = 3600;
   std::string origin;

@@ -2,6 +2,7 @@
 // The one chain every request passes through once its headers are in, before its body is read.
 #pragma once
 
+#include "core/json.h"
 #include "http/context.h"
 #include "http/routes.h"
 
@@ -22,6 +23,11 @@ std::string request_id(SoupServerMessage *msg);
 // The small JSON body the chain collected for msg: nullptr when there is none; throws UploadError
 // (413) when it was larger than the limit.
 const std::string *json_body(SoupServerMessage *msg);
+
+// A JSON object body read within limits: json-glib never sees a deeper or bigger document (it recurses once per
+// level), a NUL inside a string or an integer it would wrap. Throws UploadError (400 invalid_json, 422 for an
+// integer out of range).
+json::Node read_json_object(const std::string &text, const json::Limits &limits);
 
 // CORS headers for msg's Origin, if it is allowed.
 void apply_cors(const ServerConfig &config, SoupServerMessage *msg);

@@ -98,16 +98,7 @@ void create_stream(Context &cx, Request &rq) {
   };
   app::StreamRequest r;
   if (!text.empty()) {
-    if (json::check_limits(text, limits))
-      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
-    json::Node root;
-    try {
-      root = json::parse(text, "the request body", limits);
-    } catch (const Error &e) {
-      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what());
-    }
-    if (!JSON_NODE_HOLDS_OBJECT(root.get()))
-      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
+    json::Node root = read_json_object(text, limits);
     JsonObject *o = json_node_get_object(root.get());
     g_autoptr(GList) members = json_object_get_members(o);
     for (GList *l = members; l; l = l->next) {

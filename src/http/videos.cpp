@@ -23,27 +23,6 @@ std::string scalar_string(JsonNode *n, const std::string &field) {
   return json::scalar_text(n);
 }
 
-// A JSON object body read within limits: json-glib never sees a deeper or bigger document (it recurses
-// once per level), a NUL inside a string or an integer it would wrap. Throws UploadError (400, 422).
-json::Node read_json_object(const std::string &text, const json::Limits &limits) {
-  if (auto v = json::check_limits(text, limits)) {
-    if (v->kind == json::LimitViolation::Kind::IntegerRange)
-      throw UploadError{SOUP_STATUS_UNPROCESSABLE_ENTITY, "invalid_parameter",
-                        (v->member.empty() ? "" : "field '" + v->member + "': ") + v->message, v->member};
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json",
-                      "the request body is refused at byte " + std::to_string(v->offset) + ": " + v->message, ""};
-  }
-  json::Node root;
-  try {
-    root = json::parse(text, "the request body", limits);
-  } catch (const Error &e) {
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", e.what(), ""};
-  }
-  if (!JSON_NODE_HOLDS_OBJECT(root.get()))
-    throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object", ""};
-  return root;
-}
-
 // Reads a job request body: a flat object with one small "params" object. Throws UploadError (400, 422).
 app::JobRequest read_job_request(const std::string &text) {
   app::JobRequest req;

@@ -169,6 +169,8 @@ private:
   void watch();
   void fail(const std::string &why);
   void schedule();
+  // Stops watching the attempt and lets its appsinks feed nothing; returns its pipeline, to be stopped.
+  GstPtr<GstElement> let_go();
   void teardown();
   static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer self);
 

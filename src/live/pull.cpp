@@ -227,7 +227,7 @@ void Puller::schedule() {
       this);
 }
 
-void Puller::teardown() {
+GstPtr<GstElement> Puller::let_go() {
   if (watchdog_id_) {
     g_source_remove(watchdog_id_);
     watchdog_id_ = 0;
@@ -241,8 +241,12 @@ void Puller::teardown() {
     attempt_->input.reset();
   }
   attempt_.reset();
-  if (pipeline_)
-    stop_off_loop(std::move(pipeline_)); // a stalled source may block its state change
+  return std::move(pipeline_);
+}
+
+void Puller::teardown() {
+  if (auto pipeline = let_go())
+    stop_off_loop(std::move(pipeline)); // a stalled source may block its state change
 }
 
 void Puller::restart(const std::string &why) {
@@ -254,20 +258,8 @@ void Puller::stop_blocking(int timeout_ms) {
     g_source_remove(retry_id_);
     retry_id_ = 0;
   }
-  if (watchdog_id_) {
-    g_source_remove(watchdog_id_);
-    watchdog_id_ = 0;
-  }
-  if (bus_watch_) {
-    g_source_remove(bus_watch_);
-    bus_watch_ = 0;
-  }
-  if (attempt_) {
-    std::lock_guard<std::mutex> lock(attempt_->mutex);
-    attempt_->input.reset();
-  }
-  attempt_.reset();
-  if (pipeline_ && !stop_waiting(std::move(pipeline_), timeout_ms))
+  auto pipeline = let_go();
+  if (pipeline && !stop_waiting(std::move(pipeline), timeout_ms))
     GST_WARNING("stream %s: the pulled source did not stop within %d ms", input_->id.c_str(), timeout_ms);
 }
 
