@@ -17,7 +17,9 @@ using sluice::test::ClipSpec;
 using sluice::test::run_command;
 
 namespace {
-std::string bin() { return test::sluice_binary(); }
+std::string bin() {
+  return test::sluice_binary();
+}
 
 class Cli : public ::testing::Test {
 protected:
@@ -25,7 +27,9 @@ protected:
   test::TempDir tmp;
 };
 
-bool contains(const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; }
+bool contains(const std::string &hay, const std::string &needle) {
+  return hay.find(needle) != std::string::npos;
+}
 } // namespace
 
 TEST_F(Cli, HelpAndVersion) {
@@ -114,14 +118,16 @@ TEST_F(Cli, HostileValuesAreRefused) {
       {{"--ladder", "720p\" ! fakesink"}, "ladder"},
   };
   for (const auto &c : cases) {
-    std::vector<std::string> argv = {bin(), "pipeline", "print", "hls", "--input", tmp.file("a.mp4"), "--out", tmp.file("o")};
+    std::vector<std::string> argv = {bin(),     "pipeline",        "print", "hls",
+                                     "--input", tmp.file("a.mp4"), "--out", tmp.file("o")};
     argv.insert(argv.end(), c.extra.begin(), c.extra.end());
     auto r = run_command(argv);
     EXPECT_EQ(r.exit_code, 1) << c.extra.back() << ": " << r.out;
     EXPECT_TRUE(contains(r.err, c.expect)) << r.err;
     EXPECT_FALSE(contains(r.out, "pwned"));
   }
-  auto r = run_command({bin(), "pipeline", "print", "hls", "--input", tmp.file("a.mp4"), "--out", tmp.file("o\" ! fakesink")});
+  auto r = run_command(
+      {bin(), "pipeline", "print", "hls", "--input", tmp.file("a.mp4"), "--out", tmp.file("o\" ! fakesink")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "output folder")) << r.err;
 }
@@ -140,18 +146,49 @@ TEST_F(Cli, PrintedCommandRunByHandMatchesTranscode) {
   const std::string line = r.out.substr(0, r.out.find('\n'));
   EXPECT_EQ(line.rfind("gst-launch-1.0 -e ", 0), 0u) << line;
   // GStreamer 1.22's gst-launch-1.0 sometimes misses the end of stream of a clip this short (hlssink2
-  // writes while the pipeline is still PAUSED) and never exits, although its output is complete:
-  // each attempt gets a deadline, and a stuck one is tried again from scratch.
-  int exit_code = -1;
-  for (int attempt = 0; attempt < 3 && exit_code != 0; attempt++) {
-    fs::remove_all(by_hand);
-    fs::make_dirs(by_hand);
-    auto sh = run_command({"sh", "-c", line + " >/dev/null"}, 30);
-    exit_code = sh.exit_code;
-    if (exit_code != 0 && exit_code != 137)
-      FAIL() << "the printed command failed: " << sh.err;
+  // writes while the pipeline is still PAUSED) and never exits, although its output is complete. So the
+  // run is finished when every playlist has its EXT-X-ENDLIST (written at EOS) or the process exits; a
+  // process still there a moment after that is stopped.
+  fs::make_dirs(by_hand);
+  const std::string sh_line = line + " >/dev/null";
+  std::vector<std::string> args = {"sh", "-c", sh_line};
+  std::vector<char *> argv;
+  for (auto &a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  GPid pid;
+  GError *err = nullptr;
+  ASSERT_TRUE(g_spawn_async(
+      nullptr, argv.data(), nullptr, static_cast<GSpawnFlags>(G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH),
+      [](gpointer) { setpgid(0, 0); }, // a group of its own: the shell and gst-launch
+      nullptr, &pid, &err))
+      << (err ? err->message : "");
+  auto ended = [&](const char *name) {
+    const std::string pl = by_hand + "/" + name + ".m3u8";
+    return fs::exists(pl) && contains(fs::read_file(pl), "#EXT-X-ENDLIST");
+  };
+  int status = 0;
+  bool exited = false, complete = false;
+  for (int i = 0; i < 1200 && !exited; i++) { // 120 s at most
+    exited = waitpid(pid, &status, WNOHANG) == pid;
+    if (!exited && ended("240p") && ended("360p")) {
+      if (complete) // a second look, 1 s later: the sinks have closed their files
+        break;
+      complete = true;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_EQ(exit_code, 0) << "gst-launch-1.0 did not finish in three attempts";
+  if (!exited) {
+    kill(-pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  g_spawn_close_pid(pid);
+  if (exited) {
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the printed command failed";
+  }
+  ASSERT_TRUE(ended("240p") && ended("360p")) << "gst-launch-1.0 did not finish its playlists in 120 s";
 
   const std::string ours = tmp.file("ours");
   r = run_command({bin(), "transcode", input, "--out", ours, "--ladder", "240p,360p", "--set", "segment_seconds=1"});
@@ -184,8 +221,8 @@ TEST_F(Cli, PrintedCommandRunByHandMatchesTranscode) {
 TEST_F(Cli, CtrlCStopsAndRemovesPartialOutput) {
   ASSERT_TRUE(test::make_clip(tmp.file("long.mp4"), ClipSpec{640, 360, 30, 1, 30.0, 2, true, "mp4"}));
   const std::string out = tmp.file("out");
-  std::vector<std::string> args = {bin(), "transcode", tmp.file("long.mp4"), "--out", out, "--set", "segment_seconds=1",
-                                   "--set", "preset=medium"};
+  std::vector<std::string> args = {
+      bin(), "transcode", tmp.file("long.mp4"), "--out", out, "--set", "segment_seconds=1", "--set", "preset=medium"};
   std::vector<char *> argv;
   for (auto &a : args)
     argv.push_back(a.data());
