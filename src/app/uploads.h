@@ -73,8 +73,9 @@ public:
   // perhaps not yet synced: see flush()).
   Result<store::ResumableUpload> find(const std::string &id);
   // Makes what the upload's PATCHes brought durable and records it (what a HEAD reports is on disk). A PATCH's
-  // answer does not wait for this: its bytes are synced within a second, or when someone asks (HEAD, GET, the
-  // last byte), so that PATCHes follow each other at the network's pace.
+  // answer does not wait for this: its bytes are synced within a second (a partial upload's within
+  // kPartialSyncWithinUs, unless a final joins them first), or when someone asks (HEAD, GET, the last byte), so that
+  // PATCHes follow each other at the network's pace.
   std::optional<Failure> flush(const std::string &id);
   // Termination: the row and the file go (Locked while a PATCH writes it; Conflict while it is processed).
   std::optional<Failure> terminate(const std::string &id);
@@ -102,8 +103,10 @@ public:
     std::shared_ptr<bool> alive_;
     store::ResumableUpload upload_;
     std::int64_t start_ = 0, written_ = 0, synced_ = 0, flushed_ = 0;
-    std::int64_t durable_ = 0; // what the catalog says is on disk
-    bool length_set_ = false;  // this PATCH gave the deferred length
+    std::int64_t durable_ = 0;  // what the catalog says is on disk
+    bool length_set_ = false;   // this PATCH gave the deferred length
+    bool partial_ = false;      // a partial upload: synced by time (sync_due_), not every 16 MiB
+    std::int64_t sync_due_ = 0; // monotonic µs
     std::optional<Checksum> checksum_;
     GChecksum *sum_ = nullptr;
     int fd_ = -1;
@@ -131,13 +134,20 @@ private:
   void join(store::ResumableUpload final_upload, std::vector<store::ResumableUpload> parts,
             std::function<void(Result<store::ResumableUpload>)> done);
   void publish(const store::ResumableUpload &u, const char *action);
+  // Bytes accepted up to offset, to be synced by their due time (the first unsynced byte's, plus the bound).
+  void mark_unsynced(const store::ResumableUpload &u, std::int64_t offset);
   void flush_soon();
-  void flush_all();
+  void flush_due(bool all);
 
   Service &service_;
-  std::set<std::string> busy_;                   // uploads a PATCH writes or that are being joined or ingested
-  std::map<std::string, std::int64_t> unsynced_; // bytes accepted by PATCHes, not yet synced and recorded
+  std::set<std::string> busy_; // uploads a PATCH writes or that are being joined or ingested
+  struct Unsynced {
+    std::int64_t offset = 0; // bytes accepted by PATCHes, not yet synced and recorded
+    std::int64_t due = 0;    // when they are synced at the latest (monotonic µs)
+  };
+  std::map<std::string, Unsynced> unsynced_;
   guint flush_timer_ = 0;
+  std::int64_t flush_at_ = 0; // when flush_timer_ fires (monotonic µs)
   guint sweep_timer_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -71,6 +71,11 @@ Result<std::shared_ptr<Uploads::Patch>> Uploads::begin_patch(const std::string &
   const bool length_set = new_length && row && row->length < 0;
   std::shared_ptr<Patch> p(new Patch(*this, std::move(u), durable, std::move(checksum)));
   p->length_set_ = length_set;
+  p->partial_ = p->upload_.concat == "partial";
+  if (auto it = unsynced_.find(id); it != unsynced_.end())
+    p->sync_due_ = it->second.due;
+  else
+    p->sync_due_ = g_get_monotonic_time() + kPartialSyncWithinUs;
   p->fd_ = fd;
   busy_.insert(id);
   return p;
@@ -125,14 +130,16 @@ void Uploads::Patch::write(const char *data, std::size_t len) {
     g_checksum_update(sum_, reinterpret_cast<const guchar *>(data), static_cast<gssize>(len));
   written_ += static_cast<std::int64_t>(len);
   // The kernel starts writing each MiB back as it arrives (without waiting for it), so that the sync at the end of
-  // the PATCH waits for the last MiB, not for all of it.
-  if (const std::int64_t at = start_ + written_; at - flushed_ >= kFlushEvery) {
+  // the PATCH waits for the last MiB, not for all of it. Not a partial upload's: its bytes are written once, in the
+  // final upload's file (kPartialSyncWithinUs).
+  if (const std::int64_t at = start_ + written_; !partial_ && at - flushed_ >= kFlushEvery) {
     sync_file_range(fd_, flushed_, at - flushed_, SYNC_FILE_RANGE_WRITE);
     flushed_ = at;
   }
   // Without a checksum every byte that arrived is the upload's: recorded as it goes, so that a PATCH cut by a
-  // crash loses at most the last few MiB.
-  if (!checksum_ && start_ + written_ - synced_ >= kSyncEvery) {
+  // crash loses at most the last few MiB (a partial upload's: at most the last kPartialSyncWithinUs).
+  if (!checksum_ && (partial_ ? start_ + written_ > synced_ && g_get_monotonic_time() >= sync_due_
+                              : start_ + written_ - synced_ >= kSyncEvery)) {
     if (fdatasync(fd_) != 0) {
       error_ = io_failure(errno, "cannot write the upload");
       return;
@@ -150,10 +157,11 @@ void Uploads::Patch::commit(std::int64_t offset) {
   upload_.offset = offset;
   synced_ = offset;
   durable_ = offset;
+  sync_due_ = g_get_monotonic_time() + kPartialSyncWithinUs;
   if (!*alive_)
     return;
   owner_->service_.store().update_upload(upload_);
-  if (auto it = owner_->unsynced_.find(upload_.id); it != owner_->unsynced_.end() && it->second <= offset)
+  if (auto it = owner_->unsynced_.find(upload_.id); it != owner_->unsynced_.end() && it->second.offset <= offset)
     owner_->unsynced_.erase(it);
 }
 
@@ -182,14 +190,13 @@ Result<store::ResumableUpload> Uploads::Patch::finish(bool complete) {
       return drop(refused(Refusal::ChecksumMismatch, "Upload-Checksum does not match the bytes received; they are not "
                                                      "kept"));
   }
-  // The bytes are the upload's now; they are synced and recorded within a second (Uploads::flush), or at once when
-  // this PATCH gave the upload's length (the catalog must know it).
+  // The bytes are the upload's now; they are synced and recorded within a second (a partial upload's within
+  // kPartialSyncWithinUs; Uploads::flush), or at once when this PATCH gave the upload's length (the catalog must know
+  // it).
   const std::int64_t accepted = start_ + written_;
   upload_.offset = accepted;
-  if (accepted > durable_) {
-    owner_->unsynced_[upload_.id] = accepted;
-    owner_->flush_soon();
-  }
+  if (accepted > durable_)
+    owner_->mark_unsynced(upload_, accepted);
   if (length_set_) {
     try {
       if (auto f = owner_->flush(upload_.id))

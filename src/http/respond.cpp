@@ -65,12 +65,24 @@ void set_failure(SoupServerMessage *msg, const app::Failure &f) {
     soup_server_message_set_status(msg, 460, "Checksum Mismatch");
 }
 
+namespace {
+
+// libsoup 3.2 removes a 204's Content-Length as it writes the headers (as HTTP wants), which forgets the answer's
+// encoding: soup_server_message_is_keepalive then takes it for an answer that ends with the connection (EOF) and
+// closes the connection after it, so that a client of PATCHes (tus) opened a connection for each. Once the headers
+// are written, the answer is said to have no body (what write_headers sent): the connection is kept, as HTTP/1.1
+// wants unless a side asked for Connection: close.
+void keep_alive_after_no_content(SoupServerMessage *msg, gpointer) {
+  if (soup_server_message_get_status(msg) == SOUP_STATUS_NO_CONTENT)
+    soup_message_headers_set_encoding(soup_server_message_get_response_headers(msg), SOUP_ENCODING_NONE);
+}
+
+} // namespace
+
 void set_no_content(SoupServerMessage *msg) {
   soup_server_message_set_status(msg, SOUP_STATUS_NO_CONTENT, nullptr);
-  // libsoup 3.2 writes a 204 without Content-Length (as HTTP wants), then takes the answer for one that ends when
-  // the connection does and closes the connection (soup_server_message_is_keepalive), without saying so: a client
-  // that sends its next request on it (tus-js-client's next PATCH) gets no answer. Said, the client opens another.
-  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection", "close");
+  g_signal_handlers_disconnect_by_func(msg, reinterpret_cast<gpointer>(keep_alive_after_no_content), nullptr);
+  g_signal_connect(msg, "wrote-headers", G_CALLBACK(keep_alive_after_no_content), nullptr);
 }
 
 bool is_method(SoupServerMessage *msg, const char *method) {

@@ -21,7 +21,7 @@ void set_method_not_allowed(SoupServerMessage *msg, const std::string &allow);
 // A refusal or failure of the service, in HTTP's terms.
 void set_failure(SoupServerMessage *msg, const app::Failure &f);
 
-// 204 No Content, with Connection: close (libsoup 3.2 closes the connection after a 204).
+// 204 No Content, on a connection that stays open for the next request (libsoup 3.2 closed it after a 204).
 void set_no_content(SoupServerMessage *msg);
 
 bool is_method(SoupServerMessage *msg, const char *method);

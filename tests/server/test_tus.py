@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Resumable uploads (tus 1.0.0, /api/v1/uploads) over raw sockets: malformed, duplicate and missing headers are
 refused with their status and a JSON error and leave nothing behind (no file in the data folder, no catalog row);
-two PATCHes at once on one upload; a PATCH cut mid-body; kill -9 while an upload arrives, then a restart."""
+two PATCHes at once on one upload; a PATCH cut mid-body; PATCHes over one kept connection; partial uploads joined by
+a final one before their bytes are synced (and synced when asked or within 10 s); kill -9 while an upload arrives, or
+after parts whose final has not come, then a restart."""
 
 import base64
 import hashlib
@@ -363,29 +365,59 @@ class Receiving(TusCase):
         s.sendall(first)
         return s
 
-    def test_connection_kept_alive_after_a_patch(self):
-        # A PATCH answered 204 on a kept-alive connection: the next request on that connection is answered, or the
-        # 204 said Connection: close. (tus-js-client in Node reuses connections: its parallel uploads' final POST and
-        # every PATCH after the first of a chunked upload go out on a connection a PATCH used.)
+    def test_patches_share_one_connection(self):
+        # A client that keeps its connection (HTTP/1.1, no Connection: close; tus-js-client in Node, whose parallel
+        # uploads' final POST and every PATCH after the first of a chunked upload go out on a connection a PATCH used)
+        # sends every PATCH of an upload over one connection: each 204 keeps it open. libsoup 3.2 closed it after
+        # each 204 (it took a 204 without Content-Length for an answer that ends with the connection), and the
+        # server said Connection: close, so that such a client opened a connection for each PATCH.
         srv = self.server
-        path = self.create(1000)
+        path = self.create(1000)   # not complete after them (its last byte would start ingest)
         s = srv.raw_socket(30)
+        local = s.getsockname()
         try:
-            h = self.head_bytes(srv, 'PATCH', path, [('Content-Type', OCTETS), ('Upload-Offset', '0')], 100)
-            s.sendall(h.replace(b'Connection: close\r\n', b'') + b'x' * 100)
-            first = read_http_response(s, 'PATCH', 30)
-            self.assertIsNotNone(first, 'no answer to the PATCH')
-            self.assertEqual(first.status, 204, first.describe())
-            if (first.header('Connection') or '').lower() == 'close':
-                return
+            for i in range(3):
+                h = self.head_bytes(srv, 'PATCH', path, [('Content-Type', OCTETS), ('Upload-Offset', str(100 * i))],
+                                    100)
+                s.sendall(h.replace(b'Connection: close\r\n', b'') + bytes([65 + i]) * 100)
+                r = read_http_response(s, 'PATCH', 30)
+                self.assertIsNotNone(r, 'PATCH %d on the kept connection: the server closed it without an answer' % i)
+                self.assertEqual(r.status, 204, r.describe())
+                self.assertNotEqual((r.header('Connection') or '').lower(), 'close',
+                                    'PATCH %d: a 204 that closes the connection: %s' % (i, r.describe()))
+                self.assertIsNone(r.header('Content-Length'), 'a 204 has no Content-Length: ' + r.describe())
+                self.assertEqual(r.header('Upload-Offset'), str(100 * (i + 1)), r.describe())
             s.sendall(self.head_bytes(srv, 'HEAD', path, []).replace(b'Connection: close\r\n', b''))
-            second = read_http_response(s, 'HEAD', 30)
+            head = read_http_response(s, 'HEAD', 30)
+            self.assertIsNotNone(head, 'the server closed the connection after the last 204')
+            self.assertEqual(head.status, 200, head.describe())
+            self.assertEqual(head.header('Upload-Offset'), '300', head.describe())
+            # A termination's 204 keeps it too; the upload is gone for the next request on it.
+            s.sendall(self.head_bytes(srv, 'DELETE', path, []).replace(b'Connection: close\r\n', b''))
+            gone = read_http_response(s, 'DELETE', 30)
+            self.assertIsNotNone(gone, 'no answer to the DELETE on the kept connection')
+            self.assertEqual(gone.status, 204, gone.describe())
+            self.assertNotEqual((gone.header('Connection') or '').lower(), 'close', gone.describe())
+            s.sendall(self.head_bytes(srv, 'HEAD', path, []).replace(b'Connection: close\r\n', b''))
+            after = read_http_response(s, 'HEAD', 30)
+            self.assertIsNotNone(after, 'the server closed the connection after the DELETE\'s 204')
+            self.assertEqual(after.status, 404, after.describe())
+            self.assertEqual(s.getsockname(), local)
         finally:
             s.close()
-        self.assertIsNotNone(second, 'the server closed the connection after the PATCH\'s 204 without answering the '
-                                     'next request, and the 204 had no Connection: close: %s' % first.describe())
-        self.assertEqual(second.status, 200, second.describe())
-        self.assertEqual(second.header('Upload-Offset'), '100', second.describe())
+
+    def test_connection_close_is_kept_after_a_patch(self):
+        # A client that asks for Connection: close gets it after a 204: the server closes the connection.
+        srv = self.server
+        path = self.create(1000)
+        with srv.raw_socket(30) as s:
+            s.sendall(self.head_bytes(srv, 'PATCH', path, [('Content-Type', OCTETS), ('Upload-Offset', '0')], 100) +
+                      b'x' * 100)
+            r = read_http_response(s, 'PATCH', 30)
+            self.assertIsNotNone(r)
+            self.assertEqual(r.status, 204, r.describe())
+            s.settimeout(10)
+            self.assertEqual(s.recv(100), b'', 'the connection stayed open after Connection: close')
 
     def test_two_patches_at_once(self):
         path = self.create(4 * MiB)
@@ -424,6 +456,72 @@ class Receiving(TusCase):
         vid = r.header('Sluice-Video-Id')
         self.assertTrue(vid, 'the last PATCH has no Sluice-Video-Id: ' + r.describe())
         self.assert_source(vid, data)
+
+
+@need_binary
+@need_ffmpeg
+class Concatenation(TusCase):
+    """Partial uploads joined by a final one: a part's bytes go to disk once, in the joined file."""
+
+    def partials(self, data, cuts, srv=None):
+        """Partial uploads of data cut at `cuts`, each sent whole in one PATCH; returns their paths."""
+        paths = []
+        bounds = [0] + list(cuts) + [len(data)]
+        for a, b in zip(bounds, bounds[1:]):
+            path = self.create(b - a, [('Upload-Concat', 'partial')], srv=srv)
+            r = self.patch(path, 0, data[a:b], srv=srv)
+            self.assertEqual(r.status, 204, r.describe())
+            self.assertEqual(r.header('Upload-Offset'), str(b - a), r.describe())
+            paths.append(path)
+        return paths
+
+    def recorded(self, path, srv=None):
+        """(offset, state) of an upload as the catalog has it (read without a HEAD, which would sync it)."""
+        con = sqlite3.connect('file:%s?mode=ro' % os.path.join((srv or self.server).data_dir, 'sluice.db'), uri=True,
+                              timeout=5)
+        try:
+            row = con.execute('SELECT received, state FROM uploads WHERE id = ?', (path.rsplit('/', 1)[1],)).fetchone()
+        finally:
+            con.close()
+        self.assertIsNotNone(row, '%s has no row' % path)
+        return row
+
+    def final(self, paths, metadata, srv=None):
+        return self.raw('POST', UPLOADS, [('Upload-Concat', 'final;' + ' '.join(paths)), ('Upload-Metadata', metadata)],
+                        srv=srv)
+
+    def test_parts_joined_before_they_are_synced(self):
+        # tus-js-client's parallelUploads: the parts, then at once the final. The parts' bytes are not synced where
+        # they are (they were, then copied again into the joined file: the disk wrote 1.75 GiB for 4 parts of 1 GiB);
+        # the joined file is synced before ingest, and the source is byte-identical.
+        data = padded_media('long', 6 * MiB)
+        cuts = [2 * MiB + 123, 4 * MiB]   # a part that is not a whole number of blocks, then one that is
+        paths = self.partials(data, cuts)
+        for path, length in zip(paths, (cuts[0], cuts[1] - cuts[0], len(data) - cuts[1])):
+            offset, state = self.recorded(path)
+            print('  %s: %d of %d bytes recorded as synced, %s' % (path, offset, length, state))
+            self.assertLess(offset, length, 'a partial upload was synced at its last byte, before its final came')
+            self.assertEqual(state, 'receiving')
+        r = self.final(paths, 'filename %s' % b64('joined.mp4'))
+        self.assertEqual(r.status, 201, r.describe())
+        vid = r.header('Sluice-Video-Id')
+        self.assertTrue(vid, r.describe())
+        self.assert_source(vid, data)
+        for path in paths:
+            self.assertEqual(self.raw('HEAD', path).status, 404, 'a part outlived its final')
+        self.assertEqual(os.listdir(os.path.join(self.server.data_dir, 'resumable')), [])
+
+    def test_part_synced_when_asked_or_within_ten_seconds(self):
+        data = os.urandom(3 * MiB)
+        asked, left = self.partials(data, [MiB])
+        self.assertEqual(self.recorded(asked)[1], 'receiving')
+        # A HEAD reports what is on disk: the part is synced first, and recorded complete.
+        self.assertEqual(self.offset(asked), MiB)
+        self.assertEqual(self.recorded(asked), (MiB, 'completed'))
+        # Without a HEAD, nor a final: synced within 10 s of its bytes.
+        t0 = time.monotonic()
+        wait_until(lambda: self.recorded(left) == (2 * MiB, 'completed'), 15, 0.2, 'the part to be synced')
+        print('  a part without a final was recorded synced after %.1f s' % (time.monotonic() - t0))
 
 
 @need_binary
@@ -482,6 +580,36 @@ class KilledWhileReceiving(TusCase):
         vid = r.header('Sluice-Video-Id')
         self.assertTrue(vid, r.describe())
         self.assert_source(vid, data)
+
+    def test_kill_9_after_parts_before_their_final(self):
+        # Parts whose bytes were not synced yet (they wait for their final): after kill -9 and a restart, a HEAD
+        # reports no more than what the catalog recorded as synced, the client sends the rest again, and the final
+        # joins them into a byte-identical source.
+        srv = self.server
+        data = padded_media('long', 4 * MiB)
+        cut = 2 * MiB + 4096
+        paths = []
+        for a, b in ((0, cut), (cut, len(data))):
+            path = self.create(b - a, [('Upload-Concat', 'partial')], srv=srv)
+            r = self.patch(path, 0, data[a:b], srv=srv)
+            self.assertEqual(r.status, 204, r.describe())
+            paths.append((path, a, b))
+        srv.kill()
+        self.server = Server(self.data, config_path=srv.config_path)
+        self.server.start()
+        for path, a, b in paths:
+            h = self.raw('HEAD', path)
+            self.assertEqual(h.status, 200, 'a part did not survive kill -9: ' + h.describe())
+            after = int(h.header('Upload-Offset'))
+            print('  %s after the restart: Upload-Offset %d of %d' % (path, after, b - a))
+            self.assertLessEqual(after, b - a)
+            if after < b - a:
+                r = self.patch(path, after, data[a + after:b])
+                self.assertEqual(r.status, 204, r.describe())
+        r = self.raw('POST', UPLOADS, [('Upload-Concat', 'final;' + ' '.join(p for p, _, _ in paths)),
+                                       ('Upload-Metadata', 'filename %s' % b64('joined.mp4'))])
+        self.assertEqual(r.status, 201, r.describe())
+        self.assert_source(r.header('Sluice-Video-Id'), data)
 
     def tearDown(self):
         if self.server.alive():
