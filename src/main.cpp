@@ -17,6 +17,7 @@
 #include "jobs/scheduler.h"
 #include "jobs/transcode.h"
 #include "live/engine.h"
+#include "live/ladder.h"
 #include "media/ladder.h"
 #include "media/probe.h"
 #include "pipeline/description.h"
@@ -30,6 +31,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,7 +57,7 @@ const char *kMainHelp =
     "  probe FILE                  print what a media file contains, as JSON\n"
     "  pipeline list               list the pipeline descriptions\n"
     "  pipeline show NAME          show a description and its parameters, as JSON\n"
-    "  pipeline print NAME ...     print the exact gst-launch-1.0 command a transcode would run\n"
+    "  pipeline print NAME ...     print the exact gst-launch-1.0 command a transcode (or a live ladder) runs\n"
     "  pipeline validate FILE      check a description file\n"
     "  encoders                    list the H.264 encoders and whether they can run here\n"
     "  keys create|list|revoke     manage the API keys of a data folder ([auth] mode=keys)\n"
@@ -74,9 +78,11 @@ struct JobOptions {
   gchar *pipeline = nullptr;
   gchar *encoder = nullptr;
   gchar *ladder = nullptr;
+  gchar *input_caps = nullptr;
   gchar **sets = nullptr;
   gboolean json = FALSE;
   ~JobOptions() {
+    g_free(input_caps);
     g_free(out);
     g_free(input);
     g_free(pipeline);
@@ -298,17 +304,6 @@ int cmd_serve(int argc, char **argv) {
     config.rtsp_port = engine.rtsp_port();
     config.srt_port = engine.srt_port();
     scheduler.start();
-    std::printf("sluice: serving on %s\n", server.url().c_str());
-    if (!server.metrics_url().empty())
-      std::printf("sluice: metrics (alone, without credentials) on %smetrics\n", server.metrics_url().c_str());
-    if (!engine.rtsp_url().empty())
-      std::printf("sluice: RTSP on %s\n", engine.rtsp_url().c_str());
-    if (!engine.srt_url().empty())
-      std::printf("sluice: SRT on %s\n", engine.srt_url().c_str());
-    std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
-                config.data_dir.c_str(), config.slots(), server.url().c_str());
-    std::fflush(stdout);
-
     GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
     struct Ctx {
       GMainLoop *loop;
@@ -329,7 +324,21 @@ int cmd_serve(int argc, char **argv) {
       c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
       return G_SOURCE_CONTINUE;
     };
-    run_main_loop(loop, on_signal, &ctx);
+    {
+      // Signals are handled from here on: one that comes right after the lines below waits for the loop.
+      SignalSources signals(on_signal, &ctx);
+      std::printf("sluice: serving on %s\n", server.url().c_str());
+      if (!server.metrics_url().empty())
+        std::printf("sluice: metrics (alone, without credentials) on %smetrics\n", server.metrics_url().c_str());
+      if (!engine.rtsp_url().empty())
+        std::printf("sluice: RTSP on %s\n", engine.rtsp_url().c_str());
+      if (!engine.srt_url().empty())
+        std::printf("sluice: SRT on %s\n", engine.srt_url().c_str());
+      std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
+                  config.data_dir.c_str(), config.slots(), server.url().c_str());
+      std::fflush(stdout);
+      g_main_loop_run(loop);
+    }
     g_main_loop_unref(loop);
     // Live streams end (their playlists get ENDLIST) before the service goes.
     engine.stop();
@@ -423,9 +432,61 @@ pipeline::RenderInput sample_render_input(const std::string &input, const std::s
   return in;
 }
 
+// The input a live description is printed and checked with: "WIDTHxHEIGHT@FPS" (FPS a number or N/D), as the
+// caps of a publisher's video; its audio is AAC.
+struct CapsUnref {
+  void operator()(GstCaps *c) const { gst_caps_unref(c); }
+};
+struct LiveInputCaps {
+  std::unique_ptr<GstCaps, CapsUnref> video, audio;
+};
+LiveInputCaps live_input_caps(const std::string &text) {
+  int w = 0, h = 0, fn = 0, fd = 1;
+  char tail = 0;
+  const bool ok = std::sscanf(text.c_str(), "%dx%d@%d/%d%c", &w, &h, &fn, &fd, &tail) == 4 ||
+                  (fd = 1, std::sscanf(text.c_str(), "%dx%d@%d%c", &w, &h, &fn, &tail) == 3);
+  if (!ok || w < 2 || h < 2 || w > 16384 || h > 16384 || fn < 1 || fd < 1 || fn / fd > 120)
+    throw Error(ErrorCode::Invalid,
+                "--input-caps: expected WIDTHxHEIGHT@FPS (e.g. 1280x720@30 or 1920x1080@30000/1001), "
+                "not '" +
+                    text + "'");
+  LiveInputCaps c;
+  c.video.reset(gst_caps_new_simple("video/x-h264", "width", G_TYPE_INT, w, "height", G_TYPE_INT, h, "framerate",
+                                    GST_TYPE_FRACTION, fn, fd, nullptr));
+  c.audio.reset(gst_caps_new_simple("audio/mpeg", "mpegversion", G_TYPE_INT, 4, "rate", G_TYPE_INT, 48000, "channels",
+                                    G_TYPE_INT, 2, nullptr));
+  return c;
+}
+
+// A live description (pipelines/live-*.json) with its parameters, as the live engine plans it for an input.
+live::LadderPlan live_plan(const pipeline::Description &d, const std::map<std::string, std::string> &params,
+                           const std::string &caps, const std::string &ladder, const std::string &out) {
+  live::LiveDescription ld;
+  ld.description = d;
+  ld.values = pipeline::resolve(d.params, params);
+  ld.segment_seconds = pipeline::int_value(ld.values, "segment_seconds", live::kSegmentSeconds);
+  auto c = live_input_caps(caps);
+  return live::plan_ladder(ld, ladder, out, 1, c.video.get(), c.audio.get());
+}
+
 int pipeline_validate(const std::string &file) {
   try {
     auto d = pipeline::load_description(file);
+    if (pipeline::output_info(d.output).live) {
+      // Rendered as the live engine would for a 720p30 publisher with audio, built, and its appsrcs and sinks found.
+      auto plan = live_plan(d, {}, "1280x720@30", "360p,720p", "/nonexistent/stream");
+      GError *err = nullptr;
+      GstElement *p = gst_parse_launch_full(plan.launch.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, &err);
+      if (!p)
+        throw Error::from_gerror(ErrorCode::Invalid, file + ": the rendered pipeline does not build", err);
+      g_clear_error(&err);
+      GstPtr<GstElement> pipeline = adopt_floating(p);
+      if (const std::string why = live::check_ladder_elements(p, plan); !why.empty())
+        throw Error(ErrorCode::Invalid, file + ": the live engine cannot run it: " + why);
+      std::printf("%s: valid pipeline description '%s' (%zu parameters)\n", file.c_str(), d.name.c_str(),
+                  d.params.size());
+      return kExitOk;
+    }
     auto encoders = pipeline::EncoderTable::load_default();
     auto values = pipeline::resolve(d.params, {});
     auto in = sample_render_input("/nonexistent/input.mp4", "/nonexistent/out");
@@ -454,12 +515,18 @@ int cmd_pipeline(int argc, char **argv) {
       job_entries(o, "out", &o.out, "Output folder (print)", "DIR"),
       job_entries(o, "encoder", &o.encoder, "H.264 encoder (print; default auto)", "NAME"),
       job_entries(o, "ladder", &o.ladder, "Renditions (print), e.g. 360p,720p", "LIST"),
+      job_entries(o, "input-caps", &o.input_caps,
+                  "A live pipeline's input (print): WIDTHxHEIGHT@FPS (default 1280x720@30, with audio)", "CAPS"),
       {"set", 0, 0, G_OPTION_ARG_STRING_ARRAY, &o.sets, "Set a pipeline parameter (print; repeatable)", "KEY=VALUE"},
       {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
-  if (!parse_options(argc, argv, "list | show NAME | print NAME --input FILE --out DIR | validate FILE",
+  if (!parse_options(argc, argv,
+                     "list | show NAME | print NAME --input FILE --out DIR | print LIVE-NAME [--input-caps CAPS] | "
+                     "validate FILE",
                      "Inspect pipeline descriptions (the pipelines/ folder).\n\n"
                      "print renders the exact gst-launch-1.0 command that `sluice transcode` runs for FILE;\n"
-                     "run it by hand (mkdir -p DIR first) to debug a pipeline.",
+                     "run it by hand (mkdir -p DIR first) to debug a pipeline. For a live pipeline (live-hls,\n"
+                     "live-cmaf) it renders the ladder the live engine runs for a publisher of --input-caps:\n"
+                     "its appsrcs `v` and `a` are fed by the engine, which also names the segment files.",
                      entries))
     return kExitUsage;
   if (argc < 2) {
@@ -482,6 +549,32 @@ int cmd_pipeline(int argc, char **argv) {
     }
     if (sub == "validate" && argc == 3)
       return pipeline_validate(argv[2]);
+    std::optional<pipeline::Description> live; // a live ladder (live-hls, live-cmaf) is printed for --input-caps
+    if (sub == "print" && argc == 3 && pipeline::is_description_name(argv[2])) {
+      try {
+        if (auto d = pipeline::find_description(argv[2]); pipeline::output_info(d.output).live)
+          live = std::move(d);
+      } catch (const Error &) {
+        // not one: what follows says why
+      }
+    }
+    if (live) {
+      const auto &d = *live;
+      if (o.input) {
+        std::fprintf(stderr, "sluice pipeline print: %s is a live pipeline: it takes --input-caps, not --input\n",
+                     argv[2]);
+        return kExitUsage;
+      }
+      std::map<std::string, std::string> params;
+      for (gchar **set = o.sets; set && *set; set++) {
+        auto [k, v] = pipeline::split_assignment(*set);
+        params[k] = v;
+      }
+      auto plan = live_plan(d, params, o.input_caps ? o.input_caps : "1280x720@30", o.ladder ? o.ladder : "",
+                            o.out ? fs::absolute(o.out) : fs::absolute("."));
+      std::printf("%s\n", pipeline::launch_command(plan.launch).c_str());
+      return kExitOk;
+    }
     if (sub == "print" && argc == 3) {
       if (!o.input || !o.out) {
         std::fprintf(stderr, "sluice pipeline print: need --input FILE and --out DIR\n");

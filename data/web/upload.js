@@ -362,8 +362,9 @@ async function loadOptions() {
   const [pipelines, encoders] = await Promise.allSettled([loadPipelines(), api('/api/v1/encoders')]);
 
   if (pipelines.status === 'fulfilled' && pipelines.value && Array.isArray(pipelines.value.pipelines)) {
-    // Only what makes a video playable: posters, storyboards and previews follow an upload on their own.
-    const list = pipelines.value.pipelines.filter((p) => isStreamingOutput(p.output));
+    // Only what makes a video playable: posters, storyboards and previews follow an upload on their own, and the
+    // live ladders (live-hls, live-cmaf) are streams' pipelines, not an upload's.
+    const list = pipelines.value.pipelines.filter((p) => isStreamingOutput(p.output) && !/^live-/.test(p.output));
     const summaries = new Map(list.map((p) => [p.name, p.summary || '']));
     fillSelect(pipelineSelect, list.map((p) => ({ value: p.name, text: p.name, title: p.summary })),
       pipelines.value.default || (list[0] && list[0].name));

@@ -24,7 +24,24 @@ bool source_scheme_ok(const std::string &source) {
   return false;
 }
 
+// A host as it goes into a URL: an IPv6 address in brackets.
+std::string url_host(const std::string &host) {
+  return host.find(':') != std::string::npos && host.front() != '[' ? "[" + host + "]" : host;
+}
+
 } // namespace
+
+std::string rtsp_url(const std::string &host, int port, const std::string &path) {
+  return "rtsp://" + url_host(host) + ":" + std::to_string(port) + "/" + path;
+}
+
+std::string srt_url(const std::string &host, int port, const std::string &key) {
+  return "srt://" + url_host(host) + ":" + std::to_string(port) + (key.empty() ? "" : "?streamid=" + key);
+}
+
+std::string live_path(const std::string &key_or_id) {
+  return "live/" + key_or_id;
+}
 
 JsonObject *recording_json(const StreamFigures &f) {
   JsonObject *o = json_object_new();
@@ -64,7 +81,18 @@ std::string Streams::folder(const std::string &id) const {
 }
 
 Result<std::string> Streams::media_file(const std::string &id, const std::vector<std::string> &inside) {
-  if (!store::is_id(id) || inside.empty())
+  if (!store::is_id(id) || inside.empty() || inside.size() > 2)
+    return refused(Refusal::NotFound, "no such file");
+  // What a live output is made of: playlists, the MPD, MPEG-TS segments, and CMAF's NAME/init-S.mp4 and
+  // NAME/S-N.m4s; never a hidden file (a playlist being replaced, hlssink2's own).
+  for (const auto &s : inside)
+    if (s.empty() || s.front() == '.')
+      return refused(Refusal::NotFound, "no such file");
+  const std::string &name = inside.back();
+  const bool cmaf_file = g_str_has_suffix(name.c_str(), ".m4s") || g_str_has_suffix(name.c_str(), ".mp4");
+  const bool top_file = g_str_has_suffix(name.c_str(), ".m3u8") || g_str_has_suffix(name.c_str(), ".mpd") ||
+                        g_str_has_suffix(name.c_str(), ".ts");
+  if (inside.size() == 2 ? !cmaf_file : !top_file)
     return refused(Refusal::NotFound, "no such file");
   // The row is asked for each time (a deleted stream's folder goes after its row).
   if (!figures_.count(id) && !service_.store().stream(id))

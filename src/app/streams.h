@@ -41,6 +41,13 @@ struct StreamFigures {
   std::string recording, recording_video, recording_error;
 };
 
+// The URLs of the live engine's listeners, spelled in this one place: "rtsp://HOST:PORT/PATH" and
+// "srt://HOST:PORT" with "?streamid=KEY" when a key is given (an IPv6 HOST is put in brackets). A publisher's RTSP
+// path is live_path(KEY), a viewer's live_path(ID).
+std::string rtsp_url(const std::string &host, int port, const std::string &path = "");
+std::string srt_url(const std::string &host, int port, const std::string &key = "");
+std::string live_path(const std::string &key_or_id);
+
 // A stream's `recording` member (a new object): state, video_id (null until saved), error when it failed.
 JsonObject *recording_json(const StreamFigures &f);
 

@@ -36,7 +36,9 @@ private:
   JwtSettings jwt_;
 };
 
-// Refuses (Error Invalid, saying how to make a key) auth mode none on an address other machines can reach.
+// Refuses (Error Invalid, saying how to make a key) auth mode none on an HTTP address other machines can reach.
+// [rtsp] listen and [srt] listen may be any address in every mode: publishing needs a stream's key, and RTSP
+// plays what HTTP plays to anyone (a video under its playback policy, a live stream), whatever [auth] says.
 void check_listen(const ServerConfig &config);
 
 } // namespace sluice::auth

@@ -9,12 +9,17 @@
 
 namespace sluice {
 
+SignalSources::SignalSources(GSourceFunc on_signal, gpointer data)
+    : sigint_(g_unix_signal_add(SIGINT, on_signal, data)), sigterm_(g_unix_signal_add(SIGTERM, on_signal, data)) {}
+
+SignalSources::~SignalSources() {
+  g_source_remove(sigint_);
+  g_source_remove(sigterm_);
+}
+
 void run_main_loop(GMainLoop *loop, GSourceFunc on_signal, gpointer data) {
-  guint sigint = g_unix_signal_add(SIGINT, on_signal, data);
-  guint sigterm = g_unix_signal_add(SIGTERM, on_signal, data);
+  SignalSources signals(on_signal, data);
   g_main_loop_run(loop);
-  g_source_remove(sigint);
-  g_source_remove(sigterm);
 }
 
 void post(std::function<void()> fn, GMainContext *context, guint delay_s) {

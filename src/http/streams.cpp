@@ -63,11 +63,10 @@ JsonNode *stream_json(Context &cx, SoupServerMessage *msg, const app::StreamView
     const std::string host = request_host(cx, msg);
     JsonObject *ingest = json_object_new();
     if (s.source.empty() && cx.config.rtsp_port >= 0)
-      json_object_set_string_member(
-          ingest, "rtsp", ("rtsp://" + host + ":" + std::to_string(cx.config.rtsp_port) + "/live/" + v.key).c_str());
+      json_object_set_string_member(ingest, "rtsp",
+                                    app::rtsp_url(host, cx.config.rtsp_port, app::live_path(v.key)).c_str());
     if (s.source.empty() && cx.config.srt_port >= 0)
-      json_object_set_string_member(
-          ingest, "srt", ("srt://" + host + ":" + std::to_string(cx.config.srt_port) + "?streamid=" + v.key).c_str());
+      json_object_set_string_member(ingest, "srt", app::srt_url(host, cx.config.srt_port, v.key).c_str());
     json_object_set_object_member(o, "ingest", ingest);
   }
   JsonObject *play = json_object_new();
@@ -77,8 +76,7 @@ JsonNode *stream_json(Context &cx, SoupServerMessage *msg, const app::StreamView
     json_object_set_string_member(play, "dash", (base + "manifest.mpd").c_str());
   if (cx.config.rtsp_port >= 0)
     json_object_set_string_member(
-        play, "rtsp",
-        ("rtsp://" + request_host(cx, msg) + ":" + std::to_string(cx.config.rtsp_port) + "/live/" + s.id).c_str());
+        play, "rtsp", app::rtsp_url(request_host(cx, msg), cx.config.rtsp_port, app::live_path(s.id)).c_str());
   json_object_set_object_member(o, "playback", play);
   return json::object_node(o);
 }

@@ -156,6 +156,9 @@ TranscodeResult finalize_output(const TranscodePlan &plan, const std::string &di
   case OutputKind::Poster: res = finalize_poster(plan, dir); break;
   case OutputKind::Storyboard: res = finalize_storyboard(plan, dir); break;
   case OutputKind::Preview: res = finalize_preview(plan, dir); break;
+  case OutputKind::LiveHls:
+  case OutputKind::LiveCmaf: // refused before a job runs (jobs::plan_transcode)
+    throw Error(ErrorCode::Invalid, "pipeline '" + plan.description.name + "' is a live stream's, not a job's");
   }
   res.output = kind;
   return res;

@@ -146,6 +146,8 @@ void Scheduler::validate(const JobSpec &spec) const {
   } catch (const Error &e) {
     throw Error(ErrorCode::Invalid, "pipeline: " + std::string(e.what()));
   }
+  if (pipeline::output_info(d.output).live)
+    throw Error(ErrorCode::Invalid, "pipeline: '" + spec.pipeline + "' is the ladder of live streams (POST /streams)");
   pipeline::resolve(d.params, spec.params);
   if (!spec.ladder.empty()) {
     try {

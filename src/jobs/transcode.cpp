@@ -68,6 +68,8 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
   init_debug();
   TranscodePlan plan;
   plan.description = pipeline::find_description(req.pipeline);
+  if (pipeline::output_info(plan.description.output).live)
+    throw Error(ErrorCode::Invalid, "pipeline '" + req.pipeline + "' is the ladder of live streams, not for a file");
   plan.values = pipeline::resolve(plan.description.params, req.params);
   const bool streaming = pipeline::output_info(plan.description.output).streaming;
   auto ladder = req.ladder.empty() || !streaming ? media::default_ladder() : media::parse_ladder(req.ladder);

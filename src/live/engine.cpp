@@ -23,10 +23,8 @@ namespace {
 constexpr std::int64_t kFiguresEvery = 2 * G_USEC_PER_SEC;
 // Segments kept on disk after they left the playlist.
 constexpr int kKeepExtra = 2;
-
-std::string url_host(const std::string &host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
+// A publisher that sends this long without a video stream (audio only, or data in which none was found) is let go.
+constexpr std::int64_t kNoVideoUs = 6 * G_USEC_PER_SEC;
 
 double round1(double v) {
   return std::round(v * 10.0) / 10.0;
@@ -135,8 +133,15 @@ void Core::add(const store::Stream &s) {
   auto l = std::make_unique<Live>();
   l->row = s;
   l->input = std::make_shared<Input>(weak_from_this(), s.id, s.key_hash);
-  const int window = std::max(3, (config.live_window_s + kSegmentSeconds - 1) / kSegmentSeconds);
+  int segment_s = kSegmentSeconds; // of the stream's description (pipelines/live-*.json)
+  try {
+    segment_s = load_live_description(s.pipeline).segment_seconds;
+  } catch (const Error &e) {
+    GST_WARNING("stream %s: %s", s.id.c_str(), e.what()); // said again when a publisher comes
+  }
+  const int window = std::max(3, (config.live_window_s + segment_s - 1) / segment_s);
   l->output = std::make_unique<Output>(streams.folder(s.id), window, kKeepExtra);
+  l->output->set_time_url("/streams/" + s.id + "/manifest.mpd"); // as http/streams.cpp serves it
   l->figures.since = s.created;
   if (s.source.empty())
     l->input->factory = Rtsp::make_factory(l->input);
@@ -206,6 +211,21 @@ void Core::post_left(const std::string &id, std::uint64_t claim, const std::stri
   });
 }
 
+void Core::post_refused(const std::string &id, const std::string &why) {
+  post([w = weak_from_this(), id, why] {
+    auto c = w.lock();
+    Live *l = c && !c->stopped_ ? c->find(id) : nullptr;
+    if (!l)
+      return;
+    {
+      std::lock_guard<std::mutex> lock(l->input->mutex);
+      if (l->input->via != Via::None)
+        return; // someone publishes: their state stands
+    }
+    c->set_state(*l, l->figures.state, why);
+  });
+}
+
 void Core::set_state(Live &l, app::StreamState state, const std::string &reason) {
   if (l.figures.state != state)
     l.figures.since = g_get_real_time();
@@ -261,9 +281,10 @@ void Core::ready(const std::string &id, std::uint64_t claim) {
     l->draining.push_back(std::move(l->ladder));
   }
   try {
-    LadderPlan plan = plan_ladder(l->row.ladder, l->output->dir(), l->session + 1, vcaps, acaps);
+    LadderPlan plan = plan_ladder(load_live_description(l->row.pipeline), l->row.ladder, l->output->dir(),
+                                  l->session + 1, vcaps, acaps);
     l->session++;
-    l->output->begin(plan.renditions, plan.frame_rate(), plan.audio, plan.session);
+    l->output->begin(plan.renditions, plan.frame_rate(), plan.audio, plan.session, plan.cmaf, plan.segment_seconds);
     auto ladder = std::make_unique<Ladder>(plan, claim);
     Ladder *raw = ladder.get();
     std::weak_ptr<Core> w = weak_from_this();
@@ -290,8 +311,8 @@ void Core::ready(const std::string &id, std::uint64_t claim) {
     std::string rungs;
     for (const auto &r : plan.renditions)
       rungs += (rungs.empty() ? "" : ",") + r.name;
-    GST_INFO("stream %s: ladder %d (%s at %d/%d fps%s)", id.c_str(), plan.session, rungs.c_str(), plan.fps_n,
-             plan.fps_d, plan.audio ? (plan.audio_is_aac ? ", AAC passed through" : ", audio to AAC") : ", no audio");
+    GST_INFO("stream %s: ladder %d of %s (%s at %d/%d fps%s)", id.c_str(), plan.session, plan.description.c_str(),
+             rungs.c_str(), plan.fps_n, plan.fps_d, plan.audio ? ", audio to AAC" : ", no audio");
     l->ladder = std::move(ladder);
   } catch (const Error &e) {
     GST_WARNING("stream %s: %s", id.c_str(), e.what());
@@ -313,8 +334,14 @@ void Core::segment(const std::string &id, Ladder *ladder, std::size_t rendition,
     GST_WARNING("stream %s: %s", id.c_str(), e.what());
     return;
   }
-  if (l->recorder && rendition == 0) { // the top rung
-    l->recorder->add(fs::join(l->output->dir(), seg.uri));
+  const bool cmaf = !seg.map.empty();
+  const bool audio_track = cmaf && rendition == ladder->plan().renditions.size();
+  if (l->recorder && (rendition == 0 || audio_track)) { // the top rung (and the audio of CMAF)
+    if (cmaf)
+      l->recorder->add_cmaf(!audio_track, ladder->plan().session, fs::join(l->output->dir(), seg.map),
+                            fs::join(l->output->dir(), seg.uri), seg.number);
+    else
+      l->recorder->add(fs::join(l->output->dir(), seg.uri));
     if (l->figures.recording != "recording" && l->figures.recording != "saving") {
       l->figures.recording = "recording";
       l->figures.recording_error.clear();
@@ -472,17 +499,24 @@ void Core::tick() {
   for (auto &[id, lp] : lives_) {
     Live &l = *lp;
     Via via;
-    std::int64_t last_data;
+    std::int64_t last_data, taken;
     std::uint64_t bytes, frames;
+    bool video;
     {
       std::lock_guard<std::mutex> lock(l.input->mutex);
       via = l.input->via;
       last_data = l.input->last_data_us;
+      taken = l.input->taken_us;
       bytes = l.input->bytes;
       frames = l.input->frames;
+      video = l.input->vcaps != nullptr;
     }
     if (via == Via::None)
       continue;
+    if (!video && now - taken > kNoVideoUs) {
+      kick(l, "no video in the input after " + std::to_string(kNoVideoUs / G_USEC_PER_SEC) + " s");
+      continue;
+    }
     // A publisher that sends nothing (frozen, or its connection half open) is let go.
     if (now - last_data > config.live_idle_timeout_s * G_USEC_PER_SEC) {
       kick(l, "no input for " + std::to_string(config.live_idle_timeout_s) + " s");
@@ -535,12 +569,12 @@ int Engine::srt_port() const {
 
 std::string Engine::rtsp_url() const {
   const int port = rtsp_port();
-  return port < 0 ? "" : "rtsp://" + url_host(config_.rtsp_host) + ":" + std::to_string(port) + "/";
+  return port < 0 ? "" : app::rtsp_url(config_.rtsp_host, port);
 }
 
 std::string Engine::srt_url() const {
   const int port = srt_port();
-  return port < 0 ? "" : "srt://" + url_host(config_.srt_host) + ":" + std::to_string(port);
+  return port < 0 ? "" : app::srt_url(config_.srt_host, port);
 }
 
 void Engine::add(const store::Stream &s) {

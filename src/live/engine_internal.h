@@ -34,6 +34,9 @@ struct SinkFeed {
   std::shared_ptr<Input> input;
   std::uint64_t claim = 0;
   bool video = false, audio = false;
+  // Streams of the source not taken apart yet (a pulled source's RTP streams come one by one): while there are
+  // some, the first video sample does not tell every stream there is (2 s of video at most are waited for).
+  int pending = 0;
 };
 // A parsebin's new pad: the first video and the first audio into appsinks that feed `feed`'s input (via `via`),
 // anything else into a fakesink. `what` names the input in the log.
@@ -89,6 +92,7 @@ struct Input {
   bool ready_posted = false;
   std::uint64_t bytes = 0, frames = 0;
   std::int64_t last_data_us = 0;
+  std::int64_t taken_us = 0; // when the publisher took it (monotonic)
   Feed feed;
   std::vector<std::shared_ptr<Viewer>> viewers; // RTSP viewers of the live input (live/rtsp_play.cpp)
 
@@ -98,6 +102,8 @@ struct Input {
   void release(std::uint64_t claim, const std::string &why);
   // A sample of the publisher of `claim` (a streaming thread).
   void on_sample(std::uint64_t claim, GstSample *sample, bool video);
+  // Bytes of the publisher of `claim` came in, samples or not (a streaming thread): it is not idle.
+  void touch(std::uint64_t claim);
   // Under `mutex`: posts "ready" once the caps the ladder is planned from are known.
   void check_ready_locked();
   // Under `mutex`: a video sample goes to the RTSP viewers too; the publisher left: their media ends.
@@ -114,6 +120,9 @@ public:
   Recorder(app::Streams &streams, std::string stream_id, std::string title);
   // A segment of the top rung was listed (its file, still there).
   void add(const std::string &segment_path);
+  // A CMAF segment of the top rung (video) or of the audio was listed (live-cmaf): its file, still there, its init
+  // segment, the ladder's session and its number in it.
+  void add_cmaf(bool video, int session, const std::string &init_path, const std::string &segment_path, int number);
   bool empty() const { return count_ == 0; }
   // The event ended: what was kept becomes a video. `done(video_id, error)` runs on the main loop (after the
   // stream was deleted too: the recording is the library's from now on). Nothing when nothing was kept.
@@ -127,6 +136,10 @@ private:
   std::string id_, title_, dir_;
   int count_ = 0; // segments kept
   int next_ = 0;  // the number of the next one
+  // CMAF: the part of the recording (a publisher session of the event) each ladder session records into, and the
+  // number of the next one.
+  std::map<int, int> parts_;
+  int part_ = 0;
 };
 
 // One live stream on the main loop.
@@ -206,6 +219,9 @@ public:
   void post_connecting(const std::string &id, std::uint64_t claim);
   void post_ready(const std::string &id, std::uint64_t claim);
   void post_left(const std::string &id, std::uint64_t claim, const std::string &why);
+  // A publisher was refused before it took the stream (what it sends cannot be used): the stream's state says why
+  // while nobody publishes.
+  void post_refused(const std::string &id, const std::string &why);
 
   const ServerConfig &config;
   app::Streams &streams;
@@ -279,7 +295,8 @@ public:
 
 private:
   bool listen(std::string &error);
-  void restart(guint delay_s);
+  // Listens again after delay_s; its caller is let go (`why`).
+  void restart(guint delay_s, const std::string &why = "the publisher left");
   static gboolean on_bus(GstBus *bus, GstMessage *msg, gpointer self);
   gboolean handle(GstMessage *msg);
 

@@ -11,6 +11,9 @@ namespace sluice::live {
 
 namespace {
 
+// How long the streams of a source that comes apart are waited for, in video.
+constexpr GstClockTime kStreamsWait = 2 * GST_SECOND;
+
 struct SinkCtx {
   std::shared_ptr<SinkFeed> feed;
   Via via;
@@ -25,18 +28,23 @@ GstFlowReturn on_new_sample(GstAppSink *sink, gpointer d) {
   std::shared_ptr<Input> in;
   std::uint64_t claim = 0;
   bool audio = false;
+  int pending = 0;
   {
     std::lock_guard<std::mutex> lock(ctx->feed->mutex);
     in = ctx->feed->input;
     claim = ctx->feed->claim;
     audio = ctx->feed->audio;
+    pending = ctx->feed->pending;
   }
   if (in) {
     if (ctx->video) {
       // parsebin does not always say no-more-pads on a live input; tsdemux adds the streams of the PMT
-      // together, before their first data: what is there at the first video sample is all there is.
+      // together, before their first data: what is there at the first video sample is all there is. A source
+      // whose streams come apart (RTSP) says when it has them all; it is not waited for long.
       std::lock_guard<std::mutex> lock(in->mutex);
-      if (in->via == ctx->via && in->claim == claim && !in->streams_known) {
+      const bool waited = GST_CLOCK_TIME_IS_VALID(in->first_video) && GST_CLOCK_TIME_IS_VALID(in->last_video) &&
+                          in->last_video >= in->first_video + kStreamsWait;
+      if (in->via == ctx->via && in->claim == claim && !in->streams_known && (pending <= 0 || waited)) {
         in->streams_known = true;
         in->expects_audio = audio;
       }

@@ -55,6 +55,7 @@ std::uint64_t Input::take_locked(Via v) {
   last_video = GST_CLOCK_TIME_NONE;
   ready_posted = false;
   last_data_us = g_get_monotonic_time();
+  taken_us = last_data_us;
   return claim;
 }
 
@@ -77,6 +78,12 @@ void Input::release(std::uint64_t c, const std::string &why) {
   GST_INFO("stream %s: publisher %" G_GUINT64_FORMAT " gone (%s)", id.c_str(), c, why.c_str());
   if (auto k = core.lock())
     k->post_left(id, c, why);
+}
+
+void Input::touch(std::uint64_t c) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (via != Via::None && c == claim)
+    last_data_us = g_get_monotonic_time();
 }
 
 void Input::check_ready_locked() {

@@ -1,17 +1,25 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The ladder pipeline of a live stream: planned from the input's caps, run, drained, stopped off the main loop.
+// The ladder pipeline of a live stream: planned from the input's caps and rendered from its description, run,
+// drained, stopped off the main loop; a live-cmaf ladder's fragmented MP4 cut into CMAF segments as it comes.
 #include "live/ladder.h"
 
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/mainloop.h"
+#include "media/bmff.h"
 #include "media/ladder.h"
+#include "pipeline/params.h"
 
 #include <gio/gio.h>
+#include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
+
+#include <atomic>
+#include <deque>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <sstream>
@@ -55,11 +63,25 @@ GOutputStream *discard_playlist(GstElement *, const gchar *, gpointer) {
 
 } // namespace
 
-LadderPlan plan_ladder(const std::string &ladder, const std::string &dir, int session, const GstCaps *video,
-                       const GstCaps *audio) {
+LiveDescription load_live_description(const std::string &name) {
+  LiveDescription d;
+  d.description = pipeline::find_description(name);
+  if (!pipeline::output_info(d.description.output).live)
+    throw Error(ErrorCode::Invalid, "pipeline '" + name + "' is not a live one (its output is " +
+                                        pipeline::output_name(d.description.output) + ")");
+  d.values = pipeline::resolve(d.description.params, {});
+  d.segment_seconds = pipeline::int_value(d.values, "segment_seconds", kSegmentSeconds);
+  return d;
+}
+
+LadderPlan plan_ladder(const LiveDescription &d, const std::string &ladder, const std::string &dir, int session,
+                       const GstCaps *video, const GstCaps *audio) {
   LadderPlan p;
   p.dir = dir;
   p.session = session;
+  p.description = d.description.name;
+  p.cmaf = d.description.output == pipeline::OutputKind::LiveCmaf;
+  p.segment_seconds = d.segment_seconds;
   const GstStructure *s = video && gst_caps_get_size(video) > 0 ? gst_caps_get_structure(video, 0) : nullptr;
   int w = 0, h = 0;
   if (!s || !gst_structure_get_int(s, "width", &w) || !gst_structure_get_int(s, "height", &h) || w <= 0 || h <= 0)
@@ -74,57 +96,91 @@ LadderPlan plan_ladder(const std::string &ladder, const std::string &dir, int se
     p.fps_n = fn;
     p.fps_d = fd;
   }
-  p.gop = pipeline::gop_frames(p.frame_rate(), kSegmentSeconds);
+  p.gop = pipeline::gop_frames(p.frame_rate(), p.segment_seconds);
   p.renditions =
       media::plan_ladder(ladder.empty() ? media::default_ladder() : media::parse_ladder(ladder), display_w, h);
-  p.threads = pipeline::encoder_threads(0, static_cast<int>(p.renditions.size()));
-  if (audio && gst_caps_get_size(audio) > 0) {
-    p.audio = true;
-    const GstStructure *a = gst_caps_get_structure(audio, 0);
-    int version = 0;
-    p.audio_is_aac = gst_structure_has_name(a, "audio/mpeg") && gst_structure_get_int(a, "mpegversion", &version) &&
-                     (version == 2 || version == 4);
-  }
+  p.audio = audio && gst_caps_get_size(audio) > 0;
+
+  pipeline::RenderInput in;
+  // The live descriptions name no file; {out} is the stream's folder where it can be placed.
+  in.out = dir.find_first_of("%\"'\\") == std::string::npos ? dir : "";
+  in.has_video = true;
+  in.has_audio = p.audio;
+  in.audio_channels = 2;
+  in.framerate = p.frame_rate();
+  in.fps = std::to_string(p.fps_n) + "/" + std::to_string(p.fps_d);
+  in.display_width = display_w;
+  in.display_height = h;
+  in.renditions = p.renditions;
+  p.launch = pipeline::render(d.description, d.values, in, pipeline::EncoderTable{});
   return p;
 }
 
-std::string describe_ladder(const LadderPlan &p) {
-  std::ostringstream o;
-  o.imbue(std::locale::classic());
-  // The appsrcs queue at most 3 s; beyond that (a ladder that cannot keep up) new input is dropped.
-  const char *src = "is-live=true format=time do-timestamp=false max-bytes=0 max-time=3000000000 leaky-type=upstream";
-  // Decoded once; the frame rate made constant, so that every rung's GOP of fps x 2 frames is 2 s.
-  o << "appsrc name=v " << src << " ! decodebin name=vdec  vdec. ! video/x-raw ! videorate name=rate skip-to-first=true"
-    << " ! video/x-raw,framerate=" << p.fps_n << "/" << p.fps_d << " ! tee name=vt";
-  if (p.audio) {
-    o << "  appsrc name=a " << src;
-    if (p.audio_is_aac)
-      o << " ! aacparse ! tee name=at";
-    else
-      o << " ! decodebin name=adec  adec. ! audio/x-raw ! audioconvert ! audioresample"
-           " ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate="
-        << media::kDefaultAudioKbps * 1000 << " ! aacparse ! tee name=at";
+namespace {
+
+// The appsink that takes what the element `name` makes: that element, or the first appsink downstream of it.
+GstElement *appsink_after(GstElement *pipeline, const std::string &name) {
+  GstElement *e = gst_bin_get_by_name(GST_BIN(pipeline), name.c_str());
+  for (int hops = 0; e && hops < 8; hops++) {
+    if (GST_IS_APP_SINK(e))
+      return e;
+    GstPad *src = gst_element_get_static_pad(e, "src");
+    GstPad *peer = src ? gst_pad_get_peer(src) : nullptr;
+    GstElement *next = peer ? gst_pad_get_parent_element(peer) : nullptr;
+    if (peer)
+      gst_object_unref(peer);
+    if (src)
+      gst_object_unref(src);
+    gst_object_unref(e);
+    e = next;
   }
-  for (std::size_t i = 0; i < p.renditions.size(); i++) {
-    const auto &r = p.renditions[i];
-    o << "  vt. ! queue max-size-buffers=8 max-size-bytes=0 max-size-time=0 leaky=downstream ! videoconvertscale"
-      << " ! video/x-raw,format=I420,width=" << r.width << ",height=" << r.height << ",pixel-aspect-ratio=1/1"
-      << " ! x264enc tune=zerolatency speed-preset=veryfast bitrate=" << r.bitrate_kbps << " key-int-max=" << p.gop
-      << " threads=" << p.threads << " option-string=\"scenecut=0\" ! h264parse ! h" << i << ".video";
-    if (p.audio)
-      o << "  at. ! queue max-size-time=3000000000 max-size-buffers=0 max-size-bytes=0 ! h" << i << ".audio";
-    // The encoder makes a keyframe every segment: hlssink2 must not ask for more (a forced keyframe one frame
-    // from the encoder's own gives a segment of one frame).
-    o << "  hlssink2 name=h" << i << " target-duration=" << kSegmentSeconds
-      << " max-files=0 playlist-length=3 send-keyframe-requests=false";
+  if (e)
+    gst_object_unref(e);
+  return nullptr;
+}
+
+} // namespace
+
+std::string check_ladder_elements(GstElement *pipeline, const LadderPlan &plan) {
+  auto has = [&](const std::string &name, const char *factory) {
+    GstPtr<GstElement> e(gst_bin_get_by_name(GST_BIN(pipeline), name.c_str()));
+    if (!e)
+      return false;
+    GstElementFactory *f = gst_element_get_factory(e.get());
+    return !factory || (f && g_str_equal(GST_OBJECT_NAME(f), factory));
+  };
+  if (!has("v", "appsrc"))
+    return "it has no appsrc named 'v' (the video input)";
+  if (plan.audio && !has("a", "appsrc"))
+    return "it has no appsrc named 'a' (the audio input)";
+  for (std::size_t i = 0; i < plan.tracks(); i++) {
+    const std::string sink = pipeline::sink_name(plan.track_name(i));
+    if (!plan.cmaf && !has(sink, "hlssink2"))
+      return "it has no hlssink2 named '" + sink + "'";
+    if (plan.cmaf) {
+      GstElement *app = appsink_after(pipeline, sink);
+      if (!app)
+        return "no appsink takes what '" + sink + "' makes";
+      gst_object_unref(app);
+    }
   }
-  return o.str();
+  return "";
 }
 
 std::string segment_name(const std::string &rendition, int session, int index) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "-%d-%05d.ts", session, index);
   return rendition + buf;
+}
+
+std::string cmaf_init_name(const std::string &track, int session) {
+  return track + "/init-" + std::to_string(session) + ".mp4";
+}
+
+std::string cmaf_segment_name(const std::string &track, int session, int number) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "/%d-%05d.m4s", session, number);
+  return track + buf;
 }
 
 void stop_off_loop(GstPtr<GstElement> pipeline, std::function<void()> then) {
@@ -168,11 +224,184 @@ Ladder::~Ladder() {
   abort();
 }
 
+// What the appsinks of a live-cmaf ladder share with the main loop: each track's cutter, the files written, the
+// segments ready to be listed (taken on the main loop by flush_cmaf()).
+struct Ladder::Cmaf {
+  struct Track {
+    std::size_t index = 0;
+    std::string name;
+    media::Mp4Cutter cutter;
+    std::atomic<std::int64_t> first_rt{-1}; // running time (ns) of the first buffer into the muxer
+    std::string init;                       // this session's init segment, once written
+    media::Mp4Track info;
+    int next = 1;
+    bool broken = false;
+  };
+  struct Sink {
+    std::shared_ptr<Cmaf> cmaf;
+    Track *track;
+  };
+
+  std::string dir;
+  int session = 0;
+  std::atomic<std::int64_t> wall0_us{0}; // the wall time of running time 0 (0: not known yet)
+  std::vector<std::unique_ptr<Track>> tracks;
+  std::function<void()> notify; // a segment is ready: flush_cmaf() on the main loop
+  std::mutex mutex;             // guards `ready`
+  std::deque<std::pair<std::size_t, LiveSegment>> ready;
+
+  // A streaming thread: bytes of a track's muxer.
+  void take(Track &t, GstElement *sink, const std::uint8_t *data, std::size_t size) {
+    if (t.broken)
+      return;
+    for (auto &piece : t.cutter.push(data, size)) {
+      if (piece.init) {
+        t.info = t.cutter.track();
+        t.init = cmaf_init_name(t.name, session);
+        write_replace(fs::join(dir, t.init), piece.bytes);
+        continue;
+      }
+      const std::uint32_t ts = t.info.timescale;
+      if (t.init.empty() || !ts || !piece.fragment.duration)
+        continue;
+      // mp4mux starts every track's decode time at 0: moved to where the track began on the ladder's timeline,
+      // so that the tracks of a session line up.
+      const std::int64_t first = std::max<std::int64_t>(0, t.first_rt.load());
+      std::uint64_t decode = piece.fragment.decode_time + static_cast<std::uint64_t>(std::llround(first / 1e9 * ts));
+      try {
+        media::set_decode_time(piece.bytes, piece.fragment, decode);
+      } catch (const Error &e) {
+        GST_WARNING("%s: %s", t.name.c_str(), e.what());
+        decode = piece.fragment.decode_time;
+      }
+      if (wall0_us.load() == 0) {
+        if (GstClock *clock = gst_element_get_clock(sink)) {
+          const auto now = static_cast<std::int64_t>(gst_clock_get_time(clock));
+          const auto base = static_cast<std::int64_t>(gst_element_get_base_time(sink));
+          std::int64_t expected = 0;
+          wall0_us.compare_exchange_strong(expected, g_get_real_time() - (now - base) / 1000);
+          gst_object_unref(clock);
+        }
+      }
+      LiveSegment seg;
+      seg.number = t.next++;
+      seg.uri = cmaf_segment_name(t.name, session, seg.number);
+      seg.duration = static_cast<double>(piece.fragment.duration) / ts;
+      if (const std::int64_t w = wall0_us.load())
+        seg.date_us = w + static_cast<std::int64_t>(static_cast<double>(decode) * G_USEC_PER_SEC / ts);
+      seg.map = t.init;
+      seg.decode_time = decode;
+      seg.ticks = piece.fragment.duration;
+      seg.timescale = ts;
+      seg.bytes = static_cast<std::int64_t>(piece.bytes.size());
+      seg.keyframe = piece.fragment.starts_with_sync;
+      seg.track = t.info;
+      write_replace(fs::join(dir, seg.uri), piece.bytes);
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ready.emplace_back(t.index, std::move(seg));
+      }
+      notify();
+    }
+  }
+
+  static GstFlowReturn on_sample(GstAppSink *sink, gpointer data) {
+    auto *s = static_cast<Sink *>(data);
+    GstSample *sample = gst_app_sink_pull_sample(sink);
+    if (!sample)
+      return GST_FLOW_EOS;
+    GstBuffer *buf = gst_sample_get_buffer(sample);
+    GstMapInfo map;
+    if (buf && gst_buffer_map(buf, &map, GST_MAP_READ)) {
+      try { // a streaming thread: nothing crosses it
+        s->cmaf->take(*s->track, GST_ELEMENT(sink), map.data, map.size);
+      } catch (const std::exception &e) {
+        GST_WARNING("live CMAF track %s: %s", s->track->name.c_str(), e.what());
+        s->track->broken = true;
+      }
+      gst_buffer_unmap(buf, &map);
+    }
+    gst_sample_unref(sample);
+    return GST_FLOW_OK;
+  }
+
+  // Where the first buffer into a muxer's sink pad sits on the ladder's timeline.
+  static GstPadProbeReturn on_first_buffer(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+    auto *t = static_cast<Track *>(data);
+    GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+    GstClockTime ts = GST_BUFFER_DTS_OR_PTS(buf);
+    GstEvent *ev = gst_pad_get_sticky_event(pad, GST_EVENT_SEGMENT, 0);
+    if (ev && GST_CLOCK_TIME_IS_VALID(ts)) {
+      const GstSegment *seg = nullptr;
+      gst_event_parse_segment(ev, &seg);
+      const guint64 rt = gst_segment_to_running_time(seg, GST_FORMAT_TIME, ts);
+      if (GST_CLOCK_TIME_IS_VALID(rt)) {
+        std::int64_t expected = -1;
+        t->first_rt.compare_exchange_strong(expected, static_cast<std::int64_t>(rt));
+      }
+    }
+    if (ev)
+      gst_event_unref(ev);
+    return GST_PAD_PROBE_REMOVE;
+  }
+};
+
+void Ladder::watch_cmaf() {
+  cmaf_ = std::make_shared<Cmaf>();
+  cmaf_->dir = plan_.dir;
+  cmaf_->session = plan_.session;
+  cmaf_->notify = [alive = alive_, self = this] {
+    post([alive, self] {
+      if (*alive)
+        self->flush_cmaf();
+    });
+  };
+  GstElement *p = pipeline_.get();
+  for (std::size_t i = 0; i < plan_.tracks(); i++) {
+    auto t = std::make_unique<Cmaf::Track>();
+    t->index = i;
+    t->name = plan_.track_name(i);
+    fs::make_dirs(fs::join(plan_.dir, t->name));
+    const std::string sink = pipeline::sink_name(t->name);
+    GstPtr<GstElement> mux(gst_bin_get_by_name(GST_BIN(p), sink.c_str()));
+    GstPtr<GstElement> app(appsink_after(p, sink));
+    if (!mux || !app)
+      throw Error(ErrorCode::Pipeline, "the live ladder has no appsink after '" + sink + "'");
+    g_autoptr(GstIterator) pads = gst_element_iterate_sink_pads(mux.get());
+    g_auto(GValue) item = G_VALUE_INIT;
+    while (gst_iterator_next(pads, &item) == GST_ITERATOR_OK) {
+      gst_pad_add_probe(GST_PAD(g_value_get_object(&item)), GST_PAD_PROBE_TYPE_BUFFER, &Cmaf::on_first_buffer, t.get(),
+                        nullptr);
+      g_value_reset(&item);
+    }
+    g_object_set(app.get(), "sync", FALSE, "async", FALSE, "max-buffers", 0u, "drop", FALSE, nullptr);
+    GstAppSinkCallbacks cb = {};
+    cb.new_sample = &Cmaf::on_sample;
+    gst_app_sink_set_callbacks(GST_APP_SINK(app.get()), &cb, new Cmaf::Sink{cmaf_, t.get()},
+                               [](gpointer d) { delete static_cast<Cmaf::Sink *>(d); });
+    cmaf_->tracks.push_back(std::move(t));
+  }
+}
+
+void Ladder::flush_cmaf() {
+  if (!cmaf_)
+    return;
+  std::deque<std::pair<std::size_t, LiveSegment>> ready;
+  {
+    std::lock_guard<std::mutex> lock(cmaf_->mutex);
+    ready.swap(cmaf_->ready);
+  }
+  for (auto &[i, seg] : ready)
+    if (on_segment_)
+      on_segment_(i, seg);
+}
+
 void Ladder::start(SegmentFn on_segment, DoneFn on_done) {
   on_segment_ = std::move(on_segment);
   on_done_ = std::move(on_done);
-  const std::string description = describe_ladder(plan_);
-  GST_INFO("ladder of %s, session %d: %s", plan_.dir.c_str(), plan_.session, description.c_str());
+  const std::string &description = plan_.launch;
+  GST_INFO("ladder of %s, session %d (%s): %s", plan_.dir.c_str(), plan_.session, plan_.description.c_str(),
+           description.c_str());
   g_autoptr(GError) err = nullptr;
   GstElement *p = gst_parse_launch(description.c_str(), &err);
   if (!p || err) {
@@ -181,20 +410,27 @@ void Ladder::start(SegmentFn on_segment, DoneFn on_done) {
     throw Error(ErrorCode::Pipeline, std::string("the live ladder does not build: ") + (err ? err->message : "?"));
   }
   pipeline_ = adopt_floating(p);
+  if (const std::string why = check_ladder_elements(p, plan_); !why.empty())
+    throw Error(ErrorCode::Pipeline, "the live ladder of pipeline '" + plan_.description + "' cannot run: " + why);
   video_.reset(gst_bin_get_by_name(GST_BIN(p), "v"));
   audio_.reset(gst_bin_get_by_name(GST_BIN(p), "a"));
   rate_.reset(gst_bin_get_by_name(GST_BIN(p), "rate"));
   fs::make_dirs(plan_.dir);
-  const std::string dir = escape_percent(plan_.dir);
-  for (std::size_t i = 0; i < plan_.renditions.size(); i++) {
-    const std::string name = plan_.renditions[i].name;
-    GstPtr<GstElement> sink(gst_bin_get_by_name(GST_BIN(p), ("h" + std::to_string(i)).c_str()));
-    const std::string pattern = fs::join(dir, name + "-" + std::to_string(plan_.session) + "-%05d.ts");
-    g_object_set(sink.get(), "location", pattern.c_str(), "playlist-location",
-                 fs::join(plan_.dir, "." + name + ".hlssink.m3u8").c_str(), nullptr);
-    g_signal_connect(sink.get(), "get-playlist-stream", G_CALLBACK(discard_playlist), nullptr);
-    open_.push_back(Open{});
+  if (plan_.cmaf) {
+    watch_cmaf();
+  } else {
+    const std::string dir = escape_percent(plan_.dir);
+    for (std::size_t i = 0; i < plan_.renditions.size(); i++) {
+      const std::string name = plan_.renditions[i].name;
+      GstPtr<GstElement> sink(gst_bin_get_by_name(GST_BIN(p), pipeline::sink_name(name).c_str()));
+      // The engine names the segments (the playlists it writes list them): set here, whatever the description says.
+      const std::string pattern = fs::join(dir, name + "-" + std::to_string(plan_.session) + "-%05d.ts");
+      g_object_set(sink.get(), "location", pattern.c_str(), "playlist-location",
+                   fs::join(plan_.dir, "." + name + ".hlssink.m3u8").c_str(), nullptr);
+      g_signal_connect(sink.get(), "get-playlist-stream", G_CALLBACK(discard_playlist), nullptr);
+    }
   }
+  open_.assign(plan_.renditions.size(), Open{});
   GstPtr<GstBus> bus(gst_pipeline_get_bus(GST_PIPELINE(p)));
   watch_ = gst_bus_create_watch(bus.get());
   g_source_set_callback(watch_, reinterpret_cast<GSourceFunc>(reinterpret_cast<void (*)()>(&Ladder::on_bus)), this,
@@ -237,13 +473,13 @@ bool Ladder::handle(GstMessage *msg) {
     const bool opened = gst_structure_has_name(s, "splitmuxsink-fragment-opened");
     if (!opened && !gst_structure_has_name(s, "splitmuxsink-fragment-closed"))
       break;
-    // From the splitmuxsink inside hlssink2 "hN".
+    // From the splitmuxsink inside a rung's hlssink2.
     GstObject *parent = GST_OBJECT_PARENT(GST_MESSAGE_SRC(msg));
     const gchar *name = parent ? GST_OBJECT_NAME(parent) : nullptr;
-    if (!name || name[0] != 'h')
-      break;
-    const std::size_t i = static_cast<std::size_t>(g_ascii_strtoull(name + 1, nullptr, 10));
-    if (i >= open_.size())
+    std::size_t i = 0;
+    while (name && i < plan_.renditions.size() && pipeline::sink_name(plan_.renditions[i].name) != name)
+      i++;
+    if (!name || i >= open_.size())
       break;
     GstClockTime rt = GST_CLOCK_TIME_NONE;
     gst_structure_get_clock_time(s, "running-time", &rt);
@@ -374,6 +610,7 @@ void Ladder::drain_blocking(int timeout_ms) {
     if (type == GST_MESSAGE_EOS || type == GST_MESSAGE_ERROR)
       break;
   }
+  flush_cmaf(); // the last CMAF segments, cut on the streaming threads
   done_ = true;
   video_.reset();
   audio_.reset();

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The ladder of a live stream: one pipeline fed by appsrcs that decodes once and encodes every rung into hlssink2.
+// The ladder of a live stream: one pipeline, rendered from its description (pipelines/live-*.json), fed by appsrcs,
+// that decodes once and encodes every rung into hlssink2 (live-hls) or fragmented MP4 cut into CMAF (live-cmaf).
 #pragma once
 
 #include "core/gobj.h"
 #include "live/playlist.h"
+#include "pipeline/description.h"
 #include "pipeline/render.h"
 
 #include <gst/gst.h>
@@ -11,38 +13,57 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 namespace sluice::live {
 
+// The segment length when a description says none.
 constexpr int kSegmentSeconds = 2;
 
 struct LadderPlan {
   std::string dir; // the stream's folder
-  int session = 1; // numbers this ladder's segment files: NAME-SESSION-INDEX.ts
+  int session = 1; // numbers this ladder's segment files: NAME-SESSION-INDEX.ts, NAME/SESSION-INDEX.m4s
   std::vector<pipeline::RenditionSpec> renditions;
   int fps_n = 30, fps_d = 1;
+  int segment_seconds = kSegmentSeconds;
   int gop = 60; // frames: one keyframe per segment
   bool audio = false;
-  bool audio_is_aac = false; // passed through; other audio is decoded and encoded to AAC once
-  int threads = 1;           // per encoder
+  bool cmaf = false;       // live-cmaf: every rung and the audio as CMAF tracks
+  std::string description; // the name of the description it was rendered from
+  std::string launch;      // the rendered gst-launch description
 
   double frame_rate() const { return static_cast<double>(fps_n) / fps_d; }
+  // Tracks: the rungs, then (CMAF with audio) the audio track set, named "audio".
+  std::size_t tracks() const { return renditions.size() + (cmaf && audio ? 1 : 0); }
+  std::string track_name(std::size_t i) const { return i < renditions.size() ? renditions[i].name : "audio"; }
 };
 
+// The description of a stream's pipeline ("live-hls", "live-cmaf") with its parameters' defaults. Throws
+// sluice::Error (NotFound, Invalid) when it is missing or is not a live one.
+struct LiveDescription {
+  pipeline::Description description;
+  pipeline::Values values;
+  int segment_seconds = kSegmentSeconds;
+};
+LiveDescription load_live_description(const std::string &name);
+
 // Plans the ladder from the input's video caps (width, height, pixel aspect ratio, frame rate) and audio caps
-// (null: no audio): `ladder` is the stream's ladder ("" for the default one), never upscaled.
-// Throws sluice::Error when the caps have no picture size.
-LadderPlan plan_ladder(const std::string &ladder, const std::string &dir, int session, const GstCaps *video,
-                       const GstCaps *audio);
+// (null: no audio): `ladder` is the stream's ladder ("" for the default one), never upscaled; and renders the
+// description with it. Throws sluice::Error when the caps have no picture size or the description cannot render.
+LadderPlan plan_ladder(const LiveDescription &d, const std::string &ladder, const std::string &dir, int session,
+                       const GstCaps *video, const GstCaps *audio);
 
-// The gst-launch description of a plan: appsrc `v` (and `a`), hlssink2 `h0`..`hN`; their paths are set on the
-// elements, not written into the text.
-std::string describe_ladder(const LadderPlan &plan);
+// Why a built ladder cannot be run ("" when it can): appsrc `v` (and `a` with audio), and per track the element
+// `{sink}` names: an hlssink2 (live-hls), or a muxer followed by an appsink (live-cmaf).
+std::string check_ladder_elements(GstElement *pipeline, const LadderPlan &plan);
 
-// The file name of segment `index` of a rendition in a session.
+// The file name of segment `index` of a rendition in a session: "720p-2-00005.ts" (live-hls).
 std::string segment_name(const std::string &rendition, int session, int index);
+// The CMAF files of a track in a session: "720p/init-2.mp4", "720p/2-00005.m4s" (live-cmaf).
+std::string cmaf_init_name(const std::string &track, int session);
+std::string cmaf_segment_name(const std::string &track, int session, int number);
 
 // Stops a pipeline on a thread of its own (stopping a live pipeline can block); `then` runs on the main loop
 // once it has stopped.
@@ -96,8 +117,13 @@ private:
     int next_index = 0;
   };
 
+  struct Cmaf; // what the appsinks of a live-cmaf ladder share with the main loop
+  void watch_cmaf();
+  void flush_cmaf();
+
   LadderPlan plan_;
   std::uint64_t claim_;
+  std::shared_ptr<Cmaf> cmaf_;
   GstPtr<GstElement> pipeline_, video_, audio_, rate_;
   GSource *watch_ = nullptr;
   guint finish_timer_ = 0;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "media/dash.h"
 #include "media/h264.h"
 #include "media/hls.h"
 #include "media/ladder.h"
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <fcntl.h>
 #include <locale>
+#include <set>
 #include <sstream>
 
 GST_DEBUG_CATEGORY_EXTERN(sluice_live_debug);
@@ -40,13 +42,19 @@ std::string format_date(std::int64_t unix_us) {
 std::string write_live_playlist(const LivePlaylist &pl) {
   std::ostringstream o;
   o.imbue(std::locale::classic());
-  o << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:" << pl.target_duration
+  const bool fmp4 =
+      std::any_of(pl.segments.begin(), pl.segments.end(), [](const LiveSegment &s) { return !s.map.empty(); });
+  o << "#EXTM3U\n#EXT-X-VERSION:" << (fmp4 ? 7 : 3) << "\n#EXT-X-TARGETDURATION:" << pl.target_duration
     << "\n#EXT-X-MEDIA-SEQUENCE:" << pl.media_sequence << "\n";
   if (pl.discontinuity_sequence > 0)
     o << "#EXT-X-DISCONTINUITY-SEQUENCE:" << pl.discontinuity_sequence << "\n";
+  const std::string *map = nullptr;
   for (const auto &s : pl.segments) {
     if (s.discontinuity)
       o << "#EXT-X-DISCONTINUITY\n";
+    if (!s.map.empty() && (!map || *map != s.map))
+      o << "#EXT-X-MAP:URI=\"" << s.map << "\"\n";
+    map = &s.map;
     if (s.date_us > 0)
       o << "#EXT-X-PROGRAM-DATE-TIME:" << format_date(s.date_us) << "\n";
     char d[G_ASCII_DTOSTR_BUF_SIZE];
@@ -55,6 +63,136 @@ std::string write_live_playlist(const LivePlaylist &pl) {
   }
   if (pl.ended)
     o << "#EXT-X-ENDLIST\n";
+  return o.str();
+}
+
+namespace {
+
+double seconds(std::uint64_t ticks, std::uint32_t timescale) {
+  return timescale ? static_cast<double>(ticks) / timescale : 0.0;
+}
+
+} // namespace
+
+std::string write_live_mpd(const LiveMpd &m) {
+  // Every listed segment by session: its start and end in seconds from availabilityStartTime.
+  std::map<int, std::pair<double, double>> span; // session -> (earliest start, latest end)
+  for (const auto &t : m.tracks)
+    for (const auto &s : *t.segments) {
+      auto at = m.session_start_us.find(s.session);
+      if (at == m.session_start_us.end() || !s.timescale)
+        continue;
+      const double origin = static_cast<double>(at->second - m.availability_start_us) / G_USEC_PER_SEC;
+      const double a = origin + seconds(s.decode_time, s.timescale), b = a + seconds(s.ticks, s.timescale);
+      auto [it, fresh] = span.emplace(s.session, std::make_pair(a, b));
+      if (!fresh)
+        it->second = {std::min(it->second.first, a), std::max(it->second.second, b)};
+    }
+  // Where each Period starts (from availabilityStartTime): where its session's running time began, but never
+  // before the end of the Period before it. A static MPD starts at its first listed segment.
+  const double first = span.empty() ? 0.0 : span.begin()->second.first;
+  std::map<int, double> start;
+  double end = 0.0, previous_end = -1e300;
+  for (const auto &[session, range] : span) {
+    const double origin =
+        static_cast<double>(m.session_start_us.at(session) - m.availability_start_us) / G_USEC_PER_SEC;
+    double at = std::max(origin, previous_end);
+    if (m.ended)
+      at = std::max(at, first);
+    start[session] = at;
+    previous_end = range.second;
+    end = std::max(end, range.second);
+  }
+  const double base = m.ended ? first : 0.0; // static Periods count from the first segment
+
+  std::ostringstream o;
+  o.imbue(std::locale::classic());
+  o << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    << "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\"";
+  if (m.ended)
+    o << " type=\"static\" mediaPresentationDuration=\"" << media::iso_duration(end - base) << "\"";
+  else
+    o << " type=\"dynamic\" availabilityStartTime=\"" << format_date(m.availability_start_us) << "\" publishTime=\""
+      << format_date(m.publish_us) << "\" minimumUpdatePeriod=\"" << media::iso_duration(m.segment_s)
+      << "\" timeShiftBufferDepth=\"" << media::iso_duration(m.window_s) << "\" suggestedPresentationDelay=\""
+      << media::iso_duration(3 * m.segment_s) << "\"";
+  o << " minBufferTime=\"" << media::iso_duration(m.segment_s) << "\">\n";
+  for (const auto &[session, at] : start) {
+    const double origin =
+        static_cast<double>(m.session_start_us.at(session) - m.availability_start_us) / G_USEC_PER_SEC;
+    o << "  <Period id=\"s" << session << "\" start=\"" << media::iso_duration(std::max(0.0, at - base)) << "\">\n";
+    int set_id = 0;
+    for (const bool video : {true, false}) {
+      std::ostringstream reps;
+      int max_w = 0, max_h = 0;
+      std::string frame_rate;
+      for (const auto &t : m.tracks) {
+        if (t.video != video)
+          continue;
+        std::vector<const LiveSegment *> segs;
+        for (const auto &s : *t.segments)
+          if (s.session == session && s.timescale)
+            segs.push_back(&s);
+        if (segs.empty())
+          continue;
+        const media::Mp4Track &track = segs.front()->track;
+        const std::uint32_t ts = segs.front()->timescale;
+        max_w = std::max(max_w, track.width);
+        max_h = std::max(max_h, track.height);
+        if (frame_rate.empty())
+          frame_rate = t.frame_rate;
+        // The media time at the Period's start.
+        const auto pto = static_cast<std::uint64_t>(std::llround(std::max(0.0, at - origin) * ts));
+        reps << "      <Representation id=\"" << t.id << "\" bandwidth=\"" << t.bandwidth << "\" codecs=\""
+             << track.codecs << "\"";
+        if (video)
+          reps << " width=\"" << track.width << "\" height=\"" << track.height << "\" sar=\"1:1\"";
+        else
+          reps << " audioSamplingRate=\"" << track.sample_rate << "\"";
+        reps << ">\n";
+        if (!video && track.channels > 0)
+          reps << "        <AudioChannelConfiguration "
+                  "schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\""
+               << track.channels << "\"/>\n";
+        reps << "        <SegmentTemplate timescale=\"" << ts << "\" presentationTimeOffset=\"" << pto
+             << "\" initialization=\"" << segs.front()->map << "\" media=\"" << t.id << "/" << session
+             << "-$Number%05d$.m4s\" startNumber=\"" << segs.front()->number << "\">\n"
+             << "          <SegmentTimeline>\n";
+        std::uint64_t expected = 0;
+        for (std::size_t i = 0; i < segs.size();) {
+          std::size_t j = i + 1;
+          // A run of segments of one duration that follow one another (numbers too): one S with a repeat count.
+          while (j < segs.size() && segs[j]->ticks == segs[i]->ticks && segs[j]->number == segs[j - 1]->number + 1 &&
+                 segs[j]->decode_time == segs[j - 1]->decode_time + segs[j - 1]->ticks)
+            ++j;
+          reps << "            <S";
+          if (i == 0 || segs[i]->decode_time != expected)
+            reps << " t=\"" << segs[i]->decode_time << "\"";
+          reps << " d=\"" << segs[i]->ticks << "\"";
+          if (j - i > 1)
+            reps << " r=\"" << (j - i - 1) << "\"";
+          reps << "/>\n";
+          expected = segs[j - 1]->decode_time + segs[j - 1]->ticks;
+          i = j;
+        }
+        reps << "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n";
+      }
+      if (reps.tellp() == 0)
+        continue;
+      o << "    <AdaptationSet id=\"" << set_id++ << "\" contentType=\"" << (video ? "video" : "audio")
+        << "\" mimeType=\"" << (video ? "video/mp4" : "audio/mp4") << "\" segmentAlignment=\"true\" startWithSAP=\"1\"";
+      if (video) {
+        o << " maxWidth=\"" << max_w << "\" maxHeight=\"" << max_h << "\"";
+        if (!frame_rate.empty())
+          o << " frameRate=\"" << frame_rate << "\"";
+      }
+      o << ">\n" << reps.str() << "    </AdaptationSet>\n";
+    }
+    o << "  </Period>\n";
+  }
+  if (!m.ended && !m.time_url.empty())
+    o << "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"" << m.time_url << "\"/>\n";
+  o << "</MPD>\n";
   return o.str();
 }
 
@@ -99,12 +237,22 @@ void Output::clear() {
   for (const auto &name : fs::list_dir(dir_))
     fs::remove_all(fs::join(dir_, name));
   renditions_.clear();
+  session_start_us_.clear();
+  availability_start_us_ = 0;
   master_written_ = false;
   ended_ = false;
 }
 
-void Output::begin(const std::vector<pipeline::RenditionSpec> &renditions, double frame_rate, bool audio, int session) {
-  bool same = !renditions_.empty() && renditions_.size() == renditions.size() && audio == audio_;
+void Output::begin(const std::vector<pipeline::RenditionSpec> &renditions_in, double frame_rate, bool audio,
+                   int session, bool cmaf, int segment_seconds) {
+  std::vector<pipeline::RenditionSpec> renditions = renditions_in;
+  if (cmaf && audio) {
+    pipeline::RenditionSpec a;
+    a.name = "audio";
+    a.bitrate_kbps = media::kDefaultAudioKbps;
+    renditions.push_back(a);
+  }
+  bool same = !renditions_.empty() && renditions_.size() == renditions.size() && audio == audio_ && cmaf == cmaf_;
   for (std::size_t i = 0; same && i < renditions.size(); i++) {
     const auto &a = renditions_[i].spec;
     const auto &b = renditions[i];
@@ -126,6 +274,8 @@ void Output::begin(const std::vector<pipeline::RenditionSpec> &renditions, doubl
   }
   frame_rate_ = frame_rate;
   audio_ = audio;
+  cmaf_ = cmaf;
+  segment_seconds_ = std::max(1, segment_seconds);
   first_session_ = session;
 }
 
@@ -139,24 +289,56 @@ void Output::add(std::size_t index, int session, LiveSegment segment) {
   if (r.session != 0 && session != r.session)
     segment.discontinuity = true;
   r.session = session;
+  segment.session = session;
+  if (cmaf_ && segment.timescale && !session_start_us_.count(session) && segment.date_us > 0) {
+    // The wall time of the session's running time 0, from its first segment; the first one starts the presentation.
+    const std::int64_t start = segment.date_us - static_cast<std::int64_t>(static_cast<double>(segment.decode_time) *
+                                                                           G_USEC_PER_SEC / segment.timescale);
+    session_start_us_[session] = start;
+    if (!availability_start_us_)
+      availability_start_us_ = start;
+  }
+  if (!segment.map.empty() && (r.inits.empty() || r.inits.back() != segment.map))
+    r.inits.push_back(segment.map);
   r.playlist.target_duration = std::max(r.playlist.target_duration, static_cast<int>(std::lround(segment.duration)));
   r.playlist.segments.push_back(std::move(segment));
   while (r.playlist.segments.size() > window_) {
     if (r.playlist.segments.front().discontinuity)
       r.playlist.discontinuity_sequence++;
-    r.stale.push_back(r.playlist.segments.front().uri);
+    r.stale.push_back(std::move(r.playlist.segments.front()));
     r.playlist.segments.pop_front();
     r.playlist.media_sequence++;
   }
   write_playlist(r);
   while (r.stale.size() > keep_extra_) {
-    if (unlink(fs::join(dir_, r.stale.front()).c_str()) != 0 && errno != ENOENT)
-      GST_WARNING("cannot delete %s: %s", r.stale.front().c_str(), g_strerror(errno));
+    if (unlink(fs::join(dir_, r.stale.front().uri).c_str()) != 0 && errno != ENOENT)
+      GST_WARNING("cannot delete %s: %s", r.stale.front().uri.c_str(), g_strerror(errno));
     r.stale.pop_front();
   }
+  forget_inits(r);
   if (!master_written_ && std::all_of(renditions_.begin(), renditions_.end(),
-                                      [](const Rendition &x) { return !x.playlist.segments.empty(); }))
-    write_master();
+                                      [](const Rendition &x) { return !x.playlist.segments.empty(); })) {
+    if (cmaf_)
+      write_master_cmaf();
+    else
+      write_master();
+  }
+  if (cmaf_ && master_written_)
+    write_mpd();
+}
+
+void Output::forget_inits(Rendition &r) {
+  // An init segment goes once no segment on disk plays with it (the newest one stays).
+  while (r.inits.size() > 1) {
+    const std::string &init = r.inits.front();
+    auto uses = [&init](const LiveSegment &s) { return s.map == init; };
+    if (std::any_of(r.stale.begin(), r.stale.end(), uses) ||
+        std::any_of(r.playlist.segments.begin(), r.playlist.segments.end(), uses))
+      break;
+    if (unlink(fs::join(dir_, init).c_str()) != 0 && errno != ENOENT)
+      GST_WARNING("cannot delete %s: %s", init.c_str(), g_strerror(errno));
+    r.inits.pop_front();
+  }
 }
 
 void Output::end() {
@@ -168,6 +350,8 @@ void Output::end() {
     if (!r.playlist.segments.empty())
       write_playlist(r);
   }
+  if (cmaf_ && master_written_)
+    write_mpd(); // static now
 }
 
 void Output::write_playlist(const Rendition &r) const {
@@ -195,6 +379,65 @@ void Output::write_master() {
   }
   write_replace(fs::join(dir_, "master.m3u8"), media::write_master_playlist(variants));
   master_written_ = true;
+}
+
+void Output::write_master_cmaf() {
+  // The audio as an alternative rendition every variant plays with; the codecs from the tracks' movie headers.
+  const Rendition *audio = nullptr;
+  for (const auto &r : renditions_)
+    if (r.spec.name == "audio" && r.spec.width == 0)
+      audio = &r;
+  std::vector<media::Variant> variants;
+  std::vector<media::MediaRendition> media;
+  const std::int64_t audio_bps = audio ? static_cast<std::int64_t>(audio->spec.bitrate_kbps) * 1000 : 0;
+  const std::string audio_codecs = audio ? audio->playlist.segments.front().track.codecs : "";
+  for (const auto &r : renditions_) {
+    if (&r == audio)
+      continue;
+    media::Variant v;
+    v.uri = r.spec.name + ".m3u8";
+    v.bandwidth = static_cast<std::int64_t>(std::max(r.spec.maxrate_kbps, r.spec.bitrate_kbps)) * 1000 + audio_bps;
+    v.width = r.spec.width;
+    v.height = r.spec.height;
+    v.frame_rate = frame_rate_;
+    v.codecs = r.playlist.segments.front().track.codecs;
+    if (audio && !audio_codecs.empty())
+      v.codecs += (v.codecs.empty() ? "" : ",") + audio_codecs;
+    if (audio)
+      v.audio_group = "audio";
+    variants.push_back(v);
+  }
+  if (audio) {
+    media::MediaRendition m;
+    m.group_id = "audio";
+    m.name = "audio";
+    m.uri = "audio.m3u8";
+    m.channels = audio->playlist.segments.front().track.channels;
+    media.push_back(m);
+  }
+  write_replace(fs::join(dir_, "master.m3u8"), media::write_master_playlist(variants, media, 7));
+  master_written_ = true;
+}
+
+void Output::write_mpd() {
+  LiveMpd m;
+  m.availability_start_us = availability_start_us_;
+  m.publish_us = g_get_real_time();
+  m.session_start_us = session_start_us_;
+  m.segment_s = segment_seconds_;
+  m.window_s = static_cast<double>(window_) * segment_seconds_;
+  m.ended = ended_;
+  m.time_url = time_url_;
+  for (const auto &r : renditions_) {
+    LiveMpdTrack t;
+    t.id = r.spec.name;
+    t.video = r.spec.width > 0;
+    t.bandwidth = static_cast<std::int64_t>(std::max(r.spec.maxrate_kbps, r.spec.bitrate_kbps)) * 1000;
+    t.frame_rate = t.video ? media::frame_rate_string(frame_rate_) : "";
+    t.segments = &r.playlist.segments;
+    m.tracks.push_back(t);
+  }
+  write_replace(fs::join(dir_, "manifest.mpd"), write_live_mpd(m));
 }
 
 } // namespace sluice::live

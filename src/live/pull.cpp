@@ -35,7 +35,21 @@ void free_attempt(gpointer d, GClosure *) {
 
 // A parsed elementary stream: the first video and the first audio feed the input, the rest go nowhere.
 void on_parsed_pad(GstElement *parsebin, GstPad *pad, gpointer d) {
-  link_parsed_pad(parsebin, pad, *static_cast<AttemptPtr *>(d), Via::Pull, "pulled input");
+  const AttemptPtr &at = *static_cast<AttemptPtr *>(d);
+  link_parsed_pad(parsebin, pad, at, Via::Pull, "pulled input");
+  if (!g_object_get_data(G_OBJECT(parsebin), "sluice-parsed")) {
+    // This stream of the source is taken apart (an MPEG-TS exposes all of its streams together).
+    g_object_set_data(G_OBJECT(parsebin), "sluice-parsed", GINT_TO_POINTER(1));
+    std::lock_guard<std::mutex> lock(at->mutex);
+    at->pending--;
+  }
+}
+
+// The source has all its streams (rtspsrc: one per m= line).
+void on_source_done(GstElement *, gpointer d) {
+  const AttemptPtr &at = *static_cast<AttemptPtr *>(d);
+  std::lock_guard<std::mutex> lock(at->mutex);
+  at->pending--;
 }
 
 // A stream of the source (RTP of one medium, MPEG-TS...): a parsebin of its own takes it apart.
@@ -44,6 +58,11 @@ void on_source_pad(GstElement *source, GstPad *pad, gpointer d) {
   if (!parse) {
     GST_WARNING("pulled input: parsebin is missing");
     return;
+  }
+  {
+    const AttemptPtr &at = *static_cast<AttemptPtr *>(d);
+    std::lock_guard<std::mutex> lock(at->mutex);
+    at->pending++;
   }
   g_signal_connect_data(parse, "pad-added", G_CALLBACK(on_parsed_pad), new AttemptPtr(*static_cast<AttemptPtr *>(d)),
                         free_attempt, GConnectFlags(0));
@@ -103,6 +122,7 @@ void Puller::attempt() {
   auto at = std::make_shared<Attempt>();
   at->input = input_;
   at->claim = claim;
+  at->pending = 1; // until the source says it has all its streams
   GstElement *src = gst_element_factory_make("urisourcebin", nullptr);
   if (!src) {
     input_->release(claim, "urisourcebin is missing (gstreamer1.0-plugins-base)");
@@ -112,6 +132,8 @@ void Puller::attempt() {
   g_object_set(src, "uri", uri_.c_str(), nullptr);
   g_signal_connect(src, "source-setup", G_CALLBACK(on_source_setup), nullptr);
   g_signal_connect_data(src, "pad-added", G_CALLBACK(on_source_pad), new AttemptPtr(at), free_attempt,
+                        GConnectFlags(0));
+  g_signal_connect_data(src, "no-more-pads", G_CALLBACK(on_source_done), new AttemptPtr(at), free_attempt,
                         GConnectFlags(0));
   GstPtr<GstElement> pipeline = adopt_floating(gst_pipeline_new("pull"));
   gst_bin_add(GST_BIN(pipeline.get()), src);

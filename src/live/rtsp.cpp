@@ -67,7 +67,7 @@ gchar *mounts_make_path(GstRTSPMountPoints *mounts, const GstRTSPUrl *url) {
   auto input = core ? core->find_key(k) : nullptr;
   if (!input)
     return path;
-  const std::string mount = "/live/" + k;
+  const std::string mount = "/" + app::live_path(k); // the path of the ingest URL (app/streams.h)
   std::lock_guard<std::mutex> lock(input->mutex);
   if (!input->removed && input->factory && input->mount.empty()) {
     input->mount = mount;
@@ -102,13 +102,12 @@ struct SluiceRecordFactoryClass {
 
 G_DEFINE_TYPE(SluiceRecordFactory, sluice_record_factory, GST_TYPE_RTSP_MEDIA_FACTORY)
 
-GstElement *record_create_element(GstRTSPMediaFactory *, const GstRTSPUrl *) {
-  // One depayN per m= line of the SDP being announced (a count that differs is refused with 415): the first
-  // video and the first audio go to appsinks, the others nowhere.
-  GstRTSPContext *ctx = gst_rtsp_context_get_current();
+// The SDP of the ANNOUNCE being handled (nullptr when there is none or it does not parse); free with
+// gst_sdp_message_free.
+GstSDPMessage *announced_sdp(GstRTSPContext *ctx) {
   if (!ctx || !ctx->request || ctx->request->type != GST_RTSP_MESSAGE_REQUEST ||
       ctx->request->type_data.request.method != GST_RTSP_ANNOUNCE)
-    return nullptr; // this path takes publishers only
+    return nullptr;
   guint8 *body = nullptr;
   guint size = 0;
   gst_rtsp_message_get_body(ctx->request, &body, &size);
@@ -118,26 +117,82 @@ GstElement *record_create_element(GstRTSPMediaFactory *, const GstRTSPUrl *) {
     gst_sdp_message_free(sdp);
     return nullptr;
   }
-  std::ostringstream launch;
-  bool video = false, audio = false;
+  return sdp;
+}
+
+// The encoding of an m= line's first format ("H264", "MPEG4-GENERIC"...), and whether this GStreamer has an RTP
+// depayloader for it: parsebin could not take the stream apart otherwise.
+bool depayloadable(const GstSDPMedia *media, std::string *encoding) {
+  const gchar *fmt = gst_sdp_media_formats_len(media) > 0 ? gst_sdp_media_get_format(media, 0) : nullptr;
+  GstCaps *caps =
+      fmt ? gst_sdp_media_get_caps_from_media(media, static_cast<gint>(g_ascii_strtoll(fmt, nullptr, 10))) : nullptr;
+  if (!caps)
+    return false;
+  GstStructure *s = gst_caps_get_structure(caps, 0);
+  gst_structure_set_name(s, "application/x-rtp");
+  const gchar *name = gst_structure_get_string(s, "encoding-name");
+  if (encoding)
+    *encoding = name ? name : (fmt ? std::string("payload type ") + fmt : "");
+  GList *all = gst_element_factory_list_get_elements(GST_ELEMENT_FACTORY_TYPE_DEPAYLOADER, GST_RANK_MARGINAL);
+  GList *fit = gst_element_factory_list_filter(all, caps, GST_PAD_SINK, FALSE);
+  const bool ok = fit != nullptr;
+  gst_plugin_feature_list_free(fit);
+  gst_plugin_feature_list_free(all);
+  gst_caps_unref(caps);
+  return ok;
+}
+
+// What the engine takes of an announced SDP: the index of the m= line of the video (the first one that can be
+// depayloaded) and of the audio (likewise), -1 for none; `why` says why there is no video.
+struct Announced {
+  int video = -1, audio = -1;
+  std::string why;
+};
+
+Announced read_announced(const GstSDPMessage *sdp) {
+  Announced a;
+  std::string refused; // the video encodings that cannot be taken
   for (guint i = 0; i < gst_sdp_message_medias_len(sdp); i++) {
-    const gchar *kind = gst_sdp_media_get_media(gst_sdp_message_get_media(sdp, i));
-    launch << "parsebin name=depay" << i << " ! ";
-    if (!video && kind && g_str_equal(kind, "video")) {
-      video = true;
-      launch << "appsink name=vsink sync=false async=false  ";
-    } else if (!audio && kind && g_str_equal(kind, "audio")) {
-      audio = true;
-      launch << "appsink name=asink sync=false async=false  ";
-    } else {
-      launch << "fakesink sync=false async=false  ";
+    const GstSDPMedia *m = gst_sdp_message_get_media(sdp, i);
+    const gchar *kind = gst_sdp_media_get_media(m);
+    const bool video = kind && g_str_equal(kind, "video"), audio = kind && g_str_equal(kind, "audio");
+    if ((!video || a.video >= 0) && (!audio || a.audio >= 0))
+      continue;
+    std::string encoding;
+    if (!depayloadable(m, &encoding)) {
+      if (video)
+        refused += (refused.empty() ? "" : ", ") + (encoding.empty() ? std::string("?") : encoding);
+      GST_INFO("an announced %s stream (%s) cannot be depayloaded: not used", kind, encoding.c_str());
+      continue;
     }
+    (video ? a.video : a.audio) = static_cast<int>(i);
+  }
+  if (a.video < 0)
+    a.why = refused.empty() ? "the RTSP publisher announced no video"
+                            : "the RTSP publisher announced a video encoding that sluice cannot take (" + refused + ")";
+  return a;
+}
+
+GstElement *record_create_element(GstRTSPMediaFactory *, const GstRTSPUrl *) {
+  // One depayN per m= line of the SDP being announced (a count that differs is refused with 415): the first
+  // video and the first audio that can be depayloaded go to appsinks through parsebin, the others nowhere (an
+  // identity takes their RTP). Without such a video the media is still made: pre-announce-request refuses it
+  // with 415 and the stream's state says why.
+  GstSDPMessage *sdp = announced_sdp(gst_rtsp_context_get_current());
+  if (!sdp)
+    return nullptr; // this path takes publishers only
+  const Announced a = read_announced(sdp);
+  std::ostringstream launch;
+  for (guint i = 0; i < gst_sdp_message_medias_len(sdp); i++) {
+    const int n = static_cast<int>(i);
+    if (n == a.video)
+      launch << "parsebin name=depay" << i << " ! appsink name=vsink sync=false async=false  ";
+    else if (n == a.audio)
+      launch << "parsebin name=depay" << i << " ! appsink name=asink sync=false async=false  ";
+    else
+      launch << "identity name=depay" << i << " ! fakesink sync=false async=false  ";
   }
   gst_sdp_message_free(sdp);
-  if (!video) {
-    GST_INFO("refused a publisher without video");
-    return nullptr;
-  }
   g_autoptr(GError) err = nullptr;
   GstElement *bin = gst_parse_launch_full(launch.str().c_str(), nullptr, GST_PARSE_FLAG_PLACE_IN_BIN, &err);
   if (err) {
@@ -228,6 +283,10 @@ GstRTSPStatusCode on_pre_announce(GstRTSPClient *client, GstRTSPContext *ctx, gp
   auto in = input_of(ctx->media);
   if (!in)
     return GST_RTSP_STS_NOT_FOUND;
+  GstSDPMessage *sdp = announced_sdp(ctx);
+  const Announced announced = sdp ? read_announced(sdp) : Announced{-1, -1, "the RTSP publisher announced no SDP"};
+  if (sdp)
+    gst_sdp_message_free(sdp);
   std::uint64_t claim = 0;
   {
     std::lock_guard<std::mutex> lock(in->mutex);
@@ -236,6 +295,13 @@ GstRTSPStatusCode on_pre_announce(GstRTSPClient *client, GstRTSPContext *ctx, gp
     if (in->via != Via::None) {
       GST_INFO("stream %s: refused a second publisher", in->id.c_str());
       return GST_RTSP_STS_METHOD_NOT_VALID_IN_THIS_STATE; // 455: one publisher at a time
+    }
+    if (announced.video < 0) {
+      // Nothing the ladder could be made of: refused before anything starts, and the stream says why.
+      GST_INFO("stream %s: refused a publisher: %s", in->id.c_str(), announced.why.c_str());
+      if (auto core = in->core.lock())
+        core->post_refused(in->id, announced.why);
+      return GST_RTSP_STS_UNSUPPORTED_MEDIA_TYPE; // 415
     }
     claim = in->take_locked(Via::Rtsp);
     in->client = GST_RTSP_CLIENT(g_object_ref(client));

@@ -19,16 +19,19 @@
 
 namespace sluice::live {
 
-// One RTSP viewer media of a live stream: its appsrc and how the input's timestamps move onto its timeline.
+// One RTSP viewer media of a live stream: its appsrcs (video, and audio when the input has audio RTSP carries) and
+// how the input's timestamps move onto its timeline.
 struct Viewer {
-  GstElement *src = nullptr; // ref
-  bool started = false;
+  GstElement *src = nullptr, *asrc = nullptr; // refs
+  bool started = false;                       // a video keyframe went in: audio goes in too from now on
   std::int64_t offset = 0;
-  GstCaps *caps = nullptr; // what the appsrc was told (ref)
+  GstCaps *caps = nullptr, *acaps = nullptr; // what the appsrcs were told (refs)
   ~Viewer() {
     gst_caps_replace(&caps, nullptr);
-    if (src)
-      gst_object_unref(src);
+    gst_caps_replace(&acaps, nullptr);
+    for (GstElement *e : {src, asrc})
+      if (e)
+        gst_object_unref(e);
   }
 };
 
@@ -196,8 +199,26 @@ struct SluiceRestreamFactoryClass {
 
 G_DEFINE_TYPE(SluiceRestreamFactory, sluice_restream_factory, GST_TYPE_RTSP_MEDIA_FACTORY)
 
-// The live input of a stream with a publisher whose video is known, or nullptr.
-std::shared_ptr<Input> live_input(const std::shared_ptr<Core> &core, const std::string &id, std::string *video) {
+// The parser and payloader that restream the input's audio as it is ("" when RTSP viewers cannot get it so).
+std::string restream_audio(const GstCaps *caps) {
+  if (!caps || gst_caps_get_size(caps) == 0)
+    return "";
+  const GstStructure *s = gst_caps_get_structure(caps, 0);
+  const std::string name = gst_structure_get_name(s);
+  int version = 0, layer = 0;
+  if (name == "audio/mpeg" && gst_structure_get_int(s, "mpegversion", &version) && (version == 2 || version == 4))
+    return "aacparse ! rtpmp4gpay"; // AAC (ADTS from MPEG-TS, raw from RTP): the payloader takes it raw
+  if (name == "audio/mpeg" && version == 1 && (!gst_structure_get_int(s, "layer", &layer) || layer == 3))
+    return "mpegaudioparse ! rtpmpapay";
+  if (name == "audio/x-opus")
+    return "opusparse ! rtpopuspay";
+  return "";
+}
+
+// The live input of a stream with a publisher whose video is known, or nullptr; the media type of its video and
+// how its audio is restreamed ("" when it has none, or none yet, or none RTSP carries).
+std::shared_ptr<Input> live_input(const std::shared_ptr<Core> &core, const std::string &id, std::string *video,
+                                  std::string *audio = nullptr) {
   auto in = core && !id.empty() ? core->find_id(id) : nullptr;
   if (!in)
     return nullptr;
@@ -206,13 +227,15 @@ std::shared_ptr<Input> live_input(const std::shared_ptr<Core> &core, const std::
     return nullptr;
   if (video)
     *video = gst_structure_get_name(gst_caps_get_structure(in->vcaps, 0));
+  if (audio)
+    *audio = restream_audio(in->acaps);
   return in;
 }
 
 GstElement *restream_create_element(GstRTSPMediaFactory *factory, const GstRTSPUrl *url) {
   auto *self = reinterpret_cast<SluiceRestreamFactory *>(factory);
-  std::string video;
-  if (!live_input(self->core->lock(), id_in(url->abspath, kLive), &video))
+  std::string video, audio;
+  if (!live_input(self->core->lock(), id_in(url->abspath, kLive), &video, &audio))
     return nullptr;
   std::string pay;
   if (video == "video/x-h264")
@@ -221,8 +244,13 @@ GstElement *restream_create_element(GstRTSPMediaFactory *factory, const GstRTSPU
     pay = "h265parse config-interval=-1 ! rtph265pay config-interval=0";
   else
     return nullptr;
-  const std::string launch =
+  // The input's audio as it came (no re-encode), when it is known by now (a media is shared: viewers who come
+  // later get what the first one got).
+  std::string launch =
       "appsrc name=vsrc is-live=true format=time do-timestamp=false max-bytes=4000000 ! " + pay + " name=pay0 pt=96";
+  if (!audio.empty())
+    launch += " appsrc name=asrc is-live=true format=time do-timestamp=false max-bytes=1000000 ! " + audio +
+              " name=pay1 pt=97";
   g_autoptr(GError) err = nullptr;
   GstElement *bin = gst_parse_launch_full(launch.c_str(), nullptr, GST_PARSE_FLAG_PLACE_IN_BIN, &err);
   if (err) {
@@ -266,12 +294,17 @@ void on_restream_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media, gp
   auto core = self->core->lock();
   GstElement *element = gst_rtsp_media_get_element(media);
   GstElement *src = element ? gst_bin_get_by_name(GST_BIN(element), "vsrc") : nullptr;
+  GstElement *asrc = element ? gst_bin_get_by_name(GST_BIN(element), "asrc") : nullptr;
   if (element)
     gst_object_unref(element);
-  if (!src)
+  if (!src) {
+    if (asrc)
+      gst_object_unref(asrc);
     return;
+  }
   auto viewer = std::make_shared<Viewer>();
   viewer->src = src;
+  viewer->asrc = asrc;
   std::shared_ptr<Input> in;
   GstRTSPContext *ctx = gst_rtsp_context_get_current();
   const std::string id = ctx && ctx->uri ? id_in(ctx->uri->abspath, kLive) : "";
@@ -279,6 +312,8 @@ void on_restream_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media, gp
   if (!in) {
     // Gone in between: the media ends at once.
     gst_app_src_end_of_stream(GST_APP_SRC(src));
+    if (asrc)
+      gst_app_src_end_of_stream(GST_APP_SRC(asrc));
     return;
   }
   {
@@ -387,9 +422,26 @@ std::shared_ptr<Input> Core::find_id(const std::string &id) {
 }
 
 void Input::feed_viewers_locked(GstBuffer *buf, GstCaps *caps, GstClockTime pts, GstClockTime dts, bool video) {
-  if (!video || viewers.empty())
+  if (viewers.empty())
     return;
   for (auto &v : viewers) {
+    if (!video) {
+      // Audio follows the video's first keyframe, on the same timeline.
+      if (!v->asrc || !v->started || !GST_CLOCK_TIME_IS_VALID(pts))
+        continue;
+      const std::int64_t t = static_cast<std::int64_t>(pts) + v->offset;
+      if (t < 0)
+        continue;
+      if (caps && (!v->acaps || !gst_caps_is_equal(v->acaps, caps))) {
+        gst_caps_replace(&v->acaps, caps);
+        gst_app_src_set_caps(GST_APP_SRC(v->asrc), caps);
+      }
+      GstBuffer *out = gst_buffer_copy(buf); // the memory is shared, not copied
+      GST_BUFFER_PTS(out) = static_cast<GstClockTime>(t);
+      GST_BUFFER_DTS(out) = GST_CLOCK_TIME_NONE;
+      gst_app_src_push_buffer(GST_APP_SRC(v->asrc), out);
+      continue;
+    }
     if (!v->started) {
       // A viewer's media begins with a keyframe, on its clock's time now.
       if (GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT))
@@ -429,7 +481,9 @@ void Input::feed_viewers_locked(GstBuffer *buf, GstCaps *caps, GstClockTime pts,
 void Input::end_viewers_locked() {
   // The publisher left: every viewer's media ends (they hear of it as the end of the stream).
   for (auto &v : viewers)
-    gst_app_src_end_of_stream(GST_APP_SRC(v->src));
+    for (GstElement *e : {v->src, v->asrc})
+      if (e)
+        gst_app_src_end_of_stream(GST_APP_SRC(e));
   viewers.clear();
 }
 

@@ -32,10 +32,6 @@ Srt::Listener &listener_of(gpointer d) {
   return **static_cast<ListenerPtr *>(d);
 }
 
-std::string url_host(const std::string &host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
-
 // The key in a streamid: the whole of it, or the resource of the SRT access control syntax "#!::r=KEY,m=publish".
 std::string key_of(const gchar *streamid) {
   if (!streamid)
@@ -101,6 +97,22 @@ void on_caller_removed(GstElement *, gint, GSocketAddress *, gpointer d) {
 
 void on_pad_added(GstElement *parsebin, GstPad *pad, gpointer d) {
   link_parsed_pad(parsebin, pad, *static_cast<ListenerPtr *>(d), Via::Srt, "SRT input");
+}
+
+// The caller's bytes, before anything is made of them: a caller that sends what cannot be read is not idle (its
+// stream ends with the reason parsebin gives, or for want of video), one that sends nothing is.
+GstPadProbeReturn on_srt_bytes(GstPad *, GstPadProbeInfo *, gpointer d) {
+  Srt::Listener &l = listener_of(d);
+  std::shared_ptr<Input> in;
+  std::uint64_t claim = 0;
+  {
+    std::lock_guard<std::mutex> lock(l.mutex);
+    in = l.input;
+    claim = l.claim;
+  }
+  if (in)
+    in->touch(claim);
+  return GST_PAD_PROBE_OK;
 }
 
 void on_caller_rejected(GstElement *, GSocketAddress *, const gchar *, gpointer) {
@@ -193,7 +205,7 @@ bool Srt::listen(std::string &error) {
   }
   auto listener = std::make_shared<Listener>();
   listener->core = core_;
-  const std::string uri = "srt://" + url_host(host_) + ":" + std::to_string(port_) + "?mode=listener";
+  const std::string uri = app::srt_url(host_, port_) + "?mode=listener";
   // authentication=true: without it srtsrc accepts every caller without asking (its default is not applied).
   g_object_set(src, "uri", uri.c_str(), "latency", 120, "authentication", TRUE, "keep-listening", FALSE, nullptr);
   g_signal_connect_data(src, "caller-connecting", G_CALLBACK(on_connecting), new ListenerPtr(listener), free_listener,
@@ -207,6 +219,11 @@ bool Srt::listen(std::string &error) {
                         GConnectFlags(0));
   g_signal_connect_data(parse, "no-more-pads", G_CALLBACK(on_no_more_pads), new ListenerPtr(listener), free_listener,
                         GConnectFlags(0));
+  if (GstPad *out = gst_element_get_static_pad(src, "src")) {
+    gst_pad_add_probe(out, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST), on_srt_bytes,
+                      new ListenerPtr(listener), [](gpointer d) { delete static_cast<ListenerPtr *>(d); });
+    gst_object_unref(out);
+  }
   GstPtr<GstElement> pipeline = adopt_floating(gst_pipeline_new("srt-listener"));
   gst_bin_add_many(GST_BIN(pipeline.get()), src, queue, parse, nullptr);
   gst_element_link_many(src, queue, parse, nullptr);
@@ -255,7 +272,8 @@ gboolean Srt::handle(GstMessage *msg) {
     gst_message_parse_error(msg, &err, &debug);
     GST_WARNING("SRT listener: %s (%s)", err ? err->message : "?", debug ? debug : "");
     failures_ = std::min<guint>(failures_ + 1, 5);
-    restart(1u << (failures_ - 1));
+    // A caller's input that cannot be read (not MPEG-TS...) ends here too: its stream says so.
+    restart(1u << (failures_ - 1), std::string("the SRT input failed: ") + (err ? err->message : "an error"));
     return G_SOURCE_REMOVE;
   }
   default: break;
@@ -263,7 +281,7 @@ gboolean Srt::handle(GstMessage *msg) {
   return G_SOURCE_CONTINUE;
 }
 
-void Srt::restart(guint delay_s) {
+void Srt::restart(guint delay_s, const std::string &why) {
   if (watch_) {
     GSource *w = watch_;
     watch_ = nullptr;
@@ -281,7 +299,7 @@ void Srt::restart(guint delay_s) {
       l->taken = true; // until it has stopped, the old srtsrc takes no caller
     }
     if (in)
-      in->release(claim, "the publisher left");
+      in->release(claim, why);
   }
   if (stopped_)
     return;

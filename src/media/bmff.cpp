@@ -220,6 +220,68 @@ bool GrowingMp4::has_header() const {
   return mp4_.ftyp_size && mp4_.moov_size;
 }
 
+struct Mp4Cutter::State {
+  TrackDefaults defaults;
+  std::string buf;        // the bytes from `base` on
+  std::uint64_t base = 0; // their offset in the stream
+  std::uint64_t off = 0;  // where the next walk resumes
+  bool init_sent = false;
+};
+
+Mp4Cutter::Mp4Cutter() : state_(std::make_unique<State>()) {}
+
+Mp4Cutter::~Mp4Cutter() = default;
+
+std::vector<Mp4Cutter::Piece> Mp4Cutter::push(const void *data, std::size_t size) {
+  State &st = *state_;
+  st.buf.append(static_cast<const char *>(data), size);
+  if (st.buf.size() > (600ULL << 20))
+    throw Error(ErrorCode::Invalid, "MP4: more than 600 MiB without a complete fragment");
+  const std::uint64_t base = st.base;
+  const std::string &buf = st.buf;
+  walk_from(
+      mp4_, st.defaults, st.off, base + buf.size(),
+      [&](std::uint64_t o, std::size_t n) { return buf.substr(static_cast<std::size_t>(o - base), n); }, true);
+  std::vector<Piece> out;
+  if (!st.init_sent && mp4_.ftyp_size && mp4_.moov_size) {
+    if (mp4_.ftyp_offset < base || mp4_.moov_offset < base)
+      throw Error(ErrorCode::Invalid, "MP4: the movie header came after media data");
+    Piece init;
+    init.init = true;
+    init.bytes = buf.substr(static_cast<std::size_t>(mp4_.ftyp_offset - base), mp4_.ftyp_size) +
+                 buf.substr(static_cast<std::size_t>(mp4_.moov_offset - base), mp4_.moov_size);
+    out.push_back(std::move(init));
+    st.init_sent = true;
+  }
+  for (const auto &f : mp4_.fragments) {
+    if (!st.init_sent)
+      throw Error(ErrorCode::Invalid, "MP4: a fragment before the movie header");
+    Piece p;
+    p.bytes = buf.substr(static_cast<std::size_t>(f.offset - base), static_cast<std::size_t>(f.size));
+    p.fragment = f;
+    p.fragment.offset = 0;
+    p.fragment.tfdt_value_offset = f.tfdt_value_size ? f.tfdt_value_offset - f.offset : 0;
+    out.push_back(std::move(p));
+  }
+  mp4_.fragments.clear();
+  // What was walked is let go once the movie header is out (its bytes were needed until then).
+  if (st.init_sent && st.off > base) {
+    st.buf.erase(0, static_cast<std::size_t>(st.off - base));
+    st.base = st.off;
+  }
+  return out;
+}
+
+void set_decode_time(std::string &bytes, const Mp4Fragment &f, std::uint64_t decode_time) {
+  if (!f.tfdt_value_size || f.tfdt_value_offset + f.tfdt_value_size > bytes.size())
+    throw Error(ErrorCode::Invalid, "MP4: the fragment has no decode time to set");
+  if (f.tfdt_value_size == 4 && decode_time > 0xffffffffULL)
+    throw Error(ErrorCode::Invalid, "MP4: a 32-bit decode time cannot hold " + std::to_string(decode_time));
+  const auto at = static_cast<std::size_t>(f.tfdt_value_offset);
+  for (int b = 0; b < f.tfdt_value_size; ++b)
+    bytes[at + b] = static_cast<char>((decode_time >> (8 * (f.tfdt_value_size - 1 - b))) & 0xff);
+}
+
 std::string mp4_unplayable_reason(const std::string &path) {
   Fd f;
   f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);

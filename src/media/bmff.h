@@ -96,6 +96,34 @@ private:
   std::unique_ptr<State> state_;
 };
 
+// Cuts a fragmented MP4 of one track that arrives as a byte stream (mp4mux with streamable=true into an appsink):
+// push() takes the next bytes and returns what they completed, in order: the init segment (ftyp + moov) once,
+// then every fragment (moof + mdat) once its media data is whole. Bytes already returned are let go.
+class Mp4Cutter {
+public:
+  struct Piece {
+    bool init = false;    // ftyp + moov; otherwise a media segment
+    std::string bytes;    // the whole segment
+    Mp4Fragment fragment; // a media segment's figures; its offsets count from the start of `bytes`
+  };
+  Mp4Cutter();
+  ~Mp4Cutter();
+  Mp4Cutter(const Mp4Cutter &) = delete;
+  Mp4Cutter &operator=(const Mp4Cutter &) = delete;
+  // Throws sluice::Error on bytes that are not a fragmented MP4 of one track.
+  std::vector<Piece> push(const void *data, std::size_t size);
+  const Mp4Track &track() const { return mp4_.track; }
+
+private:
+  struct State;
+  FragmentedMp4 mp4_;
+  std::unique_ptr<State> state_;
+};
+
+// Writes the decode time of a fragment into the tfdt of its bytes (`f` as Mp4Cutter returns it: offsets from the
+// start of `bytes`). Throws sluice::Error when a 32-bit tfdt cannot hold it.
+void set_decode_time(std::string &bytes, const Mp4Fragment &f, std::uint64_t decode_time);
+
 // Writes `dir`/init.mp4 (ftyp + moov) and `dir`/seg_00001.m4s, ... (one per fragment from `from`, with
 // the fragment's decode_time in its tfdt). Files already there with the right size are kept.
 void split_fragmented_mp4(const FragmentedMp4 &mp4, const std::string &dir, std::size_t from = 0);

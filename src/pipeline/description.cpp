@@ -20,6 +20,16 @@ const ParamSpec *Description::find_param(const std::string &param) const {
   return nullptr;
 }
 
+bool is_description_name(const std::string &s) {
+  // An identifier, or words of one joined by '-' ("live-hls"): it names a file and goes in URLs unquoted.
+  if (s.empty() || s.size() > 64 || s.front() == '-' || s.back() == '-' || s.find("--") != std::string::npos)
+    return false;
+  for (char c : s)
+    if (!(g_ascii_islower(c) || g_ascii_isdigit(c) || c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
 std::vector<Builtin> builtins_for(const std::string &fragment) {
   // duration_s: the input's duration in whole seconds (at least 1); start_ns/end_ns: the clip of a
   // description with start_seconds and length_seconds, fitted into the input.
@@ -37,9 +47,13 @@ std::vector<Builtin> builtins_for(const std::string &fragment) {
   if (fragment == "video_rendition")
     for (const char *n : {"rendition", "sink", "width", "height", "bitrate", "encoder"})
       b.push_back({n, false});
-  if (fragment == "audio_rendition" || fragment == "sink")
+  if (fragment == "audio_rendition" || fragment == "sink" || fragment == "audio_output")
     for (const char *n : {"rendition", "sink"})
       b.push_back({n, false});
+  // The frame rate as caps spell it ("30/1", "30000/1001"), and the threads each encoder may take (the machine's
+  // cores spread over the renditions): for descriptions that write their encoder themselves (the live ones).
+  b.push_back({"fps", false});
+  b.push_back({"threads", false});
   return b;
 }
 
@@ -76,8 +90,8 @@ Description parse_description(const std::string &json_text, const std::string &p
   Description d;
   d.path = path;
   d.name = json::get_string(obj, "name", path);
-  if (!is_identifier(d.name))
-    throw Error(ErrorCode::Invalid, path + ": name '" + d.name + "' must use a-z, 0-9 and _");
+  if (!is_description_name(d.name))
+    throw Error(ErrorCode::Invalid, path + ": name '" + d.name + "' must use a-z, 0-9, _ and -");
   d.summary = json::opt_string(obj, "summary", path).value_or("");
   const std::string output = json::opt_string(obj, "output", path).value_or(output_name(OutputKind::Hls));
   if (auto kind = parse_output_kind(output))
@@ -108,7 +122,13 @@ Description parse_description(const std::string &json_text, const std::string &p
       throw Error(ErrorCode::Invalid, path + ": unknown fragment '" + fname + "'");
     d.fragments[fname] = json::get_string(frags, fname.c_str(), path + ": 'fragments'");
   }
-  for (const char *req : {"source", "sink", out.streaming ? "video_rendition" : "video"})
+  std::vector<const char *> required = {"source", "sink", out.streaming || out.live ? "video_rendition" : "video"};
+  // A live ladder: its own appsrc per input stream (`v`, `a`) in `source` and `audio`, the decoded video every rung
+  // branches from in `video`, and the audio of every rung (live-hls) or as a track set of its own (live-cmaf).
+  if (out.live)
+    for (const char *f : {"video", "audio", d.output == OutputKind::LiveCmaf ? "audio_output" : "audio_rendition"})
+      required.push_back(f);
+  for (const char *req : required)
     if (!d.fragments.count(req))
       throw Error(ErrorCode::Invalid, path + ": missing fragment '" + req + "'");
   if (d.fragments.count("audio_output") && d.fragments.count("audio_rendition"))
@@ -134,7 +154,7 @@ Description load_description(const std::string &path) {
 }
 
 Description find_description(const std::string &name) {
-  if (!is_identifier(name))
+  if (!is_description_name(name))
     throw Error(ErrorCode::NotFound, "unknown pipeline '" + name + "'");
   std::string path = fs::join(paths::pipelines_dir(), name + ".json");
   if (name + ".json" == kEncoderTableFile || !fs::exists(path)) {

@@ -26,6 +26,7 @@ inline const std::vector<std::string> kFragmentNames = {"source",          "audi
 // What a description produces (its "output"): see pipeline/outputs.h.
 //  hls, cmaf                  a streaming package from the rendition ladder (video_rendition per rung)
 //  poster, storyboard, preview  one artifact from the picture: no ladder, `video` and `sink` once
+//  live-hls, live-cmaf        the ladder of a live stream, fed by appsrcs `v` and `a` (never a job's pipeline)
 
 struct Description {
   std::string name;
@@ -45,6 +46,9 @@ struct Builtin {
   bool string;
 };
 std::vector<Builtin> builtins_for(const std::string &fragment);
+
+// A description's name: a-z, 0-9, _ and single inner '-' ("live-hls").
+bool is_description_name(const std::string &s);
 
 Description load_description(const std::string &path);
 Description parse_description(const std::string &json_text, const std::string &path);

@@ -10,7 +10,7 @@
 
 namespace sluice::pipeline {
 
-enum class OutputKind { Hls, Cmaf, Poster, Storyboard, Preview };
+enum class OutputKind { Hls, Cmaf, Poster, Storyboard, Preview, LiveHls, LiveCmaf };
 
 struct OutputInfo {
   OutputKind kind;
@@ -24,14 +24,19 @@ struct OutputInfo {
   std::string_view master;        // the HLS master playlist of a package, "" for artifacts
   std::string_view manifest;      // the DASH manifest of a finished package, "" when it has none
   std::string_view artifact_file; // the one file an artifact is fetched by, "" for packages
+  // The ladder of a live stream (pipelines/live-*.json): appsrcs `v` and `a` fed by the live engine, a rung per
+  // video_rendition; never a job's pipeline.
+  bool live = false;
 };
 
-inline constexpr std::array<OutputInfo, 5> kOutputs{{
+inline constexpr std::array<OutputInfo, 7> kOutputs{{
     {OutputKind::Hls, "hls", true, false, "master.m3u8", "", ""},
     {OutputKind::Cmaf, "cmaf", true, false, "master.m3u8", "manifest.mpd", ""},
     {OutputKind::Poster, "poster", false, true, "", "", "poster.jpg"},
     {OutputKind::Storyboard, "storyboard", false, true, "", "", "storyboard.vtt"},
     {OutputKind::Preview, "preview", false, true, "", "", "preview.mp4"}, // (named by pipelines/preview.json)
+    {OutputKind::LiveHls, "live-hls", false, false, "master.m3u8", "", "", true},
+    {OutputKind::LiveCmaf, "live-cmaf", false, false, "master.m3u8", "manifest.mpd", "", true},
 }};
 
 constexpr const OutputInfo &output_info(OutputKind kind) {
@@ -50,7 +55,7 @@ inline std::string output_name(OutputKind kind) {
   return std::string(output_info(kind).name);
 }
 
-// "hls, cmaf, poster, storyboard, preview": for messages that list what is allowed.
+// "hls, cmaf, poster, storyboard, preview, live-hls, live-cmaf": for messages that list what is allowed.
 inline std::string output_names() {
   std::string names;
   for (const auto &o : kOutputs)

@@ -53,6 +53,22 @@ std::pair<std::int64_t, std::int64_t> clip_of(const Values &values, const Render
   return clip_range(in.duration, int_value(values, "start_seconds", 0), int_value(values, "length_seconds", 30));
 }
 
+std::string fps_fraction(double framerate) {
+  if (!(framerate > 0.0) || !std::isfinite(framerate))
+    framerate = 30.0;
+  const long long whole = std::llround(framerate);
+  if (std::fabs(framerate - whole) < 0.001)
+    return std::to_string(whole) + "/1";
+  const long long ntsc = std::llround(framerate * 1001.0 / 1000.0);
+  if (std::fabs(framerate - ntsc * 1000.0 / 1001.0) < 0.001)
+    return std::to_string(ntsc * 1000) + "/1001";
+  return std::to_string(std::llround(framerate * 1000.0)) + "/1000";
+}
+
+std::string sink_name(const std::string &rendition) {
+  return "hls_" + rendition;
+}
+
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders) {
   check_safe_string("input path", in.input);
   check_safe_string("output folder", in.out);
@@ -62,7 +78,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
   if (!in.has_video && !in.has_audio)
     throw Error(ErrorCode::NotMedia, "the input has neither audio nor video");
   const OutputInfo &output = output_info(d.output);
-  const bool ladder = output.streaming;
+  const bool ladder = output.streaming || output.live;
   if (output.needs_picture && !in.has_video)
     throw Error(ErrorCode::Invalid, "pipeline '" + d.name + "' makes a " + std::string(output.name) +
                                         " from the picture, and the input has no video");
@@ -84,6 +100,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
   char fr[32];
   g_ascii_formatd(fr, sizeof fr, "%.3f", in.framerate);
   vars["framerate"] = fr;
+  vars["fps"] = in.fps.empty() ? fps_fraction(in.framerate) : in.fps;
+  vars["threads"] = std::to_string(encoder_threads(in.cpu_cores, std::max(1, static_cast<int>(in.renditions.size()))));
   vars["duration_s"] = std::to_string(std::max(1L, std::lround(std::ceil(in.duration))));
   auto [clip_start, clip_end] = clip_of(values, in);
   vars["start_ns"] = std::to_string(clip_start);
@@ -124,12 +142,18 @@ std::string render(const Description &d, const Values &values, const RenderInput
   }
   if (in.has_audio)
     out += "  " + frag("audio", vars);
-  if (in.has_audio && d.fragments.count("audio_output"))
-    out += "  " + frag("audio_output", vars);
+  if (in.has_audio && d.fragments.count("audio_output")) {
+    auto av = vars;
+    av["rendition"] = "audio";
+    av["sink"] = sink_name("audio");
+    out += "  " + frag("audio_output", av);
+  }
   if (in.has_video) {
     out += "  " + frag("video", vars);
-    const EncoderProfile *enc = encoders.find(in.encoder);
-    if (!enc)
+    // Only a description that places {encoder} needs one (the live ones write x264enc themselves).
+    const bool places_encoder = d.fragments.at("video_rendition").find("{encoder}") != std::string::npos;
+    const EncoderProfile *enc = places_encoder ? encoders.find(in.encoder) : nullptr;
+    if (places_encoder && !enc)
       throw Error(ErrorCode::Invalid, "unknown encoder '" + in.encoder + "'");
     const int threads = encoder_threads(in.cpu_cores, static_cast<int>(in.renditions.size()));
     for (const auto &r : in.renditions) {
@@ -139,7 +163,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
         throw Error(ErrorCode::Invalid, "rendition '" + r.name + "' needs even positive sizes and a bitrate");
       auto rv = vars;
       rv["rendition"] = r.name;
-      rv["sink"] = "hls_" + r.name;
+      rv["sink"] = sink_name(r.name);
       rv["width"] = std::to_string(r.width);
       rv["height"] = std::to_string(r.height);
       rv["bitrate"] = std::to_string(r.bitrate_kbps);
@@ -149,7 +173,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
                         gop,
                         preset,
                         threads};
-      rv["encoder"] = encoders.render(*enc, s);
+      if (enc)
+        rv["encoder"] = encoders.render(*enc, s);
       out += "  " + frag("video_rendition", rv);
       if (in.has_audio)
         out += "  " + frag("audio_rendition", rv);
@@ -158,7 +183,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
   } else if (!d.fragments.count("audio_output")) {
     auto rv = vars;
     rv["rendition"] = "audio";
-    rv["sink"] = "hls_audio";
+    rv["sink"] = sink_name("audio");
     out += "  " + frag("audio_rendition", rv);
     out += "  " + frag("sink", rv);
   }

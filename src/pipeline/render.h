@@ -26,6 +26,7 @@ struct RenderInput {
   bool has_audio = true;
   int audio_channels = 2;
   double framerate = 30.0;                   // of the source, for the keyframe cadence
+  std::string fps;                           // the same as a fraction ("30000/1001"); "" derives it from framerate
   double duration = 0.0;                     // of the source in seconds (0: unknown)
   int display_width = 0, display_height = 0; // of the source's picture, rotation applied
   std::vector<RenditionSpec> renditions;
@@ -39,6 +40,12 @@ int encoder_threads(int cores, int renditions);
 
 // The keyframe interval in frames for a frame rate and segment length.
 int gop_frames(double framerate, int segment_seconds);
+
+// A frame rate as a caps fraction: 30 -> "30/1", 29.97 -> "30000/1001".
+std::string fps_fraction(double framerate);
+
+// The element name `{sink}` takes for a rendition ("hls_720p"; the audio track set of CMAF: "hls_audio").
+std::string sink_name(const std::string &rendition);
 
 // Renders the description. Throws sluice::Error when a value cannot be placed safely.
 std::string render(const Description &d, const Values &values, const RenderInput &in, const EncoderTable &encoders);

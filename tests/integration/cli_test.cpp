@@ -83,6 +83,30 @@ TEST_F(Cli, PipelineListShowValidate) {
   r = run_command({bin(), "pipeline", "show", "nope"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "unknown pipeline 'nope'")) << r.err;
+  // The live ladders are descriptions like the others: listed, shown, printed for an input's caps, validated.
+  r = run_command({bin(), "pipeline", "list"});
+  EXPECT_TRUE(contains(r.out, "live-hls ") && contains(r.out, "live-cmaf ")) << r.out;
+  r = run_command({bin(), "pipeline", "show", "live-cmaf"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "\"output\" : \"live-cmaf\"")) << r.out;
+  r = run_command({bin(), "pipeline", "print", "live-hls", "--input-caps", "640x360@25", "--set", "segment_seconds=4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(g_str_has_prefix(r.out.c_str(), "gst-launch-1.0 -e appsrc name=v ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "framerate=25/1") && contains(r.out, "key-int-max=100 ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "width=640,height=360") && !contains(r.out, "width=854")) << "never upscaled: " << r.out;
+  r = run_command({bin(), "pipeline", "print", "live-cmaf"}); // 1280x720@30 when no caps are given
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "width=1280,height=720") && contains(r.out, "mp4mux name=hls_audio")) << r.out;
+  r = run_command({bin(), "pipeline", "print", "live-hls", "--input-caps", "wide"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "--input-caps")) << r.err;
+  for (const char *live : {"live-hls.json", "live-cmaf.json"}) {
+    r = run_command({bin(), "pipeline", "validate", std::string(g_getenv("SLUICE_PIPELINES_DIR")) + "/" + live});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  }
+  r = run_command({bin(), "transcode", tmp.file("none.mp4"), "--out", tmp.file("o"), "--pipeline", "live-hls"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "live")) << r.err;
 
   const std::string dir = g_getenv("SLUICE_PIPELINES_DIR");
   r = run_command({bin(), "pipeline", "validate", dir + "/hls.json"});

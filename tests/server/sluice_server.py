@@ -321,7 +321,9 @@ class Server:
                     m = PORT_RE.search(line)
                     if m:
                         self.port = int(m.group(1))
-                        port_found.set()
+                # Its last start-up line: the RTSP, SRT and metrics lines, printed before it, are in the log.
+                if tag == 'out' and self.port is not None and line.startswith('sluice: data in'):
+                    port_found.set()
             stream.close()
 
         for stream, tag in ((self.proc.stdout, 'out'), (self.proc.stderr, 'err')):

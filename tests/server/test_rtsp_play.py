@@ -3,7 +3,8 @@
 """RTSP playback from sluice's RTSP server: a ready video plays on rtsp://HOST:PORT/videos/ID (its source remuxed,
 over TCP and UDP, seeks land on a keyframe), unknown videos are 404, signed videos need their token (401 without,
 403 with a wrong one); a live stream is restreamed on rtsp://HOST:PORT/live/ID to several viewers at once while
-its publisher sends, 404 before, and the viewers' stream ends when the publisher stops."""
+its publisher sends (its video and its AAC audio, as sent), 404 before, and the viewers' stream ends when the
+publisher stops."""
 
 import os
 import re
@@ -212,6 +213,12 @@ class RtspPlay(ServerTestCase):
             rc, err = probe(url)
             self.assertEqual(rc, 0, err)
             self.assertIn('h264', err)
+            # The publisher's audio too, as it was sent (AAC, not re-encoded), and it plays.
+            self.assertRegex(err, r'Audio: aac')
+            rc, err = run([FFMPEG, '-nostdin', '-hide_banner', '-loglevel', 'error', '-stats', '-rtsp_transport', 'tcp',
+                           '-i', url, '-map', '0:a:0', '-t', '2', '-f', 'null', '-'], 30)
+            self.assertEqual(rc, 0, err)
+            self.assertRegex(err, r'time=00:00:0[12]\.', 'the restream\'s audio did not play for 2 s')
             # A viewer without an end: its stream ends when the publisher's does.
             rc, frames, err = decode(url, timeout=40)
             end = time.monotonic()

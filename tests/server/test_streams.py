@@ -55,6 +55,18 @@ class Streams(ServerTestCase):
         self.assertEqual(p['ingest'], {})
         self.assertEqual(p['playback']['dash'], '/streams/%s/manifest.mpd' % p['id'])
 
+    def test_ingest_and_playback_urls_name_the_host_asked(self):
+        # The host the client reached (an IPv6 literal in brackets too), with the live engine's ports.
+        for host, shown in (('[::1]:8080', '[::1]'), ('127.0.0.2:8080', '127.0.0.2')):
+            with self.subTest(host=host):
+                r = self.server.post_json('/api/v1/streams', {'title': 'hosts'}, headers={'Host': host})
+                self.assertEqual(r.status, 201, r.describe())
+                s = r.json()
+                h = re.escape(shown)
+                self.assertRegex(s['ingest']['rtsp'], r'^rtsp://%s:[1-9][0-9]*/live/%s$' % (h, re.escape(s['key'])))
+                self.assertRegex(s['ingest']['srt'], r'^srt://%s:[1-9][0-9]*\?streamid=%s$' % (h, re.escape(s['key'])))
+                self.assertRegex(s['playback']['rtsp'], r'^rtsp://%s:[1-9][0-9]*/live/%s$' % (h, s['id']))
+
     def test_bad_requests_are_refused(self):
         for body, status, code, field in (
                 ({'pipeline': 'hls'}, 422, 'invalid_parameter', 'pipeline'),

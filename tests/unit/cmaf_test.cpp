@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "jobs/outputs.h"
+#include "live/playlist.h"
 #include "media/bmff.h"
 #include "media/dash.h"
 #include "media/hls.h"
@@ -326,6 +327,55 @@ TEST(Bmff, SplitsIntoInitAndMediaSegments) {
   EXPECT_THROW(small.shift(100), Error);
 }
 
+// A live ladder's muxer hands its fragmented MP4 to an appsink in buffers of any size: the cutter returns the init
+// segment once and every fragment once its media data is whole, byte for byte what a file split would give.
+TEST(Bmff, CutsAByteStreamAsItArrives) {
+  const std::string file = video_file();
+  const std::string ftyp_moov = kFtyp + moov("vide", 3000, avc1_entry(640, 360, 0x64, 0x00, 0x1e));
+  for (std::size_t chunk : {std::size_t(1), std::size_t(7), std::size_t(1000), file.size()}) {
+    SCOPED_TRACE(chunk);
+    Mp4Cutter cutter;
+    std::vector<Mp4Cutter::Piece> pieces;
+    std::vector<std::size_t> completed_at; // how many bytes had come when each piece was returned
+    for (std::size_t at = 0; at < file.size(); at += chunk) {
+      for (auto &p : cutter.push(file.data() + at, std::min(chunk, file.size() - at))) {
+        pieces.push_back(std::move(p));
+        completed_at.push_back(std::min(at + chunk, file.size()));
+      }
+    }
+    ASSERT_EQ(pieces.size(), 4u);
+    EXPECT_TRUE(pieces[0].init);
+    EXPECT_EQ(pieces[0].bytes, ftyp_moov);
+    EXPECT_EQ(cutter.track().timescale, 3000u);
+    EXPECT_EQ(cutter.track().codecs, "avc1.64001e");
+    const std::string expect[] = {fragment(1, 0, gop(30)), fragment(2, 3000, gop(30)), fragment(3, 6000, gop(10))};
+    std::size_t end = ftyp_moov.size();
+    for (int i = 0; i < 3; i++) {
+      const auto &p = pieces[i + 1];
+      EXPECT_FALSE(p.init);
+      EXPECT_EQ(p.bytes, expect[i]);
+      EXPECT_EQ(p.fragment.decode_time, 3000u * i);
+      EXPECT_EQ(p.fragment.duration, i < 2 ? 3000u : 1000u);
+      EXPECT_TRUE(p.fragment.starts_with_sync);
+      end += expect[i].size();
+      // Not before its last byte came, and (byte by byte) right then.
+      EXPECT_GE(completed_at[i + 1], end);
+      if (chunk == 1) {
+        EXPECT_EQ(completed_at[i + 1], end);
+      }
+    }
+    // The decode time is written into the segment's own bytes.
+    std::string moved = pieces[2].bytes;
+    set_decode_time(moved, pieces[2].fragment, 12345);
+    EXPECT_EQ(parse_fragmented_mp4(ftyp_moov + moved).fragments.at(0).decode_time, 12345u);
+    EXPECT_EQ(moved.size(), pieces[2].bytes.size());
+  }
+  // Bytes that are no MP4 are an error, not a crash.
+  Mp4Cutter bad;
+  const std::string junk = box("moof", "xxxxxxxx") + box("mdat", "x");
+  EXPECT_THROW(bad.push(junk.data(), junk.size()), Error);
+}
+
 TEST(Bmff, Bandwidths) {
   // 3 segments of 1 s: 1000, 3000 and 1000 bytes (plus the box overhead of each).
   auto seg = [](std::uint32_t seq, std::uint64_t t, std::uint32_t bytes) {
@@ -504,3 +554,112 @@ TEST(Outputs, VttTimesAndI420Sizes) {
 }
 
 } // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Live CMAF (live-cmaf): the playlists and the MPD the live engine writes over its segments.
+
+namespace {
+
+sluice::live::LiveSegment live_segment(int session, int number, std::uint64_t t, std::uint64_t d, std::uint32_t ts,
+                                       const char *track, std::int64_t date_us) {
+  sluice::live::LiveSegment s;
+  s.session = session;
+  s.number = number;
+  s.decode_time = t;
+  s.ticks = d;
+  s.timescale = ts;
+  s.duration = static_cast<double>(d) / ts;
+  s.map = std::string(track) + "/init-" + std::to_string(session) + ".mp4";
+  s.uri = std::string(track) + "/" + std::to_string(session) + "-" + (number < 10 ? "0000" : "000") +
+          std::to_string(number) + ".m4s";
+  s.date_us = date_us;
+  s.track.codecs = std::string(track) == "audio" ? "mp4a.40.2" : "avc1.64001e";
+  s.track.width = std::string(track) == "audio" ? 0 : 640;
+  s.track.height = std::string(track) == "audio" ? 0 : 360;
+  s.track.sample_rate = 48000;
+  s.track.channels = 2;
+  return s;
+}
+
+} // namespace
+
+TEST(LiveCmaf, MediaPlaylistIsVersion7WithAMapPerSession) {
+  sluice::live::LivePlaylist pl;
+  pl.media_sequence = 4;
+  pl.segments.push_back(live_segment(1, 5, 10000, 5000, 2500, "360p", 1700000000000000));
+  pl.segments.push_back(live_segment(1, 6, 15000, 5000, 2500, "360p", 1700000002000000));
+  auto second = live_segment(2, 1, 500, 5000, 2500, "360p", 1700000010000000);
+  second.discontinuity = true;
+  pl.segments.push_back(second);
+  const std::string text = sluice::live::write_live_playlist(pl);
+  EXPECT_TRUE(contains(text, "#EXT-X-VERSION:7\n")) << text;
+  EXPECT_EQ(count(text, "#EXT-X-MAP:"), 2) << text;
+  // The map comes before the first segment of each session, after the discontinuity.
+  EXPECT_TRUE(contains(text, "#EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-MAP:URI=\"360p/init-1.mp4\"\n")) << text;
+  EXPECT_TRUE(contains(text, "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"360p/init-2.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:"))
+      << text;
+  EXPECT_TRUE(contains(text, "#EXTINF:2.000,\n360p/1-00006.m4s\n")) << text;
+  // MPEG-TS segments (live-hls) keep version 3 and no map.
+  sluice::live::LivePlaylist ts;
+  sluice::live::LiveSegment seg;
+  seg.uri = "360p-1-00000.ts";
+  seg.duration = 2;
+  ts.segments.push_back(seg);
+  EXPECT_TRUE(contains(sluice::live::write_live_playlist(ts), "#EXT-X-VERSION:3\n"));
+  EXPECT_FALSE(contains(sluice::live::write_live_playlist(ts), "EXT-X-MAP"));
+}
+
+TEST(LiveCmaf, DynamicMpdHasAPeriodPerSessionAndTurnsStatic) {
+  const std::int64_t ast = 1700000000000000; // session 1's running time 0
+  std::deque<sluice::live::LiveSegment> video, audio;
+  // Session 1: video segments 3 and 4 (4 s and 6 s into it), audio at 4.01 s; session 2 began 20 s after session 1.
+  video.push_back(live_segment(1, 3, 10000, 5000, 2500, "360p", ast + 4000000));
+  video.push_back(live_segment(1, 4, 15000, 5000, 2500, "360p", ast + 6000000));
+  video.push_back(live_segment(2, 1, 250, 5000, 2500, "360p", ast + 20100000));
+  audio.push_back(live_segment(1, 3, 192480, 95232, 48000, "audio", ast + 4010000));
+  audio.push_back(live_segment(2, 1, 4800, 95232, 48000, "audio", ast + 20100000));
+  sluice::live::LiveMpd m;
+  m.availability_start_us = ast;
+  m.publish_us = ast + 22000000;
+  m.session_start_us = {{1, ast}, {2, ast + 20000000}};
+  m.window_s = 8;
+  m.segment_s = 2;
+  m.tracks.push_back({"360p", true, 900000, "25", &video});
+  m.tracks.push_back({"audio", false, 128000, "", &audio});
+  const std::string dynamic = sluice::live::write_live_mpd(m);
+  SCOPED_TRACE(dynamic);
+  EXPECT_TRUE(contains(dynamic, "type=\"dynamic\" availabilityStartTime=\"2023-11-14T22:13:20.000Z\""));
+  EXPECT_TRUE(contains(dynamic, "publishTime=\"2023-11-14T22:13:42.000Z\""));
+  EXPECT_TRUE(contains(dynamic, "timeShiftBufferDepth=\"PT8.000S\""));
+  EXPECT_TRUE(contains(dynamic, "minimumUpdatePeriod=\"PT2.000S\""));
+  EXPECT_TRUE(contains(dynamic, "suggestedPresentationDelay=\"PT6.000S\""));
+  EXPECT_FALSE(contains(dynamic, "mediaPresentationDuration"));
+  // One Period per session, at the wall time its running time began, its decode times as they are.
+  EXPECT_TRUE(contains(dynamic, "<Period id=\"s1\" start=\"PT0.000S\">"));
+  EXPECT_TRUE(contains(dynamic, "<Period id=\"s2\" start=\"PT20.000S\">"));
+  EXPECT_TRUE(contains(dynamic, "timescale=\"2500\" presentationTimeOffset=\"0\" initialization=\"360p/init-1.mp4\" "
+                                "media=\"360p/1-$Number%05d$.m4s\" startNumber=\"3\""));
+  EXPECT_TRUE(contains(dynamic, "<S t=\"10000\" d=\"5000\" r=\"1\"/>"));
+  EXPECT_TRUE(
+      contains(dynamic, "initialization=\"360p/init-2.mp4\" media=\"360p/2-$Number%05d$.m4s\" startNumber=\"1\""));
+  EXPECT_TRUE(contains(dynamic, "<S t=\"250\" d=\"5000\"/>"));
+  EXPECT_TRUE(contains(dynamic, "codecs=\"mp4a.40.2\" audioSamplingRate=\"48000\""));
+  EXPECT_EQ(count(dynamic, "<AdaptationSet "), 4);
+  EXPECT_FALSE(contains(dynamic, "UTCTiming"));
+  m.time_url = "/streams/abc/manifest.mpd";
+  EXPECT_TRUE(
+      contains(sluice::live::write_live_mpd(m),
+               "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-head:2014\" value=\"/streams/abc/manifest.mpd\"/>"));
+
+  // Ended: static, the first listed segment at 0, what the Periods last as its duration.
+  m.ended = true;
+  const std::string fixed = sluice::live::write_live_mpd(m);
+  SCOPED_TRACE(fixed);
+  EXPECT_TRUE(contains(fixed, "type=\"static\" mediaPresentationDuration=\"PT18.100S\"")); // 4 s -> 22.1 s
+  EXPECT_FALSE(contains(fixed, "availabilityStartTime"));
+  EXPECT_FALSE(contains(fixed, "UTCTiming"));
+  EXPECT_TRUE(contains(fixed, "<Period id=\"s1\" start=\"PT0.000S\">"));
+  EXPECT_TRUE(contains(fixed, "<Period id=\"s2\" start=\"PT16.000S\">"));
+  EXPECT_TRUE(contains(fixed, "timescale=\"2500\" presentationTimeOffset=\"10000\""));
+  EXPECT_TRUE(contains(fixed, "timescale=\"48000\" presentationTimeOffset=\"192000\""));
+}

@@ -5,6 +5,8 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/paths.h"
+#include "jobs/transcode.h"
+#include "live/ladder.h"
 #include "pipeline/description.h"
 #include "pipeline/encoders.h"
 #include "pipeline/params.h"
@@ -33,16 +35,18 @@ namespace {
 
 using sluice::Error;
 using sluice::ErrorCode;
-using sluice::test::expect_error;
-using sluice::test::TempDir;
 using sluice::test::contains;
 using sluice::test::count;
+using sluice::test::expect_error;
+using sluice::test::TempDir;
 using namespace sluice::pipeline;
 
 [[maybe_unused]] ::testing::Environment *const gst_environment =
     ::testing::AddGlobalTestEnvironment(new sluice::test::GstEnvironment);
 
-bool plugin_found() { return sluice::paths::ensure_plugin(); }
+bool plugin_found() {
+  return sluice::paths::ensure_plugin();
+}
 
 // ---------------------------------------------------------------------------------------------
 // GStreamer helpers
@@ -318,7 +322,7 @@ TEST(DescriptionTest, RejectsBadNamesOutputsAndJson) {
       expect_error([] { parse(description_json(minimal_fragments(), "{}", "\"name\": \"t\", \"output\": \"dash\"")); });
   EXPECT_TRUE(contains(out.what(), "dash")) << out.what();
   // ... and names the outputs there are, when the description is loaded.
-  EXPECT_TRUE(contains(out.what(), "(hls, cmaf, poster, storyboard, preview)")) << out.what();
+  EXPECT_TRUE(contains(out.what(), "(hls, cmaf, poster, storyboard, preview, live-hls, live-cmaf)")) << out.what();
   EXPECT_THROW(parse("{not json"), Error);
   EXPECT_THROW(parse("[]"), Error);
   EXPECT_THROW(parse(R"({"name": "t", "fragments": {"source": 1, "sink": "a", "video_rendition": "b"}})"), Error);
@@ -327,10 +331,15 @@ TEST(DescriptionTest, RejectsBadNamesOutputsAndJson) {
 
 // One table says what each output kind is; every other module asks it (no string comparisons of kinds).
 TEST(OutputKindTest, OneTableOfOutputKinds) {
-  EXPECT_EQ(kOutputs.size(), 5u);
+  EXPECT_EQ(kOutputs.size(), 7u);
   for (const auto &o : kOutputs) {
     EXPECT_EQ(parse_output_kind(o.name), o.kind) << o.name;
     EXPECT_EQ(&output_info(o.kind), &o) << o.name;
+    if (o.live) { // a live stream's ladder: neither a job's package nor an artifact, served with a master playlist
+      EXPECT_FALSE(o.streaming || o.needs_picture) << o.name;
+      EXPECT_EQ(o.master, "master.m3u8") << o.name;
+      continue;
+    }
     EXPECT_NE(o.streaming, o.needs_picture) << o.name << ": a package or an artifact";
     EXPECT_EQ(o.streaming, !o.master.empty()) << o.name << ": packages have a master playlist";
     EXPECT_EQ(o.needs_picture, !o.artifact_file.empty()) << o.name << ": artifacts have one file";
@@ -345,7 +354,9 @@ TEST(OutputKindTest, OneTableOfOutputKinds) {
   EXPECT_EQ(output_info(OutputKind::Poster).artifact_file, "poster.jpg");
   EXPECT_EQ(output_info(OutputKind::Storyboard).artifact_file, "storyboard.vtt");
   EXPECT_EQ(output_info(OutputKind::Preview).artifact_file, "preview.mp4");
-  EXPECT_EQ(output_names(), "hls, cmaf, poster, storyboard, preview");
+  EXPECT_EQ(output_names(), "hls, cmaf, poster, storyboard, preview, live-hls, live-cmaf");
+  EXPECT_EQ(output_info(OutputKind::LiveCmaf).manifest, "manifest.mpd");
+  EXPECT_EQ(output_info(OutputKind::LiveHls).manifest, "");
   EXPECT_TRUE(output_info(OutputKind::Storyboard).needs_picture);
   EXPECT_FALSE(output_info(OutputKind::Hls).needs_picture);
   EXPECT_EQ(parse_output_kind("dash"), std::nullopt);
@@ -1070,3 +1081,151 @@ TEST(EncoderTableLoad, RejectsBadOrderAndNames) {
 }
 
 } // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The live ladders (pipelines/live-hls.json, live-cmaf.json) rendered as the live engine plans them from a
+// publisher's caps.
+
+namespace {
+
+struct CapsPtr {
+  GstCaps *caps;
+  explicit CapsPtr(GstCaps *c) : caps(c) {}
+  ~CapsPtr() {
+    if (caps)
+      gst_caps_unref(caps);
+  }
+  CapsPtr(const CapsPtr &) = delete;
+  CapsPtr &operator=(const CapsPtr &) = delete;
+};
+
+CapsPtr video_caps(int w, int h, int fn, int fd) {
+  return CapsPtr(gst_caps_new_simple("video/x-h264", "width", G_TYPE_INT, w, "height", G_TYPE_INT, h, "framerate",
+                                     GST_TYPE_FRACTION, fn, fd, nullptr));
+}
+
+CapsPtr aac_caps() {
+  return CapsPtr(gst_caps_new_simple("audio/mpeg", "mpegversion", G_TYPE_INT, 4, nullptr));
+}
+
+sluice::live::LadderPlan live_plan(const std::string &name, int w, int h, int fn, int fd, bool audio,
+                                   const std::map<std::string, std::string> &params = {},
+                                   const std::string &ladder = "") {
+  auto d = sluice::live::load_live_description(name);
+  d.values = resolve(d.description.params, params);
+  d.segment_seconds = int_value(d.values, "segment_seconds", 2);
+  auto v = video_caps(w, h, fn, fd);
+  auto a = aac_caps();
+  return sluice::live::plan_ladder(d, ladder, "/data/streams/abc", 3, v.caps, audio ? a.caps : nullptr);
+}
+
+} // namespace
+
+TEST(LiveRender, LiveHlsIsTodaysLadder) {
+  auto plan = live_plan("live-hls", 1280, 720, 30, 1, true);
+  const std::string &d = plan.launch;
+  SCOPED_TRACE(d);
+  ASSERT_EQ(plan.renditions.size(), 4u); // 240p..720p: the default ladder up to the input, never upscaled
+  EXPECT_FALSE(plan.cmaf);
+  EXPECT_EQ(plan.gop, 60);
+  EXPECT_EQ(count(d, "\n"), 0);
+  EXPECT_EQ(count(d, "{"), 0) << "unsubstituted placeholder";
+  EXPECT_EQ(count(d, "appsrc name=v "), 1);
+  EXPECT_EQ(count(d, "appsrc name=a "), 1);
+  EXPECT_EQ(count(d, "decodebin name=dec"), 1); // one decode of the video
+  EXPECT_EQ(count(d, "videorate name=rate"), 1);
+  EXPECT_TRUE(contains(d, "video/x-raw,framerate=30/1 ! tee name=vt"));
+  EXPECT_EQ(count(d, "avenc_aac bitrate=128000"), 1); // audio encoded once, shared
+  EXPECT_EQ(count(d, "x264enc tune=zerolatency speed-preset=veryfast "), 4);
+  EXPECT_EQ(count(d, "key-int-max=60 "), 4);
+  EXPECT_EQ(count(d, "option-string=\"scenecut=0\""), 4);
+  EXPECT_EQ(count(d, "colorimetry=bt709"), 4);
+  EXPECT_EQ(count(d, "hlssink2 name=hls_"), 4);
+  EXPECT_EQ(count(d, "send-keyframe-requests=false"), 4);
+  EXPECT_EQ(count(d, "at. ! queue"), 4);
+  EXPECT_TRUE(contains(d, "width=1280,height=720,pixel-aspect-ratio=1/1"));
+  EXPECT_TRUE(contains(d, "bitrate=2800 key-int-max=60 threads=1"));
+  // It builds, and the engine finds what it feeds and what it listens to.
+  std::string error;
+  Pipeline p = parse_launch(d, &error);
+  ASSERT_TRUE(p) << error;
+  EXPECT_EQ(sluice::live::check_ladder_elements(p.get(), plan), "");
+}
+
+TEST(LiveRender, LiveCmafHasAMuxerAndAppsinkPerTrack) {
+  auto plan = live_plan("live-cmaf", 640, 360, 30000, 1001, true, {{"segment_seconds", "4"}, {"preset", "ultrafast"}});
+  const std::string &d = plan.launch;
+  SCOPED_TRACE(d);
+  ASSERT_EQ(plan.renditions.size(), 2u); // 240p, 360p
+  EXPECT_TRUE(plan.cmaf);
+  EXPECT_EQ(plan.tracks(), 3u);
+  EXPECT_EQ(plan.track_name(2), "audio");
+  EXPECT_EQ(plan.segment_seconds, 4);
+  EXPECT_EQ(plan.gop, 120); // 29.97 x 4
+  EXPECT_TRUE(contains(d, "video/x-raw,framerate=30000/1001 ! tee name=vt"));
+  EXPECT_EQ(count(d, "key-int-max=120 "), 2);
+  EXPECT_EQ(count(d, "speed-preset=ultrafast "), 2);
+  EXPECT_EQ(count(d, "mp4mux name=hls_"), 3);
+  EXPECT_TRUE(contains(d, "mp4mux name=hls_audio fragment-duration=4000 streamable=true ! appsink"));
+  EXPECT_TRUE(contains(d, "mp4mux name=hls_360p fragment-duration=3600000 streamable=true ! appsink"));
+  EXPECT_EQ(count(d, "appsink "), 3);
+  EXPECT_EQ(count(d, "hlssink2"), 0);
+  std::string error;
+  Pipeline p = parse_launch(d, &error);
+  ASSERT_TRUE(p) << error;
+  EXPECT_EQ(sluice::live::check_ladder_elements(p.get(), plan), "");
+
+  // Without audio: no audio appsrc, no audio track.
+  auto silent = live_plan("live-cmaf", 640, 360, 25, 1, false);
+  EXPECT_EQ(silent.tracks(), 2u);
+  EXPECT_EQ(count(silent.launch, "appsrc "), 1);
+  EXPECT_EQ(count(silent.launch, "avenc_aac"), 0);
+  EXPECT_EQ(count(silent.launch, "appsink "), 2);
+  Pipeline q = parse_launch(silent.launch, &error);
+  ASSERT_TRUE(q) << error;
+  EXPECT_EQ(sluice::live::check_ladder_elements(q.get(), silent), "");
+  // A ladder asked for: never above the input.
+  auto asked = live_plan("live-hls", 640, 360, 25, 1, true, {}, "360p,720p");
+  ASSERT_EQ(asked.renditions.size(), 1u);
+  EXPECT_EQ(asked.renditions[0].name, "360p");
+}
+
+TEST(LiveRender, DescriptionsAreCheckedLikeTheOthers) {
+  const std::string text = sluice::fs::read_file(sluice::fs::join(sluice::paths::pipelines_dir(), "live-cmaf.json"));
+  // A live output names what it needs.
+  for (const char *frag : {"\"audio_output\"", "\"video\"", "\"audio\""}) {
+    std::string bad = text;
+    const auto at = bad.find(std::string(frag) + ": ");
+    ASSERT_NE(at, std::string::npos) << frag;
+    bad.replace(at, std::strlen(frag), "\"unused_x\"");
+    Error e = expect_error([&] { parse_description(bad, "live.json"); });
+    EXPECT_TRUE(contains(e.what(), "unused_x") || contains(e.what(), "missing fragment")) << e.what();
+  }
+  std::string renamed = text;
+  renamed.replace(renamed.find("\"live-cmaf\""), 11, "\"-live\"");
+  EXPECT_THROW(parse_description(renamed, "live.json"), Error);
+  EXPECT_TRUE(is_description_name("live-hls"));
+  EXPECT_FALSE(is_description_name("live--hls"));
+  EXPECT_FALSE(is_description_name("live-"));
+  EXPECT_FALSE(is_description_name("Live"));
+  // An element the engine needs that the description does not make: found before it runs.
+  std::string no_appsink = text;
+  for (std::size_t at; (at = no_appsink.find("! appsink sync=false async=false")) != std::string::npos;)
+    no_appsink.replace(at, 32, "! fakesink");
+  sluice::live::LiveDescription d;
+  d.description = parse_description(no_appsink, "live.json");
+  d.values = resolve(d.description.params, {});
+  auto v = video_caps(320, 180, 25, 1);
+  auto plan = sluice::live::plan_ladder(d, "", "/data/streams/abc", 1, v.caps, nullptr);
+  std::string error;
+  Pipeline p = parse_launch(plan.launch, &error);
+  ASSERT_TRUE(p) << error;
+  EXPECT_TRUE(contains(sluice::live::check_ladder_elements(p.get(), plan), "no appsink"));
+  // A live description is not a job's pipeline, nor a VOD one a stream's.
+  sluice::jobs::TranscodeRequest req;
+  req.input = "/nonexistent/in.mp4";
+  req.pipeline = "live-hls";
+  Error job = expect_error([&] { sluice::jobs::plan_transcode(req, "/nonexistent/out", EncoderTable{}); });
+  EXPECT_TRUE(contains(job.what(), "live")) << job.what();
+  EXPECT_THROW(sluice::live::load_live_description("hls"), Error);
+}
