@@ -8,6 +8,7 @@
 #include <gst/app/gstappsink.h>
 
 #include <algorithm>
+#include <utility>
 
 #define GST_CAT_DEFAULT sluice_live_debug
 
@@ -30,6 +31,12 @@ void free_listener(gpointer d, GClosure *) {
 
 Srt::Listener &listener_of(gpointer d) {
   return **static_cast<ListenerPtr *>(d);
+}
+
+// The input the listener's caller publishes to, and its claim (a null input when there is none).
+std::pair<std::shared_ptr<Input>, std::uint64_t> current_input(Srt::Listener &l) {
+  std::lock_guard<std::mutex> lock(l.mutex);
+  return {l.input, l.claim};
 }
 
 // The key in a streamid: the whole of it, or the resource of the SRT access control syntax "#!::r=KEY,m=publish".
@@ -83,14 +90,7 @@ void on_caller_added(GstElement *, gint, GSocketAddress *, gpointer d) {
 }
 
 void on_caller_removed(GstElement *, gint, GSocketAddress *, gpointer d) {
-  Srt::Listener &l = listener_of(d);
-  std::shared_ptr<Input> in;
-  std::uint64_t claim = 0;
-  {
-    std::lock_guard<std::mutex> lock(l.mutex);
-    in = l.input;
-    claim = l.claim;
-  }
+  auto [in, claim] = current_input(listener_of(d));
   if (in)
     in->release(claim, "the publisher left");
 }
@@ -102,14 +102,7 @@ void on_pad_added(GstElement *parsebin, GstPad *pad, gpointer d) {
 // The caller's bytes, before anything is made of them: a caller that sends what cannot be read is not idle (its
 // stream ends with the reason parsebin gives, or for want of video), one that sends nothing is.
 GstPadProbeReturn on_srt_bytes(GstPad *, GstPadProbeInfo *, gpointer d) {
-  Srt::Listener &l = listener_of(d);
-  std::shared_ptr<Input> in;
-  std::uint64_t claim = 0;
-  {
-    std::lock_guard<std::mutex> lock(l.mutex);
-    in = l.input;
-    claim = l.claim;
-  }
+  auto [in, claim] = current_input(listener_of(d));
   if (in)
     in->touch(claim);
   return GST_PAD_PROBE_OK;

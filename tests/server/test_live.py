@@ -15,8 +15,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (BINARY, FFMPEG, FFPROBE, EventStream, ServerTestCase, main,  # noqa: E402
-                           need_binary, need_ffmpeg, wait_until)
+from live_case import LiveCase, startup_lines  # noqa: E402
+from sluice_server import BINARY, FFMPEG, FFPROBE, EventStream, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 WINDOW = 8          # [live] window: seconds of a playlist (4 segments of 2 s)
 IDLE_TIMEOUT = 3    # [live] idle-timeout
@@ -43,19 +43,15 @@ def parse_media_playlist(text):
 
 @need_binary
 @need_ffmpeg
-class Live(ServerTestCase):
+class Live(LiveCase):
     CONFIG = {'jobs': {'concurrent': 1}, 'rtsp': {'listen': '127.0.0.1:0'}, 'srt': {'listen': '127.0.0.1:0'},
               'live': {'window': WINDOW, 'idle-timeout': IDLE_TIMEOUT}}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        log = cls.server.log_tail(50)
-        rtsp = re.search(r'sluice: RTSP on rtsp://127\.0\.0\.1:(\d+)/', log)
-        srt = re.search(r'sluice: SRT on srt://127\.0\.0\.1:(\d+)', log)
-        if not rtsp or not srt:
-            raise AssertionError('the server did not print its RTSP and SRT addresses:\n' + log)
-        cls.rtsp_port, cls.srt_port = int(rtsp.group(1)), int(srt.group(1))
+        if cls.rtsp_port is None or cls.srt_port is None:
+            raise AssertionError('the server did not print its RTSP and SRT addresses:\n' + cls.server.log_tail(50))
         cls.drawtext = has_drawtext()
         cls.work = tempfile.mkdtemp(prefix='sluice-live-')
         cls.addClassCleanup(shutil.rmtree, cls.work, True)
@@ -77,33 +73,7 @@ class Live(ServerTestCase):
         if self.drawtext:
             video += (",drawtext=text='%{localtime\\:%T.%3N}':fontsize=32:fontcolor=white:box=1:boxcolor=black"
                       ":x=10:y=10")
-        cmd = ['timeout', '-k', '2', str(seconds + 30), FFMPEG, '-hide_banner', '-loglevel', 'error', '-re',
-               '-f', 'lavfi', '-i', video, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-               '-t', str(seconds), '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '50',
-               '-threads', '1', '-c:a', 'aac', '-b:a', '96k']
-        if url.startswith('rtsp://'):
-            cmd += ['-f', 'rtsp', '-rtsp_transport', 'tcp', url]
-        else:
-            cmd += ['-f', 'mpegts', url]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def finished(self, proc, timeout):
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            self.fail('the publisher did not end within %d s' % timeout)
-        return proc.returncode, err.decode('utf-8', 'replace')
-
-    def state(self, sid):
-        return self.server.get_json('/api/v1/streams/' + sid)['state']
-
-    def wait_state(self, sid, state, timeout):
-        try:
-            wait_until(lambda: self.state(sid) == state, timeout, 0.2, 'stream %s to be %s' % (sid, state))
-        except AssertionError as e:
-            raise AssertionError('%s\nserver log:\n%s' % (e, self.server.log_tail(30)))
+        return super().publish(url, seconds, video=video, audio_kbps=96)
 
     def text(self, path):
         r = self.server.get(path)
@@ -269,16 +239,7 @@ class Live(ServerTestCase):
                                  '--rtsp-listen', '127.0.0.1:0', '--srt-listen', 'off'],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            lines = []
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                lines.append(line)
-                if line.startswith('sluice: data in'):
-                    break
-            text = ''.join(lines)
+            text = startup_lines(proc)
             m = re.search(r'^sluice: RTSP on rtsp://127\.0\.0\.1:(\d+)/$', text, re.M)
             self.assertTrue(m, text)
             self.assertNotEqual(int(m.group(1)), 0)

@@ -17,8 +17,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (FFMPEG, FFPROBE, EventStream, ServerTestCase, main, need_binary,  # noqa: E402
-                           need_ffmpeg, wait_until)
+from live_case import LiveCase  # noqa: E402
+from sluice_server import FFPROBE, EventStream, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 WINDOW = 6          # [live] window: seconds of a playlist (3 segments of 2 s)
 IDLE_TIMEOUT = 2    # [live] idle-timeout
@@ -53,14 +53,14 @@ def parse_duration(text):
 
 @need_binary
 @need_ffmpeg
-class LiveCmaf(ServerTestCase):
+class LiveCmaf(LiveCase):
     CONFIG = {'jobs': {'concurrent': 1}, 'rtsp': {'listen': '127.0.0.1:0'}, 'srt': {'listen': 'off'},
               'live': {'window': WINDOW, 'idle-timeout': IDLE_TIMEOUT}}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if not re.search(r'sluice: RTSP on rtsp://127\.0\.0\.1:(\d+)/', cls.server.log_tail(50)):
+        if cls.rtsp_port is None:
             raise AssertionError('the server did not print its RTSP address:\n' + cls.server.log_tail(50))
         cls.work = tempfile.mkdtemp(prefix='sluice-live-cmaf-')
         cls.addClassCleanup(shutil.rmtree, cls.work, True)
@@ -68,31 +68,8 @@ class LiveCmaf(ServerTestCase):
     # -- helpers --
 
     def publish(self, url, seconds):
-        """ffmpeg publishes a 320x180 25 fps test pattern and a tone to url over RTSP (TCP)."""
-        cmd = ['timeout', '-k', '2', str(seconds + 30), FFMPEG, '-hide_banner', '-loglevel', 'error', '-re',
-               '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=%d' % FPS, '-f', 'lavfi',
-               '-i', 'sine=frequency=440:sample_rate=48000', '-t', str(seconds), '-c:v', 'libx264',
-               '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', str(2 * FPS), '-threads', '1', '-c:a', 'aac',
-               '-b:a', '64k', '-f', 'rtsp', '-rtsp_transport', 'tcp', url]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def finished(self, proc, timeout):
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            self.fail('the publisher did not end within %d s' % timeout)
-        return proc.returncode, err.decode('utf-8', 'replace')
-
-    def stream(self, sid):
-        return self.server.get_json('/api/v1/streams/' + sid)
-
-    def wait_state(self, sid, state, timeout):
-        try:
-            wait_until(lambda: self.stream(sid)['state'] == state, timeout, 0.2, 'stream %s to be %s' % (sid, state))
-        except AssertionError as e:
-            raise AssertionError('%s\nserver log:\n%s' % (e, self.server.log_tail(30)))
+        """ffmpeg publishes a 320x180 test pattern and a tone to url over RTSP (TCP)."""
+        return super().publish(url, seconds, video='testsrc2=size=320x180:rate=%d' % FPS, gop=2 * FPS)
 
     def get(self, sid, name, mime=None):
         r = self.server.get('/streams/%s/%s' % (sid, name))

@@ -18,8 +18,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (BINARY, FFMPEG, FFPROBE, ServerTestCase, main, need_binary, need_ffmpeg,  # noqa: E402
-                           wait_until)
+from live_case import LiveCase, startup_lines, publisher_command  # noqa: E402
+from sluice_server import BINARY, FFPROBE, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 IDLE_TIMEOUT = 2
 NO_VIDEO_S = 6      # a publisher without video is let go after this long (live/engine.cpp)
@@ -35,16 +35,14 @@ def media_playlist(text):
 
 @need_binary
 @need_ffmpeg
-class LiveFaults(ServerTestCase):
+class LiveFaults(LiveCase):
     CONFIG = {'jobs': {'concurrent': 1}, 'live': {'window': 6, 'idle-timeout': IDLE_TIMEOUT}}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        log = wait_until(lambda: (lambda t: t if 'SRT on' in t else None)(cls.server.log_tail(50)), 10, 0.1,
-                         'the live ports in the log')
-        cls.rtsp_port = int(re.search(r'sluice: RTSP on rtsp://127\.0\.0\.1:(\d+)/', log).group(1))
-        cls.srt_port = int(re.search(r'sluice: SRT on srt://127\.0\.0\.1:(\d+)', log).group(1))
+        if cls.rtsp_port is None or cls.srt_port is None:
+            raise AssertionError('the server did not print its RTSP and SRT addresses:\n' + cls.server.log_tail(50))
         cls.work = tempfile.mkdtemp(prefix='sluice-live-faults-')
         cls.addClassCleanup(shutil.rmtree, cls.work, True)
         cls.procs = []
@@ -75,21 +73,11 @@ class LiveFaults(ServerTestCase):
 
     @classmethod
     def publish(cls, url, seconds, audio=True, video=True, fmt=None):
-        """ffmpeg publishes a small 25 fps test pattern (a keyframe every 2 s) and a tone to url."""
-        cmd = [FFMPEG, '-hide_banner', '-loglevel', 'error', '-re']
-        if video:
-            cmd += ['-f', 'lavfi', '-i', 'testsrc2=size=%s:rate=25' % SIZE]
-        if audio:
-            cmd += ['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000']
-        cmd += ['-t', str(seconds)]
-        if video:
-            cmd += ['-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '50', '-threads', '1']
-        if audio:
-            cmd += ['-c:a', 'pcm_s16le'] if fmt == 's16le' else ['-c:a', 'aac', '-b:a', '64k']
-        if url.startswith('rtsp://'):
-            cmd += ['-f', 'rtsp', '-rtsp_transport', 'tcp', url]
-        else:
-            cmd += ['-f', fmt or 'mpegts', url]
+        """ffmpeg publishes a small 25 fps test pattern (a keyframe every 2 s) and a tone to url (killed at the end
+        of the class at the latest)."""
+        cmd = publisher_command(url, seconds, video='testsrc2=size=%s:rate=25' % SIZE if video else None,
+                                audio=('pcm_s16le' if fmt == 's16le' else 'aac') if audio else None, fmt=fmt,
+                                deadline=False)
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         cls.procs.append(p)
         return p
@@ -106,9 +94,6 @@ class LiveFaults(ServerTestCase):
         return seq + len(segments)
 
     # -- helpers --
-
-    def stream(self, sid):
-        return self.server.get_json('/api/v1/streams/' + sid)
 
     def wait_stream(self, sid, pred, timeout, what):
         try:
@@ -165,13 +150,8 @@ class LiveFaults(ServerTestCase):
                 return proc
             self.finished(proc)
 
-    def finished(self, proc, timeout=5):
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        return proc.returncode, err.decode('utf-8', 'replace')
+    def finished(self, proc, timeout=5, must_end=False):
+        return super().finished(proc, timeout, must_end)
 
     # -- tests --
 
@@ -266,16 +246,7 @@ class LiveFaults(ServerTestCase):
                                         '--srt-listen', '0.0.0.0:0'],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            lines = []
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                lines.append(line)
-                if line.startswith('sluice: data in'):
-                    break
-            text = ''.join(lines)
+            text = startup_lines(proc)
             m = re.search(r'(?m)^sluice: RTSP on rtsp://0\.0\.0\.0:([1-9]\d*)/$', text)
             self.assertTrue(m, text)
             self.assertRegex(text, r'(?m)^sluice: SRT on srt://0\.0\.0\.0:[1-9]\d*$')

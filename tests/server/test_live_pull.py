@@ -18,7 +18,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import FFMPEG, Server, ServerTestCase, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
+from live_case import LiveCase, publisher_command  # noqa: E402
+from sluice_server import FFMPEG, Server, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 
 def free_tcp_port():
@@ -35,7 +36,7 @@ def free_udp_port():
 
 @need_binary
 @need_ffmpeg
-class LivePull(ServerTestCase):
+class LivePull(LiveCase):
     CONFIG = {'jobs': {'concurrent': 1}, 'live': {'window': 8, 'idle-timeout': 30}}
 
     def listen(self, port, seconds=120):
@@ -63,15 +64,6 @@ class LivePull(ServerTestCase):
         if proc.poll() is None:
             proc.communicate(timeout=5)
 
-    def state(self, sid):
-        return self.server.get_json('/api/v1/streams/' + sid)
-
-    def wait_state(self, sid, state, timeout):
-        try:
-            wait_until(lambda: self.state(sid)['state'] == state, timeout, 0.2, 'stream %s to be %s' % (sid, state))
-        except AssertionError as e:
-            raise AssertionError('%s\nserver log:\n%s' % (e, self.server.log_tail(30)))
-
     def follow(self, sid):
         """The states of a stream seen from now on (and their reasons), polled in the background until the test
         ends."""
@@ -80,7 +72,7 @@ class LivePull(ServerTestCase):
         def poll():
             while not done.is_set():
                 try:
-                    s = self.state(sid)
+                    s = self.stream(sid)
                 except Exception:  # noqa: BLE001 - the server is checked by the test
                     s = {'state': '?'}
                 if not seen or seen[-1] != s['state']:
@@ -156,14 +148,9 @@ class LivePull(ServerTestCase):
 
 
     def publish(self, url, seconds=120):
-        """ffmpeg publishes a small 25 fps test pattern and a tone over RTSP."""
-        cmd = ['timeout', '-k', '2', str(seconds), FFMPEG, '-hide_banner', '-loglevel', 'error', '-re',
-               '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=25', '-f', 'lavfi',
-               '-i', 'sine=frequency=440:sample_rate=48000', '-c:v', 'libx264', '-preset', 'ultrafast',
-               '-tune', 'zerolatency', '-g', '50', '-threads', '1', '-c:a', 'aac', '-b:a', '64k',
-               '-f', 'rtsp', '-rtsp_transport', 'tcp', url]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        """ffmpeg publishes a small 25 fps test pattern and a tone over RTSP (a session of its own: stopped())."""
+        return subprocess.Popen(publisher_command(url, seconds), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
 
     def test_pull_rtsp_source_restarts(self):
         # The camera: a second sluice, which restreams a stream ffmpeg publishes to it on rtsp://.../live/ID.

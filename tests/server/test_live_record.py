@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (FFMPEG, FFPROBE, EventStream, ServerTestCase, main, need_binary,  # noqa: E402
-                           need_ffmpeg, wait_until)
+from live_case import LiveCase  # noqa: E402
+from sluice_server import FFPROBE, EventStream, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 WINDOW = 4          # [live] window: seconds of a playlist (the engine lists 3 segments at least)
 IDLE_TIMEOUT = 2    # [live] idle-timeout
@@ -23,34 +23,15 @@ SEGMENT = 2.0
 
 @need_binary
 @need_ffmpeg
-class LiveRecord(ServerTestCase):
+class LiveRecord(LiveCase):
     CONFIG = {'jobs': {'concurrent': 1}, 'rtsp': {'listen': '127.0.0.1:0'}, 'srt': {'listen': '127.0.0.1:0'},
               'live': {'window': WINDOW, 'idle-timeout': IDLE_TIMEOUT}}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        rtsp = re.search(r'sluice: RTSP on rtsp://127\.0\.0\.1:(\d+)/', cls.server.log_tail(50))
-        if not rtsp:
+        if cls.rtsp_port is None:
             raise AssertionError('the server did not print its RTSP address:\n' + cls.server.log_tail(50))
-
-    def publish(self, url, seconds):
-        """ffmpeg publishes a 320x180 25 fps test pattern and a tone to url over RTSP (TCP)."""
-        cmd = ['timeout', '-k', '2', str(seconds + 30), FFMPEG, '-hide_banner', '-loglevel', 'error', '-re',
-               '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=25', '-f', 'lavfi',
-               '-i', 'sine=frequency=440:sample_rate=48000', '-t', str(seconds), '-c:v', 'libx264',
-               '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', '50', '-threads', '1', '-c:a', 'aac',
-               '-b:a', '64k', '-f', 'rtsp', '-rtsp_transport', 'tcp', url]
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def stream(self, sid):
-        return self.server.get_json('/api/v1/streams/' + sid)
-
-    def wait_state(self, sid, state, timeout):
-        try:
-            wait_until(lambda: self.stream(sid)['state'] == state, timeout, 0.2, 'stream %s to be %s' % (sid, state))
-        except AssertionError as e:
-            raise AssertionError('%s\nserver log:\n%s' % (e, self.server.log_tail(30)))
 
     def test_recorded_event_becomes_a_video(self):
         before = {v['id'] for v in self.server.get_json('/api/v1/videos')['videos']}

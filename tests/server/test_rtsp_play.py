@@ -16,8 +16,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (FFMPEG, FFPROBE, ServerTestCase, encode_multipart, main,  # noqa: E402
-                           need_binary, need_ffmpeg, wait_until)
+from live_case import LiveCase  # noqa: E402
+from sluice_server import FFMPEG, FFPROBE, encode_multipart, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 KEY = 'k1:0123456789abcdef-rtsp-secret'
 FPS = 25
@@ -65,18 +65,16 @@ def decode(url, transport='tcp', seek=None, seconds=None, timeout=60):
 
 @need_binary
 @need_ffmpeg
-class RtspPlay(ServerTestCase):
+class RtspPlay(LiveCase):
     CONFIG = {'jobs': {'concurrent': 1}, 'rtsp': {'listen': '127.0.0.1:0'}, 'srt': {'listen': 'off'},
               'playback': {'keys': KEY}, 'live': {'idle-timeout': 3}}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        log = cls.server.log_tail(50)
-        m = re.search(r'sluice: RTSP on rtsp://127\.0\.0\.1:(\d+)/', log)
-        if not m:
-            raise AssertionError('the server did not print its RTSP address:\n' + log)
-        cls.rtsp = 'rtsp://127.0.0.1:%s' % m.group(1)
+        if cls.rtsp_port is None:
+            raise AssertionError('the server did not print its RTSP address:\n' + cls.server.log_tail(50))
+        cls.rtsp = 'rtsp://127.0.0.1:%d' % cls.rtsp_port
         cls.work = tempfile.mkdtemp(prefix='sluice-rtsp-play-')
         cls.addClassCleanup(shutil.rmtree, cls.work, True)
         clip = make_clip(os.path.join(cls.work, 'clip.mp4'))
@@ -183,15 +181,10 @@ class RtspPlay(ServerTestCase):
         self.assertNotEqual(rc, 0, err)
         self.assertIn('404', err)
 
-        pub = subprocess.Popen(
-            ['timeout', '-k', '2', '60', FFMPEG, '-hide_banner', '-loglevel', 'error', '-re',
-             '-f', 'lavfi', '-i', 'testsrc2=size=%dx%d:rate=%d' % (WIDTH, HEIGHT, FPS),
-             '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '14',
-             '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', str(GOP), '-threads', '1',
-             '-c:a', 'aac', '-f', 'rtsp', '-rtsp_transport', 'tcp', s['ingest']['rtsp']],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        pub = self.publish(s['ingest']['rtsp'], 14, video='testsrc2=size=%dx%d:rate=%d' % (WIDTH, HEIGHT, FPS),
+                           gop=GOP, audio_kbps=128)
         try:
-            wait_until(lambda: self.server.get_json('/api/v1/streams/' + s['id'])['state'] in ('connecting', 'live'),
+            wait_until(lambda: self.state(s['id']) in ('connecting', 'live'),
                        20, 0.2, 'the publisher to be taken')
             time.sleep(1.5)
             # Two viewers at once, for 3 s each.
