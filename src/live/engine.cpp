@@ -235,6 +235,8 @@ void Core::set_state(Live &l, app::StreamState state, const std::string &reason)
   if (state != app::StreamState::Live && state != app::StreamState::Connecting) {
     l.figures.input_kbps = 0;
     l.figures.fps = 0;
+    l.figures.latency_s = -1;
+    l.edge_us = 0;
   }
   streams.report(l.row.id, l.figures);
 }
@@ -334,6 +336,9 @@ void Core::segment(const std::string &id, Ladder *ladder, std::size_t rendition,
     GST_WARNING("stream %s: %s", id.c_str(), e.what());
     return;
   }
+  // The live edge: where the newest segment of the top rung ends, in wall time.
+  if (current && rendition == 0 && seg.date_us > 0)
+    l->edge_us = seg.date_us + static_cast<std::int64_t>(seg.duration * G_USEC_PER_SEC);
   const bool cmaf = !seg.map.empty();
   const bool audio_track = cmaf && rendition == ladder->plan().renditions.size();
   if (l->recorder && (rendition == 0 || audio_track)) { // the top rung (and the audio of CMAF)
@@ -534,6 +539,9 @@ void Core::tick() {
     l.figures.input_kbps = round1(static_cast<double>(bytes - l.tick_bytes) * 8.0 / 1000.0 / dt);
     l.figures.fps = round1(static_cast<double>(frames - l.tick_frames) / dt);
     l.figures.dropped = l.dropped_before + (l.ladder ? l.ladder->dropped() : 0);
+    // How far the live edge is behind the present: what a player at the edge is behind the input at best.
+    l.figures.latency_s =
+        l.edge_us > 0 ? round1(static_cast<double>(g_get_real_time() - l.edge_us) / G_USEC_PER_SEC) : -1;
     l.tick_us = now;
     l.tick_bytes = bytes;
     l.tick_frames = frames;

@@ -156,6 +156,7 @@ struct Live {
   std::uint64_t tick_bytes = 0, tick_frames = 0;
   std::int64_t tick_us = 0;
   std::int64_t dropped_before = 0;    // frames dropped by the earlier ladders of this publisher
+  std::int64_t edge_us = 0;           // wall time of the newest listed frame of the top rung (0: none yet)
   std::unique_ptr<Recorder> recorder; // a `record: true` stream's
   std::unique_ptr<Puller> puller;     // a stream with a `source`: the engine pulls it
 };

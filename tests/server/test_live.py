@@ -22,7 +22,7 @@ WINDOW = 8          # [live] window: seconds of a playlist (4 segments of 2 s)
 IDLE_TIMEOUT = 3    # [live] idle-timeout
 SEGMENTS_LISTED = 4
 KEEP_EXTRA = 2      # segments the engine keeps on disk after they left the playlist
-PUBLISH_SECONDS = 20
+PUBLISH_SECONDS = 30
 
 
 def has_drawtext():
@@ -169,11 +169,17 @@ class Live(LiveCase):
                 self.check_segments_decode(sid)
                 # While live, the figures of the input come with the events.
                 figures = events.wait_for(lambda e: e.event == 'stream' and e.json and e.json.get('id') == sid
-                                          and e.json.get('state') == 'live' and e.json.get('input_kbps', 0) > 0,
-                                          10, what='figures of stream %s' % sid).json
+                                          and e.json.get('state') == 'live' and e.json.get('input_kbps', 0) > 0
+                                          and e.json.get('latency') is not None,
+                                          10, what='figures of stream %s with the latency' % sid).json
                 self.assertAlmostEqual(figures['fps'], 25, delta=3)
                 got = self.server.get_json('/api/v1/streams/' + sid)
                 self.assertGreater(got['input']['kbps'], 100)
+                # The live edge (the end of the newest listed segment) is behind the present by less than a
+                # segment and the time to list it, plus the 2 s between two reports.
+                self.assertIsInstance(figures.get('latency'), float, figures)
+                self.assertGreater(figures['latency'], 0)
+                self.assertLess(figures['latency'], 2 * 2.0 + 4, figures)
             finally:
                 rc, err = self.finished(proc, PUBLISH_SECONDS + 40)
             self.assertEqual(rc, 0, 'the publisher failed: ' + err)
