@@ -287,7 +287,7 @@ int cmd_serve(int argc, char **argv) {
     return kExitFailed;
   }
   try {
-    auto store = store::open_sqlite(fs::join(config.data_dir, "sluice.db"));
+    auto store = store::open(config.store_url, config.data_dir);
     jobs::EventHub events;
     jobs::Layout layout{config.data_dir};
     jobs::Scheduler scheduler(*store, events, config, layout);
@@ -353,8 +353,10 @@ int cmd_serve(int argc, char **argv) {
 
 // sluice keys create|list|revoke: the API keys of a data folder's catalog (the server sees them at once).
 int cmd_keys(int argc, char **argv) {
-  gchar *data = nullptr, *name = nullptr, *scope = nullptr;
+  gchar *data = nullptr, *name = nullptr, *scope = nullptr, *config_file = nullptr;
   GOptionEntry entries[] = {
+      {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
+       "The server's configuration: its [store] url and [server] data", "FILE"},
       {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "The server's data folder (default ./sluice-data)", "DIR"},
       {"name", 'n', 0, G_OPTION_ARG_STRING, &name, "create: the key's name (revoke takes it as argument)", "NAME"},
       {"scope", 's', 0, G_OPTION_ARG_STRING, &scope, "create: what the key may do: read, upload, metrics, admin",
@@ -366,7 +368,7 @@ int cmd_keys(int argc, char **argv) {
                      "admin (admin implies every other), separated by commas.",
                      entries))
     return kExitUsage;
-  GCharPtr data_owner(data), name_owner(name), scope_owner(scope);
+  GCharPtr data_owner(data), name_owner(name), scope_owner(scope), config_owner(config_file);
   const std::string sub = argc >= 2 ? argv[1] : "";
   const bool create = sub == "create" && argc == 2, list = sub == "list" && argc == 2,
              revoke = sub == "revoke" && (argc == 3 || (argc == 2 && name));
@@ -375,7 +377,10 @@ int cmd_keys(int argc, char **argv) {
     return kExitUsage;
   }
   try {
-    const std::string dir = fs::absolute(data ? data : "sluice-data");
+    ServerConfig config;
+    if (config_file)
+      config.load_file(config_file);
+    const std::string dir = fs::absolute(data ? data : config.data_dir);
     if (create) {
       if (!name || !*name || !scope) {
         std::fprintf(stderr, "sluice keys create: need --name NAME and --scope LIST\n");
@@ -388,13 +393,13 @@ int cmd_keys(int argc, char **argv) {
       const std::string key = auth::new_key();
       k.hash = auth::hash_key(key);
       fs::make_dirs(dir);
-      store::open_sqlite(fs::join(dir, "sluice.db"))->add_key(k);
+      store::open(config.store_url, dir)->add_key(k);
       std::printf("%s\n", key.c_str());
       std::fprintf(stderr, "sluice: key '%s' (%s) created; it is shown only this once: keep it now\n", k.name.c_str(),
                    k.scopes.c_str());
       return kExitOk;
     }
-    auto store = store::open_sqlite(fs::join(dir, "sluice.db"));
+    auto store = store::open(config.store_url, dir);
     if (revoke) {
       const std::string which = argc == 3 ? argv[2] : name;
       if (!store->revoke_key(which, g_get_real_time())) {

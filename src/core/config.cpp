@@ -3,6 +3,7 @@
 #include "core/config.h"
 
 #include "core/error.h"
+#include "store/store.h"
 
 #include <gio/gio.h>
 #include <glib.h>
@@ -199,6 +200,8 @@ void ServerConfig::load_file(const std::string &path) {
   if (!listen.empty())
     set_listen(listen);
   data_dir = get_string(kf, "server", "data", data_dir);
+  store_url = get_string(kf, "store", "url", store_url);
+  store::check_url(store_url); // a bad url stops the start, naming [store] url (never its password)
   cors_origins = get_list(kf, "server", "cors-origins", cors_origins);
   allowed_hosts = get_list(kf, "server", "allowed-hosts", allowed_hosts);
   header_timeout_s = get_int(kf, "server", "header-timeout", header_timeout_s, 0, 86400);

@@ -12,6 +12,8 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string data_dir = "sluice-data";
+  // [store] url: the catalog. "" is the data folder's sluice.db; sqlite:///PATH, postgresql://... (store::open).
+  std::string store_url;
   std::vector<std::string> cors_origins; // "*" allows any origin
   // Host names a request's Host header may name besides IP literals, localhost and the listen address
   // (against DNS rebinding); "*" allows any.

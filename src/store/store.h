@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The catalog of videos and jobs behind one interface: SQLite now, PostgreSQL later.
+// The catalog of videos and jobs behind one interface: SQLite (one process) or PostgreSQL (shared).
 #pragma once
 
 #include <cstdint>
@@ -110,7 +110,8 @@ struct JobFilter {
 };
 
 // All methods throw sluice::Error (Io for database failures, NotFound where noted).
-// One Store is used from one thread (the main loop).
+// One Store is used from one thread (the main loop); the PostgreSQL store also takes calls from several threads
+// (one connection, one call at a time).
 class Store {
 public:
   virtual ~Store() = default;
@@ -183,6 +184,19 @@ public:
 
 // Opens (creating if needed) the SQLite catalog at path, in WAL mode, and migrates its schema.
 std::unique_ptr<Store> open_sqlite(const std::string &path);
+// Connects to a PostgreSQL catalog (a libpq URI, postgresql://..., or keyword string, "host=... dbname=...") and
+// migrates its schema under an advisory lock, so that processes starting at once migrate it once.
+std::unique_ptr<Store> open_postgres(const std::string &conninfo);
+
+// [store] url: "" (the data folder's sluice.db), sqlite:///PATH (relative: in the data folder), postgresql://...,
+// postgres://... or a libpq keyword string.
+enum class Backend { Sqlite, Postgres };
+// The backend a url names; throws Error (Invalid) naming [store] url, without its password, when it is malformed.
+Backend check_url(const std::string &url);
+// The url as it may be shown: the password replaced by ***.
+std::string redact_url(const std::string &url);
+// Opens the catalog that url names (check_url's errors, then the backend's).
+std::unique_ptr<Store> open(const std::string &url, const std::string &data_dir);
 
 // A fresh random id: 16 lowercase hex digits.
 std::string new_id();
