@@ -63,7 +63,8 @@ const livePolicy = (maxLoadTimeMs, timeouts, errors) => ({
 });
 const streamConfig = () => ({
   startPosition: -1,
-  liveSyncDurationCount: 3,
+  // Two segments behind the live edge: live streams cut 2 s segments and list each as soon as it ends.
+  liveSyncDurationCount: 2,
   maxLiveSyncPlaybackRate: 1.5,
   backBufferLength: 60,
   manifestLoadPolicy: livePolicy(20000, 2, 6),

@@ -84,7 +84,7 @@ Result<std::string> Streams::media_file(const std::string &id, const std::vector
   if (!store::is_id(id) || inside.empty() || inside.size() > 2)
     return refused(Refusal::NotFound, "no such file");
   // What a live output is made of: playlists, the MPD, MPEG-TS segments, and CMAF's NAME/init-S.mp4 and
-  // NAME/S-N.m4s; never a hidden file (a playlist being replaced, hlssink2's own).
+  // NAME/S-N.m4s; never a hidden file (a playlist or segment being written).
   for (const auto &s : inside)
     if (s.empty() || s.front() == '.')
       return refused(Refusal::NotFound, "no such file");

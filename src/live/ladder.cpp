@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The ladder pipeline of a live stream: planned from the input's caps and rendered from its description, run,
-// drained, stopped off the main loop; a live-cmaf ladder's fragmented MP4 cut into CMAF segments as it comes.
+// drained, stopped off the main loop; each rung's muxer output cut into segments as it comes (live-hls: MPEG-TS,
+// live-cmaf: fragmented MP4 into CMAF segments), written and listed at once.
 #include "live/ladder.h"
 
 #include "core/error.h"
@@ -8,9 +9,9 @@
 #include "core/mainloop.h"
 #include "media/bmff.h"
 #include "media/ladder.h"
+#include "media/ts.h"
 #include "pipeline/params.h"
 
-#include <gio/gio.h>
 #include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
 
@@ -42,23 +43,6 @@ std::string error_text(GstMessage *msg) {
   GST_WARNING("ladder error from %s: %s (%s)", GST_MESSAGE_SRC_NAME(msg), err ? err->message : "?", debug ? debug : "");
   return std::string(GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "pipeline") + ": " +
          (err ? err->message : "unknown error");
-}
-
-// hlssink2's location is a printf pattern: a '%' of the folder must not be read as one.
-std::string escape_percent(const std::string &s) {
-  std::string out;
-  for (char c : s) {
-    out += c;
-    if (c == '%')
-      out += '%';
-  }
-  return out;
-}
-
-GOutputStream *discard_playlist(GstElement *, const gchar *, gpointer) {
-  // The engine writes the playlists (sliding window, discontinuities, ENDLIST after the idle timeout):
-  // hlssink2's own go nowhere.
-  return g_memory_output_stream_new_resizable();
 }
 
 } // namespace
@@ -155,14 +139,12 @@ std::string check_ladder_elements(GstElement *pipeline, const LadderPlan &plan) 
     return "it has no appsrc named 'a' (the audio input)";
   for (std::size_t i = 0; i < plan.tracks(); i++) {
     const std::string sink = pipeline::sink_name(plan.track_name(i));
-    if (!plan.cmaf && !has(sink, "hlssink2"))
-      return "it has no hlssink2 named '" + sink + "'";
-    if (plan.cmaf) {
-      GstElement *app = appsink_after(pipeline, sink);
-      if (!app)
-        return "no appsink takes what '" + sink + "' makes";
-      gst_object_unref(app);
-    }
+    if (!plan.cmaf && !has(sink, "mpegtsmux"))
+      return "it has no mpegtsmux named '" + sink + "'";
+    GstElement *app = appsink_after(pipeline, sink);
+    if (!app)
+      return "no appsink takes what '" + sink + "' makes";
+    gst_object_unref(app);
   }
   return "";
 }
@@ -224,36 +206,93 @@ Ladder::~Ladder() {
   abort();
 }
 
-// What the appsinks of a live-cmaf ladder share with the main loop: each track's cutter, the files written, the
-// segments ready to be listed (taken on the main loop by flush_cmaf()).
-struct Ladder::Cmaf {
+// What the appsinks of a ladder share with the main loop: each track's cutter (CMAF, or MPEG-TS for live-hls), the
+// files written, the segments ready to be listed (taken on the main loop by flush_cuts()).
+struct Ladder::Cuts {
   struct Track {
     std::size_t index = 0;
     std::string name;
     media::Mp4Cutter cutter;
-    std::atomic<std::int64_t> first_rt{-1}; // running time (ns) of the first buffer into the muxer
+    std::unique_ptr<media::TsCutter> ts;    // live-hls: MPEG-TS, cut at the video's keyframes
+    std::int64_t pts0 = -1;                 // MPEG-TS: the first video PTS (90 kHz)
+    std::atomic<std::int64_t> first_rt{-1}; // running time (ns) of the first buffer into the muxer (MPEG-TS: video)
     std::string init;                       // this session's init segment, once written
     media::Mp4Track info;
     int next = 1;
     bool broken = false;
   };
   struct Sink {
-    std::shared_ptr<Cmaf> cmaf;
+    std::shared_ptr<Cuts> cuts;
     Track *track;
   };
 
   std::string dir;
   int session = 0;
+  double frame_s = 1.0 / 30;             // the duration of a frame of the ladder's constant rate
   std::atomic<std::int64_t> wall0_us{0}; // the wall time of running time 0 (0: not known yet)
   std::vector<std::unique_ptr<Track>> tracks;
-  std::function<void()> notify; // a segment is ready: flush_cmaf() on the main loop
+  std::function<void()> notify; // a segment is ready: flush_cuts() on the main loop
   std::mutex mutex;             // guards `ready`
   std::deque<std::pair<std::size_t, LiveSegment>> ready;
+
+  // The wall time of running time 0, from the clock of the pipeline, once.
+  void learn_wall0(GstElement *sink) {
+    if (wall0_us.load() != 0)
+      return;
+    if (GstClock *clock = gst_element_get_clock(sink)) {
+      const auto now = static_cast<std::int64_t>(gst_clock_get_time(clock));
+      const auto base = static_cast<std::int64_t>(gst_element_get_base_time(sink));
+      std::int64_t expected = 0;
+      wall0_us.compare_exchange_strong(expected, g_get_real_time() - (now - base) / 1000);
+      gst_object_unref(clock);
+    }
+  }
+
+  void ready_segment(std::size_t index, LiveSegment seg) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      ready.emplace_back(index, std::move(seg));
+    }
+    notify();
+  }
+
+  // A streaming thread: MPEG-TS segments of a rung, written and listed as soon as the next keyframe began.
+  void take_ts(Track &t, GstElement *sink, std::vector<media::TsSegment> segments) {
+    for (auto &s : segments) {
+      if (s.first_pts < 0)
+        continue;
+      if (t.pts0 < 0)
+        t.pts0 = s.first_pts;
+      // Up to the next segment's first frame; the last one (at the end) up to its last frame's end.
+      const std::int64_t end =
+          s.next_pts >= 0 ? s.next_pts : s.last_pts + static_cast<std::int64_t>(std::llround(frame_s * 90000));
+      LiveSegment seg;
+      seg.number = t.next++;
+      seg.uri = segment_name(t.name, session, seg.number);
+      seg.duration = static_cast<double>(end - s.first_pts) / 90000;
+      if (seg.duration <= 0)
+        continue;
+      learn_wall0(sink);
+      // The wall time of its first frame: where the rung's first video buffer sat on the running time, moved on
+      // by the PTS since.
+      if (const std::int64_t w = wall0_us.load())
+        seg.date_us = w + std::max<std::int64_t>(0, t.first_rt.load()) / 1000 +
+                      static_cast<std::int64_t>(static_cast<double>(s.first_pts - t.pts0) * G_USEC_PER_SEC / 90000);
+      seg.bytes = static_cast<std::int64_t>(s.bytes.size());
+      seg.keyframe = s.keyframe;
+      write_replace(fs::join(dir, seg.uri), s.bytes);
+      ready_segment(t.index, std::move(seg));
+    }
+  }
 
   // A streaming thread: bytes of a track's muxer.
   void take(Track &t, GstElement *sink, const std::uint8_t *data, std::size_t size) {
     if (t.broken)
       return;
+    if (t.ts) {
+      take_ts(t, sink, t.ts->push(data, size));
+      return;
+    }
     for (auto &piece : t.cutter.push(data, size)) {
       if (piece.init) {
         t.info = t.cutter.track();
@@ -274,15 +313,7 @@ struct Ladder::Cmaf {
         GST_WARNING("%s: %s", t.name.c_str(), e.what());
         decode = piece.fragment.decode_time;
       }
-      if (wall0_us.load() == 0) {
-        if (GstClock *clock = gst_element_get_clock(sink)) {
-          const auto now = static_cast<std::int64_t>(gst_clock_get_time(clock));
-          const auto base = static_cast<std::int64_t>(gst_element_get_base_time(sink));
-          std::int64_t expected = 0;
-          wall0_us.compare_exchange_strong(expected, g_get_real_time() - (now - base) / 1000);
-          gst_object_unref(clock);
-        }
-      }
+      learn_wall0(sink);
       LiveSegment seg;
       seg.number = t.next++;
       seg.uri = cmaf_segment_name(t.name, session, seg.number);
@@ -297,11 +328,7 @@ struct Ladder::Cmaf {
       seg.keyframe = piece.fragment.starts_with_sync;
       seg.track = t.info;
       write_replace(fs::join(dir, seg.uri), piece.bytes);
-      {
-        std::lock_guard<std::mutex> lock(mutex);
-        ready.emplace_back(t.index, std::move(seg));
-      }
-      notify();
+      ready_segment(t.index, std::move(seg));
     }
   }
 
@@ -314,9 +341,9 @@ struct Ladder::Cmaf {
     GstMapInfo map;
     if (buf && gst_buffer_map(buf, &map, GST_MAP_READ)) {
       try { // a streaming thread: nothing crosses it
-        s->cmaf->take(*s->track, GST_ELEMENT(sink), map.data, map.size);
+        s->cuts->take(*s->track, GST_ELEMENT(sink), map.data, map.size);
       } catch (const std::exception &e) {
-        GST_WARNING("live CMAF track %s: %s", s->track->name.c_str(), e.what());
+        GST_WARNING("live track %s: %s", s->track->name.c_str(), e.what());
         s->track->broken = true;
       }
       gst_buffer_unmap(buf, &map);
@@ -325,9 +352,31 @@ struct Ladder::Cmaf {
     return GST_FLOW_OK;
   }
 
-  // Where the first buffer into a muxer's sink pad sits on the ladder's timeline.
+  // The end of a rung's MPEG-TS: its last segment (mp4mux closes its last fragment itself).
+  static void on_eos(GstAppSink *sink, gpointer data) {
+    auto *s = static_cast<Sink *>(data);
+    if (!s->track->ts || s->track->broken)
+      return;
+    try { // a streaming thread: nothing crosses it
+      s->cuts->take_ts(*s->track, GST_ELEMENT(sink), s->track->ts->finish());
+    } catch (const std::exception &e) {
+      GST_WARNING("live track %s: %s", s->track->name.c_str(), e.what());
+      s->track->broken = true;
+    }
+  }
+
+  // Where the first buffer into a muxer's sink pad (MPEG-TS: its video pad) sits on the ladder's timeline.
   static GstPadProbeReturn on_first_buffer(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
     auto *t = static_cast<Track *>(data);
+    if (t->ts) {
+      GstCaps *caps = gst_pad_get_current_caps(pad);
+      const bool video = caps && gst_caps_get_size(caps) > 0 &&
+                         g_str_has_prefix(gst_structure_get_name(gst_caps_get_structure(caps, 0)), "video/");
+      if (caps)
+        gst_caps_unref(caps);
+      if (!video)
+        return GST_PAD_PROBE_REMOVE;
+    }
     GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
     GstClockTime ts = GST_BUFFER_DTS_OR_PTS(buf);
     GstEvent *ev = gst_pad_get_sticky_event(pad, GST_EVENT_SEGMENT, 0);
@@ -346,22 +395,28 @@ struct Ladder::Cmaf {
   }
 };
 
-void Ladder::watch_cmaf() {
-  cmaf_ = std::make_shared<Cmaf>();
-  cmaf_->dir = plan_.dir;
-  cmaf_->session = plan_.session;
-  cmaf_->notify = [alive = alive_, self = this] {
+void Ladder::watch_cuts() {
+  cuts_ = std::make_shared<Cuts>();
+  cuts_->dir = plan_.dir;
+  cuts_->session = plan_.session;
+  cuts_->frame_s = 1.0 / plan_.frame_rate();
+  cuts_->notify = [alive = alive_, self = this] {
     post([alive, self] {
       if (*alive)
-        self->flush_cmaf();
+        self->flush_cuts();
     });
   };
   GstElement *p = pipeline_.get();
   for (std::size_t i = 0; i < plan_.tracks(); i++) {
-    auto t = std::make_unique<Cmaf::Track>();
+    auto t = std::make_unique<Cuts::Track>();
     t->index = i;
     t->name = plan_.track_name(i);
-    fs::make_dirs(fs::join(plan_.dir, t->name));
+    if (plan_.cmaf) {
+      fs::make_dirs(fs::join(plan_.dir, t->name));
+    } else {
+      t->ts = std::make_unique<media::TsCutter>();
+      t->next = 0; // NAME-SESSION-00000.ts first
+    }
     const std::string sink = pipeline::sink_name(t->name);
     GstPtr<GstElement> mux(gst_bin_get_by_name(GST_BIN(p), sink.c_str()));
     GstPtr<GstElement> app(appsink_after(p, sink));
@@ -370,26 +425,27 @@ void Ladder::watch_cmaf() {
     g_autoptr(GstIterator) pads = gst_element_iterate_sink_pads(mux.get());
     g_auto(GValue) item = G_VALUE_INIT;
     while (gst_iterator_next(pads, &item) == GST_ITERATOR_OK) {
-      gst_pad_add_probe(GST_PAD(g_value_get_object(&item)), GST_PAD_PROBE_TYPE_BUFFER, &Cmaf::on_first_buffer, t.get(),
+      gst_pad_add_probe(GST_PAD(g_value_get_object(&item)), GST_PAD_PROBE_TYPE_BUFFER, &Cuts::on_first_buffer, t.get(),
                         nullptr);
       g_value_reset(&item);
     }
     g_object_set(app.get(), "sync", FALSE, "async", FALSE, "max-buffers", 0u, "drop", FALSE, nullptr);
     GstAppSinkCallbacks cb = {};
-    cb.new_sample = &Cmaf::on_sample;
-    gst_app_sink_set_callbacks(GST_APP_SINK(app.get()), &cb, new Cmaf::Sink{cmaf_, t.get()},
-                               [](gpointer d) { delete static_cast<Cmaf::Sink *>(d); });
-    cmaf_->tracks.push_back(std::move(t));
+    cb.new_sample = &Cuts::on_sample;
+    cb.eos = &Cuts::on_eos;
+    gst_app_sink_set_callbacks(GST_APP_SINK(app.get()), &cb, new Cuts::Sink{cuts_, t.get()},
+                               [](gpointer d) { delete static_cast<Cuts::Sink *>(d); });
+    cuts_->tracks.push_back(std::move(t));
   }
 }
 
-void Ladder::flush_cmaf() {
-  if (!cmaf_)
+void Ladder::flush_cuts() {
+  if (!cuts_)
     return;
   std::deque<std::pair<std::size_t, LiveSegment>> ready;
   {
-    std::lock_guard<std::mutex> lock(cmaf_->mutex);
-    ready.swap(cmaf_->ready);
+    std::lock_guard<std::mutex> lock(cuts_->mutex);
+    ready.swap(cuts_->ready);
   }
   for (auto &[i, seg] : ready)
     if (on_segment_)
@@ -416,21 +472,7 @@ void Ladder::start(SegmentFn on_segment, DoneFn on_done) {
   audio_.reset(gst_bin_get_by_name(GST_BIN(p), "a"));
   rate_.reset(gst_bin_get_by_name(GST_BIN(p), "rate"));
   fs::make_dirs(plan_.dir);
-  if (plan_.cmaf) {
-    watch_cmaf();
-  } else {
-    const std::string dir = escape_percent(plan_.dir);
-    for (std::size_t i = 0; i < plan_.renditions.size(); i++) {
-      const std::string name = plan_.renditions[i].name;
-      GstPtr<GstElement> sink(gst_bin_get_by_name(GST_BIN(p), pipeline::sink_name(name).c_str()));
-      // The engine names the segments (the playlists it writes list them): set here, whatever the description says.
-      const std::string pattern = fs::join(dir, name + "-" + std::to_string(plan_.session) + "-%05d.ts");
-      g_object_set(sink.get(), "location", pattern.c_str(), "playlist-location",
-                   fs::join(plan_.dir, "." + name + ".hlssink.m3u8").c_str(), nullptr);
-      g_signal_connect(sink.get(), "get-playlist-stream", G_CALLBACK(discard_playlist), nullptr);
-    }
-  }
-  open_.assign(plan_.renditions.size(), Open{});
+  watch_cuts();
   GstPtr<GstBus> bus(gst_pipeline_get_bus(GST_PIPELINE(p)));
   watch_ = gst_bus_create_watch(bus.get());
   g_source_set_callback(watch_, reinterpret_cast<GSourceFunc>(reinterpret_cast<void (*)()>(&Ladder::on_bus)), this,
@@ -468,47 +510,10 @@ gboolean Ladder::on_bus(GstBus *, GstMessage *msg, gpointer self) {
 
 bool Ladder::handle(GstMessage *msg) {
   switch (GST_MESSAGE_TYPE(msg)) {
-  case GST_MESSAGE_ELEMENT: {
-    const GstStructure *s = gst_message_get_structure(msg);
-    const bool opened = gst_structure_has_name(s, "splitmuxsink-fragment-opened");
-    if (!opened && !gst_structure_has_name(s, "splitmuxsink-fragment-closed"))
-      break;
-    // From the splitmuxsink inside a rung's hlssink2.
-    GstObject *parent = GST_OBJECT_PARENT(GST_MESSAGE_SRC(msg));
-    const gchar *name = parent ? GST_OBJECT_NAME(parent) : nullptr;
-    std::size_t i = 0;
-    while (name && i < plan_.renditions.size() && pipeline::sink_name(plan_.renditions[i].name) != name)
-      i++;
-    if (!name || i >= open_.size())
-      break;
-    GstClockTime rt = GST_CLOCK_TIME_NONE;
-    gst_structure_get_clock_time(s, "running-time", &rt);
-    Open &o = open_[i];
-    if (opened) {
-      o.uri = segment_name(plan_.renditions[i].name, plan_.session, o.next_index++);
-      o.start = rt;
-      o.date_us = 0;
-      // The wall time of the segment's first frame, from the running time on the pipeline's clock.
-      if (GstClock *clock = gst_element_get_clock(pipeline_.get()); clock && GST_CLOCK_TIME_IS_VALID(rt)) {
-        const auto now = static_cast<std::int64_t>(gst_clock_get_time(clock));
-        const auto at = static_cast<std::int64_t>(rt + gst_element_get_base_time(pipeline_.get()));
-        o.date_us = g_get_real_time() - (now - at) / 1000;
-        gst_object_unref(clock);
-      }
-    } else if (!o.uri.empty()) {
-      LiveSegment seg;
-      seg.uri = o.uri;
-      seg.duration = GST_CLOCK_TIME_IS_VALID(rt) && GST_CLOCK_TIME_IS_VALID(o.start) && rt > o.start
-                         ? static_cast<double>(rt - o.start) / GST_SECOND
-                         : 0.0;
-      seg.date_us = o.date_us;
-      o.uri.clear();
-      if (seg.duration > 0 && on_segment_)
-        on_segment_(i, seg);
-    }
-    break;
-  }
-  case GST_MESSAGE_EOS: done(""); return false;
+  case GST_MESSAGE_EOS:
+    flush_cuts(); // the last segments, cut when the EOS reached the appsinks
+    done("");
+    return false;
   case GST_MESSAGE_ERROR: {
     std::string e = error_text(msg);
     // An input that ends before it gave any data (decodebin found nothing to type) is not a failure.
@@ -590,7 +595,6 @@ void Ladder::drain_blocking(int timeout_ms) {
   finishing_ = true;
   const gint64 deadline = g_get_monotonic_time() + static_cast<gint64>(timeout_ms) * 1000;
   GstPtr<GstBus> bus(gst_pipeline_get_bus(GST_PIPELINE(pipeline_.get())));
-  done_ = false; // handle() may list the last segments; its done() is not wanted here
   for (;;) {
     const gint64 left = deadline - g_get_monotonic_time();
     if (left <= 0)
@@ -599,19 +603,11 @@ void Ladder::drain_blocking(int timeout_ms) {
     if (!msg)
       break;
     const GstMessageType type = GST_MESSAGE_TYPE(msg);
-    if (type == GST_MESSAGE_ELEMENT) {
-      try {
-        handle(msg);
-      } catch (const std::exception &e) {
-        GST_WARNING("live ladder: %s", e.what());
-      }
-    }
     gst_message_unref(msg);
     if (type == GST_MESSAGE_EOS || type == GST_MESSAGE_ERROR)
       break;
   }
-  flush_cmaf(); // the last CMAF segments, cut on the streaming threads
-  done_ = true;
+  flush_cuts(); // the last segments, cut on the streaming threads
   video_.reset();
   audio_.reset();
   rate_.reset();

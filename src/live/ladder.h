@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The ladder of a live stream: one pipeline, rendered from its description (pipelines/live-*.json), fed by appsrcs,
-// that decodes once and encodes every rung into hlssink2 (live-hls) or fragmented MP4 cut into CMAF (live-cmaf).
+// that decodes once and encodes every rung into MPEG-TS cut into .ts segments (live-hls) or fragmented MP4 cut into
+// CMAF (live-cmaf).
 #pragma once
 
 #include "core/gobj.h"
@@ -56,7 +57,7 @@ LadderPlan plan_ladder(const LiveDescription &d, const std::string &ladder, cons
                        const GstCaps *video, const GstCaps *audio);
 
 // Why a built ladder cannot be run ("" when it can): appsrc `v` (and `a` with audio), and per track the element
-// `{sink}` names: an hlssink2 (live-hls), or a muxer followed by an appsink (live-cmaf).
+// `{sink}` names: a muxer followed by an appsink (live-hls: an mpegtsmux).
 std::string check_ladder_elements(GstElement *pipeline, const LadderPlan &plan);
 
 // The file name of segment `index` of a rendition in a session: "720p-2-00005.ts" (live-hls).
@@ -110,24 +111,16 @@ private:
   void done(const std::string &error);
   void unwatch();
 
-  struct Open {
-    std::string uri;
-    GstClockTime start = GST_CLOCK_TIME_NONE;
-    std::int64_t date_us = 0;
-    int next_index = 0;
-  };
-
-  struct Cmaf; // what the appsinks of a live-cmaf ladder share with the main loop
-  void watch_cmaf();
-  void flush_cmaf();
+  struct Cuts; // what the appsinks of a ladder share with the main loop
+  void watch_cuts();
+  void flush_cuts();
 
   LadderPlan plan_;
   std::uint64_t claim_;
-  std::shared_ptr<Cmaf> cmaf_;
+  std::shared_ptr<Cuts> cuts_;
   GstPtr<GstElement> pipeline_, video_, audio_, rate_;
   GSource *watch_ = nullptr;
   guint finish_timer_ = 0;
-  std::vector<Open> open_;
   bool finishing_ = false;
   bool done_ = false;
   SegmentFn on_segment_;

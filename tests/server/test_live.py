@@ -5,6 +5,7 @@ sliding HLS playlists advance and every listed segment decodes, old segments are
 gone for the idle timeout the playlists end and the stream is `ended`. A wrong key is refused at the door (RTSP 404,
 SRT rejected at the handshake) and starts nothing; a second publisher of a live stream is refused."""
 
+import datetime
 import json
 import os
 import re
@@ -122,6 +123,27 @@ class Live(LiveCase):
             os.unlink(path)
         return len(fetched)
 
+    def listing_delays(self, sid, count=4, timeout=20):
+        """Polls 360p.m3u8 every 0.1 s and, for each of `count` new segments, measures how far the end of the segment
+        (its PROGRAM-DATE-TIME + EXTINF) was behind the wall clock when it was first listed."""
+        seen, delays = None, []
+        deadline = time.time() + timeout
+        while len(delays) < count and time.time() < deadline:
+            text = self.text('/streams/%s/360p.m3u8' % sid)
+            now = time.time()
+            entries = re.findall(r'^#EXT-X-PROGRAM-DATE-TIME:(\S+)\n#EXTINF:([0-9.]+),\n(\S+)$', text, re.M)
+            uris = {uri for _, _, uri in entries}
+            if seen is not None:
+                for date, duration, uri in entries:
+                    if uri not in seen:
+                        start = datetime.datetime.strptime(date, '%Y-%m-%dT%H:%M:%S.%fZ').replace(
+                            tzinfo=datetime.timezone.utc).timestamp()
+                        delays.append(now - (start + float(duration)))
+            seen = uris if seen is None else seen | uris
+            time.sleep(0.1)
+        sys.stderr.write('listing delays of 360p (s): %s\n' % ', '.join('%.2f' % d for d in delays))
+        return delays
+
     def go_live(self, sid, proc, events):
         """Waits until the stream is live (its GET and its `stream` event), then checks the master playlist."""
         try:
@@ -159,6 +181,11 @@ class Live(LiveCase):
                 self.assertLessEqual(len(first), SEGMENTS_LISTED)
                 self.assertEqual(len(dates), len(first), 'a PROGRAM-DATE-TIME per segment')
                 self.check_segments_decode(sid)
+                # A segment is listed as soon as it ends (its next keyframe is encoded), not one GOP later: its end
+                # is behind the wall clock by the encoder's delay and the poll, well under a second.
+                delays = self.listing_delays(sid)
+                self.assertGreaterEqual(len(delays), 3, delays)
+                self.assertLess(sorted(delays)[len(delays) // 2], 1.2, delays)
                 wait_until(lambda: parse_media_playlist(self.text('/streams/%s/360p.m3u8' % sid))[0] >= first_seq + 2,
                            20, 0.5, 'the media sequence of 360p.m3u8 to advance')
                 later = parse_media_playlist(self.text('/streams/%s/240p.m3u8' % sid))

@@ -1140,8 +1140,12 @@ TEST(LiveRender, LiveHlsIsTodaysLadder) {
   EXPECT_EQ(count(d, "key-int-max=60 "), 4);
   EXPECT_EQ(count(d, "option-string=\"scenecut=0\""), 4);
   EXPECT_EQ(count(d, "colorimetry=bt709"), 4);
-  EXPECT_EQ(count(d, "hlssink2 name=hls_"), 4);
-  EXPECT_EQ(count(d, "send-keyframe-requests=false"), 4);
+  // Each rung (video and the shared audio) muxed into an appsink: the engine cuts the segments itself.
+  EXPECT_EQ(count(d, "mpegtsmux name=hls_"), 4);
+  EXPECT_TRUE(contains(d, "h264parse ! hls_720p.  at. ! queue"));
+  EXPECT_TRUE(contains(d, "mpegtsmux name=hls_720p ! appsink sync=false async=false"));
+  EXPECT_EQ(count(d, "appsink "), 4);
+  EXPECT_EQ(count(d, "hlssink2"), 0);
   EXPECT_EQ(count(d, "at. ! queue"), 4);
   EXPECT_TRUE(contains(d, "width=1280,height=720,pixel-aspect-ratio=1/1"));
   EXPECT_TRUE(contains(d, "bitrate=2800 key-int-max=60 threads=1"));
@@ -1150,6 +1154,18 @@ TEST(LiveRender, LiveHlsIsTodaysLadder) {
   Pipeline p = parse_launch(d, &error);
   ASSERT_TRUE(p) << error;
   EXPECT_EQ(sluice::live::check_ladder_elements(p.get(), plan), "");
+  // Without the appsink, or with another muxer, the engine could not cut the segments: found before it runs.
+  std::string no_appsink = d, other_muxer = d;
+  for (std::size_t at; (at = no_appsink.find("! appsink sync=false async=false")) != std::string::npos;)
+    no_appsink.replace(at, 32, "! fakesink");
+  Pipeline q = parse_launch(no_appsink, &error);
+  ASSERT_TRUE(q) << error;
+  EXPECT_TRUE(contains(sluice::live::check_ladder_elements(q.get(), plan), "no appsink"));
+  for (std::size_t at; (at = other_muxer.find("mpegtsmux name=")) != std::string::npos;)
+    other_muxer.replace(at, 9, "matroskamux");
+  Pipeline r = parse_launch(other_muxer, &error);
+  ASSERT_TRUE(r) << error;
+  EXPECT_TRUE(contains(sluice::live::check_ladder_elements(r.get(), plan), "no mpegtsmux named 'hls_240p'"));
 }
 
 TEST(LiveRender, LiveCmafHasAMuxerAndAppsinkPerTrack) {
