@@ -14,6 +14,9 @@ using namespace detail;
 
 namespace {
 
+// What every stream key begins with (is_stream_key).
+constexpr const char *kKeyPrefix = "lk_";
+
 // Every this many microseconds a live stream's figures go out as an event.
 constexpr std::int64_t kFiguresEvery = 2 * G_USEC_PER_SEC;
 
@@ -41,6 +44,14 @@ std::string srt_url(const std::string &host, int port, const std::string &key) {
 
 std::string live_path(const std::string &key_or_id) {
   return "live/" + key_or_id;
+}
+
+std::string video_path(const std::string &id) {
+  return "videos/" + id;
+}
+
+bool is_stream_key(const std::string &text) {
+  return g_str_has_prefix(text.c_str(), kKeyPrefix) && text.size() <= 100;
 }
 
 JsonObject *recording_json(const StreamFigures &f) {
@@ -121,7 +132,7 @@ Result<StreamView> Streams::create(const StreamRequest &r) {
                    "field 'source': expected an rtsp://, srt://, http:// or https:// URL (or null: publishers push)",
                    "source");
   StreamView v;
-  v.key = "lk_" + auth::new_key().substr(auth::kKeyPrefix.size());
+  v.key = kKeyPrefix + auth::new_key().substr(auth::kKeyPrefix.size());
   // The key goes in URLs (RTSP paths, SRT stream ids): base64url only.
   v.stream.id = store::new_id();
   v.stream.title = r.title.substr(0, 200);
@@ -193,7 +204,7 @@ std::optional<Failure> Streams::remove(const std::string &id) {
 }
 
 std::optional<store::Stream> Streams::by_key(const std::string &key) {
-  if (!g_str_has_prefix(key.c_str(), "lk_") || key.size() > 100)
+  if (!is_stream_key(key))
     return std::nullopt;
   return service_.store().stream_by_key_hash(auth::hash_key(key));
 }

@@ -43,10 +43,16 @@ struct StreamFigures {
 
 // The URLs of the live engine's listeners, spelled in this one place: "rtsp://HOST:PORT/PATH" and
 // "srt://HOST:PORT" with "?streamid=KEY" when a key is given (an IPv6 HOST is put in brackets). A publisher's RTSP
-// path is live_path(KEY), a viewer's live_path(ID).
+// path is live_path(KEY), a viewer's live_path(ID), a ready video's video_path(ID) (the RTSP server reads its
+// requests' paths with the same two functions, given "").
 std::string rtsp_url(const std::string &host, int port, const std::string &path = "");
 std::string srt_url(const std::string &host, int port, const std::string &key = "");
 std::string live_path(const std::string &key_or_id);
+std::string video_path(const std::string &id);
+
+// Whether text has the shape of a stream key ("lk_" and base64url, as Streams makes them): the RTSP paths of
+// publishers and viewers differ by it, and anything else is never looked up as a key.
+bool is_stream_key(const std::string &text);
 
 // A stream's `recording` member (a new object): state, video_id (null until saved), error when it failed.
 JsonObject *recording_json(const StreamFigures &f);

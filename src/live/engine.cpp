@@ -118,8 +118,7 @@ Live *Core::find(const std::string &id) {
 }
 
 std::shared_ptr<Input> Core::find_key(const std::string &key) {
-  // The stream keys that Streams makes: "lk_" and base64url.
-  if (!g_str_has_prefix(key.c_str(), "lk_") || key.size() > 100)
+  if (!app::is_stream_key(key))
     return nullptr;
   const std::string hash = auth::hash_key(key);
   std::lock_guard<std::mutex> lock(mutex_);

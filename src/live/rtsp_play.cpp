@@ -37,16 +37,17 @@ struct Viewer {
 
 namespace {
 
-constexpr const char *kVideos = "/videos/";
-constexpr const char *kLive = "/live/";
+// The paths it serves, as app/streams.h spells them: "/videos/" and "/live/".
+const std::string kVideos = "/" + app::video_path("");
+const std::string kLive = "/" + app::live_path("");
 // How long an RTSP thread waits for the main loop to look a video up.
 constexpr auto kLookupWait = std::chrono::seconds(10);
 
 // The id of "/videos/ID" or "/live/ID" ("" when the path is not one of these).
-std::string id_in(const char *path, const char *prefix) {
-  if (!path || !g_str_has_prefix(path, prefix))
+std::string id_in(const char *path, const std::string &prefix) {
+  if (!path || !g_str_has_prefix(path, prefix.c_str()))
     return "";
-  std::string id(path + std::strlen(prefix));
+  std::string id(path + prefix.size());
   if (id.empty() || id.size() > 64 || id.find('/') != std::string::npos)
     return "";
   return id;
@@ -334,7 +335,7 @@ GstRTSPStatusCode check_request(GstRTSPContext *ctx, const std::weak_ptr<Core> &
   const char *path = ctx->uri->abspath;
   if (std::string id = id_in(path, kVideos); !id.empty())
     return status_of(lookup(weak.lock(), id, token_in(ctx->uri->query)).status);
-  if (std::string id = id_in(path, kLive); !id.empty() && !g_str_has_prefix(id.c_str(), "lk_")) {
+  if (std::string id = id_in(path, kLive); !id.empty() && !app::is_stream_key(id)) {
     if (!live_input(weak.lock(), id, nullptr))
       return GST_RTSP_STS_NOT_FOUND; // not live now
   }
@@ -364,7 +365,7 @@ void play_start(GstRTSPServer *server, const std::weak_ptr<Core> &core) {
 
 void play_mount(GstRTSPMountPoints *mounts, const std::shared_ptr<Core> &core, gchar **path_io) {
   const char *path = *path_io;
-  if (!id_in(path, kVideos).empty() || (!id_in(path, kLive).empty() && !g_str_has_prefix(path, "/live/lk_"))) {
+  if (!id_in(path, kVideos).empty() || (!id_in(path, kLive).empty() && !app::is_stream_key(id_in(path, kLive)))) {
     // These paths only play: a publisher there finds nothing (404), as it did before viewers came.
     GstRTSPContext *ctx = gst_rtsp_context_get_current();
     if (ctx && ctx->request && ctx->request->type == GST_RTSP_MESSAGE_REQUEST &&
@@ -396,7 +397,7 @@ void play_mount(GstRTSPMountPoints *mounts, const std::shared_ptr<Core> &core, g
     f->core = new std::weak_ptr<Core>(core);
     factory = GST_RTSP_MEDIA_FACTORY(f);
     gst_rtsp_media_factory_set_shared(factory, FALSE);
-  } else if (std::string sid = id_in(path, kLive); !sid.empty() && !g_str_has_prefix(sid.c_str(), "lk_")) {
+  } else if (std::string sid = id_in(path, kLive); !sid.empty() && !app::is_stream_key(sid)) {
     if (!core->find_id(sid))
       return;
     auto *f = static_cast<SluiceRestreamFactory *>(g_object_new(sluice_restream_factory_get_type(), nullptr));
