@@ -1,22 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The sluice command line: serve, transcode, probe, pipeline list/show/print/validate, encoders.
-#include "app/service.h"
-#include "app/uploads.h"
-#include "auth/authenticator.h"
-#include "auth/keys.h"
+// The sluice command line: transcode, probe, pipeline list/show/print/validate, encoders; serve and keys are
+// in cli/serve.cpp, upload in cli/upload.cpp.
+#include "cli/common.h"
+#include "cli/serve.h"
 #include "cli/upload.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/gobj.h"
 #include "core/json.h"
-#include "core/mainloop.h"
 #include "core/paths.h"
-#include "http/server.h"
-#include "jobs/events.h"
-#include "jobs/scheduler.h"
 #include "jobs/transcode.h"
-#include "live/engine.h"
 #include "live/ladder.h"
 #include "media/ladder.h"
 #include "media/probe.h"
@@ -24,10 +18,8 @@
 #include "pipeline/encoders.h"
 #include "pipeline/render.h"
 #include "sluice-config.h"
-#include "store/store.h"
 
 #include <gst/gst.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -38,12 +30,10 @@
 #include <vector>
 
 using namespace sluice;
+using namespace sluice::cli;
 
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 constexpr int kExitCanceled = 130;
 
 const char *kMainHelp =
@@ -67,10 +57,6 @@ const char *kMainHelp =
     "  -h, --help      show this help (COMMAND --help shows a command's help)\n"
     "  -V, --version   print the version\n";
 
-void print_error(const Error &e) {
-  std::fprintf(stderr, "sluice: error: %s\n", e.what());
-}
-
 // Common options of transcode and pipeline print.
 struct JobOptions {
   gchar *out = nullptr;
@@ -91,21 +77,6 @@ struct JobOptions {
     g_strfreev(sets);
   }
 };
-
-// Parses options with GOptionContext; returns false (after printing) on a usage error.
-bool parse_options(int &argc, char **&argv, const char *params, const char *summary, GOptionEntry *entries) {
-  GOptionContext *ctx = g_option_context_new(params);
-  g_option_context_set_summary(ctx, summary);
-  g_option_context_add_main_entries(ctx, entries, nullptr);
-  GError *err = nullptr;
-  bool ok = g_option_context_parse(ctx, &argc, &argv, &err);
-  if (!ok) {
-    std::fprintf(stderr, "sluice: %s\n(see --help)\n", err->message);
-    g_clear_error(&err);
-  }
-  g_option_context_free(ctx);
-  return ok;
-}
 
 jobs::TranscodeRequest request_from(const JobOptions &o, const std::string &input) {
   jobs::TranscodeRequest req;
@@ -225,201 +196,6 @@ int cmd_probe(int argc, char **argv) {
     JsonNode *n = media::probe_to_json(r);
     std::printf("%s\n", json::to_string(n, true).c_str());
     json_node_unref(n);
-    return kExitOk;
-  } catch (const Error &e) {
-    print_error(e);
-    return kExitFailed;
-  }
-}
-
-int cmd_serve(int argc, char **argv) {
-  gchar *config_file = nullptr, *listen = nullptr, *metrics_listen = nullptr, *data = nullptr;
-  gchar *rtsp_listen = nullptr, *srt_listen = nullptr;
-  GOptionEntry entries[] = {{"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
-                             "Read the configuration from FILE (see data/sluice.conf)", "FILE"},
-                            {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
-                             "Listen on ADDR:PORT (default 127.0.0.1:8080; port 0 picks a free one)", "ADDR:PORT"},
-                            {"metrics-listen", 0, 0, G_OPTION_ARG_STRING, &metrics_listen,
-                             "Also serve GET /metrics alone, without credentials, on ADDR:PORT ([metrics] listen)",
-                             "ADDR:PORT"},
-                            {"rtsp-listen", 0, 0, G_OPTION_ARG_STRING, &rtsp_listen,
-                             "Take RTSP publishers on ADDR:PORT, or off ([rtsp] listen; default 127.0.0.1:8554; "
-                             "port 0 picks a free one)",
-                             "ADDR:PORT"},
-                            {"srt-listen", 0, 0, G_OPTION_ARG_STRING, &srt_listen,
-                             "Take SRT publishers on ADDR:PORT, or off ([srt] listen; default 127.0.0.1:8890; "
-                             "port 0 picks a free one)",
-                             "ADDR:PORT"},
-                            {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data,
-                             "Keep uploads, outputs and the catalog in DIR (default ./sluice-data)", "DIR"},
-                            {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
-  if (!parse_options(argc, argv, "", "Run the sluice server until SIGINT or SIGTERM.", entries))
-    return kExitUsage;
-  GCharPtr config_file_owner(config_file), listen_owner(listen), metrics_listen_owner(metrics_listen), data_owner(data);
-  GCharPtr rtsp_listen_owner(rtsp_listen), srt_listen_owner(srt_listen);
-  if (argc != 1) {
-    std::fprintf(stderr, "sluice serve: unexpected argument '%s' (see sluice serve --help)\n", argv[1]);
-    return kExitUsage;
-  }
-  ServerConfig config;
-  try {
-    if (config_file)
-      config.load_file(config_file);
-    if (listen)
-      config.set_listen(listen);
-    if (metrics_listen)
-      config.set_metrics_listen(metrics_listen);
-    if (rtsp_listen)
-      config.set_rtsp_listen(rtsp_listen);
-    if (srt_listen)
-      config.set_srt_listen(srt_listen);
-    if (data)
-      config.data_dir = data;
-    config.data_dir = fs::absolute(config.data_dir);
-    auth::check_listen(config);
-    fs::make_dirs(config.data_dir);
-  } catch (const Error &e) {
-    print_error(e);
-    return kExitUsage;
-  }
-  if (!paths::ensure_plugin()) {
-    std::fprintf(stderr, "sluice: error: the sluiceprogress element (libgstsluice.so) is not installed\n");
-    return kExitFailed;
-  }
-  try {
-    auto store = store::open(config.store_url, config.data_dir);
-    jobs::EventHub events;
-    jobs::Layout layout{config.data_dir};
-    jobs::Scheduler scheduler(*store, events, config, layout);
-    app::Service service(config, *store, scheduler, events);
-    service.uploads().start();
-    http::Server server(config, service);
-    server.listen();
-    // The live engine: publishers over RTSP and SRT. The ports it took (the real ones for port 0, -1 for an
-    // address it could not bind) are what the streams' ingest URLs show.
-    live::Engine engine(config, service.streams());
-    service.streams().set_engine(&engine);
-    engine.serve_videos(service);
-    engine.start();
-    config.rtsp_port = engine.rtsp_port();
-    config.srt_port = engine.srt_port();
-    scheduler.start();
-    GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
-    struct Ctx {
-      GMainLoop *loop;
-      http::Server *server;
-      jobs::Scheduler *scheduler;
-      bool stopping = false;
-    } ctx{loop, &server, &scheduler};
-    auto on_signal = +[](gpointer user_data) -> gboolean {
-      auto *c = static_cast<Ctx *>(user_data);
-      if (c->stopping) {
-        std::fprintf(stderr, "sluice: stopping now\n");
-        g_main_loop_quit(c->loop);
-        return G_SOURCE_CONTINUE;
-      }
-      c->stopping = true;
-      std::fprintf(stderr, "sluice: shutting down: running jobs stop and go back to the queue\n");
-      c->server->stop_accepting();
-      c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
-      return G_SOURCE_CONTINUE;
-    };
-    {
-      // Signals are handled from here on: one that comes right after the lines below waits for the loop.
-      SignalSources signals(on_signal, &ctx);
-      std::printf("sluice: serving on %s\n", server.url().c_str());
-      if (!server.metrics_url().empty())
-        std::printf("sluice: metrics (alone, without credentials) on %smetrics\n", server.metrics_url().c_str());
-      if (!engine.rtsp_url().empty())
-        std::printf("sluice: RTSP on %s\n", engine.rtsp_url().c_str());
-      if (!engine.srt_url().empty())
-        std::printf("sluice: SRT on %s\n", engine.srt_url().c_str());
-      std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
-                  config.data_dir.c_str(), config.slots(), server.url().c_str());
-      std::fflush(stdout);
-      g_main_loop_run(loop);
-    }
-    g_main_loop_unref(loop);
-    // Live streams end (their playlists get ENDLIST) before the service goes.
-    engine.stop();
-    service.streams().set_engine(nullptr);
-    std::fprintf(stderr, "sluice: stopped\n");
-    return kExitOk;
-  } catch (const Error &e) {
-    print_error(e);
-    return kExitFailed;
-  }
-}
-
-// sluice keys create|list|revoke: the API keys of a data folder's catalog (the server sees them at once).
-int cmd_keys(int argc, char **argv) {
-  gchar *data = nullptr, *name = nullptr, *scope = nullptr, *config_file = nullptr;
-  GOptionEntry entries[] = {
-      {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
-       "The server's configuration: its [store] url and [server] data", "FILE"},
-      {"data", 'd', 0, G_OPTION_ARG_FILENAME, &data, "The server's data folder (default ./sluice-data)", "DIR"},
-      {"name", 'n', 0, G_OPTION_ARG_STRING, &name, "create: the key's name (revoke takes it as argument)", "NAME"},
-      {"scope", 's', 0, G_OPTION_ARG_STRING, &scope, "create: what the key may do: read, upload, metrics, admin",
-       "LIST"},
-      {nullptr, 0, 0, G_OPTION_ARG_NONE, nullptr, nullptr, nullptr}};
-  if (!parse_options(argc, argv, "create --name NAME --scope LIST | list | revoke NAME",
-                     "Manage the API keys that `sluice serve` accepts with [auth] mode=keys.\n\n"
-                     "create prints the new key once; only its hash is kept. Scopes: read, upload, metrics and\n"
-                     "admin (admin implies every other), separated by commas.",
-                     entries))
-    return kExitUsage;
-  GCharPtr data_owner(data), name_owner(name), scope_owner(scope), config_owner(config_file);
-  const std::string sub = argc >= 2 ? argv[1] : "";
-  const bool create = sub == "create" && argc == 2, list = sub == "list" && argc == 2,
-             revoke = sub == "revoke" && (argc == 3 || (argc == 2 && name));
-  if (!create && !list && !revoke) {
-    std::fprintf(stderr, "sluice keys: need create, list or revoke NAME (see sluice keys --help)\n");
-    return kExitUsage;
-  }
-  try {
-    ServerConfig config;
-    if (config_file)
-      config.load_file(config_file);
-    const std::string dir = fs::absolute(data ? data : config.data_dir);
-    if (create) {
-      if (!name || !*name || !scope) {
-        std::fprintf(stderr, "sluice keys create: need --name NAME and --scope LIST\n");
-        return kExitUsage;
-      }
-      store::ApiKey k;
-      k.name = name;
-      k.scopes = auth::scopes_string(auth::parse_scopes(scope));
-      k.created = g_get_real_time();
-      const std::string key = auth::new_key();
-      k.hash = auth::hash_key(key);
-      fs::make_dirs(dir);
-      store::open(config.store_url, dir)->add_key(k);
-      std::printf("%s\n", key.c_str());
-      std::fprintf(stderr, "sluice: key '%s' (%s) created; it is shown only this once: keep it now\n", k.name.c_str(),
-                   k.scopes.c_str());
-      return kExitOk;
-    }
-    auto store = store::open(config.store_url, dir);
-    if (revoke) {
-      const std::string which = argc == 3 ? argv[2] : name;
-      if (!store->revoke_key(which, g_get_real_time())) {
-        std::fprintf(stderr, "sluice: error: no key named '%s' (or it was revoked already)\n", which.c_str());
-        return kExitFailed;
-      }
-      std::printf("revoked key '%s'\n", which.c_str());
-      return kExitOk;
-    }
-    auto when = [](std::int64_t us) -> std::string {
-      if (!us)
-        return "-";
-      g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc(us / 1000000);
-      g_autofree gchar *s = t ? g_date_time_format_iso8601(t) : nullptr;
-      return s ? s : "-";
-    };
-    std::printf("%-20s %-28s %-21s %-21s %s\n", "NAME", "SCOPES", "CREATED", "LAST USED", "STATE");
-    for (const auto &k : store->keys())
-      std::printf("%-20s %-28s %-21s %-21s %s\n", k.name.c_str(), k.scopes.c_str(), when(k.created).c_str(),
-                  when(k.last_used).c_str(), k.revoked ? ("revoked " + when(k.revoked)).c_str() : "active");
     return kExitOk;
   } catch (const Error &e) {
     print_error(e);

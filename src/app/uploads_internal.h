@@ -60,4 +60,9 @@ inline bool is_final(const store::ResumableUpload &u) {
   return g_str_has_prefix(u.concat.c_str(), "final");
 }
 
+// Joins the files of a final upload's parts (`sources`, of `parts`' lengths) into dest; 0 or an errno. Blocking: run
+// off the main loop. `copied`: when the last byte was appended (monotonic µs). See uploads_join.cpp.
+int join_files(const std::vector<std::string> &sources, const std::vector<store::ResumableUpload> &parts,
+               const std::string &dest, std::int64_t &copied);
+
 } // namespace sluice::app::uploads_detail

@@ -60,6 +60,10 @@ LadderPlan plan_ladder(const LiveDescription &d, const std::string &ladder, cons
 // `{sink}` names: a muxer followed by an appsink (live-hls: an mpegtsmux).
 std::string check_ladder_elements(GstElement *pipeline, const LadderPlan &plan);
 
+// The appsink that takes what the element `name` makes: that element, or the first appsink downstream of it
+// (a reference; nullptr when there is none).
+GstElement *appsink_after(GstElement *pipeline, const std::string &name);
+
 // The file name of segment `index` of a rendition in a session: "720p-2-00005.ts" (live-hls).
 std::string segment_name(const std::string &rendition, int session, int index);
 // The CMAF files of a track in a session: "720p/init-2.mp4", "720p/2-00005.m4s" (live-cmaf).
