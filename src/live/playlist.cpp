@@ -68,6 +68,12 @@ std::string write_live_playlist(const LivePlaylist &pl) {
 
 namespace {
 
+// How often players fetch a dynamic MPD again: half a segment, at least 1 s (at most a segment). A player learns of a
+// segment only from the MPD (a SegmentTimeline), so the period adds to when it can fetch it; at a segment, a player
+// near the live edge (dash.js joining a stream younger than the suggested delay plays from its first segment) can
+// run dry waiting for the next refresh.
+double update_period(double segment_s) { return std::min(segment_s, std::max(1.0, segment_s / 2)); }
+
 double seconds(std::uint64_t ticks, std::uint32_t timescale) {
   return timescale ? static_cast<double>(ticks) / timescale : 0.0;
 }
@@ -113,7 +119,7 @@ std::string write_live_mpd(const LiveMpd &m) {
     o << " type=\"static\" mediaPresentationDuration=\"" << media::iso_duration(end - base) << "\"";
   else
     o << " type=\"dynamic\" availabilityStartTime=\"" << format_date(m.availability_start_us) << "\" publishTime=\""
-      << format_date(m.publish_us) << "\" minimumUpdatePeriod=\"" << media::iso_duration(m.segment_s)
+      << format_date(m.publish_us) << "\" minimumUpdatePeriod=\"" << media::iso_duration(update_period(m.segment_s))
       << "\" timeShiftBufferDepth=\"" << media::iso_duration(m.window_s) << "\" suggestedPresentationDelay=\""
       << media::iso_duration(3 * m.segment_s) << "\"";
   o << " minBufferTime=\"" << media::iso_duration(m.segment_s) << "\">\n";

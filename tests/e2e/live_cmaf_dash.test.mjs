@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Browser test: the dynamic MPD of a live-cmaf stream plays in dash.js (the copy the page ships, loaded into the
-// page the way engines.js loads it) while ffmpeg publishes over RTSP: it starts near the live edge, currentTime
-// advances for 10 s, and dash.js reports no error. Skipped (saying so) when the server has no live engine.
+// page the way engines.js loads it) while ffmpeg publishes over RTSP: joining once the stream is older than the
+// MPD's suggested delay, it starts near the live edge, currentTime advances for 10 s without a stall, and dash.js
+// reports no error. Skipped (saying so) when the server has no live engine.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -52,6 +53,24 @@ test('live-cmaf: dash.js plays the dynamic MPD and currentTime advances', { time
     // Live once every track has a segment (the MPD is written then).
     await waitFor(async () => (await server.json(`/api/v1/streams/${id}`)).body.state === 'live',
       { timeout: 60000, interval: 250, message: 'the stream to be live' });
+
+    // A viewer of a stream younger than the MPD's suggestedPresentationDelay: dash.js caps its delay at what is
+    // available and plays from the first segment, closer to the live edge than segments can be promised (it then
+    // waits for one, the stall this test must not see). Join once the video's timeline covers that delay.
+    const covered = async () => {
+      const mpd = await (await fetch(`${server.url}/streams/${id}/manifest.mpd`)).text();
+      const delay = Number(/suggestedPresentationDelay="PT([\d.]+)S"/.exec(mpd)?.[1]);
+      const video = /<SegmentTemplate timescale="(\d+)"[^>]*>\s*<SegmentTimeline>([\s\S]*?)<\/SegmentTimeline>/.exec(mpd);
+      if (!video || !(delay > 0)) return null;
+      let ticks = 0;
+      for (const s of video[2].matchAll(/<S(?: t="\d+")? d="(\d+)"(?: r="(\d+)")?\/>/g)) {
+        ticks += Number(s[1]) * (1 + Number(s[2] || 0));
+      }
+      const seconds = ticks / Number(video[1]);
+      return seconds >= delay ? { seconds, delay } : null;
+    };
+    console.log(`joining at ${JSON.stringify(await waitFor(covered,
+      { timeout: 30000, interval: 250, message: 'the MPD to cover its suggested delay' }))}`);
 
     browser = await launchBrowser(chromium, chromiumPath);
     page = browser.page;
@@ -107,7 +126,7 @@ test('live-cmaf: dash.js plays the dynamic MPD and currentTime advances', { time
     assert.ok(advanced > 8, `currentTime advanced ${advanced.toFixed(2)} s in 10 s`);
     for (let i = 1; i < samples.length; i++) assert.ok(samples[i].t >= samples[i - 1].t, 'currentTime never goes back');
     assert.ok(samples.every((s) => !s.paused), 'it never stalls into pause');
-    // Near the live edge: within the window (8 s) and the suggested delay.
+    // Near the live edge: about the suggested delay (6 s), within the window (8 s) and a segment.
     const latency = samples[samples.length - 1].latency;
     assert.ok(latency > 0 && latency < 12, `live latency ${latency} s`);
     assert.deepEqual(await page.evaluate(() => window.dashErrors), [], 'dash.js reported no error');

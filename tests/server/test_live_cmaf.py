@@ -168,7 +168,9 @@ class LiveCmaf(LiveCase):
             for attr in ('availabilityStartTime', 'publishTime'):
                 self.assertRegex(root.get(attr), r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
             self.assertAlmostEqual(parse_duration(root.get('timeShiftBufferDepth')), WINDOW, delta=0.01)
-            self.assertAlmostEqual(parse_duration(root.get('minimumUpdatePeriod')), SEGMENT, delta=0.01)
+            # Half a segment, at least 1 s: a player learns of a segment only from the MPD.
+            self.assertAlmostEqual(parse_duration(root.get('minimumUpdatePeriod')), min(SEGMENT, max(1.0, SEGMENT / 2)),
+                                   delta=0.01)
             self.assertGreater(parse_duration(root.get('suggestedPresentationDelay')), 0)
             # Players take the server's clock from the Date header of the MPD itself (no time server needed).
             utc = root.find(MPD_NS + 'UTCTiming')

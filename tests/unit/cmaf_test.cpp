@@ -631,7 +631,8 @@ TEST(LiveCmaf, DynamicMpdHasAPeriodPerSessionAndTurnsStatic) {
   EXPECT_TRUE(contains(dynamic, "type=\"dynamic\" availabilityStartTime=\"2023-11-14T22:13:20.000Z\""));
   EXPECT_TRUE(contains(dynamic, "publishTime=\"2023-11-14T22:13:42.000Z\""));
   EXPECT_TRUE(contains(dynamic, "timeShiftBufferDepth=\"PT8.000S\""));
-  EXPECT_TRUE(contains(dynamic, "minimumUpdatePeriod=\"PT2.000S\""));
+  // Refreshed every half segment (at least 1 s), so that a player near the live edge learns of a segment soon.
+  EXPECT_TRUE(contains(dynamic, "minimumUpdatePeriod=\"PT1.000S\""));
   EXPECT_TRUE(contains(dynamic, "suggestedPresentationDelay=\"PT6.000S\""));
   EXPECT_FALSE(contains(dynamic, "mediaPresentationDuration"));
   // One Period per session, at the wall time its running time began, its decode times as they are.
