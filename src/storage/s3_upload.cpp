@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// S3Storage's streaming upload: one PUT when it ends within a part, else S3 multipart with two parts in memory at most.
+#include "core/error.h"
+#include "core/log.h"
+#include "storage/s3_internal.h"
+
+#include <future>
+#include <string>
+#include <vector>
+
+namespace sluice::storage {
+
+namespace {
+
+log::Category *cat() {
+  return log::category("sluice-storage", "sluice object storage");
+}
+
+bool ok(const s3::Response &r) {
+  return r.status >= 200 && r.status < 300;
+}
+
+class S3Upload : public Upload {
+public:
+  S3Upload(const S3Storage::Impl &impl, std::string key, std::string content_type)
+      : impl_(impl), key_(std::move(key)), content_type_(std::move(content_type)) {
+    part_.reserve(impl_.settings.part_size);
+  }
+  ~S3Upload() override {
+    if (!done_)
+      abort();
+  }
+
+  void write(const void *data, std::size_t size) override {
+    if (done_)
+      throw Error(ErrorCode::Internal, "write to a finished upload of " + key_);
+    const char *p = static_cast<const char *>(data);
+    try {
+      while (size > 0) {
+        if (part_.size() == impl_.settings.part_size)
+          send_part(); // only once more bytes come: a last part that is exactly full is sent by finish()
+        std::size_t n = std::min(impl_.settings.part_size - part_.size(), size);
+        part_.append(p, n);
+        p += n;
+        size -= n;
+        size_ += static_cast<std::int64_t>(n);
+      }
+    } catch (...) {
+      abort();
+      throw;
+    }
+  }
+
+  ObjectInfo finish() override {
+    if (done_)
+      throw Error(ErrorCode::Internal, "upload of " + key_ + " already ended");
+    try {
+      ObjectInfo info{key_, size_, {}, static_cast<std::int64_t>(time(nullptr))};
+      if (upload_id_.empty()) { // it fit in one part: a plain PUT
+        s3::Request req;
+        req.method = "PUT";
+        req.url = impl_.object_url(key_);
+        req.body = part_;
+        req.has_body = true;
+        req.headers.push_back("Content-Type: " + content_type_);
+        s3::Response r = impl_.call(req);
+        if (!ok(r))
+          s3::throw_error(r, "PUT " + key_);
+        info.etag = r.headers["etag"];
+      } else {
+        send_part();
+        wait_part();
+        info.etag = complete();
+      }
+      done_ = true;
+      part_ = std::string();
+      return info;
+    } catch (...) {
+      abort();
+      throw;
+    }
+  }
+
+  void abort() noexcept override {
+    if (done_)
+      return;
+    done_ = true;
+    part_ = std::string();
+    try {
+      if (inflight_.valid())
+        inflight_.wait();
+      if (upload_id_.empty())
+        return;
+      s3::Request req;
+      req.method = "DELETE";
+      req.url = impl_.object_url(key_, s3::canonical_query({{"uploadId", upload_id_}}));
+      s3::Response r = impl_.call(req);
+      if (!ok(r) && r.status != 404)
+        s3::throw_error(r, "abort of the multipart upload of " + key_);
+    } catch (const std::exception &e) {
+      // The parts stay until the bucket's lifecycle rule for incomplete uploads removes them; no object appears.
+      SLUICE_LOG(cat(), Warning, "%s", e.what());
+    }
+  }
+
+private:
+  // Hands the full part to a thread; waits first for the previous one, so that at most two parts are in memory.
+  void send_part() {
+    wait_part();
+    if (upload_id_.empty())
+      initiate();
+    int number = static_cast<int>(etags_.size()) + 1;
+    if (number > 10000)
+      throw Error(ErrorCode::Invalid, "upload of " + key_ + " needs more than 10,000 parts: raise the part size");
+    etags_.emplace_back();
+    inflight_ = std::async(std::launch::async, [this, number, body = std::move(part_)]() {
+      s3::Request req;
+      req.method = "PUT";
+      req.url = impl_.object_url(
+          key_, s3::canonical_query({{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}}));
+      req.body = body;
+      req.has_body = true;
+      s3::Response r = impl_.call(req);
+      if (!ok(r))
+        s3::throw_error(r, "PUT part " + std::to_string(number) + " of " + key_);
+      auto etag = r.headers.find("etag");
+      if (etag == r.headers.end() || etag->second.empty())
+        throw Error(ErrorCode::Unavailable,
+                    "object storage: part " + std::to_string(number) + " of " + key_ + " was answered without an ETag");
+      return etag->second;
+    });
+    part_ = std::string();
+    part_.reserve(impl_.settings.part_size);
+  }
+
+  // The part in flight: its ETag recorded, or its error thrown.
+  void wait_part() {
+    if (!inflight_.valid())
+      return;
+    etags_.back() = inflight_.get();
+  }
+
+  void initiate() {
+    s3::Request req;
+    req.method = "POST";
+    req.url = impl_.object_url(key_, s3::canonical_query({{"uploads", ""}}));
+    req.has_body = true;
+    req.headers.push_back("Content-Type: " + content_type_);
+    s3::Response r = impl_.call(req);
+    if (!ok(r))
+      s3::throw_error(r, "start of the multipart upload of " + key_);
+    upload_id_ = s3::parse_xml(r.body).child_text("UploadId");
+    if (upload_id_.empty())
+      throw Error(ErrorCode::Unavailable, "object storage: no UploadId in the answer to the start of " + key_);
+  }
+
+  std::string complete() {
+    std::string body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CompleteMultipartUpload>";
+    for (std::size_t i = 0; i < etags_.size(); i++)
+      body += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>" + s3::xml_escape(etags_[i]) +
+              "</ETag></Part>";
+    body += "</CompleteMultipartUpload>";
+    s3::Request req;
+    req.method = "POST";
+    req.url = impl_.object_url(key_, s3::canonical_query({{"uploadId", upload_id_}}));
+    req.body = body;
+    req.has_body = true;
+    req.headers.push_back("Content-Type: application/xml");
+    s3::Response r = impl_.call(req);
+    if (!ok(r))
+      s3::throw_error(r, "completion of the multipart upload of " + key_);
+    // S3 may answer 200 and then an <Error> document when the completion fails late.
+    s3::XmlNode doc = s3::parse_xml(r.body);
+    if (doc.name == "Error")
+      s3::throw_error(s3::Response{500, r.body, {}}, "completion of the multipart upload of " + key_);
+    SLUICE_LOG(cat(), Info, "uploaded %s in %zu parts (%" G_GINT64_FORMAT " bytes)", key_.c_str(), etags_.size(),
+               static_cast<gint64>(size_));
+    return doc.child_text("ETag");
+  }
+
+  const S3Storage::Impl &impl_;
+  std::string key_;
+  std::string content_type_;
+  std::string part_;
+  std::string upload_id_;
+  std::vector<std::string> etags_;
+  std::future<std::string> inflight_;
+  std::int64_t size_ = 0;
+  bool done_ = false;
+};
+
+} // namespace
+
+std::unique_ptr<Upload> make_s3_upload(const S3Storage::Impl &impl, const std::string &key,
+                                       const std::string &content_type) {
+  return std::make_unique<S3Upload>(impl, key, content_type);
+}
+
+} // namespace sluice::storage
