@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/mainloop.h"
+#include "jobs/stored.h"
 #include "media/hls.h"
 #include "media/probe.h"
 #include "media/probe_json.h"
@@ -170,7 +171,8 @@ void Service::start_ingest(IncomingFile file, const Metadata &metadata,
                         "the job queue is full (" + std::to_string(config_.queue_limit) + " jobs); try again later"));
   // Probing reads the file with GStreamer: off the main loop, and the rest back on it.
   auto alive = alive_;
-  std::thread([this, alive, file = std::move(file), metadata, spec, done]() mutable {
+  storage::Storage *storage = scheduler_.storage();
+  std::thread([this, alive, storage, file = std::move(file), metadata, spec, done]() mutable {
     std::shared_ptr<const std::string> probe_json;
     bool picture = false;
     std::optional<Error> err;
@@ -187,11 +189,28 @@ void Service::start_ingest(IncomingFile file, const Metadata &metadata,
     } catch (const std::exception &e) {
       err = Error(ErrorCode::Internal, e.what());
     }
-    post([this, alive, file = std::move(file), metadata, spec, probe_json, picture, err,
+    // [storage]: the source goes to the bucket too (in bounded parts), so that a worker elsewhere finds it. The
+    // video's id is picked here for its key.
+    std::optional<Error> stored_err;
+    if (!err && storage) {
+      if (file.video_id.empty())
+        file.video_id = store::new_id();
+      try {
+        jobs::upload_source(*storage, file.path, file.video_id, safe_extension(file.filename));
+      } catch (const Error &e) {
+        SLUICE_LOG(app_log(), Error, "cannot store the upload in %s: %s", storage->describe().c_str(), e.what());
+        stored_err = Error(ErrorCode::Unavailable, "the upload could not be stored (object storage failed); retry");
+      }
+    }
+    post([this, alive, file = std::move(file), metadata, spec, probe_json, picture, err, stored_err,
           done = std::move(done)]() mutable {
       if (!*alive) {
         file.discard();
         return;
+      }
+      if (stored_err) {
+        file.discard();
+        return done(failure_of(*stored_err));
       }
       try {
         probed(std::move(file), metadata, spec, probe_json, picture, err, done);
@@ -243,6 +262,8 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
   }
   if (!accepting_) {
     file.discard();
+    if (scheduler_.storage() && !file.video_id.empty())
+      jobs::remove_video_later(*scheduler_.storage(), file.video_id);
     return done(shutting_down());
   }
   std::string title = clean_text(metadata.title, 200);
@@ -271,6 +292,8 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
   } catch (const Error &e) {
     file.discard();
     fs::remove_all(dir);
+    if (scheduler_.storage())
+      jobs::remove_video_later(*scheduler_.storage(), v.id);
     SLUICE_LOG(app_log(), Error, "cannot store upload: %s", e.what());
     return done(failure_of(e));
   }
@@ -286,6 +309,8 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
     try {
       store_.delete_video(v.id);
       fs::remove_all(dir);
+      if (scheduler_.storage())
+        jobs::remove_video_later(*scheduler_.storage(), v.id);
     } catch (const Error &e2) {
       SLUICE_LOG(app_log(), Error, "video %s stays without its jobs: %s", v.id.c_str(), e2.what());
     }
@@ -310,6 +335,8 @@ void Service::delete_video(const std::string &video_id, std::function<void(std::
         store_.delete_video(video_id);
         signed_.erase(video_id);
         fs::remove_all(scheduler_.layout().video_dir(video_id));
+        if (scheduler_.storage()) // its objects: the source and every package's versions
+          jobs::remove_video_later(*scheduler_.storage(), video_id);
         publish_video_event(events_, video_id, "deleted");
         done(std::nullopt);
       } catch (const Error &e) {

@@ -117,6 +117,9 @@ struct MediaFile {
   std::string path;     // the real path, inside the data folder's videos/
   bool running = false; // of a running job: EVENT playlists, listed segments only
   std::string version;  // of a finished package (its folder), "" when unknown
+  // A finished package in object storage ([storage]): the object's key (path is then ""), and its version is the
+  // package's ("vN", its prefix's last segment).
+  std::string key;
 };
 
 struct HealthView {
@@ -178,9 +181,12 @@ public:
 
   // The file `inside` (decoded, checked path segments) of the video's output folder `folder`, when it
   // may be served: NotFound otherwise (no such file, a link out of videos/, a segment not listed yet).
-  // A finished package's files are found once and remembered; want_version: its version too.
+  // A finished package's files are found once and remembered; want_version: its version too. With [storage], a
+  // finished package is an object of the version the catalog records as current, or of `pinned` ("vN", from a
+  // versioned URL) when it names one.
   Result<MediaFile> media_file(const std::string &video_id, const std::string &folder,
-                               const std::vector<std::string> &inside, bool want_version);
+                               const std::vector<std::string> &inside, bool want_version,
+                               const std::string &pinned = "");
   // The file found for these segments is gone (serving it failed): find it again next time.
   void forget_media_file(const std::string &video_id, const std::string &folder,
                          const std::vector<std::string> &inside);

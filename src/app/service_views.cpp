@@ -4,12 +4,15 @@
 
 #include "app/service_internal.h"
 #include "core/fs.h"
+#include "jobs/stored.h"
 #include "media/hls.h"
 #include "pipeline/outputs.h"
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <set>
 
 namespace sluice::app {
@@ -34,6 +37,16 @@ std::string folder_version(const std::string &dir) {
   std::snprintf(buf, sizeof buf, "%llx%llx%lx", static_cast<unsigned long long>(st.st_ino),
                 static_cast<unsigned long long>(st.st_mtim.tv_sec), static_cast<long>(st.st_mtim.tv_nsec));
   return buf;
+}
+
+// Per pipeline, the package prefix in storage of its newest succeeded job that recorded one (jobs newest first).
+std::map<std::string, std::string> stored_prefixes(const std::vector<store::Job> &jobs) {
+  std::map<std::string, std::string> out;
+  for (const auto &j : jobs)
+    if (j.state == store::JobState::Succeeded && !out.count(j.pipeline))
+      if (std::string prefix = jobs::stored_prefix(j.result_json); !prefix.empty())
+        out.emplace(j.pipeline, prefix);
+  return out;
 }
 
 } // namespace
@@ -79,6 +92,7 @@ VideoView Service::view(const store::Video &v) {
   }
   // What can be fetched, newest job first, one package per pipeline.
   std::set<std::string> seen;
+  const auto stored = scheduler_.storage() ? stored_prefixes(out.jobs) : std::map<std::string, std::string>{};
   for (const auto &j : out.jobs) {
     const std::string &p = j.pipeline;
     if (!seen.insert(p).second)
@@ -95,13 +109,14 @@ VideoView Service::view(const store::Video &v) {
       // finished package has no working folder served: see Scheduler::live_dir.)
       const std::string master(info.master), manifest(info.manifest);
       auto work = scheduler_.live_dir(v.id, p);
+      const bool in_storage = !work && stored.count(p); // every streaming package has its master (and cmaf its MPD)
       pkg.growing = work && fs::exists(fs::join(*work, master));
-      if (pkg.growing || (!work && fs::exists(fs::join(dir, master))))
+      if (pkg.growing || in_storage || (!work && fs::exists(fs::join(dir, master))))
         pkg.hls = master;
       // DASH: the MPD of a finished package that has one.
-      if (!manifest.empty() && !work && fs::exists(fs::join(dir, manifest)))
+      if (!manifest.empty() && !work && (in_storage || fs::exists(fs::join(dir, manifest))))
         pkg.dash = manifest;
-    } else if (const std::string file(info.artifact_file); fs::exists(fs::join(dir, file))) {
+    } else if (const std::string file(info.artifact_file); stored.count(p) || fs::exists(fs::join(dir, file))) {
       pkg.artifact = file;
     }
     out.packages.push_back(std::move(pkg));
@@ -134,7 +149,8 @@ HealthView Service::health() {
 // Media files
 
 Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
-                                      const std::vector<std::string> &inside, bool want_version) {
+                                      const std::vector<std::string> &inside, bool want_version,
+                                      const std::string &pinned) {
   // Only files inside an output folder: no listing, no upload, no working or old folders by name.
   // (No catalog lookup: a deleted video's row goes before its folder, and without the folder there is
   // nothing to serve.)
@@ -173,6 +189,29 @@ Result<MediaFile> Service::media_file(const std::string &video_id, const std::st
         return not_found("no such file (yet)");
     }
     return out;
+  }
+  if (scheduler_.storage()) {
+    // A finished package in storage: the version a versioned URL names, else the one the catalog records. (The
+    // segments were checked by split_path: safe names, so the key is a storage key.)
+    std::string prefix;
+    if (pinned.size() > 1 && pinned[0] == 'v' &&
+        std::all_of(pinned.begin() + 1, pinned.end(), [](char c) { return g_ascii_isdigit(c); })) {
+      prefix = jobs::video_prefix(video_id) + folder + "/" + pinned + "/";
+    } else {
+      store::JobFilter f;
+      f.video_id = video_id;
+      auto stored = stored_prefixes(store_.jobs(f));
+      if (auto it = stored.find(folder); it != stored.end())
+        prefix = it->second;
+    }
+    if (!prefix.empty()) {
+      out.key = prefix;
+      for (std::size_t i = 0; i < inside.size(); ++i)
+        out.key += (i ? "/" : "") + inside[i];
+      out.version = jobs::package_version(prefix, video_id, folder);
+      return out;
+    }
+    // None recorded: a package made before [storage] was set is served from the data folder.
   }
   // A finished package: the folder may not lead out of the videos folder (a link to /etc serves nothing).
   // What was found is remembered (serving checks the file itself again every time).

@@ -15,6 +15,7 @@
 #include "http/server.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
+#include "jobs/stored.h"
 #include "live/engine.h"
 #include "store/store.h"
 
@@ -23,10 +24,70 @@
 
 namespace sluice::cli {
 
+namespace {
+
+// api and worker processes share the queue and the catalog: a SQLite file is one process's.
+void check_role(const ServerConfig &config) {
+  if (config.role != "all" && store::check_url(config.store_url) != store::Backend::Postgres)
+    throw Error("[server] role: '" + config.role +
+                "' needs a catalog shared by every process: set [store] url to a postgresql:// url (a SQLite "
+                "catalog is for one process: --role all)");
+}
+
+// --role worker: claims and runs jobs from the shared catalog; no HTTP API, no live engine. It listens on nothing:
+// its health is its heartbeat (GET /api/v1/workers on an api process).
+int run_worker(ServerConfig &config) {
+  try {
+    auto store = store::open(config.store_url, config.data_dir);
+    auto hub = jobs::make_event_hub(config.store_url);
+    auto storage = jobs::open_storage(config); // [storage]: null for the data folder
+    jobs::Scheduler scheduler(*store, *hub, config, jobs::Layout{config.data_dir});
+    scheduler.set_storage(storage.get());
+    scheduler.start();
+    GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
+    struct Ctx {
+      GMainLoop *loop;
+      jobs::Scheduler *scheduler;
+      bool stopping = false;
+    } ctx{loop, &scheduler};
+    auto on_signal = +[](gpointer user_data) -> gboolean {
+      auto *c = static_cast<Ctx *>(user_data);
+      if (c->stopping) {
+        std::fprintf(stderr, "sluice: stopping now\n");
+        g_main_loop_quit(c->loop);
+        return G_SOURCE_CONTINUE;
+      }
+      c->stopping = true;
+      std::fprintf(stderr, "sluice: shutting down: running jobs stop and go back to the queue\n");
+      c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
+      return G_SOURCE_CONTINUE;
+    };
+    {
+      SignalSources signals(on_signal, &ctx);
+      std::printf("sluice: worker %s: %d job slot(s), encoders %s; data in %s\n", scheduler.worker_name().c_str(),
+                  config.slots(), store::join_names(scheduler.runnable_encoders()).c_str(), config.data_dir.c_str());
+      std::fflush(stdout);
+      g_main_loop_run(loop);
+    }
+    g_main_loop_unref(loop);
+    std::fprintf(stderr, "sluice: stopped\n");
+    return kExitOk;
+  } catch (const Error &e) {
+    print_error(e);
+    return kExitFailed;
+  }
+}
+
+} // namespace
+
 int cmd_serve(int argc, char **argv) {
   gchar *config_file = nullptr, *listen = nullptr, *metrics_listen = nullptr, *data = nullptr;
-  gchar *rtsp_listen = nullptr, *srt_listen = nullptr;
-  GOptionEntry entries[] = {{"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
+  gchar *rtsp_listen = nullptr, *srt_listen = nullptr, *role = nullptr;
+  GOptionEntry entries[] = {{"role", 0, 0, G_OPTION_ARG_STRING, &role,
+                             "all (default), api (HTTP, uploads, catalog; runs no job) or worker (claims and runs "
+                             "jobs; no HTTP API); api and worker share a PostgreSQL [store] url ([server] role)",
+                             "ROLE"},
+                            {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file,
                              "Read the configuration from FILE (see data/sluice.conf)", "FILE"},
                             {"listen", 'l', 0, G_OPTION_ARG_STRING, &listen,
                              "Listen on ADDR:PORT (default 127.0.0.1:8080; port 0 picks a free one)", "ADDR:PORT"},
@@ -47,7 +108,7 @@ int cmd_serve(int argc, char **argv) {
   if (!parse_options(argc, argv, "", "Run the sluice server until SIGINT or SIGTERM.", entries))
     return kExitUsage;
   GCharPtr config_file_owner(config_file), listen_owner(listen), metrics_listen_owner(metrics_listen), data_owner(data);
-  GCharPtr rtsp_listen_owner(rtsp_listen), srt_listen_owner(srt_listen);
+  GCharPtr rtsp_listen_owner(rtsp_listen), srt_listen_owner(srt_listen), role_owner(role);
   if (argc != 1) {
     std::fprintf(stderr, "sluice serve: unexpected argument '%s' (see sluice serve --help)\n", argv[1]);
     return kExitUsage;
@@ -66,6 +127,9 @@ int cmd_serve(int argc, char **argv) {
       config.set_srt_listen(srt_listen);
     if (data)
       config.data_dir = data;
+    if (role)
+      config.set_role(role);
+    check_role(config);
     config.data_dir = fs::absolute(config.data_dir);
     auth::check_listen(config);
     fs::make_dirs(config.data_dir);
@@ -77,11 +141,18 @@ int cmd_serve(int argc, char **argv) {
     std::fprintf(stderr, "sluice: error: the sluiceprogress element (libgstsluice.so) is not installed\n");
     return kExitFailed;
   }
+  if (config.role == "worker")
+    return run_worker(config);
   try {
     auto store = store::open(config.store_url, config.data_dir);
-    jobs::EventHub events;
+    // The event hub by the catalog's backend: this process's own (SQLite), or shared through PostgreSQL.
+    auto hub = jobs::make_event_hub(config.store_url);
+    jobs::EventHub &events = *hub;
     jobs::Layout layout{config.data_dir};
+    // [storage]: sources and packages in a bucket (or another folder); null keeps them in the data folder.
+    auto storage = jobs::open_storage(config);
     jobs::Scheduler scheduler(*store, events, config, layout);
+    scheduler.set_storage(storage.get());
     app::Service service(config, *store, scheduler, events);
     service.uploads().start();
     http::Server server(config, service);
@@ -125,8 +196,13 @@ int cmd_serve(int argc, char **argv) {
         std::printf("sluice: RTSP on %s\n", engine.rtsp_url().c_str());
       if (!engine.srt_url().empty())
         std::printf("sluice: SRT on %s\n", engine.srt_url().c_str());
+      if (config.role == "api")
+        std::printf("sluice: role api: jobs run on the workers that share the catalog\n");
+      if (storage)
+        std::printf("sluice: sources and packages in %s (served: %s)\n", storage->describe().c_str(),
+                    config.storage_serve.c_str());
       std::printf("sluice: data in %s, %d job slot(s); upload with: curl -F file=@VIDEO %sapi/v1/videos\n",
-                  config.data_dir.c_str(), config.slots(), server.url().c_str());
+                  config.data_dir.c_str(), config.role == "api" ? 0 : config.slots(), server.url().c_str());
       std::fflush(stdout);
       g_main_loop_run(loop);
     }

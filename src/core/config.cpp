@@ -3,6 +3,7 @@
 #include "core/config.h"
 
 #include "core/error.h"
+#include "storage/open.h"
 #include "store/store.h"
 
 #include <gio/gio.h>
@@ -190,6 +191,22 @@ std::vector<std::string> get_list(GKeyFile *kf, const char *group, const char *k
 
 } // namespace
 
+namespace {
+
+void load_storage(ServerConfig &c, GKeyFile *kf) {
+  c.storage_url = get_string(kf, "storage", "url", c.storage_url);
+  c.storage_endpoint = get_string(kf, "storage", "endpoint", c.storage_endpoint);
+  c.storage_region = get_string(kf, "storage", "region", c.storage_region);
+  c.storage_access_key = get_string(kf, "storage", "access-key", c.storage_access_key);
+  c.storage_secret_key = get_string(kf, "storage", "secret-key", c.storage_secret_key);
+  c.storage_serve = get_string(kf, "storage", "serve", c.storage_serve);
+  // At most 7 days: what SigV4 allows a presigned URL.
+  c.presign_ttl_s = get_int(kf, "storage", "presign-ttl", c.presign_ttl_s, 1, 7 * 86400);
+  c.check_storage();
+}
+
+} // namespace
+
 void ServerConfig::load_file(const std::string &path) {
   g_autoptr(GKeyFile) kf = g_key_file_new();
   GError *err = nullptr;
@@ -202,6 +219,7 @@ void ServerConfig::load_file(const std::string &path) {
   data_dir = get_string(kf, "server", "data", data_dir);
   store_url = get_string(kf, "store", "url", store_url);
   store::check_url(store_url); // a bad url stops the start, naming [store] url (never its password)
+  load_storage(*this, kf);
   cors_origins = get_list(kf, "server", "cors-origins", cors_origins);
   allowed_hosts = get_list(kf, "server", "allowed-hosts", allowed_hosts);
   header_timeout_s = get_int(kf, "server", "header-timeout", header_timeout_s, 0, 86400);
@@ -226,6 +244,13 @@ void ServerConfig::load_file(const std::string &path) {
   retry_delay_s = get_int(kf, "jobs", "retry-delay", retry_delay_s, 0, 86400);
   no_space_retry_delay_s = get_int(kf, "jobs", "no-space-retry-delay", no_space_retry_delay_s, 1, 86400);
   queue_limit = get_int(kf, "jobs", "queue-limit", queue_limit, 1, 1000000);
+  if (std::string r = get_string(kf, "server", "role", ""); !r.empty())
+    set_role(r);
+  lease_s = get_int(kf, "jobs", "lease", lease_s, 2, 86400);
+  heartbeat_s = get_int(kf, "jobs", "heartbeat", heartbeat_s, 1, 86400);
+  if (heartbeat_s >= lease_s)
+    throw Error("[jobs] heartbeat: expected fewer seconds than [jobs] lease (" + std::to_string(lease_s) + ")");
+  worker_name = get_string(kf, "jobs", "worker-name", worker_name);
   keep_alive_s = get_int(kf, "events", "keep-alive", keep_alive_s, 1, 3600);
   std::string free = get_string(kf, "health", "min-free-space", "");
   if (!free.empty())
@@ -271,6 +296,20 @@ void ServerConfig::load_file(const std::string &path) {
     set_srt_listen(r);
   live_window_s = get_int(kf, "live", "window", live_window_s, 4, 3600);
   live_idle_timeout_s = get_int(kf, "live", "idle-timeout", live_idle_timeout_s, 1, 3600);
+}
+
+void ServerConfig::check_storage() const {
+  storage::check_url(storage_url); // the url's form only: the keys are checked when the storage is opened
+  if (storage_serve != "proxy" && storage_serve != "redirect")
+    throw Error("[storage] serve: expected proxy or redirect, got '" + storage_serve + "'");
+  if (storage_serve == "redirect" && !storage_url.starts_with("s3://"))
+    throw Error("[storage] serve: redirect needs an s3:// [storage] url (a folder has no presigned URLs)");
+}
+
+void ServerConfig::set_role(const std::string &r) {
+  if (r != "all" && r != "api" && r != "worker")
+    throw Error("[server] role: expected all, api or worker, not '" + r + "'");
+  role = r;
 }
 
 int ServerConfig::slots() const {

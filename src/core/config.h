@@ -14,6 +14,13 @@ struct ServerConfig {
   std::string data_dir = "sluice-data";
   // [store] url: the catalog. "" is the data folder's sluice.db; sqlite:///PATH, postgresql://... (store::open).
   std::string store_url;
+  // [storage]: where sources and finished packages live (storage::open). url "" is the data folder (files served
+  // from there, as always); file:///PATH or s3://BUCKET/PREFIX puts them behind storage::Storage, with endpoint,
+  // region and keys (AWS_* variables when empty). serve: proxy (sluice streams the objects) or redirect (302 to a
+  // presigned GET URL that lives presign-ttl seconds; s3:// only).
+  std::string storage_url, storage_endpoint, storage_region, storage_access_key, storage_secret_key;
+  std::string storage_serve = "proxy";
+  int presign_ttl_s = 300;
   std::vector<std::string> cors_origins; // "*" allows any origin
   // Host names a request's Host header may name besides IP literals, localhost and the listen address
   // (against DNS rebinding); "*" allows any.
@@ -38,6 +45,14 @@ struct ServerConfig {
   // The first delay before a job that failed for lack of disk space runs again (doubled each time, no attempt limit).
   int no_space_retry_delay_s = 60;
   int queue_limit = 1000;
+  // [server] role (sluice serve --role): all (one process does everything), api (HTTP, uploads, the catalog; runs no
+  // job) or worker (claims and runs jobs; no HTTP API). api and worker share a PostgreSQL [store] url.
+  std::string role = "all";
+  // [jobs] lease: seconds a claimed job stays this process's without a renewal (then another may claim it again);
+  // heartbeat: seconds between renewals (and the worker's heartbeat); worker-name: "" is hostname-pid.
+  int lease_s = 30;
+  int heartbeat_s = 10;
+  std::string worker_name;
   int keep_alive_s = 15;
   std::int64_t min_free_space = 1LL << 30;
   // [auth]: who may use the API (src/auth). mode: none (loopback only), keys, jwt or keys+jwt; the JWT settings
@@ -82,6 +97,10 @@ struct ServerConfig {
   // The same for [rtsp] listen and [srt] listen ("off" turns one off).
   void set_rtsp_listen(const std::string &listen);
   void set_srt_listen(const std::string &listen);
+  // all, api or worker; throws Error (Invalid).
+  void set_role(const std::string &role);
+  // Checks [storage] (the url's form, serve); throws Error (Invalid) naming the key, never a secret.
+  void check_storage() const;
   // concurrent_jobs, resolved.
   int slots() const;
 };

@@ -14,6 +14,7 @@ struct SseClient {
   SoupServerMessage *msg = nullptr;
   std::string job, video;
   std::uint64_t token = 0;
+  std::uint64_t seen = 0; // the latest event id sent (or that the client said it had)
   guint keep_alive = 0;
   bool closed = false;
 
@@ -30,7 +31,16 @@ struct SseClient {
     soup_message_body_append(soup_server_message_get_response_body(msg), SOUP_MEMORY_COPY, text.data(), text.size());
     soup_server_message_unpause(msg);
   }
+  // An event of the hub: each once, in id order (with several processes, what was replayed from the catalog may
+  // also arrive live).
   void send(const jobs::Event &e) {
+    if (e.id <= seen)
+      return;
+    seen = e.id;
+    send_state(e);
+  }
+  // A job's current state, under the latest id.
+  void send_state(const jobs::Event &e) {
     if (wants(e))
       write("id: " + std::to_string(e.id) + "\nevent: " + e.name + "\ndata: " + e.data + "\n\n");
   }
@@ -97,6 +107,8 @@ void events(Context &cx, Request &rq) {
     unsigned long long id = std::strtoull(last.c_str(), &end, 10);
     if (*end == '\0')
       replayed = events.since(id, missed);
+    if (replayed)
+      c->seen = id;
   }
   c->msg = msg;
   cx.sse_clients.insert(c);
@@ -111,7 +123,7 @@ void events(Context &cx, Request &rq) {
       f.state = state;
       for (const auto &j : cx.service.store().jobs(f)) {
         json::Node n(job_json(cx.service, j));
-        c->send(jobs::Event{events.last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
+        c->send_state(jobs::Event{events.last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
       }
     }
   }

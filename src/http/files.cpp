@@ -266,6 +266,11 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     GStr sum(g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(opts.body->data()),
                                          opts.body->size()));
     etag = "\"b" + std::string(sum.get(), 32) + "\"";
+  } else if (opts.object) {
+    size = opts.object->size;
+    etag = opts.object->etag;
+    if (opts.object->last_modified > 0)
+      mtime = opts.object->last_modified;
   } else if (auto cached = opts.cache ? opts.cache->get(path) : nullptr) {
     entry = cached;
     size = cached->size;
@@ -321,7 +326,8 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
 
   // The bytes, for a GET that sends content.
   BytesPtr content;
-  if (!head && !not_modified && kind != RangeKind::Unsatisfiable && size > 0) {
+  const bool send = !head && !not_modified && kind != RangeKind::Unsatisfiable && size > 0;
+  if (send && !opts.object) {
     if (opts.body) {
       content.reset(g_bytes_new(opts.body->data(), opts.body->size()));
     } else if (entry) {
@@ -381,6 +387,8 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     if (content) {
       BytesPtr slice(g_bytes_new_from_bytes(content.get(), static_cast<gsize>(range.start), static_cast<gsize>(len)));
       soup_message_body_append_bytes(body, slice.get());
+    } else if (send && opts.object) {
+      opts.object->send(msg, range.start, len);
     }
     return;
   }
@@ -388,6 +396,8 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   soup_message_headers_set_content_length(resp, size);
   if (content)
     soup_message_body_append_bytes(body, content.get());
+  else if (send && opts.object)
+    opts.object->send(msg, 0, size);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <libsoup/soup.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,10 +60,22 @@ private:
   std::size_t budget_, max_file_, used_ = 0;
 };
 
+// What is served instead of a file when the bytes are elsewhere (an object in storage): its size, validators and
+// how its bytes are sent.
+struct StreamedObject {
+  std::int64_t size = 0;
+  std::string etag;               // with its quotes
+  std::int64_t last_modified = 0; // Unix seconds, 0 when unknown
+  // Sends bytes [offset, offset + length) as the response's body (status and headers are set by then); called at
+  // most once, and not for HEAD, 304, 416 or an empty object.
+  std::function<void(SoupServerMessage *msg, std::int64_t offset, std::int64_t length)> send;
+};
+
 struct ServeOptions {
-  std::string cache_control;       // e.g. "no-cache" or "public, max-age=31536000, immutable"
-  std::optional<std::string> body; // serve this text instead of the file's contents (rewritten playlists)
-  FileCache *cache = nullptr;      // serve small files from (and into) this cache
+  std::string cache_control;              // e.g. "no-cache" or "public, max-age=31536000, immutable"
+  std::optional<std::string> body;        // serve this text instead of the file's contents (rewritten playlists)
+  FileCache *cache = nullptr;             // serve small files from (and into) this cache
+  const StreamedObject *object = nullptr; // serve this instead of the file (path then names its type only)
 };
 
 // Answers msg (GET or HEAD) with the file at path: 200/206/304/416, Content-Type, Content-Length,

@@ -3,6 +3,7 @@
 #include "app/service.h"
 #include "core/fs.h"
 #include "http/files.h"
+#include "http/media_stored.h"
 #include "http/respond.h"
 #include "http/routes.h"
 #include "media/dash.h"
@@ -31,29 +32,34 @@ std::optional<std::string> versioned_text(Context &cx, const std::string &path, 
   if (cached.first == entry->etag + version)
     return cached.second;
   std::string text(static_cast<const char *>(g_bytes_get_data(entry->bytes, nullptr)), g_bytes_get_size(entry->bytes));
-  std::string body = text;
   std::string key = entry->etag + version;
   if (version.empty()) {
     version = entry->etag.substr(1, entry->etag.size() - 2);
     version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
   }
-  if (mpd) {
-    body = media::version_mpd_urls(text, "v=" + version);
-  } else {
-    try {
-      auto pl = media::parse_media_playlist(text);
-      for (auto &seg : pl.segments)
-        seg.uri = versioned(seg.uri, version);
-      if (!pl.map_uri.empty())
-        pl.map_uri = versioned(pl.map_uri, version);
-      body = media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
-    } catch (const Error &) {
-      // Not a playlist we can read: served as it is.
-    }
-  }
+  std::string body = versioned_urls(text, version, mpd);
   cached = {key, body};
   return body;
 }
+
+} // namespace
+
+std::string versioned_urls(const std::string &text, const std::string &version, bool mpd) {
+  if (mpd)
+    return media::version_mpd_urls(text, "v=" + version);
+  try {
+    auto pl = media::parse_media_playlist(text);
+    for (auto &seg : pl.segments)
+      seg.uri = versioned(seg.uri, version);
+    if (!pl.map_uri.empty())
+      pl.map_uri = versioned(pl.map_uri, version);
+    return media::write_media_playlist(pl, pl.playlist_type.empty() ? "VOD" : pl.playlist_type);
+  } catch (const Error &) {
+    return text; // not a playlist we can read: served as it is
+  }
+}
+
+namespace {
 
 // Appends `query` ("token=...") to a URL, before its fragment.
 std::string with_query(const std::string &uri, const std::string &query) {
@@ -62,6 +68,8 @@ std::string with_query(const std::string &uri, const std::string &query) {
   return base + (base.find('?') == std::string::npos ? "?" : "&") + query +
          (hash == std::string::npos ? "" : uri.substr(hash));
 }
+
+} // namespace
 
 // Every URL of a served text carries `query`: the URI lines and URI="..." attributes of a playlist (master or
 // media), the templates of an MPD, the sheet URLs of a storyboard's WebVTT.
@@ -104,6 +112,8 @@ std::string with_query_everywhere(const std::string &text, const std::string &qu
   return out;
 }
 
+namespace {
+
 std::string file_text(Context &cx, const std::string &path) {
   auto entry = cx.files.get(path);
   if (!entry)
@@ -145,10 +155,24 @@ void media(Context &cx, Request &rq) {
   // Texts whose URLs get the token: playlists (master too), MPDs, a storyboard's WebVTT.
   const bool carries_urls = tokened && (playlist || mpd || g_str_has_suffix(name.c_str(), ".vtt"));
 
-  auto found = cx.service.media_file(video_id, folder, inside, rewritten);
+  auto found = cx.service.media_file(video_id, folder, inside, rewritten, query_value(rq.query, "v"));
   if (auto *f = std::get_if<app::Failure>(&found))
     return set_failure(msg, *f);
   const app::MediaFile &file = std::get<app::MediaFile>(found);
+  if (!file.key.empty()) {
+    // In object storage ([storage]): the same answers, from the bucket (or a redirect to it).
+    StoredFile stored;
+    stored.key = file.key;
+    stored.name = name;
+    stored.version = file.version;
+    stored.rewritten = rewritten;
+    stored.carries_urls = carries_urls;
+    stored.token_query = token_query;
+    stored.cache_control = playlist || carries_urls || query_value(rq.query, "v").empty()
+                               ? "no-cache"
+                               : "public, max-age=31536000, immutable";
+    return serve_stored(cx, msg, *cx.service.scheduler().storage(), std::move(stored));
+  }
 
   ServeOptions opts;
   if (file.running) {

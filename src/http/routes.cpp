@@ -48,6 +48,7 @@ const std::vector<Route> &routes() {
       {"GET", "/api/v1/events", events, Scope::Read},
       {"GET", "/api/v1/pipelines", pipelines, Scope::Read},
       {"GET", "/api/v1/encoders", encoders, Scope::Read},
+      {"GET", "/api/v1/workers", workers, Scope::Read},
   };
   return table;
 }

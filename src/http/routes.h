@@ -48,6 +48,7 @@ namespace handlers {
 void health(Context &, Request &);
 void pipelines(Context &, Request &);
 void encoders(Context &, Request &);
+void workers(Context &, Request &);
 void metrics(Context &, Request &);
 void web(Context &, Request &);
 void media(Context &, Request &);

@@ -2,6 +2,9 @@
 // The event hub: a bounded history for Last-Event-ID replay and synchronous fan-out.
 #include "jobs/events.h"
 
+#include "jobs/pg_bus.h"
+#include "store/store.h"
+
 #include <glib.h>
 
 namespace sluice::jobs {
@@ -13,12 +16,17 @@ std::uint64_t EventHub::publish(std::string name, std::string job_id, std::strin
   events_.push_back(std::move(e));
   while (events_.size() > keep_)
     events_.pop_front();
+  const Event ev = events_.back();
+  deliver(ev);
+  return ev.id;
+}
+
+void EventHub::deliver(const Event &ev) {
   // A subscriber may unsubscribe (itself or another) while being called: iterate over a copy of the tokens.
   std::vector<std::uint64_t> tokens;
   tokens.reserve(subscribers_.size());
   for (const auto &[token, fn] : subscribers_)
     tokens.push_back(token);
-  const Event ev = events_.back();
   for (auto token : tokens) {
     auto it = subscribers_.find(token);
     if (it != subscribers_.end()) {
@@ -26,7 +34,6 @@ std::uint64_t EventHub::publish(std::string name, std::string job_id, std::strin
       fn(ev);
     }
   }
-  return ev.id;
 }
 
 std::uint64_t EventHub::subscribe(Subscriber fn) {
@@ -39,7 +46,7 @@ void EventHub::unsubscribe(std::uint64_t token) {
   subscribers_.erase(token);
 }
 
-bool EventHub::since(std::uint64_t last_id, std::vector<Event> &out) const {
+bool EventHub::since(std::uint64_t last_id, std::vector<Event> &out) {
   out.clear();
   if (last_id >= next_id_)
     return false;
@@ -51,6 +58,12 @@ bool EventHub::since(std::uint64_t last_id, std::vector<Event> &out) const {
     if (e.id > last_id)
       out.push_back(e);
   return true;
+}
+
+std::unique_ptr<EventHub> make_event_hub(const std::string &store_url) {
+  if (store::check_url(store_url) == store::Backend::Postgres)
+    return std::make_unique<PgEventHub>(store_url);
+  return std::make_unique<EventHub>();
 }
 
 } // namespace sluice::jobs

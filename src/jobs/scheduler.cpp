@@ -9,6 +9,7 @@
 #include "pipeline/description.h"
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <mutex>
@@ -68,6 +69,10 @@ Scheduler::Scheduler(store::Store &store, EventHub &events, const ServerConfig &
     : store_(store), events_(events), config_(config), layout_(std::move(layout)),
       encoders_(pipeline::EncoderTable::load_default()), alive_(std::make_shared<std::atomic<bool>>(true)) {
   init_debug();
+  shared_ = store::check_url(config_.store_url) == store::Backend::Postgres;
+  worker_name_ = config_.worker_name.empty()
+                     ? std::string(g_get_host_name()) + "-" + std::to_string(static_cast<long>(getpid()))
+                     : config_.worker_name;
 }
 
 Scheduler::~Scheduler() {
@@ -76,19 +81,36 @@ Scheduler::~Scheduler() {
     g_source_remove(timer_);
   if (save_timer_)
     g_source_remove(save_timer_);
+  if (heartbeat_timer_)
+    g_source_remove(heartbeat_timer_);
   for (auto &[id, a] : active_)
     if (a->transcode)
       a->transcode->cancel();
 }
 
 void Scheduler::start() {
+  started_at_ = g_get_real_time();
   recover();
-  // Find out once, off the request path, which encoder `auto` means here.
+  heartbeat_timer_ = g_timeout_add_seconds(
+      static_cast<guint>(config_.heartbeat_s),
+      [](gpointer self) -> gboolean {
+        auto *s = static_cast<Scheduler *>(self);
+        s->guarded("", "the jobs' heartbeat", [s] { s->heartbeat(); });
+        return G_SOURCE_CONTINUE;
+      },
+      this);
+  if (!runs_jobs())
+    return;
+  // Find out once, off the request path, which encoder `auto` means here, and which encoders this worker runs.
   try {
     GST_INFO("auto encoder: %s", encoders_.resolve("auto").c_str());
   } catch (const Error &e) {
     GST_WARNING("no H.264 encoder can run here: %s", e.what());
   }
+  for (const auto &p : encoders_.profiles())
+    if (encoders_.check(p.name).runs)
+      runnable_encoders_.push_back(p.name);
+  guarded("", "registering the worker", [this] { register_worker(g_get_real_time()); });
   timer_ = g_timeout_add_seconds(
       1,
       [](gpointer self) -> gboolean {
@@ -121,6 +143,13 @@ void Scheduler::shutdown(std::function<void()> done) {
   if (timer_) {
     g_source_remove(timer_);
     timer_ = 0;
+  }
+  if (runs_jobs()) {
+    try {
+      store_.remove_worker(worker_name_);
+    } catch (const Error &e) {
+      GST_WARNING("cannot remove worker %s from the catalog: %s", worker_name_.c_str(), e.what());
+    }
   }
   if (active_.empty()) {
     done();

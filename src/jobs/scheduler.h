@@ -19,7 +19,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
+
+namespace sluice::storage {
+class Storage;
+}
 
 namespace sluice::jobs {
 
@@ -49,7 +55,10 @@ public:
   Scheduler(const Scheduler &) = delete;
   Scheduler &operator=(const Scheduler &) = delete;
 
-  // Crash recovery (running jobs requeued, partial outputs removed), then starts running jobs.
+  // Crash recovery (running jobs requeued, partial outputs removed), then starts running jobs: claims them through
+  // the store with a lease renewed from a heartbeat timer ([jobs] lease, heartbeat). With a shared catalog
+  // (PostgreSQL) no running job is requeued blindly: jobs whose lease ran out are, from that timer, by any process.
+  // Role api ([server] role) claims no job; it still takes expired leases back.
   void start();
   // Stops every running job and puts it back in the queue; `done` runs on the main loop once all
   // have stopped. No new job starts afterwards.
@@ -89,6 +98,10 @@ public:
   void set_url_speller(UrlSpeller speller) { url_speller_ = std::move(speller); }
   // Where the scheduler records its jobs' starts, ends, retries, failures and speeds (none: nowhere).
   void set_metrics(metrics::JobRecorder *recorder) { metrics_ = recorder; }
+  // [storage] (jobs/stored.h): sources are fetched from it when not here, finished packages are published to it
+  // under versioned prefixes instead of the data folder. None (the default): the data folder, as always.
+  void set_storage(storage::Storage *storage) { storage_ = storage; }
+  storage::Storage *storage() const { return storage_; }
 
   JsonNode *job_to_json(const store::Job &job) const;
   void publish_job(const store::Job &job);
@@ -96,6 +109,11 @@ public:
   const Layout &layout() const { return layout_; }
   const pipeline::EncoderTable &encoders() const { return encoders_; }
   int running_count() const;
+  // This process's name as a worker ([jobs] worker-name, or hostname-pid) and the encoders it claims jobs for.
+  const std::string &worker_name() const { return worker_name_; }
+  const std::vector<std::string> &runnable_encoders() const { return runnable_encoders_; }
+  // Whether this process claims and runs jobs (role all or worker).
+  bool runs_jobs() const { return config_.role != "api"; }
   // Job states the catalog refused to write, kept and written again from a timer until they land.
   std::size_t unsaved_count() const { return unsaved_.size(); }
   // Bytes free for the data folder (-1 when it cannot be told), and whether that is below [health] min-free-space.
@@ -123,10 +141,20 @@ private:
   void announce_playable(const Active &a);
   void stopped(const std::string &job_id);
   void recover();
+  // The heartbeat (scheduler_lease.cpp): running jobs' leases renewed, this worker's row refreshed, expired leases
+  // taken back. A job whose lease is lost stops, and nothing of it is published or written.
+  void heartbeat();
+  void lose_lease(const std::string &job_id, const char *why);
+  void register_worker(std::int64_t now);
+  // The working folder of a claimed job: per claim when the catalog is shared (another attempt may still write its
+  // own), and the folders of the job's earlier attempts removed.
+  std::string claim_work_dir(const store::Job &job, const std::string &out) const;
   // Writes a job's new state. When the catalog refuses it (read-only, full, gone), the state is kept and written
   // again from a timer with backoff until it lands, the newest state of a job winning; no job starts meanwhile.
   // Announces the job once its state is written. Returns whether it was written now.
-  bool save(const store::Job &job);
+  // A job this process claimed (fenced) is written only while its token holds it (finish_job).
+  bool save(const store::Job &job, bool fenced = false);
+  bool write_state(const store::Job &job, bool fenced);
   void arm_save_retry();
   void retry_saves();
   // The state of a job as the scheduler knows it: an unsaved state if there is one, else the catalog's.
@@ -141,11 +169,18 @@ private:
   mutable std::map<std::string, pipeline::OutputKind> output_kinds_;
   UrlSpeller url_speller_;
   metrics::JobRecorder *metrics_ = nullptr;
+  storage::Storage *storage_ = nullptr;
   std::shared_ptr<std::atomic<bool>> alive_;
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;
   guint timer_ = 0;
   std::map<std::string, store::Job> unsaved_;
+  std::set<std::string> unsaved_fenced_; // the ids in unsaved_ written with finish_job
+  bool shared_ = false;                  // the catalog is PostgreSQL: other processes claim jobs from it
+  std::string worker_name_;
+  std::vector<std::string> runnable_encoders_;
+  std::int64_t started_at_ = 0;
+  guint heartbeat_timer_ = 0;
   guint save_timer_ = 0;
   int save_failures_ = 0;              // in a row, for the backoff of save_timer_
   std::int64_t launch_not_before_ = 0; // after a job's start could not be written, no start is tried before this

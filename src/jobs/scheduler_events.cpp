@@ -74,6 +74,11 @@ JsonNode *Scheduler::job_to_json(const store::Job &job) const {
   set_time("started", job.started);
   set_time("finished", job.finished);
   set_time("next_attempt", job.state == store::JobState::Queued ? job.not_before : 0);
+  // The worker that runs or ran it (its name as GET /api/v1/workers lists it); null before any claim.
+  if (job.worker.empty())
+    json_object_set_null_member(o, "worker");
+  else
+    json_object_set_string_member(o, "worker", job.worker.c_str());
 
   const Progress *p = nullptr;
   if (auto it = active_.find(job.id); it != active_.end() && it->second->progress)

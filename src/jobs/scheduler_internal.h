@@ -24,6 +24,8 @@ struct Scheduler::Active {
   std::unique_ptr<Transcode> transcode; // null while planning
   std::optional<Progress> progress;
   bool cancel_requested = false;
+  bool lease_lost = false;       // the catalog says another claim or a cancel holds it now: nothing is written
+  std::int64_t leased_until = 0; // as last renewed
   bool shutdown_requested = false;
   bool done = false;
   bool master_written = false;

@@ -6,6 +6,7 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "core/mainloop.h"
+#include "jobs/stored.h"
 #include "media/probe_json.h"
 
 #include <algorithm>
@@ -49,7 +50,7 @@ std::map<std::string, std::string> job_params(const store::Job &job) {
 } // namespace
 
 void Scheduler::pump() {
-  if (shutting_down_)
+  if (shutting_down_ || !runs_jobs())
     return;
   // A job's start is written before it runs: while the catalog refuses writes, none starts.
   if (!unsaved_.empty() || g_get_real_time() < launch_not_before_)
@@ -57,26 +58,24 @@ void Scheduler::pump() {
   while (static_cast<int>(active_.size()) < config_.slots()) {
     std::optional<store::Job> next;
     try {
-      next = store_.next_queued(g_get_real_time());
-    } catch (const Error &e) {
-      GST_ERROR("cannot read the job queue: %s", e.what());
-      return;
-    }
-    if (!next)
-      return;
-    std::string id = next->id;
-    try {
-      launch(std::move(*next));
+      // One statement claims it (running, attempts + 1, leased to this worker, a fresh fencing token): another
+      // process sharing the catalog never gets the same job.
+      const std::int64_t now = g_get_real_time();
+      next = store_.claim_job(worker_name_, now, static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC,
+                              runnable_encoders_);
       launch_failures_ = 0;
     } catch (const Error &e) {
-      // Its start could not be written (the catalog refuses writes): it stays queued, and no start is tried for a
+      // The claim could not be written (the catalog refuses writes, or is unreachable): no claim is tried for a
       // while, so that a catalog that stays read-only costs a log line now and then, not one a second.
       int backoff = std::min(1 << std::min(launch_failures_, 5), kMaxLaunchBackoffS);
       launch_failures_++;
       launch_not_before_ = g_get_real_time() + backoff * G_USEC_PER_SEC;
-      g_warning("cannot start job %s (trying again in %d s): %s", id.c_str(), backoff, e.what());
+      g_warning("cannot start a job (trying again in %d s): %s", backoff, e.what());
       return;
     }
+    if (!next)
+      return;
+    launch(std::move(*next));
   }
 }
 
@@ -87,8 +86,7 @@ void Scheduler::give_up(store::Job job, std::int64_t now) {
   job.error_code = error_code_name(ErrorCode::Internal);
   job.error = "the job was interrupted " + std::to_string(job.attempts) +
               " times (the server stopped or crashed while it ran); giving up";
-  store_.update_job(job);
-  publish_job(job);
+  save(job, true);
   if (metrics_) {
     metrics_->job_failed(job.pipeline, job.error_code);
     metrics_->job_ended(job.pipeline, "failed");
@@ -96,24 +94,23 @@ void Scheduler::give_up(store::Job job, std::int64_t now) {
 }
 
 void Scheduler::launch(store::Job job) {
-  auto now = g_get_real_time();
-  if (job.attempts >= job.max_attempts) {
+  // Claimed: running, its attempt counted, its start written.
+  const std::int64_t now = job.started;
+  if (job.attempts > job.max_attempts) {
+    // Requeued by a restart with its attempts spent (requeue_running keeps them): this claim does not count.
+    job.attempts -= 1;
     give_up(std::move(job), now);
     return;
   }
-  // Waiting since it was queued, or since its retry was due.
+  // Waiting since it was queued, or since its retry was due (the claim leaves not_before as it was).
   const std::int64_t ready = std::max(job.created, job.not_before);
-  job.state = store::JobState::Running;
-  job.attempts += 1;
-  job.started = now;
-  job.finished = 0;
   job.not_before = 0;
-  store_.update_job(job);
 
   auto a = std::make_unique<Active>();
   a->job = job;
+  a->leased_until = job.leased_until;
   a->out = layout_.output_dir(job.video_id, job.pipeline);
-  a->work = work_dir_for(a->out);
+  a->work = claim_work_dir(job, a->out);
   std::string job_id = job.id;
   active_[job_id] = std::move(a);
   publish_job(job);
@@ -133,7 +130,9 @@ void Scheduler::launch(store::Job job) {
     finished(job_id, e, {});
     return;
   }
-  if (req.input.empty()) {
+  if (req.input.empty() && storage_) // another machine took the upload: fetched from storage while planning
+    req.fetch_input = source_fetcher(*storage_, layout_.video_dir(job.video_id), job.video_id);
+  if (req.input.empty() && !req.fetch_input) {
     finished(job_id, Error(ErrorCode::NotFound, "the uploaded file of video " + job.video_id + " is missing"), {});
     return;
   }
@@ -210,6 +209,8 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
     return;
   }
   a.transcode = std::make_unique<Transcode>(std::move(*plan), a.out, a.work, true);
+  if (storage_)
+    a.transcode->set_publisher(package_publisher(*storage_, a.job));
   // The callbacks run inside the runner's bus watch, which fails the run when one of them throws.
   try {
     a.transcode->start([this, job_id](const Progress &p) { progressed(job_id, p); },
@@ -244,6 +245,23 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
     a->transcode->cancel(); // no-op when it has finished; stops it when we fail it ourselves
   a->transcode.reset();
   fs::remove_all(a->work);
+  if (a->lease_lost) {
+    // Canceled or claimed again elsewhere: the catalog's state is someone else's now. Nothing is written or
+    // announced.
+    g_message("job %s: its lease was lost; this attempt ended and published nothing", job_id.c_str());
+    if (storage_)
+      discard_package_later(*storage_, res.storage_prefix);
+    for (auto &fn : a->on_stopped)
+      fn();
+    if (shutting_down_ && active_.empty() && on_shutdown_) {
+      auto fn = std::move(on_shutdown_);
+      on_shutdown_ = nullptr;
+      fn();
+      return;
+    }
+    pump();
+    return;
+  }
 
   store::Job job = a->job;
   auto now = g_get_real_time();
@@ -273,8 +291,13 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
   a->job = job;
   a->progress.reset();
   // Announced once written: a published package whose job's end the catalog refuses stays, and the job ends
-  // succeeded when its state lands (see save()), never by running it again.
-  save(job);
+  // succeeded when its state lands (see save()), never by running it again. Written only while this claim's
+  // token holds the job.
+  const bool saved = save(job, true);
+  if (storage_ && saved && job.state == store::JobState::Succeeded)
+    drop_other_versions_later(*storage_, job); // only once the new version is the one recorded
+  else if (storage_ && !saved && !unsaved_.count(job.id))
+    discard_package_later(*storage_, res.storage_prefix); // never recorded: fenced out, or its video is gone
   for (auto &fn : a->on_stopped)
     fn();
   if (shutting_down_) {

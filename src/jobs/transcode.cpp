@@ -73,7 +73,15 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
   plan.values = pipeline::resolve(plan.description.params, req.params);
   const bool streaming = pipeline::output_info(plan.description.output).streaming;
   auto ladder = req.ladder.empty() || !streaming ? media::default_ladder() : media::parse_ladder(req.ladder);
-  plan.probe = probe_input(req);
+  if (req.input.empty() && req.fetch_input) {
+    TranscodeRequest fetched = req;
+    fetched.input = req.fetch_input();
+    if (fetched.input.empty())
+      throw Error(ErrorCode::NotFound, "the uploaded file is missing (neither here nor in storage)");
+    plan.probe = probe_input(fetched);
+  } else {
+    plan.probe = probe_input(req);
+  }
 
   auto &r = plan.render;
   r.input = plan.probe.path;
@@ -230,8 +238,16 @@ namespace {
 // Finishes the output and publishes it; runs on a worker thread (splitting segments and encoding
 // sprite sheets take a while).
 TranscodeResult publish(const TranscodePlan &plan, const std::string &work, const std::string &out, bool replace,
-                        const std::map<std::string, std::int64_t> &track_starts) {
+                        const std::map<std::string, std::int64_t> &track_starts,
+                        const Transcode::Publisher &publisher) {
   TranscodeResult res = finalize_output(plan, work, track_starts);
+  if (publisher) {
+    // Object storage holds the package: the working folder is not kept (see Transcode::Publisher).
+    res.storage_prefix = publisher(work);
+    fs::remove_all(work);
+    res.out = out;
+    return res;
+  }
   // Everything written reaches the disk before the package is renamed into place: after a power cut
   // a published package is whole.
   if (int dfd = open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
@@ -292,11 +308,12 @@ void Transcode::done(std::optional<Error> err) {
   auto alive = alive_;
   auto starts = runner_ ? runner_->track_starts() : std::map<std::string, std::int64_t>{};
   try {
-    std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts] {
+    std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts,
+                 publisher = publisher_] {
       std::optional<Error> e;
       TranscodeResult res;
       try {
-        res = publish(plan, work, out, replace, starts);
+        res = publish(plan, work, out, replace, starts, publisher);
       } catch (const Error &x) {
         e = x;
       } catch (const std::exception &x) {
@@ -369,6 +386,10 @@ JsonNode *result_to_json(const TranscodeResult &r) {
   }
   json_builder_set_member_name(b, "duration");
   json_builder_add_double_value(b, r.duration);
+  if (!r.storage_prefix.empty()) {
+    json_builder_set_member_name(b, "storage_prefix");
+    json_builder_add_string_value(b, r.storage_prefix.c_str());
+  }
   json_builder_set_member_name(b, "files");
   json_builder_begin_object(b);
   for (const auto &[role, file] : r.files) {

@@ -31,6 +31,9 @@ struct TranscodeRequest {
   // `created`). Without it, planning probes the input (the CLI does).
   std::optional<media::ProbeResult> probed;
   std::int64_t probed_at = 0;
+  // When `input` is empty: makes the input a local file (fetched from object storage) and returns its path, or ""
+  // when there is none. Called by plan_transcode, off the main loop.
+  std::function<std::string()> fetch_input;
 };
 
 struct TranscodePlan {
@@ -70,6 +73,8 @@ struct TranscodeResult {
   int width = 0, height = 0; // of a poster, storyboard tile or preview
   double time = -1.0;        // of the frame a poster shows
   int tiles = 0;             // of a storyboard
+  // Where a Publisher put the package in object storage ("videos/ID/PIPELINE/vN/"); "" when it is in `out`.
+  std::string storage_prefix;
 };
 
 // A truncated input can end "successfully" with a short output: throws Truncated when `got` seconds of
@@ -88,6 +93,9 @@ class CmafLive;
 class Transcode {
 public:
   using DoneFn = std::function<void(std::optional<Error>, const TranscodeResult &)>;
+  // Publishes a finished package folder somewhere else than `out` (object storage), off the main loop: returns
+  // where it went (TranscodeResult::storage_prefix), or throws, and the folder is then removed either way.
+  using Publisher = std::function<std::string(const std::string &dir)>;
   // With replace, a finished package already in `out` is swapped for the new one when it succeeds
   // (through `out`.old, which recover_output() cleans up after a crash).
   Transcode(TranscodePlan plan, std::string out, std::string work, bool replace = false);
@@ -98,6 +106,8 @@ public:
   // loop.
   void start(Runner::ProgressFn on_progress, DoneFn on_done, Runner::SegmentFn on_segment = {});
   void cancel();
+  // Set before start(): the finished package goes through publisher instead of being renamed into `out`.
+  void set_publisher(Publisher publisher) { publisher_ = std::move(publisher); }
   const TranscodePlan &plan() const { return plan_; }
   // The pipeline has ended and its output is being finished (split, indexed, published).
   bool finishing() const { return finishing_; }
@@ -111,6 +121,7 @@ private:
   TranscodePlan plan_;
   std::string out_, work_;
   bool replace_ = false;
+  Publisher publisher_;
   std::unique_ptr<Runner> runner_;
   DoneFn on_done_;
   bool finishing_ = false;

@@ -21,7 +21,7 @@ namespace sluice::store::pg {
 #define PG_VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
 #define PG_JOB_COLUMNS                                                                                                 \
   "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
-  "started, finished, not_before, error_code, error, result_json"
+  "started, finished, not_before, error_code, error, result_json, worker, leased_until, token"
 
 struct ConnCloser {
   void operator()(PGconn *c) const { PQfinish(c); }
@@ -81,6 +81,14 @@ public:
   std::optional<Job> next_queued(std::int64_t now) override;
   int count_jobs(JobState s) override;
   std::vector<Job> requeue_running() override;
+  std::optional<Job> claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                               const std::vector<std::string> &encoders) override;
+  bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) override;
+  bool finish_job(const Job &j) override;
+  std::vector<Job> requeue_expired(std::int64_t now) override;
+  void beat_worker(const Worker &w, std::int64_t forget_before) override;
+  std::vector<Worker> workers() override;
+  void remove_worker(const std::string &name) override;
 
   bool ping() override;
   std::optional<StoredAnswer> stored_answer(const std::string &scope, const std::string &key,

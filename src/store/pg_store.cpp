@@ -16,7 +16,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 6;
+constexpr int kSchemaVersion = 8;
 // The advisory lock taken while the schema is read and migrated: "sluice" in ASCII.
 constexpr std::int64_t kMigrationLock = 0x736c75696365;
 
@@ -134,6 +134,48 @@ CREATE TABLE streams (
   ord      BIGINT GENERATED ALWAYS AS IDENTITY
 );
 )sql",
+    // 7: claiming jobs with leases (the worker, until when, the fencing token), and the workers that claim them.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN leased_until BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN token BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX jobs_by_lease ON jobs (state, leased_until);
+CREATE TABLE workers (
+  name       TEXT PRIMARY KEY NOT NULL,
+  role       TEXT NOT NULL,
+  started    BIGINT NOT NULL,
+  heartbeat  BIGINT NOT NULL,
+  encoders   TEXT NOT NULL DEFAULT '',
+  concurrent INTEGER NOT NULL DEFAULT 0
+);
+)sql",
+    // 8: the events of every process (jobs/pg_bus.h): ids from a sequence, in the order of commits (the lock), each
+    // NOTIFYed on sluice_events as "ID\nNAME\nJOB\nVIDEO\nDATA", or as its id alone when that does not fit.
+    R"sql(
+CREATE TABLE events (
+  id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  created  BIGINT NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT,
+  name     TEXT NOT NULL,
+  job_id   TEXT NOT NULL DEFAULT '',
+  video_id TEXT NOT NULL DEFAULT '',
+  data     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_by_created ON events (created);
+CREATE FUNCTION sluice_publish_event(p_name TEXT, p_job TEXT, p_video TEXT, p_data TEXT) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+DECLARE
+  new_id BIGINT;
+  line TEXT;
+BEGIN
+  -- Held until the commit: the next event's id is taken once this one is visible, so listeners see ids in order.
+  PERFORM pg_advisory_xact_lock(8317151707346054501);
+  INSERT INTO events (name, job_id, video_id, data) VALUES (p_name, p_job, p_video, p_data) RETURNING id INTO new_id;
+  line := new_id::TEXT || E'\n' || p_name || E'\n' || p_job || E'\n' || p_video || E'\n' || p_data;
+  PERFORM pg_notify('sluice_events', CASE WHEN octet_length(line) < 8000 THEN line ELSE new_id::TEXT END);
+  RETURN new_id;
+END
+$$;
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
@@ -227,10 +269,23 @@ Rows PgStore::query(const char *sql, Params params, const std::string &what) {
       throw Error(ErrorCode::Io, "catalog " + where_ + ": cannot " + what +
                                      ": cannot connect: " + trimmed(PQerrorMessage(conn_.get())));
   }
+  const bool idle = PQtransactionStatus(conn_.get()) == PQTRANS_IDLE;
   PGresult *r =
       PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
-  Rows rows(r);
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  // The server went away under an idle connection (a restart ends every session): the statement found the
+  // connection broken. Made again and run once more, outside a transaction only (inside one, the transaction is lost
+  // with the session: the caller's statement fails).
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && idle && PQstatus(conn_.get()) == CONNECTION_BAD) {
+    PQclear(r);
+    r = nullptr;
+    PQreset(conn_.get());
+    if (PQstatus(conn_.get()) == CONNECTION_OK) {
+      r = PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
+      st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    }
+  }
+  Rows rows(r);
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
     return rows;
   std::string msg;
@@ -324,6 +379,9 @@ Job PgStore::read_job(const Rows &r, int row) const {
   j.error_code = r.text(row, 15);
   j.error = r.text(row, 16);
   j.result_json = r.text(row, 17);
+  j.worker = r.text(row, 18);
+  j.leased_until = r.int64(row, 19);
+  j.token = r.int64(row, 20);
   return j;
 }
 

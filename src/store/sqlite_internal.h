@@ -19,7 +19,7 @@ namespace sluice::store::sqlite {
 #define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
 #define JOB_COLUMNS                                                                                                    \
   "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
-  "started, finished, not_before, error_code, error, result_json"
+  "started, finished, not_before, error_code, error, result_json, worker, leased_until, token"
 
 struct DbCloser {
   void operator()(sqlite3 *db) const { sqlite3_close_v2(db); }
@@ -116,6 +116,14 @@ public:
   std::optional<Job> next_queued(std::int64_t now) override;
   int count_jobs(JobState s) override;
   std::vector<Job> requeue_running() override;
+  std::optional<Job> claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                               const std::vector<std::string> &encoders) override;
+  bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) override;
+  bool finish_job(const Job &j) override;
+  std::vector<Job> requeue_expired(std::int64_t now) override;
+  void beat_worker(const Worker &w, std::int64_t forget_before) override;
+  std::vector<Worker> workers() override;
+  void remove_worker(const std::string &name) override;
 
   bool ping() override;
   std::optional<StoredAnswer> stored_answer(const std::string &scope, const std::string &key,
@@ -197,6 +205,7 @@ private:
   Job read_job(const Query &q) const;
   void prepare_uploads(); // sqlite_uploads.cpp
   void prepare_streams(); // sqlite_streams.cpp
+  void prepare_claims();  // sqlite_jobs.cpp
 
   std::string path_;
   DbPtr db_; // declared before the statements: they are finalized first
@@ -208,6 +217,8 @@ private:
   StmtPtr add_upload_, upload_, update_upload_, delete_upload_, uploads_;
   StmtPtr add_direct_, direct_by_hash_, claim_direct_, forget_direct_;
   StmtPtr add_stream_, stream_, stream_by_key_, streams_, delete_stream_;
+  StmtPtr claim_job_, renew_lease_, finish_job_, expired_jobs_, requeue_expired_, beat_worker_, forget_workers_,
+      workers_, remove_worker_;
   // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
   bool write_ok_ = true;
   std::int64_t write_checked_ = 0;

@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 6;
+constexpr int kSchemaVersion = 7;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -130,6 +130,21 @@ CREATE TABLE streams (
   record   INTEGER NOT NULL DEFAULT 0,
   source   TEXT NOT NULL DEFAULT '',
   created  INTEGER NOT NULL
+);
+)sql",
+    // 7: claiming jobs with leases (the worker, until when, the fencing token), and the workers that claim them.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN worker TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN leased_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_by_lease ON jobs (state, leased_until);
+CREATE TABLE workers (
+  name       TEXT PRIMARY KEY NOT NULL,
+  role       TEXT NOT NULL,
+  started    INTEGER NOT NULL,
+  heartbeat  INTEGER NOT NULL,
+  encoders   TEXT NOT NULL DEFAULT '',
+  concurrent INTEGER NOT NULL DEFAULT 0
 );
 )sql",
 };
@@ -260,6 +275,7 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   jobs_[2] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 ORDER BY seq DESC LIMIT ?1");
   prepare_uploads();
   prepare_streams();
+  prepare_claims();
   jobs_[3] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 AND video_id = ?3 ORDER BY seq DESC LIMIT ?1");
 }
 
@@ -328,6 +344,9 @@ Job SqliteStore::read_job(const Query &q) const {
   j.error_code = q.text(15);
   j.error = q.text(16);
   j.result_json = q.text(17);
+  j.worker = q.text(18);
+  j.leased_until = q.int64(19);
+  j.token = q.int64(20);
   return j;
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The store's backend-independent parts: job state names and random ids.
+// The store's backend-independent parts: job state names, lists of names and random ids.
 #include "store/store.h"
 
 #include <glib.h>
@@ -28,6 +28,27 @@ std::optional<JobState> parse_job_state(const std::string &name) {
 
 bool is_terminal(JobState s) {
   return s == JobState::Succeeded || s == JobState::Failed || s == JobState::Canceled;
+}
+
+std::string join_names(const std::vector<std::string> &names) {
+  std::string out;
+  for (const auto &n : names)
+    out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+std::vector<std::string> split_names(const std::string &list) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < list.size()) {
+    std::size_t comma = list.find(',', at);
+    if (comma == std::string::npos)
+      comma = list.size();
+    if (comma > at)
+      out.push_back(list.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
 }
 
 std::string new_id() {

@@ -45,6 +45,21 @@ struct Job {
   std::string error;           // the last failure, for a person
   std::string result_json;     // jobs::result_to_json of a succeeded job, "" otherwise
   std::int64_t seq = 0;        // insertion order, assigned by the store
+  // Claiming (claim_job): the worker that runs or ran it ("" : never claimed), until when a running job's lease
+  // holds (another process may claim it again after that), and the fencing token of its latest claim (it grows with
+  // every claim of the job: a write with an older token changes nothing).
+  std::string worker;
+  std::int64_t leased_until = 0;
+  std::int64_t token = 0;
+};
+
+// A process that runs jobs, as it registers itself (beat_worker) in the shared catalog.
+struct Worker {
+  std::string name;
+  std::string role; // "all" or "worker"
+  std::int64_t started = 0, heartbeat = 0;
+  std::vector<std::string> encoders; // the encoders it can run (pipeline::EncoderTable::check)
+  int concurrent = 0;                // its job slots
 };
 
 // The answer to a request that created something, kept under the client's Idempotency-Key.
@@ -133,8 +148,28 @@ public:
   // The next queued job to run at `now`: highest priority, then oldest; not claimed (read only).
   virtual std::optional<Job> next_queued(std::int64_t now) = 0;
   virtual int count_jobs(JobState s) = 0;
-  // Startup recovery: every running job goes back to queued (attempts kept). Returns those jobs.
+  // Startup recovery of a catalog only this process uses: every running job goes back to queued (attempts kept).
+  // Returns those jobs.
   virtual std::vector<Job> requeue_running() = 0;
+
+  // Claims the next queued job due at `now` (highest priority, then oldest) for `worker`, atomically, so that two
+  // processes never claim one job: it is running, attempts + 1, started at now, leased until now + lease_us, with a
+  // fresh fencing token. A job that names an encoder (not "auto") is claimed only when `encoders` has it.
+  virtual std::optional<Job> claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                                       const std::vector<std::string> &encoders) = 0;
+  // Extends a running job's lease; false when `token` no longer holds it (claimed again, canceled, deleted).
+  virtual bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) = 0;
+  // Writes the mutable fields of a job this process claimed (update_job's, the lease ended) when j.token still holds
+  // it; false, changing nothing, when its lease was lost.
+  virtual bool finish_job(const Job &j) = 0;
+  // Jobs running on a lease that ran out before `now` go back to the queue, or fail when their attempts are spent.
+  // Safe with several processes at once (each job is taken back once). Returns them, as they are now.
+  virtual std::vector<Job> requeue_expired(std::int64_t now) = 0;
+
+  // Registers or refreshes a worker (its row by name), and forgets the workers silent since before forget_before.
+  virtual void beat_worker(const Worker &w, std::int64_t forget_before) = 0;
+  virtual std::vector<Worker> workers() = 0; // by name
+  virtual void remove_worker(const std::string &name) = 0;
 
   // The answer kept under (scope, key) if it was kept at `since` or later.
   virtual std::optional<StoredAnswer> stored_answer(const std::string &scope, const std::string &key,
@@ -197,6 +232,10 @@ Backend check_url(const std::string &url);
 std::string redact_url(const std::string &url);
 // Opens the catalog that url names (check_url's errors, then the backend's).
 std::unique_ptr<Store> open(const std::string &url, const std::string &data_dir);
+
+// A list of names as the catalog keeps it ("a,b"), and back.
+std::string join_names(const std::vector<std::string> &names);
+std::vector<std::string> split_names(const std::string &list);
 
 // A fresh random id: 16 lowercase hex digits.
 std::string new_id();

@@ -72,6 +72,11 @@ public:
     PQfinish(c);
     return made ? conninfo(name) : "";
   }
+  // Restarts the server as `pg_ctl restart` does (fast: every session is ended); false, with why(), when it fails.
+  bool restart() {
+    return started_ && run({bin("pg_ctl"), "-D", dir_ + "/data", "-l", dir_ + "/server.log", "-m", "fast", "-w", "-t",
+                            "30", "restart"});
+  }
   void stop() {
     if (started_)
       run({bin("pg_ctl"), "-D", dir_ + "/data", "-m", "immediate", "-w", "stop"});

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The PostgreSQL catalog's job queue across processes: claims (FOR UPDATE SKIP LOCKED), leases, fencing, workers.
+#include "store/pg_internal.h"
+
+#include <algorithm>
+
+namespace sluice::store::pg {
+
+std::optional<Job> PgStore::claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                                      const std::vector<std::string> &encoders) {
+  // One statement: the row is chosen and locked (rows other claims hold are skipped, not waited for), then taken.
+  Rows r = write("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1, started = $2, finished = 0, "
+                 "leased_until = $3, token = token + 1 "
+                 "WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND not_before <= $2 "
+                 "AND (encoder = 'auto' OR encoder = ANY (string_to_array($4, ','))) "
+                 "ORDER BY priority DESC, created ASC, seq ASC LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                 "AND state = 'queued' RETURNING " PG_JOB_COLUMNS,
+                 {worker, now, now + lease_us, join_names(encoders)}, "claim a job");
+  if (r.size() == 0)
+    return std::nullopt;
+  return read_job(r, 0);
+}
+
+bool PgStore::renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) {
+  return write("UPDATE jobs SET leased_until = $3 WHERE id = $1 AND token = $2 AND state = 'running'",
+               {job_id, token, until}, "renew the lease of job " + job_id)
+             .changed() > 0;
+}
+
+bool PgStore::finish_job(const Job &j) {
+  return write("UPDATE jobs SET state = $3, priority = $4, attempts = $5, max_attempts = $6, started = $7, "
+               "finished = $8, not_before = $9, error_code = $10, error = $11, result_json = $12, leased_until = 0 "
+               "WHERE id = $1 AND token = $2 AND state = 'running'",
+               {j.id, j.token, job_state_name(j.state), j.priority, j.attempts, j.max_attempts, j.started, j.finished,
+                j.not_before, j.error_code, j.error, j.result_json},
+               "write the end of job " + j.id)
+             .changed() > 0;
+}
+
+std::vector<Job> PgStore::requeue_expired(std::int64_t now) {
+  // One statement, so that processes doing it at once take each job back once (the second finds it queued).
+  Rows r = write("UPDATE jobs SET leased_until = 0, started = 0, "
+                 "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
+                 "finished = CASE WHEN attempts >= max_attempts THEN $1::bigint ELSE 0 END, "
+                 "error_code = CASE WHEN attempts >= max_attempts THEN 'internal' ELSE error_code END, "
+                 "error = CASE WHEN attempts >= max_attempts THEN 'the job was interrupted ' || attempts || "
+                 "' times (its worker stopped or lost its lease); giving up' ELSE error END "
+                 "WHERE state = 'running' AND leased_until < $1::bigint RETURNING " PG_JOB_COLUMNS,
+                 {now}, "requeue jobs whose lease ran out");
+  std::vector<Job> out;
+  for (int i = 0; i < r.size(); i++)
+    out.push_back(read_job(r, i));
+  std::sort(out.begin(), out.end(), [](const Job &a, const Job &b) { return a.seq < b.seq; });
+  return out;
+}
+
+void PgStore::beat_worker(const Worker &w, std::int64_t forget_before) {
+  write("INSERT INTO workers (name, role, started, heartbeat, encoders, concurrent) VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT (name) DO UPDATE SET role = excluded.role, started = excluded.started, "
+        "heartbeat = excluded.heartbeat, encoders = excluded.encoders, concurrent = excluded.concurrent",
+        {w.name, w.role, w.started, w.heartbeat, join_names(w.encoders), w.concurrent}, "register worker " + w.name);
+  write("DELETE FROM workers WHERE heartbeat < $1", {forget_before}, "forget silent workers");
+}
+
+std::vector<Worker> PgStore::workers() {
+  Rows r = query("SELECT name, role, started, heartbeat, encoders, concurrent FROM workers ORDER BY name", {},
+                 "list the workers");
+  std::vector<Worker> out;
+  for (int i = 0; i < r.size(); i++) {
+    Worker w;
+    w.name = r.text(i, 0);
+    w.role = r.text(i, 1);
+    w.started = r.int64(i, 2);
+    w.heartbeat = r.int64(i, 3);
+    w.encoders = split_names(r.text(i, 4));
+    w.concurrent = r.int32(i, 5);
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+void PgStore::remove_worker(const std::string &name) {
+  write("DELETE FROM workers WHERE name = $1", {name}, "remove worker " + name);
+}
+
+} // namespace sluice::store::pg

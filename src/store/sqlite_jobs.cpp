@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// The SQLite catalog's job claims: the same leases and fencing tokens as PostgreSQL's, each in one write transaction.
+#include "store/sqlite_internal.h"
+
+#include <algorithm>
+
+namespace sluice::store::sqlite {
+
+void SqliteStore::prepare_claims() {
+  claim_job_ = prepare("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?1, started = ?2, "
+                       "finished = 0, leased_until = ?3, token = token + 1 "
+                       "WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND not_before <= ?2 "
+                       "AND (encoder = 'auto' OR instr(',' || ?4 || ',', ',' || encoder || ',') > 0) "
+                       "ORDER BY priority DESC, created ASC, seq ASC LIMIT 1) "
+                       "AND state = 'queued' RETURNING " JOB_COLUMNS);
+  renew_lease_ = prepare("UPDATE jobs SET leased_until = ?3 WHERE id = ?1 AND token = ?2 AND state = 'running'");
+  finish_job_ = prepare("UPDATE jobs SET state = ?3, priority = ?4, attempts = ?5, max_attempts = ?6, started = ?7, "
+                        "finished = ?8, not_before = ?9, error_code = ?10, error = ?11, result_json = ?12, "
+                        "leased_until = 0 WHERE id = ?1 AND token = ?2 AND state = 'running'");
+  requeue_expired_ = prepare("UPDATE jobs SET leased_until = 0, started = 0, "
+                             "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
+                             "finished = CASE WHEN attempts >= max_attempts THEN ?1 ELSE 0 END, "
+                             "error_code = CASE WHEN attempts >= max_attempts THEN 'internal' ELSE error_code END, "
+                             "error = CASE WHEN attempts >= max_attempts THEN 'the job was interrupted ' || attempts "
+                             "|| ' times (its worker stopped or lost its lease); giving up' ELSE error END "
+                             "WHERE state = 'running' AND leased_until < ?1 RETURNING " JOB_COLUMNS);
+  beat_worker_ = prepare("INSERT INTO workers (name, role, started, heartbeat, encoders, concurrent) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
+                         "started = excluded.started, heartbeat = excluded.heartbeat, encoders = excluded.encoders, "
+                         "concurrent = excluded.concurrent");
+  forget_workers_ = prepare("DELETE FROM workers WHERE heartbeat < ?1");
+  workers_ = prepare("SELECT name, role, started, heartbeat, encoders, concurrent FROM workers ORDER BY name");
+  remove_worker_ = prepare("DELETE FROM workers WHERE name = ?1");
+}
+
+std::optional<Job> SqliteStore::claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                                          const std::vector<std::string> &encoders) {
+  return write([&]() -> std::optional<Job> {
+    // The write lock first (BEGIN IMMEDIATE): the row is chosen and taken by one writer at a time.
+    Transaction tx(*this);
+    std::optional<Job> claimed;
+    {
+      Query q = query(claim_job_, "claim a job");
+      q.bind(1, worker).bind(2, now).bind(3, now + lease_us).bind(4, join_names(encoders));
+      while (q.step())
+        claimed = read_job(q);
+    }
+    tx.commit();
+    return claimed;
+  });
+}
+
+bool SqliteStore::renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) {
+  return write([&] {
+    Query q = query(renew_lease_, "renew the lease of job " + job_id);
+    q.bind(1, job_id).bind(2, token).bind(3, until);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
+}
+
+bool SqliteStore::finish_job(const Job &j) {
+  return write([&] {
+    Query q = query(finish_job_, "write the end of job " + j.id);
+    q.bind(1, j.id).bind(2, j.token).bind(3, std::string(job_state_name(j.state))).bind(4, j.priority);
+    q.bind(5, j.attempts).bind(6, j.max_attempts).bind(7, j.started).bind(8, j.finished).bind(9, j.not_before);
+    q.bind(10, j.error_code).bind(11, j.error).bind(12, j.result_json);
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
+}
+
+std::vector<Job> SqliteStore::requeue_expired(std::int64_t now) {
+  std::vector<Job> out = write([&] {
+    Transaction tx(*this);
+    std::vector<Job> taken;
+    {
+      Query q = query(requeue_expired_, "requeue jobs whose lease ran out");
+      q.bind(1, now);
+      while (q.step())
+        taken.push_back(read_job(q));
+    }
+    tx.commit();
+    return taken;
+  });
+  std::sort(out.begin(), out.end(), [](const Job &a, const Job &b) { return a.seq < b.seq; });
+  return out;
+}
+
+void SqliteStore::beat_worker(const Worker &w, std::int64_t forget_before) {
+  write([&] {
+    Transaction tx(*this);
+    {
+      Query q = query(beat_worker_, "register worker " + w.name);
+      q.bind(1, w.name).bind(2, w.role).bind(3, w.started).bind(4, w.heartbeat).bind(5, join_names(w.encoders));
+      q.bind(6, w.concurrent);
+      q.run();
+    }
+    {
+      Query q = query(forget_workers_, "forget silent workers");
+      q.bind(1, forget_before);
+      q.run();
+    }
+    tx.commit();
+  });
+}
+
+std::vector<Worker> SqliteStore::workers() {
+  Query q = query(workers_, "list the workers");
+  std::vector<Worker> out;
+  while (q.step()) {
+    Worker w;
+    w.name = q.text(0);
+    w.role = q.text(1);
+    w.started = q.int64(2);
+    w.heartbeat = q.int64(3);
+    w.encoders = split_names(q.text(4));
+    w.concurrent = q.int32(5);
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+void SqliteStore::remove_worker(const std::string &name) {
+  write([&] {
+    Query q = query(remove_worker_, "remove worker " + name);
+    q.bind(1, name);
+    q.run();
+  });
+}
+
+} // namespace sluice::store::sqlite

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""[storage] url = s3://BUCKET/PREFIX end to end, against s3rver (tests/s3, npm) on a free port: an upload's source
+and packages land in the bucket under versioned prefixes, the local package folder goes, ffmpeg plays the master
+playlist through sluice in proxy mode (Range, ETag/304 from the bucket's objects) and in redirect mode (302 to a
+presigned URL the double serves, X-Amz-Expires = presign-ttl), signed playback is checked before either, and
+deleting the video deletes its objects. Skipped, saying why, without node or tests/s3/node_modules."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import urllib.parse
+import urllib.request
+import http.client
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sluice_server import (FFMPEG, PLAYLIST_TYPE, IMMUTABLE, Server, ServerTestCase, ffprobe_duration,  # noqa: E402
+                           main, need_binary, need_ffmpeg, wait_until)
+
+DOUBLE = os.environ.get('SLUICE_S3_DOUBLE', '')
+NODE = shutil.which('node')
+BUCKET = 'media'
+PREFIX = 'site/'
+KEY_ID = 'S3RVER'
+TTL = 123
+
+
+def double_missing():
+    if not DOUBLE:
+        return 'SLUICE_S3_DOUBLE (tests/s3/server.mjs) is not set (run through meson test)'
+    if not NODE:
+        return 'node is not installed'
+    if not os.path.isdir(os.path.join(os.path.dirname(DOUBLE), 'node_modules', 's3rver')):
+        return 'tests/s3/node_modules is missing (tools/setup runs npm ci in tests/s3)'
+    return None
+
+
+class Double:
+    """s3rver on 127.0.0.1 and a free port, its objects in a temp folder; stops when its stdin closes."""
+
+    def __init__(self, directory):
+        self.proc = subprocess.Popen([NODE, '--openssl-legacy-provider', DOUBLE, directory, BUCKET],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line.startswith('port '):
+            self.stop()
+            raise AssertionError('s3rver did not start: %r' % line)
+        self.port = int(line[5:])
+        self.endpoint = 'http://127.0.0.1:%d' % self.port
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def get(self, path_and_query, headers=None):
+        """A plain GET against the double (it does not check signatures): status, headers, body."""
+        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=30)
+        try:
+            conn.request('GET', path_and_query, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read()
+        finally:
+            conn.close()
+
+    def keys(self, prefix):
+        """Every key of the bucket under prefix (ListObjectsV2, one page is plenty here)."""
+        status, _, body = self.get('/%s?list-type=2&max-keys=1000&prefix=%s' % (BUCKET, urllib.parse.quote(prefix)))
+        if status != 200:
+            raise AssertionError('listing the bucket: %d %r' % (status, body[:300]))
+        return sorted(re.findall(r'<Key>([^<]+)</Key>', body.decode()))
+
+    def put(self, key, data):
+        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=60)
+        try:
+            conn.request('PUT', '/%s/%s' % (BUCKET, urllib.parse.quote(key)), body=data,
+                         headers={'Content-Type': 'video/mp2t'})
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                raise AssertionError('PUT %s to the double: %d' % (key, r.status))
+        finally:
+            conn.close()
+
+    def object(self, key):
+        status, _, body = self.get('/%s/%s' % (BUCKET, urllib.parse.quote(key)))
+        if status != 200:
+            raise AssertionError('GET %s from the double: %d' % (key, status))
+        return body
+
+
+class StorageCase(ServerTestCase):
+    SERVE = 'proxy'
+    EXTRAS = ''
+
+    @classmethod
+    def setUpClass(cls):
+        why = double_missing()
+        if why:
+            raise unittest.SkipTest(why)
+        cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
+        cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
+        cls.double = Double(cls.s3dir)
+        cls.addClassCleanup(cls.double.stop)
+        cls.CONFIG = {
+            'jobs': {'concurrent': 1, 'extras': cls.EXTRAS},
+            'storage': {'url': 's3://%s/%s' % (BUCKET, PREFIX.rstrip('/')), 'endpoint': cls.double.endpoint,
+                        'region': 'eu-west-3', 'access-key': KEY_ID, 'secret-key': 'S3RVER-secret',
+                        'serve': cls.SERVE, 'presign-ttl': TTL},
+        }
+        super().setUpClass()
+        srv = cls.server
+        v = srv.upload_ok('short', title='stored', fields={'ladder': '240p'})
+        cls.vid = v['video']['id']
+        cls.jobs = [srv.wait_succeeded(j['id']) for j in v['jobs']]
+        cls.job = cls.jobs[0]
+        cls.master = '/videos/%s/hls/master.m3u8' % cls.vid
+
+    def media_playlist(self, srv=None):
+        srv = srv or self.server
+        r = srv.get(self.master)
+        self.assertEqual(r.status, 200, r.describe())
+        media = [ln for ln in r.text().splitlines() if ln and not ln.startswith('#')][0]
+        r = srv.get('/videos/%s/hls/%s' % (self.vid, media))
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.header('Content-Type'), PLAYLIST_TYPE)
+        segs = [ln for ln in r.text().splitlines() if ln and not ln.startswith('#')]
+        self.assertTrue(segs, r.text())
+        return os.path.dirname(media), segs
+
+    def package_prefix(self):
+        prefix = self.job['result'].get('storage_prefix', '')
+        self.assertRegex(prefix, r'^videos/%s/hls/v\d+/$' % self.vid, self.job)
+        return prefix
+
+
+@need_binary
+@need_ffmpeg
+class Proxy(StorageCase):
+    EXTRAS = 'poster'
+
+    def test_source_and_package_in_the_bucket(self):
+        prefix = self.package_prefix()
+        keys = self.double.keys(PREFIX + 'videos/%s/' % self.vid)
+        self.assertIn(PREFIX + 'videos/%s/source.mp4' % self.vid, keys)
+        package = [k for k in keys if k.startswith(PREFIX + prefix)]
+        self.assertIn(PREFIX + prefix + 'master.m3u8', package)
+        self.assertTrue(any(k.endswith('.ts') for k in package), package)
+        self.assertTrue(any(k.endswith('.m3u8') and k != PREFIX + prefix + 'master.m3u8' for k in package), package)
+        # The poster is a package too, with a version of its own.
+        self.assertTrue(any(re.search(r'/poster/v\d+/.+\.jpg$', k) for k in keys), keys)
+        # The bucket holds the package; the data folder keeps no copy of it (the source stays as a local cache).
+        local = os.path.join(self.data, 'videos', self.vid)
+        self.assertFalse(os.path.exists(os.path.join(local, 'hls')), os.listdir(local))
+        self.assertTrue(any(f.startswith('source.') for f in os.listdir(local)))
+        v = self.server.get_json('/api/v1/videos/%s' % self.vid)
+        self.assertEqual(v['state'], 'ready')
+
+    def test_ffmpeg_plays_through_sluice(self):
+        url = self.server.url(self.master)
+        r = subprocess.run([FFMPEG, '-v', 'error', '-i', url, '-f', 'null', '-'], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.strip(), '', 'ffmpeg reported errors')
+        self.assertAlmostEqual(ffprobe_duration(url), 3.0, delta=0.5)
+
+    def test_segments_range_etag_and_cache(self):
+        rendition, segs = self.media_playlist()
+        uri = segs[0]
+        self.assertRegex(uri, r'\?v=v\d+$', 'finished segments carry the package version')
+        name = uri.split('?')[0]
+        want = self.double.object(PREFIX + self.package_prefix() + (rendition + '/' if rendition else '') + name)
+        path = '/videos/%s/hls/%s%s' % (self.vid, rendition + '/' if rendition else '', uri)
+        r = self.server.get(path)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.body, want)
+        self.assertEqual(r.header('Content-Type'), 'video/mp2t')
+        self.assertEqual(r.header('Cache-Control'), IMMUTABLE)
+        self.assertEqual(r.header('Accept-Ranges'), 'bytes')
+        self.assertTrue(r.header('Last-Modified'))
+        etag = r.header('ETag')
+        self.assertTrue(etag and etag.startswith('"'), etag)
+        r = self.server.get(path, headers={'Range': 'bytes=100-1099'})
+        self.assertEqual(r.status, 206, r.describe())
+        self.assertEqual(r.header('Content-Range'), 'bytes 100-1099/%d' % len(want))
+        self.assertEqual(r.body, want[100:1100])
+        r = self.server.get(path, headers={'Range': 'bytes=-188'})
+        self.assertEqual(r.status, 206, r.describe())
+        self.assertEqual(r.body, want[-188:])
+        r = self.server.get(path, headers={'Range': 'bytes=%d-' % (len(want) + 10)})
+        self.assert_error(r, 416)
+        r = self.server.get(path, headers={'If-None-Match': etag})
+        self.assertEqual(r.status, 304, r.describe())
+        self.assertEqual(r.body, b'')
+        r = self.server.get(path, headers={'If-None-Match': '"other"'})
+        self.assertEqual(r.status, 200, r.describe())
+        # A version that is not the package's: nothing (it never reaches another video's objects).
+        r = self.server.get(path.replace('?v=v', '?v=v9'))
+        self.assert_error(r, 404)
+
+    def test_large_object_streams_whole(self):
+        # Larger than what is read ahead (4 MiB): the bytes come through in order, whole, and a range of the middle.
+        data = os.urandom(11 << 20)
+        prefix = self.package_prefix()
+        self.double.put(PREFIX + prefix + 'big.ts', data)
+        path = '/videos/%s/hls/big.ts?v=%s' % (self.vid, prefix.rstrip('/').rsplit('/', 1)[1])
+        r = self.server.get(path, timeout=60)
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.header('Content-Length'), str(len(data)))
+        self.assertTrue(r.body == data, 'the streamed body differs (%d bytes)' % len(r.body))
+        r = self.server.get(path, headers={'Range': 'bytes=5000000-9999999'}, timeout=60)
+        self.assertEqual(r.status, 206, r.describe())
+        self.assertTrue(r.body == data[5000000:10000000])
+        # A client that goes away in the middle: the server carries on.
+        sock = self.server.raw_socket()
+        sock.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n' %
+                      (path, self.server.auth_header_line())).encode())
+        sock.recv(65536)
+        sock.close()
+        self.assertEqual(self.server.get(self.master).status, 200)
+
+    def test_poster_from_the_bucket(self):
+        keys = [k for k in self.double.keys(PREFIX + 'videos/%s/poster/' % self.vid) if k.endswith('.jpg')]
+        self.assertEqual(len(keys), 1, keys)
+        r = self.server.get('/videos/%s/poster/%s' % (self.vid, keys[0].rsplit('/', 1)[1]))
+        self.assertEqual(r.status, 200, r.describe())
+        self.assertEqual(r.header('Content-Type'), 'image/jpeg')
+        self.assertEqual(r.body, self.double.object(keys[0]))
+
+    def test_signed_playback_checked_first(self):
+        srv = self.server
+        r = srv.request('PATCH', '/api/v1/videos/%s' % self.vid, body=b'{"playback_policy": "signed"}',
+                        headers={'Content-Type': 'application/json'})
+        self.assertEqual(r.status, 200, r.describe())
+        try:
+            self.assert_error(srv.get(self.master), 403, 'playback_forbidden')
+            r = srv.post_json('/api/v1/videos/%s/playback-tokens' % self.vid, {'ttl': 60})
+            self.assertIn(r.status, (200, 201), r.describe())
+            token = r.json()['token']
+            r = srv.get(self.master + '?token=' + token)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertIn('token=' + token, r.text())
+        finally:
+            srv.request('PATCH', '/api/v1/videos/%s' % self.vid, body=b'{"playback_policy": "public"}',
+                        headers={'Content-Type': 'application/json'})
+
+    def test_zz_delete_removes_the_objects(self):
+        self.assertTrue(self.double.keys(PREFIX + 'videos/%s/' % self.vid))
+        r = self.server.request('DELETE', '/api/v1/videos/%s' % self.vid)
+        self.assertIn(r.status, (200, 204), r.describe())
+        wait_until(lambda: not self.double.keys(PREFIX + 'videos/%s/' % self.vid), 20, 0.2, 'the objects gone')
+        self.assert_error(self.server.get(self.master), 404)
+
+
+@need_binary
+@need_ffmpeg
+class Redirect(StorageCase):
+    SERVE = 'redirect'
+
+    def test_segments_redirect_to_presigned_urls(self):
+        rendition, segs = self.media_playlist()
+        path = '/videos/%s/hls/%s%s' % (self.vid, rendition + '/' if rendition else '', segs[0])
+        r = self.server.get(path)
+        self.assertEqual(r.status, 302, r.describe())
+        location = r.header('Location')
+        url = urllib.parse.urlsplit(location)
+        self.assertEqual('%s://%s' % (url.scheme, url.netloc), self.double.endpoint)
+        key = PREFIX + self.package_prefix() + (rendition + '/' if rendition else '') + segs[0].split('?')[0]
+        self.assertEqual(urllib.parse.unquote(url.path), '/%s/%s' % (BUCKET, key))
+        q = urllib.parse.parse_qs(url.query)
+        # What the double does not check: the URL lives presign-ttl seconds, signed for the configured region.
+        self.assertEqual(q['X-Amz-Expires'], [str(TTL)])
+        self.assertEqual(q['X-Amz-Algorithm'], ['AWS4-HMAC-SHA256'])
+        self.assertRegex(q['X-Amz-Credential'][0], r'^%s/\d{8}/eu-west-3/s3/aws4_request$' % KEY_ID)
+        self.assertRegex(q['X-Amz-Signature'][0], r'^[0-9a-f]{64}$')
+        self.assertNotIn('S3RVER-secret', location)
+        status, _, body = self.double.get(url.path + '?' + url.query)
+        self.assertEqual(status, 200)
+        self.assertEqual(body, self.double.object(key))
+
+    def test_playlists_served_by_sluice(self):
+        for path in (self.master, '/videos/%s/hls/%s' % (self.vid, self.media_playlist()[1][0].split('?')[0])):
+            if path.endswith('.ts'):
+                continue
+            r = self.server.get(path)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.header('Content-Type'), PLAYLIST_TYPE)
+
+    def test_ffmpeg_follows_the_redirects(self):
+        url = self.server.url(self.master)
+        r = subprocess.run([FFMPEG, '-v', 'error', '-i', url, '-f', 'null', '-'], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertAlmostEqual(ffprobe_duration(url), 3.0, delta=0.5)
+
+
+class Refused(unittest.TestCase):
+    """A [storage] the server cannot use stops its start, naming the key, never echoing the secret."""
+
+    @need_binary
+    def test_bad_storage_configuration(self):
+        with tempfile.TemporaryDirectory() as d:
+            for storage, says in (({'url': 's3://media/x', 'serve': 'sideways'}, '[storage] serve'),
+                                  ({'url': 'file:///srv/x', 'serve': 'redirect'}, '[storage] serve'),
+                                  ({'url': 'ftp://media/x'}, '[storage] url'),
+                                  ({'url': 's3://media/x', 'access-key': 'AK', 'secret-key': ''}, 'secret')):
+                srv = Server(os.path.join(d, 'data'), {'storage': dict(storage, **{'presign-ttl': 60})})
+                env = {k: v for k, v in os.environ.items() if not k.startswith('AWS_')}
+                r = subprocess.run([srv_binary(), 'serve', '--listen', '127.0.0.1:0', '--data', srv.data_dir,
+                                    '--config', srv.config_path], capture_output=True, text=True, timeout=30,
+                                   env=env)
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn(says, r.stderr)
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(os.path.join(d, 'data'), {'storage': {'url': 's3://media/x', 'access-key': 'AK',
+                                                               'secret-key': 'TOPSECRET', 'serve': 'nope'}})
+            r = subprocess.run([srv_binary(), 'serve', '--listen', '127.0.0.1:0', '--data', srv.data_dir,
+                                '--config', srv.config_path], capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertNotIn('TOPSECRET', r.stderr + r.stdout)
+
+
+def srv_binary():
+    return os.environ['SLUICE_BINARY']
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// Unit tests of the job queue across processes, on both backends: atomic claims, leases, fencing tokens, expiry,
+// encoders, workers; and claims from two connections at once that never take one job twice.
+
+#include "core/error.h"
+#include "store/store.h"
+
+#include <glib.h>
+#include <gtest/gtest.h>
+
+#include "check.h"
+#include "media.h"
+
+#include "pg_server.h"
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using sluice::test::contains;
+using sluice::test::TempDir;
+using namespace sluice::store;
+
+constexpr std::int64_t kLease = 30'000'000;
+
+Video queue_video() {
+  Video v;
+  v.id = new_id();
+  v.title = "v";
+  v.created = 1;
+  return v;
+}
+
+Job queue_job(const std::string &video_id, std::int64_t created, int priority = 0,
+              const std::string &encoder = "auto") {
+  Job j;
+  j.id = new_id();
+  j.video_id = video_id;
+  j.pipeline = "hls";
+  j.encoder = encoder;
+  j.created = created;
+  j.priority = priority;
+  return j;
+}
+
+// GetParam(): "sqlite" or "postgresql".
+class QueueTest : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    if (GetParam() == "postgresql") {
+      sluice::test::PgServer &server = sluice::test::PgServer::get();
+      if (!server.ok())
+        GTEST_SKIP() << "no PostgreSQL server for the tests: " << server.why();
+      url = server.new_database();
+      ASSERT_FALSE(url.empty()) << server.why();
+    } else {
+      url = "sqlite://" + dir.file("catalog.db");
+    }
+    store = open(url, dir.path());
+    store->add_video(video);
+  }
+  // A second connection to the same catalog (another process's, as far as the catalog can tell).
+  std::unique_ptr<Store> another() { return open(url, dir.path()); }
+
+  TempDir dir;
+  std::string url;
+  std::unique_ptr<Store> store;
+  Video video = queue_video();
+};
+
+TEST_P(QueueTest, ClaimTakesByPriorityThenFifoAndLeases) {
+  EXPECT_FALSE(store->claim_job("w1", 1000, kLease, {}).has_value());
+  Job low1 = queue_job(video.id, 10, 0), high1 = queue_job(video.id, 20, 5), low2 = queue_job(video.id, 30, 0);
+  Job high2 = queue_job(video.id, 20, 5); // same created as high1: the earlier insert wins
+  Job later = queue_job(video.id, 1, 9);
+  later.not_before = 5000; // the highest priority, not due yet
+  Job done = queue_job(video.id, 1, 9);
+  done.state = JobState::Succeeded;
+  for (const Job &j : {low1, high1, low2, high2, later, done})
+    store->add_job(j);
+
+  std::vector<std::string> order;
+  while (auto c = store->claim_job("w1", 1000, kLease, {})) {
+    EXPECT_EQ(c->state, JobState::Running);
+    EXPECT_EQ(c->attempts, 1);
+    EXPECT_EQ(c->worker, "w1");
+    EXPECT_EQ(c->started, 1000);
+    EXPECT_EQ(c->leased_until, 1000 + kLease);
+    EXPECT_EQ(c->token, 1);
+    order.push_back(c->id);
+    // What the catalog holds is what the claim answered.
+    Job stored = *store->job(c->id);
+    EXPECT_EQ(stored.state, JobState::Running);
+    EXPECT_EQ(stored.worker, "w1");
+    EXPECT_EQ(stored.token, 1);
+    EXPECT_EQ(stored.attempts, 1);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{high1.id, high2.id, low1.id, low2.id}));
+  auto due = store->claim_job("w2", 5000, kLease, {});
+  ASSERT_TRUE(due.has_value());
+  EXPECT_EQ(due->id, later.id);
+  EXPECT_EQ(due->worker, "w2");
+  EXPECT_EQ(store->count_jobs(JobState::Running), 5);
+  EXPECT_EQ(store->job(done.id)->state, JobState::Succeeded);
+}
+
+TEST_P(QueueTest, AJobThatNamesAnEncoderGoesToAWorkerThatHasIt) {
+  Job nvenc = queue_job(video.id, 1, 5, "nvenc");
+  Job any = queue_job(video.id, 2, 0);
+  store->add_job(nvenc);
+  store->add_job(any);
+  // The nvenc job comes first by priority, but this worker cannot run it: it takes the next one.
+  auto c = store->claim_job("cpu", 100, kLease, {"x264", "openh264"});
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->id, any.id);
+  EXPECT_FALSE(store->claim_job("cpu", 100, kLease, {"x264", "nvencx"}).has_value()) << "names match whole";
+  EXPECT_FALSE(store->claim_job("none", 100, kLease, {}).has_value());
+  c = store->claim_job("gpu", 100, kLease, {"x264", "nvenc"});
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->id, nvenc.id);
+  EXPECT_EQ(c->worker, "gpu");
+}
+
+TEST_P(QueueTest, ALostLeaseChangesNothing) {
+  Job j = queue_job(video.id, 1);
+  j.max_attempts = 3;
+  store->add_job(j);
+  Job first = *store->claim_job("w1", 1000, kLease, {});
+  EXPECT_TRUE(store->renew_lease(j.id, first.token, 2000 + kLease));
+  EXPECT_EQ(store->job(j.id)->leased_until, 2000 + kLease);
+  // Not expired yet: nothing is taken back.
+  EXPECT_TRUE(store->requeue_expired(2000 + kLease - 1).empty());
+
+  // w1 goes silent; its lease runs out and the job is queued again (its attempt counted).
+  auto taken = store->requeue_expired(2000 + kLease + 1);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].id, j.id);
+  EXPECT_EQ(taken[0].state, JobState::Queued);
+  EXPECT_EQ(taken[0].attempts, 1);
+  EXPECT_TRUE(store->requeue_expired(2000 + kLease + 2).empty()) << "taken back once";
+  // w1's token no longer holds it: no renewal, no end written.
+  EXPECT_FALSE(store->renew_lease(j.id, first.token, 5000 + kLease));
+  Job late = first;
+  late.state = JobState::Succeeded;
+  late.finished = 6000;
+  late.result_json = R"({"from":"w1"})";
+  EXPECT_FALSE(store->finish_job(late));
+  EXPECT_EQ(store->job(j.id)->state, JobState::Queued);
+
+  // w2 claims it again: a fresh token, attempt 2.
+  auto w2 = another();
+  Job second = *w2->claim_job("w2", 7000, kLease, {});
+  EXPECT_EQ(second.id, j.id);
+  EXPECT_GT(second.token, first.token);
+  EXPECT_EQ(second.attempts, 2);
+  EXPECT_EQ(second.worker, "w2");
+  // w1 wakes up: its old token still changes nothing, though the job is running again.
+  EXPECT_FALSE(store->renew_lease(j.id, first.token, 8000 + kLease));
+  EXPECT_FALSE(store->finish_job(late));
+  EXPECT_EQ(store->job(j.id)->leased_until, 7000 + kLease);
+  // w2's end lands, and the lease ends with it.
+  second.state = JobState::Succeeded;
+  second.finished = 9000;
+  second.result_json = R"({"from":"w2"})";
+  EXPECT_TRUE(w2->finish_job(second));
+  Job got = *store->job(j.id);
+  EXPECT_EQ(got.state, JobState::Succeeded);
+  EXPECT_EQ(got.result_json, R"({"from":"w2"})");
+  EXPECT_EQ(got.worker, "w2");
+  EXPECT_EQ(got.leased_until, 0);
+  EXPECT_EQ(got.attempts, 2);
+  EXPECT_FALSE(w2->finish_job(second)) << "a job's end is written once";
+  EXPECT_FALSE(w2->renew_lease(j.id, second.token, 10000 + kLease));
+}
+
+TEST_P(QueueTest, ACanceledJobStopsItsWorker) {
+  Job j = queue_job(video.id, 1);
+  store->add_job(j);
+  Job c = *store->claim_job("w1", 1000, kLease, {});
+  // Another process cancels it (as DELETE /api/v1/jobs/ID on an api process does).
+  auto api = another();
+  Job canceled = *api->job(j.id);
+  canceled.state = JobState::Canceled;
+  canceled.finished = 1500;
+  api->update_job(canceled);
+  EXPECT_FALSE(store->renew_lease(j.id, c.token, 2000 + kLease));
+  c.state = JobState::Queued; // a retry the worker would write
+  EXPECT_FALSE(store->finish_job(c));
+  EXPECT_EQ(store->job(j.id)->state, JobState::Canceled);
+  EXPECT_TRUE(store->requeue_expired(1000 + 2 * kLease).empty());
+  EXPECT_FALSE(store->claim_job("w2", 3000, kLease, {}).has_value());
+}
+
+TEST_P(QueueTest, ExpiredLeaseWithAttemptsSpentFails) {
+  Job j = queue_job(video.id, 1);
+  j.max_attempts = 2;
+  store->add_job(j);
+  for (int attempt = 1; attempt <= 2; attempt++) {
+    Job c = *store->claim_job("w" + std::to_string(attempt), attempt * 1000, kLease, {});
+    EXPECT_EQ(c.attempts, attempt);
+    auto taken = store->requeue_expired(attempt * 1000 + kLease + 1);
+    ASSERT_EQ(taken.size(), 1u);
+    EXPECT_EQ(taken[0].state, attempt < 2 ? JobState::Queued : JobState::Failed);
+  }
+  Job got = *store->job(j.id);
+  EXPECT_EQ(got.state, JobState::Failed);
+  EXPECT_EQ(got.attempts, 2);
+  EXPECT_EQ(got.finished, 2000 + kLease + 1);
+  EXPECT_EQ(got.error_code, "internal");
+  EXPECT_TRUE(contains(got.error, "interrupted 2 times")) << got.error;
+  EXPECT_FALSE(store->claim_job("w3", 100000000, kLease, {}).has_value());
+}
+
+TEST_P(QueueTest, WorkersRegisterBeatAndAreForgotten) {
+  EXPECT_TRUE(store->workers().empty());
+  Worker a{"alpha", "worker", 100, 200, {"x264", "nvenc"}, 2};
+  Worker b{"beta", "all", 150, 250, {}, 1};
+  store->beat_worker(b, 0);
+  store->beat_worker(a, 0);
+  auto ws = another()->workers();
+  ASSERT_EQ(ws.size(), 2u);
+  EXPECT_EQ(ws[0].name, "alpha");
+  EXPECT_EQ(ws[0].role, "worker");
+  EXPECT_EQ(ws[0].started, 100);
+  EXPECT_EQ(ws[0].heartbeat, 200);
+  EXPECT_EQ(ws[0].encoders, (std::vector<std::string>{"x264", "nvenc"}));
+  EXPECT_EQ(ws[0].concurrent, 2);
+  EXPECT_EQ(ws[1].name, "beta");
+  EXPECT_TRUE(ws[1].encoders.empty());
+  // alpha beats again; beta, silent since 250, is forgotten.
+  a.heartbeat = 900;
+  store->beat_worker(a, 300);
+  ws = store->workers();
+  ASSERT_EQ(ws.size(), 1u);
+  EXPECT_EQ(ws[0].name, "alpha");
+  EXPECT_EQ(ws[0].heartbeat, 900);
+  store->remove_worker("alpha");
+  EXPECT_TRUE(store->workers().empty());
+}
+
+// Two connections claim and finish at once until the queue is empty: every job is claimed exactly once.
+TEST_P(QueueTest, ConcurrentClaimsNeverTakeAJobTwice) {
+  const int jobs = GetParam() == "postgresql" ? 3000 : 600;
+  for (int i = 0; i < jobs; i++)
+    store->add_job(queue_job(video.id, i, i % 3));
+  constexpr int kClaimers = 2;
+  std::vector<std::vector<Job>> claimed(kClaimers);
+  std::vector<std::string> errors(kClaimers);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kClaimers; t++)
+    threads.emplace_back([&, t] {
+      try {
+        auto s = another();
+        ready++;
+        while (ready.load() < kClaimers)
+          std::this_thread::yield();
+        const std::string name = "w" + std::to_string(t);
+        while (auto c = s->claim_job(name, g_get_real_time(), kLease, {})) {
+          claimed[t].push_back(*c);
+          c->state = JobState::Succeeded;
+          c->finished = g_get_real_time();
+          if (!s->finish_job(*c))
+            throw sluice::Error("finish_job refused job " + c->id);
+        }
+      } catch (const std::exception &e) {
+        errors[t] = e.what();
+      }
+    });
+  for (auto &t : threads)
+    t.join();
+  std::map<std::string, int> times;
+  for (int t = 0; t < kClaimers; t++) {
+    EXPECT_EQ(errors[t], "") << "claimer " << t;
+    EXPECT_GT(claimed[t].size(), 0u) << "claimer " << t << " got no job";
+    for (const Job &j : claimed[t]) {
+      times[j.id]++;
+      EXPECT_EQ(j.attempts, 1);
+      EXPECT_EQ(j.token, 1);
+    }
+  }
+  EXPECT_EQ(static_cast<int>(times.size()), jobs);
+  for (const auto &[id, n] : times)
+    EXPECT_EQ(n, 1) << "job " << id << " claimed " << n << " times";
+  EXPECT_EQ(store->count_jobs(JobState::Succeeded), jobs);
+  EXPECT_EQ(store->count_jobs(JobState::Running), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, QueueTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto &p) { return p.param; });
+
+} // namespace
