@@ -28,9 +28,10 @@ def pg_bindir():
 
 
 class PgServer:
-    """A PostgreSQL server of its own: a Unix socket in a temp folder, no TCP port, nothing synced to disk."""
+    """A PostgreSQL server of its own: a Unix socket in a temp folder, no TCP port, nothing synced to disk (durable:
+    fsync and synchronous commits as a production server has them, for benchmarks)."""
 
-    def __init__(self):
+    def __init__(self, durable=False):
         self.bindir = pg_bindir()
         if not self.bindir:
             raise unittest.SkipTest('initdb not found (install Debian\'s postgresql package, or set '
@@ -53,8 +54,9 @@ class PgServer:
         self.started = False
         self._run('initdb', '-D', self.data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-locale',
                   '--no-sync')
-        options = ("-c listen_addresses='' -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c shared_buffers=16MB" % self.dir)
+        options = ("-c listen_addresses='' -k %s " % self.dir) + (
+            "-c max_connections=100" if durable else
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=16MB")
         self._run('pg_ctl', '-D', self.data, '-l', os.path.join(self.dir, 'server.log'), '-w', '-t', '30',
                   '-o', options, 'start')
         self.started = True
@@ -64,6 +66,9 @@ class PgServer:
                            text=True, timeout=60)
         if r.returncode != 0:
             raise AssertionError('%s failed (%d): %s%s' % (program, r.returncode, r.stdout, r.stderr))
+
+    def create_database(self, name):
+        self._run('createdb', '-h', self.dir, '-U', 'postgres', name)
 
     def url(self, db='postgres'):
         return 'postgresql:///%s?host=%s&user=postgres' % (db, self.dir)
