@@ -118,7 +118,8 @@ struct MediaFile {
   bool running = false; // of a running job: EVENT playlists, listed segments only
   std::string version;  // of a finished package (its folder), "" when unknown
   // A finished package in object storage ([storage]): the object's key (path is then ""), and its version is the
-  // package's ("vN", its prefix's last segment).
+  // package's ("vN", its prefix's last segment). With running: a file of the live playlists that a job running in
+  // another process uploads (no version).
   std::string key;
 };
 
@@ -177,7 +178,20 @@ public:
   std::optional<VideoView> video(const std::string &video_id);
   std::vector<VideoView> videos();
   VideoView view(const store::Video &v);
+  VideoView view(const store::Video &v, std::vector<store::Job> jobs); // the video's jobs, newest first
   HealthView health();
+
+  // Off the main loop (app/service_async.cpp): catalog calls go through the scheduler's store::Executor.
+  store::Executor &executor() { return scheduler_.executor(); }
+  // Health without waiting for the catalog: with a pool, the latest readiness probe (ping, writable, queued jobs),
+  // made again on the executor once older than a second; a probe unanswered for a second says not readable. done
+  // runs at once, or (the first time) once the first probe is back. Inline: health() as it comes.
+  void health(std::function<void(HealthView)> done);
+  // Whether playback() can answer without the catalog (the video's policy is remembered, or calls are inline);
+  // learn_playback reads the policy on the executor: done(true) once it is remembered, done(false) when there is
+  // no such video, a Failure when the catalog could not say.
+  bool playback_known(const std::string &video_id) const;
+  void learn_playback(const std::string &video_id, std::function<void(Result<bool>)> done);
 
   // The file `inside` (decoded, checked path segments) of the video's output folder `folder`, when it
   // may be served: NotFound otherwise (no such file, a link out of videos/, a segment not listed yet).
@@ -219,6 +233,7 @@ private:
   std::unique_ptr<Uploads> uploads_;
   std::unique_ptr<Streams> streams_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<struct HealthProbe> probe_; // app/service_async.cpp
 };
 
 } // namespace sluice::app

@@ -4,6 +4,7 @@
 
 #include "app/service_internal.h"
 #include "core/fs.h"
+#include "jobs/live_upload.h"
 #include "jobs/stored.h"
 #include "media/hls.h"
 #include "pipeline/outputs.h"
@@ -69,11 +70,15 @@ std::vector<VideoView> Service::videos() {
 }
 
 VideoView Service::view(const store::Video &v) {
-  VideoView out;
-  out.video = v;
   store::JobFilter f;
   f.video_id = v.id;
-  out.jobs = store_.jobs(f);
+  return view(v, store_.jobs(f));
+}
+
+VideoView Service::view(const store::Video &v, std::vector<store::Job> jobs) {
+  VideoView out;
+  out.video = v;
+  out.jobs = std::move(jobs);
   // The video's state is that of its latest streaming job (hls, cmaf): posters and the like do not
   // make a video playable.
   out.state = "uploaded";
@@ -200,15 +205,33 @@ Result<MediaFile> Service::media_file(const std::string &video_id, const std::st
     } else {
       store::JobFilter f;
       f.video_id = video_id;
-      auto stored = stored_prefixes(store_.jobs(f));
-      if (auto it = stored.find(folder); it != stored.end())
+      const auto jobs = store_.jobs(f);
+      auto stored = stored_prefixes(jobs);
+      // A streaming job of this pipeline running in another process: the live playlists its attempt uploads
+      // (jobs/live_upload.h: only uploaded segments are listed). As with live_dir, a cmaf job that replaces a
+      // finished package leaves that one served.
+      const auto kind = scheduler_.output_kind(folder);
+      const store::Job *running = nullptr;
+      if (kind && pipeline::output_info(*kind).streaming &&
+          !(*kind == pipeline::OutputKind::Cmaf && stored.count(folder)))
+        for (const auto &j : jobs)
+          if (j.pipeline == folder && j.state == store::JobState::Running && j.token > 0) {
+            running = &j;
+            break;
+          }
+      if (running) {
+        prefix = jobs::live_prefix(video_id, folder, running->id, running->token);
+        out.running = true;
+      } else if (auto it = stored.find(folder); it != stored.end()) {
         prefix = it->second;
+      }
     }
     if (!prefix.empty()) {
       out.key = prefix;
       for (std::size_t i = 0; i < inside.size(); ++i)
         out.key += (i ? "/" : "") + inside[i];
-      out.version = jobs::package_version(prefix, video_id, folder);
+      if (!out.running)
+        out.version = jobs::package_version(prefix, video_id, folder);
       return out;
     }
     // None recorded: a package made before [storage] was set is served from the data folder.

@@ -12,6 +12,12 @@ namespace {
 
 constexpr std::int64_t kTouchEveryUs = 60LL * 1000000; // last_used is written at most once a minute per key
 constexpr std::size_t kMinSecret = 32;
+// With a pool: a key row is used as read for this long, then read again on the executor (the old row still used
+// until the new one is back, for at most kKeyStaleUs); a key the catalog did not have is read again after kNoKeyUs.
+constexpr std::int64_t kKeyFreshUs = 5LL * 1000000;
+constexpr std::int64_t kKeyStaleUs = 60LL * 1000000;
+constexpr std::int64_t kNoKeyUs = 1LL * 1000000;
+constexpr std::size_t kMaxKeys = 10000;
 
 std::string read_file(const std::string &path, const char *what) {
   g_autofree gchar *text = nullptr;
@@ -57,7 +63,7 @@ Identity Authenticator::by_key(const std::string &key, std::int64_t now_us) {
   // Looked up by its hash; the hash found is compared again in constant time (the index lookup's timing tells
   // at most something of a SHA-256, which tells nothing of the key).
   const std::string hash = hash_key(key);
-  auto row = store_.key_by_hash(hash);
+  auto row = cached_key(hash);
   if (!row || !constant_time_equal(row->hash, hash)) {
     id.why = "unknown API key";
     return id;
@@ -66,7 +72,11 @@ Identity Authenticator::by_key(const std::string &key, std::int64_t now_us) {
     id.why = "this API key was revoked";
     return id;
   }
-  if (now_us - row->last_used > kTouchEveryUs) {
+  if (now_us - row->last_used > kTouchEveryUs && executor_ && !executor_->is_inline()) {
+    // Noted on the executor, nobody waiting; the remembered row says so, so that it is noted once a minute.
+    keys_[hash].row->last_used = now_us;
+    executor_->fire([hash, now_us](store::Store &s) { s.touch_key(hash, now_us); }, "note the use of an API key");
+  } else if (now_us - row->last_used > kTouchEveryUs) {
     try {
       store_.touch_key(hash, now_us);
     } catch (const Error &) {
@@ -77,6 +87,39 @@ Identity Authenticator::by_key(const std::string &key, std::int64_t now_us) {
   id.scopes = parse_scopes(row->scopes);
   id.who = "key " + row->name;
   return id;
+}
+
+std::optional<store::ApiKey> Authenticator::cached_key(const std::string &hash) {
+  if (!executor_ || executor_->is_inline())
+    return store_.key_by_hash(hash);
+  const std::int64_t now = g_get_monotonic_time();
+  auto it = keys_.find(hash);
+  if (it != keys_.end() && now - it->second.at < (it->second.row ? kKeyStaleUs : kNoKeyUs)) {
+    Cached &c = it->second;
+    if (c.row && now - c.at > kKeyFreshUs && !c.refreshing) {
+      c.refreshing = true;
+      executor_->run([hash](store::Store &s) { return s.key_by_hash(hash); },
+                     [this, alive = alive_, hash](store::Outcome<std::optional<store::ApiKey>> &o) {
+                       if (!*alive)
+                         return;
+                       auto found = keys_.find(hash);
+                       if (found == keys_.end())
+                         return;
+                       found->second.refreshing = false;
+                       if (o.ok()) {
+                         found->second.row = *o.value;
+                         found->second.at = g_get_monotonic_time();
+                       }
+                     });
+    }
+    return c.row;
+  }
+  // First sight of this key (or one not seen for a minute): read on the loop, bounded by [store] timeout.
+  auto row = store_.key_by_hash(hash);
+  if (keys_.size() >= kMaxKeys)
+    keys_.clear();
+  keys_[hash] = Cached{row, now, false};
+  return row;
 }
 
 Identity Authenticator::authenticate(const std::string &credential, std::int64_t now_us) {

@@ -5,10 +5,14 @@
 #include "auth/jwt.h"
 #include "auth/keys.h"
 #include "core/config.h"
+#include "store/executor.h"
 #include "store/store.h"
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <unordered_map>
 
 namespace sluice::auth {
 
@@ -23,17 +27,34 @@ class Authenticator {
 public:
   // Reads [auth] (the JWT secret and key files too); throws Error (Invalid) naming what is wrong.
   Authenticator(const ServerConfig &config, store::Store &store);
+  ~Authenticator() { *alive_ = false; }
+  Authenticator(const Authenticator &) = delete;
+  Authenticator &operator=(const Authenticator &) = delete;
 
   Mode mode() const { return mode_; }
   // The identity of a bearer credential (the text after "Bearer "), at now_us (g_get_real_time()).
   Identity authenticate(const std::string &credential, std::int64_t now_us);
+  // A pool (a PostgreSQL catalog): keys are remembered as the catalog had them, read again on the executor once
+  // older than a few seconds (used meanwhile), and their last use written there, nobody waiting for it. Inline or
+  // none: every key is read and touched on the caller's thread, as it comes.
+  void set_executor(store::Executor *executor) { executor_ = executor; }
 
 private:
   Identity by_key(const std::string &key, std::int64_t now_us);
+  std::optional<store::ApiKey> cached_key(const std::string &hash);
+
+  struct Cached {
+    std::optional<store::ApiKey> row;
+    std::int64_t at = 0; // monotonic microseconds
+    bool refreshing = false;
+  };
 
   Mode mode_;
   store::Store &store_;
   JwtSettings jwt_;
+  store::Executor *executor_ = nullptr;
+  std::unordered_map<std::string, Cached> keys_; // by hash
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 // Refuses (Error Invalid, saying how to make a key) auth mode none on an HTTP address other machines can reach.

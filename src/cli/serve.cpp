@@ -17,6 +17,7 @@
 #include "jobs/scheduler.h"
 #include "jobs/stored.h"
 #include "live/engine.h"
+#include "store/executor.h"
 #include "store/store.h"
 
 #include <cstdio>
@@ -34,15 +35,29 @@ void check_role(const ServerConfig &config) {
                 "catalog is for one process: --role all)");
 }
 
+// The calls that must not hold the main loop go through this: with PostgreSQL, kStoreThreads threads with a
+// connection each; with SQLite (one process's file), inline on the one connection, as always.
+constexpr int kStoreThreads = 4;
+
+std::unique_ptr<store::Executor> make_executor(const ServerConfig &config, store::Store &main) {
+  if (store::check_url(config.store_url) != store::Backend::Postgres)
+    return std::make_unique<store::Executor>(main);
+  return std::make_unique<store::Executor>(
+      [url = config.store_url, timeout = config.store_timeout_s] { return store::open_postgres(url, timeout); },
+      kStoreThreads, static_cast<std::int64_t>(config.store_timeout_s) * G_USEC_PER_SEC);
+}
+
 // --role worker: claims and runs jobs from the shared catalog; no HTTP API, no live engine. It listens on nothing:
 // its health is its heartbeat (GET /api/v1/workers on an api process).
 int run_worker(ServerConfig &config) {
   try {
-    auto store = store::open(config.store_url, config.data_dir);
+    auto store = store::open(config.store_url, config.data_dir, config.store_timeout_s);
+    auto executor = make_executor(config, *store);
     auto hub = jobs::make_event_hub(config.store_url);
     auto storage = jobs::open_storage(config); // [storage]: null for the data folder
     jobs::Scheduler scheduler(*store, *hub, config, jobs::Layout{config.data_dir});
     scheduler.set_storage(storage.get());
+    scheduler.set_executor(executor.get());
     scheduler.start();
     GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
     struct Ctx {
@@ -144,7 +159,8 @@ int cmd_serve(int argc, char **argv) {
   if (config.role == "worker")
     return run_worker(config);
   try {
-    auto store = store::open(config.store_url, config.data_dir);
+    auto store = store::open(config.store_url, config.data_dir, config.store_timeout_s);
+    auto executor = make_executor(config, *store);
     // The event hub by the catalog's backend: this process's own (SQLite), or shared through PostgreSQL.
     auto hub = jobs::make_event_hub(config.store_url);
     jobs::EventHub &events = *hub;
@@ -153,6 +169,7 @@ int cmd_serve(int argc, char **argv) {
     auto storage = jobs::open_storage(config);
     jobs::Scheduler scheduler(*store, events, config, layout);
     scheduler.set_storage(storage.get());
+    scheduler.set_executor(executor.get());
     app::Service service(config, *store, scheduler, events);
     service.uploads().start();
     http::Server server(config, service);

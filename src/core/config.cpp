@@ -219,6 +219,7 @@ void ServerConfig::load_file(const std::string &path) {
   data_dir = get_string(kf, "server", "data", data_dir);
   store_url = get_string(kf, "store", "url", store_url);
   store::check_url(store_url); // a bad url stops the start, naming [store] url (never its password)
+  store_timeout_s = get_int(kf, "store", "timeout", store_timeout_s, 2, 300);
   load_storage(*this, kf);
   cors_origins = get_list(kf, "server", "cors-origins", cors_origins);
   allowed_hosts = get_list(kf, "server", "allowed-hosts", allowed_hosts);

@@ -14,6 +14,9 @@ struct ServerConfig {
   std::string data_dir = "sluice-data";
   // [store] url: the catalog. "" is the data folder's sluice.db; sqlite:///PATH, postgresql://... (store::open).
   std::string store_url;
+  // [store] timeout: seconds a PostgreSQL catalog has to connect or to answer a statement (and a call waiting for a
+  // store thread to start it) before it fails as unavailable (503); the main loop never waits for it (store::Executor).
+  int store_timeout_s = 5;
   // [storage]: where sources and finished packages live (storage::open). url "" is the data folder (files served
   // from there, as always); file:///PATH or s3://BUCKET/PREFIX puts them behind storage::Storage, with endpoint,
   // region and keys (AWS_* variables when empty). serve: proxy (sluice streams the objects) or redirect (302 to a

@@ -3,13 +3,15 @@
 #include "core/json.h"
 #include "http/respond.h"
 #include "http/routes.h"
+#include "http/store_call.h"
 #include "pipeline/description.h"
 #include "sluice-config.h"
 
 namespace sluice::http::handlers {
 
-void health(Context &cx, Request &rq) {
-  app::HealthView h = cx.service.health();
+namespace {
+
+void answer_health(SoupServerMessage *msg, const app::HealthView &h) {
   const bool ready = h.ready();
   JsonObject *o = json_object_new();
   json_object_set_string_member(o, "status", ready ? "ok" : "unavailable");
@@ -37,7 +39,17 @@ void health(Context &cx, Request &rq) {
     json_object_set_int_member(j, "running", *h.running);
   json_object_set_int_member(j, "slots", h.slots);
   json_object_set_object_member(o, "jobs", j);
-  set_json(rq.msg, ready ? SOUP_STATUS_OK : SOUP_STATUS_SERVICE_UNAVAILABLE, json::object_node(o));
+  set_json(msg, ready ? SOUP_STATUS_OK : SOUP_STATUS_SERVICE_UNAVAILABLE, json::object_node(o));
+}
+
+} // namespace
+
+void health(Context &cx, Request &rq) {
+  // Never waits for the catalog: readiness is the latest probe's (app/service_async.cpp).
+  SoupServerMessage *msg = rq.msg;
+  if (cx.service.executor().is_inline())
+    return answer_health(msg, cx.service.health());
+  cx.service.health(later(cx, msg, [msg](const app::HealthView &h) { answer_health(msg, h); }));
 }
 
 void pipelines(Context &cx, Request &rq) {

@@ -3,6 +3,7 @@
 #include "core/json.h"
 #include "http/respond.h"
 #include "http/routes.h"
+#include "http/store_call.h"
 #include "http/views.h"
 
 namespace sluice::http::handlers {
@@ -19,15 +20,26 @@ void list_jobs(Context &cx, Request &rq) {
   f.video_id = query_value(rq.query, "video");
   if (!f.video_id.empty() && !store::is_id(f.video_id))
     return set_error(rq.msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "video: expected a video id", "video");
-  set_json(rq.msg, SOUP_STATUS_OK, jobs_json(cx.service, cx.service.store().jobs(f)));
+  SoupServerMessage *msg = rq.msg;
+  app::Service *service = &cx.service;
+  with_store(
+      cx, msg, [f](store::Store &s) { return s.jobs(f); },
+      [msg, service](std::vector<store::Job> &jobs) { set_json(msg, SOUP_STATUS_OK, jobs_json(*service, jobs)); });
 }
 
 void get_job(Context &cx, Request &rq) {
   const std::string &id = rq.params[0];
-  auto job = store::is_id(id) ? cx.service.store().job(id) : std::nullopt;
-  if (!job)
+  if (!store::is_id(id))
     return set_not_found(rq.msg, "no job " + id);
-  set_json(rq.msg, SOUP_STATUS_OK, job_json(cx.service, *job));
+  SoupServerMessage *msg = rq.msg;
+  app::Service *service = &cx.service;
+  with_store(
+      cx, msg, [id](store::Store &s) { return s.job(id); },
+      [msg, service, id](std::optional<store::Job> &job) {
+        if (!job)
+          return set_not_found(msg, "no job " + id);
+        set_json(msg, SOUP_STATUS_OK, job_json(*service, *job));
+      });
 }
 
 void cancel_job(Context &cx, Request &rq) {

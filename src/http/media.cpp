@@ -6,6 +6,7 @@
 #include "http/media_stored.h"
 #include "http/respond.h"
 #include "http/routes.h"
+#include "http/store_call.h"
 #include "media/dash.h"
 #include "media/hls.h"
 
@@ -130,6 +131,40 @@ void media(Context &cx, Request &rq) {
   const std::string &rest = rq.params[1];
   if (!store::is_id(video_id))
     return set_not_found(msg, "no such file");
+  if (!cx.service.playback_known(video_id)) {
+    // The video's playback policy is read on the store's executor first (never on the main loop), then the request
+    // is served as if it had just come (its query kept with it).
+    auto again = std::make_shared<Request>(rq);
+    if (again->query)
+      g_hash_table_ref(again->query);
+    Context *context = &cx;
+    g_object_ref(msg);
+    soup_server_message_pause(msg);
+    cx.service.learn_playback(video_id, [context, alive = cx.alive, again](app::Result<bool> found) {
+      SoupServerMessage *m = again->msg;
+      if (*alive) {
+        try {
+          if (auto *f = std::get_if<app::Failure>(&found))
+            set_failure(m, *f);
+          else if (!std::get<bool>(found))
+            set_not_found(m, "no such file");
+          else
+            media(*context, *again);
+        } catch (const Error &e) {
+          set_failure(m, app::failure_of(e));
+        } catch (const std::exception &e) {
+          set_error(m, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+        }
+      }
+      // Served from object storage, the answer comes later (the message stays paused until it does).
+      if (!*alive || soup_server_message_get_status(m) != 0)
+        soup_server_message_unpause(m);
+      if (again->query)
+        g_hash_table_unref(again->query);
+      g_object_unref(m);
+    });
+    return;
+  }
   // A signed video's files open with a token of that video only (?token=, on every URL its texts name).
   const std::string token = query_value(rq.query, "token");
   const app::Playback access = cx.service.playback(video_id, token);
@@ -165,10 +200,10 @@ void media(Context &cx, Request &rq) {
     stored.key = file.key;
     stored.name = name;
     stored.version = file.version;
-    stored.rewritten = rewritten;
+    stored.rewritten = rewritten && !file.running; // a running job's EVENT playlists are served as uploaded
     stored.carries_urls = carries_urls;
     stored.token_query = token_query;
-    stored.cache_control = playlist || carries_urls || query_value(rq.query, "v").empty()
+    stored.cache_control = file.running || playlist || carries_urls || query_value(rq.query, "v").empty()
                                ? "no-cache"
                                : "public, max-age=31536000, immutable";
     return serve_stored(cx, msg, *cx.service.scheduler().storage(), std::move(stored));

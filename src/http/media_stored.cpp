@@ -11,6 +11,7 @@
 
 #include <gio/gio.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -30,6 +31,8 @@ log::Category *cat() {
 constexpr std::int64_t kMaxText = 4 << 20;
 // Bytes of one streamed response read from storage but not yet written to its client, at most.
 constexpr std::size_t kMaxBuffered = 4u << 20;
+// Reads of a playlist that failed or was not whole, before the answer says so (502).
+constexpr int kTextReads = 3;
 
 bool is_text(const StoredFile &f) {
   return g_str_has_suffix(f.name.c_str(), ".m3u8") || g_str_has_suffix(f.name.c_str(), ".mpd") || f.carries_urls;
@@ -225,21 +228,33 @@ void serve_stored(Context &cx, SoupServerMessage *msg, storage::Storage &storage
   });
   try {
     std::thread([done, &storage, key = file.key, text]() mutable {
-      auto got = std::make_shared<Fetched>();
-      try {
-        got->info = storage.head(key);
-        if (got->info && text && got->info->size <= kMaxText) {
-          std::string body;
-          body.reserve(static_cast<std::size_t>(got->info->size));
-          storage.get_range(key, 0, -1, [&](const char *data, std::size_t size) { body.append(data, size); });
-          got->text = std::move(body);
-          // The validators of what was read, not of what a newer write left.
-          got->info->size = static_cast<std::int64_t>(got->text->size());
+      // A running job's live playlists are rewritten under the same keys: a store whose overwrites are not atomic
+      // may give a read that fails or is not a whole playlist. Such a playlist is read again (at most kTextReads).
+      const bool playlist = g_str_has_suffix(key.c_str(), ".m3u8");
+      std::shared_ptr<Fetched> got;
+      for (int read = 0; read < kTextReads; ++read) {
+        if (read)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        got = std::make_shared<Fetched>();
+        try {
+          got->info = storage.head(key);
+          if (got->info && text && got->info->size <= kMaxText) {
+            std::string body;
+            body.reserve(static_cast<std::size_t>(got->info->size));
+            storage.get_range(key, 0, -1, [&](const char *data, std::size_t size) { body.append(data, size); });
+            got->text = std::move(body);
+            // The validators of what was read, not of what a newer write left.
+            got->info->size = static_cast<std::int64_t>(got->text->size());
+            if (playlist && !got->text->starts_with("#EXTM3U"))
+              got->error = Error(ErrorCode::Unavailable, "the playlist read was not whole");
+          }
+        } catch (const Error &e) {
+          got->error = e;
+        } catch (const std::exception &e) {
+          got->error = Error(ErrorCode::Unavailable, e.what());
         }
-      } catch (const Error &e) {
-        got->error = e;
-      } catch (const std::exception &e) {
-        got->error = Error(ErrorCode::Unavailable, e.what());
+        if (!playlist || !got->error || got->error->code() == ErrorCode::NotFound)
+          break;
       }
       post([done, got]() mutable { done(got); });
     }).detach();

@@ -186,6 +186,7 @@ struct MetricsListener {
 Server::Server(const ServerConfig &config, app::Service &service) : cx_(std::make_unique<Context>(config, service)) {
   cx_->web_root = paths::web_dir();
   cx_->auth = std::make_unique<auth::Authenticator>(config, service.store());
+  cx_->auth->set_executor(&service.scheduler().executor());
   // raw-paths: handlers get the path still percent-encoded, so that "..%2f" or "%00" reach our own checks
   // (and get a JSON 404) instead of libsoup's bare 400, and file names are decoded exactly once.
   cx_->server = soup_server_new("server-header", "sluice/" SLUICE_VERSION " ", "raw-paths", TRUE, nullptr);

@@ -4,6 +4,7 @@
 #include "http/middleware.h"
 #include "http/respond.h"
 #include "http/routes.h"
+#include "http/store_call.h"
 #include "http/upload.h"
 #include "http/views.h"
 #include "jobs/scheduler.h"
@@ -87,6 +88,31 @@ json::Node read_object(const std::string &text, std::initializer_list<const char
   return root;
 }
 
+// A video's row and its jobs (newest first), as the store's executor reads them.
+using VideoRow = std::pair<store::Video, std::vector<store::Job>>;
+
+std::vector<VideoRow> video_rows(store::Store &store) {
+  std::vector<VideoRow> out;
+  for (auto &v : store.videos()) {
+    store::JobFilter f;
+    f.video_id = v.id;
+    auto jobs = store.jobs(f);
+    out.emplace_back(std::move(v), std::move(jobs));
+  }
+  return out;
+}
+
+auto video_row(const std::string &id) {
+  return [id](store::Store &store) -> std::optional<VideoRow> {
+    auto v = store::is_id(id) ? store.video(id) : std::nullopt;
+    if (!v)
+      return std::nullopt;
+    store::JobFilter f;
+    f.video_id = id;
+    return VideoRow{std::move(*v), store.jobs(f)};
+  };
+}
+
 std::optional<app::VideoView> find_video(Context &cx, Request &rq) {
   auto v = cx.service.video(rq.params[0]);
   if (!v)
@@ -97,22 +123,37 @@ std::optional<app::VideoView> find_video(Context &cx, Request &rq) {
 } // namespace
 
 void list_videos(Context &cx, Request &rq) {
-  JsonArray *arr = json_array_new();
-  for (const auto &v : cx.service.videos())
-    json_array_add_element(arr, video_json(cx.service, v));
-  JsonObject *o = json_object_new();
-  json_object_set_array_member(o, "videos", arr);
-  set_json(rq.msg, SOUP_STATUS_OK, json::object_node(o));
+  // The rows are read on the store's executor; the views (files, running jobs) are made on the main loop.
+  SoupServerMessage *msg = rq.msg;
+  app::Service *service = &cx.service;
+  with_store(cx, msg, video_rows, [msg, service](std::vector<VideoRow> &rows) {
+    JsonArray *arr = json_array_new();
+    for (auto &[v, jobs] : rows)
+      json_array_add_element(arr, video_json(*service, service->view(v, std::move(jobs))));
+    JsonObject *o = json_object_new();
+    json_object_set_array_member(o, "videos", arr);
+    set_json(msg, SOUP_STATUS_OK, json::object_node(o));
+  });
 }
 
 void get_video(Context &cx, Request &rq) {
-  if (auto v = find_video(cx, rq))
-    set_json(rq.msg, SOUP_STATUS_OK, video_json(cx.service, *v));
+  SoupServerMessage *msg = rq.msg;
+  app::Service *service = &cx.service;
+  with_store(cx, msg, video_row(rq.params[0]), [msg, service, id = rq.params[0]](std::optional<VideoRow> &row) {
+    if (!row)
+      return set_not_found(msg, "no video " + id);
+    set_json(msg, SOUP_STATUS_OK, video_json(*service, service->view(row->first, std::move(row->second))));
+  });
 }
 
 void video_jobs(Context &cx, Request &rq) {
-  if (auto v = find_video(cx, rq))
-    set_json(rq.msg, SOUP_STATUS_OK, jobs_json(cx.service, v->jobs));
+  SoupServerMessage *msg = rq.msg;
+  app::Service *service = &cx.service;
+  with_store(cx, msg, video_row(rq.params[0]), [msg, service, id = rq.params[0]](std::optional<VideoRow> &row) {
+    if (!row)
+      return set_not_found(msg, "no video " + id);
+    set_json(msg, SOUP_STATUS_OK, jobs_json(*service, row->second));
+  });
 }
 
 void delete_video(Context &cx, Request &rq) {

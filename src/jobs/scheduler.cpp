@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <mutex>
+#include <set>
 
 GST_DEBUG_CATEGORY(sluice_jobs_debug);
 #define GST_CAT_DEFAULT sluice_jobs_debug
@@ -24,6 +25,16 @@ namespace {
 void init_debug() {
   static std::once_flag once;
   std::call_once(once, [] { GST_DEBUG_CATEGORY_INIT(sluice_jobs_debug, "sluice-jobs", 0, "sluice job scheduler"); });
+}
+
+// The encoders of the workers heard from within a lease (GET /api/v1/workers calls them alive).
+std::set<std::string> live_worker_encoders(store::Store &store, std::int64_t lease_us) {
+  std::set<std::string> out;
+  const std::int64_t now = g_get_real_time();
+  for (const auto &w : store.workers())
+    if (now - w.heartbeat < lease_us)
+      out.insert(w.encoders.begin(), w.encoders.end());
+  return out;
 }
 
 } // namespace
@@ -67,7 +78,8 @@ std::string Layout::uploads_dir() const {
 
 Scheduler::Scheduler(store::Store &store, EventHub &events, const ServerConfig &config, Layout layout)
     : store_(store), events_(events), config_(config), layout_(std::move(layout)),
-      encoders_(pipeline::EncoderTable::load_default()), alive_(std::make_shared<std::atomic<bool>>(true)) {
+      encoders_(pipeline::EncoderTable::load_default()), own_executor_(std::make_unique<store::Executor>(store)),
+      executor_(own_executor_.get()), alive_(std::make_shared<std::atomic<bool>>(true)) {
   init_debug();
   shared_ = store::check_url(config_.store_url) == store::Backend::Postgres;
   worker_name_ = config_.worker_name.empty()
@@ -185,11 +197,31 @@ void Scheduler::validate(const JobSpec &spec) const {
       throw Error(ErrorCode::Invalid, "ladder: " + std::string(e.what()));
     }
   }
+  // `auto` is whatever H.264 encoder the worker that claims the job has; an api process encodes nothing itself.
+  const bool any = spec.encoder.empty() || spec.encoder == "auto";
+  if (!runs_jobs() && any)
+    return;
+  std::string why;
   try {
-    encoders_.resolve(spec.encoder);
+    if (runs_jobs() || !encoders_.find(spec.encoder)) {
+      encoders_.resolve(spec.encoder); // an unknown name is refused, saying which encoders exist
+      return;
+    }
   } catch (const Error &e) {
-    throw Error(ErrorCode::Invalid, "encoder: " + std::string(e.what()));
+    why = e.what();
+    if (any || !shared_ || !encoders_.find(spec.encoder))
+      throw Error(ErrorCode::Invalid, "encoder: " + why);
   }
+  // On a shared catalog the job is claimed by a worker that lists its encoder, on any machine: it is taken when a
+  // live one does, even where this process cannot run it.
+  auto live = live_worker_encoders(store_, static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC);
+  if (live.count(spec.encoder))
+    return;
+  std::string have;
+  for (const auto &name : live)
+    have += (have.empty() ? "" : ", ") + name;
+  throw Error(ErrorCode::Invalid, "encoder: no live worker can run '" + spec.encoder + "' (live workers run: " +
+                                      (have.empty() ? "none" : have) + ")" + (why.empty() ? "" : "; " + why));
 }
 
 JobSpec Scheduler::with_defaults(JobSpec spec) const {

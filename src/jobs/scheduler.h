@@ -10,6 +10,7 @@
 #include "jobs/transcode.h"
 #include "pipeline/encoders.h"
 #include "pipeline/outputs.h"
+#include "store/executor.h"
 #include "store/store.h"
 
 #include <json-glib/json-glib.h>
@@ -102,6 +103,10 @@ public:
   // under versioned prefixes instead of the data folder. None (the default): the data folder, as always.
   void set_storage(storage::Storage *storage) { storage_ = storage; }
   storage::Storage *storage() const { return storage_; }
+  // Where the scheduler's periodic catalog calls (claims, lease renewals, requeue_expired, the worker's row) run,
+  // and the service's: store::Executor's pool with a PostgreSQL catalog. None set: inline on the store it was given.
+  void set_executor(store::Executor *executor) { executor_ = executor ? executor : own_executor_.get(); }
+  store::Executor &executor() const { return *executor_; }
 
   JsonNode *job_to_json(const store::Job &job) const;
   void publish_job(const store::Job &job);
@@ -146,6 +151,9 @@ private:
   void heartbeat();
   void lose_lease(const std::string &job_id, const char *why);
   void register_worker(std::int64_t now);
+  store::Worker worker_row(std::int64_t now) const;
+  // A claim made on the executor, back on the main loop.
+  void claimed(store::Outcome<std::optional<store::Job>> &outcome);
   // The working folder of a claimed job: per claim when the catalog is shared (another attempt may still write its
   // own), and the folders of the job's earlier attempts removed.
   std::string claim_work_dir(const store::Job &job, const std::string &out) const;
@@ -170,6 +178,10 @@ private:
   UrlSpeller url_speller_;
   metrics::JobRecorder *metrics_ = nullptr;
   storage::Storage *storage_ = nullptr;
+  std::unique_ptr<store::Executor> own_executor_; // inline on store_
+  store::Executor *executor_ = nullptr;
+  bool claiming_ = false; // a claim is on the executor
+  bool beating_ = false;  // a heartbeat is on the executor
   std::shared_ptr<std::atomic<bool>> alive_;
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;

@@ -2,6 +2,7 @@
 // What the parts of the job scheduler share: its debug category, a job it runs, the progress members of its JSON.
 #pragma once
 
+#include "jobs/live_upload.h"
 #include "jobs/scheduler.h"
 
 #include <gst/gst.h>
@@ -30,6 +31,14 @@ struct Scheduler::Active {
   bool done = false;
   bool master_written = false;
   std::vector<std::function<void()>> on_stopped;
+  // With [storage]: a streaming job's live playlists mirrored to storage for other processes (jobs/live_upload.h).
+  // Declared last: destroyed first, and its end removes them once the job's end is written.
+  std::unique_ptr<LiveUpload> live_upload;
+  // Segments or playlists may have changed in the working folder.
+  void live_changed() {
+    if (live_upload && transcode && !transcode->finishing())
+      live_upload->poke();
+  }
 };
 
 namespace detail {

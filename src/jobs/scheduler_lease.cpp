@@ -5,6 +5,10 @@
 #include "core/fs.h"
 
 #include <filesystem>
+#include <map>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #define GST_CAT_DEFAULT sluice_jobs_debug
 
@@ -17,7 +21,7 @@ constexpr std::int64_t kForgetWorkerUs = 24LL * 3600 * G_USEC_PER_SEC;
 
 } // namespace
 
-void Scheduler::register_worker(std::int64_t now) {
+store::Worker Scheduler::worker_row(std::int64_t now) const {
   store::Worker w;
   w.name = worker_name_;
   w.role = config_.role;
@@ -25,57 +29,119 @@ void Scheduler::register_worker(std::int64_t now) {
   w.heartbeat = now;
   w.encoders = runnable_encoders_;
   w.concurrent = config_.slots();
-  store_.beat_worker(w, now - kForgetWorkerUs);
+  return w;
 }
 
+void Scheduler::register_worker(std::int64_t now) {
+  store_.beat_worker(worker_row(now), now - kForgetWorkerUs);
+}
+
+namespace {
+
+// What one heartbeat's catalog calls came to, on the executor's thread.
+struct Beat {
+  std::optional<std::string> worker_error;
+  std::map<std::string, int> leases; // job id -> 1 renewed, 0 lost (another claim or a cancel holds it)
+  std::map<std::string, std::string> lease_errors;
+  std::vector<store::Job> requeued;
+  std::optional<std::string> requeue_error;
+};
+
+} // namespace
+
 void Scheduler::heartbeat() {
+  // The calls run on the executor (off the main loop where the catalog is PostgreSQL); what they came to is applied
+  // here when they are back. A heartbeat still waiting for the catalog is not asked twice.
+  if (beating_)
+    return;
   const std::int64_t now = g_get_real_time();
   const std::int64_t lease = static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC;
   const std::int64_t beat = static_cast<std::int64_t>(config_.heartbeat_s) * G_USEC_PER_SEC;
-  if (runs_jobs() && !shutting_down_) {
-    try {
-      register_worker(now);
-    } catch (const Error &e) {
-      GST_WARNING("cannot refresh worker %s in the catalog: %s", worker_name_.c_str(), e.what());
-    }
-  }
-  std::vector<std::string> lost, unrenewed;
-  for (auto &[id, a] : active_) {
-    if (a->lease_lost)
-      continue;
-    try {
-      if (store_.renew_lease(id, a->job.token, now + lease))
-        a->leased_until = now + lease;
-      else
-        lost.push_back(id);
-    } catch (const Error &e) {
-      // The catalog cannot be reached: the lease holds until it runs out. A job is stopped a heartbeat before that,
-      // so that it never runs on while another process may claim it.
-      GST_WARNING("cannot renew the lease of job %s: %s", id.c_str(), e.what());
-      if (now + beat >= a->leased_until)
-        unrenewed.push_back(id);
-    }
-  }
-  for (const auto &id : lost)
-    lose_lease(id, "another claim or a cancel holds it");
-  for (const auto &id : unrenewed)
-    lose_lease(id, "its lease could not be renewed before it ran out");
-  // Jobs of workers that died (or lost the catalog) go back to the queue, or fail with their attempts spent.
-  try {
-    for (const auto &j : store_.requeue_expired(now)) {
-      g_message("job %s of video %s: the lease of worker %s ran out: %s", j.id.c_str(), j.video_id.c_str(),
-                j.worker.c_str(), j.state == store::JobState::Queued ? "queued again" : "failed, attempts spent");
-      publish_job(j);
-      if (metrics_ && j.state == store::JobState::Failed) {
-        metrics_->job_failed(j.pipeline, j.error_code);
-        metrics_->job_ended(j.pipeline, "failed");
-      }
-    }
-  } catch (const Error &e) {
-    GST_WARNING("cannot take back jobs whose lease ran out: %s", e.what());
-  }
-  if (!lost.empty() || !unrenewed.empty())
-    pump();
+  std::optional<store::Worker> row;
+  if (runs_jobs() && !shutting_down_)
+    row = worker_row(now);
+  std::vector<std::pair<std::string, std::int64_t>> held;
+  for (auto &[id, a] : active_)
+    if (!a->lease_lost)
+      held.emplace_back(id, a->job.token);
+  beating_ = true;
+  executor_->run(
+      [row, held, now, lease](store::Store &store) {
+        Beat b;
+        if (row) {
+          try {
+            store.beat_worker(*row, now - kForgetWorkerUs);
+          } catch (const Error &e) {
+            b.worker_error = e.what();
+          }
+        }
+        for (const auto &[id, token] : held) {
+          try {
+            b.leases[id] = store.renew_lease(id, token, now + lease) ? 1 : 0;
+          } catch (const Error &e) {
+            b.lease_errors[id] = e.what();
+          }
+        }
+        try {
+          b.requeued = store.requeue_expired(now);
+        } catch (const Error &e) {
+          b.requeue_error = e.what();
+        }
+        return b;
+      },
+      [this, alive = alive_, held, now, lease, beat](store::Outcome<Beat> &o) {
+        if (!*alive)
+          return;
+        beating_ = false;
+        if (!o.ok()) {
+          // Not even started in time: every lease counts as not renewed.
+          o.value.emplace();
+          for (const auto &h : held)
+            o.value->lease_errors[h.first] = o.error->what();
+          o.value->requeue_error = o.error->what();
+        }
+        guarded("", "the jobs' heartbeat", [&] {
+          const Beat &b = *o.value;
+          if (b.worker_error)
+            GST_WARNING("cannot refresh worker %s in the catalog: %s", worker_name_.c_str(), b.worker_error->c_str());
+          std::vector<std::string> lost, unrenewed;
+          for (const auto &[id, renewed] : b.leases) {
+            auto it = active_.find(id);
+            if (it == active_.end())
+              continue;
+            if (renewed)
+              it->second->leased_until = now + lease;
+            else
+              lost.push_back(id);
+          }
+          for (const auto &[id, why] : b.lease_errors) {
+            // The catalog cannot be reached: the lease holds until it runs out. A job is stopped a heartbeat before
+            // that, so that it never runs on while another process may claim it.
+            GST_WARNING("cannot renew the lease of job %s: %s", id.c_str(), why.c_str());
+            auto it = active_.find(id);
+            if (it != active_.end() && now + beat >= it->second->leased_until)
+              unrenewed.push_back(id);
+          }
+          for (const auto &id : lost)
+            lose_lease(id, "another claim or a cancel holds it");
+          for (const auto &id : unrenewed)
+            lose_lease(id, "its lease could not be renewed before it ran out");
+          // Jobs of workers that died (or lost the catalog) go back to the queue, or fail with their attempts spent.
+          if (b.requeue_error)
+            GST_WARNING("cannot take back jobs whose lease ran out: %s", b.requeue_error->c_str());
+          for (const auto &j : b.requeued) {
+            g_message("job %s of video %s: the lease of worker %s ran out: %s", j.id.c_str(), j.video_id.c_str(),
+                      j.worker.c_str(), j.state == store::JobState::Queued ? "queued again" : "failed, attempts spent");
+            publish_job(j);
+            if (metrics_ && j.state == store::JobState::Failed) {
+              metrics_->job_failed(j.pipeline, j.error_code);
+              metrics_->job_ended(j.pipeline, "failed");
+            }
+          }
+          if (!lost.empty() || !unrenewed.empty())
+            pump();
+        });
+      });
 }
 
 void Scheduler::lose_lease(const std::string &job_id, const char *why) {

@@ -47,6 +47,7 @@ void Scheduler::progressed(const std::string &job_id, const Progress &p) {
     return;
   i->second->progress = p;
   write_live_master(*i->second);
+  i->second->live_changed();
   g_autoptr(JsonObject) o = json_object_new();
   json_object_set_string_member(o, "job", job_id.c_str());
   json_object_set_string_member(o, "video", i->second->job.video_id.c_str());

@@ -55,28 +55,51 @@ void Scheduler::pump() {
   // A job's start is written before it runs: while the catalog refuses writes, none starts.
   if (!unsaved_.empty() || g_get_real_time() < launch_not_before_)
     return;
-  while (static_cast<int>(active_.size()) < config_.slots()) {
-    std::optional<store::Job> next;
-    try {
-      // One statement claims it (running, attempts + 1, leased to this worker, a fresh fencing token): another
-      // process sharing the catalog never gets the same job.
-      const std::int64_t now = g_get_real_time();
-      next = store_.claim_job(worker_name_, now, static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC,
-                              runnable_encoders_);
-      launch_failures_ = 0;
-    } catch (const Error &e) {
-      // The claim could not be written (the catalog refuses writes, or is unreachable): no claim is tried for a
-      // while, so that a catalog that stays read-only costs a log line now and then, not one a second.
-      int backoff = std::min(1 << std::min(launch_failures_, 5), kMaxLaunchBackoffS);
-      launch_failures_++;
-      launch_not_before_ = g_get_real_time() + backoff * G_USEC_PER_SEC;
-      g_warning("cannot start a job (trying again in %d s): %s", backoff, e.what());
-      return;
-    }
-    if (!next)
-      return;
-    launch(std::move(*next));
+  // One claim at a time, on the executor (off the main loop where the catalog is PostgreSQL); the next is asked
+  // for once it is back. One statement claims it (running, attempts + 1, leased to this worker, a fresh fencing
+  // token): another process sharing the catalog never gets the same job.
+  if (claiming_ || static_cast<int>(active_.size()) >= config_.slots())
+    return;
+  claiming_ = true;
+  executor_->run([worker = worker_name_, now = g_get_real_time(),
+                  lease = static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC, encoders = runnable_encoders_](
+                     store::Store &store) { return store.claim_job(worker, now, lease, encoders); },
+                 [this, alive = alive_](store::Outcome<std::optional<store::Job>> &o) {
+                   if (!*alive)
+                     return; // a job claimed now is taken back when its lease runs out
+                   claiming_ = false;
+                   guarded("", "running the job queue", [&] { claimed(o); });
+                 });
+}
+
+void Scheduler::claimed(store::Outcome<std::optional<store::Job>> &o) {
+  if (o.error) {
+    // The claim could not be written (the catalog refuses writes, or is unreachable): no claim is tried for a
+    // while, so that a catalog that stays read-only costs a log line now and then, not one a second.
+    int backoff = std::min(1 << std::min(launch_failures_, 5), kMaxLaunchBackoffS);
+    launch_failures_++;
+    launch_not_before_ = g_get_real_time() + backoff * G_USEC_PER_SEC;
+    g_warning("cannot start a job (trying again in %d s): %s", backoff, o.error->what());
+    return;
   }
+  launch_failures_ = 0;
+  if (!*o.value)
+    return;
+  store::Job job = std::move(**o.value);
+  if (shutting_down_) {
+    // Claimed while the server began to stop: back to the queue as it was (its claim not counted).
+    job.state = store::JobState::Queued;
+    job.attempts -= 1;
+    job.started = 0;
+    try {
+      store_.finish_job(job);
+    } catch (const Error &e) {
+      g_warning("cannot put job %s back in the queue (its lease will run out): %s", job.id.c_str(), e.what());
+    }
+    return;
+  }
+  launch(std::move(job));
+  pump();
 }
 
 void Scheduler::give_up(store::Job job, std::int64_t now) {
@@ -209,8 +232,12 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
     return;
   }
   a.transcode = std::make_unique<Transcode>(std::move(*plan), a.out, a.work, true);
-  if (storage_)
+  if (storage_) {
     a.transcode->set_publisher(package_publisher(*storage_, a.job));
+    if (const auto &output = pipeline::output_info(a.transcode->plan().description.output); output.streaming)
+      a.live_upload = std::make_unique<LiveUpload>(*storage_, a.work, std::string(output.master), a.job.video_id,
+                                                   a.job.pipeline, a.job.id, a.job.token);
+  }
   // The callbacks run inside the runner's bus watch, which fails the run when one of them throws.
   try {
     a.transcode->start([this, job_id](const Progress &p) { progressed(job_id, p); },
@@ -225,8 +252,10 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
                        },
                        [this, job_id] {
                          // hlssink2 has listed a new segment: the live master may be complete now.
-                         if (auto i = active_.find(job_id); i != active_.end())
+                         if (auto i = active_.find(job_id); i != active_.end()) {
                            write_live_master(*i->second);
+                           i->second->live_changed();
+                         }
                        });
   } catch (const Error &e) {
     finished(job_id, e, {});
@@ -241,6 +270,8 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
     return;
   std::unique_ptr<Active> a = std::move(it->second);
   active_.erase(it);
+  if (a->live_upload)
+    a->live_upload->stop(); // its playlists stay served until the job's end is written (a goes then)
   if (a->transcode)
     a->transcode->cancel(); // no-op when it has finished; stops it when we fail it ourselves
   a->transcode.reset();

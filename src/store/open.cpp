@@ -95,9 +95,9 @@ std::string redact_url(const std::string &url) {
   return out.empty() ? "(PostgreSQL defaults)" : out;
 }
 
-std::unique_ptr<Store> open(const std::string &url, const std::string &data_dir) {
+std::unique_ptr<Store> open(const std::string &url, const std::string &data_dir, int timeout_s) {
   if (check_url(url) == Backend::Postgres)
-    return open_postgres(url);
+    return open_postgres(url, timeout_s);
   if (url.empty())
     return open_sqlite(fs::join(data_dir, "sluice.db"));
   std::string path = url.substr(sizeof kSqliteScheme - 1);

@@ -66,7 +66,9 @@ Video read_video(const Rows &r, int row);
 
 class PgStore : public Store {
 public:
-  explicit PgStore(const std::string &conninfo);
+  // timeout_s bounds connecting and every statement: past it the connection is dropped (made again by the next
+  // call) and the call fails (Io), so that a server that stopped answering never holds a caller longer.
+  PgStore(const std::string &conninfo, int timeout_s);
 
   void add_video(const Video &v) override;
   std::optional<Video> video(const std::string &id) override;
@@ -124,8 +126,8 @@ private:
   public:
     explicit Transaction(PgStore &s) : s_(s) { s_.query("BEGIN", {}, "begin a transaction"); }
     ~Transaction() {
-      if (!done_)
-        PQclear(PQexec(s_.conn_.get(), "ROLLBACK"));
+      if (!done_ && s_.conn_)
+        PQclear(s_.exec_bounded("ROLLBACK", 0, nullptr, true));
     }
     Transaction(const Transaction &) = delete;
     Transaction &operator=(const Transaction &) = delete;
@@ -145,6 +147,11 @@ private:
   Rows write(const char *sql, Params params, const std::string &what);
   void wrote(bool ok);
   void connect();
+  // A connection made again: a fresh one after a timeout dropped it, else PQreset. Throws nothing.
+  void reconnect();
+  // PQexecParams (simple: PQexec) that waits at most timeout_us_ for the server: sent, then read as the socket has
+  // it. Past the timeout the connection is dropped (conn_ null, timed_out_ set) and null is returned.
+  PGresult *exec_bounded(const char *sql, int n, const char *const *values, bool simple = false);
   void migrate();
   Job read_job(const Rows &r, int row) const;
 
@@ -152,6 +159,8 @@ private:
   std::string conninfo_;
   std::recursive_mutex mu_; // one call at a time on the one connection
   ConnPtr conn_;
+  std::int64_t timeout_us_ = 0;
+  bool timed_out_ = false; // the latest statement was dropped at the timeout
   // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
   bool write_ok_ = true;
   std::int64_t write_checked_ = 0;

@@ -10,7 +10,7 @@ std::optional<Job> PgStore::claim_job(const std::string &worker, std::int64_t no
                                       const std::vector<std::string> &encoders) {
   // One statement: the row is chosen and locked (rows other claims hold are skipped, not waited for), then taken.
   Rows r = write("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1, started = $2, finished = 0, "
-                 "leased_until = $3, token = token + 1 "
+                 "leased_until = $3, token = nextval('job_tokens') "
                  "WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND not_before <= $2 "
                  "AND (encoder = 'auto' OR encoder = ANY (string_to_array($4, ','))) "
                  "ORDER BY priority DESC, created ASC, seq ASC LIMIT 1 FOR UPDATE SKIP LOCKED) "

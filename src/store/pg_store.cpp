@@ -16,7 +16,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 8;
+constexpr int kSchemaVersion = 9;
 // The advisory lock taken while the schema is read and migrated: "sluice" in ASCII.
 constexpr std::int64_t kMigrationLock = 0x736c75696365;
 
@@ -176,6 +176,12 @@ BEGIN
 END
 $$;
 )sql",
+    // 9: fencing tokens from one sequence, so that they are unique across jobs (a package's version prefix is its
+    // claim's token: two jobs of one video and pipeline must not share one).
+    R"sql(
+CREATE SEQUENCE job_tokens;
+DO $$ BEGIN PERFORM setval('job_tokens', (SELECT COALESCE(MAX(token), 0) + 1 FROM jobs), false); END $$;
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
@@ -228,7 +234,8 @@ Video read_video(const Rows &r, int row) {
   return v;
 }
 
-PgStore::PgStore(const std::string &conninfo) : where_(redact_url(conninfo)), conninfo_(conninfo) {
+PgStore::PgStore(const std::string &conninfo, int timeout_s)
+    : where_(redact_url(conninfo)), conninfo_(conninfo), timeout_us_(std::max(timeout_s, 2) * G_USEC_PER_SEC) {
   check_url(conninfo);
   connect();
   migrate();
@@ -238,7 +245,8 @@ void PgStore::connect() {
   // Fallbacks first: what the url says wins (expand_dbname).
   // Text goes both ways as UTF-8, whatever the database's own encoding.
   const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "dbname", nullptr};
-  const char *values[] = {"sluice", "10", "UTF8", conninfo_.c_str(), nullptr};
+  const std::string timeout = std::to_string(timeout_us_ / G_USEC_PER_SEC);
+  const char *values[] = {"sluice", timeout.c_str(), "UTF8", conninfo_.c_str(), nullptr};
   conn_.reset(PQconnectdbParams(keys, values, 1));
   if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK)
     throw Error(ErrorCode::Io, "catalog " + where_ + ": cannot connect: " +
@@ -264,25 +272,30 @@ Rows PgStore::query(const char *sql, Params params, const std::string &what) {
   // A connection that broke (a server restart) is made again before the next statement, never in the middle of a
   // transaction.
   if (PQstatus(conn_.get()) != CONNECTION_OK && PQtransactionStatus(conn_.get()) != PQTRANS_INTRANS) {
-    PQreset(conn_.get());
+    reconnect();
     if (PQstatus(conn_.get()) != CONNECTION_OK)
       throw Error(ErrorCode::Io, "catalog " + where_ + ": cannot " + what +
                                      ": cannot connect: " + trimmed(PQerrorMessage(conn_.get())));
   }
   const bool idle = PQtransactionStatus(conn_.get()) == PQTRANS_IDLE;
-  PGresult *r =
-      PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
+  PGresult *r = exec_bounded(sql, static_cast<int>(values.size()), values.data());
   ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (timed_out_)
+    throw Error(ErrorCode::Io, "catalog " + where_ + ": cannot " + what + ": no answer within " +
+                                   std::to_string(timeout_us_ / G_USEC_PER_SEC) + " s ([store] timeout)");
   // The server went away under an idle connection (a restart ends every session): the statement found the
   // connection broken. Made again and run once more, outside a transaction only (inside one, the transaction is lost
   // with the session: the caller's statement fails).
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && idle && PQstatus(conn_.get()) == CONNECTION_BAD) {
     PQclear(r);
     r = nullptr;
-    PQreset(conn_.get());
+    reconnect();
     if (PQstatus(conn_.get()) == CONNECTION_OK) {
-      r = PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr, nullptr, 0);
+      r = exec_bounded(sql, static_cast<int>(values.size()), values.data());
       st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+      if (timed_out_)
+        throw Error(ErrorCode::Io, "catalog " + where_ + ": cannot " + what + ": no answer within " +
+                                       std::to_string(timeout_us_ / G_USEC_PER_SEC) + " s ([store] timeout)");
     }
   }
   Rows rows(r);
@@ -345,9 +358,9 @@ void PgStore::migrate() {
     return; // the transaction rolls back: it changed nothing
   for (; version < kSchemaVersion; version++) {
     // A migration is several statements with no parameters: the simple query protocol runs them in one go.
-    PGresult *m = PQexec(conn_.get(), kMigrations[version]);
+    PGresult *m = exec_bounded(kMigrations[version], 0, nullptr, true);
     Rows held(m);
-    if (!m || PQresultStatus(m) != PGRES_COMMAND_OK)
+    if (!m || (PQresultStatus(m) != PGRES_COMMAND_OK && PQresultStatus(m) != PGRES_TUPLES_OK))
       throw Error(ErrorCode::Io, "catalog " + where_ + ": cannot migrate the schema to version " +
                                      std::to_string(version + 1) + ": " + trimmed(PQerrorMessage(conn_.get())));
   }
@@ -512,8 +525,8 @@ bool PgStore::writable(std::int64_t max_age_us) {
 
 } // namespace pg
 
-std::unique_ptr<Store> open_postgres(const std::string &conninfo) {
-  return std::make_unique<pg::PgStore>(conninfo);
+std::unique_ptr<Store> open_postgres(const std::string &conninfo, int timeout_s) {
+  return std::make_unique<pg::PgStore>(conninfo, timeout_s);
 }
 
 } // namespace sluice::store

@@ -8,7 +8,7 @@ namespace sluice::store::sqlite {
 
 void SqliteStore::prepare_claims() {
   claim_job_ = prepare("UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?1, started = ?2, "
-                       "finished = 0, leased_until = ?3, token = token + 1 "
+                       "finished = 0, leased_until = ?3, token = (SELECT COALESCE(MAX(token), 0) + 1 FROM jobs) "
                        "WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND not_before <= ?2 "
                        "AND (encoder = 'auto' OR instr(',' || ?4 || ',', ',' || encoder || ',') > 0) "
                        "ORDER BY priority DESC, created ASC, seq ASC LIMIT 1) "

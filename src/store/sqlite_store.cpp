@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 7;
+constexpr int kSchemaVersion = 8;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -146,6 +146,11 @@ CREATE TABLE workers (
   encoders   TEXT NOT NULL DEFAULT '',
   concurrent INTEGER NOT NULL DEFAULT 0
 );
+)sql",
+    // 8: fencing tokens unique across jobs (a package's version prefix is its claim's token): the next one is the
+    // largest + 1, found through this index.
+    R"sql(
+CREATE INDEX jobs_by_token ON jobs (token);
 )sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);

@@ -46,8 +46,8 @@ struct Job {
   std::string result_json;     // jobs::result_to_json of a succeeded job, "" otherwise
   std::int64_t seq = 0;        // insertion order, assigned by the store
   // Claiming (claim_job): the worker that runs or ran it ("" : never claimed), until when a running job's lease
-  // holds (another process may claim it again after that), and the fencing token of its latest claim (it grows with
-  // every claim of the job: a write with an older token changes nothing).
+  // holds (another process may claim it again after that), and the fencing token of its latest claim (unique across
+  // jobs and growing with every claim: a write with an older token changes nothing; a package's version is its token).
   std::string worker;
   std::int64_t leased_until = 0;
   std::int64_t token = 0;
@@ -125,8 +125,9 @@ struct JobFilter {
 };
 
 // All methods throw sluice::Error (Io for database failures, NotFound where noted).
-// One Store is used from one thread (the main loop); the PostgreSQL store also takes calls from several threads
-// (one connection, one call at a time).
+// One Store is used from one thread at a time; the PostgreSQL store also takes calls from several threads (one
+// connection, one call at a time). The server makes its calls through a store::Executor (store/executor.h), off the
+// main loop where the catalog is PostgreSQL.
 class Store {
 public:
   virtual ~Store() = default;
@@ -221,7 +222,8 @@ public:
 std::unique_ptr<Store> open_sqlite(const std::string &path);
 // Connects to a PostgreSQL catalog (a libpq URI, postgresql://..., or keyword string, "host=... dbname=...") and
 // migrates its schema under an advisory lock, so that processes starting at once migrate it once.
-std::unique_ptr<Store> open_postgres(const std::string &conninfo);
+// timeout_s ([store] timeout) bounds connecting and each statement: a server that does not answer fails the call (Io).
+std::unique_ptr<Store> open_postgres(const std::string &conninfo, int timeout_s = 10);
 
 // [store] url: "" (the data folder's sluice.db), sqlite:///PATH (relative: in the data folder), postgresql://...,
 // postgres://... or a libpq keyword string.
@@ -231,7 +233,7 @@ Backend check_url(const std::string &url);
 // The url as it may be shown: the password replaced by ***.
 std::string redact_url(const std::string &url);
 // Opens the catalog that url names (check_url's errors, then the backend's).
-std::unique_ptr<Store> open(const std::string &url, const std::string &data_dir);
+std::unique_ptr<Store> open(const std::string &url, const std::string &data_dir, int timeout_s = 10);
 
 // A list of names as the catalog keeps it ("a,b"), and back.
 std::string join_names(const std::vector<std::string> &names);

@@ -85,19 +85,22 @@ TEST_P(QueueTest, ClaimTakesByPriorityThenFifoAndLeases) {
     store->add_job(j);
 
   std::vector<std::string> order;
+  std::int64_t last_token = 0;
   while (auto c = store->claim_job("w1", 1000, kLease, {})) {
     EXPECT_EQ(c->state, JobState::Running);
     EXPECT_EQ(c->attempts, 1);
     EXPECT_EQ(c->worker, "w1");
     EXPECT_EQ(c->started, 1000);
     EXPECT_EQ(c->leased_until, 1000 + kLease);
-    EXPECT_EQ(c->token, 1);
+    // Tokens are unique across jobs (a package's version prefix is its claim's token) and grow.
+    EXPECT_GT(c->token, last_token);
+    last_token = c->token;
     order.push_back(c->id);
     // What the catalog holds is what the claim answered.
     Job stored = *store->job(c->id);
     EXPECT_EQ(stored.state, JobState::Running);
     EXPECT_EQ(stored.worker, "w1");
-    EXPECT_EQ(stored.token, 1);
+    EXPECT_EQ(stored.token, c->token);
     EXPECT_EQ(stored.attempts, 1);
   }
   EXPECT_EQ(order, (std::vector<std::string>{high1.id, high2.id, low1.id, low2.id}));
@@ -275,13 +278,14 @@ TEST_P(QueueTest, ConcurrentClaimsNeverTakeAJobTwice) {
   for (auto &t : threads)
     t.join();
   std::map<std::string, int> times;
+  std::set<std::int64_t> tokens;
   for (int t = 0; t < kClaimers; t++) {
     EXPECT_EQ(errors[t], "") << "claimer " << t;
     EXPECT_GT(claimed[t].size(), 0u) << "claimer " << t << " got no job";
     for (const Job &j : claimed[t]) {
       times[j.id]++;
       EXPECT_EQ(j.attempts, 1);
-      EXPECT_EQ(j.token, 1);
+      EXPECT_TRUE(tokens.insert(j.token).second) << "token " << j.token << " given twice";
     }
   }
   EXPECT_EQ(static_cast<int>(times.size()), jobs);

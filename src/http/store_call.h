@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+// A handler's catalog call on the service's store::Executor: the message paused until the answer is back.
+#pragma once
+
+#include "app/service.h"
+#include "http/context.h"
+#include "http/respond.h"
+#include "store/executor.h"
+
+#include <libsoup/soup.h>
+
+#include <exception>
+#include <type_traits>
+#include <utility>
+
+namespace sluice::http {
+
+// Runs work(store::Store &) -> T where the main loop does not wait for it, then answer(T &) on the main loop; the
+// message stays paused in between. A failure is answered as any handler's: the catalog's (Io) 503 JSON. Inline
+// executor (SQLite): both at once, on the handler's own call, with its errors thrown to the caller as before.
+template <typename Work, typename Answer>
+void with_store(Context &cx, SoupServerMessage *msg, Work work, Answer answer) {
+  using T = std::invoke_result_t<Work &, store::Store &>;
+  store::Executor &ex = cx.service.executor();
+  if (ex.is_inline()) {
+    T value = work(cx.service.store());
+    answer(value);
+    return;
+  }
+  ex.run(std::move(work), later(cx, msg, [msg, answer = std::move(answer)](store::Outcome<T> &o) {
+           try {
+             answer(o.get());
+           } catch (const Error &e) {
+             set_failure(msg, app::failure_of(e));
+           } catch (const std::exception &e) {
+             set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+           }
+         }));
+}
+
+} // namespace sluice::http

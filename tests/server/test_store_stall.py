@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""A PostgreSQL catalog that stops answering (every process of its cluster SIGSTOPped) never freezes `sluice serve`:
+health answers at once (and says not ready), a ready video's segments are served, event streams get their
+keep-alives, a catalog read is answered 503 JSON once [store] timeout has passed, and after SIGCONT all works again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sluice_server import BINARY, EventStream, Server, _rmtree, main, need_binary, need_ffmpeg, wait_until  # noqa
+from test_store_postgres import PgServer  # noqa: E402
+
+TIMEOUT_S = 2  # [store] timeout
+
+
+def cluster_pids(data_dir):
+    """The postmaster (the first line of postmaster.pid) and every process it started."""
+    with open(os.path.join(data_dir, 'postmaster.pid')) as f:
+        postmaster = int(f.readline())
+    pids = [postmaster]
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        ppid = int(stat[stat.rindex(')') + 2:].split()[1])
+        if ppid == postmaster:
+            pids.append(int(entry))
+    return pids
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t0
+
+
+@need_binary
+@need_ffmpeg
+class StoreStall(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = PgServer()
+        cls.addClassCleanup(cls.pg.stop)
+        cls.tmp = tempfile.mkdtemp(prefix='sluice-stall-')
+        cls.addClassCleanup(_rmtree, cls.tmp)
+
+    def test_stopped_catalog_freezes_nothing(self):
+        data = os.path.join(self.tmp, 'data')
+        os.makedirs(data)
+        srv = Server(data, {'store': {'url': self.pg.url(), 'timeout': str(TIMEOUT_S)}, 'auth': {'mode': 'keys'},
+                            'events': {'keep-alive': '1'}, 'jobs': {'concurrent': 1, 'heartbeat': '1'}})
+        r = subprocess.run([BINARY, 'keys', 'create', '--config', srv.config_path, '--name', 'admin',
+                            '--scope', 'admin'], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        srv.api_key = r.stdout.strip()
+        srv.start()
+        stopped = []
+
+        def resume():
+            for pid in stopped:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+            stopped.clear()
+
+        try:
+            body = srv.upload_ok('short', title='before the stall')
+            vid = body['video']['id']
+            srv.wait_succeeded(body['job']['id'])
+            media = '/videos/%s/hls/' % vid
+            master = srv.get(media + 'master.m3u8')
+            self.assertEqual(master.status, 200)
+            rendition = [l for l in master.text().splitlines() if l and not l.startswith('#')][0]
+            playlist = srv.get(media + rendition)
+            self.assertEqual(playlist.status, 200, playlist.describe())
+            segment = [l for l in playlist.text().splitlines() if l and not l.startswith('#')][0]
+            base = rendition.rsplit('/', 1)[0] + '/' if '/' in rendition else ''
+            seg_path = media + base + segment
+            expected = srv.get(seg_path)
+            self.assertEqual(expected.status, 200, expected.describe())
+            self.assertTrue(srv.get_json('/health')['ready'])
+            events = EventStream(srv)
+
+            stopped.extend(cluster_pids(self.pg.data))
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            t_stop = time.monotonic()
+
+            # A catalog read, on a thread: it waits for the catalog, the loop does not.
+            answer = {}
+
+            def list_videos():
+                t0 = time.monotonic()
+                resp = srv.request('GET', '/api/v1/videos', timeout=60)
+                answer['status'], answer['body'], answer['s'] = resp.status, resp.body, time.monotonic() - t0
+
+            reader = threading.Thread(target=list_videos)
+            reader.start()
+            time.sleep(0.3)
+
+            # Liveness: at once, every time, while the catalog does not answer.
+            for _ in range(5):
+                h, s = timed(lambda: srv.request('GET', '/health', timeout=10))
+                self.assertLess(s, 0.2, 'GET /health took %.3f s' % s)
+                self.assertIn(h.status, (200, 503))
+                self.assertTrue(h.json()['live'])
+                time.sleep(0.1)
+            # The segment of a ready video, as it was.
+            seg, s = timed(lambda: srv.get(seg_path, timeout=10))
+            self.assertLess(s, 0.2, 'the segment took %.3f s' % s)
+            self.assertEqual(seg.status, 200)
+            self.assertEqual(seg.body, expected.body)
+            # The event stream's keep-alive, sent after the stop.
+            wait_until(lambda: any(t > t_stop + 0.5 for _, t in list(events.comments)), timeout=5,
+                       message='a keep-alive while the catalog is stopped')
+            # Readiness says so within a probe's life (a second), still at once.
+            def not_ready():
+                h, s = timed(lambda: srv.request('GET', '/health', timeout=10))
+                self.assertLess(s, 0.2, 'GET /health took %.3f s' % s)
+                return h.status == 503 and not h.json()['checks']['store']['readable']
+            wait_until(not_ready, timeout=5, message='health saying the catalog is not readable')
+
+            # The catalog read: 503 JSON within a bounded time ([store] timeout, twice at most: waiting for a store
+            # thread, then the statement), not a frozen request.
+            reader.join(timeout=4 * TIMEOUT_S + 5)
+            self.assertFalse(reader.is_alive(), 'GET /api/v1/videos did not answer while the catalog was stopped')
+            self.assertEqual(answer['status'], 503, answer)
+            err = json.loads(answer['body'])['error']
+            self.assertEqual(err['code'], 'unavailable', err)
+            self.assertLess(answer['s'], 2 * TIMEOUT_S + 2, answer)
+            self.assertTrue(srv.alive())
+
+            resume()
+            # Back: catalog reads, readiness, a new job runs.
+            wait_until(lambda: srv.request('GET', '/api/v1/videos').status == 200, timeout=20,
+                       message='GET /api/v1/videos after SIGCONT')
+            self.assertEqual([v['id'] for v in srv.get_json('/api/v1/videos')['videos']], [vid])
+            wait_until(lambda: srv.request('GET', '/health').status == 200, timeout=20, message='ready again')
+            after = srv.upload_ok('short', title='after the stall')
+            srv.wait_succeeded(after['job']['id'])
+            self.assertEqual(srv.video(after['video']['id'])['state'], 'ready')
+            self.assertFalse(events.closed)
+        finally:
+            resume()
+            self.assertEqual(srv.stop(signal.SIGTERM, timeout=30), 0, srv.log_tail())
+
+
+if __name__ == '__main__':
+    main()
