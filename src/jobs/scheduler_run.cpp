@@ -237,6 +237,19 @@ void Scheduler::planned(const std::string &job_id, std::shared_ptr<TranscodePlan
     if (const auto &output = pipeline::output_info(a.transcode->plan().description.output); output.streaming)
       a.live_upload = std::make_unique<LiveUpload>(*storage_, a.work, std::string(output.master), a.job.video_id,
                                                    a.job.pipeline, a.job.id, a.job.token);
+  } else if (shared_) {
+    // Several processes share the data folder: the package is renamed into place only while this claim still holds
+    // the job (its lease renewed for that moment, from the finishing thread; the PostgreSQL store takes calls from any
+    // thread).
+    a.transcode->set_fence(
+        [&store = store_, id = a.job.id, token = a.job.token, lease_us = config_.lease_s * G_USEC_PER_SEC] {
+          try {
+            return store.renew_lease(id, token, g_get_real_time() + lease_us);
+          } catch (const Error &e) {
+            GST_WARNING("job %s: cannot renew its lease before publishing: %s", id.c_str(), e.what());
+            return false;
+          }
+        });
   }
   // The callbacks run inside the runner's bus watch, which fails the run when one of them throws.
   try {

@@ -238,8 +238,8 @@ namespace {
 // Finishes the output and publishes it; runs on a worker thread (splitting segments and encoding
 // sprite sheets take a while).
 TranscodeResult publish(const TranscodePlan &plan, const std::string &work, const std::string &out, bool replace,
-                        const std::map<std::string, std::int64_t> &track_starts,
-                        const Transcode::Publisher &publisher) {
+                        const std::map<std::string, std::int64_t> &track_starts, const Transcode::Publisher &publisher,
+                        const Transcode::Fence &fence) {
   TranscodeResult res = finalize_output(plan, work, track_starts);
   if (publisher) {
     // Object storage holds the package: the working folder is not kept (see Transcode::Publisher).
@@ -254,6 +254,9 @@ TranscodeResult publish(const TranscodePlan &plan, const std::string &work, cons
     syncfs(dfd);
     close(dfd);
   }
+  // A run whose job was taken by another process meanwhile (its lease ran out) publishes nothing.
+  if (fence && !fence())
+    throw Error(ErrorCode::Canceled, "the job's lease was lost before its package was published: nothing published");
   // Publish: an empty (or missing) output folder is replaced by the finished package in one rename.
   if (fs::is_dir(out) && fs::list_dir(out).empty())
     fs::remove_all(out);
@@ -309,11 +312,11 @@ void Transcode::done(std::optional<Error> err) {
   auto starts = runner_ ? runner_->track_starts() : std::map<std::string, std::int64_t>{};
   try {
     std::thread([this, alive, plan = plan_, work = work_, out = out_, replace = replace_, starts,
-                 publisher = publisher_] {
+                 publisher = publisher_, fence = fence_] {
       std::optional<Error> e;
       TranscodeResult res;
       try {
-        res = publish(plan, work, out, replace, starts, publisher);
+        res = publish(plan, work, out, replace, starts, publisher, fence);
       } catch (const Error &x) {
         e = x;
       } catch (const std::exception &x) {

@@ -96,6 +96,10 @@ public:
   // Publishes a finished package folder somewhere else than `out` (object storage), off the main loop: returns
   // where it went (TranscodeResult::storage_prefix), or throws, and the folder is then removed either way.
   using Publisher = std::function<std::string(const std::string &dir)>;
+  // Asked off the main loop right before a finished package is renamed into `out` (a local folder several processes
+  // may share): whether this run may still publish (its job's lease holds). False: nothing is published, and the run
+  // ends with a Canceled error.
+  using Fence = std::function<bool()>;
   // With replace, a finished package already in `out` is swapped for the new one when it succeeds
   // (through `out`.old, which recover_output() cleans up after a crash).
   Transcode(TranscodePlan plan, std::string out, std::string work, bool replace = false);
@@ -108,6 +112,9 @@ public:
   void cancel();
   // Set before start(): the finished package goes through publisher instead of being renamed into `out`.
   void set_publisher(Publisher publisher) { publisher_ = std::move(publisher); }
+  // Set before start(): asked before the rename into `out` (not used with a publisher, which publishes under a version
+  // that only the job's fenced end makes current).
+  void set_fence(Fence fence) { fence_ = std::move(fence); }
   const TranscodePlan &plan() const { return plan_; }
   // The pipeline has ended and its output is being finished (split, indexed, published).
   bool finishing() const { return finishing_; }
@@ -122,6 +129,7 @@ private:
   std::string out_, work_;
   bool replace_ = false;
   Publisher publisher_;
+  Fence fence_;
   std::unique_ptr<Runner> runner_;
   DoneFn on_done_;
   bool finishing_ = false;

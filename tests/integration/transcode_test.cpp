@@ -50,9 +50,10 @@ struct FfInfo {
 // Reads a playlist (or file) with ffprobe, counting frames.
 FfInfo ffprobe(const std::string &path) {
   FfInfo info;
-  auto r = test::run_command({"ffprobe", "-v", "error", "-count_frames", "-show_entries",
-                              "stream=codec_type,codec_name,profile,level,width,height,channels,nb_read_frames,r_frame_rate:format=duration",
-                              "-of", "json", path});
+  auto r = test::run_command(
+      {"ffprobe", "-v", "error", "-count_frames", "-show_entries",
+       "stream=codec_type,codec_name,profile,level,width,height,channels,nb_read_frames,r_frame_rate:format=duration",
+       "-of", "json", path});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   if (r.exit_code != 0)
     return info;
@@ -140,7 +141,7 @@ std::string decode_with_hlsdemux(const std::string &playlist, bool video, bool a
 }
 
 struct Expect {
-  int frames = 0;   // source video frames (0: audio only)
+  int frames = 0; // source video frames (0: audio only)
   double fps = 0;
   double seconds = 0;
   bool audio = true;
@@ -491,5 +492,52 @@ TEST_F(Transcode, TsPlaylistsLastAsLongAsTheStream) {
     EXPECT_EQ(frames, 180);
     EXPECT_NEAR(end - first, 6.0, 0.001) << "ffprobe";
     EXPECT_NEAR(end - first, pl.total_duration(), 0.001) << "ffprobe against the playlist";
+  }
+}
+
+// A run whose job's lease was lost while it ran (another process took the job): the fence asked right before the
+// rename says no, and nothing is published or left behind; a fence that says yes publishes as usual.
+TEST_F(Transcode, FenceDecidesWhetherThePackageIsPublished) {
+  ClipSpec c{320, 240, 30, 1, 1.0, 0, true, "mp4"};
+  ASSERT_TRUE(test::make_clip(tmp.file("in.mp4"), c));
+  auto encoders = pipeline::EncoderTable::load_default();
+  for (const bool holds : {false, true}) {
+    SCOPED_TRACE(holds ? "the lease holds" : "the lease was lost");
+    const std::string out = tmp.file(holds ? "held" : "lost");
+    const std::string work = jobs::work_dir_for(out);
+    jobs::TranscodeRequest req;
+    req.input = tmp.file("in.mp4");
+    jobs::Transcode t(jobs::plan_transcode(req, work, encoders), out, work);
+    int asked = 0;
+    t.set_fence([&] {
+      asked++;
+      // Asked once the package is finished, right before it would be renamed into place.
+      EXPECT_TRUE(fs::exists(fs::join(work, "master.m3u8")));
+      return holds;
+    });
+    g_autoptr(GMainLoop) loop = g_main_loop_new(nullptr, FALSE);
+    std::optional<Error> error;
+    bool done = false;
+    t.start({}, [&](std::optional<Error> err, const jobs::TranscodeResult &) {
+      error = std::move(err);
+      done = true;
+      g_main_loop_quit(loop);
+    });
+    guint timeout = g_timeout_add_seconds(
+        120, +[](gpointer l) -> gboolean { return g_main_loop_quit(static_cast<GMainLoop *>(l)), G_SOURCE_REMOVE; },
+        loop);
+    g_main_loop_run(loop);
+    ASSERT_TRUE(done) << "the run did not end within 120 s";
+    g_source_remove(timeout);
+    EXPECT_EQ(asked, 1);
+    EXPECT_FALSE(fs::exists(work)); // published or removed: no working folder is left either way
+    if (holds) {
+      EXPECT_FALSE(error.has_value()) << error->what();
+      EXPECT_TRUE(fs::exists(fs::join(out, "master.m3u8")));
+    } else {
+      ASSERT_TRUE(error.has_value());
+      EXPECT_EQ(error->code(), ErrorCode::Canceled) << error->what();
+      EXPECT_FALSE(fs::exists(out)) << "a package was published after the lease was lost";
+    }
   }
 }
