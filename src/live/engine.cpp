@@ -564,6 +564,10 @@ void Engine::start() {
 
 void Engine::stop() {
   core_->stop();
+  // Pipelines stopped on threads of their own (a publisher's ladder, the SRT listener after each caller) end before
+  // the process does.
+  if (!wait_for_stops(5000))
+    GST_WARNING("live pipelines still stopping after 5 s: left behind");
 }
 
 int Engine::rtsp_port() const {

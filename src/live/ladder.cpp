@@ -117,18 +117,50 @@ std::string check_ladder_elements(GstElement *pipeline, const LadderPlan &plan) 
   return "";
 }
 
+namespace {
+
+// The stop_off_loop threads still running.
+std::mutex stops_mutex;
+std::condition_variable stops_done;
+int stops_running = 0;
+
+void stop_ended() {
+  {
+    std::lock_guard lock(stops_mutex);
+    stops_running--;
+  }
+  stops_done.notify_all();
+}
+
+} // namespace
+
 void stop_off_loop(GstPtr<GstElement> pipeline, std::function<void()> then) {
   if (!pipeline) {
     if (then)
       post(std::move(then));
     return;
   }
-  std::thread([pipeline = std::move(pipeline), then = std::move(then)]() mutable {
-    gst_element_set_state(pipeline.get(), GST_STATE_NULL);
-    pipeline.reset();
-    if (then)
-      post(std::move(then));
-  }).detach();
+  {
+    std::lock_guard lock(stops_mutex);
+    stops_running++;
+  }
+  try {
+    std::thread([pipeline = std::move(pipeline), then = std::move(then)]() mutable {
+      gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+      pipeline.reset();
+      if (then)
+        post(std::move(then));
+      stop_ended();
+    }).detach();
+  } catch (...) {
+    stop_ended();
+    throw;
+  }
+}
+
+bool wait_for_stops(int timeout_ms) {
+  std::unique_lock lock(stops_mutex);
+  return stops_done.wait_for(lock, std::chrono::milliseconds(timeout_ms), [] { return stops_running == 0; });
 }
 
 bool stop_waiting(GstPtr<GstElement> pipeline, int timeout_ms) {

@@ -76,6 +76,9 @@ void stop_off_loop(GstPtr<GstElement> pipeline, std::function<void()> then = {})
 // The same, waiting at most timeout_ms (at shutdown, once the loop no longer runs); false when it did not stop
 // in time (its thread is left behind).
 bool stop_waiting(GstPtr<GstElement> pipeline, int timeout_ms);
+// Waits at most timeout_ms until every stop_off_loop thread has ended (at shutdown, before the process exits: a
+// pipeline still stopping while the libraries' exit handlers run crashes in libsrt); false when one has not.
+bool wait_for_stops(int timeout_ms);
 
 class Ladder {
 public:

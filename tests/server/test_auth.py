@@ -110,6 +110,7 @@ REQUESTS = {
     ('GET', '/api/v1/events'): ('/api/v1/events', 'stream', 200, None),
     ('GET', '/api/v1/pipelines'): ('/api/v1/pipelines', None, 200, None),
     ('GET', '/api/v1/encoders'): ('/api/v1/encoders', None, 200, None),
+    ('GET', '/api/v1/workers'): ('/api/v1/workers', None, 200, None),
     # Resumable uploads: past authentication, a request without Tus-Resumable gets 412.
     ('POST', '/api/v1/uploads'): ('/api/v1/uploads', None, 412, 'tus_version'),
     ('GET', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 404, 'not_found'),
