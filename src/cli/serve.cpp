@@ -47,6 +47,30 @@ std::unique_ptr<store::Executor> make_executor(const ServerConfig &config, store
       kStoreThreads, static_cast<std::int64_t>(config.store_timeout_s) * G_USEC_PER_SEC);
 }
 
+// What SIGINT and SIGTERM do: the first stops taking connections (where there is a server) and stops the running jobs,
+// which go back to the queue, then ends the loop; a second ends the loop at once.
+struct Stopping {
+  GMainLoop *loop;
+  jobs::Scheduler *scheduler;
+  http::Server *server = nullptr;
+  bool stopping = false;
+
+  static gboolean on_signal(gpointer user_data) {
+    auto *c = static_cast<Stopping *>(user_data);
+    if (c->stopping) {
+      std::fprintf(stderr, "sluice: stopping now\n");
+      g_main_loop_quit(c->loop);
+      return G_SOURCE_CONTINUE;
+    }
+    c->stopping = true;
+    std::fprintf(stderr, "sluice: shutting down: running jobs stop and go back to the queue\n");
+    if (c->server)
+      c->server->stop_accepting();
+    c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
+    return G_SOURCE_CONTINUE;
+  }
+};
+
 // --role worker: claims and runs jobs from the shared catalog; no HTTP API, no live engine. It listens on nothing:
 // its health is its heartbeat (GET /api/v1/workers on an api process).
 int run_worker(ServerConfig &config) {
@@ -60,25 +84,9 @@ int run_worker(ServerConfig &config) {
     scheduler.set_executor(executor.get());
     scheduler.start();
     GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
-    struct Ctx {
-      GMainLoop *loop;
-      jobs::Scheduler *scheduler;
-      bool stopping = false;
-    } ctx{loop, &scheduler};
-    auto on_signal = +[](gpointer user_data) -> gboolean {
-      auto *c = static_cast<Ctx *>(user_data);
-      if (c->stopping) {
-        std::fprintf(stderr, "sluice: stopping now\n");
-        g_main_loop_quit(c->loop);
-        return G_SOURCE_CONTINUE;
-      }
-      c->stopping = true;
-      std::fprintf(stderr, "sluice: shutting down: running jobs stop and go back to the queue\n");
-      c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
-      return G_SOURCE_CONTINUE;
-    };
+    Stopping ctx{loop, &scheduler};
     {
-      SignalSources signals(on_signal, &ctx);
+      SignalSources signals(Stopping::on_signal, &ctx);
       std::printf("sluice: worker %s: %d job slot(s), encoders %s; data in %s\n", scheduler.worker_name().c_str(),
                   config.slots(), store::join_names(scheduler.runnable_encoders()).c_str(), config.data_dir.c_str());
       std::fflush(stdout);
@@ -184,28 +192,10 @@ int cmd_serve(int argc, char **argv) {
     config.srt_port = engine.srt_port();
     scheduler.start();
     GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
-    struct Ctx {
-      GMainLoop *loop;
-      http::Server *server;
-      jobs::Scheduler *scheduler;
-      bool stopping = false;
-    } ctx{loop, &server, &scheduler};
-    auto on_signal = +[](gpointer user_data) -> gboolean {
-      auto *c = static_cast<Ctx *>(user_data);
-      if (c->stopping) {
-        std::fprintf(stderr, "sluice: stopping now\n");
-        g_main_loop_quit(c->loop);
-        return G_SOURCE_CONTINUE;
-      }
-      c->stopping = true;
-      std::fprintf(stderr, "sluice: shutting down: running jobs stop and go back to the queue\n");
-      c->server->stop_accepting();
-      c->scheduler->shutdown([c] { g_main_loop_quit(c->loop); });
-      return G_SOURCE_CONTINUE;
-    };
+    Stopping ctx{loop, &scheduler, &server};
     {
       // Signals are handled from here on: one that comes right after the lines below waits for the loop.
-      SignalSources signals(on_signal, &ctx);
+      SignalSources signals(Stopping::on_signal, &ctx);
       std::printf("sluice: serving on %s\n", server.url().c_str());
       if (!server.metrics_url().empty())
         std::printf("sluice: metrics (alone, without credentials) on %smetrics\n", server.metrics_url().c_str());

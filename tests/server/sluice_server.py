@@ -54,6 +54,12 @@ def _rmtree(path):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def test_failed(case):
+    """Whether the test `case` (a unittest.TestCase, asked in its tearDown) has failed or raised so far."""
+    result = getattr(case._outcome, 'result', None)
+    return any(t is case for t, _ in getattr(result, 'errors', []) + getattr(result, 'failures', []))
+
+
 def wait_until(fn, timeout=10.0, interval=0.1, message='condition'):
     """Calls fn until it returns something truthy; returns it, or raises AssertionError after timeout."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (FFPROBE, PLAYLIST_TYPE, Server, _rmtree, main, need_binary, need_ffmpeg,  # noqa: E402
-                           wait_until, write_config)
+                           test_failed, wait_until, write_config)
 from test_queue_roles import HEARTBEAT, LEASE, SLOW, Worker  # noqa: E402
 from test_store_postgres import PgServer  # noqa: E402
 from test_storage_s3 import BUCKET, KEY_ID, PREFIX, Double, double_missing  # noqa: E402
@@ -58,8 +58,7 @@ class LiveJobInStorage(unittest.TestCase):
             self.worker.stop(signal.SIGKILL)
         for a in self.apis:
             a.stop(signal.SIGKILL)
-        result = getattr(self._outcome, 'result', None)
-        if any(t is self for t, _ in getattr(result, 'errors', []) + getattr(result, 'failures', [])):
+        if test_failed(self):
             sys.stderr.write('worker:\n%s\n' % (self.worker.tail(80) if self.worker else ''))
             for a in self.apis:
                 sys.stderr.write('api:\n%s\n' % a.log_tail(60))

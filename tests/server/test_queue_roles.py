@@ -16,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (BINARY, TERMINAL, Server, _rmtree, main, need_binary, need_ffmpeg,  # noqa: E402
-                           wait_until, write_config)
+                           test_failed, wait_until, write_config)
 from test_store_postgres import PgServer  # noqa: E402
 
 LEASE = 4       # seconds: short, so that a dead worker's job comes back quickly
@@ -92,14 +92,9 @@ class Roles(unittest.TestCase):
             w.stop(signal.SIGKILL)
         if self.api:
             self.api.stop(signal.SIGKILL)
-        if self.api and not self._outcome_ok():
+        if self.api and test_failed(self):
             sys.stderr.write('api log:\n%s\nworkers:\n%s\n' % (self.api.log_tail(80),
                                                                  '\n'.join(w.tail(80) for w in self.workers)))
-
-    def _outcome_ok(self):
-        result = getattr(self._outcome, 'result', None)
-        errors = getattr(result, 'errors', []) + getattr(result, 'failures', [])
-        return not any(t is self for t, _ in errors)
 
     def config(self, **jobs):
         j = {'lease': LEASE, 'heartbeat': HEARTBEAT, 'extras': '', 'concurrent': 1, 'retry-delay': 1}

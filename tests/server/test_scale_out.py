@@ -25,7 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (FFMPEG, Server, _rmtree, ffprobe_duration, main, need_binary,  # noqa: E402
-                           need_ffmpeg, wait_until, write_config)
+                           need_ffmpeg, test_failed, wait_until, write_config)
 from test_queue_roles import Worker  # noqa: E402
 from test_storage_s3 import BUCKET, Double, double_missing  # noqa: E402
 from test_store_postgres import PgServer  # noqa: E402
@@ -135,14 +135,9 @@ class ScaleOut(unittest.TestCase):
         for a in self.apis:
             if a.alive():
                 a.stop(signal.SIGKILL)
-        if not self._outcome_ok():
+        if test_failed(self):
             sys.stderr.write('%s\nworkers:\n%s\n' % ('\n'.join('api log:\n' + a.log_tail(60) for a in self.apis),
                                                      '\n'.join(w.tail(60) for w in self.workers)))
-
-    def _outcome_ok(self):
-        result = getattr(self._outcome, 'result', None)
-        errors = getattr(result, 'errors', []) + getattr(result, 'failures', [])
-        return not any(t is self for t, _ in errors)
 
     # -- the processes, each with a data folder of its own (a machine of its own) --
 
