@@ -613,6 +613,51 @@ TEST_F(HlsRender, ParametersAreApplied) {
   EXPECT_TRUE(contains(d, "channels=1,rate=48000"));
 }
 
+// The rungs' scaler, as the shipped ladders render it by default, built and run: Lanczos-3 on luma AND chroma.
+// bilinear2 with the linear chroma resampler cost 0.3-0.6 dB PSNR per rung against ffmpeg's bicubic (chroma alone
+// -0.6 dB at 720p); lanczos with the default envelope 2 aliases at 3:1 (1080p -> 360p), envelope 3 does not.
+TEST_F(HlsRender, DefaultScalerIsLanczos3OnLumaAndChroma) {
+  gst_init(nullptr, nullptr);
+  for (const char *name : {"hls", "cmaf"}) {
+    SCOPED_TRACE(name);
+    Description desc = find_description(name);
+    std::string d = render(desc, resolve(desc.params, {}), input(3), *encoders_);
+    size_t at = d.find("videoconvertscale ");
+    ASSERT_NE(at, std::string::npos) << d;
+    std::string scaler = d.substr(at, d.find(" !", at) - at);
+    EXPECT_EQ(count(d, scaler + " !"), 3) << d; // every rung
+    GError *err = nullptr;
+    std::string launch = "videotestsrc num-buffers=2 pattern=zone-plate ! video/x-raw,format=I420,width=192,height=108 ! " +
+                         scaler + " name=s ! video/x-raw,format=I420,width=64,height=36 ! fakesink";
+    GstElement *p = gst_parse_launch(launch.c_str(), &err);
+    ASSERT_EQ(err, nullptr) << launch << ": " << err->message;
+    ASSERT_NE(gst_element_set_state(p, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+    GstBus *bus = gst_element_get_bus(p);
+    GstMessage *m =
+        gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_EOS);
+    gst_message_unref(m);
+    gst_object_unref(bus);
+    GstElement *s = gst_bin_get_by_name(GST_BIN(p), "s");
+    ASSERT_NE(s, nullptr);
+    gint method = 0, chroma = 0;
+    gdouble envelope = 0;
+    g_object_get(s, "method", &method, "chroma-resampler", &chroma, "envelope", &envelope, nullptr);
+    auto enum_nick = [s](const char *prop, gint value) {
+      GParamSpec *ps = g_object_class_find_property(G_OBJECT_GET_CLASS(s), prop);
+      GEnumValue *ev = g_enum_get_value(G_PARAM_SPEC_ENUM(ps)->enum_class, value);
+      return std::string(ev ? ev->value_nick : "?");
+    };
+    EXPECT_EQ(enum_nick("method", method), "lanczos");
+    EXPECT_EQ(enum_nick("chroma-resampler", chroma), "lanczos");
+    EXPECT_DOUBLE_EQ(envelope, 3.0);
+    gst_object_unref(s);
+    gst_element_set_state(p, GST_STATE_NULL);
+    gst_object_unref(p);
+  }
+}
+
 TEST_F(HlsRender, KeyframeIntervalFollowsFrameRateAndSegment) {
   struct Case {
     double fps;
