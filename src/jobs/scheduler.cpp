@@ -95,6 +95,8 @@ Scheduler::~Scheduler() {
     g_source_remove(save_timer_);
   if (heartbeat_timer_)
     g_source_remove(heartbeat_timer_);
+  if (deletions_)
+    events_.unsubscribe(deletions_);
   for (auto &[id, a] : active_)
     if (a->transcode)
       a->transcode->cancel();
@@ -123,6 +125,11 @@ void Scheduler::start() {
     if (encoders_.check(p.name).runs)
       runnable_encoders_.push_back(p.name);
   guarded("", "registering the worker", [this] { register_worker(g_get_real_time()); });
+  if (storage_ && config_.role == "worker")
+    deletions_ = events_.subscribe([this](const Event &e) {
+      if (e.name == "video")
+        guarded("", "forgetting a deleted video's files", [this, &e] { forget_deleted_video(e); });
+    });
   timer_ = g_timeout_add_seconds(
       1,
       [](gpointer self) -> gboolean {
@@ -379,6 +386,22 @@ void Scheduler::stop_video(const std::string &video_id, std::function<void()> do
     if (a->transcode)
       a->transcode->cancel();
   }
+}
+
+void Scheduler::forget_deleted_video(const Event &e) {
+  json::Node node = json::parse(e.data, "a video event");
+  JsonObject *obj = json::require_object(node.get(), "a video event");
+  if (g_strcmp0(json_object_get_string_member_with_default(obj, "action", ""), "deleted") != 0 ||
+      !store::is_id(e.video_id))
+    return;
+  for (const auto &[id, a] : active_)
+    if (a->job.video_id == e.video_id)
+      return;
+  const std::string dir = layout_.video_dir(e.video_id);
+  if (!fs::exists(dir))
+    return;
+  fs::remove_all(dir);
+  GST_INFO("video %s deleted: its local files removed", e.video_id.c_str());
 }
 
 } // namespace sluice::jobs

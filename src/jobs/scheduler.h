@@ -151,6 +151,9 @@ private:
   void heartbeat();
   void lose_lease(const std::string &job_id, const char *why);
   void register_worker(std::int64_t now);
+  // A worker with object storage: a video deleted (on any process) takes its local files along (the source it fetched),
+  // unless a job of it still runs here (that job is canceled and cleans up after itself).
+  void forget_deleted_video(const jobs::Event &e);
   store::Worker worker_row(std::int64_t now) const;
   // A claim made on the executor, back on the main loop.
   void claimed(store::Outcome<std::optional<store::Job>> &outcome);
@@ -193,6 +196,7 @@ private:
   std::vector<std::string> runnable_encoders_;
   std::int64_t started_at_ = 0;
   guint heartbeat_timer_ = 0;
+  std::uint64_t deletions_ = 0; // the subscription of forget_deleted_video, 0 when none
   guint save_timer_ = 0;
   int save_failures_ = 0;              // in a row, for the backoff of save_timer_
   std::int64_t launch_not_before_ = 0; // after a job's start could not be written, no start is tried before this

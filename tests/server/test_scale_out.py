@@ -297,6 +297,19 @@ class ScaleOut(unittest.TestCase):
         self.assertTrue(r.header('Location').startswith(self.double.endpoint + '/'), r.describe())
         for j, seconds in zip(done, durations):
             self.assert_plays(other, j['video_id'], seconds)
+        # A video deleted through the api: its objects go, and the worker that fetched its source removes it too.
+        gone = done[1]
+        w = next(w for w in self.workers if w.name == gone['worker'])
+        folder = os.path.join(w.data, 'videos', gone['video_id'])
+        self.assertTrue(os.path.isdir(folder))
+        r = api.request('DELETE', '/api/v1/videos/' + gone['video_id'])
+        self.assertEqual(r.status, 204, r.describe())
+        wait_until(lambda: not os.path.exists(folder), 15, 0.2, "the worker's copy of the deleted video to go")
+        wait_until(lambda: not self.double.keys(self.prefix + 'videos/' + gone['video_id'] + '/'), 15, 0.2,
+                   'the deleted video\'s objects to go')
+        other_worker = next(x for x in self.workers if x is not w)
+        kept = [j for j in done if j['worker'] == other_worker.name][0]
+        self.assertTrue(os.path.isdir(os.path.join(other_worker.data, 'videos', kept['video_id'])))
 
     def first_segment(self, api, video_id):
         base = '/videos/%s/hls/' % video_id
