@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "store/pg_internal.h"
 #include "store/store.h"
 
 #include <glib-unix.h>
@@ -26,12 +27,7 @@ log::Category *events_log() {
   return c;
 }
 
-std::string trimmed(const char *text) {
-  std::string s = text ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-    s.pop_back();
-  return s;
-}
+using store::pg::trimmed;
 
 std::uint64_t parse_id(const char *text) {
   return text ? std::strtoull(text, nullptr, 10) : 0;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "store/pg_internal.h"
 
 #include <algorithm>
 #include <chrono>
@@ -20,12 +21,7 @@ log::Category *publish_log() {
   return c;
 }
 
-std::string trimmed(const char *text) {
-  std::string s = text ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-    s.pop_back();
-  return s;
-}
+using store::pg::trimmed;
 
 // Whether a failed statement may succeed when tried again on a new connection: the connection, the server shutting
 // down or short of resources. Anything else (a value PostgreSQL refuses) never will.

@@ -37,13 +37,13 @@ struct Viewer {
 
 namespace {
 
-// The paths it serves, as app/streams.h spells them: "/videos/" and "/live/".
+// The paths it serves, spelled by app/streams.h (video_path, live_path).
 const std::string kVideos = "/" + app::video_path("");
 const std::string kLive = "/" + app::live_path("");
 // How long an RTSP thread waits for the main loop to look a video up.
 constexpr auto kLookupWait = std::chrono::seconds(10);
 
-// The id of "/videos/ID" or "/live/ID" ("" when the path is not one of these).
+// The id in a path under one of those prefixes ("" when the path is under neither).
 std::string id_in(const char *path, const std::string &prefix) {
   if (!path || !g_str_has_prefix(path, prefix.c_str()))
     return "";

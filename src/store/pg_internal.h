@@ -17,6 +17,9 @@
 
 namespace sluice::store::pg {
 
+// A libpq message (PQerrorMessage, PQresultErrorMessage) without its trailing newline.
+std::string trimmed(const char *text);
+
 #define PG_KEY_COLUMNS "name, hash, scopes, created, last_used, revoked"
 #define PG_VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
 #define PG_JOB_COLUMNS                                                                                                 \

@@ -201,16 +201,16 @@ const char *constraint_words(const std::string &sqlstate) {
   return "";
 }
 
+} // namespace
+
+namespace pg {
+
 std::string trimmed(const char *text) {
   std::string s = text ? text : "";
   while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
     s.pop_back();
   return s;
 }
-
-} // namespace
-
-namespace pg {
 
 std::int64_t Rows::int64(int row, int col) const {
   return std::strtoll(PQgetvalue(r_.get(), row, col), nullptr, 10);
