@@ -196,7 +196,7 @@ void Scheduler::validate(const JobSpec &spec) const {
   }
   if (pipeline::output_info(d.output).live)
     throw Error(ErrorCode::Invalid, "pipeline: '" + spec.pipeline + "' is the ladder of live streams (POST /streams)");
-  pipeline::resolve(d.params, spec.params);
+  const std::string rate_control = pipeline::rate_control_of(pipeline::resolve(d.params, spec.params));
   if (!spec.ladder.empty()) {
     try {
       media::parse_ladder(spec.ladder);
@@ -211,7 +211,8 @@ void Scheduler::validate(const JobSpec &spec) const {
   std::string why;
   try {
     if (runs_jobs() || !encoders_.find(spec.encoder)) {
-      encoders_.resolve(spec.encoder); // an unknown name is refused, saying which encoders exist
+      // An unknown name is refused, saying which encoders exist; so is one without the asked rate control.
+      encoders_.resolve(spec.encoder, {}, rate_control);
       return;
     }
   } catch (const Error &e) {

@@ -102,7 +102,7 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
     if (auto it = plan.description.fragments.find("video"); it != plan.description.fragments.end())
       encodes = encodes || it->second.find("{encoder}") != std::string::npos;
     if (encodes)
-      r.encoder = encoders.resolve(req.encoder, req.encoder_order);
+      r.encoder = encoders.resolve(req.encoder, req.encoder_order, pipeline::rate_control_of(plan.values));
   }
   plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
   return plan;

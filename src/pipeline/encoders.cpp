@@ -20,8 +20,18 @@ GST_DEBUG_CATEGORY_STATIC(sluice_encoders_debug);
 namespace sluice::pipeline {
 
 namespace {
-const std::vector<std::string> kEncoderPlaceholders = {"bitrate", "bitrate_bps", "maxrate", "maxrate_bps", "bufsize",
-                                                       "vbv_ms",  "gop",         "preset",  "threads"};
+const std::vector<std::string> kEncoderPlaceholders = {"bitrate", "bitrate_bps", "maxrate", "maxrate_bps",
+                                                       "bufsize", "vbv_ms",      "gop",     "preset",
+                                                       "threads", "rate_control"};
+// A rate control's own fragment: the same values, and the quality of capped-crf; never itself.
+const std::vector<std::string> kRateControlPlaceholders = {
+    "bitrate", "bitrate_bps", "maxrate", "maxrate_bps", "bufsize", "vbv_ms", "gop", "preset", "threads", "crf"};
+
+void check_placeholders(const std::string &fragment, const std::vector<std::string> &known, const std::string &where) {
+  for (const auto &ph : scan_placeholders(fragment))
+    if (std::find(known.begin(), known.end(), ph.name) == known.end())
+      throw Error(ErrorCode::Invalid, where + ": unknown placeholder {" + ph.name + "}");
+}
 
 void init_debug() {
   static std::once_flag once;
@@ -60,9 +70,25 @@ EncoderTable EncoderTable::load(const std::string &path) {
           throw Error(ErrorCode::Invalid, where + ": preset value '" + *v + "' must be a plain word");
       p.presets[gp] = *v;
     }
-    for (const auto &ph : scan_placeholders(p.fragment))
-      if (std::find(kEncoderPlaceholders.begin(), kEncoderPlaceholders.end(), ph.name) == kEncoderPlaceholders.end())
-        throw Error(ErrorCode::Invalid, where + ": unknown placeholder {" + ph.name + "}");
+    check_placeholders(p.fragment, kEncoderPlaceholders, where);
+    if (JsonNode *rc = json_object_get_member(e, "rate_controls")) {
+      JsonObject *rco = json::require_object(rc, where + ": 'rate_controls'");
+      g_autoptr(GList) rcs = json_object_get_members(rco);
+      for (GList *r = rcs; r; r = r->next) {
+        std::string rname = static_cast<const char *>(r->data);
+        if (std::find(kRateControls.begin(), kRateControls.end(), rname) == kRateControls.end())
+          throw Error(ErrorCode::Invalid, where + ": unknown rate control '" + rname + "' (known: cbr, capped-crf)");
+        std::string frag = json::get_string(rco, rname.c_str(), where + ": 'rate_controls'");
+        check_placeholders(frag, kRateControlPlaceholders, where + ": rate control '" + rname + "'");
+        p.rate_controls[rname] = frag;
+      }
+    }
+    // Either the fragment places {rate_control} and the table says what cbr is, or it spells cbr itself.
+    const bool places = p.fragment.find("{rate_control}") != std::string::npos;
+    if (places && !p.rate_controls.count("cbr"))
+      throw Error(ErrorCode::Invalid, where + ": the fragment places {rate_control}: 'rate_controls' must map cbr");
+    if (!places && !p.rate_controls.empty())
+      throw Error(ErrorCode::Invalid, where + ": 'rate_controls' needs {rate_control} in the fragment");
     t.profiles_.push_back(std::move(p));
   }
   for (const auto &o : t.order_)
@@ -97,7 +123,12 @@ std::string EncoderTable::render(const EncoderProfile &p, const EncoderSettings 
       {"gop", std::to_string(s.gop)},
       {"preset", preset->second},
       {"threads", std::to_string(std::max(0, s.threads))},
+      {"crf", std::to_string(std::clamp(s.crf, 1, 51))}, // 0 is lossless, which High profile refuses
   };
+  if (!p.offers(s.rate_control))
+    throw Error(ErrorCode::Invalid, "encoder '" + p.name + "' has no rate control '" + s.rate_control + "'");
+  if (auto rc = p.rate_controls.find(s.rate_control); rc != p.rate_controls.end())
+    vars["rate_control"] = substitute(rc->second, vars, "encoder '" + p.name + "', rate control " + rc->first);
   return substitute(p.fragment, vars, "encoder '" + p.name + "'");
 }
 
@@ -165,7 +196,15 @@ EncoderStatus EncoderTable::check(const std::string &name) const {
   return st;
 }
 
-std::string EncoderTable::resolve(const std::string &requested, const std::vector<std::string> &order) const {
+std::string EncoderTable::resolve(const std::string &requested, const std::vector<std::string> &order,
+                                  const std::string &rate_control) const {
+  auto offering = [&] {
+    std::string s;
+    for (const auto &p : profiles_)
+      if (p.offers(rate_control))
+        s += (s.empty() ? "" : ", ") + p.name;
+    return s.empty() ? std::string("none") : s;
+  };
   auto runnable_list = [&] {
     std::string s;
     for (const auto &p : profiles_)
@@ -178,9 +217,13 @@ std::string EncoderTable::resolve(const std::string &requested, const std::vecto
     for (const auto &name : ord) {
       if (!find(name))
         throw Error(ErrorCode::Invalid, "encoder order names unknown encoder '" + name + "'");
-      if (check(name).runs)
+      if (find(name)->offers(rate_control) && check(name).runs)
         return name;
     }
+    if (rate_control != "cbr")
+      throw Error(ErrorCode::Unavailable, "no H.264 encoder in the order that can run here has rate control '" +
+                                              rate_control + "' (runnable: " + runnable_list() +
+                                              "; with it: " + offering() + ")");
     throw Error(ErrorCode::Unavailable,
                 "no H.264 encoder in the order can run here (runnable: " + runnable_list() + ")");
   }
@@ -190,6 +233,9 @@ std::string EncoderTable::resolve(const std::string &requested, const std::vecto
       known += (known.empty() ? "" : ", ") + p.name;
     throw Error(ErrorCode::Invalid, "unknown encoder '" + requested + "' (known: auto, " + known + ")");
   }
+  if (!find(requested)->offers(rate_control))
+    throw Error(ErrorCode::Invalid, "encoder '" + requested + "' has no rate control '" + rate_control +
+                                        "' (encoders with it: " + offering() + ")");
   EncoderStatus st = check(requested);
   if (!st.runs)
     throw Error(ErrorCode::Unavailable, "encoder '" + requested + "' cannot run here: " + st.reason +
@@ -217,6 +263,12 @@ JsonNode *EncoderTable::to_json(bool with_status) const {
     json_builder_add_string_value(b, p.summary.c_str());
     json_builder_set_member_name(b, "hardware");
     json_builder_add_boolean_value(b, p.hardware);
+    json_builder_set_member_name(b, "rate_controls");
+    json_builder_begin_array(b);
+    for (const auto &rc : kRateControls)
+      if (p.offers(rc))
+        json_builder_add_string_value(b, rc.c_str());
+    json_builder_end_array(b);
     if (with_status) {
       EncoderStatus st = check(p.name);
       json_builder_set_member_name(b, "available");

@@ -250,4 +250,9 @@ int int_value(const Values &values, const std::string &name, int fallback) {
   return it == values.end() ? fallback : std::atoi(it->second.c_str());
 }
 
+std::string rate_control_of(const Values &values) {
+  auto it = values.find("rate_control");
+  return it == values.end() ? "cbr" : it->second;
+}
+
 } // namespace sluice::pipeline

@@ -44,6 +44,8 @@ Values resolve(const std::vector<ParamSpec> &specs, const std::map<std::string, 
 
 // A resolved integer parameter, or `fallback` when the description has no such parameter.
 int int_value(const Values &values, const std::string &name, int fallback);
+// The rate control the values ask for (`rate_control`; "cbr" when the description has no such parameter).
+std::string rate_control_of(const Values &values);
 
 // Parses "key=value" into its parts; throws on a missing '='.
 std::pair<std::string, std::string> split_assignment(const std::string &arg);

@@ -91,6 +91,9 @@ std::string render(const Description &d, const Values &values, const RenderInput
   std::string preset = "veryfast";
   if (auto it = values.find("preset"); it != values.end())
     preset = it->second;
+  // Rate control: a description that declares neither parameter encodes cbr.
+  const std::string rate_control = rate_control_of(values);
+  const int crf = int_value(values, "crf", 23);
 
   std::map<std::string, std::string> vars(values.begin(), values.end());
   vars["input"] = in.input;
@@ -128,7 +131,7 @@ std::string render(const Description &d, const Values &values, const RenderInput
       if (!enc)
         throw Error(ErrorCode::Invalid, "unknown encoder '" + in.encoder + "'");
       int kbps = int_value(values, "video_bitrate", 1500);
-      EncoderSettings es{kbps, kbps, kbps * 2, gop, preset, encoder_threads(in.cpu_cores, 1)};
+      EncoderSettings es{kbps, kbps, kbps * 2, gop, preset, encoder_threads(in.cpu_cores, 1), rate_control, crf};
       vars["encoder"] = encoders.render(*enc, es);
     }
     if (in.has_audio && d.fragments.count("audio"))
@@ -172,7 +175,9 @@ std::string render(const Description &d, const Values &values, const RenderInput
                         r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2,
                         gop,
                         preset,
-                        threads};
+                        threads,
+                        rate_control,
+                        crf};
       if (enc)
         rv["encoder"] = encoders.render(*enc, s);
       out += "  " + frag("video_rendition", rv);

@@ -70,6 +70,9 @@ class ApiBasics(ServerTestCase):
         self.assertIn('x264', encoders, body)
         self.assertIs(encoders['x264'].get('runs'), True, encoders['x264'])
         self.assertEqual(body.get('auto'), 'x264', 'the answer does not say which encoder auto picks: %s' % body)
+        # Which rate controls each offers: x264 both, an encoder that spells its rate control itself cbr only.
+        self.assertEqual(encoders['x264'].get('rate_controls'), ['cbr', 'capped-crf'], encoders['x264'])
+        self.assertEqual(encoders['openh264'].get('rate_controls'), ['cbr'], encoders['openh264'])
 
     def test_unknown_routes_are_json_404(self):
         for path in ('/api/v1/nope', '/api/v2/videos', '/nope', '/api/v1/videos/' + UNKNOWN_ID,
@@ -205,6 +208,11 @@ class ApiBasics(ServerTestCase):
                            ({'params': {'preset': 'turbo'}}, 'preset'),
                            ({'params': {'audio_bitrate': 4096}}, 'audio_bitrate'),
                            ({'params': {'scaler': ''}}, 'scaler'),
+                           ({'params': {'rate_control': 'vbr'}}, 'rate_control'),
+                           ({'params': {'crf': 0}}, 'crf'),
+                           ({'params': {'crf': 52}}, 'crf'),
+                           # an encoder without that rate control: refused, saying which encoders have it
+                           ({'params': {'rate_control': 'capped-crf'}, 'encoder': 'openh264'}, 'x264'),
                            ({'pipeline': 'nope'}, 'nope'),
                            ({'encoder': 'nope'}, 'nope'),
                            ({'ladder': 'banana'}, 'banana')):

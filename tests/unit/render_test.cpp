@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -627,14 +628,15 @@ TEST_F(HlsRender, DefaultScalerIsLanczos3OnLumaAndChroma) {
     std::string scaler = d.substr(at, d.find(" !", at) - at);
     EXPECT_EQ(count(d, scaler + " !"), 3) << d; // every rung
     GError *err = nullptr;
-    std::string launch = "videotestsrc num-buffers=2 pattern=zone-plate ! video/x-raw,format=I420,width=192,height=108 ! " +
-                         scaler + " name=s ! video/x-raw,format=I420,width=64,height=36 ! fakesink";
+    std::string launch =
+        "videotestsrc num-buffers=2 pattern=zone-plate ! video/x-raw,format=I420,width=192,height=108 ! " + scaler +
+        " name=s ! video/x-raw,format=I420,width=64,height=36 ! fakesink";
     GstElement *p = gst_parse_launch(launch.c_str(), &err);
     ASSERT_EQ(err, nullptr) << launch << ": " << err->message;
     ASSERT_NE(gst_element_set_state(p, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
     GstBus *bus = gst_element_get_bus(p);
-    GstMessage *m =
-        gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    GstMessage *m = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND,
+                                               static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
     ASSERT_NE(m, nullptr);
     EXPECT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_EOS);
     gst_message_unref(m);
@@ -1123,6 +1125,77 @@ TEST(EncoderTableLoad, RejectsBadOrderAndNames) {
                Error);
   EXPECT_THROW(load_text("not json"), Error);
   EXPECT_THROW(EncoderTable::load("/nonexistent/encoders.json"), Error);
+}
+
+TEST(EncoderTableLoad, RateControlsFillTheFragment) {
+  EncoderTable t =
+      load_text("{\"order\": [], \"encoders\": {\"soft\": {\"element\": \"x264enc\", \"fragment\": "
+                "\"x264enc {rate_control} key-int-max={gop}\", \"rate_controls\": {\"cbr\": \"bitrate={bitrate}\", "
+                "\"capped-crf\": \"pass=qual quantizer={crf} bitrate={maxrate}\"}, \"presets\": " +
+                all_presets() + "}}}");
+  const EncoderProfile &p = *t.find("soft");
+  EXPECT_TRUE(p.offers("cbr"));
+  EXPECT_TRUE(p.offers("capped-crf"));
+  EncoderSettings s{1000, 1070, 1500, 50, "slow"};
+  EXPECT_EQ(t.render(p, s), "x264enc bitrate=1000 key-int-max=50");
+  s.rate_control = "capped-crf";
+  s.crf = 19;
+  EXPECT_EQ(t.render(p, s), "x264enc pass=qual quantizer=19 bitrate=1070 key-int-max=50");
+  s.crf = 99; // out of x264's scale: clamped, never passed through
+  EXPECT_EQ(t.render(p, s), "x264enc pass=qual quantizer=51 bitrate=1070 key-int-max=50");
+}
+
+TEST(EncoderTableLoad, AnEncoderWithoutRateControlsOffersCbrOnly) {
+  EncoderTable t = load_text(table_json("x264enc bitrate={bitrate}", all_presets()));
+  const EncoderProfile &p = *t.find("soft");
+  EXPECT_TRUE(p.offers("cbr"));
+  EXPECT_FALSE(p.offers("capped-crf"));
+  EncoderSettings s{1000, 1000, 2000, 50, "slow"};
+  s.rate_control = "capped-crf";
+  Error e = expect_error([&] { t.render(p, s); });
+  EXPECT_EQ(e.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(e.what(), "capped-crf")) << e.what();
+  // `auto` passes over it for capped-crf; naming it is refused, saying which encoders have it.
+  Error named = expect_error([&] { t.resolve("soft", {}, "capped-crf"); });
+  EXPECT_EQ(named.code(), ErrorCode::Invalid);
+  EXPECT_TRUE(contains(named.what(), "encoders with it: none")) << named.what();
+  Error any = expect_error([&] { t.resolve("auto", {"soft"}, "capped-crf"); });
+  EXPECT_EQ(any.code(), ErrorCode::Unavailable);
+  EXPECT_TRUE(contains(any.what(), "capped-crf")) << any.what();
+}
+
+TEST(EncoderTableLoad, RejectsBadRateControls) {
+  auto with = [](const std::string &fragment, const std::string &rcs) {
+    return "{\"order\": [], \"encoders\": {\"soft\": {\"element\": \"x264enc\", \"fragment\": " +
+           sluice::json::quote(fragment) + ", \"rate_controls\": " + rcs + ", \"presets\": " + all_presets() + "}}}";
+  };
+  // A name outside the known ones, a placeholder a rate control cannot use, cbr not mapped, the fragment not
+  // placing them, and {crf} in the fragment itself.
+  for (const auto &[fragment, rcs, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"x264enc {rate_control}", R"({"cbr": "bitrate={bitrate}", "vbr": "x"})", "'vbr'"},
+           {"x264enc {rate_control}", R"({"cbr": "bitrate={bitrate} {width}"})", "{width}"},
+           {"x264enc {rate_control}", R"({"capped-crf": "quantizer={crf}"})", "must map cbr"},
+           {"x264enc bitrate={bitrate}", R"({"cbr": "bitrate={bitrate}"})", "needs {rate_control}"},
+           {"x264enc {rate_control} quantizer={crf}", R"({"cbr": "bitrate={bitrate}"})", "{crf}"},
+           {"x264enc {rate_control}", R"({"cbr": "{rate_control}"})", "{rate_control}"}}) {
+    Error e = expect_error([&] { load_text(with(fragment, rcs)); });
+    EXPECT_EQ(e.code(), ErrorCode::Invalid) << fragment << " " << rcs;
+    EXPECT_TRUE(contains(e.what(), says)) << e.what();
+  }
+}
+
+TEST(EncoderTableLoad, ShippedLaddersOfferCappedCrfThroughX264) {
+  EncoderTable t = EncoderTable::load_default();
+  ASSERT_NE(t.find("x264"), nullptr);
+  EXPECT_TRUE(t.find("x264")->offers("capped-crf"));
+  for (const char *name : {"hls", "cmaf"}) {
+    Description d = find_description(name);
+    Values v = resolve(d.params, {{"rate_control", "capped-crf"}, {"crf", "19"}});
+    EXPECT_EQ(rate_control_of(v), "capped-crf") << name;
+    EXPECT_EQ(rate_control_of(resolve(d.params, {})), "cbr") << name; // the default stays what it was
+    Error e = expect_error([&] { resolve(d.params, {{"rate_control", "crf"}}); });
+    EXPECT_TRUE(contains(e.what(), "cbr, capped-crf")) << e.what();
+  }
 }
 
 } // namespace
