@@ -17,10 +17,12 @@ Benchmark the job queue that workers share: how many jobs per second processes c
 and how long a claim takes, with no job claimed twice.
 
 Each worker is a process of build/tools/sluice-bench-queue, which does what a `sluice serve --role worker`
-does for a job, without the HTTP side: it claims the next job through the catalog (store::Store::claim_job:
+does for a job, without the HTTP side: it claims a job through the catalog (store::Store::claim_job:
 PostgreSQL's UPDATE ... FOR UPDATE SKIP LOCKED, SQLite's BEGIN IMMEDIATE), runs the no-op pipeline
-`fakesrc num-buffers=1 ! fakesink` to its end, and writes the job's end with its fencing token
-(finish_job), until the queue is empty. All workers start at one instant.
+`fakesrc num-buffers=1 ! fakesink` to its end, and writes the job's end with its fencing token together
+with the next claim (finish_and_claim: one statement, one commit, as the scheduler does when a slot frees),
+until the queue is empty. All workers start at one instant. A claim's latency is that call's (the first
+claim's alone).
 
 Runs: PostgreSQL (a throwaway server the benchmark starts on a Unix socket, initdb + pg_ctl; as the
 postgres user when run as root; durable settings: fsync and synchronous_commit on, as a production server

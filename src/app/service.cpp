@@ -57,35 +57,6 @@ int parse_priority(const std::string &text, std::optional<Failure> &failure) {
   return failure ? 0 : static_cast<int>(v);
 }
 
-std::string safe_extension(const std::string &filename) {
-  auto dot = filename.rfind('.');
-  if (dot == std::string::npos || dot + 1 >= filename.size() || filename.size() - dot - 1 > 8)
-    return "bin";
-  std::string ext = filename.substr(dot + 1);
-  for (auto &c : ext) {
-    if (!g_ascii_isalnum(c))
-      return "bin";
-    c = g_ascii_tolower(c);
-  }
-  return ext;
-}
-
-// Keeps display text printable and bounded.
-std::string clean_text(const std::string &s, std::size_t max) {
-  std::string out;
-  if (!g_utf8_validate(s.data(), static_cast<gssize>(s.size()), nullptr))
-    return "";
-  for (char c : s)
-    if (static_cast<unsigned char>(c) >= 0x20 || c == '\n' || c == '\t')
-      out += c;
-  if (out.size() > max) {
-    out.resize(max);
-    while (!out.empty() && !g_utf8_validate(out.data(), static_cast<gssize>(out.size()), nullptr))
-      out.pop_back();
-  }
-  return out;
-}
-
 bool has_picture(const std::string &probe_json) {
   try {
     return media::probe_from_json(probe_json).video.has_value();
@@ -144,84 +115,7 @@ bool Service::space_low() const {
 // ---------------------------------------------------------------------------------------------
 // Ingest
 
-void Service::ingest(IncomingFile file, const Metadata &metadata, std::function<void(Result<Ingested>)> done) {
-  // `done` is called exactly once, whatever fails (the caller's request waits for it).
-  try {
-    start_ingest(file, metadata, done);
-  } catch (const Error &e) {
-    file.discard();
-    done(failure_of(e));
-  }
-}
-
-void Service::start_ingest(IncomingFile file, const Metadata &metadata,
-                           const std::function<void(Result<Ingested>)> &done) {
-  auto fail = [&](Failure f) {
-    file.discard();
-    done(std::move(f));
-  };
-  if (!accepting_)
-    return fail(shutting_down());
-  auto checked = job_spec(metadata);
-  if (auto *f = std::get_if<Failure>(&checked))
-    return fail(*f);
-  jobs::JobSpec spec = std::get<jobs::JobSpec>(std::move(checked));
-  if (config_.auto_transcode && scheduler_.queue_full())
-    return fail(refused(Refusal::QueueFull,
-                        "the job queue is full (" + std::to_string(config_.queue_limit) + " jobs); try again later"));
-  // Probing reads the file with GStreamer: off the main loop, and the rest back on it.
-  auto alive = alive_;
-  storage::Storage *storage = scheduler_.storage();
-  std::thread([this, alive, storage, file = std::move(file), metadata, spec, done]() mutable {
-    std::shared_ptr<const std::string> probe_json;
-    bool picture = false;
-    std::optional<Error> err;
-    try {
-      media::ProbeResult probe = media::probe(file.path);
-      json::Node pj(media::probe_to_json(probe));
-      probe_json = std::make_shared<const std::string>(json::to_string(pj.get(), false));
-      picture = probe.video.has_value();
-      // The probe prerolled decoders (frames of a 4K source are big): give that memory back to the
-      // system now rather than keep it as the server's high-water mark.
-      malloc_trim(0);
-    } catch (const Error &e) {
-      err = e;
-    } catch (const std::exception &e) {
-      err = Error(ErrorCode::Internal, e.what());
-    }
-    // [storage]: the source goes to the bucket too (in bounded parts), so that a worker elsewhere finds it. The
-    // video's id is picked here for its key.
-    std::optional<Error> stored_err;
-    if (!err && storage) {
-      if (file.video_id.empty())
-        file.video_id = store::new_id();
-      try {
-        jobs::upload_source(*storage, file.path, file.video_id, safe_extension(file.filename));
-      } catch (const Error &e) {
-        SLUICE_LOG(app_log(), Error, "cannot store the upload in %s: %s", storage->describe().c_str(), e.what());
-        stored_err = Error(ErrorCode::Unavailable, "the upload could not be stored (object storage failed); retry");
-      }
-    }
-    post([this, alive, file = std::move(file), metadata, spec, probe_json, picture, err, stored_err,
-          done = std::move(done)]() mutable {
-      if (!*alive) {
-        file.discard();
-        return;
-      }
-      if (stored_err) {
-        file.discard();
-        return done(failure_of(*stored_err));
-      }
-      try {
-        probed(std::move(file), metadata, spec, probe_json, picture, err, done);
-      } catch (const std::exception &e) {
-        // Nothing thrown crosses the main loop's callback: the request fails, the loop serves on.
-        SLUICE_LOG(app_log(), Error, "ingest: %s", e.what());
-        done(refused(Refusal::Internal, e.what()));
-      }
-    });
-  }).detach();
-}
+// The ingest itself (ingest, start_ingest, probed) is in app/service_ingest.cpp.
 
 Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata) {
   jobs::JobSpec spec;
@@ -248,114 +142,124 @@ Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata) {
   return spec;
 }
 
-void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
-                     std::shared_ptr<const std::string> probe_json, bool picture, std::optional<Error> err,
-                     const std::function<void(Result<Ingested>)> &done) {
-  if (err) {
-    file.discard();
-    std::string name = file.filename.empty() ? "the upload" : "'" + clean_text(file.filename, 200) + "'";
-    std::string reason = err->what();
-    // The probe names the server's temporary file; the client knows its file by its own name.
-    if (auto pos = reason.find(file.path); !file.path.empty() && pos != std::string::npos)
-      reason.replace(pos, file.path.size(), name);
-    return done(refused(Refusal::NotMedia, reason, "file"));
-  }
-  if (!accepting_) {
-    file.discard();
-    if (scheduler_.storage() && !file.video_id.empty())
-      jobs::remove_video_later(*scheduler_.storage(), file.video_id);
-    return done(shutting_down());
-  }
-  std::string title = clean_text(metadata.title, 200);
-  store::Video v;
-  v.id = file.video_id.empty() ? store::new_id() : file.video_id;
-  v.title = title.empty() ? clean_text(file.filename, 200) : title;
-  v.description = clean_text(metadata.description, 4000);
-  v.filename = clean_text(file.filename, 255);
-  v.size = file.size;
-  v.created = g_get_real_time();
-  v.probe_json = *probe_json;
-  v.playback_policy = metadata.playback_policy.empty() ? "public" : metadata.playback_policy;
-  const std::string dir = scheduler_.layout().video_dir(v.id);
-  const std::string ext = safe_extension(file.filename);
-  v.source = "videos/" + v.id + "/source." + ext;
-  try {
-    // Checked again before it is kept: the disk may have filled while it arrived (this upload included).
-    if (scheduler_.space_low())
-      throw Error(ErrorCode::NoSpace, "the server is short of disk space (less than [health] min-free-space is "
-                                      "free); the upload is not kept");
-    fs::make_dirs(dir);
-    file.keep(fs::join(dir, "source." + ext));
-    // The folder exists before the row: a crash between the two leaves a folder that startup removes,
-    // never a row without its file.
-    store_.add_video(v);
-  } catch (const Error &e) {
-    file.discard();
-    fs::remove_all(dir);
-    if (scheduler_.storage())
-      jobs::remove_video_later(*scheduler_.storage(), v.id);
-    SLUICE_LOG(app_log(), Error, "cannot store upload: %s", e.what());
-    return done(failure_of(e));
-  }
-  SLUICE_LOG(app_log(), Info, "video %s: %s, %" G_GINT64_FORMAT " bytes", v.id.c_str(), v.filename.c_str(), v.size);
-  publish_video_event(events_, v.id, "created");
-  Ingested out;
-  try {
-    if (config_.auto_transcode)
-      out.jobs = scheduler_.enqueue_profile(v.id, spec, picture);
-  } catch (const Error &e) {
-    // The catalog took the video, then refused its job: the upload is not kept (when the catalog lets it go).
-    SLUICE_LOG(app_log(), Error, "cannot queue the jobs of video %s: %s", v.id.c_str(), e.what());
-    try {
-      store_.delete_video(v.id);
-      fs::remove_all(dir);
-      if (scheduler_.storage())
-        jobs::remove_video_later(*scheduler_.storage(), v.id);
-    } catch (const Error &e2) {
-      SLUICE_LOG(app_log(), Error, "video %s stays without its jobs: %s", v.id.c_str(), e2.what());
-    }
-    return done(failure_of(e));
-  }
-  out.video = std::move(v);
-  done(std::move(out));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Deleting, job requests, cancels
 
+// What a job request needs of the catalog, read in one call on the executor.
+struct JobGround {
+  std::optional<store::Video> video;
+  std::vector<store::Job> jobs; // the video's
+  int unfinished = 0;           // queued and running jobs, of every video
+};
+
+// Each of these reads and writes the catalog on the executor and applies what follows (events, the scheduler's
+// side, files) back on the main loop once the write has come back; `done` is called exactly once (a gone service
+// answers "shutting down"). Inline executor: all of it at once, as before.
+
 void Service::delete_video(const std::string &video_id, std::function<void(std::optional<Failure>)> done) {
   auto alive = alive_;
-  try {
-    scheduler_.stop_video(video_id, [this, alive, video_id, done] {
-      if (!*alive)
-        return;
-      try {
-        // The catalog first: once the row is gone nothing serves or runs the files, and a crash
-        // before the folder goes leaves an orphan folder that startup removes.
-        store_.delete_video(video_id);
-        signed_.erase(video_id);
-        fs::remove_all(scheduler_.layout().video_dir(video_id));
-        if (scheduler_.storage()) // its objects: the source and every package's versions
-          jobs::remove_video_later(*scheduler_.storage(), video_id);
-        publish_video_event(events_, video_id, "deleted");
-        done(std::nullopt);
-      } catch (const Error &e) {
-        SLUICE_LOG(app_log(), Error, "cannot delete video %s: %s", video_id.c_str(), e.what());
-        done(failure_of(e));
-      }
-    });
-  } catch (const Error &e) {
-    // Its queued jobs could not be canceled (the catalog refuses writes): nothing is deleted.
+  auto failed = [video_id, done](const Error &e) {
     SLUICE_LOG(app_log(), Error, "cannot delete video %s: %s", video_id.c_str(), e.what());
     done(failure_of(e));
-  }
+  };
+  executor().run(
+      [video_id](store::Store &s) -> std::optional<std::vector<store::Job>> {
+        if (!store::is_id(video_id) || !s.video(video_id))
+          return std::nullopt;
+        store::JobFilter f;
+        f.video_id = video_id;
+        return s.jobs(f);
+      },
+      [this, alive, video_id, done, failed](store::Outcome<std::optional<std::vector<store::Job>>> &o) {
+        if (!*alive)
+          return done(shutting_down());
+        // Its jobs cannot be read: nothing is deleted.
+        if (!o.ok())
+          return failed(*o.error);
+        if (!*o.value)
+          return done(refused(Refusal::NotFound, "no video " + video_id));
+        scheduler_.stop_video(video_id, **o.value, [this, alive, video_id, done, failed] {
+          if (!*alive)
+            return done(shutting_down());
+          // The catalog first: once the row is gone nothing serves or runs the files, and a crash before the folder
+          // goes leaves an orphan folder that startup removes.
+          executor().run(
+              [video_id](store::Store &s) {
+                s.delete_video(video_id);
+                return true;
+              },
+              [this, alive, video_id, done, failed](store::Outcome<bool> &d) {
+                if (!*alive)
+                  return done(shutting_down());
+                if (!d.ok())
+                  return failed(*d.error);
+                try {
+                  signed_.erase(video_id);
+                  fs::remove_all(scheduler_.layout().video_dir(video_id));
+                  if (scheduler_.storage()) // its objects: the source and every package's versions
+                    jobs::remove_video_later(*scheduler_.storage(), video_id);
+                  publish_video_event(events_, video_id, "deleted");
+                } catch (const Error &e) {
+                  return failed(e);
+                }
+                done(std::nullopt);
+              });
+        });
+      });
 }
 
-Result<store::Job> Service::create_job(const std::string &video_id, const JobRequest &request) {
+void Service::create_job(const std::string &video_id, const JobRequest &request,
+                         std::function<void(Result<store::Job>)> done) {
   if (!accepting_)
-    return shutting_down();
-  auto video = store_.video(video_id);
-  if (!video)
+    return done(shutting_down());
+  auto alive = alive_;
+  executor().run(
+      [video_id](store::Store &s) {
+        JobGround g;
+        g.video = store::is_id(video_id) ? s.video(video_id) : std::nullopt;
+        if (g.video) {
+          store::JobFilter f;
+          f.video_id = video_id;
+          g.jobs = s.jobs(f);
+          g.unfinished = s.count_jobs(store::JobState::Queued) + s.count_jobs(store::JobState::Running);
+        }
+        return g;
+      },
+      [this, alive, video_id, request, done](store::Outcome<JobGround> &o) {
+        if (!*alive)
+          return done(shutting_down());
+        if (!o.ok()) {
+          SLUICE_LOG(app_log(), Error, "cannot queue a job of video %s: %s", video_id.c_str(), o.error->what());
+          return done(failure_of(*o.error));
+        }
+        auto checked = check_job(video_id, request, *o.value);
+        if (auto *f = std::get_if<Failure>(&checked))
+          return done(*f);
+        const auto &spec = std::get<jobs::JobSpec>(checked);
+        // Until its row is written, the job counts as the video's unfinished job of its pipeline and as a queued one.
+        const std::string pending = video_id + "\n" + spec.pipeline;
+        creating_.insert(pending);
+        store::Job job = scheduler_.new_job(video_id, spec);
+        executor().run([job](store::Store &s) { return s.add_job(job); },
+                       [this, alive, job, pending, done](store::Outcome<std::int64_t> &a) mutable {
+                         if (!*alive)
+                           return done(shutting_down());
+                         creating_.erase(creating_.find(pending));
+                         if (!a.ok()) {
+                           SLUICE_LOG(app_log(), Error, "cannot queue a job of video %s: %s", job.video_id.c_str(),
+                                      a.error->what());
+                           return done(failure_of(*a.error));
+                         }
+                         job.seq = *a.value;
+                         scheduler_.enqueued(job);
+                         done(job);
+                       });
+      });
+}
+
+Result<jobs::JobSpec> Service::check_job(const std::string &video_id, const JobRequest &request,
+                                         const JobGround &ground) {
+  if (!ground.video)
     return refused(Refusal::NotFound, "no video " + video_id);
   jobs::JobSpec spec;
   spec.pipeline = request.pipeline;
@@ -371,54 +275,82 @@ Result<store::Job> Service::create_job(const std::string &video_id, const JobReq
   try {
     scheduler_.validate(spec);
   } catch (const Error &e) {
+    if (e.code() == ErrorCode::Io || e.code() == ErrorCode::Unavailable)
+      return failure_of(e); // the workers' rows could not be read
     return spec_failure(e);
   }
   // A poster, storyboard or preview is made from the picture: refused at once for a video without one.
   if (auto kind = scheduler_.output_kind(spec.pipeline);
-      kind && pipeline::output_info(*kind).needs_picture && !has_picture(video->probe_json))
+      kind && pipeline::output_info(*kind).needs_picture && !has_picture(ground.video->probe_json))
     return refused(Refusal::InvalidParameter,
                    "pipeline '" + spec.pipeline + "' makes a " + pipeline::output_name(*kind) +
                        " from the picture, and this video has none",
                    "pipeline");
-  if (scheduler_.has_unfinished_job(video_id, spec.pipeline))
+  if (scheduler_.has_unfinished_job(ground.jobs, spec.pipeline) || creating_.count(video_id + "\n" + spec.pipeline))
     return refused(Refusal::Conflict, "the video already has a queued or running '" + spec.pipeline + "' job");
-  if (scheduler_.queue_full())
+  if (ground.unfinished + static_cast<int>(creating_.size()) >= config_.queue_limit)
     return refused(Refusal::QueueFull,
                    "the job queue is full (" + std::to_string(config_.queue_limit) + " jobs); try again later");
-  return scheduler_.enqueue(video_id, spec);
+  return spec;
 }
 
 void Service::cancel_job(const std::string &job_id, std::function<void(Result<store::Job>)> done) {
-  // `done` is called exactly once, whatever fails (the caller's request waits for it).
-  try {
-    cancel(job_id, done);
-  } catch (const Error &e) {
-    done(failure_of(e));
-  }
+  auto alive = alive_;
+  executor().run([job_id](store::Store &s) { return s.job(job_id); },
+                 [this, alive, job_id, done](store::Outcome<std::optional<store::Job>> &o) {
+                   if (!*alive)
+                     return done(shutting_down());
+                   if (!o.ok())
+                     return done(failure_of(*o.error));
+                   if (!*o.value)
+                     return done(refused(Refusal::NotFound, "no job " + job_id));
+                   cancel(**o.value, done);
+                 });
 }
 
-void Service::cancel(const std::string &job_id, const std::function<void(Result<store::Job>)> &done) {
-  auto job = store_.job(job_id);
-  if (!job)
-    return done(refused(Refusal::NotFound, "no job " + job_id));
-  if (store::is_terminal(job->state))
+void Service::cancel(const store::Job &job, const std::function<void(Result<store::Job>)> &done) {
+  if (store::is_terminal(job.state))
     return done(refused(Refusal::Conflict,
-                        std::string("the job has already finished (") + store::job_state_name(job->state) + ")"));
-  if (!scheduler_.cancel(job->id))
-    return done(refused(Refusal::Conflict, "the job has already finished"));
-  auto current = [this, job_id]() -> Result<store::Job> {
-    if (auto j = store_.job(job_id))
-      return *j;
-    return refused(Refusal::NotFound, "no job " + job_id);
-  };
-  if (job->state != store::JobState::Running)
-    return done(current());
-  // A running job stops asynchronously: answer once it has.
+                        std::string("the job has already finished (") + store::job_state_name(job.state) + ")"));
   auto alive = alive_;
-  scheduler_.stop_video(job->video_id, [alive, current, done] {
-    if (*alive)
-      done(current());
+  scheduler_.cancel(job.id, [this, alive, job, done](store::Outcome<bool> &c) {
+    if (!*alive)
+      return done(shutting_down());
+    if (!c.ok())
+      return done(failure_of(*c.error));
+    if (!*c.value)
+      return done(refused(Refusal::Conflict, "the job has already finished"));
+    if (job.state != store::JobState::Running)
+      return current_job(job.id, done);
+    // A running job stops asynchronously (with the video's other jobs): answer once it has.
+    executor().run(
+        [video_id = job.video_id](store::Store &s) {
+          store::JobFilter f;
+          f.video_id = video_id;
+          return s.jobs(f);
+        },
+        [this, alive, job, done](store::Outcome<std::vector<store::Job>> &jobs) {
+          if (!*alive)
+            return done(shutting_down());
+          if (!jobs.ok())
+            return done(failure_of(*jobs.error));
+          scheduler_.stop_video(job.video_id, *jobs.value, [this, alive, id = job.id, done] {
+            if (*alive)
+              current_job(id, done);
+          });
+        });
   });
+}
+
+void Service::current_job(const std::string &job_id, const std::function<void(Result<store::Job>)> &done) {
+  executor().run([job_id](store::Store &s) { return s.job(job_id); },
+                 [job_id, done](store::Outcome<std::optional<store::Job>> &o) {
+                   if (!o.ok())
+                     return done(failure_of(*o.error));
+                   if (!*o.value)
+                     return done(refused(Refusal::NotFound, "no job " + job_id));
+                   done(**o.value);
+                 });
 }
 
 } // namespace sluice::app

@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
+#include "jobs/source_upload.h"
 #include "pipeline/outputs.h"
 #include "store/store.h"
 
@@ -16,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -63,6 +65,9 @@ struct IncomingFile {
   std::string video_id; // the id the video gets ("": a new one); a resumable upload picks it before ingest
   std::function<void(const std::string &dest)> keep; // moves it to dest (same file system); throws Error
   std::function<void()> discard;
+  // [storage]: the file was streamed to the bucket as it arrived, as the source of video_id (set with it); ingest
+  // waits for that object off the main loop instead of putting the file. keep() keeps it, discard() abandons it.
+  std::shared_ptr<jobs::SourceUpload> streamed;
 };
 
 // What comes with a file: the text fields of a form or the query of a raw upload.
@@ -132,8 +137,9 @@ struct HealthView {
   bool ready() const { return readable && writable && accepting && free_bytes >= min_free_bytes; }
 };
 
-class Uploads; // app/uploads.h
-class Streams; // app/streams.h
+class Uploads;    // app/uploads.h
+class Streams;    // app/streams.h
+struct JobGround; // app/service.cpp
 
 class Service {
 public:
@@ -169,10 +175,13 @@ public:
   // The job an upload with this metadata asks for, checked (what ingest refuses, said before the file arrives).
   Result<jobs::JobSpec> job_spec(const Metadata &metadata);
 
-  // Stops the video's jobs, then removes its row and files; `done` runs on the main loop.
+  // These write the catalog through executor() and call `done` on the main loop once the write is back (at once
+  // with an inline executor); what follows from the write (events, the scheduler) is applied before `done`.
+  // Stops the video's jobs, then removes its row and files (NotFound when there is no such video).
   void delete_video(const std::string &video_id, std::function<void(std::optional<Failure>)> done);
-  Result<store::Job> create_job(const std::string &video_id, const JobRequest &request);
-  // Cancels a queued or running job; `done` runs once it has stopped (at once for a queued one).
+  // Queues a job for a video: done(the job), or why not.
+  void create_job(const std::string &video_id, const JobRequest &request, std::function<void(Result<store::Job>)> done);
+  // Cancels a queued or running job; `done` runs once it has stopped (once its cancel is written for a queued one).
   void cancel_job(const std::string &job_id, std::function<void(Result<store::Job>)> done);
 
   std::optional<VideoView> video(const std::string &video_id);
@@ -206,8 +215,10 @@ public:
                          const std::vector<std::string> &inside);
 
   // Signed playback. The policy: "public" or "signed" (InvalidParameter otherwise).
-  Result<VideoView> set_playback_policy(const std::string &video_id, const std::string &policy);
-  // A token for the video's media that lives ttl_s seconds (1 to 86400).
+  // Written through executor(), `done` on the main loop.
+  void set_playback_policy(const std::string &video_id, const std::string &policy,
+                           std::function<void(Result<VideoView>)> done);
+  // A token for the video's media that lives ttl_s seconds (1 to 86400); the caller has found the video.
   Result<PlaybackToken> playback_token(const std::string &video_id, std::int64_t ttl_s);
   // Whether the video's media may be served with this token ("" when none came): a public video's always, a
   // signed video's with a good token of that video only. The policies are remembered (the media path asks
@@ -217,9 +228,15 @@ public:
 
 private:
   void start_ingest(IncomingFile file, const Metadata &metadata, const std::function<void(Result<Ingested>)> &done);
-  void cancel(const std::string &job_id, const std::function<void(Result<store::Job>)> &done);
+  void cancel(const store::Job &job, const std::function<void(Result<store::Job>)> &done);
+  void current_job(const std::string &job_id, const std::function<void(Result<store::Job>)> &done);
+  Result<jobs::JobSpec> check_job(const std::string &video_id, const JobRequest &request, const JobGround &ground);
   void probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec, std::shared_ptr<const std::string> probe_json,
               bool has_picture, std::optional<Error> err, const std::function<void(Result<Ingested>)> &done);
+  // probed()'s catalog write with a pooled executor: the video's row and its job profile's, on the executor.
+  void record(store::Video v, const jobs::JobSpec &spec, bool picture,
+              const std::function<void(Result<Ingested>)> &done);
+  std::vector<store::Job> profile_jobs(const std::string &video_id, const jobs::JobSpec &spec, bool picture);
 
   const ServerConfig &config_;
   store::Store &store_;
@@ -230,6 +247,7 @@ private:
   std::unordered_map<std::string, std::string> resolved_; // media files of finished packages, by request
   auth::PlaybackKeys playback_keys_;
   std::unordered_map<std::string, bool> signed_; // playback policies read from the catalog: signed or not
+  std::multiset<std::string> creating_;          // "VIDEO\nPIPELINE" of the job requests whose row is being written
   std::unique_ptr<Uploads> uploads_;
   std::unique_ptr<Streams> streams_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

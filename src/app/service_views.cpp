@@ -256,27 +256,46 @@ Result<MediaFile> Service::media_file(const std::string &video_id, const std::st
   return out;
 }
 
-Result<VideoView> Service::set_playback_policy(const std::string &video_id, const std::string &policy) {
+void Service::set_playback_policy(const std::string &video_id, const std::string &policy,
+                                  std::function<void(Result<VideoView>)> done) {
   if (!accepting_)
-    return shutting_down();
+    return done(shutting_down());
   if (policy != "public" && policy != "signed")
-    return refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy");
-  if (!store::is_id(video_id) || !store_.set_playback_policy(video_id, policy))
-    return refused(Refusal::NotFound, "no video " + video_id);
-  signed_[video_id] = policy == "signed";
-  SLUICE_LOG(app_log(), Info, "video %s: playback policy %s", video_id.c_str(), policy.c_str());
-  publish_video_event(events_, video_id, "updated");
-  auto v = video(video_id);
-  if (!v)
-    return refused(Refusal::NotFound, "no video " + video_id);
-  return *v;
+    return done(
+        refused(Refusal::InvalidParameter, "field 'playback_policy': expected public or signed", "playback_policy"));
+  // Written, then the video read back, on the executor; remembered and announced on the loop.
+  using Row = std::optional<std::pair<store::Video, std::vector<store::Job>>>;
+  executor().run(
+      [video_id, policy](store::Store &s) -> std::pair<bool, Row> {
+        if (!store::is_id(video_id) || !s.set_playback_policy(video_id, policy))
+          return {false, std::nullopt};
+        auto v = s.video(video_id);
+        if (!v)
+          return {true, std::nullopt};
+        store::JobFilter f;
+        f.video_id = video_id;
+        return {true, std::make_pair(std::move(*v), s.jobs(f))};
+      },
+      [this, alive = alive_, video_id, policy, done](store::Outcome<std::pair<bool, Row>> &o) {
+        if (!*alive)
+          return done(shutting_down());
+        if (!o.ok())
+          return done(failure_of(*o.error));
+        auto &[written, row] = *o.value;
+        if (!written)
+          return done(refused(Refusal::NotFound, "no video " + video_id));
+        signed_[video_id] = policy == "signed";
+        SLUICE_LOG(app_log(), Info, "video %s: playback policy %s", video_id.c_str(), policy.c_str());
+        publish_video_event(events_, video_id, "updated");
+        if (!row)
+          return done(refused(Refusal::NotFound, "no video " + video_id));
+        done(view(row->first, std::move(row->second)));
+      });
 }
 
 Result<PlaybackToken> Service::playback_token(const std::string &video_id, std::int64_t ttl_s) {
   if (ttl_s < 1 || ttl_s > 86400)
     return refused(Refusal::InvalidParameter, "field 'ttl': expected seconds from 1 to 86400", "ttl");
-  if (!store::is_id(video_id) || !store_.video(video_id))
-    return refused(Refusal::NotFound, "no video " + video_id);
   PlaybackToken t;
   t.expires_s = g_get_real_time() / G_USEC_PER_SEC + ttl_s;
   t.token = playback_keys_.sign(video_id, t.expires_s);

@@ -40,7 +40,7 @@ struct Request {
 
 // The server's state shared by the handlers.
 struct Context {
-  Context(const ServerConfig &c, app::Service &s) : config(c), service(s), idempotency(s.store()) {}
+  Context(const ServerConfig &c, app::Service &s) : config(c), service(s), idempotency(s) {}
 
   const ServerConfig &config;
   app::Service &service;
@@ -58,15 +58,33 @@ struct Context {
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
 
+// libsoup's pause is a flag, not a count: a wait that starts another before it ends (a catalog call whose answer
+// makes the next one) would be unpaused by the first one's end. hold() pauses msg and counts; release() unpauses it
+// when the last hold ends.
+inline void hold(SoupServerMessage *msg) {
+  static const GQuark holds = g_quark_from_static_string("sluice-holds");
+  auto n = GPOINTER_TO_INT(g_object_get_qdata(G_OBJECT(msg), holds));
+  g_object_set_qdata(G_OBJECT(msg), holds, GINT_TO_POINTER(n + 1));
+  if (n == 0)
+    soup_server_message_pause(msg);
+}
+inline void release(SoupServerMessage *msg) {
+  static const GQuark holds = g_quark_from_static_string("sluice-holds");
+  auto n = GPOINTER_TO_INT(g_object_get_qdata(G_OBJECT(msg), holds));
+  g_object_set_qdata(G_OBJECT(msg), holds, GINT_TO_POINTER(n - 1));
+  if (n == 1)
+    soup_server_message_unpause(msg);
+}
+
 // Answers a paused message later, on the main loop, unless the server is gone by then: pauses msg and returns the
-// callback that answers it (with answer) and unpauses it.
+// callback that answers it (with answer) and unpauses it. The callback may start another later() on msg.
 template <typename Fn> auto later(Context &cx, SoupServerMessage *msg, Fn &&answer) {
   g_object_ref(msg);
-  soup_server_message_pause(msg);
+  hold(msg);
   return [alive = cx.alive, msg, answer = std::forward<Fn>(answer)](auto &&...result) {
     if (*alive)
       answer(std::forward<decltype(result)>(result)...);
-    soup_server_message_unpause(msg);
+    release(msg);
     g_object_unref(msg);
   };
 }

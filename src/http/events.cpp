@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The event stream: Server-Sent Events of jobs and videos, with replay after a reconnect.
 #include "core/json.h"
+#include "http/log.h"
 #include "http/respond.h"
 #include "http/routes.h"
 #include "http/views.h"
 
 #include <cstdlib>
+#include <memory>
+#include <vector>
 
 namespace sluice::http {
 
@@ -17,6 +20,10 @@ struct SseClient {
   std::uint64_t seen = 0; // the latest event id sent (or that the client said it had)
   guint keep_alive = 0;
   bool closed = false;
+  // While the current state is read from the catalog (a resume too old to replay), live events wait here.
+  bool waiting = false;
+  std::vector<jobs::Event> held;
+  std::shared_ptr<bool> open = std::make_shared<bool>(true); // false once closed (the client may be gone then)
 
   bool wants(const jobs::Event &e) const {
     if (!job.empty() && e.job_id != job)
@@ -34,6 +41,8 @@ struct SseClient {
   // An event of the hub: each once, in id order (with several processes, what was replayed from the catalog may
   // also arrive live).
   void send(const jobs::Event &e) {
+    if (waiting)
+      return held.push_back(e);
     if (e.id <= seen)
       return;
     seen = e.id;
@@ -48,6 +57,7 @@ struct SseClient {
     if (closed)
       return;
     closed = true;
+    *open = false;
     if (token)
       cx->service.events().unsubscribe(token);
     token = 0;
@@ -58,14 +68,33 @@ struct SseClient {
   }
 };
 
+namespace {
+
+void end_stream(SseClient *c) {
+  SoupServerMessage *msg = c->msg;
+  c->close();
+  soup_message_body_complete(soup_server_message_get_response_body(msg));
+  soup_server_message_unpause(msg);
+}
+
+// The queued and running jobs, newest first in each state.
+std::vector<store::Job> unfinished_jobs(store::Store &s) {
+  std::vector<store::Job> out;
+  for (auto state : {store::JobState::Queued, store::JobState::Running}) {
+    store::JobFilter f;
+    f.state = state;
+    for (auto &j : s.jobs(f))
+      out.push_back(std::move(j));
+  }
+  return out;
+}
+
+} // namespace
+
 void close_event_streams(Context &cx) {
   auto clients = cx.sse_clients;
-  for (auto *c : clients) {
-    SoupServerMessage *msg = c->msg;
-    c->close();
-    soup_message_body_complete(soup_server_message_get_response_body(msg));
-    soup_server_message_unpause(msg);
-  }
+  for (auto *c : clients)
+    end_stream(c);
 }
 
 namespace handlers {
@@ -117,17 +146,38 @@ void events(Context &cx, Request &rq) {
     for (const auto &e : missed)
       c->send(e);
   } else if (!last.empty()) {
-    // Too old to replay: the current state of every unfinished job instead.
-    for (auto state : {store::JobState::Queued, store::JobState::Running}) {
-      store::JobFilter f;
-      f.state = state;
-      for (const auto &j : cx.service.store().jobs(f)) {
-        json::Node n(job_json(cx.service, j));
-        c->send_state(jobs::Event{events.last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
+    // Too old to replay: the current state of every unfinished job instead, read on the executor; the live events
+    // that arrive meanwhile follow it.
+    c->waiting = !cx.service.executor().is_inline();
+    auto sent = [c, open = c->open, alive = cx.alive](store::Outcome<std::vector<store::Job>> &o) {
+      if (!*alive || !*open)
+        return;
+      if (!o.ok()) {
+        // The client reconnects (after `retry`) and asks again.
+        SLUICE_LOG(http_log(), Warning, "event stream: cannot read the unfinished jobs: %s", o.error->what());
+        return end_stream(c);
       }
+      for (const auto &j : *o.value) {
+        json::Node n(job_json(c->cx->service, j));
+        c->send_state(
+            jobs::Event{c->cx->service.events().last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
+      }
+      c->waiting = false;
+      auto held = std::move(c->held);
+      for (const auto &e : held)
+        c->send(e);
+    };
+    if (c->waiting) {
+      c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });
+      cx.service.executor().run(unfinished_jobs, std::move(sent));
+    } else {
+      store::Outcome<std::vector<store::Job>> o;
+      o.value = unfinished_jobs(cx.service.store()); // throws as any handler's catalog call
+      sent(o);
     }
   }
-  c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });
+  if (!c->token)
+    c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });
   c->keep_alive = g_timeout_add_seconds(
       static_cast<guint>(cx.config.keep_alive_s),
       [](gpointer data) -> gboolean {

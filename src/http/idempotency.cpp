@@ -21,19 +21,46 @@ struct IdempotencyKeys::Held {
   std::string id, scope, key, fingerprint;
 };
 
-bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint) {
+namespace {
+
+bool well_formed(const std::string &key) {
+  return !key.empty() && key.size() <= IdempotencyKeys::kMaxKeyLength &&
+         std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+} // namespace
+
+std::optional<std::string> IdempotencyKeys::key_of(SoupServerMessage *msg) {
   const char *raw = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), kHeader);
+  return raw ? std::optional<std::string>(raw) : std::nullopt;
+}
+
+std::optional<store::StoredAnswer> IdempotencyKeys::lookup(store::Store &store, const std::string &scope,
+                                                           const std::string &key) {
+  if (!well_formed(key))
+    return std::nullopt;
+  return store.stored_answer(scope, key, g_get_real_time() - kTtlSeconds * G_USEC_PER_SEC);
+}
+
+bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint) {
+  auto key = key_of(msg);
+  if (!key)
+    return false;
+  return begin(msg, scope, fingerprint, lookup(service_.store(), scope, *key));
+}
+
+bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint,
+                            const std::optional<store::StoredAnswer> &found) {
+  auto raw = key_of(msg);
   if (!raw)
     return false;
-  std::string key = raw;
-  if (key.empty() || key.size() > kMaxKeyLength ||
-      !std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
+  const std::string &key = *raw;
+  if (!well_formed(key))
     throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_field",
                       "Idempotency-Key must be 1 to " + std::to_string(kMaxKeyLength) +
                           " visible ASCII characters (a UUID, for example)",
                       kHeader};
-  const std::int64_t now = g_get_real_time();
-  if (auto a = store_.stored_answer(scope, key, now - kTtlSeconds * G_USEC_PER_SEC)) {
+  if (const auto &a = found) {
     if (a->fingerprint != fingerprint)
       throw UploadError{422, "idempotency_key_reused",
                         "this Idempotency-Key was used for a different request; use a new key for a new request",
@@ -78,13 +105,23 @@ void IdempotencyKeys::remember(SoupServerMessage *msg) {
   if (const char *loc = soup_message_headers_get_one(soup_server_message_get_response_headers(msg), "Location"))
     a.location = loc;
   a.created = g_get_real_time();
-  try {
-    store_.store_answer(a, a.created - kTtlSeconds * G_USEC_PER_SEC);
-  } catch (const Error &e) {
-    // The answer still goes out; only a retry would not find it.
-    SLUICE_LOG(http_log(), Warning, "%s: cannot keep the answer for its Idempotency-Key: %s", a.scope.c_str(),
-               e.what());
-  }
+  // The key goes with the write, not with the message (which may be gone first): released when it has landed.
+  g_object_steal_data(G_OBJECT(msg), kHeldKey);
+  std::shared_ptr<Held> keep(held, [](Held *h) {
+    h->in_flight->erase(h->id);
+    delete h;
+  });
+  service_.executor().run(
+      [a](store::Store &s) {
+        s.store_answer(a, a.created - kTtlSeconds * G_USEC_PER_SEC);
+        return true;
+      },
+      [keep, scope = a.scope](store::Outcome<bool> &o) {
+        // The answer still goes out; only a retry would not find it.
+        if (!o.ok())
+          SLUICE_LOG(http_log(), Warning, "%s: cannot keep the answer for its Idempotency-Key: %s", scope.c_str(),
+                     o.error->what());
+      });
 }
 
 } // namespace sluice::http

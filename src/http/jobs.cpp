@@ -47,20 +47,14 @@ void cancel_job(Context &cx, Request &rq) {
   if (!store::is_id(id))
     return set_not_found(rq.msg, "no job " + id);
   SoupServerMessage *msg = rq.msg;
-  // A running job stops asynchronously: the answer waits until it has.
-  g_object_ref(msg);
-  soup_server_message_pause(msg);
+  // A running job stops asynchronously: the answer waits until it has (a queued one's: until its cancel is written).
   app::Service *service = &cx.service;
-  cx.service.cancel_job(id, [alive = cx.alive, msg, service](app::Result<store::Job> result) {
-    if (*alive) {
-      if (auto *f = std::get_if<app::Failure>(&result))
-        set_failure(msg, *f);
-      else
-        set_json(msg, SOUP_STATUS_OK, job_json(*service, std::get<store::Job>(result)));
-    }
-    soup_server_message_unpause(msg);
-    g_object_unref(msg);
-  });
+  cx.service.cancel_job(id, later(cx, msg, [msg, service](app::Result<store::Job> result) {
+                          if (auto *f = std::get_if<app::Failure>(&result))
+                            set_failure(msg, *f);
+                          else
+                            set_json(msg, SOUP_STATUS_OK, job_json(*service, std::get<store::Job>(result)));
+                        }));
 }
 
 } // namespace sluice::http::handlers

@@ -273,7 +273,8 @@ bool upload_body(Context &cx, SoupServerMessage *msg) {
                 "the server is short of disk space (less than [health] min-free-space is free); try again later");
       return true;
     }
-    auto up = std::make_shared<Upload>(msg, cx.service.scheduler().layout().uploads_dir(), cx.config.max_upload_size);
+    auto up = std::make_shared<Upload>(msg, cx.service.scheduler().layout().uploads_dir(), cx.config.max_upload_size,
+                                       cx.service.scheduler().storage());
     Upload::attach(msg, std::move(up));
   } catch (const UploadError &e) {
     set_error(msg, e.status, e.code, e.message, e.field);

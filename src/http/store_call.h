@@ -5,6 +5,7 @@
 #include "app/service.h"
 #include "http/context.h"
 #include "http/respond.h"
+#include "http/upload.h"
 #include "store/executor.h"
 
 #include <libsoup/soup.h>
@@ -16,7 +17,8 @@
 namespace sluice::http {
 
 // Runs work(store::Store &) -> T where the main loop does not wait for it, then answer(T &) on the main loop; the
-// message stays paused in between. A failure is answered as any handler's: the catalog's (Io) 503 JSON. Inline
+// message stays paused in between (answer may start another wait on it: later(), with_store). A failure is answered
+// as any handler's: the catalog's (Io) 503 JSON, a thrown UploadError as its status. Inline
 // executor (SQLite): both at once, on the handler's own call, with its errors thrown to the caller as before.
 template <typename Work, typename Answer>
 void with_store(Context &cx, SoupServerMessage *msg, Work work, Answer answer) {
@@ -30,6 +32,8 @@ void with_store(Context &cx, SoupServerMessage *msg, Work work, Answer answer) {
   ex.run(std::move(work), later(cx, msg, [msg, answer = std::move(answer)](store::Outcome<T> &o) {
            try {
              answer(o.get());
+           } catch (const UploadError &e) {
+             set_error(msg, e.status, e.code, e.message, e.field);
            } catch (const Error &e) {
              set_failure(msg, app::failure_of(e));
            } catch (const std::exception &e) {

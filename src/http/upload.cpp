@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "http/log.h"
+#include "jobs/stored.h"
+#include "store/store.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -29,7 +31,8 @@ std::string lower(std::string s) {
 
 } // namespace
 
-Upload::Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t max_size) : max_size_(max_size) {
+Upload::Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t max_size, storage::Storage *storage)
+    : max_size_(max_size), storage_(storage) {
   SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
   goffset length = soup_message_headers_get_content_length(h);
   if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH && length > max_size)
@@ -137,6 +140,8 @@ Upload::~Upload() {
 }
 
 void Upload::discard() {
+  if (streamed_)
+    streamed_->abandon("the upload was not kept");
   if (fd_ >= 0) {
     close(fd_);
     fd_ = -1;
@@ -156,6 +161,9 @@ void Upload::keep(const std::string &dest) {
   if (rename(path_.c_str(), dest.c_str()) != 0)
     throw Error(ErrorCode::Io, "cannot move the upload to " + dest + ": " + g_strerror(errno));
   path_.clear();
+  // Kept as the video's source: whoever removes the video removes its object.
+  if (streamed_)
+    streamed_->keep();
 }
 
 void Upload::fail(UploadError err) {
@@ -163,6 +171,8 @@ void Upload::fail(UploadError err) {
     SLUICE_LOG(http_log(), Info, "upload %s failed: %s", path_.c_str(), err.message.c_str());
     error_ = std::move(err);
   }
+  if (streamed_)
+    streamed_->abandon(error_->message);
   // Nothing more is written; the rest of the body is read and dropped so the answer can be sent.
   if (fd_ >= 0) {
     close(fd_);
@@ -174,9 +184,22 @@ void Upload::fail(UploadError err) {
   }
 }
 
+void Upload::start_streaming() {
+  // From the file's first byte: by then a form's file part has said its name, which the key's extension comes from.
+  try {
+    streamed_ = jobs::SourceUpload::start(*storage_, path_, store::new_id(), jobs::source_extension(filename_));
+  } catch (const Error &e) {
+    // The service puts the file once it is whole instead, as it does for a file that arrives any other way.
+    SLUICE_LOG(http_log(), Warning, "upload %s: cannot stream it to storage as it arrives: %s", path_.c_str(),
+               e.what());
+  }
+}
+
 void Upload::write_file(const char *data, std::size_t len) {
   if (fd_ < 0)
     return;
+  if (storage_ && !streamed_ && file_bytes_ == 0)
+    start_streaming();
   while (len > 0) {
     ssize_t n = ::write(fd_, data, len);
     if (n < 0) {
@@ -193,6 +216,8 @@ void Upload::write_file(const char *data, std::size_t len) {
     len -= static_cast<std::size_t>(n);
     file_bytes_ += n;
   }
+  if (streamed_)
+    streamed_->grew(file_bytes_);
 }
 
 void Upload::on_chunk(const char *data, std::size_t len) {
@@ -242,6 +267,8 @@ std::optional<UploadError> Upload::finish() {
   }
   if (!error_ && file_bytes_ == 0)
     fail(UploadError{SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "not_media", "the uploaded file is empty", "file"});
+  if (!error_ && streamed_)
+    streamed_->finish(file_bytes_);
   return error_;
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include "http/multipart.h"
+#include "jobs/source_upload.h"
+#include "storage/storage.h"
 
 #include <libsoup/soup.h>
 
@@ -22,14 +24,17 @@ struct UploadError {
 };
 
 // One upload in progress. It owns its temporary file: unless keep() was called, the file is removed
-// when the Upload is destroyed (the request finished, failed, or the client went away).
+// when the Upload is destroyed (the request finished, failed, or the client went away). With a storage, the file is
+// also streamed to it as it arrives (jobs::SourceUpload, from its first byte, under a video id picked then): a
+// failed, refused or discarded upload abandons that too, and nothing is left in the bucket.
 class Upload {
 public:
   enum class Kind { Raw, Multipart };
 
   // Decides from the request headers whether the body can be accepted; throws UploadError (413, 415,
-  // 400). tmp_dir receives the temporary file.
-  Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t max_size);
+  // 400). tmp_dir receives the temporary file; storage (nullptr: none) the file's bytes as they arrive.
+  Upload(SoupServerMessage *msg, const std::string &tmp_dir, std::int64_t max_size,
+         storage::Storage *storage = nullptr);
   ~Upload();
   Upload(const Upload &) = delete;
   Upload &operator=(const Upload &) = delete;
@@ -47,6 +52,10 @@ public:
   // Text fields of a multipart form, or the query parameters of a raw upload.
   const std::map<std::string, std::string> &fields() const { return fields_; }
   const std::string &filename() const { return filename_; }
+  // The upload to the storage that follows the file (nullptr: none, or it could not start), and the video id its
+  // key was made for ("" without one).
+  std::shared_ptr<jobs::SourceUpload> streamed() const { return streamed_; }
+  std::string video_id() const { return streamed_ ? streamed_->video_id() : std::string(); }
   // Moves the temporary file to dest (same file system) and stops owning it.
   void keep(const std::string &dest);
   // Removes the temporary file now.
@@ -58,6 +67,7 @@ public:
 private:
   void on_chunk(const char *data, std::size_t len);
   void write_file(const char *data, std::size_t len);
+  void start_streaming();
   void fail(UploadError err);
 
   Kind kind_ = Kind::Raw;
@@ -73,6 +83,8 @@ private:
   std::string filename_;
   std::optional<UploadError> error_;
   bool body_complete_ = false;
+  storage::Storage *storage_ = nullptr;
+  std::shared_ptr<jobs::SourceUpload> streamed_;
 };
 
 } // namespace sluice::http

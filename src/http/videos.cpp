@@ -113,11 +113,19 @@ auto video_row(const std::string &id) {
   };
 }
 
-std::optional<app::VideoView> find_video(Context &cx, Request &rq) {
-  auto v = cx.service.video(rq.params[0]);
-  if (!v)
-    set_not_found(rq.msg, "no video " + rq.params[0]);
-  return v;
+// Whether the video exists, read on the executor (and with it what else `more` reads: the answer stored for an
+// Idempotency-Key).
+struct Found {
+  bool video = false;
+  std::optional<store::StoredAnswer> answer;
+};
+
+auto find_video(const std::string &id) {
+  return [id](store::Store &store) {
+    Found f;
+    f.video = store::is_id(id) && store.video(id);
+    return f;
+  };
 }
 
 } // namespace
@@ -157,8 +165,6 @@ void video_jobs(Context &cx, Request &rq) {
 }
 
 void delete_video(Context &cx, Request &rq) {
-  if (!find_video(cx, rq))
-    return;
   SoupServerMessage *msg = rq.msg;
   cx.service.delete_video(rq.params[0], later(cx, msg, [msg](std::optional<app::Failure> f) {
                             if (f)
@@ -196,6 +202,8 @@ void upload(Context &cx, Request &rq) {
   file.size = up->bytes();
   file.keep = [up](const std::string &dest) { up->keep(dest); };
   file.discard = [up] { up->discard(); };
+  file.video_id = up->video_id(); // [storage]: the id its object was streamed under
+  file.streamed = up->streamed();
   Context *c = &cx;
   cx.service.ingest(std::move(file), meta, later(cx, msg, [c, msg](app::Result<app::Ingested> result) {
                       if (auto *f = std::get_if<app::Failure>(&result))
@@ -223,73 +231,102 @@ void create_job(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
   if (!cx.service.accepting())
     return set_error(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
-  if (!find_video(cx, rq))
-    return;
+  const std::string id = rq.params[0];
   const std::string *body = json_body(msg);
   const std::string text = body ? *body : "";
-  // A retry of a request that created its job already gets that answer again.
   g_autofree gchar *digest =
       g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(text.data()), text.size());
-  if (cx.idempotency.begin(msg, "POST " + std::string(kApi) + "/videos/" + rq.params[0] + "/jobs", digest))
-    return;
-  auto result = cx.service.create_job(rq.params[0], read_job_request(text));
-  if (auto *f = std::get_if<app::Failure>(&result))
-    return set_failure(msg, *f);
-  const auto &job = std::get<store::Job>(result);
-  set_json(msg, SOUP_STATUS_ACCEPTED, job_json(cx.service, job));
-  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
-                               (std::string(kApi) + "/jobs/" + job.id).c_str());
-  cx.idempotency.remember(msg);
+  const std::string scope = "POST " + std::string(kApi) + "/videos/" + id + "/jobs";
+  // The video and the answer kept for the request's Idempotency-Key are read in one call.
+  auto key = IdempotencyKeys::key_of(msg);
+  Context *c = &cx;
+  with_store(
+      cx, msg,
+      [find = find_video(id), scope, key](store::Store &s) {
+        Found f = find(s);
+        if (f.video && key)
+          f.answer = IdempotencyKeys::lookup(s, scope, *key);
+        return f;
+      },
+      [c, msg, id, scope, fingerprint = std::string(digest), text](Found &found) {
+        if (!found.video)
+          return set_not_found(msg, "no video " + id);
+        // A retry of a request that created its job already gets that answer again.
+        if (c->idempotency.begin(msg, scope, fingerprint, found.answer))
+          return;
+        app::JobRequest request = read_job_request(text);
+        c->service.create_job(id, request, later(*c, msg, [c, msg](app::Result<store::Job> result) {
+                                if (auto *f = std::get_if<app::Failure>(&result))
+                                  return set_failure(msg, *f);
+                                const auto &job = std::get<store::Job>(result);
+                                set_json(msg, SOUP_STATUS_ACCEPTED, job_json(c->service, job));
+                                soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
+                                                             (std::string(kApi) + "/jobs/" + job.id).c_str());
+                                c->idempotency.remember(msg);
+                              }));
+      });
 }
 
 // PATCH: what may change of a video (its playback policy).
 void patch_video(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
-  if (!find_video(cx, rq))
-    return;
+  const std::string id = rq.params[0];
   const std::string *body = json_body(msg);
-  json::Node root = read_object(body ? *body : "", {"playback_policy"}, "playback_policy");
-  if (!root.get())
-    return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
-  JsonObject *o = json_node_get_object(root.get());
-  if (!json_object_has_member(o, "playback_policy"))
-    return set_json(msg, SOUP_STATUS_OK, video_json(cx.service, *cx.service.video(rq.params[0])));
-  JsonNode *val = json_object_get_member(o, "playback_policy");
-  if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_STRING)
-    return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'playback_policy': expected a string",
-                     "playback_policy");
-  auto result = cx.service.set_playback_policy(rq.params[0], json_node_get_string(val));
-  if (auto *f = std::get_if<app::Failure>(&result))
-    return set_failure(msg, *f);
-  set_json(msg, SOUP_STATUS_OK, video_json(cx.service, std::get<app::VideoView>(result)));
+  const std::string text = body ? *body : "";
+  Context *c = &cx;
+  with_store(cx, msg, video_row(id), [c, msg, id, text](std::optional<VideoRow> &row) {
+    if (!row)
+      return set_not_found(msg, "no video " + id);
+    json::Node root = read_object(text, {"playback_policy"}, "playback_policy");
+    if (!root.get())
+      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object");
+    JsonObject *o = json_node_get_object(root.get());
+    if (!json_object_has_member(o, "playback_policy"))
+      return set_json(msg, SOUP_STATUS_OK, video_json(c->service, c->service.view(row->first, std::move(row->second))));
+    JsonNode *val = json_object_get_member(o, "playback_policy");
+    if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_STRING)
+      return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'playback_policy': expected a string",
+                       "playback_policy");
+    c->service.set_playback_policy(
+        id, json_node_get_string(val), later(*c, msg, [c, msg](app::Result<app::VideoView> result) {
+          if (auto *f = std::get_if<app::Failure>(&result))
+            return set_failure(msg, *f);
+          set_json(msg, SOUP_STATUS_OK, video_json(c->service, std::get<app::VideoView>(result)));
+        }));
+  });
 }
 
 // A playback token for a video's media: {"ttl": seconds} (default 3600) -> {"token", "expires"}.
 void playback_token(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
-  if (!find_video(cx, rq))
-    return;
+  const std::string id = rq.params[0];
   const std::string *body = json_body(msg);
-  json::Node root = read_object(body ? *body : "", {"ttl"}, "ttl");
-  std::int64_t ttl = 3600;
-  if (root.get()) {
-    JsonObject *o = json_node_get_object(root.get());
-    if (json_object_has_member(o, "ttl")) {
-      JsonNode *val = json_object_get_member(o, "ttl");
-      if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_INT64)
-        return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'ttl': expected an integer", "ttl");
-      ttl = json_node_get_int(val);
+  const std::string text = body ? *body : "";
+  app::Service *service = &cx.service;
+  with_store(cx, msg, find_video(id), [service, msg, id, text](Found &found) {
+    if (!found.video)
+      return set_not_found(msg, "no video " + id);
+    json::Node root = read_object(text, {"ttl"}, "ttl");
+    std::int64_t ttl = 3600;
+    if (root.get()) {
+      JsonObject *o = json_node_get_object(root.get());
+      if (json_object_has_member(o, "ttl")) {
+        JsonNode *val = json_object_get_member(o, "ttl");
+        if (!JSON_NODE_HOLDS_VALUE(val) || json_node_get_value_type(val) != G_TYPE_INT64)
+          return set_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_field", "field 'ttl': expected an integer", "ttl");
+        ttl = json_node_get_int(val);
+      }
     }
-  }
-  auto result = cx.service.playback_token(rq.params[0], ttl);
-  if (auto *f = std::get_if<app::Failure>(&result))
-    return set_failure(msg, *f);
-  const auto &t = std::get<app::PlaybackToken>(result);
-  JsonObject *o = json_object_new();
-  json_object_set_string_member(o, "token", t.token.c_str());
-  json_object_set_string_member(o, "expires", jobs::iso_time(t.expires_s * G_USEC_PER_SEC).c_str());
-  json_object_set_string_member(o, "query", ("token=" + t.token).c_str());
-  set_json(msg, SOUP_STATUS_OK, json::object_node(o));
+    auto result = service->playback_token(id, ttl);
+    if (auto *f = std::get_if<app::Failure>(&result))
+      return set_failure(msg, *f);
+    const auto &t = std::get<app::PlaybackToken>(result);
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "token", t.token.c_str());
+    json_object_set_string_member(o, "expires", jobs::iso_time(t.expires_s * G_USEC_PER_SEC).c_str());
+    json_object_set_string_member(o, "query", ("token=" + t.token).c_str());
+    set_json(msg, SOUP_STATUS_OK, json::object_node(o));
+  });
 }
 
 } // namespace sluice::http::handlers

@@ -170,11 +170,11 @@ void Scheduler::shutdown(std::function<void()> done) {
       GST_WARNING("cannot remove worker %s from the catalog: %s", worker_name_.c_str(), e.what());
     }
   }
+  on_shutdown_ = std::move(done);
   if (active_.empty()) {
-    done();
+    stop_if_idle(); // once the job states and claims on the executor are back
     return;
   }
-  on_shutdown_ = std::move(done);
   std::vector<std::string> ids;
   for (auto &[id, a] : active_) {
     a->shutdown_requested = true;
@@ -245,7 +245,7 @@ bool Scheduler::queue_full() {
          config_.queue_limit;
 }
 
-store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) {
+store::Job Scheduler::new_job(const std::string &video_id, const JobSpec &spec) const {
   store::Job job;
   job.id = store::new_id();
   job.video_id = video_id;
@@ -261,50 +261,86 @@ store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) 
   job.max_attempts = config_.max_attempts;
   job.created = g_get_real_time();
   job.state = store::JobState::Queued;
-  job.seq = store_.add_job(job);
+  return job;
+}
+
+void Scheduler::enqueued(const store::Job &job) {
   publish_job(job);
   post([this, alive = alive_] {
     if (*alive)
       guarded("", "running the job queue", [this] { pump(); });
   });
+}
+
+store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) {
+  store::Job job = new_job(video_id, spec);
+  job.seq = store_.add_job(job);
+  enqueued(job);
   return job;
 }
 
-bool Scheduler::cancel(const std::string &job_id) {
+namespace {
+
+store::Job canceled(store::Job job) {
+  job.state = store::JobState::Canceled;
+  job.finished = g_get_real_time();
+  job.error_code = error_code_name(ErrorCode::Canceled);
+  job.error = "canceled on request";
+  return job;
+}
+
+} // namespace
+
+void Scheduler::cancel(const std::string &job_id, std::function<void(store::Outcome<bool> &)> done) {
   auto it = active_.find(job_id);
   if (it != active_.end()) {
     Active &a = *it->second;
     a.cancel_requested = true;
     if (a.transcode)
       a.transcode->cancel(); // planned() cancels a job that is still being planned
-    return true;
+    store::Outcome<bool> yes;
+    yes.value = true;
+    return done(yes);
   }
   // A job waiting for a retry whose state the catalog refused is what the scheduler knows of it.
-  std::optional<store::Job> job;
+  std::optional<store::Job> unsaved;
   if (auto u = unsaved_.find(job_id); u != unsaved_.end())
-    job = u->second;
-  else
-    job = store_.job(job_id);
-  if (!job || store::is_terminal(job->state))
-    return false;
-  job->state = store::JobState::Canceled;
-  job->finished = g_get_real_time();
-  job->error_code = error_code_name(ErrorCode::Canceled);
-  job->error = "canceled on request";
+    unsaved = u->second;
   // Written now or not at all: a client that asked is told when the catalog refuses (Io, 503), and the job is left
-  // as it was.
-  store_.update_job(*job);
-  unsaved_.erase(job_id);
-  publish_job(*job);
-  if (metrics_)
-    metrics_->job_ended(job->pipeline, "canceled");
-  return true;
+  // as it was. The row is read and written on the executor; what follows from it is applied on the loop after.
+  executor_->run(
+      [job_id, unsaved](store::Store &s) -> std::optional<store::Job> {
+        std::optional<store::Job> job = unsaved ? unsaved : s.job(job_id);
+        if (!job || store::is_terminal(job->state))
+          return std::nullopt;
+        job = canceled(*job);
+        s.update_job(*job);
+        return job;
+      },
+      [this, alive = alive_, job_id, done = std::move(done)](store::Outcome<std::optional<store::Job>> &o) {
+        store::Outcome<bool> out;
+        out.error = o.error;
+        if (o.ok())
+          out.value = o.value->has_value();
+        if (*alive && o.ok() && *o.value) {
+          const store::Job &job = **o.value;
+          unsaved_.erase(job_id);
+          publish_job(job);
+          if (metrics_)
+            metrics_->job_ended(job.pipeline, "canceled");
+        }
+        done(out);
+      });
 }
 
 bool Scheduler::has_unfinished_job(const std::string &video_id, const std::string &pipeline) {
   store::JobFilter f;
   f.video_id = video_id;
-  for (const auto &j : store_.jobs(f))
+  return has_unfinished_job(store_.jobs(f), pipeline);
+}
+
+bool Scheduler::has_unfinished_job(const std::vector<store::Job> &jobs, const std::string &pipeline) const {
+  for (const auto &j : jobs)
     if (!store::is_terminal(state_of(j)) && (pipeline.empty() || j.pipeline == pipeline))
       return true;
   return false;
@@ -346,47 +382,73 @@ std::vector<store::Job> Scheduler::enqueue_profile(const std::string &video_id, 
   return jobs;
 }
 
-void Scheduler::stop_video(const std::string &video_id, std::function<void()> done) {
-  store::JobFilter f;
-  f.video_id = video_id;
-  for (const auto &j : store_.jobs(f)) {
-    if (state_of(j) != store::JobState::Queued)
-      continue;
-    try {
-      cancel(j.id);
-    } catch (const Error &e) {
-      // The catalog refuses the cancel: it is kept and written again until it lands (no job starts meanwhile),
-      // so that stopping a video's jobs never stops halfway, with a caller waiting for `done`.
+void Scheduler::stop_video(const std::string &video_id, const std::vector<store::Job> &jobs,
+                           std::function<void()> done) {
+  std::vector<store::Job> queued;
+  for (const auto &j : jobs)
+    if (state_of(j) == store::JobState::Queued) {
       auto u = unsaved_.find(j.id);
-      store::Job c = u == unsaved_.end() ? j : u->second;
-      c.state = store::JobState::Canceled;
-      c.finished = g_get_real_time();
-      c.error_code = error_code_name(ErrorCode::Canceled);
-      c.error = "canceled on request";
-      save(c);
-      if (metrics_)
-        metrics_->job_ended(c.pipeline, "canceled");
+      queued.push_back(canceled(u == unsaved_.end() ? j : u->second));
     }
-  }
-  std::vector<Active *> running;
-  for (auto &[id, a] : active_)
-    if (a->job.video_id == video_id)
-      running.push_back(a.get());
-  if (running.empty()) {
-    done();
-    return;
-  }
-  auto remaining = std::make_shared<int>(static_cast<int>(running.size()));
-  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
-  for (Active *a : running) {
-    a->on_stopped.push_back([remaining, shared_done] {
-      if (--*remaining == 0)
-        (*shared_done)();
-    });
-    a->cancel_requested = true;
-    if (a->transcode)
-      a->transcode->cancel();
-  }
+  // Then the running ones: asked to stop, `done` once the last has.
+  auto stop_running = [this, video_id, done = std::move(done)]() mutable {
+    std::vector<Active *> running;
+    for (auto &[id, a] : active_)
+      if (a->job.video_id == video_id)
+        running.push_back(a.get());
+    if (running.empty())
+      return done();
+    auto remaining = std::make_shared<int>(static_cast<int>(running.size()));
+    auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+    for (Active *a : running) {
+      a->on_stopped.push_back([remaining, shared_done] {
+        if (--*remaining == 0)
+          (*shared_done)();
+      });
+      a->cancel_requested = true;
+      if (a->transcode)
+        a->transcode->cancel();
+    }
+  };
+  if (queued.empty())
+    return stop_running();
+  // The queued ones' cancels are written on the executor, then announced on the loop.
+  executor_->run(
+      [queued](store::Store &s) {
+        // After a failure the rest is not tried: each would wait as long for a catalog that is not answering.
+        std::vector<bool> written(queued.size(), false);
+        for (std::size_t i = 0; i < queued.size(); i++) {
+          try {
+            s.update_job(queued[i]);
+            written[i] = true;
+          } catch (const Error &) {
+            break;
+          }
+        }
+        return written;
+      },
+      [this, alive = alive_, queued,
+       stop_running = std::move(stop_running)](store::Outcome<std::vector<bool>> &o) mutable {
+        if (!*alive)
+          return;
+        for (std::size_t i = 0; i < queued.size(); i++) {
+          const store::Job &c = queued[i];
+          if (o.ok() && (*o.value)[i]) {
+            unsaved_.erase(c.id);
+            publish_job(c);
+          } else {
+            // The catalog refuses the cancel: it is kept and written again from save()'s timer until it lands (no
+            // job starts meanwhile), so that stopping a video's jobs never stops halfway, with a caller waiting for
+            // `done`. Not tried again at once: it has just failed, and the loop would wait for it.
+            g_warning("cannot write the cancel of job %s to the catalog; trying again until it lands", c.id.c_str());
+            unsaved_[c.id] = c;
+            arm_save_retry();
+          }
+          if (metrics_)
+            metrics_->job_ended(c.pipeline, "canceled");
+        }
+        stop_running();
+      });
 }
 
 void Scheduler::forget_deleted_video(const Event &e) {

@@ -73,13 +73,21 @@ public:
   bool queue_full();
   // Queues a validated job for a video and announces it.
   store::Job enqueue(const std::string &video_id, const JobSpec &spec);
-  // Cancels a queued or running job; false when it has already finished.
-  bool cancel(const std::string &job_id);
-  // Cancels the video's unfinished jobs; `done` runs once none of them is running any more. A cancel the catalog
-  // refuses is written again until it lands (throws only when the video's jobs cannot be read).
-  void stop_video(const std::string &video_id, std::function<void()> done);
+  // enqueue() in two halves, for a caller that writes the row on the executor: the row of a new queued job (its seq
+  // not known yet), then, once the catalog has it (with its seq), the announcement and the queue's turn.
+  store::Job new_job(const std::string &video_id, const JobSpec &spec) const;
+  void enqueued(const store::Job &job);
+  // Cancels a queued or running job, the catalog written on the executor; done on the main loop: true once it is
+  // canceled (a running one asked to stop), false when it has already finished, the catalog's Error when it refused
+  // the cancel (the job is left as it was).
+  void cancel(const std::string &job_id, std::function<void(store::Outcome<bool> &)> done);
+  // Cancels the video's unfinished jobs (`jobs`: its rows as read from the catalog); `done` runs on the main loop
+  // once none of them is running any more. A cancel the catalog refuses is written again until it lands.
+  void stop_video(const std::string &video_id, const std::vector<store::Job> &jobs, std::function<void()> done);
   // Whether the video has a queued or running job (of that pipeline, when one is named).
   bool has_unfinished_job(const std::string &video_id, const std::string &pipeline = "");
+  // The same, of the video's rows as read from the catalog (the states this scheduler has not written yet win).
+  bool has_unfinished_job(const std::vector<store::Job> &jobs, const std::string &pipeline) const;
   // The output kind of a pipeline description; nothing when there is no such description.
   std::optional<pipeline::OutputKind> output_kind(const std::string &pipeline) const;
   // The jobs an upload starts: the requested one, then the configured extras when the video has a
@@ -157,16 +165,27 @@ private:
   store::Worker worker_row(std::int64_t now) const;
   // A claim made on the executor, back on the main loop.
   void claimed(store::Outcome<std::optional<store::Job>> &outcome);
+  // A job claimed (alone or with another's end): launched, or put back in the queue when the server is stopping.
+  void took(std::optional<store::Job> job);
+  void put_back(store::Job job);
+  // Whether a claim may be asked for now: this process runs jobs and is not stopping, no refused state waits, and a
+  // slot is free counting the claims on the executor.
+  bool may_claim() const;
+  // Once the server is stopping and nothing runs or is being written any more: shutdown's `done`.
+  void stop_if_idle();
   // The working folder of a claimed job: per claim when the catalog is shared (another attempt may still write its
   // own), and the folders of the job's earlier attempts removed.
   std::string claim_work_dir(const store::Job &job, const std::string &out) const;
-  // Writes a job's new state. When the catalog refuses it (read-only, full, gone), the state is kept and written
-  // again from a timer with backoff until it lands, the newest state of a job winning; no job starts meanwhile.
-  // Announces the job once its state is written. Returns whether it was written now.
-  // A job this process claimed (fenced) is written only while its token holds it (finish_job).
-  bool save(const store::Job &job, bool fenced = false);
-  bool write_state(const store::Job &job, bool fenced);
+  // Writes the end of a job this process claimed (a->job: succeeded, failed, queued for a retry) on the executor, only
+  // while its token holds it (finish_job), and with it the next claim when a slot is free (finish_and_claim: one
+  // round trip and one commit per job); ended() applies it on the loop: the job announced once written, a->on_stopped
+  // called, the claimed job launched. When the catalog refuses it (read-only, full, gone), the state is kept in
+  // unsaved_ and written again from a timer with backoff until it lands, the newest state of a job winning; no job
+  // starts meanwhile.
+  void end_job(std::unique_ptr<Active> a);
+  void ended(std::int64_t token, bool claim, store::Outcome<store::Store::EndAndClaim> &outcome);
   void arm_save_retry();
+  // Writes unsaved_ on the executor (one call), then announces what landed.
   void retry_saves();
   // The state of a job as the scheduler knows it: an unsaved state if there is one, else the catalog's.
   store::JobState state_of(const store::Job &job) const;
@@ -184,7 +203,12 @@ private:
   std::unique_ptr<store::Executor> own_executor_; // inline on store_
   store::Executor *executor_ = nullptr;
   bool claiming_ = false; // a claim is on the executor
-  bool beating_ = false;  // a heartbeat is on the executor
+  int claims_ending_ = 0; // job ends on the executor that claim the next job too
+  int writes_ = 0;        // job states on the executor (ends, put-backs, retries): a shutdown waits for them
+  bool retrying_ = false; // retry_saves() is on the executor
+  bool last_try_ = false; // a stopping server's last try of unsaved_ was made
+  std::map<std::int64_t, std::unique_ptr<Active>> ending_; // by token: jobs whose end is on the executor
+  bool beating_ = false;                                   // a heartbeat is on the executor
   std::shared_ptr<std::atomic<bool>> alive_;
   bool shutting_down_ = false;
   std::function<void()> on_shutdown_;

@@ -31,6 +31,8 @@ struct Scheduler::Active {
   bool done = false;
   bool master_written = false;
   std::vector<std::function<void()>> on_stopped;
+  // With [storage]: where this attempt's package was uploaded ("" : none), removed unless its end is recorded.
+  std::string package_prefix;
   // With [storage]: a streaming job's live playlists mirrored to storage for other processes (jobs/live_upload.h).
   // Declared last: destroyed first, and its end removes them once the job's end is written.
   std::unique_ptr<LiveUpload> live_upload;

@@ -49,16 +49,21 @@ std::map<std::string, std::string> job_params(const store::Job &job) {
 
 } // namespace
 
-void Scheduler::pump() {
+bool Scheduler::may_claim() const {
   if (shutting_down_ || !runs_jobs())
-    return;
+    return false;
   // A job's start is written before it runs: while the catalog refuses writes, none starts.
   if (!unsaved_.empty() || g_get_real_time() < launch_not_before_)
-    return;
+    return false;
+  return static_cast<int>(active_.size()) + claims_ending_ + (claiming_ ? 1 : 0) < config_.slots();
+}
+
+void Scheduler::pump() {
   // One claim at a time, on the executor (off the main loop where the catalog is PostgreSQL); the next is asked
   // for once it is back. One statement claims it (running, attempts + 1, leased to this worker, a fresh fencing
-  // token): another process sharing the catalog never gets the same job.
-  if (claiming_ || static_cast<int>(active_.size()) >= config_.slots())
+  // token): another process sharing the catalog never gets the same job. A job's end claims the next with it
+  // (end_job): this claim is for the slots that frees none.
+  if (claiming_ || !may_claim())
     return;
   claiming_ = true;
   executor_->run([worker = worker_name_, now = g_get_real_time(),
@@ -69,6 +74,7 @@ void Scheduler::pump() {
                      return; // a job claimed now is taken back when its lease runs out
                    claiming_ = false;
                    guarded("", "running the job queue", [&] { claimed(o); });
+                   stop_if_idle();
                  });
 }
 
@@ -84,22 +90,37 @@ void Scheduler::claimed(store::Outcome<std::optional<store::Job>> &o) {
   }
   launch_failures_ = 0;
   if (!*o.value)
-    return;
-  store::Job job = std::move(**o.value);
-  if (shutting_down_) {
-    // Claimed while the server began to stop: back to the queue as it was (its claim not counted).
-    job.state = store::JobState::Queued;
-    job.attempts -= 1;
-    job.started = 0;
-    try {
-      store_.finish_job(job);
-    } catch (const Error &e) {
-      g_warning("cannot put job %s back in the queue (its lease will run out): %s", job.id.c_str(), e.what());
-    }
-    return;
-  }
-  launch(std::move(job));
+    return; // the queue is empty: the next claim waits for the timer or a new job
+  took(std::move(*o.value));
   pump();
+}
+
+void Scheduler::took(std::optional<store::Job> job) {
+  if (!job)
+    return;
+  if (shutting_down_)
+    put_back(std::move(*job));
+  else
+    launch(std::move(*job));
+}
+
+void Scheduler::put_back(store::Job job) {
+  // Claimed while the server began to stop: back to the queue as it was (its claim not counted), written on the
+  // executor; the shutdown waits for it.
+  job.state = store::JobState::Queued;
+  job.attempts -= 1;
+  job.started = 0;
+  writes_++;
+  executor_->run([job](store::Store &store) { return store.finish_job(job); },
+                 [this, alive = alive_, id = job.id](store::Outcome<bool> &o) {
+                   if (!*alive)
+                     return;
+                   writes_--;
+                   if (o.error)
+                     g_warning("cannot put job %s back in the queue (its lease will run out): %s", id.c_str(),
+                               o.error->what());
+                   stop_if_idle();
+                 });
 }
 
 void Scheduler::give_up(store::Job job, std::int64_t now) {
@@ -109,11 +130,13 @@ void Scheduler::give_up(store::Job job, std::int64_t now) {
   job.error_code = error_code_name(ErrorCode::Internal);
   job.error = "the job was interrupted " + std::to_string(job.attempts) +
               " times (the server stopped or crashed while it ran); giving up";
-  save(job, true);
   if (metrics_) {
     metrics_->job_failed(job.pipeline, job.error_code);
     metrics_->job_ended(job.pipeline, "failed");
   }
+  auto a = std::make_unique<Active>();
+  a->job = std::move(job);
+  end_job(std::move(a));
 }
 
 void Scheduler::launch(store::Job job) {
@@ -297,12 +320,7 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
       discard_package_later(*storage_, res.storage_prefix);
     for (auto &fn : a->on_stopped)
       fn();
-    if (shutting_down_ && active_.empty() && on_shutdown_) {
-      auto fn = std::move(on_shutdown_);
-      on_shutdown_ = nullptr;
-      fn();
-      return;
-    }
+    stop_if_idle();
     pump();
     return;
   }
@@ -334,29 +352,11 @@ void Scheduler::finished(const std::string &job_id, std::optional<Error> err, co
   }
   a->job = job;
   a->progress.reset();
+  a->package_prefix = res.storage_prefix;
   // Announced once written: a published package whose job's end the catalog refuses stays, and the job ends
-  // succeeded when its state lands (see save()), never by running it again. Written only while this claim's
+  // succeeded when its state lands (see end_job()), never by running it again. Written only while this claim's
   // token holds the job.
-  const bool saved = save(job, true);
-  if (storage_ && saved && job.state == store::JobState::Succeeded)
-    drop_other_versions_later(*storage_, job); // only once the new version is the one recorded
-  else if (storage_ && !saved && !unsaved_.count(job.id))
-    discard_package_later(*storage_, res.storage_prefix); // never recorded: fenced out, or its video is gone
-  for (auto &fn : a->on_stopped)
-    fn();
-  if (shutting_down_) {
-    if (active_.empty() && on_shutdown_) {
-      // A last try for states the catalog refused; those still refused are of jobs left running, queued again at
-      // the next start.
-      if (!unsaved_.empty())
-        retry_saves();
-      auto fn = std::move(on_shutdown_);
-      on_shutdown_ = nullptr;
-      fn();
-    }
-    return;
-  }
-  pump();
+  end_job(std::move(a));
 }
 
 void Scheduler::succeed(store::Job &job, const Active &a, const TranscodeResult &res, std::int64_t now) {

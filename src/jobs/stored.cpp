@@ -46,6 +46,19 @@ std::string source_key(const std::string &video_id, const std::string &ext) {
   return video_prefix(video_id) + kSourceName + (ext.empty() ? "" : "." + ext);
 }
 
+std::string source_extension(const std::string &filename) {
+  auto dot = filename.rfind('.');
+  if (dot == std::string::npos || dot + 1 >= filename.size() || filename.size() - dot - 1 > 8)
+    return "bin";
+  std::string ext = filename.substr(dot + 1);
+  for (auto &c : ext) {
+    if (!g_ascii_isalnum(c))
+      return "bin";
+    c = g_ascii_tolower(c);
+  }
+  return ext;
+}
+
 std::string package_prefix(const std::string &video_id, const std::string &pipeline, std::int64_t version) {
   return video_prefix(video_id) + pipeline + "/v" + std::to_string(version) + "/";
 }

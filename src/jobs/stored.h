@@ -19,6 +19,9 @@ std::unique_ptr<storage::Storage> open_storage(const ServerConfig &config);
 
 // Every object of a video is under "videos/ID/".
 std::string video_prefix(const std::string &video_id);
+// The extension a source file is kept under, from the client's file name: its last one, lower case, when it is 1 to 8
+// letters and digits, else "bin" (the local file and the object are named alike).
+std::string source_extension(const std::string &filename);
 // The key of a video's source: "videos/ID/source.EXT" (ext "" gives "videos/ID/source").
 std::string source_key(const std::string &video_id, const std::string &ext);
 // A package's versioned prefix: "videos/ID/PIPELINE/vVERSION/". The version is the claim's fencing token, so

@@ -26,9 +26,12 @@ struct Credentials {
 struct Request {
   std::string method = "GET";
   std::string url;
-  std::vector<std::string> headers;           // "Name: value"; an x-amz-date here is the date libcurl signs with
-  std::string_view body;                      // sent with x-amz-content-sha256: its SHA-256
-  bool has_body = false;                      // a PUT or POST with body (possibly empty)
+  std::vector<std::string> headers; // "Name: value"; an x-amz-date here is the date libcurl signs with
+  std::string_view body;            // sent with x-amz-content-sha256: its SHA-256
+  bool has_body = false;            // a PUT or POST with body (possibly empty)
+  bool unsigned_payload = false;    // x-amz-content-sha256: UNSIGNED-PAYLOAD instead (signed as such)
+  int body_fd = -1; // >= 0: the body is body_size bytes of this file from body_offset (read as sent), not `body`
+  std::int64_t body_offset = 0, body_size = 0;
   Sink sink;                                  // when set, a 2xx answer's body goes here instead of Response::body
   std::function<void(long status)> on_status; // with sink: called with the 2xx status before the first byte
   std::string connect_to;                     // a CURLOPT_CONNECT_TO entry (HOST:PORT:CONNECT-TO-HOST:PORT), for tests
@@ -49,6 +52,8 @@ Response perform(const Credentials &credentials, const Request &request);
 [[noreturn]] void throw_error(const Response &response, const std::string &what);
 
 std::string sha256_hex(std::string_view bytes);
+// The SHA-256 of size bytes of the file fd from offset (read with pread); throws Io.
+std::string sha256_hex(int fd, std::int64_t offset, std::int64_t size);
 // AWS's UriEncode: every byte but A-Z a-z 0-9 - . _ ~ (and '/' when keep_slash) as %XX.
 std::string uri_encode(std::string_view s, bool keep_slash);
 // name=value pairs, each URI-encoded, sorted by name: the canonical query string SigV4 signs.

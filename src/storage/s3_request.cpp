@@ -7,9 +7,11 @@
 
 #include <curl/curl.h>
 #include <glib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <memory>
 #include <mutex>
 
@@ -89,6 +91,21 @@ std::size_t on_body(char *data, std::size_t size, std::size_t count, void *user)
 
 std::size_t on_read(char *buffer, std::size_t size, std::size_t count, void *user) {
   auto *t = static_cast<Transfer *>(user);
+  if (t->request->body_fd >= 0) {
+    const Request &r = *t->request;
+    std::size_t n = static_cast<std::size_t>(std::min<std::int64_t>(static_cast<std::int64_t>(size * count),
+                                                                    r.body_size - static_cast<std::int64_t>(t->sent)));
+    while (n > 0) {
+      ssize_t got = pread(r.body_fd, buffer, n, r.body_offset + static_cast<std::int64_t>(t->sent));
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got <= 0)
+        return CURL_READFUNC_ABORT; // the file shrank or failed: the request fails, the upload with it
+      t->sent += static_cast<std::size_t>(got);
+      return static_cast<std::size_t>(got);
+    }
+    return 0;
+  }
   std::string_view body = t->request->body;
   std::size_t n = std::min(size * count, body.size() - t->sent);
   std::copy_n(body.data() + t->sent, n, buffer);
@@ -133,8 +150,12 @@ Response perform(const Credentials &credentials, const Request &request) {
   };
   for (const auto &h : request.headers)
     add(h);
-  // libcurl 7.88 signs the value of this header as the payload's hash (and lists it in SignedHeaders).
-  add("x-amz-content-sha256: " + sha256_hex(request.body));
+  // libcurl 7.88 signs the value of this header as the payload's hash (and lists it in SignedHeaders), whatever it is:
+  // UNSIGNED-PAYLOAD too, which S3 takes for a body whose hash the signature does not cover.
+  add("x-amz-content-sha256: " + (request.unsigned_payload ? std::string("UNSIGNED-PAYLOAD")
+                                  : request.body_fd >= 0
+                                      ? sha256_hex(request.body_fd, request.body_offset, request.body_size)
+                                      : sha256_hex(request.body)));
   // No "Expect:" header to turn off 100-continue: libcurl 7.88 would sign it (empty) without sending it, and S3
   // would compute another signature.
   std::unique_ptr<curl_slist, SlistDeleter> connect_to;
@@ -165,7 +186,9 @@ Response perform(const Credentials &credentials, const Request &request) {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L); // PUT; POST through CUSTOMREQUEST below
     curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(c, CURLOPT_READDATA, &t);
-    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+                     static_cast<curl_off_t>(request.body_fd >= 0 ? request.body_size
+                                                                  : static_cast<std::int64_t>(request.body.size())));
     if (request.method != "PUT")
       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   } else if (request.method != "GET") {
@@ -218,6 +241,23 @@ std::string sha256_hex(std::string_view bytes) {
       g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(bytes.data()), bytes.size()),
       &g_free);
   return sum.get();
+}
+
+std::string sha256_hex(int fd, std::int64_t offset, std::int64_t size) {
+  std::unique_ptr<GChecksum, decltype(&g_checksum_free)> sum(g_checksum_new(G_CHECKSUM_SHA256), &g_checksum_free);
+  std::string buf(1 << 16, '\0');
+  while (size > 0) {
+    ssize_t got = pread(fd, buf.data(), static_cast<std::size_t>(std::min<std::int64_t>(size, 1 << 16)), offset);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      throw Error(ErrorCode::Io, std::string("cannot read the file being uploaded: ") +
+                                     (got < 0 ? g_strerror(errno) : "it is shorter than was said"));
+    g_checksum_update(sum.get(), reinterpret_cast<const guchar *>(buf.data()), got);
+    offset += got;
+    size -= got;
+  }
+  return g_checksum_get_string(sum.get());
 }
 
 std::string uri_encode(std::string_view s, bool keep_slash) {

@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// S3Storage's streaming upload: one PUT when it ends within a part, else S3 multipart with two parts in memory at most.
+// S3Storage's streaming upload: one PUT when it ends within a part, else S3 multipart; parts of written bytes in memory
+// (the one being filled and S3Settings::parallel_parts in flight), parts of a file read from it as they are sent.
 #include "core/error.h"
 #include "core/log.h"
 #include "storage/s3_internal.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <deque>
 #include <future>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice::storage {
@@ -23,9 +29,7 @@ bool ok(const s3::Response &r) {
 class S3Upload : public Upload {
 public:
   S3Upload(const S3Storage::Impl &impl, std::string key, std::string content_type)
-      : impl_(impl), key_(std::move(key)), content_type_(std::move(content_type)) {
-    part_.reserve(impl_.settings.part_size);
-  }
+      : impl_(impl), key_(std::move(key)), content_type_(std::move(content_type)) {}
   ~S3Upload() override {
     if (!done_)
       abort();
@@ -36,6 +40,7 @@ public:
       throw Error(ErrorCode::Internal, "write to a finished upload of " + key_);
     const char *p = static_cast<const char *>(data);
     try {
+      in_memory();
       while (size > 0) {
         if (part_.size() == impl_.settings.part_size)
           send_part(); // only once more bytes come: a last part that is exactly full is sent by finish()
@@ -44,6 +49,32 @@ public:
         p += n;
         size -= n;
         size_ += static_cast<std::int64_t>(n);
+      }
+    } catch (...) {
+      abort();
+      throw;
+    }
+  }
+
+  void write_file_range(int fd, std::int64_t offset, std::int64_t size) override {
+    // Bytes that follow the part's in the same file: the part stays a range of the file, read as it is sent.
+    if (!part_.empty() || (file_fd_ >= 0 && (fd != file_fd_ || offset != file_start_ + file_len_)))
+      return Upload::write_file_range(fd, offset, size);
+    if (done_)
+      throw Error(ErrorCode::Internal, "write to a finished upload of " + key_);
+    const auto part_size = static_cast<std::int64_t>(impl_.settings.part_size);
+    try {
+      if (file_fd_ < 0) {
+        file_fd_ = fd;
+        file_start_ = offset;
+      }
+      while (size > 0) {
+        if (file_len_ == part_size)
+          send_part(); // only once more bytes come, as in write()
+        std::int64_t n = std::min(part_size - file_len_, size);
+        file_len_ += n;
+        size -= n;
+        size_ += n;
       }
     } catch (...) {
       abort();
@@ -61,6 +92,9 @@ public:
         req.method = "PUT";
         req.url = impl_.object_url(key_);
         req.body = part_;
+        req.body_fd = file_len_ > 0 ? file_fd_ : -1;
+        req.body_offset = file_start_;
+        req.body_size = file_len_;
         req.has_body = true;
         req.headers.push_back("Content-Type: " + content_type_);
         s3::Response r = impl_.call(req);
@@ -69,7 +103,8 @@ public:
         info.etag = r.headers["etag"];
       } else {
         send_part();
-        wait_part();
+        while (!inflight_.empty())
+          wait_part();
         info.etag = complete();
       }
       done_ = true;
@@ -87,8 +122,9 @@ public:
     done_ = true;
     part_ = std::string();
     try {
-      if (inflight_.valid())
-        inflight_.wait();
+      for (auto &f : inflight_)
+        f.second.wait();
+      inflight_.clear();
       if (upload_id_.empty())
         return;
       s3::Request req;
@@ -97,6 +133,7 @@ public:
       s3::Response r = impl_.call(req);
       if (!ok(r) && r.status != 404)
         s3::throw_error(r, "abort of the multipart upload of " + key_);
+      SLUICE_LOG(cat(), Info, "aborted the multipart upload of %s (%zu parts sent)", key_.c_str(), etags_.size());
     } catch (const std::exception &e) {
       // The parts stay until the bucket's lifecycle rule for incomplete uploads removes them; no object appears.
       SLUICE_LOG(cat(), Warning, "%s", e.what());
@@ -104,22 +141,33 @@ public:
   }
 
 private:
-  // Hands the full part to a thread; waits first for the previous one, so that at most two parts are in memory.
+  // Hands the full part to a thread of its own (a connection of its own); waits first for the oldest one in flight
+  // when as many as parallel_parts are, so that the parts in memory stay bounded.
   void send_part() {
-    wait_part();
+    while (static_cast<int>(inflight_.size()) >= std::max(1, impl_.settings.parallel_parts))
+      wait_part();
     if (upload_id_.empty())
       initiate();
     int number = static_cast<int>(etags_.size()) + 1;
     if (number > 10000)
       throw Error(ErrorCode::Invalid, "upload of " + key_ + " needs more than 10,000 parts: raise the part size");
     etags_.emplace_back();
-    inflight_ = std::async(std::launch::async, [this, number, body = std::move(part_)]() {
+    // A part of a file is read from it as it is sent (nothing of it held here); one written is moved to the thread.
+    const int fd = file_len_ > 0 ? file_fd_ : -1;
+    const std::int64_t from = file_start_, length = file_len_;
+    file_start_ += file_len_;
+    file_len_ = 0;
+    auto sent = std::async(std::launch::async, [this, number, body = std::move(part_), fd, from, length]() {
       s3::Request req;
       req.method = "PUT";
       req.url = impl_.object_url(
           key_, s3::canonical_query({{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}}));
       req.body = body;
+      req.body_fd = fd;
+      req.body_offset = from;
+      req.body_size = length;
       req.has_body = true;
+      req.unsigned_payload = impl_.settings.unsigned_parts;
       s3::Response r = impl_.call(req);
       if (!ok(r))
         s3::throw_error(r, "PUT part " + std::to_string(number) + " of " + key_);
@@ -129,15 +177,36 @@ private:
                     "object storage: part " + std::to_string(number) + " of " + key_ + " was answered without an ETag");
       return etag->second;
     });
+    inflight_.emplace_back(number, std::move(sent));
     part_ = std::string();
-    part_.reserve(impl_.settings.part_size);
   }
 
-  // The part in flight: its ETag recorded, or its error thrown.
-  void wait_part() {
-    if (!inflight_.valid())
+  // write() after write_file_range(): the file's bytes of the part are read into memory, where the written ones follow.
+  void in_memory() {
+    if (file_len_ == 0)
       return;
-    etags_.back() = inflight_.get();
+    part_.resize(static_cast<std::size_t>(file_len_));
+    std::size_t at = 0;
+    while (at < part_.size()) {
+      ssize_t got = pread(file_fd_, part_.data() + at, part_.size() - at, file_start_ + static_cast<std::int64_t>(at));
+      if (got < 0 && errno == EINTR)
+        continue;
+      if (got <= 0)
+        throw Error(ErrorCode::Io, "cannot read the file being uploaded to " + key_);
+      at += static_cast<std::size_t>(got);
+    }
+    file_start_ += file_len_;
+    file_len_ = 0;
+    file_fd_ = -1;
+  }
+
+  // The oldest part in flight: its ETag recorded, or its error thrown.
+  void wait_part() {
+    if (inflight_.empty())
+      return;
+    auto [number, sent] = std::move(inflight_.front());
+    inflight_.pop_front();
+    etags_[static_cast<std::size_t>(number) - 1] = sent.get();
   }
 
   void initiate() {
@@ -181,10 +250,12 @@ private:
   const S3Storage::Impl &impl_;
   std::string key_;
   std::string content_type_;
-  std::string part_;
+  std::string part_; // the part being made, in memory (write())
+  int file_fd_ = -1; // or a range of this file (write_file_range())
+  std::int64_t file_start_ = 0, file_len_ = 0;
   std::string upload_id_;
   std::vector<std::string> etags_;
-  std::future<std::string> inflight_;
+  std::deque<std::pair<int, std::future<std::string>>> inflight_; // part number, its ETag to come
   std::int64_t size_ = 0;
   bool done_ = false;
 };

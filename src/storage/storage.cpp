@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// What every storage shares: the checks of keys and prefixes, and a key's Content-Type.
+// What every storage shares: the checks of keys and prefixes, a key's Content-Type, an upload fed from a file.
 #include "storage/storage.h"
 
 #include "core/error.h"
 #include "core/fs.h"
 
+#include <glib.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <utility>
 
 namespace sluice::storage {
@@ -26,6 +31,22 @@ bool safe_segments(std::string_view s, bool last_may_be_partial) {
 }
 
 } // namespace
+
+void Upload::write_file_range(int fd, std::int64_t offset, std::int64_t size) {
+  std::string buf(static_cast<std::size_t>(std::min<std::int64_t>(size, 1 << 20)), '\0');
+  while (size > 0) {
+    std::size_t n = static_cast<std::size_t>(std::min<std::int64_t>(size, static_cast<std::int64_t>(buf.size())));
+    ssize_t got = pread(fd, buf.data(), n, offset);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      throw Error(ErrorCode::Io, std::string("cannot read the file being uploaded: ") +
+                                     (got < 0 ? g_strerror(errno) : "it is shorter than was said"));
+    write(buf.data(), static_cast<std::size_t>(got));
+    offset += got;
+    size -= got;
+  }
+}
 
 void check_key(std::string_view key) {
   if (key.empty() || key.size() > 1024 || !safe_segments(key, false))

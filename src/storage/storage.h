@@ -23,13 +23,17 @@ struct ObjectInfo {
 };
 
 // A streaming upload: write() as the bytes arrive, then finish() (the object appears whole) or abort() (nothing
-// appears). Memory stays bounded: an S3 upload buffers at most two parts. Destroying an Upload that was neither
-// finished nor aborted aborts it.
+// appears). Memory stays bounded: an S3 upload holds at most the part being filled and those in flight of what was
+// written, nothing of a file's ranges. Destroying an Upload that was neither finished nor aborted aborts it.
 class Upload {
 public:
   virtual ~Upload() = default;
   // Throws when an earlier part failed to upload (the upload is aborted then).
   virtual void write(const void *data, std::size_t size) = 0;
+  // The next `size` bytes are those of the open file fd at `offset`, which stay there unchanged until finish() or
+  // abort() returns: a backend may send them from the file instead of holding them in memory (S3: the parts are read
+  // from the file as they are sent). This one reads them and write()s them. Throws Io when the file cannot be read.
+  virtual void write_file_range(int fd, std::int64_t offset, std::int64_t size);
   virtual ObjectInfo finish() = 0;
   // Never throws; what the backend refuses is logged.
   virtual void abort() noexcept = 0;

@@ -90,6 +90,8 @@ public:
                                const std::vector<std::string> &encoders) override;
   bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) override;
   bool finish_job(const Job &j) override;
+  EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                               const std::vector<std::string> &encoders) override;
   std::vector<Job> requeue_expired(std::int64_t now) override;
   void beat_worker(const Worker &w, std::int64_t forget_before) override;
   std::vector<Worker> workers() override;

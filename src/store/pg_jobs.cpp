@@ -37,6 +37,35 @@ bool PgStore::finish_job(const Job &j) {
              .changed() > 0;
 }
 
+Store::EndAndClaim PgStore::finish_and_claim(const Job &j, const std::string &worker, std::int64_t now,
+                                             std::int64_t lease_us, const std::vector<std::string> &encoders) {
+  // One statement, so one round trip and one commit: finish_job's UPDATE and claim_job's as two data-modifying WITH
+  // parts. Both see the snapshot the statement started with, so the job ending (running there) is never the one
+  // claimed. The outer SELECT gives one row whether or not a job was claimed: its columns (NULL when none), then how
+  // many rows the end changed.
+  Rows r =
+      write("WITH ended AS (UPDATE jobs SET state = $3, priority = $4, attempts = $5, max_attempts = $6, "
+            "started = $7, finished = $8, not_before = $9, error_code = $10, error = $11, result_json = $12, "
+            "leased_until = 0 WHERE id = $1 AND token = $2 AND state = 'running' RETURNING seq), "
+            "claimed AS (UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $13, started = $14, "
+            "finished = 0, leased_until = $15, token = nextval('job_tokens') "
+            "WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued' AND not_before <= $14 "
+            "AND (encoder = 'auto' OR encoder = ANY (string_to_array($16, ','))) "
+            "ORDER BY priority DESC, created ASC, seq ASC LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "AND state = 'queued' RETURNING " PG_JOB_COLUMNS ") "
+            "SELECT claimed.*, (SELECT count(*) FROM ended) FROM (SELECT 1) AS one LEFT JOIN claimed ON true",
+            {j.id, j.token, job_state_name(j.state), j.priority, j.attempts, j.max_attempts, j.started, j.finished,
+             j.not_before, j.error_code, j.error, j.result_json, worker, now, now + lease_us, join_names(encoders)},
+            "write the end of job " + j.id + " and claim the next");
+  EndAndClaim out;
+  if (r.size() == 0)
+    return out;
+  out.ended = r.int64(0, 21) > 0;
+  if (!r.text(0, 1).empty())
+    out.claimed = read_job(r, 0);
+  return out;
+}
+
 std::vector<Job> PgStore::requeue_expired(std::int64_t now) {
   // One statement, so that processes doing it at once take each job back once (the second finds it queued).
   Rows r = write("UPDATE jobs SET leased_until = 0, started = 0, "

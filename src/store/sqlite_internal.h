@@ -120,6 +120,8 @@ public:
                                const std::vector<std::string> &encoders) override;
   bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) override;
   bool finish_job(const Job &j) override;
+  EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                               const std::vector<std::string> &encoders) override;
   std::vector<Job> requeue_expired(std::int64_t now) override;
   void beat_worker(const Worker &w, std::int64_t forget_before) override;
   std::vector<Worker> workers() override;
@@ -206,6 +208,8 @@ private:
   void prepare_uploads(); // sqlite_uploads.cpp
   void prepare_streams(); // sqlite_streams.cpp
   void prepare_claims();  // sqlite_jobs.cpp
+  // finish_job's statement, inside the caller's write.
+  bool end_job(const Job &j);
 
   std::string path_;
   DbPtr db_; // declared before the statements: they are finalized first

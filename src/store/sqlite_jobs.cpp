@@ -59,14 +59,35 @@ bool SqliteStore::renew_lease(const std::string &job_id, std::int64_t token, std
   });
 }
 
+bool SqliteStore::end_job(const Job &j) {
+  Query q = query(finish_job_, "write the end of job " + j.id);
+  q.bind(1, j.id).bind(2, j.token).bind(3, std::string(job_state_name(j.state))).bind(4, j.priority);
+  q.bind(5, j.attempts).bind(6, j.max_attempts).bind(7, j.started).bind(8, j.finished).bind(9, j.not_before);
+  q.bind(10, j.error_code).bind(11, j.error).bind(12, j.result_json);
+  q.run();
+  return sqlite3_changes(db_.get()) > 0;
+}
+
 bool SqliteStore::finish_job(const Job &j) {
+  return write([&] { return end_job(j); });
+}
+
+Store::EndAndClaim SqliteStore::finish_and_claim(const Job &j, const std::string &worker, std::int64_t now,
+                                                 std::int64_t lease_us, const std::vector<std::string> &encoders) {
   return write([&] {
-    Query q = query(finish_job_, "write the end of job " + j.id);
-    q.bind(1, j.id).bind(2, j.token).bind(3, std::string(job_state_name(j.state))).bind(4, j.priority);
-    q.bind(5, j.attempts).bind(6, j.max_attempts).bind(7, j.started).bind(8, j.finished).bind(9, j.not_before);
-    q.bind(10, j.error_code).bind(11, j.error).bind(12, j.result_json);
-    q.run();
-    return sqlite3_changes(db_.get()) > 0;
+    Transaction tx(*this);
+    EndAndClaim out;
+    // The claim first, while the job ending is still running: as with PostgreSQL (whose two parts see one
+    // snapshot), that job is not the one claimed.
+    {
+      Query q = query(claim_job_, "claim a job");
+      q.bind(1, worker).bind(2, now).bind(3, now + lease_us).bind(4, join_names(encoders));
+      while (q.step())
+        out.claimed = read_job(q);
+    }
+    out.ended = end_job(j);
+    tx.commit();
+    return out;
   });
 }
 

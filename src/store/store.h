@@ -163,6 +163,16 @@ public:
   // Writes the mutable fields of a job this process claimed (update_job's, the lease ended) when j.token still holds
   // it; false, changing nothing, when its lease was lost.
   virtual bool finish_job(const Job &j) = 0;
+  // finish_job(ended), then claim_job(worker, now, lease_us, encoders), in one transaction: a worker whose job ended
+  // takes its next one with one round trip and one commit instead of two. The end is fenced as finish_job's is (a
+  // token that no longer holds changes nothing, and the claim still happens); the job just ended is not claimed again
+  // by this call (a retry of it waits for the next claim).
+  struct EndAndClaim {
+    bool ended = false;         // finish_job's answer
+    std::optional<Job> claimed; // claim_job's
+  };
+  virtual EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now,
+                                       std::int64_t lease_us, const std::vector<std::string> &encoders) = 0;
   // Jobs running on a lease that ran out before `now` go back to the queue, or fail when their attempts are spent.
   // Safe with several processes at once (each job is taken back once). Returns them, as they are now.
   virtual std::vector<Job> requeue_expired(std::int64_t now) = 0;

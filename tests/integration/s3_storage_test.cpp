@@ -7,6 +7,7 @@
 #include "storage/s3.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <glib.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -207,6 +208,33 @@ TEST_F(S3StorageTest, StreamingUpload) {
   exact->write(one.data(), one.size());
   exact->finish();
   EXPECT_EQ(get("videos/v3/exact.bin"), one);
+}
+
+// Parts sent two at a time, their bodies as UNSIGNED-PAYLOAD, read from a file as they are sent: the parts are put
+// together in their order, whatever order they finish in; bytes written after a file's range follow it.
+TEST_F(S3StorageTest, StreamingUploadFromFileParallelUnsigned) {
+  S3Settings settings = settings_;
+  settings.parallel_parts = 2;
+  settings.unsigned_parts = true;
+  S3Storage storage(settings);
+  std::string data = pattern(23 * kMiB + 11, 6);
+  fs::write_atomic(tmp_ + "/big.bin", data);
+  int fd = open((tmp_ + "/big.bin").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto upload = storage.begin_upload("videos/v6/source.ts", "");
+  const std::int64_t tail = 3 * kMiB + 11; // written from memory after the file's ranges
+  const std::int64_t ranged = static_cast<std::int64_t>(data.size()) - tail;
+  for (std::int64_t at = 0; at < ranged; at += 1 << 20)
+    upload->write_file_range(fd, at, std::min<std::int64_t>(1 << 20, ranged - at));
+  upload->write(data.data() + ranged, static_cast<std::size_t>(tail));
+  EXPECT_EQ(upload->finish().size, static_cast<std::int64_t>(data.size()));
+  EXPECT_EQ(get("videos/v6/source.ts"), data);
+  // Smaller than a part: one PUT from the file.
+  auto small = storage.begin_upload("videos/v6/small.ts", "");
+  small->write_file_range(fd, 100, 1000);
+  small->finish();
+  EXPECT_EQ(get("videos/v6/small.ts"), data.substr(100, 1000));
+  close(fd);
 }
 
 TEST_F(S3StorageTest, AbortedUploadLeavesNoObject) {

@@ -4,8 +4,11 @@
 and packages land in the bucket under versioned prefixes, the local package folder goes, ffmpeg plays the master
 playlist through sluice in proxy mode (Range, ETag/304 from the bucket's objects) and in redirect mode (302 to a
 presigned URL the double serves, X-Amz-Expires = presign-ttl), signed playback is checked before either, and
-deleting the video deletes its objects. Skipped, saying why, without node or tests/s3/node_modules."""
+deleting the video deletes its objects. An upload streams to the bucket as it arrives (multipart, parts of 8 MiB): its
+object is whole once the 201 comes, a refused or cut upload leaves no object and its multipart upload is aborted, and
+memory stays bounded. Skipped, saying why, without node or tests/s3/node_modules."""
 
+import glob
 import os
 import re
 import shutil
@@ -18,7 +21,7 @@ import urllib.request
 import http.client
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (FFMPEG, PLAYLIST_TYPE, IMMUTABLE, Server, ServerTestCase, ffprobe_duration,  # noqa: E402
+from sluice_server import (FFMPEG, MEDIA, PLAYLIST_TYPE, IMMUTABLE, Server, ServerTestCase, ffprobe_duration,  # noqa: E402
                            main, need_binary, need_ffmpeg, wait_until)
 
 DOUBLE = os.environ.get('SLUICE_S3_DOUBLE', '')
@@ -326,6 +329,167 @@ class Refused(unittest.TestCase):
                                 '--config', srv.config_path], capture_output=True, text=True, timeout=30)
             self.assertNotEqual(r.returncode, 0)
             self.assertNotIn('TOPSECRET', r.stderr + r.stdout)
+
+
+MIB = 1 << 20
+STREAM_BOUND_MIB = 32  # what the size of a body may cost in VmHWM, as for an upload to the local folder
+
+
+@need_binary
+@need_ffmpeg
+class Streamed(ServerTestCase):
+    """Uploads stream to the bucket while they arrive (jobs::SourceUpload). s3rver 3.7 implements neither the listing
+    of multipart uploads (GET ?uploads: NotImplemented) nor their abort (DELETE ?uploadId: 405): an upload it was
+    asked to start stays in its folder (BUCKET/._S3rver_uploads/ID/, with the key in `key`). So a refused or cut
+    upload is checked three ways: no object under its key; for every multipart upload the double holds for that key,
+    the server's log says it asked for the abort (the double refusing it); and the server's log says the upload was
+    abandoned. On S3 the abort removes the parts."""
+
+    @classmethod
+    def setUpClass(cls):
+        why = double_missing()
+        if why:
+            raise unittest.SkipTest(why)
+        from test_upload_memory import make_media, vm_kib
+        cls.vm_kib = staticmethod(vm_kib)
+        cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
+        cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
+        cls.double = Double(cls.s3dir)
+        cls.addClassCleanup(cls.double.stop)
+        cls.CONFIG = {
+            'uploads': {'max-size': '1G', 'auto-transcode': 'false'},
+            'jobs': {'concurrent': 1},
+            'storage': {'url': 's3://%s/%s' % (BUCKET, PREFIX.rstrip('/')), 'endpoint': cls.double.endpoint,
+                        'region': 'eu-west-3', 'access-key': KEY_ID, 'secret-key': 'S3RVER-secret'},
+        }
+        # The storage's log lines (abandoned uploads, aborts) are the second witness; the server inherits this.
+        old = os.environ.get('GST_DEBUG')
+        os.environ['GST_DEBUG'] = 'sluice-storage:4'
+        try:
+            super().setUpClass()
+        finally:
+            if old is None:
+                os.environ.pop('GST_DEBUG', None)
+            else:
+                os.environ['GST_DEBUG'] = old
+        cls.media = os.path.join(cls.tmp, 'media.ts')
+        make_media(cls.media, 40 * MIB)
+        with open(cls.media, 'rb') as f:
+            cls.media_bytes = f.read()
+        # Warm-up: the first probe loads GStreamer's plugins (test_upload_memory.py says why), then the reference peak.
+        srv = cls.server
+        r = srv.request('POST', '/api/v1/videos', body=os.urandom(MIB),
+                        headers={'Content-Type': 'video/mp4', 'X-Filename': 'warm-up.mp4'})
+        assert r.status == 415, r.describe()
+        head = cls.media_bytes[:2 * MIB - (2 * MIB) % 188]
+        r = srv.request('POST', '/api/v1/videos', body=head,
+                        headers={'Content-Type': 'video/mp2t', 'X-Filename': 'warm-up.ts'})
+        assert r.status == 201, r.describe()
+        assert srv.request('DELETE', '/api/v1/videos/' + r.json()['video']['id']).status == 204
+        cls.hwm_before = vm_kib(srv.proc.pid, 'VmHWM')
+
+    def log_lines(self):
+        return self.server.log_tail(100000).splitlines()
+
+    def upload_ids_for(self, key):
+        """The multipart uploads the double was asked to start for key (its folder keeps them: see the class)."""
+        out = []
+        for f in glob.glob(os.path.join(self.s3dir, BUCKET, '._S3rver_uploads', '*', 'key')):
+            with open(f) as k:
+                if k.read() == PREFIX + key:
+                    out.append(os.path.basename(os.path.dirname(f)))
+        return out
+
+    def assert_nothing_left(self, since):
+        """The upload abandoned after log line `since`: its key has no object, and every multipart upload of the key
+        was aborted (asked for). Returns the key."""
+        found = {}
+
+        def abandoned():
+            for line in self.log_lines()[since:]:
+                m = re.search(r'video (\w+): the upload to (videos/\S+) is abandoned', line)
+                if m:
+                    found['id'], found['key'] = m.group(1), m.group(2)
+                    return True
+            return False
+
+        wait_until(abandoned, 20, 0.1, 'the server to abandon the upload')
+        key = found['key']
+        self.assertRegex(key, r'^videos/%s/source\.\w+$' % found['id'])
+
+        def aborted():
+            # The thread aborts once the part in flight is back: asked of the double (which refuses it), or not needed.
+            text = '\n'.join(self.log_lines()[since:])
+            said = re.search(r'abort(ed the| of the) multipart upload of %s\b' % re.escape(key), text)
+            return said is not None or not self.upload_ids_for(key)
+
+        wait_until(aborted, 20, 0.1, 'the abort of the multipart upload of %s' % key)
+        # An upload whose object was complete before it was refused (the probe comes after the last part): removed.
+        wait_until(lambda: not self.double.keys(PREFIX + 'videos/%s/' % found['id']), 20, 0.1,
+                   'no object of video %s in the bucket' % found['id'])
+        self.assertEqual(self.server.get('/api/v1/videos/' + found['id']).status, 404)
+        return key
+
+    def test_1_large_upload_memory_bounded_and_object_whole(self):
+        srv = self.server
+        r = srv.request('POST', '/api/v1/videos', body=self.media_bytes, timeout=300,
+                        headers={'Content-Type': 'video/mp2t', 'X-Filename': 'big.ts'})
+        self.assertEqual(r.status, 201, r.describe())
+        vid = r.json()['video']['id']
+        hwm = self.vm_kib(srv.proc.pid, 'VmHWM')
+        grown = (hwm - self.hwm_before) / 1024
+        sys.stderr.write('VmHWM %.1f -> %.1f MiB (+%.1f) ' % (self.hwm_before / 1024, hwm / 1024, grown))
+        self.assertLess(grown, STREAM_BOUND_MIB, 'VmHWM grew by %.1f MiB over a %d MiB upload to the bucket'
+                        % (grown, len(self.media_bytes) >> 20))
+        # Whole in the bucket once the 201 came, in parts (the upload the double completed has gone from its folder).
+        key = PREFIX + 'videos/%s/source.ts' % vid
+        self.assertEqual(self.double.keys(PREFIX + 'videos/%s/' % vid), [key])
+        self.assertTrue(self.double.object(key) == self.media_bytes, 'the object differs from the upload')
+        self.assertEqual(self.upload_ids_for('videos/%s/source.ts' % vid), [])
+        self.assertEqual(srv.request('DELETE', '/api/v1/videos/' + vid).status, 204)
+
+    def test_form_upload_object_whole(self):
+        # A multipart form, the file larger than two parts: the key's extension from the form's file name.
+        data = self.media_bytes[:20 * MIB - (20 * MIB) % 188]
+        r = self.server.upload(data=data, filename='Clip.TS', content_type='video/mp2t', title='form')
+        self.assertEqual(r.status, 201, r.describe())
+        vid = r.json()['video']['id']
+        key = PREFIX + 'videos/%s/source.ts' % vid
+        self.assertEqual(self.double.keys(PREFIX + 'videos/%s/' % vid), [key])
+        self.assertTrue(self.double.object(key) == data, 'the object differs from the upload')
+        # A small one: one PUT.
+        r = self.server.upload('short')
+        self.assertEqual(r.status, 201, r.describe())
+        small = r.json()['video']['id']
+        self.assertEqual(self.double.object(PREFIX + 'videos/%s/source.mp4' % small), MEDIA.bytes('short'))
+        for v in (vid, small):
+            self.assertEqual(self.server.request('DELETE', '/api/v1/videos/' + v).status, 204)
+
+    def test_not_media_leaves_nothing(self):
+        since = len(self.log_lines())
+        r = self.server.request('POST', '/api/v1/videos', body=os.urandom(20 * MIB), timeout=120,
+                                headers={'Content-Type': 'video/mp4', 'X-Filename': 'noise.mp4'})
+        self.assert_error(r, 415, 'not_media')
+        self.assert_nothing_left(since)
+
+    def test_bad_field_leaves_nothing(self):
+        # Refused once the body is in (a priority out of range): the bytes went to the bucket meanwhile.
+        since = len(self.log_lines())
+        r = self.server.request('POST', '/api/v1/videos?priority=5000', body=self.media_bytes[:12 * MIB], timeout=120,
+                                headers={'Content-Type': 'video/mp2t', 'X-Filename': 'bad.ts'})
+        self.assert_error(r, 422, 'invalid_parameter', 'priority')
+        self.assert_nothing_left(since)
+
+    def test_client_gone_midway_leaves_nothing(self):
+        since = len(self.log_lines())
+        sock = self.server.raw_socket()
+        sock.sendall(('POST /api/v1/videos HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: video/mp2t\r\n'
+                      'X-Filename: cut.ts\r\nContent-Length: %d\r\n%s\r\n'
+                      % (len(self.media_bytes), self.server.auth_header_line())).encode())
+        sock.sendall(self.media_bytes[:20 * MIB])
+        sock.close()
+        key = self.assert_nothing_left(since)
+        self.assertTrue(key.endswith('.ts'), key)
 
 
 def srv_binary():

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """A PostgreSQL catalog that stops answering (every process of its cluster SIGSTOPped) never freezes `sluice serve`:
 health answers at once (and says not ready), a ready video's segments are served, event streams get their
-keep-alives, a catalog read is answered 503 JSON once [store] timeout has passed, and after SIGCONT all works again."""
+keep-alives, a catalog read or write (a job request, a cancel, deletes, a playback policy, a playback token, an
+Idempotency-Key's kept answer) is answered 503 JSON once [store] timeout has passed while the loop keeps answering,
+and after SIGCONT all works again."""
 
 import json
 import os
@@ -57,17 +59,40 @@ class StoreStall(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix='sluice-stall-')
         cls.addClassCleanup(_rmtree, cls.tmp)
 
-    def test_stopped_catalog_freezes_nothing(self):
-        data = os.path.join(self.tmp, 'data')
+    def start_server(self, name):
+        data = os.path.join(self.tmp, name)
         os.makedirs(data)
         srv = Server(data, {'store': {'url': self.pg.url(), 'timeout': str(TIMEOUT_S)}, 'auth': {'mode': 'keys'},
                             'events': {'keep-alive': '1'}, 'jobs': {'concurrent': 1, 'heartbeat': '1'}})
-        r = subprocess.run([BINARY, 'keys', 'create', '--config', srv.config_path, '--name', 'admin',
+        r = subprocess.run([BINARY, 'keys', 'create', '--config', srv.config_path, '--name', 'admin-' + name,
                             '--scope', 'admin'], capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         srv.api_key = r.stdout.strip()
         srv.start()
-        stopped = []
+        return srv
+
+    def ready_video(self, srv, title):
+        """Uploads a clip and waits for its job: (the upload's answer, the path of one of its segments, its bytes)."""
+        body = srv.upload_ok('short', title=title)
+        srv.wait_succeeded(body['job']['id'])
+        media = '/videos/%s/hls/' % body['video']['id']
+        master = srv.get(media + 'master.m3u8')
+        self.assertEqual(master.status, 200)
+        rendition = [l for l in master.text().splitlines() if l and not l.startswith('#')][0]
+        playlist = srv.get(media + rendition)
+        self.assertEqual(playlist.status, 200, playlist.describe())
+        segment = [l for l in playlist.text().splitlines() if l and not l.startswith('#')][0]
+        base = rendition.rsplit('/', 1)[0] + '/' if '/' in rendition else ''
+        seg_path = media + base + segment
+        expected = srv.get(seg_path)
+        self.assertEqual(expected.status, 200, expected.describe())
+        return body, seg_path, expected.body
+
+    def stop_catalog(self):
+        """SIGSTOPs every process of the cluster; returns what SIGCONTs them (again harmless)."""
+        stopped = cluster_pids(self.pg.data)
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
 
         def resume():
             for pid in stopped:
@@ -76,28 +101,29 @@ class StoreStall(unittest.TestCase):
                 except ProcessLookupError:
                     pass
             stopped.clear()
+        return resume
 
+    def assert_loop_answers(self, srv, seg_path, expected, what):
+        """/health and a segment, each answered in under 200 ms."""
+        h, s = timed(lambda: srv.request('GET', '/health', timeout=10))
+        self.assertLess(s, 0.2, 'GET /health took %.3f s during %s' % (s, what))
+        self.assertIn(h.status, (200, 503))
+        self.assertTrue(h.json()['live'])
+        seg, s = timed(lambda: srv.get(seg_path, timeout=10))
+        self.assertLess(s, 0.2, 'the segment took %.3f s during %s' % (s, what))
+        self.assertEqual(seg.status, 200)
+        self.assertEqual(seg.body, expected)
+
+    def test_stopped_catalog_freezes_nothing(self):
+        srv = self.start_server('reads')
+        resume = lambda: None  # noqa: E731
         try:
-            body = srv.upload_ok('short', title='before the stall')
+            body, seg_path, expected_body = self.ready_video(srv, 'before the stall')
             vid = body['video']['id']
-            srv.wait_succeeded(body['job']['id'])
-            media = '/videos/%s/hls/' % vid
-            master = srv.get(media + 'master.m3u8')
-            self.assertEqual(master.status, 200)
-            rendition = [l for l in master.text().splitlines() if l and not l.startswith('#')][0]
-            playlist = srv.get(media + rendition)
-            self.assertEqual(playlist.status, 200, playlist.describe())
-            segment = [l for l in playlist.text().splitlines() if l and not l.startswith('#')][0]
-            base = rendition.rsplit('/', 1)[0] + '/' if '/' in rendition else ''
-            seg_path = media + base + segment
-            expected = srv.get(seg_path)
-            self.assertEqual(expected.status, 200, expected.describe())
             self.assertTrue(srv.get_json('/health')['ready'])
             events = EventStream(srv)
 
-            stopped.extend(cluster_pids(self.pg.data))
-            for pid in stopped:
-                os.kill(pid, signal.SIGSTOP)
+            resume = self.stop_catalog()
             t_stop = time.monotonic()
 
             # A catalog read, on a thread: it waits for the catalog, the loop does not.
@@ -123,7 +149,7 @@ class StoreStall(unittest.TestCase):
             seg, s = timed(lambda: srv.get(seg_path, timeout=10))
             self.assertLess(s, 0.2, 'the segment took %.3f s' % s)
             self.assertEqual(seg.status, 200)
-            self.assertEqual(seg.body, expected.body)
+            self.assertEqual(seg.body, expected_body)
             # The event stream's keep-alive, sent after the stop.
             wait_until(lambda: any(t > t_stop + 0.5 for _, t in list(events.comments)), timeout=5,
                        message='a keep-alive while the catalog is stopped')
@@ -154,6 +180,85 @@ class StoreStall(unittest.TestCase):
             srv.wait_succeeded(after['job']['id'])
             self.assertEqual(srv.video(after['video']['id'])['state'], 'ready')
             self.assertFalse(events.closed)
+        finally:
+            resume()
+            self.assertEqual(srv.stop(signal.SIGTERM, timeout=30), 0, srv.log_tail())
+
+    def test_stopped_catalog_writes_freeze_nothing(self):
+        srv = self.start_server('writes')
+        resume = lambda: None  # noqa: E731
+        try:
+            body, seg_path, expected_body = self.ready_video(srv, 'kept')
+            vid, done_job = body['video']['id'], body['job']['id']
+            other = srv.upload_ok('short', title='deleted')
+            srv.wait_succeeded(other['job']['id'])
+            gone = other['video']['id']
+            key = {'Idempotency-Key': 'stall-job-1'}
+            json_type = {'Content-Type': 'application/json'}
+            self.assertTrue(srv.get_json('/health')['ready'])  # the first probe is made (a later one answers at once)
+
+            resume = self.stop_catalog()
+            # Each write waits for the catalog on the executor while the loop answers; then 503 JSON.
+            writes = [
+                ('a job request', 'POST', '/api/v1/videos/%s/jobs' % vid, '{}', dict(key, **json_type)),
+                ('a cancel', 'DELETE', '/api/v1/jobs/' + done_job, None, {}),
+                ('a video deletion', 'DELETE', '/api/v1/videos/' + gone, None, {}),
+                ('a playback policy change', 'PATCH', '/api/v1/videos/' + vid, '{"playback_policy": "signed"}',
+                 json_type),
+                ('a playback token', 'POST', '/api/v1/videos/%s/playback-tokens' % vid, '{}', json_type),
+            ]
+            for what, method, path, data, headers in writes:
+                answer = {}
+
+                def write():
+                    t0 = time.monotonic()
+                    resp = srv.request(method, path, body=data, headers=headers, timeout=60)
+                    answer['resp'], answer['s'] = resp, time.monotonic() - t0
+
+                writer = threading.Thread(target=write)
+                writer.start()
+                time.sleep(0.3)
+                self.assertTrue(writer.is_alive(), '%s did not wait for the stopped catalog: %s' % (what, answer))
+                self.assert_loop_answers(srv, seg_path, expected_body, what)
+                writer.join(timeout=4 * TIMEOUT_S + 5)
+                self.assertFalse(writer.is_alive(), '%s did not answer while the catalog was stopped' % what)
+                resp = answer['resp']
+                self.assertEqual(resp.status, 503, '%s: %s' % (what, resp.describe()))
+                self.assertEqual(resp.json()['error']['code'], 'unavailable', resp.describe())
+                self.assertLess(answer['s'], 2 * TIMEOUT_S + 2, '%s took %.3f s' % (what, answer['s']))
+            self.assertTrue(srv.alive())
+
+            resume()
+            wait_until(lambda: srv.request('GET', '/health').status == 200, timeout=20, message='ready again')
+            # Every write again, now answered. The job request's key was not spent by its 503: it makes the job,
+            # and a retry with it gets that answer again.
+            r = srv.post_json('/api/v1/videos/%s/jobs' % vid, {}, headers=key)
+            self.assertEqual(r.status, 202, r.describe())
+            job = r.json()
+            self.assertEqual(job['state'], 'queued')
+            again = srv.post_json('/api/v1/videos/%s/jobs' % vid, {}, headers=key)
+            self.assertEqual(again.status, 202, again.describe())
+            self.assertEqual(again.header('Idempotent-Replayed'), 'true')
+            self.assertEqual(again.json()['id'], job['id'])
+            c = srv.request('DELETE', '/api/v1/jobs/' + job['id'])
+            if c.status == 200:
+                self.assertEqual(c.json()['state'], 'canceled', c.describe())
+            else:  # it ran to its end first
+                self.assertEqual(c.status, 409, c.describe())
+                self.assertEqual(srv.job(job['id'])['state'], 'succeeded')
+            self.assertEqual(srv.request('DELETE', '/api/v1/jobs/' + done_job).status, 409)
+            d = srv.request('DELETE', '/api/v1/videos/' + gone)
+            self.assertEqual(d.status, 204, d.describe())
+            self.assertEqual(srv.get('/api/v1/videos/' + gone).status, 404)
+            p = srv.request('PATCH', '/api/v1/videos/' + vid, body='{"playback_policy": "signed"}', headers=json_type)
+            self.assertEqual(p.status, 200, p.describe())
+            self.assertEqual(p.json()['playback_policy'], 'signed')
+            self.assertEqual(srv.get(seg_path).status, 403)
+            t = srv.post_json('/api/v1/videos/%s/playback-tokens' % vid, {})
+            self.assertEqual(t.status, 200, t.describe())
+            signed = srv.get(seg_path + ('&' if '?' in seg_path else '?') + t.json()['query'])
+            self.assertEqual(signed.status, 200, signed.describe())
+            self.assertEqual(signed.body, expected_body)
         finally:
             resume()
             self.assertEqual(srv.stop(signal.SIGTERM, timeout=30), 0, srv.log_tail())

@@ -183,6 +183,72 @@ TEST(S3Signing, PresignedUrlMatchesAwsExample) {
             std::string::npos);
 }
 
+namespace {
+
+std::string hex_digest(const guint8 *d, std::size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n; i++) {
+    out += digits[d[i] >> 4];
+    out += digits[d[i] & 15];
+  }
+  return out;
+}
+
+std::string hmac(const std::string &key, const std::string &data) {
+  GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(key.data()), key.size());
+  g_hmac_update(h, reinterpret_cast<const guchar *>(data.data()), static_cast<gssize>(data.size()));
+  guint8 out[32];
+  gsize len = sizeof out;
+  g_hmac_get_digest(h, out, &len);
+  g_hmac_unref(h);
+  return std::string(reinterpret_cast<const char *>(out), len);
+}
+
+// SigV4 as AWS's "Signature Calculations for the Authorization Header" spells it, written out here (not libcurl's, not
+// the presigner's): the signature of a canonical request made on 2013-05-24 with kAws.
+std::string aws_signature(const std::string &canonical_request) {
+  const std::string scope = "20130524/us-east-1/s3/aws4_request";
+  const std::string to_sign = "AWS4-HMAC-SHA256\n20130524T000000Z\n" + scope + "\n" + s3::sha256_hex(canonical_request);
+  std::string key = hmac("AWS4" + kAws.secret_key, "20130524");
+  for (const char *part : {"us-east-1", "s3", "aws4_request"})
+    key = hmac(key, part);
+  std::string sig = hmac(key, to_sign);
+  return hex_digest(reinterpret_cast<const guint8 *>(sig.data()), sig.size());
+}
+
+} // namespace
+
+// A part's body sent with x-amz-content-sha256: UNSIGNED-PAYLOAD: libcurl signs the header's value as the payload's
+// hash, as S3 computes it. The reference signer is first checked against AWS's published GET Object example.
+TEST(S3Signing, UnsignedPayloadIsSignedAsAwsSpecifies) {
+  EXPECT_EQ(aws_signature("GET\n/test.txt\n\nhost:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\n"
+                          "x-amz-content-sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n"
+                          "x-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\n"
+                          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+  OneRequest server(kEmptyOk);
+  s3::Request req;
+  req.method = "PUT";
+  req.url = "http://examplebucket.s3.amazonaws.com/test%24file.text?partNumber=1&uploadId=abc";
+  req.headers = {"x-amz-date: 20130524T000000Z"};
+  req.body = "Welcome to Amazon S3.";
+  req.has_body = true;
+  req.unsigned_payload = true;
+  req.connect_to = "examplebucket.s3.amazonaws.com:80:127.0.0.1:" + std::to_string(server.port());
+  s3::perform(kAws, req);
+  auto h = server.headers();
+  EXPECT_EQ(h["x-amz-content-sha256"], "UNSIGNED-PAYLOAD");
+  const std::string want = aws_signature("PUT\n/test%24file.text\npartNumber=1&uploadId=abc\n"
+                                         "host:examplebucket.s3.amazonaws.com\nx-amz-content-sha256:UNSIGNED-PAYLOAD\n"
+                                         "x-amz-date:20130524T000000Z\n\nhost;x-amz-content-sha256;x-amz-date\n"
+                                         "UNSIGNED-PAYLOAD");
+  EXPECT_EQ(h["authorization"], "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+                                "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" +
+                                    want);
+  EXPECT_EQ(server.body(), "Welcome to Amazon S3.");
+}
+
 // libcurl 7.88 signs the query as written, so it must be canonical: encoded, sorted, '=' after every name.
 TEST(S3Signing, CanonicalQueryIsSortedAndEncoded) {
   EXPECT_EQ(s3::canonical_query({{"uploadId", "a/b+c"}, {"partNumber", "2"}}), "partNumber=2&uploadId=a%2Fb%2Bc");

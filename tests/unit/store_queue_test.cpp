@@ -66,6 +66,7 @@ protected:
   }
   // A second connection to the same catalog (another process's, as far as the catalog can tell).
   std::unique_ptr<Store> another() { return open(url, dir.path()); }
+  void claim_concurrently(bool together);
 
   TempDir dir;
   std::string url;
@@ -181,6 +182,100 @@ TEST_P(QueueTest, ALostLeaseChangesNothing) {
   EXPECT_FALSE(w2->renew_lease(j.id, second.token, 10000 + kLease));
 }
 
+TEST_P(QueueTest, AnEndAndTheNextClaimGoTogether) {
+  Job a = queue_job(video.id, 1), b = queue_job(video.id, 2), r = queue_job(video.id, 3);
+  r.max_attempts = 3;
+  store->add_job(a);
+  store->add_job(b);
+  store->add_job(r);
+  Job first = *store->claim_job("w1", 1000, kLease, {});
+  ASSERT_EQ(first.id, a.id);
+  first.state = JobState::Succeeded;
+  first.finished = 2000;
+  first.result_json = R"({"n":1})";
+  auto got = store->finish_and_claim(first, "w1", 2000, kLease, {});
+  EXPECT_TRUE(got.ended);
+  ASSERT_TRUE(got.claimed.has_value());
+  EXPECT_EQ(got.claimed->id, b.id);
+  EXPECT_EQ(got.claimed->state, JobState::Running);
+  EXPECT_EQ(got.claimed->attempts, 1);
+  EXPECT_EQ(got.claimed->worker, "w1");
+  EXPECT_EQ(got.claimed->started, 2000);
+  EXPECT_EQ(got.claimed->leased_until, 2000 + kLease);
+  EXPECT_GT(got.claimed->token, first.token);
+  Job ended = *another()->job(a.id);
+  EXPECT_EQ(ended.state, JobState::Succeeded);
+  EXPECT_EQ(ended.result_json, R"({"n":1})");
+  EXPECT_EQ(ended.leased_until, 0);
+  EXPECT_EQ(another()->job(b.id)->token, got.claimed->token);
+
+  // b fails and is queued for a retry due at once: the call that ends it does not take it again, it claims r.
+  Job second = *got.claimed;
+  second.state = JobState::Queued;
+  second.started = 0;
+  second.not_before = 3000;
+  second.error_code = "pipeline";
+  got = store->finish_and_claim(second, "w1", 3000, kLease, {});
+  EXPECT_TRUE(got.ended);
+  ASSERT_TRUE(got.claimed.has_value());
+  EXPECT_EQ(got.claimed->id, r.id);
+  EXPECT_EQ(store->job(b.id)->state, JobState::Queued);
+  EXPECT_EQ(store->job(b.id)->error_code, "pipeline");
+  // r ends; b, due, is the next claim (its second attempt).
+  Job third = *got.claimed;
+  third.state = JobState::Succeeded;
+  third.finished = 4000;
+  got = store->finish_and_claim(third, "w1", 4000, kLease, {});
+  EXPECT_TRUE(got.ended);
+  ASSERT_TRUE(got.claimed.has_value());
+  EXPECT_EQ(got.claimed->id, b.id);
+  EXPECT_EQ(got.claimed->attempts, 2);
+  // The queue is empty: the end is written, nothing is claimed.
+  Job last = *got.claimed;
+  last.state = JobState::Succeeded;
+  last.finished = 5000;
+  got = store->finish_and_claim(last, "w1", 5000, kLease, {});
+  EXPECT_TRUE(got.ended);
+  EXPECT_FALSE(got.claimed.has_value());
+  EXPECT_EQ(store->job(b.id)->state, JobState::Succeeded);
+  EXPECT_EQ(store->count_jobs(JobState::Running), 0);
+}
+
+TEST_P(QueueTest, AnEndFencedOutChangesNothingAndTheClaimStillHappens) {
+  Job a = queue_job(video.id, 1), b = queue_job(video.id, 2, 0, "nvenc");
+  store->add_job(a);
+  store->add_job(b);
+  Job first = *store->claim_job("w1", 1000, kLease, {});
+  ASSERT_EQ(first.id, a.id);
+  // w1 goes silent; its job is taken back and claimed by w2.
+  ASSERT_EQ(store->requeue_expired(1000 + kLease + 1).size(), 1u);
+  auto w2 = another();
+  Job second = *w2->claim_job("w2", 2000 + kLease, kLease, {});
+  ASSERT_EQ(second.id, a.id);
+  // w1 wakes up and writes its end with its old token: refused, and it claims b (it runs nvenc).
+  first.state = JobState::Succeeded;
+  first.finished = 3000 + kLease;
+  first.result_json = R"({"from":"w1"})";
+  auto got = store->finish_and_claim(first, "w1", 3000 + kLease, kLease, {"nvenc"});
+  EXPECT_FALSE(got.ended);
+  ASSERT_TRUE(got.claimed.has_value());
+  EXPECT_EQ(got.claimed->id, b.id);
+  EXPECT_GT(got.claimed->token, second.token);
+  Job still = *store->job(a.id);
+  EXPECT_EQ(still.state, JobState::Running);
+  EXPECT_EQ(still.worker, "w2");
+  EXPECT_EQ(still.token, second.token);
+  EXPECT_EQ(still.result_json, "");
+  // w2's end holds; nothing is left to claim (b is w1's).
+  second.state = JobState::Succeeded;
+  second.finished = 4000 + kLease;
+  got = w2->finish_and_claim(second, "w2", 4000 + kLease, kLease, {});
+  EXPECT_TRUE(got.ended);
+  EXPECT_FALSE(got.claimed.has_value());
+  EXPECT_EQ(store->job(a.id)->result_json, "");
+  EXPECT_EQ(store->job(a.id)->state, JobState::Succeeded);
+}
+
 TEST_P(QueueTest, ACanceledJobStopsItsWorker) {
   Job j = queue_job(video.id, 1);
   store->add_job(j);
@@ -246,8 +341,17 @@ TEST_P(QueueTest, WorkersRegisterBeatAndAreForgotten) {
   EXPECT_TRUE(store->workers().empty());
 }
 
-// Two connections claim and finish at once until the queue is empty: every job is claimed exactly once.
 TEST_P(QueueTest, ConcurrentClaimsNeverTakeAJobTwice) {
+  claim_concurrently(false);
+}
+
+TEST_P(QueueTest, ConcurrentEndsWithClaimsNeverTakeAJobTwice) {
+  claim_concurrently(true);
+}
+
+// Two connections claim and finish at once until the queue is empty: every job is claimed exactly once. Each end
+// is written with finish_job and the next claim made apart, or both in one call (finish_and_claim), as a worker does.
+void QueueTest::claim_concurrently(bool together) {
   const int jobs = GetParam() == "postgresql" ? 3000 : 600;
   for (int i = 0; i < jobs; i++)
     store->add_job(queue_job(video.id, i, i % 3));
@@ -264,12 +368,21 @@ TEST_P(QueueTest, ConcurrentClaimsNeverTakeAJobTwice) {
         while (ready.load() < kClaimers)
           std::this_thread::yield();
         const std::string name = "w" + std::to_string(t);
-        while (auto c = s->claim_job(name, g_get_real_time(), kLease, {})) {
+        auto c = s->claim_job(name, g_get_real_time(), kLease, {});
+        while (c) {
           claimed[t].push_back(*c);
           c->state = JobState::Succeeded;
           c->finished = g_get_real_time();
-          if (!s->finish_job(*c))
-            throw sluice::Error("finish_job refused job " + c->id);
+          if (together) {
+            auto next = s->finish_and_claim(*c, name, g_get_real_time(), kLease, {});
+            if (!next.ended)
+              throw sluice::Error("finish_and_claim refused the end of job " + c->id);
+            c = std::move(next.claimed);
+          } else {
+            if (!s->finish_job(*c))
+              throw sluice::Error("finish_job refused job " + c->id);
+            c = s->claim_job(name, g_get_real_time(), kLease, {});
+          }
         }
       } catch (const std::exception &e) {
         errors[t] = e.what();
