@@ -156,7 +156,6 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
   const std::string dir = scheduler_.layout().video_dir(v.id);
   const std::string ext = jobs::source_extension(file.filename);
   v.source = "videos/" + v.id + "/source." + ext;
-  const bool pooled = !executor().is_inline();
   try {
     // Checked again before it is kept: the disk may have filled while it arrived (this upload included).
     if (scheduler_.space_low())
@@ -166,8 +165,6 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
     file.keep(fs::join(dir, "source." + ext));
     // The folder exists before the row: a crash between the two leaves a folder that startup removes,
     // never a row without its file.
-    if (!pooled)
-      store_.add_video(v);
   } catch (const Error &e) {
     file.discard();
     fs::remove_all(dir);
@@ -176,33 +173,11 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
     SLUICE_LOG(app_log(), Error, "cannot store upload: %s", e.what());
     return done(failure_of(e));
   }
-  if (pooled)
-    return record(std::move(v), spec, picture, done);
-  SLUICE_LOG(app_log(), Info, "video %s: %s, %" G_GINT64_FORMAT " bytes", v.id.c_str(), v.filename.c_str(), v.size);
-  publish_video_event(events_, v.id, "created");
-  Ingested out;
-  try {
-    if (config_.auto_transcode)
-      out.jobs = scheduler_.enqueue_profile(v.id, spec, picture);
-  } catch (const Error &e) {
-    // The catalog took the video, then refused its job: the upload is not kept (when the catalog lets it go).
-    SLUICE_LOG(app_log(), Error, "cannot queue the jobs of video %s: %s", v.id.c_str(), e.what());
-    try {
-      store_.delete_video(v.id);
-      fs::remove_all(dir);
-      if (scheduler_.storage())
-        jobs::remove_video_later(*scheduler_.storage(), v.id);
-    } catch (const Error &e2) {
-      SLUICE_LOG(app_log(), Error, "video %s stays without its jobs: %s", v.id.c_str(), e2.what());
-    }
-    return done(failure_of(e));
-  }
-  out.video = std::move(v);
-  done(std::move(out));
+  record(std::move(v), spec, picture, done);
 }
 
 std::vector<store::Job> Service::profile_jobs(const std::string &video_id, const jobs::JobSpec &spec, bool picture) {
-  // Scheduler::enqueue_profile's jobs, as rows not written yet: the requested one, then the extras that are valid.
+  // The job profile, as rows not written yet: the requested job, then the extras that are valid.
   std::vector<store::Job> out{scheduler_.new_job(video_id, spec)};
   if (!picture)
     return out;
@@ -226,25 +201,14 @@ std::vector<store::Job> Service::profile_jobs(const std::string &video_id, const
 
 void Service::record(store::Video v, const jobs::JobSpec &spec, bool picture,
                      const std::function<void(Result<Ingested>)> &done) {
-  // The video's row and its jobs' are written on the executor (a PostgreSQL round trip each, which the main loop does
-  // not wait for); what follows from them (the events, the queue's turn) is applied back on the loop.
+  // The video's row and its jobs' are written in one transaction on the executor (with PostgreSQL the main loop does
+  // not wait for it; with SQLite it runs at once); what follows from them (the events, the queue's turn) is applied
+  // back on the loop.
   std::vector<store::Job> rows = config_.auto_transcode ? profile_jobs(v.id, spec, picture) : std::vector<store::Job>{};
   executor().run(
       [v, rows](store::Store &s) mutable {
-        s.add_video(v);
-        try {
-          for (auto &j : rows)
-            j.seq = s.add_job(j);
-        } catch (const Error &e) {
-          // The catalog took the video, then refused its job: the upload is not kept (when the catalog lets it go).
-          SLUICE_LOG(app_log(), Error, "cannot queue the jobs of video %s: %s", v.id.c_str(), e.what());
-          try {
-            s.delete_video(v.id);
-          } catch (const Error &e2) {
-            SLUICE_LOG(app_log(), Error, "video %s stays without its jobs: %s", v.id.c_str(), e2.what());
-          }
-          throw;
-        }
+        // One transaction: a process killed (or a catalog failing) between the two leaves neither row.
+        s.add_video_with_jobs(v, rows);
         return rows;
       },
       [this, alive = alive_, v, done](store::Outcome<std::vector<store::Job>> &o) mutable {

@@ -359,29 +359,6 @@ std::optional<pipeline::OutputKind> Scheduler::output_kind(const std::string &pi
   return kind;
 }
 
-std::vector<store::Job> Scheduler::enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture) {
-  std::vector<store::Job> jobs;
-  jobs.push_back(enqueue(video_id, spec));
-  if (!has_picture)
-    return jobs;
-  for (const auto &extra : config_.extras) {
-    if (extra == spec.pipeline)
-      continue;
-    JobSpec e;
-    e.pipeline = extra;
-    e.priority = spec.priority;
-    e = with_defaults(e);
-    try {
-      validate(e);
-    } catch (const Error &err) {
-      g_warning("[jobs] extras: %s is skipped: %s", extra.c_str(), err.what());
-      continue;
-    }
-    jobs.push_back(enqueue(video_id, e));
-  }
-  return jobs;
-}
-
 void Scheduler::stop_video(const std::string &video_id, const std::vector<store::Job> &jobs,
                            std::function<void()> done) {
   std::vector<store::Job> queued;

@@ -90,9 +90,6 @@ public:
   bool has_unfinished_job(const std::vector<store::Job> &jobs, const std::string &pipeline) const;
   // The output kind of a pipeline description; nothing when there is no such description.
   std::optional<pipeline::OutputKind> output_kind(const std::string &pipeline) const;
-  // The jobs an upload starts: the requested one, then the configured extras when the video has a
-  // picture. Extras that are not valid here are skipped with a warning.
-  std::vector<store::Job> enqueue_profile(const std::string &video_id, const JobSpec &spec, bool has_picture);
 
   // The working folder a video's pipeline output is served from while a job writes it (a streaming output; not
   // while a finished CMAF package is being replaced), if a job is running it. A query: the job's live master

@@ -441,6 +441,15 @@ std::int64_t PgStore::add_job(const Job &j) {
   return r.int64(0, 0);
 }
 
+void PgStore::add_video_with_jobs(const Video &v, std::vector<Job> &jobs) {
+  std::lock_guard lock(mu_);
+  Transaction tx(*this);
+  add_video(v);
+  for (Job &j : jobs)
+    j.seq = add_job(j);
+  tx.commit();
+}
+
 std::optional<Job> PgStore::job(const std::string &id) {
   Rows r = query("SELECT " PG_JOB_COLUMNS " FROM jobs WHERE id = $1", {id}, "read job " + id);
   if (r.size() == 0)

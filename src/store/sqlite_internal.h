@@ -110,6 +110,7 @@ public:
   bool set_playback_policy(const std::string &id, const std::string &policy) override;
 
   std::int64_t add_job(const Job &j) override;
+  void add_video_with_jobs(const Video &v, std::vector<Job> &jobs) override;
   std::optional<Job> job(const std::string &id) override;
   std::vector<Job> jobs(const JobFilter &f) override;
   void update_job(const Job &j) override;

@@ -411,6 +411,14 @@ std::int64_t SqliteStore::add_job(const Job &j) {
   });
 }
 
+void SqliteStore::add_video_with_jobs(const Video &v, std::vector<Job> &jobs) {
+  Transaction tx(*this);
+  add_video(v);
+  for (Job &j : jobs)
+    j.seq = add_job(j);
+  tx.commit();
+}
+
 std::optional<Job> SqliteStore::job(const std::string &id) {
   Query q = query(job_, "read job " + id);
   q.bind(1, id);

@@ -142,6 +142,9 @@ public:
 
   // Inserts job (its seq is assigned and returned).
   virtual std::int64_t add_job(const Job &j) = 0;
+  // A new video's row and its jobs' in one transaction (each job's seq set): a crash in between leaves neither, so
+  // the catalog never holds a video without the jobs its upload was answered with.
+  virtual void add_video_with_jobs(const Video &v, std::vector<Job> &jobs) = 0;
   virtual std::optional<Job> job(const std::string &id) = 0;
   virtual std::vector<Job> jobs(const JobFilter &f) = 0; // newest first
   // Writes every mutable field of j (state, attempts, times, error, result, not_before, priority).

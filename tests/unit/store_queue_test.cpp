@@ -408,6 +408,38 @@ void QueueTest::claim_concurrently(bool together) {
   EXPECT_EQ(store->count_jobs(JobState::Running), 0);
 }
 
+// An upload's video and its job profile go in together, or not at all.
+TEST_P(QueueTest, AVideoAndItsJobsAreAddedTogether) {
+  auto by_video = [](const std::string &id) {
+    JobFilter f;
+    f.video_id = id;
+    return f;
+  };
+  Video v = queue_video();
+  v.id = new_id();
+  std::vector<Job> jobs = {queue_job(v.id, 10, 0), queue_job(v.id, 11, 0)};
+  store->add_video_with_jobs(v, jobs);
+  ASSERT_TRUE(store->video(v.id).has_value());
+  EXPECT_GT(jobs[0].seq, 0);
+  EXPECT_GT(jobs[1].seq, jobs[0].seq);
+  EXPECT_EQ(store->jobs(by_video(v.id)).size(), 2u);
+
+  // The second job refused (its id taken): the video's row goes back with it.
+  Video w = queue_video();
+  w.id = new_id();
+  std::vector<Job> bad = {queue_job(w.id, 12, 0), queue_job(w.id, 13, 0)};
+  bad[1].id = jobs[0].id;
+  EXPECT_THROW(store->add_video_with_jobs(w, bad), sluice::Error);
+  EXPECT_FALSE(store->video(w.id).has_value());
+  EXPECT_TRUE(store->jobs(by_video(w.id)).empty());
+  // The store still works after the rollback.
+  Video x = queue_video();
+  x.id = new_id();
+  std::vector<Job> ok = {queue_job(x.id, 14, 0)};
+  store->add_video_with_jobs(x, ok);
+  EXPECT_TRUE(store->video(x.id).has_value());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, QueueTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto &p) { return p.param; });
 
