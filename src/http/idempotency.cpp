@@ -3,6 +3,7 @@
 #include "http/idempotency.h"
 
 #include "core/error.h"
+#include "http/context.h"
 #include "http/log.h"
 
 #include <algorithm>
@@ -111,16 +112,22 @@ void IdempotencyKeys::remember(SoupServerMessage *msg) {
     h->in_flight->erase(h->id);
     delete h;
   });
+  // The answer goes out once it is kept (or could not be): a client that has it finds it again with the key, even
+  // after a crash right after the answer.
+  g_object_ref(msg);
+  hold(msg);
   service_.executor().run(
       [a](store::Store &s) {
         s.store_answer(a, a.created - kTtlSeconds * G_USEC_PER_SEC);
         return true;
       },
-      [keep, scope = a.scope](store::Outcome<bool> &o) {
+      [keep, msg, scope = a.scope](store::Outcome<bool> &o) {
         // The answer still goes out; only a retry would not find it.
         if (!o.ok())
           SLUICE_LOG(http_log(), Warning, "%s: cannot keep the answer for its Idempotency-Key: %s", scope.c_str(),
                      o.error->what());
+        release(msg);
+        g_object_unref(msg);
       });
 }
 
