@@ -272,13 +272,6 @@ void Scheduler::enqueued(const store::Job &job) {
   });
 }
 
-store::Job Scheduler::enqueue(const std::string &video_id, const JobSpec &spec) {
-  store::Job job = new_job(video_id, spec);
-  job.seq = store_.add_job(job);
-  enqueued(job);
-  return job;
-}
-
 namespace {
 
 store::Job canceled(store::Job job) {
@@ -414,8 +407,8 @@ void Scheduler::stop_video(const std::string &video_id, const std::vector<store:
             unsaved_.erase(c.id);
             publish_job(c);
           } else {
-            // The catalog refuses the cancel: it is kept and written again from save()'s timer until it lands (no
-            // job starts meanwhile), so that stopping a video's jobs never stops halfway, with a caller waiting for
+            // The catalog refuses the cancel: it is kept and written again from arm_save_retry()'s timer until it lands
+            // (no job starts meanwhile), so that stopping a video's jobs never stops halfway, with a caller waiting for
             // `done`. Not tried again at once: it has just failed, and the loop would wait for it.
             g_warning("cannot write the cancel of job %s to the catalog; trying again until it lands", c.id.c_str());
             unsaved_[c.id] = c;

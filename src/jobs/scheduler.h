@@ -71,10 +71,8 @@ public:
   JobSpec with_defaults(JobSpec spec) const;
   // Whether another job may be queued (queue-limit).
   bool queue_full();
-  // Queues a validated job for a video and announces it.
-  store::Job enqueue(const std::string &video_id, const JobSpec &spec);
-  // enqueue() in two halves, for a caller that writes the row on the executor: the row of a new queued job (its seq
-  // not known yet), then, once the catalog has it (with its seq), the announcement and the queue's turn.
+  // Queuing a validated job, in two halves for a caller that writes the row on the executor: the row of a new queued
+  // job (its seq not known yet), then, once the catalog has it (with its seq), the announcement and the queue's turn.
   store::Job new_job(const std::string &video_id, const JobSpec &spec) const;
   void enqueued(const store::Job &job);
   // Cancels a queued or running job, the catalog written on the executor; done on the main loop: true once it is
