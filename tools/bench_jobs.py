@@ -18,7 +18,9 @@ How well the job queue uses the machine, and how soon a new video can be watched
 
 Part 1, the queue: --uploads uploads at once (raw bodies, curl) of a generated --seconds 720p30 clip
 (testsrc2 + noise, sine audio) to `sluice serve` as shipped (data/sluice.conf: the hls ladder plus the
-poster, storyboard and preview extras, [jobs] concurrent at its default). Measured: the makespan from
+poster, storyboard and preview extras, [jobs] capacity at its default: the core count, a ladder weighing every
+core and the other jobs 1 each), or with --jobs-config settings of [jobs] (e.g. concurrent=1 for one job at a
+time, the slot of old; repeatable). Measured: the makespan from
 the first upload to the last video `ready` and to the last job's end, and the machine's CPU use
 (/proc/stat, every core) over that time and over the part of it while jobs were queued (goal: at
 least 95% of every core busy while jobs are queued). The reference: the same packages made by ffmpeg
@@ -48,6 +50,8 @@ def add_args(p):
                    help="ffmpeg processes at a time to try (default 1,2,3,4)")
     p.add_argument("--skip", action="append", default=[], choices=["queue", "ffmpeg", "playable"],
                    help="skip a part (repeatable)")
+    p.add_argument("--jobs-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="a [jobs] setting of the queue part's server, e.g. concurrent=1 or capacity=4 (repeatable)")
     p.add_argument("--sluice", default=DEFAULT_SLUICE, metavar="PATH", help="the sluice binary")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE ('-': stdout)")
@@ -105,11 +109,30 @@ def _server(b, children, sluice, work, name, extra=None):
     return b.SluiceServer(children, sluice, os.path.join(d, "data"), config, d).start()
 
 
+def _jobs_config(a, b):
+    keys = {}
+    for kv in a.jobs_config:
+        k, sep, v = kv.partition("=")
+        if not sep or not k.strip():
+            raise b.UsageError(f"--jobs-config wants KEY=VALUE, not {kv!r}")
+        keys[k.strip()] = v.strip()
+    return keys
+
+
+def _process_cpu_s(pid):
+    """CPU seconds (user + system, every thread) the process has used so far; sluice runs its pipelines in-process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _queue_part(a, b, children, work, clip):
-    srv = _server(b, children, a.sluice, work, "queue")
+    srv = _server(b, children, a.sluice, work, "queue", {"jobs": _jobs_config(a, b)})
     try:
         status, health = b.http_json("GET", srv.base + "/health")
         slots = (health or {}).get("jobs", {}).get("slots")
+        status, workers = b.http_json("GET", srv.base + "/api/v1/workers")
+        capacity = next(iter((workers or {}).get("workers", [])), {}).get("capacity")
         queued = {"n": 0}
 
         def poll_health():
@@ -123,6 +146,7 @@ def _queue_part(a, b, children, work, clip):
         threading.Thread(target=poll_health, daemon=True).start()
         cpu = CpuSampler(flag=lambda: queued["n"] > 0)
         cpu.start()
+        own0 = _process_cpu_s(srv.proc.pid)
         t0 = time.monotonic()
         ids, errors = [None] * a.uploads, []
 
@@ -163,14 +187,17 @@ def _queue_part(a, b, children, work, clip):
             time.sleep(0.25)
         done.set()
         cpu.stop()
+        own = _process_cpu_s(srv.proc.pid) - own0
         end_ready, end_all = max(ready_at.values()) - t0, max(ended_at.values()) - t0
         failed = [j["id"] for js in jobs.values() for j in js if j.get("state") != "succeeded"]
         if failed:
             raise b.BenchError(f"jobs did not succeed: {failed} (log: {srv.log_path})")
-        return {"slots": slots, "uploads_s": round(uploaded, 2), "makespan_ready_s": round(end_ready, 2),
+        return {"slots": slots, "capacity": capacity, "jobs_config": _jobs_config(a, b), "uploads_s": round(uploaded, 2), "makespan_ready_s": round(end_ready, 2),
                 "makespan_all_s": round(end_all, 2), "cpu_share": round(cpu.share(t0, t0 + end_all), 3),
                 "cpu_share_queued": round(cpu.share(t0, t0 + end_all, flagged=True), 3),
-                "jobs_per_video": len(next(iter(jobs.values())))}
+                "jobs_per_video": len(next(iter(jobs.values()))),
+                # On a shared machine the CPU shares above count the others too; what sluice itself kept busy:
+                "sluice_cpu_s": round(own, 1), "sluice_cores": round(own / end_all, 2)}
     finally:
         srv.stop()
 
@@ -322,10 +349,13 @@ def run(a, b):
         b.say(f"jobs: {a.uploads} uploads of a {a.seconds} s 720p30 clip, {os.cpu_count()} cores")
         if "queue" not in a.skip:
             q = out["sluice"] = _queue_part(a, b, children, work, clip)
-            b.say(f"  sluice ({q['slots']} slot(s), {q['jobs_per_video']} jobs per video): last ready after "
+            setting = ", ".join(f"{k}={v}" for k, v in q["jobs_config"].items()) or "defaults"
+            b.say(f"  sluice ([jobs] {setting}: capacity {q['capacity']}, at most {q['slots']} job(s) at once, "
+                  f"{q['jobs_per_video']} jobs per video): last ready after "
                   f"{q['makespan_ready_s']:.2f} s, last job ended after {q['makespan_all_s']:.2f} s; CPU "
                   f"{100 * q['cpu_share']:.0f}% of every core, {100 * q['cpu_share_queued']:.0f}% while jobs were "
-                  f"queued (goal 95%)")
+                  f"queued (goal 95%); sluice itself used {q['sluice_cpu_s']:.1f} CPU-s, "
+                  f"{q['sluice_cores']:.2f} cores on average")
         if "ffmpeg" not in a.skip:
             ff = out["ffmpeg"] = _ffmpeg_part(a, b, work, clip)
             best = min(ff, key=lambda r: r["makespan_s"])

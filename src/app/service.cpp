@@ -68,11 +68,19 @@ bool has_picture(const std::string &probe_json) {
 } // namespace
 
 Failure failure_of(const Error &e) {
+  // An Io or internal error's text names the server's files, its catalog's address and the database's own words:
+  // they go to the log, the client is told what happened in general.
   switch (e.code()) {
-  case ErrorCode::Io:
   case ErrorCode::Unavailable: return refused(Refusal::Unavailable, e.what());
-  case ErrorCode::NoSpace: return refused(Refusal::NoSpace, e.what());
-  default: return refused(Refusal::Internal, e.what());
+  case ErrorCode::Io:
+    SLUICE_LOG(app_log(), Warning, "a request failed on the catalog or the disk: %s", e.what());
+    return refused(Refusal::Unavailable, "the catalog or the disk did not answer; try again");
+  case ErrorCode::NoSpace:
+    SLUICE_LOG(app_log(), Warning, "a request failed: %s", e.what());
+    return refused(Refusal::NoSpace, "the server is out of disk space");
+  default:
+    SLUICE_LOG(app_log(), Warning, "a request failed: %s", e.what());
+    return refused(Refusal::Internal, "internal error (the server's log has the details)");
   }
 }
 
@@ -96,18 +104,6 @@ Service::~Service() {
   scheduler_.set_metrics(nullptr);
 }
 
-void Service::refresh_metrics() {
-  metrics_.set_free_bytes(static_cast<double>(scheduler_.free_space()));
-  for (auto s : {store::JobState::Queued, store::JobState::Running, store::JobState::Succeeded, store::JobState::Failed,
-                 store::JobState::Canceled}) {
-    try {
-      metrics_.set_jobs_in_state(store::job_state_name(s), store_.count_jobs(s));
-    } catch (const Error &) {
-      // The catalog cannot be read: the last values stay (health says why).
-    }
-  }
-}
-
 bool Service::space_low() const {
   return scheduler_.space_low();
 }
@@ -117,7 +113,22 @@ bool Service::space_low() const {
 
 // The ingest itself (ingest, start_ingest, probed) is in app/service_ingest.cpp.
 
-Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata) {
+bool Service::spec_needs_workers(const Metadata &metadata) const {
+  if (!config_.auto_transcode)
+    return false;
+  jobs::JobSpec spec;
+  spec.pipeline = metadata.pipeline;
+  spec.encoder = metadata.encoder;
+  spec.ladder = metadata.ladder;
+  spec.params = metadata.params;
+  try {
+    return scheduler_.check(scheduler_.with_defaults(spec));
+  } catch (const Error &) {
+    return false; // job_spec() says what is wrong
+  }
+}
+
+Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata, const std::set<std::string> *live_encoders) {
   jobs::JobSpec spec;
   spec.pipeline = metadata.pipeline;
   spec.encoder = metadata.encoder;
@@ -134,7 +145,10 @@ Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata) {
   spec = scheduler_.with_defaults(spec);
   if (config_.auto_transcode) {
     try {
-      scheduler_.validate(spec);
+      if (!live_encoders)
+        scheduler_.validate(spec);
+      else if (scheduler_.check(spec))
+        scheduler_.check_workers(spec, *live_encoders);
     } catch (const Error &e) {
       return spec_failure(e);
     }
@@ -150,7 +164,23 @@ struct JobGround {
   std::optional<store::Video> video;
   std::vector<store::Job> jobs; // the video's
   int unfinished = 0;           // queued and running jobs, of every video
+  // The live workers' encoders, read when the job asks for an encoder only a worker elsewhere can run.
+  std::optional<std::set<std::string>> live_encoders;
 };
+
+namespace {
+
+// The job a request asks for, before the configuration's defaults.
+jobs::JobSpec asked_spec(const JobRequest &request) {
+  jobs::JobSpec spec;
+  spec.pipeline = request.pipeline;
+  spec.encoder = request.encoder;
+  spec.ladder = request.ladder;
+  spec.params = request.params;
+  return spec;
+}
+
+} // namespace
 
 // Each of these reads and writes the catalog on the executor and applies what follows (events, the scheduler's
 // side, files) back on the main loop once the write has come back; `done` is called exactly once (a gone service
@@ -213,15 +243,24 @@ void Service::create_job(const std::string &video_id, const JobRequest &request,
   if (!accepting_)
     return done(shutting_down());
   auto alive = alive_;
+  // validate()'s read of the workers' rows, when the encoder is one only a worker elsewhere runs: made here too.
+  bool workers = false;
+  try {
+    workers = scheduler_.check(scheduler_.with_defaults(asked_spec(request)));
+  } catch (const Error &) {
+    // check_job() says what is wrong
+  }
   executor().run(
-      [video_id](store::Store &s) {
+      [video_id, workers, read_encoders = scheduler_.live_encoders_reader()](store::Store &s) {
         JobGround g;
         g.video = store::is_id(video_id) ? s.video(video_id) : std::nullopt;
         if (g.video) {
           store::JobFilter f;
           f.video_id = video_id;
           g.jobs = s.jobs(f);
-          g.unfinished = s.count_jobs(store::JobState::Queued) + s.count_jobs(store::JobState::Running);
+          g.unfinished = jobs::Scheduler::unfinished_jobs(s);
+          if (workers)
+            g.live_encoders = read_encoders(s);
         }
         return g;
       },
@@ -261,19 +300,18 @@ Result<jobs::JobSpec> Service::check_job(const std::string &video_id, const JobR
                                          const JobGround &ground) {
   if (!ground.video)
     return refused(Refusal::NotFound, "no video " + video_id);
-  jobs::JobSpec spec;
-  spec.pipeline = request.pipeline;
-  spec.encoder = request.encoder;
-  spec.ladder = request.ladder;
+  jobs::JobSpec spec = asked_spec(request);
   if (request.priority) {
     if (*request.priority < -1000 || *request.priority > 1000)
       return refused(Refusal::InvalidParameter, "field 'priority': expected an integer from -1000 to 1000", "priority");
     spec.priority = static_cast<int>(*request.priority);
   }
-  spec.params = request.params;
   spec = scheduler_.with_defaults(spec);
   try {
-    scheduler_.validate(spec);
+    if (!ground.live_encoders)
+      scheduler_.validate(spec); // reads no workers' rows: create_job read them when check() asks for them
+    else if (scheduler_.check(spec))
+      scheduler_.check_workers(spec, *ground.live_encoders);
   } catch (const Error &e) {
     if (e.code() == ErrorCode::Io || e.code() == ErrorCode::Unavailable)
       return failure_of(e); // the workers' rows could not be read

@@ -158,8 +158,6 @@ public:
   Uploads &uploads() { return *uploads_; }
   // Live streams (app/streams.h).
   Streams &streams() { return *streams_; }
-  // Reads what the metrics show as it is now: jobs by state, free space.
-  void refresh_metrics();
 
   // From now on writes are refused (Unavailable).
   void stop_accepting() { accepting_ = false; }
@@ -173,7 +171,10 @@ public:
   void ingest(IncomingFile file, const Metadata &metadata, std::function<void(Result<Ingested>)> done);
 
   // The job an upload with this metadata asks for, checked (what ingest refuses, said before the file arrives).
-  Result<jobs::JobSpec> job_spec(const Metadata &metadata);
+  // `live_encoders`: the live workers' encoders, read on the executor for a job only a worker elsewhere can run
+  // (spec_needs_workers); without them, those are read on the caller's thread.
+  Result<jobs::JobSpec> job_spec(const Metadata &metadata, const std::set<std::string> *live_encoders = nullptr);
+  bool spec_needs_workers(const Metadata &metadata) const;
 
   // These write the catalog through executor() and call `done` on the main loop once the write is back (at once
   // with an inline executor); what follows from the write (events, the scheduler) is applied before `done`.
@@ -228,6 +229,9 @@ public:
 
 private:
   void start_ingest(IncomingFile file, const Metadata &metadata, const std::function<void(Result<Ingested>)> &done);
+  // The checked file probed on a thread, then probed() on the main loop.
+  void probe(IncomingFile file, const Metadata &metadata, const jobs::JobSpec &spec,
+             const std::function<void(Result<Ingested>)> &done);
   void cancel(const store::Job &job, const std::function<void(Result<store::Job>)> &done);
   void current_job(const std::string &job_id, const std::function<void(Result<store::Job>)> &done);
   Result<jobs::JobSpec> check_job(const std::string &video_id, const JobRequest &request, const JobGround &ground);

@@ -14,6 +14,9 @@
 
 #include <malloc.h>
 
+#include <optional>
+#include <set>
+#include <string>
 #include <thread>
 
 namespace sluice::app {
@@ -58,13 +61,60 @@ void Service::start_ingest(IncomingFile file, const Metadata &metadata,
   };
   if (!accepting_)
     return fail(shutting_down());
-  auto checked = job_spec(metadata);
-  if (auto *f = std::get_if<Failure>(&checked))
-    return fail(*f);
-  jobs::JobSpec spec = std::get<jobs::JobSpec>(std::move(checked));
-  if (config_.auto_transcode && scheduler_.queue_full())
-    return fail(refused(Refusal::QueueFull,
-                        "the job queue is full (" + std::to_string(config_.queue_limit) + " jobs); try again later"));
+  // What the checks read of the catalog (the queue's count; the live workers' encoders for a job only a worker
+  // elsewhere runs) is read on the executor, the file waiting; the checks that need none are made first.
+  const bool workers = spec_needs_workers(metadata);
+  std::optional<jobs::JobSpec> spec;
+  if (!workers) {
+    auto checked = job_spec(metadata);
+    if (auto *f = std::get_if<Failure>(&checked))
+      return fail(*f);
+    spec = std::get<jobs::JobSpec>(std::move(checked));
+  }
+  if (!config_.auto_transcode)
+    return probe(std::move(file), metadata, *spec, done);
+  struct QueueGround {
+    int unfinished = 0;
+    std::optional<std::set<std::string>> live_encoders;
+  };
+  executor().run(
+      [workers, read_encoders = scheduler_.live_encoders_reader()](store::Store &s) {
+        QueueGround g;
+        g.unfinished = jobs::Scheduler::unfinished_jobs(s);
+        if (workers)
+          g.live_encoders = read_encoders(s);
+        return g;
+      },
+      [this, alive = alive_, file, metadata, spec, done](store::Outcome<QueueGround> &o) mutable {
+        if (!*alive)
+          return file.discard();
+        auto refuse = [&](Failure f) {
+          file.discard();
+          done(std::move(f));
+        };
+        if (!o.ok())
+          return refuse(failure_of(*o.error));
+        if (!spec) {
+          auto checked = job_spec(metadata, &*o.value->live_encoders);
+          if (auto *f = std::get_if<Failure>(&checked))
+            return refuse(*f);
+          spec = std::get<jobs::JobSpec>(std::move(checked));
+        }
+        if (scheduler_.queue_full(o.value->unfinished))
+          return refuse(refused(Refusal::QueueFull, "the job queue is full (" + std::to_string(config_.queue_limit) +
+                                                        " jobs); try again later"));
+        try {
+          probe(std::move(file), metadata, *spec, done);
+        } catch (const std::exception &e) {
+          // Nothing thrown crosses the main loop's callback (the file went with the probe's thread, or is here).
+          SLUICE_LOG(app_log(), Error, "ingest: %s", e.what());
+          done(refused(Refusal::Internal, e.what()));
+        }
+      });
+}
+
+void Service::probe(IncomingFile file, const Metadata &metadata, const jobs::JobSpec &spec,
+                    const std::function<void(Result<Ingested>)> &done) {
   // Probing reads the file with GStreamer: off the main loop, and the rest back on it.
   auto alive = alive_;
   storage::Storage *storage = scheduler_.storage();

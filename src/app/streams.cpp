@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "core/json.h"
 #include "media/ladder.h"
+#include "store/executor.h"
 
 namespace sluice::app {
 
@@ -79,12 +80,18 @@ const char *stream_state_name(StreamState s) {
 
 Streams::Streams(Service &service) : service_(service) {}
 
+Streams::~Streams() {
+  *alive_ = false;
+}
+
 void Streams::set_engine(LiveEngine *engine) {
   engine_ = engine;
   if (!engine_)
     return;
-  for (const auto &s : service_.store().streams())
+  for (const auto &s : service_.store().streams()) {
+    figures_.try_emplace(s.id); // known: its files are served without asking the catalog
     engine_->add(s);
+  }
 }
 
 std::string Streams::folder(const std::string &id) const {
@@ -105,32 +112,29 @@ Result<std::string> Streams::media_file(const std::string &id, const std::vector
                         g_str_has_suffix(name.c_str(), ".ts");
   if (inside.size() == 2 ? !cmaf_file : !top_file)
     return refused(Refusal::NotFound, "no such file");
-  // The row is asked for each time (a deleted stream's folder goes after its row).
-  if (!figures_.count(id) && !service_.store().stream(id))
-    return refused(Refusal::NotFound, "no such file");
   auto path = fs::resolve_under(folder(id), inside, fs::join(service_.scheduler().layout().data_dir, "streams"));
   if (!path)
     return refused(Refusal::NotFound, "no such file");
   return *path;
 }
 
-Result<StreamView> Streams::create(const StreamRequest &r) {
+void Streams::create(const StreamRequest &r, std::function<void(Result<StreamView>)> done) {
   if (!service_.accepting())
-    return shutting_down();
+    return done(shutting_down());
   if (r.pipeline != "live-hls" && r.pipeline != "live-cmaf")
-    return refused(Refusal::InvalidParameter, "field 'pipeline': expected live-hls or live-cmaf", "pipeline");
+    return done(refused(Refusal::InvalidParameter, "field 'pipeline': expected live-hls or live-cmaf", "pipeline"));
   if (!r.ladder.empty()) {
     try {
       media::parse_ladder(r.ladder);
     } catch (const Error &e) {
-      return refused(Refusal::InvalidParameter, std::string("field 'ladder': ") + e.what(), "ladder");
+      return done(refused(Refusal::InvalidParameter, std::string("field 'ladder': ") + e.what(), "ladder"));
     }
   }
   if (!r.source.empty() && (!source_scheme_ok(r.source) || r.source.size() > 2000 ||
                             r.source.find_first_of(" \t\r\n\"'") != std::string::npos))
-    return refused(Refusal::InvalidParameter,
-                   "field 'source': expected an rtsp://, srt://, http:// or https:// URL (or null: publishers push)",
-                   "source");
+    return done(refused(
+        Refusal::InvalidParameter,
+        "field 'source': expected an rtsp://, srt://, http:// or https:// URL (or null: publishers push)", "source"));
   StreamView v;
   v.key = kKeyPrefix + auth::new_key().substr(auth::kKeyPrefix.size());
   // The key goes in URLs (RTSP paths, SRT stream ids): base64url only.
@@ -142,71 +146,69 @@ Result<StreamView> Streams::create(const StreamRequest &r) {
   v.stream.record = r.record;
   v.stream.source = r.source;
   v.stream.created = g_get_real_time();
-  try {
-    service_.store().add_stream(v.stream);
-  } catch (const Error &e) {
-    return failure_of(e);
-  }
-  SLUICE_LOG(app_log(), Info, "stream %s created (%s%s)", v.stream.id.c_str(), v.stream.pipeline.c_str(),
-             v.stream.source.empty() ? ", published" : ", pulled");
-  v.figures.since = v.stream.created;
-  if (v.stream.record)
-    v.figures.recording = "recording";
-  figures_[v.stream.id] = v.figures;
-  if (engine_)
-    engine_->add(v.stream);
-  publish(v.stream.id, figures_[v.stream.id]);
-  return v;
+  // The row first: the engine takes the stream's publishers only once it exists (the key is known nowhere else yet).
+  // Copied before the call: v is moved into the answer, and the order in which arguments are made is unspecified.
+  store::Stream row = v.stream;
+  service_.executor().run(
+      [row = std::move(row)](store::Store &s) {
+        s.add_stream(row);
+        return true;
+      },
+      [this, alive = alive_, v = std::move(v), done = std::move(done)](store::Outcome<bool> &o) mutable {
+        if (!*alive)
+          return done(shutting_down());
+        if (!o.ok()) {
+          SLUICE_LOG(app_log(), Error, "cannot create a stream: %s", o.error->what());
+          return done(failure_of(*o.error));
+        }
+        SLUICE_LOG(app_log(), Info, "stream %s created (%s%s)", v.stream.id.c_str(), v.stream.pipeline.c_str(),
+                   v.stream.source.empty() ? ", published" : ", pulled");
+        v.figures.since = v.stream.created;
+        if (v.stream.record)
+          v.figures.recording = "recording";
+        figures_[v.stream.id] = v.figures;
+        if (engine_)
+          engine_->add(v.stream);
+        publish(v.stream.id, figures_[v.stream.id]);
+        done(std::move(v));
+      });
 }
 
-std::optional<StreamView> Streams::get(const std::string &id) {
-  auto s = store::is_id(id) ? service_.store().stream(id) : std::nullopt;
-  if (!s)
-    return std::nullopt;
+StreamView Streams::view(const store::Stream &s) const {
   StreamView v;
-  v.stream = *s;
-  if (auto it = figures_.find(id); it != figures_.end())
+  v.stream = s;
+  if (auto it = figures_.find(s.id); it != figures_.end())
     v.figures = it->second;
   return v;
 }
 
-std::vector<StreamView> Streams::list() {
-  std::vector<StreamView> out;
-  for (const auto &s : service_.store().streams()) {
-    StreamView v;
-    v.stream = s;
-    if (auto it = figures_.find(s.id); it != figures_.end())
-      v.figures = it->second;
-    out.push_back(std::move(v));
-  }
-  return out;
-}
-
-std::optional<Failure> Streams::remove(const std::string &id) {
-  if (!store::is_id(id) || !service_.store().stream(id))
-    return refused(Refusal::NotFound, "no stream " + id);
-  if (engine_)
-    engine_->remove(id);
-  try {
-    service_.store().delete_stream(id);
-  } catch (const Error &e) {
-    return failure_of(e);
-  }
-  fs::remove_all(folder(id));
-  figures_.erase(id);
-  published_.erase(id);
-  JsonObject *o = json_object_new();
-  json_object_set_string_member(o, "id", id.c_str());
-  json_object_set_string_member(o, "action", "deleted");
-  json::Node n(json::object_node(o));
-  service_.events().publish("stream", "", "", json::to_string(n.get(), false));
-  return std::nullopt;
-}
-
-std::optional<store::Stream> Streams::by_key(const std::string &key) {
-  if (!is_stream_key(key))
-    return std::nullopt;
-  return service_.store().stream_by_key_hash(auth::hash_key(key));
+void Streams::remove(const std::string &id, std::function<void(std::optional<Failure>)> done) {
+  if (!store::is_id(id))
+    return done(refused(Refusal::NotFound, "no stream " + id));
+  // The row goes first, in one statement that says whether there was one (two deletions at once: one is 404). The
+  // engine keeps the stream until it is gone, so that a deletion the catalog refused leaves it running as before.
+  service_.executor().run([id](store::Store &s) { return s.delete_stream(id); },
+                          [this, alive = alive_, id, done = std::move(done)](store::Outcome<bool> &o) {
+                            if (!*alive)
+                              return done(shutting_down());
+                            if (!o.ok()) {
+                              SLUICE_LOG(app_log(), Error, "cannot delete stream %s: %s", id.c_str(), o.error->what());
+                              return done(failure_of(*o.error));
+                            }
+                            if (!*o.value)
+                              return done(refused(Refusal::NotFound, "no stream " + id));
+                            if (engine_)
+                              engine_->remove(id);
+                            fs::remove_all(folder(id));
+                            figures_.erase(id);
+                            published_.erase(id);
+                            JsonObject *obj = json_object_new();
+                            json_object_set_string_member(obj, "id", id.c_str());
+                            json_object_set_string_member(obj, "action", "deleted");
+                            json::Node n(json::object_node(obj));
+                            service_.events().publish("stream", "", "", json::to_string(n.get(), false));
+                            done(std::nullopt);
+                          });
 }
 
 void Streams::report(const std::string &id, const StreamFigures &f) {

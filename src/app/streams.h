@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -74,25 +75,34 @@ public:
 class Streams {
 public:
   explicit Streams(Service &service);
+  ~Streams();
   Streams(const Streams &) = delete;
   Streams &operator=(const Streams &) = delete;
 
   Service &service() { return service_; }
 
-  // The engine that runs the streams (none: streams are made and listed, and stay idle).
+  // The engine that runs the streams (none: streams are made and listed, and stay idle). At start (the catalog is
+  // read here, before anything is served) and at shutdown.
   void set_engine(LiveEngine *engine);
 
-  Result<StreamView> create(const StreamRequest &r);
-  std::optional<StreamView> get(const std::string &id);
-  std::vector<StreamView> list();
-  std::optional<Failure> remove(const std::string &id);
+  // These write the catalog through the service's executor (off the main loop with PostgreSQL, at once with SQLite)
+  // and call `done` on the main loop once the write is back, with what follows from it applied: the engine told,
+  // the event published. A catalog that does not answer fails them as Unavailable within [store] timeout.
+  void create(const StreamRequest &r, std::function<void(Result<StreamView>)> done);
+  // The row goes first, then the engine lets its publisher go and its files are removed (NotFound: no such row).
+  void remove(const std::string &id, std::function<void(std::optional<Failure>)> done);
 
-  // The stream a publisher's key opens (none for a wrong key).
-  std::optional<store::Stream> by_key(const std::string &key);
+  // A stream's row as the API shows it, with the figures the engine reported (its rows are read by the caller,
+  // off the main loop: http/streams.cpp).
+  StreamView view(const store::Stream &s) const;
+
   // The folder of a stream's live output (DATA/streams/ID).
   std::string folder(const std::string &id) const;
-  // The file `inside` (decoded, checked path segments) of a stream's live output, when it exists (NotFound).
+  // The file `inside` (decoded, checked path segments) of a stream's live output, when it exists (NotFound); the
+  // catalog is not asked: the caller asks it when known(id) is false.
   Result<std::string> media_file(const std::string &id, const std::vector<std::string> &inside);
+  // Whether the stream is one this process made or runs (its files are served without asking the catalog).
+  bool known(const std::string &id) const { return figures_.count(id) > 0; }
 
   // From the engine: the stream's state and figures now (a `stream` event when the state changes, and every few
   // seconds while live with its figures).
@@ -103,8 +113,9 @@ private:
 
   Service &service_;
   LiveEngine *engine_ = nullptr;
-  std::map<std::string, StreamFigures> figures_;
-  std::map<std::string, std::int64_t> published_; // when each stream's figures were last published
+  std::map<std::string, StreamFigures> figures_;               // every stream this process made or runs
+  std::map<std::string, std::int64_t> published_;              // when each stream's figures were last published
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true); // false once gone (answers coming back drop)
 };
 
 } // namespace sluice::app

@@ -32,90 +32,62 @@ using namespace uploads_detail;
 Uploads::Uploads(Service &service) : service_(service) {}
 
 Uploads::~Uploads() {
-  try {
-    flush_due(true);
-  } catch (const std::exception &e) {
-    SLUICE_LOG(uploads_log(), Warning, "cannot record the last bytes of uploads: %s", e.what());
-  }
   *alive_ = false;
   if (sweep_timer_)
     g_source_remove(sweep_timer_);
-  if (flush_timer_)
-    g_source_remove(flush_timer_);
 }
 
-std::optional<Failure> Uploads::flush(const std::string &id) {
-  auto it = unsynced_.find(id);
-  if (it == unsynced_.end())
-    return std::nullopt;
-  const std::int64_t offset = it->second.offset;
-  int fd = open(file_of(id).c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || fdatasync(fd) != 0) {
-    int e = errno;
-    if (fd >= 0)
-      close(fd);
-    return io_failure(e, "cannot write the upload");
-  }
-  close(fd);
-  auto u = service_.store().upload(id);
-  unsynced_.erase(id);
-  if (u && u->offset < offset) {
-    u->offset = offset;
-    // A partial upload whose last bytes are on disk now is complete (Uploads::complete left it to this).
-    if (u->concat == "partial" && u->offset == u->length && u->state == "receiving")
-      u->state = "completed";
-    try {
-      service_.store().update_upload(*u);
-    } catch (const Error &e) {
-      return failure_of(e);
-    }
-  }
-  return std::nullopt;
-}
-
-void Uploads::flush_due(bool all) {
-  // Those due within the next 100 ms too: one wake-up for bytes accepted at about the same time.
-  const std::int64_t until = g_get_monotonic_time() + G_USEC_PER_SEC / 10;
-  std::vector<std::string> ids;
-  for (const auto &[id, u] : unsynced_)
-    if (all || u.due <= until)
-      ids.push_back(id);
-  for (const auto &id : ids)
-    if (auto f = flush(id)) {
-      SLUICE_LOG(uploads_log(), Warning, "upload %s: %s", id.c_str(), f->message.c_str());
-      unsynced_.erase(id); // not tried again and again; its recorded offset stays what is on disk
-    }
-}
-
-void Uploads::mark_unsynced(const store::ResumableUpload &u, std::int64_t offset) {
-  auto [it, added] = unsynced_.try_emplace(u.id);
-  it->second.offset = std::max(it->second.offset, offset);
-  // The bound runs from the first byte not synced (the bounds stated in docs/api.md): later PATCHes do not push it.
-  if (added)
-    it->second.due = g_get_monotonic_time() + (u.concat == "partial" ? kPartialSyncWithinUs : kSyncWithinUs);
-  flush_soon();
-}
-
-void Uploads::flush_soon() {
-  std::int64_t first = INT64_MAX;
-  for (const auto &[_, u] : unsynced_)
-    first = std::min(first, u.due);
-  if (first == INT64_MAX || (flush_timer_ && flush_at_ <= first))
+void Uploads::save(const store::ResumableUpload &u, std::function<void(std::optional<Failure>)> done) {
+  Writes &w = writes_[u.id];
+  if (w.in_flight) {
+    // Two writes of one row on two pool threads could land in either order: the newer waits.
+    w.next = u;
+    w.waiting.push_back(std::move(done));
     return;
-  if (flush_timer_)
-    g_source_remove(flush_timer_);
-  flush_at_ = first;
-  const std::int64_t wait_us = std::max<std::int64_t>(0, first - g_get_monotonic_time());
-  flush_timer_ = g_timeout_add(
-      static_cast<guint>((wait_us + 999) / 1000),
-      [](gpointer p) -> gboolean {
-        auto *self = static_cast<Uploads *>(p);
-        self->flush_timer_ = 0;
-        self->flush_due(false);
-        self->flush_soon();
-        return G_SOURCE_REMOVE;
+  }
+  w.in_flight = true;
+  const std::string id = u.id;
+  service_.executor().run(
+      [u](store::Store &s) {
+        s.update_upload(u);
+        return true;
       },
-      this);
+      [this, alive = alive_, id, done = std::move(done)](store::Outcome<bool> &o) {
+        if (!*alive)
+          return;
+        std::optional<Failure> f;
+        if (!o.ok())
+          f = failure_of(*o.error);
+        Writes &back = writes_[id];
+        back.in_flight = false;
+        auto next = std::move(back.next);
+        auto waiting = std::move(back.waiting);
+        back.next.reset();
+        back.waiting.clear();
+        // The newer row goes first: a write that `done` asks for comes after it.
+        if (next)
+          save(*next, [waiting = std::move(waiting)](std::optional<Failure> f2) {
+            for (const auto &d : waiting)
+              if (d)
+                d(f2);
+          });
+        if (done)
+          done(f);
+        auto it = writes_.find(id);
+        if (it == writes_.end() || it->second.in_flight)
+          return;
+        auto idle = std::move(it->second.idle);
+        writes_.erase(it);
+        for (auto &fn : idle)
+          fn();
+      });
+}
+
+void Uploads::after_writes(const std::string &id, std::function<void()> fn) {
+  auto it = writes_.find(id);
+  if (it == writes_.end() || !it->second.in_flight)
+    return fn();
+  it->second.idle.push_back(std::move(fn));
 }
 
 std::string Uploads::folder() const {
@@ -147,23 +119,67 @@ void Uploads::start() {
       this);
 }
 
-void Uploads::remove(const store::ResumableUpload &u) {
-  unsynced_.erase(u.id);
-  // The row first: without it nothing serves or resumes the file, and a file left alone is removed at startup.
-  service_.store().delete_upload(u.id);
-  unlink(file_of(u.id).c_str());
+void Uploads::remove(std::vector<std::string> ids) {
+  if (ids.empty())
+    return;
+  // The rows first: without them nothing serves or resumes the files, and a file left alone is removed at startup.
+  service_.executor().run(
+      [ids](store::Store &s) {
+        for (const auto &id : ids)
+          s.delete_upload(id);
+        return true;
+      },
+      [this, alive = alive_, ids](store::Outcome<bool> &o) {
+        if (!*alive)
+          return;
+        if (!o.ok()) {
+          SLUICE_LOG(uploads_log(), Warning, "cannot remove %zu uploads: %s", ids.size(), o.error->what());
+          return; // rows and files stay: the sweep or the next start removes them
+        }
+        for (const auto &id : ids)
+          unlink(file_of(id).c_str());
+      });
 }
 
 void Uploads::sweep() {
+  // One at a time: a catalog that does not answer gets no pile of sweeps. What is busy now (a PATCH running since
+  // before its upload expired, an ingest) is left to the next one; an expired upload takes no new PATCH (Gone).
+  if (sweeping_)
+    return;
+  sweeping_ = true;
   const std::int64_t now = now_us();
-  for (const auto &u : service_.store().uploads()) {
-    if (u.expires > now || busy_.count(u.id) || u.state == "processing")
-      continue;
-    SLUICE_LOG(uploads_log(), Info, "upload %s expired (%s, %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " bytes)",
-               u.id.c_str(), u.state.c_str(), u.offset, u.length);
-    remove(u);
-  }
-  service_.store().forget_direct_uploads(now);
+  std::set<std::string> busy = busy_;
+  struct Swept {
+    std::vector<std::string> ids;
+    std::vector<store::ResumableUpload> rows;
+  };
+  service_.executor().run(
+      [now, busy](store::Store &s) {
+        Swept out;
+        for (auto &u : s.uploads()) {
+          if (u.expires > now || busy.count(u.id) || u.state == "processing")
+            continue;
+          // The row first, in the same call: the file goes only once it is gone.
+          if (s.delete_upload(u.id))
+            out.rows.push_back(std::move(u));
+        }
+        s.forget_direct_uploads(now);
+        return out;
+      },
+      [this, alive = alive_](store::Outcome<Swept> &o) {
+        if (!*alive)
+          return;
+        sweeping_ = false;
+        if (!o.ok()) {
+          SLUICE_LOG(uploads_log(), Warning, "sweep: %s", o.error->what());
+          return;
+        }
+        for (const auto &u : o.value->rows) {
+          SLUICE_LOG(uploads_log(), Info, "upload %s expired (%s, %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " bytes)",
+                     u.id.c_str(), u.state.c_str(), u.offset, u.length);
+          unlink(file_of(u.id).c_str());
+        }
+      });
 }
 
 void Uploads::recover() {
@@ -193,7 +209,8 @@ void Uploads::recover() {
       continue;
     }
     if (u.expires <= now) {
-      remove(u);
+      service_.store().delete_upload(u.id);
+      unlink(path.c_str());
       continue;
     }
     if (u.state != "receiving" || is_final(u))
@@ -223,15 +240,29 @@ void Uploads::publish(const store::ResumableUpload &u, const char *action) {
   service_.events().publish("upload", "", u.state == "completed" ? u.video_id : "", json::to_string(n.get(), false));
 }
 
-Result<store::ResumableUpload> Uploads::find(const std::string &id) {
-  auto u = store::is_id(id) ? service_.store().upload(id) : std::nullopt;
-  if (!u)
+std::optional<store::ResumableUpload> Uploads::row(store::Store &store, const std::string &id) {
+  return store::is_id(id) ? store.upload(id) : std::nullopt;
+}
+
+Result<store::ResumableUpload> Uploads::found(const std::string &id,
+                                              const std::optional<store::ResumableUpload> &row) const {
+  if (!row)
     return refused(Refusal::NotFound, "no upload " + id);
-  if (u->expires <= now_us())
+  if (row->expires <= now_us())
     return refused(Refusal::Gone, "upload " + id + " has expired");
-  if (auto it = unsynced_.find(id); it != unsynced_.end() && it->second.offset > u->offset)
-    u->offset = it->second.offset;
-  return *u;
+  return *row;
+}
+
+void Uploads::find(const std::string &id, std::function<void(Result<store::ResumableUpload>)> done) {
+  service_.executor().run(
+      [id](store::Store &s) { return row(s, id); },
+      [this, alive = alive_, id, done = std::move(done)](store::Outcome<std::optional<store::ResumableUpload>> &o) {
+        if (!*alive)
+          return;
+        if (!o.ok())
+          return done(failure_of(*o.error));
+        done(found(id, *o.value));
+      });
 }
 
 void Uploads::create(const UploadRequest &r, std::function<void(Result<store::ResumableUpload>)> done) {
@@ -272,35 +303,7 @@ void Uploads::create(const UploadRequest &r, std::function<void(Result<store::Re
   u.created = now_us();
   u.expires = u.created + service_.config().resumable_expiry_s * G_USEC_PER_SEC;
 
-  std::vector<store::ResumableUpload> parts;
-  if (r.concat == UploadRequest::Concat::Final) {
-    if (r.parts.empty())
-      return done(refused(Refusal::InvalidField, "Upload-Concat: a final upload names its parts", "Upload-Concat"));
-    std::int64_t total = 0;
-    u.concat = "final";
-    for (const auto &id : r.parts) {
-      auto p = find(id);
-      if (auto *f = std::get_if<Failure>(&p))
-        return done(*f);
-      auto &part = std::get<store::ResumableUpload>(p);
-      if (part.concat != "partial" || part.length < 0 || part.offset != part.length || busy_.count(id))
-        return done(refused(Refusal::InvalidField, "Upload-Concat: upload " + id + " is not a complete partial upload",
-                            "Upload-Concat"));
-      if (std::find_if(parts.begin(), parts.end(), [&](const auto &q) { return q.id == id; }) != parts.end())
-        return done(refused(Refusal::InvalidField, "Upload-Concat: upload " + id + " is named twice", "Upload-Concat"));
-      total += part.length;
-      u.concat += " " + id;
-      parts.push_back(part);
-    }
-    if (total > limit)
-      return done(refused(Refusal::TooLarge, "the joined upload is " + std::to_string(total) + " bytes; at most " +
-                                                 std::to_string(limit) + " are accepted"));
-    if (total == 0)
-      return done(refused(Refusal::InvalidField, "the joined upload is empty", "Upload-Concat"));
-    u.length = total;
-    u.offset = total;
-    u.state = "processing";
-  } else {
+  if (r.concat != UploadRequest::Concat::Final) {
     if (r.concat == UploadRequest::Concat::Partial)
       u.concat = "partial";
     if (u.length > limit)
@@ -308,34 +311,107 @@ void Uploads::create(const UploadRequest &r, std::function<void(Result<store::Re
                                                  std::to_string(limit) + " are accepted"));
     if (u.length == 0 && r.concat != UploadRequest::Concat::Partial)
       return done(refused(Refusal::NotMedia, "the uploaded file is empty", "file"));
+    return create_row(std::move(u), {}, r.direct_id, std::move(done));
   }
+  if (r.parts.empty())
+    return done(refused(Refusal::InvalidField, "Upload-Concat: a final upload names its parts", "Upload-Concat"));
+  // A final concatenation: its parts' rows are read on the executor, then checked here (the locks are here).
+  const std::vector<std::string> ids = r.parts;
+  service_.executor().run(
+      [ids](store::Store &s) {
+        std::vector<std::optional<store::ResumableUpload>> rows;
+        for (const auto &id : ids)
+          rows.push_back(row(s, id));
+        return rows;
+      },
+      [this, alive = alive_, ids, limit, u = std::move(u),
+       done = std::move(done)](store::Outcome<std::vector<std::optional<store::ResumableUpload>>> &o) mutable {
+        if (!*alive)
+          return;
+        if (!o.ok())
+          return done(failure_of(*o.error));
+        std::vector<store::ResumableUpload> parts;
+        std::int64_t total = 0;
+        u.concat = "final";
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+          const std::string &id = ids[i];
+          auto p = found(id, (*o.value)[i]);
+          if (auto *f = std::get_if<Failure>(&p))
+            return done(*f);
+          auto &part = std::get<store::ResumableUpload>(p);
+          if (part.concat != "partial" || part.length < 0 || part.offset != part.length || busy_.count(id))
+            return done(refused(Refusal::InvalidField,
+                                "Upload-Concat: upload " + id + " is not a complete partial upload", "Upload-Concat"));
+          if (std::find_if(parts.begin(), parts.end(), [&](const auto &q) { return q.id == id; }) != parts.end())
+            return done(
+                refused(Refusal::InvalidField, "Upload-Concat: upload " + id + " is named twice", "Upload-Concat"));
+          total += part.length;
+          u.concat += " " + id;
+          parts.push_back(part);
+        }
+        if (total > limit)
+          return done(refused(Refusal::TooLarge, "the joined upload is " + std::to_string(total) + " bytes; at most " +
+                                                     std::to_string(limit) + " are accepted"));
+        if (total == 0)
+          return done(refused(Refusal::InvalidField, "the joined upload is empty", "Upload-Concat"));
+        u.length = total;
+        u.offset = total;
+        u.state = "processing";
+        create_row(std::move(u), std::move(parts), "", std::move(done));
+      });
+}
 
+void Uploads::create_row(store::ResumableUpload u, std::vector<store::ResumableUpload> parts, std::string direct_id,
+                         std::function<void(Result<store::ResumableUpload>)> done) {
+  // The file before the row: a row never names a file that is not there.
   try {
-    // The file before the row: a row never names a file that is not there.
     fs::make_dirs(folder());
-    int fd = open(file_of(u.id).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0)
-      return done(io_failure(errno, "cannot create the upload's file"));
-    close(fd);
-    service_.store().add_upload(u);
   } catch (const Error &e) {
-    unlink(file_of(u.id).c_str());
     return done(failure_of(e));
   }
-  SLUICE_LOG(uploads_log(), Info, "upload %s created (%" G_GINT64_FORMAT " bytes%s)", u.id.c_str(), u.length,
-             u.concat.empty() ? "" : (", " + u.concat.substr(0, u.concat.find(' '))).c_str());
-  if (parts.empty())
-    return done(u);
-  join(std::move(u), std::move(parts), std::move(done));
+  int fd = open(file_of(u.id).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  if (fd < 0)
+    return done(io_failure(errno, "cannot create the upload's file"));
+  close(fd);
+  // Locked until its row is there (and the parts, until they are joined): nothing else takes them meanwhile.
+  busy_.insert(u.id);
+  for (const auto &p : parts)
+    busy_.insert(p.id);
+  service_.executor().run(
+      [u, direct_id](store::Store &s) {
+        s.add_upload(u);
+        // A direct upload's token opens one creation: claimed in the same call, the row gone when another request
+        // claimed it first.
+        if (!direct_id.empty() && !s.claim_direct_upload(direct_id, u.id)) {
+          s.delete_upload(u.id);
+          return false;
+        }
+        return true;
+      },
+      [this, alive = alive_, u, parts, done = std::move(done)](store::Outcome<bool> &o) mutable {
+        if (!*alive)
+          return;
+        busy_.erase(u.id);
+        if (!o.ok() || !*o.value) {
+          for (const auto &p : parts)
+            busy_.erase(p.id);
+          unlink(file_of(u.id).c_str());
+          if (!o.ok())
+            return done(failure_of(*o.error));
+          // field "token": the HTTP layer answers it as the credential's refusal.
+          return done(refused(Refusal::Forbidden, "this upload token has been used", "token"));
+        }
+        SLUICE_LOG(uploads_log(), Info, "upload %s created (%" G_GINT64_FORMAT " bytes%s)", u.id.c_str(), u.length,
+                   u.concat.empty() ? "" : (", " + u.concat.substr(0, u.concat.find(' '))).c_str());
+        if (parts.empty())
+          return done(u);
+        join(std::move(u), std::move(parts), std::move(done));
+      });
 }
 
 void Uploads::join(store::ResumableUpload u, std::vector<store::ResumableUpload> parts,
                    std::function<void(Result<store::ResumableUpload>)> done) {
-  for (const auto &p : parts) {
-    busy_.insert(p.id);
-    // Their bytes are synced in the joined file (below), not where they are now.
-    unsynced_.erase(p.id);
-  }
+  // The parts are locked (create_row); the final upload is too until it is ingested.
   busy_.insert(u.id);
   std::vector<std::string> sources;
   for (const auto &p : parts)
@@ -351,18 +427,17 @@ void Uploads::join(store::ResumableUpload u, std::vector<store::ResumableUpload>
     post([this, alive, u, parts, err, started, copied, synced, done = std::move(done)]() mutable {
       if (!*alive)
         return;
-      for (const auto &p : parts)
+      std::vector<std::string> part_ids;
+      for (const auto &p : parts) {
         busy_.erase(p.id);
+        part_ids.push_back(p.id);
+      }
       if (err) {
         busy_.erase(u.id);
         SLUICE_LOG(uploads_log(), Error, "upload %s: cannot join its parts: %s", u.id.c_str(), g_strerror(err));
         // The first part's file may be the joined one already: the parts go with it.
-        try {
-          remove(u);
-          for (const auto &p : parts)
-            remove(p);
-        } catch (const Error &) {
-        }
+        part_ids.push_back(u.id);
+        remove(std::move(part_ids));
         return done(io_failure(err, "cannot join the parts of the upload (they are removed; send them again)"));
       }
       SLUICE_LOG(uploads_log(), Info,
@@ -370,71 +445,71 @@ void Uploads::join(store::ResumableUpload u, std::vector<store::ResumableUpload>
                  u.id.c_str(), parts.size(), u.length - parts[0].length, (copied - started) / 1e6,
                  (synced - copied) / 1e6);
       // The parts are in the final file: they go.
-      for (const auto &p : parts) {
-        try {
-          remove(p);
-        } catch (const Error &e) {
-          SLUICE_LOG(uploads_log(), Warning, "upload %s: %s", p.id.c_str(), e.what());
-        }
-      }
+      remove(std::move(part_ids));
       ingest(std::move(u), std::move(done));
     });
   }).detach();
 }
 
-std::optional<Failure> Uploads::terminate(const std::string &id) {
-  auto found = find(id);
-  if (auto *f = std::get_if<Failure>(&found))
-    return *f;
-  auto &u = std::get<store::ResumableUpload>(found);
+void Uploads::terminate(const std::string &id, std::function<void(std::optional<Failure>)> done) {
   if (busy_.count(id))
-    return refused(Refusal::Locked, "upload " + id + " is being written or processed; try again when it is done");
-  try {
-    remove(u);
-  } catch (const Error &e) {
-    return failure_of(e);
-  }
-  SLUICE_LOG(uploads_log(), Info, "upload %s terminated", id.c_str());
-  return std::nullopt;
+    return done(refused(Refusal::Locked, "upload " + id + " is being written or processed; try again when it is done"));
+  // Locked while its row goes: a PATCH that would begin meanwhile is told so.
+  busy_.insert(id);
+  const std::int64_t now = now_us();
+  service_.executor().run(
+      [id, now](store::Store &s) -> std::optional<Failure> {
+        auto u = row(s, id);
+        if (!u)
+          return refused(Refusal::NotFound, "no upload " + id);
+        if (u->expires <= now)
+          return refused(Refusal::Gone, "upload " + id + " has expired");
+        s.delete_upload(id);
+        return std::nullopt;
+      },
+      [this, alive = alive_, id, done = std::move(done)](store::Outcome<std::optional<Failure>> &o) {
+        if (!*alive)
+          return;
+        busy_.erase(id);
+        if (!o.ok())
+          return done(failure_of(*o.error));
+        if (*o.value)
+          return done(*o.value);
+        // The row is gone: the file goes.
+        unlink(file_of(id).c_str());
+        SLUICE_LOG(uploads_log(), Info, "upload %s terminated", id.c_str());
+        done(std::nullopt);
+      });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Completion
 
-void Uploads::complete(const std::string &id, std::function<void(Result<store::ResumableUpload>)> done) {
-  auto found = find(id);
-  if (auto *f = std::get_if<Failure>(&found))
-    return done(*f);
-  auto u = std::get<store::ResumableUpload>(std::move(found));
-  if (u.length < 0 || u.offset != u.length || u.state != "receiving")
+void Uploads::complete(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done) {
+  // finish() recorded the hand-over with the last offset (state processing): the rest is ingest's.
+  if (u.state != "processing" || is_final(u))
     return done(u);
-  if (u.concat == "partial") {
-    // Its bytes go to disk once: in the final upload's file when a final names it within kPartialSyncWithinUs, else
-    // where they are (flush() then records it completed, as it does when a HEAD or GET asks first).
-    if (!unsynced_.count(id)) {
-      u.state = "completed";
-      service_.store().update_upload(u);
-    }
-    return done(u);
-  }
-  // Every byte on disk and recorded before the file is handed on.
-  if (auto f = flush(id))
-    return done(*f);
-  busy_.insert(u.id);
   ingest(std::move(u), std::move(done));
 }
 
 void Uploads::ingest(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done) {
+  busy_.insert(u.id);
+  if (u.state == "processing" && !u.video_id.empty())
+    return ingest_recorded(std::move(u), std::move(done));
   // The video's id is chosen and recorded first: after a crash, recovery knows whether the video was made.
   u.state = "processing";
   if (u.video_id.empty())
     u.video_id = store::new_id();
-  try {
-    service_.store().update_upload(u);
-  } catch (const Error &e) {
-    busy_.erase(u.id);
-    return done(failure_of(e));
-  }
+  save(u, [this, u, done = std::move(done)](std::optional<Failure> f) mutable {
+    if (f) {
+      busy_.erase(u.id);
+      return done(*f);
+    }
+    ingest_recorded(std::move(u), std::move(done));
+  });
+}
+
+void Uploads::ingest_recorded(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done) {
   auto keys = parse_tus_metadata(u.metadata).value_or(std::map<std::string, std::string>{});
   std::string filename;
   auto meta = metadata_from(keys, filename);
@@ -454,8 +529,9 @@ void Uploads::ingest(store::ResumableUpload u, std::function<void(Result<store::
   service_.ingest(std::move(file), metadata, [this, alive, u, done = std::move(done)](Result<Ingested> r) mutable {
     if (!*alive)
       return;
-    busy_.erase(u.id);
+    std::optional<Failure> refusal;
     if (auto *f = std::get_if<Failure>(&r)) {
+      refusal = *f;
       u.state = "failed";
       u.video_id.clear();
       u.error = f->message;
@@ -469,18 +545,19 @@ void Uploads::ingest(store::ResumableUpload u, std::function<void(Result<store::
     } else {
       u.state = "completed";
     }
-    try {
-      service_.store().update_upload(u);
-    } catch (const Error &e) {
-      SLUICE_LOG(uploads_log(), Error, "upload %s: %s", u.id.c_str(), e.what());
-    }
-    SLUICE_LOG(uploads_log(), Info, "upload %s %s%s%s", u.id.c_str(), u.state.c_str(),
-               u.state == "completed" ? ": video " : ": ",
-               u.state == "completed" ? u.video_id.c_str() : u.error.c_str());
-    publish(u, u.state.c_str());
-    if (auto *f = std::get_if<Failure>(&r))
-      return done(*f);
-    done(u);
+    // The upload's end is recorded before it is announced and answered: a GET after the answer shows it.
+    save(u, [this, u, refusal, done = std::move(done)](std::optional<Failure> f) {
+      busy_.erase(u.id);
+      if (f)
+        SLUICE_LOG(uploads_log(), Error, "upload %s: %s", u.id.c_str(), f->message.c_str());
+      SLUICE_LOG(uploads_log(), Info, "upload %s %s%s%s", u.id.c_str(), u.state.c_str(),
+                 u.state == "completed" ? ": video " : ": ",
+                 u.state == "completed" ? u.video_id.c_str() : u.error.c_str());
+      publish(u, u.state.c_str());
+      if (refusal)
+        return done(*refusal);
+      done(u);
+    });
   });
 }
 

@@ -59,95 +59,105 @@ public:
   Uploads &operator=(const Uploads &) = delete;
 
   // Startup: files without rows and rows without files go, expired uploads go, uploads left processing
-  // finish; then a sweep every minute (or more often for a short [uploads] resumable-expiry).
+  // finish; then a sweep every minute (or more often for a short [uploads] resumable-expiry). On the main loop:
+  // nothing is served yet.
   void start();
-  // Removes every expired upload (its row and file) and expired direct uploads.
+  // Removes every expired upload and expired direct uploads: the rows on the executor, then the files.
   void sweep();
   std::string folder() const;
   std::string file_of(const std::string &id) const;
   std::int64_t max_size() const;
 
-  // A new upload (with a final concatenation: its parts joined, then ingested; `done` once that is over).
-  void create(const UploadRequest &request, std::function<void(Result<store::ResumableUpload>)> done);
-  // An upload that exists (NotFound) and has not expired (Gone), with the bytes its PATCHes brought (some of them
-  // perhaps not yet synced: see flush()).
-  Result<store::ResumableUpload> find(const std::string &id);
-  // Makes what the upload's PATCHes brought durable and records it (what a HEAD reports is on disk). A PATCH's
-  // answer does not wait for this: its bytes are synced within a second (a partial upload's within
-  // kPartialSyncWithinUs, unless a final joins them first), or when someone asks (HEAD, GET, the last byte), so that
-  // PATCHes follow each other at the network's pace.
-  std::optional<Failure> flush(const std::string &id);
-  // Termination: the row and the file go (Locked while a PATCH writes it; Conflict while it is processed).
-  std::optional<Failure> terminate(const std::string &id);
+  // Every catalog call below runs on the service's executor (with PostgreSQL the main loop does not wait for it; with
+  // SQLite it runs at once) and `done` is called on the main loop.
 
-  // One PATCH. begin() checks the offset, the length and the lock before any byte; write() takes the body as
-  // it arrives; finish() makes it durable and records the new offset (a body cut short keeps what came, unless
-  // it had a checksum). The lock goes with the Patch.
+  // The row of upload `id` as the catalog has it (any thread, with the caller's Store; none for a malformed id).
+  static std::optional<store::ResumableUpload> row(store::Store &store, const std::string &id);
+  // What a request about upload `id` makes of that row: NotFound, Gone (expired), or the upload.
+  Result<store::ResumableUpload> found(const std::string &id, const std::optional<store::ResumableUpload> &row) const;
+  // found() of the row read on the executor.
+  void find(const std::string &id, std::function<void(Result<store::ResumableUpload>)> done);
+
+  // A new upload: its file, then its row (with a direct upload's claim in the same call). A final concatenation:
+  // its parts read, joined, then ingested; `done` once that is over.
+  void create(const UploadRequest &request, std::function<void(Result<store::ResumableUpload>)> done);
+  // Termination: the row, then the file (Locked while a PATCH writes it; Conflict while it is processed).
+  void terminate(const std::string &id, std::function<void(std::optional<Failure>)> done);
+
+  // One PATCH. begin_patch() checks the offset, the length and the lock before any byte; write() takes the body as it
+  // arrives; finish() makes it durable and records the new offset (a body cut short keeps what came, unless it had a
+  // checksum). The lock goes once that offset is recorded.
   class Patch {
   public:
     ~Patch();
     Patch(const Patch &) = delete;
     Patch &operator=(const Patch &) = delete;
     void write(const char *data, std::size_t len);
-    // complete: the whole body arrived. Returns the upload as recorded, or why the PATCH's bytes were dropped.
-    Result<store::ResumableUpload> finish(bool complete);
+    // complete: the whole body arrived. The bytes are synced, then the offset recorded on the executor (with the
+    // last byte of a whole upload, its hand-over to ingest: state processing and the video id it will make; of a
+    // partial one, completed); `done` with the row as recorded, or why the PATCH's bytes were dropped.
+    void finish(bool complete, std::function<void(Result<store::ResumableUpload>)> done);
     std::int64_t received() const { return written_; }
 
   private:
     friend class Uploads;
-    Patch(Uploads &owner, store::ResumableUpload upload, std::int64_t durable, std::optional<Checksum> checksum);
+    Patch(Uploads &owner, store::ResumableUpload upload, std::optional<Checksum> checksum);
     void commit(std::int64_t offset);
-    void release();
 
     Uploads *owner_;
     std::shared_ptr<bool> alive_;
     store::ResumableUpload upload_;
     std::int64_t start_ = 0, written_ = 0, synced_ = 0, flushed_ = 0;
-    std::int64_t durable_ = 0;  // what the catalog says is on disk
-    bool length_set_ = false;   // this PATCH gave the deferred length
-    bool partial_ = false;      // a partial upload: synced by time (sync_due_), not every 16 MiB
-    std::int64_t sync_due_ = 0; // monotonic µs
     std::optional<Checksum> checksum_;
     GChecksum *sum_ = nullptr;
     int fd_ = -1;
     std::optional<Failure> error_;
     bool finished_ = false;
   };
-  Result<std::shared_ptr<Patch>> begin_patch(const std::string &id, std::int64_t offset,
-                                             std::optional<std::int64_t> new_length,
+  // On the main loop, with the upload's row read on the executor (row()).
+  Result<std::shared_ptr<Patch>> begin_patch(const std::string &id, const std::optional<store::ResumableUpload> &row,
+                                             std::int64_t offset, std::optional<std::int64_t> new_length,
                                              std::optional<std::int64_t> content_length,
                                              std::optional<Checksum> checksum);
-  // After a PATCH that brought the last byte: a partial upload is complete; any other goes through ingest
-  // (`done` with the row as it ends: completed with its video, or failed with the reason).
-  void complete(const std::string &id, std::function<void(Result<store::ResumableUpload>)> done);
+  // After a PATCH that brought the last byte (its row as finish() recorded it): a whole upload goes through ingest
+  // (`done` with the row as it ends: completed with its video, or failed with the reason); any other is done.
+  void complete(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done);
 
   // Direct uploads.
-  Result<DirectGrant> create_direct(std::int64_t max_size, std::int64_t ttl_s,
-                                    const std::map<std::string, std::string> &metadata, const std::string &origin);
-  // The direct upload of a token, unless unknown or expired.
-  std::optional<store::DirectUpload> direct_for_token(const std::string &token);
+  void create_direct(std::int64_t max_size, std::int64_t ttl_s, const std::map<std::string, std::string> &metadata,
+                     const std::string &origin, std::function<void(Result<DirectGrant>)> done);
+  // The direct upload of a token, unless unknown or expired (any thread, with the caller's Store).
+  static std::optional<store::DirectUpload> direct_for_token(store::Store &store, const std::string &token);
+  // Whether a token could be one (its form alone: no catalog).
+  static bool direct_token_form(const std::string &token);
 
 private:
-  void remove(const store::ResumableUpload &u);
+  // Removes uploads: their rows on the executor, then their files.
+  void remove(std::vector<std::string> ids);
   void recover();
   void ingest(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done);
+  void ingest_recorded(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done);
+  void create_row(store::ResumableUpload u, std::vector<store::ResumableUpload> parts, std::string direct_id,
+                  std::function<void(Result<store::ResumableUpload>)> done);
   void join(store::ResumableUpload final_upload, std::vector<store::ResumableUpload> parts,
             std::function<void(Result<store::ResumableUpload>)> done);
   void publish(const store::ResumableUpload &u, const char *action);
-  // Bytes accepted up to offset, to be synced by their due time (the first unsynced byte's, plus the bound).
-  void mark_unsynced(const store::ResumableUpload &u, std::int64_t offset);
-  void flush_soon();
-  void flush_due(bool all);
+  // Writes u's row on the executor, one write at a time per upload and in the order asked (a row asked for while one
+  // is in flight waits for it; rows asked for in between are replaced by the newest: each is whole), then done.
+  void save(const store::ResumableUpload &u, std::function<void(std::optional<Failure>)> done);
+  // fn once no write of upload id is in flight (at once when none is).
+  void after_writes(const std::string &id, std::function<void()> fn);
 
   Service &service_;
-  std::set<std::string> busy_; // uploads a PATCH writes or that are being joined or ingested
-  struct Unsynced {
-    std::int64_t offset = 0; // bytes accepted by PATCHes, not yet synced and recorded
-    std::int64_t due = 0;    // when they are synced at the latest (monotonic µs)
+  std::set<std::string> busy_; // uploads a PATCH writes, being created, joined, ingested or terminated
+  struct Writes {
+    bool in_flight = false;
+    std::optional<store::ResumableUpload> next;
+    std::vector<std::function<void(std::optional<Failure>)>> waiting; // for next
+    std::vector<std::function<void()>> idle;                          // for no write in flight
   };
-  std::map<std::string, Unsynced> unsynced_;
-  guint flush_timer_ = 0;
-  std::int64_t flush_at_ = 0; // when flush_timer_ fires (monotonic µs)
+  std::map<std::string, Writes> writes_;
+  bool sweeping_ = false;
   guint sweep_timer_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

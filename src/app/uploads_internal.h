@@ -22,14 +22,6 @@ inline log::Category *uploads_log() {
 inline constexpr std::int64_t kSyncEvery = 16LL << 20;
 // Written-back (not waited for) every this many bytes.
 inline constexpr std::int64_t kFlushEvery = 1LL << 20;
-// The bytes a PATCH brought are synced and recorded this long after its answer at the latest.
-inline constexpr std::int64_t kSyncWithinUs = 1 * G_USEC_PER_SEC;
-// A partial upload's bytes (Upload-Concat: partial) are the final upload's once it names them: they are written to
-// disk once, in the joined file, when the final comes within this long (tus clients send it as soon as their parts
-// are in), and synced where they are otherwise, or when a HEAD or GET asks. Neither written back as they arrive nor
-// synced every 16 MiB: on a network faster than the disk that writing would take as long as the upload again.
-inline constexpr std::int64_t kPartialSyncWithinUs = 10 * G_USEC_PER_SEC;
-
 inline Failure refused(Refusal r, std::string message, std::string field = "") {
   return Failure{r, std::move(message), std::move(field)};
 }

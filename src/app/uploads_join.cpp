@@ -43,7 +43,7 @@ int copy_range(int in, std::int64_t in_at, int out, std::int64_t at, std::int64_
 }
 
 // Writes len bytes of in (from in_at) at out's `at` through `direct` (out opened with O_DIRECT; in_at, at and len
-// aligned): the device reads them from in's page cache, where the parts' bytes mostly are (kPartialSyncWithinUs),
+// aligned): the device reads them from in's page cache, where the parts' bytes mostly are (they were just received),
 // through a mapping of one piece at a time (what the process maps stays small). No copy by the CPU and no page cache
 // for the joined file: half the time and a tenth of the CPU of copy_file_range and its sync. `written`: bytes
 // written (a refusal of the device, EINVAL, leaves the rest to copy_range).

@@ -19,18 +19,20 @@ using namespace uploads_detail;
 // ---------------------------------------------------------------------------------------------
 // PATCH
 
-Result<std::shared_ptr<Uploads::Patch>> Uploads::begin_patch(const std::string &id, std::int64_t offset,
-                                                             std::optional<std::int64_t> new_length,
-                                                             std::optional<std::int64_t> content_length,
-                                                             std::optional<Checksum> checksum) {
+Result<std::shared_ptr<Uploads::Patch>>
+Uploads::begin_patch(const std::string &id, const std::optional<store::ResumableUpload> &row, std::int64_t offset,
+                     std::optional<std::int64_t> new_length, std::optional<std::int64_t> content_length,
+                     std::optional<Checksum> checksum) {
   if (!service_.accepting())
     return refused(Refusal::Unavailable, "the server is shutting down");
-  auto found = find(id);
-  if (auto *f = std::get_if<Failure>(&found))
+  auto checked = found(id, row);
+  if (auto *f = std::get_if<Failure>(&checked))
     return *f;
-  auto u = std::get<store::ResumableUpload>(std::move(found));
+  auto u = std::get<store::ResumableUpload>(std::move(checked));
   if (is_final(u))
     return refused(Refusal::Forbidden, "a final upload is made of its parts: it takes no PATCH");
+  // The row was read before the lock is taken: a PATCH that held it then has recorded its offset before letting it
+  // go (finish()), so a row read after that PATCH's answer has it.
   if (busy_.count(id))
     return refused(Refusal::Locked, "another request is writing upload " + id + " now");
   if (u.state != "receiving")
@@ -57,8 +59,6 @@ Result<std::shared_ptr<Uploads::Patch>> Uploads::begin_patch(const std::string &
                                           std::to_string(offset) + "; the upload ends at " + std::to_string(end));
   if (service_.space_low())
     return refused(Refusal::NoSpace, "the server is short of disk space (less than [health] min-free-space is free)");
-  const auto row = service_.store().upload(id);
-  const std::int64_t durable = row ? row->offset : 0;
   int fd = open(file_of(id).c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0)
     return io_failure(errno, "cannot open the upload's file");
@@ -68,49 +68,27 @@ Result<std::shared_ptr<Uploads::Patch>> Uploads::begin_patch(const std::string &
     close(fd);
     return io_failure(e, "cannot prepare the upload's file");
   }
-  const bool length_set = new_length && row && row->length < 0;
-  std::shared_ptr<Patch> p(new Patch(*this, std::move(u), durable, std::move(checksum)));
-  p->length_set_ = length_set;
-  p->partial_ = p->upload_.concat == "partial";
-  if (auto it = unsynced_.find(id); it != unsynced_.end())
-    p->sync_due_ = it->second.due;
-  else
-    p->sync_due_ = g_get_monotonic_time() + kPartialSyncWithinUs;
+  std::shared_ptr<Patch> p(new Patch(*this, std::move(u), std::move(checksum)));
   p->fd_ = fd;
   busy_.insert(id);
   return p;
 }
 
-Uploads::Patch::Patch(Uploads &owner, store::ResumableUpload upload, std::int64_t durable,
-                      std::optional<Checksum> checksum)
-    : owner_(&owner), alive_(owner.alive_), upload_(std::move(upload)), durable_(durable),
-      checksum_(std::move(checksum)) {
+Uploads::Patch::Patch(Uploads &owner, store::ResumableUpload upload, std::optional<Checksum> checksum)
+    : owner_(&owner), alive_(owner.alive_), upload_(std::move(upload)), checksum_(std::move(checksum)) {
   start_ = synced_ = flushed_ = upload_.offset;
   if (checksum_)
     sum_ = g_checksum_new(checksum_->type);
 }
 
 Uploads::Patch::~Patch() {
-  if (!finished_) {
-    try {
-      finish(false);
-    } catch (const std::exception &e) {
-      SLUICE_LOG(uploads_log(), Error, "upload %s: %s", upload_.id.c_str(), e.what());
-    }
-  }
+  // A body cut short (its client went away): what came is kept and recorded, nobody waiting for it.
+  if (!finished_)
+    finish(false, [](Result<store::ResumableUpload>) {});
   if (sum_)
     g_checksum_free(sum_);
-  release();
-}
-
-void Uploads::Patch::release() {
-  if (fd_ >= 0) {
+  if (fd_ >= 0)
     close(fd_);
-    fd_ = -1;
-  }
-  if (owner_ && *alive_)
-    owner_->busy_.erase(upload_.id);
-  owner_ = nullptr;
 }
 
 void Uploads::Patch::write(const char *data, std::size_t len) {
@@ -130,54 +108,58 @@ void Uploads::Patch::write(const char *data, std::size_t len) {
     g_checksum_update(sum_, reinterpret_cast<const guchar *>(data), static_cast<gssize>(len));
   written_ += static_cast<std::int64_t>(len);
   // The kernel starts writing each MiB back as it arrives (without waiting for it), so that the sync at the end of
-  // the PATCH waits for the last MiB, not for all of it. Not a partial upload's: its bytes are written once, in the
-  // final upload's file (kPartialSyncWithinUs).
-  if (const std::int64_t at = start_ + written_; !partial_ && at - flushed_ >= kFlushEvery) {
+  // the PATCH waits for the last MiB, not for all of it.
+  if (const std::int64_t at = start_ + written_; at - flushed_ >= kFlushEvery) {
     sync_file_range(fd_, flushed_, at - flushed_, SYNC_FILE_RANGE_WRITE);
     flushed_ = at;
   }
   // Without a checksum every byte that arrived is the upload's: recorded as it goes, so that a PATCH cut by a
-  // crash loses at most the last few MiB (a partial upload's: at most the last kPartialSyncWithinUs).
-  if (!checksum_ && (partial_ ? start_ + written_ > synced_ && g_get_monotonic_time() >= sync_due_
-                              : start_ + written_ - synced_ >= kSyncEvery)) {
+  // crash loses at most the last few MiB.
+  if (!checksum_ && start_ + written_ - synced_ >= kSyncEvery) {
     if (fdatasync(fd_) != 0) {
       error_ = io_failure(errno, "cannot write the upload");
       return;
     }
-    try {
-      commit(start_ + written_);
-    } catch (const Error &e) {
-      error_ = failure_of(e);
-    }
+    commit(start_ + written_);
   }
 }
 
 void Uploads::Patch::commit(std::int64_t offset) {
-  // offset is on disk (synced): recorded, with everything before it.
+  // offset is on disk (synced): recorded on the executor, nobody waiting (the body keeps coming). Uploads::save keeps
+  // the writes of one upload in order, so that this one never lands after the PATCH's last.
   upload_.offset = offset;
   synced_ = offset;
-  durable_ = offset;
-  sync_due_ = g_get_monotonic_time() + kPartialSyncWithinUs;
   if (!*alive_)
     return;
-  owner_->service_.store().update_upload(upload_);
-  if (auto it = owner_->unsynced_.find(upload_.id); it != owner_->unsynced_.end() && it->second.offset <= offset)
-    owner_->unsynced_.erase(it);
+  owner_->save(upload_, [id = upload_.id](std::optional<Failure> f) {
+    if (f)
+      SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot record its offset: %s", id.c_str(), f->message.c_str());
+  });
 }
 
-Result<store::ResumableUpload> Uploads::Patch::finish(bool complete) {
+void Uploads::Patch::finish(bool complete, std::function<void(Result<store::ResumableUpload>)> done) {
   if (finished_)
-    return refused(Refusal::Internal, "the PATCH was finished already");
+    return done(refused(Refusal::Internal, "the PATCH was finished already"));
   finished_ = true;
-  auto drop = [&](Failure f) -> Result<store::ResumableUpload> {
+  if (!*alive_)
+    return done(refused(Refusal::Unavailable, "the server is shutting down"));
+  Uploads *owner = owner_;
+  auto alive = alive_;
+  const std::string id = upload_.id;
+  // The lock goes once every write of the upload has landed: a PATCH that begins after it reads them.
+  auto unlock = [owner, alive, id](std::function<void()> then) {
+    owner->after_writes(id, [owner, alive, id, then = std::move(then)] {
+      if (*alive)
+        owner->busy_.erase(id);
+      then();
+    });
+  };
+  auto drop = [&](Failure f) {
     // What this PATCH wrote after the last recorded offset goes.
     if (fd_ >= 0 && ftruncate(fd_, synced_) != 0)
-      SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot cut back its file: %s", upload_.id.c_str(),
-                 g_strerror(errno));
-    return f;
+      SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot cut back its file: %s", id.c_str(), g_strerror(errno));
+    unlock([done = std::move(done), f = std::move(f)] { done(f); });
   };
-  if (!*alive_)
-    return refused(Refusal::Unavailable, "the server is shutting down");
   if (error_)
     return drop(*error_);
   if (checksum_) {
@@ -190,49 +172,56 @@ Result<store::ResumableUpload> Uploads::Patch::finish(bool complete) {
       return drop(refused(Refusal::ChecksumMismatch, "Upload-Checksum does not match the bytes received; they are not "
                                                      "kept"));
   }
-  // The bytes are the upload's now; they are synced and recorded within a second (a partial upload's within
-  // kPartialSyncWithinUs; Uploads::flush), or at once when this PATCH gave the upload's length (the catalog must know
-  // it).
+  // The bytes are synced, then their offset recorded, and only then answered: an offset the server claims is one it
+  // keeps through a crash.
   const std::int64_t accepted = start_ + written_;
-  upload_.offset = accepted;
-  if (accepted > durable_)
-    owner_->mark_unsynced(upload_, accepted);
-  if (length_set_) {
-    try {
-      if (auto f = owner_->flush(upload_.id))
-        return drop(*f);
-      store::ResumableUpload row = upload_;
-      row.offset = std::max(durable_, owner_->service_.store().upload(upload_.id).value_or(row).offset);
-      owner_->service_.store().update_upload(row);
-    } catch (const Error &e) {
-      return drop(failure_of(e));
+  if (accepted > synced_ && fd_ >= 0 && fdatasync(fd_) != 0)
+    return drop(io_failure(errno, "cannot write the upload"));
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+  store::ResumableUpload row = upload_;
+  row.offset = accepted;
+  if (complete && row.length >= 0 && row.offset == row.length && row.state == "receiving") {
+    if (row.concat == "partial") {
+      row.state = "completed";
+    } else if (!is_final(row)) {
+      // The hand-over to ingest, recorded with the last byte: after a crash, recovery ingests it again.
+      row.state = "processing";
+      if (row.video_id.empty())
+        row.video_id = store::new_id();
     }
   }
-  auto out = upload_;
-  release();
-  return out;
+  owner->save(row, [owner, alive, id, row, unlock, done = std::move(done)](std::optional<Failure> f) {
+    unlock([f, row, done] {
+      if (f)
+        return done(*f);
+      done(row);
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Direct uploads
 
-Result<DirectGrant> Uploads::create_direct(std::int64_t max_size, std::int64_t ttl_s,
-                                           const std::map<std::string, std::string> &metadata,
-                                           const std::string &origin) {
+void Uploads::create_direct(std::int64_t max_size, std::int64_t ttl_s,
+                            const std::map<std::string, std::string> &metadata, const std::string &origin,
+                            std::function<void(Result<DirectGrant>)> done) {
   if (!service_.accepting())
-    return refused(Refusal::Unavailable, "the server is shutting down");
+    return done(refused(Refusal::Unavailable, "the server is shutting down"));
   if (max_size < 1 || max_size > this->max_size())
-    return refused(Refusal::InvalidParameter,
-                   "field 'max_size': expected bytes from 1 to " + std::to_string(this->max_size()), "max_size");
+    return done(refused(Refusal::InvalidParameter,
+                        "field 'max_size': expected bytes from 1 to " + std::to_string(this->max_size()), "max_size"));
   if (ttl_s < 1 || ttl_s > 7 * 86400)
-    return refused(Refusal::InvalidParameter, "field 'ttl': expected seconds from 1 to 604800", "ttl");
+    return done(refused(Refusal::InvalidParameter, "field 'ttl': expected seconds from 1 to 604800", "ttl"));
   std::string filename;
   auto meta = metadata_from(metadata, filename);
   if (auto *f = std::get_if<Failure>(&meta))
-    return *f;
+    return done(*f);
   auto spec = service_.job_spec(std::get<Metadata>(meta));
   if (auto *f = std::get_if<Failure>(&spec))
-    return *f;
+    return done(*f);
   DirectGrant g;
   g.token = "du_" + auth::new_key().substr(auth::kKeyPrefix.size());
   g.direct.id = store::new_id();
@@ -246,20 +235,32 @@ Result<DirectGrant> Uploads::create_direct(std::int64_t max_size, std::int64_t t
   g.direct.metadata_json = json::to_string(n.get(), false);
   g.direct.created = now_us();
   g.direct.expires = g.direct.created + ttl_s * G_USEC_PER_SEC;
-  try {
-    service_.store().add_direct_upload(g.direct);
-  } catch (const Error &e) {
-    return failure_of(e);
-  }
-  SLUICE_LOG(uploads_log(), Info, "direct upload %s: up to %" G_GINT64_FORMAT " bytes for %" G_GINT64_FORMAT " s",
-             g.direct.id.c_str(), max_size, ttl_s);
-  return g;
+  // Only the token's hash goes to the executor: the token itself stays here until it is answered.
+  store::DirectUpload row = g.direct; // copied before g moves into the answer (arguments have no order)
+  service_.executor().run(
+      [row](store::Store &s) {
+        s.add_direct_upload(row);
+        return true;
+      },
+      [alive = alive_, g = std::move(g), ttl_s, done = std::move(done)](store::Outcome<bool> &out) {
+        if (!*alive)
+          return;
+        if (!out.ok())
+          return done(failure_of(*out.error));
+        SLUICE_LOG(uploads_log(), Info, "direct upload %s: up to %" G_GINT64_FORMAT " bytes for %" G_GINT64_FORMAT " s",
+                   g.direct.id.c_str(), g.direct.max_size, ttl_s);
+        done(g);
+      });
 }
 
-std::optional<store::DirectUpload> Uploads::direct_for_token(const std::string &token) {
-  if (!g_str_has_prefix(token.c_str(), "du_") || token.size() > 100)
+bool Uploads::direct_token_form(const std::string &token) {
+  return g_str_has_prefix(token.c_str(), "du_") && token.size() <= 100;
+}
+
+std::optional<store::DirectUpload> Uploads::direct_for_token(store::Store &store, const std::string &token) {
+  if (!direct_token_form(token))
     return std::nullopt;
-  auto d = service_.store().direct_upload_by_hash(auth::hash_key(token));
+  auto d = store.direct_upload_by_hash(auth::hash_key(token));
   if (!d || d->expires <= now_us())
     return std::nullopt;
   return d;

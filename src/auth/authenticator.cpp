@@ -114,12 +114,37 @@ std::optional<store::ApiKey> Authenticator::cached_key(const std::string &hash) 
     }
     return c.row;
   }
-  // First sight of this key (or one not seen for a minute): read on the loop, bounded by [store] timeout.
+  // First sight of this key (or one not seen for a minute), asked by a caller that did not ask answers_at_once():
+  // read here, bounded by [store] timeout.
   auto row = store_.key_by_hash(hash);
   if (keys_.size() >= kMaxKeys)
     keys_.clear();
   keys_[hash] = Cached{row, now, false};
   return row;
+}
+
+bool Authenticator::answers_at_once(const std::string &credential) const {
+  if (!uses_keys(mode_) || !looks_like_key(credential) || !executor_ || executor_->is_inline())
+    return true;
+  auto it = keys_.find(hash_key(credential));
+  return it != keys_.end() && g_get_monotonic_time() - it->second.at < (it->second.row ? kKeyStaleUs : kNoKeyUs);
+}
+
+void Authenticator::authenticate_later(const std::string &credential, std::int64_t now_us, Answered done) {
+  const std::string hash = hash_key(credential);
+  executor_->run([hash](store::Store &s) { return s.key_by_hash(hash); },
+                 [this, alive = alive_, hash, credential, now_us,
+                  done = std::move(done)](store::Outcome<std::optional<store::ApiKey>> &o) {
+                   if (!*alive)
+                     return;
+                   if (!o.ok())
+                     return done(Identity{}, &*o.error);
+                   if (keys_.size() >= kMaxKeys)
+                     keys_.clear();
+                   keys_[hash] = Cached{*o.value, g_get_monotonic_time(), false};
+                   // Remembered now: answered as a key seen a moment ago (revoked, scopes, its use noted).
+                   done(by_key(credential, now_us), nullptr);
+                 });
 }
 
 Identity Authenticator::authenticate(const std::string &credential, std::int64_t now_us) {

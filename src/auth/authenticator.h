@@ -5,10 +5,12 @@
 #include "auth/jwt.h"
 #include "auth/keys.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "store/executor.h"
 #include "store/store.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +40,14 @@ public:
   // older than a few seconds (used meanwhile), and their last use written there, nobody waiting for it. Inline or
   // none: every key is read and touched on the caller's thread, as it comes.
   void set_executor(store::Executor *executor) { executor_ = executor; }
+  // Whether authenticate() knows the credential without waiting for the catalog (a JWT, a key remembered, an inline
+  // executor or none). Otherwise (a pool, a key unseen or unseen for a minute) authenticate_later() reads it.
+  bool answers_at_once(const std::string &credential) const;
+  // The key's row read on the executor, then done(identity, nullptr) on the main loop, or done({}, &error) when the
+  // catalog could not be read (the caller answers 503: neither admitted nor refused). Never after the authenticator
+  // is gone.
+  using Answered = std::function<void(const Identity &, const Error *)>;
+  void authenticate_later(const std::string &credential, std::int64_t now_us, Answered done);
 
 private:
   Identity by_key(const std::string &key, std::int64_t now_us);

@@ -77,7 +77,7 @@ int run_worker(ServerConfig &config) {
   try {
     auto store = store::open(config.store_url, config.data_dir, config.store_timeout_s);
     auto executor = make_executor(config, *store);
-    auto hub = jobs::make_event_hub(config.store_url);
+    auto hub = jobs::make_event_hub(config.store_url, config.store_timeout_s);
     auto storage = jobs::open_storage(config); // [storage]: null for the data folder
     jobs::Scheduler scheduler(*store, *hub, config, jobs::Layout{config.data_dir});
     scheduler.set_storage(storage.get());
@@ -170,7 +170,7 @@ int cmd_serve(int argc, char **argv) {
     auto store = store::open(config.store_url, config.data_dir, config.store_timeout_s);
     auto executor = make_executor(config, *store);
     // The event hub by the catalog's backend: this process's own (SQLite), or shared through PostgreSQL.
-    auto hub = jobs::make_event_hub(config.store_url);
+    auto hub = jobs::make_event_hub(config.store_url, config.store_timeout_s);
     jobs::EventHub &events = *hub;
     jobs::Layout layout{config.data_dir};
     // [storage]: sources and packages in a bucket (or another folder); null keeps them in the data folder.

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <thread>
 
 namespace sluice {
 
@@ -238,6 +237,13 @@ void ServerConfig::load_file(const std::string &path) {
       throw Error("[uploads] resumable-expiry: expected at least 1 second");
   }
   concurrent_jobs = get_int(kf, "jobs", "concurrent", concurrent_jobs, 0, 256);
+  capacity = get_int(kf, "jobs", "capacity", capacity, 0, 4096);
+  if (std::string h = get_string(kf, "jobs", "hold-after", ""); !h.empty()) {
+    const std::int64_t hold = parse_duration(h, "[jobs] hold-after");
+    if (hold > 7 * 24 * 3600)
+      throw Error("[jobs] hold-after: expected at most 7d");
+    hold_after_s = static_cast<int>(hold);
+  }
   pipeline = get_string(kf, "jobs", "pipeline", pipeline);
   encoder = get_string(kf, "jobs", "encoder", encoder);
   extras = get_list(kf, "jobs", "extras", extras);
@@ -314,10 +320,13 @@ void ServerConfig::set_role(const std::string &r) {
 }
 
 int ServerConfig::slots() const {
-  if (concurrent_jobs > 0)
-    return concurrent_jobs;
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  return std::max(1, cores / 2);
+  return concurrent_jobs > 0 ? concurrent_jobs : job_capacity();
+}
+
+int ServerConfig::job_capacity() const {
+  if (capacity > 0)
+    return capacity;
+  return std::max(1, static_cast<int>(g_get_num_processors())); // as jobs::Scheduler::cores() counts them
 }
 
 } // namespace sluice

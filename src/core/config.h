@@ -38,7 +38,13 @@ struct ServerConfig {
   bool auto_transcode = true;
   // [uploads] resumable-expiry: an unfinished resumable upload is removed this long after its creation.
   std::int64_t resumable_expiry_s = 24 * 3600;
-  int concurrent_jobs = 0; // 0: one per two cores, at least one
+  // [jobs] concurrent: the most jobs that run at once (0: no cap but the capacity). [jobs] capacity: the weight of the
+  // jobs that run at once, a job's weight being the cores it keeps busy (its description's "weight"; 0: the core
+  // count). [jobs] hold-after: seconds the first job in the queue may wait for room while lighter jobs pass it; then
+  // its room is held (no lighter job starts) until it fits.
+  int concurrent_jobs = 0;
+  int capacity = 0;
+  int hold_after_s = 60;
   std::string pipeline = "hls";
   // Further pipelines queued after every upload with a picture (the default job profile).
   std::vector<std::string> extras = {"poster", "storyboard", "preview"};
@@ -104,8 +110,10 @@ struct ServerConfig {
   void set_role(const std::string &role);
   // Checks [storage] (the url's form, serve); throws Error (Invalid) naming the key, never a secret.
   void check_storage() const;
-  // concurrent_jobs, resolved.
+  // The most jobs that run at once: concurrent_jobs, or the capacity when that is not set (a job weighs 1 or more).
   int slots() const;
+  // capacity, resolved: the machine's cores when not set.
+  int job_capacity() const;
 };
 
 // "8G", "512M", "1024" -> bytes; throws Error (Invalid).

@@ -20,20 +20,14 @@ bool carries_direct_token(SoupServerMessage *msg, const Match &m) {
   return is_upload_route(m) && !token_query(msg).empty();
 }
 
-bool direct_cors(Context &cx, SoupServerMessage *msg, const Match &m) {
-  std::string origin = header(msg, "Origin");
-  if (origin.empty() || (!is_upload_route(m) && !is_method(msg, "OPTIONS")))
-    return false;
-  const char *path = g_uri_get_path(soup_server_message_get_uri(msg));
-  const std::string token = token_query(msg);
-  if (token.empty() || !path || !is_tus_path(path))
-    return false;
-  auto d = cx.service.uploads().direct_for_token(token);
-  if (!d || d->origin != origin)
-    return false;
+namespace {
+
+// The CORS headers of a direct upload's origin (its page is on another site).
+void direct_cors_headers(SoupServerMessage *msg, const std::string &origin) {
   SoupMessageHeaders *h = out_headers(msg);
   soup_message_headers_replace(h, "Access-Control-Allow-Origin", origin.c_str());
-  soup_message_headers_append(h, "Vary", "Origin");
+  if (!soup_message_headers_header_contains(h, "Vary", "Origin"))
+    soup_message_headers_append(h, "Vary", "Origin");
   soup_message_headers_replace(h, "Access-Control-Expose-Headers",
                                "Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, "
                                "Upload-Concat, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, "
@@ -45,36 +39,84 @@ bool direct_cors(Context &cx, SoupServerMessage *msg, const Match &m) {
                                  "Upload-Offset, Upload-Checksum, Upload-Concat, X-Requested-With, X-Request-Id");
     soup_message_headers_replace(h, "Access-Control-Max-Age", "600");
   }
-  return true;
 }
 
-DirectAuth direct_auth(Context &cx, SoupServerMessage *msg, const Match &m) {
+} // namespace
+
+bool direct_cors(Context &cx, SoupServerMessage *msg, const Match &m) {
+  std::string origin = header(msg, "Origin");
+  if (origin.empty() || (!is_upload_route(m) && !is_method(msg, "OPTIONS")))
+    return false;
+  const char *path = g_uri_get_path(soup_server_message_get_uri(msg));
   const std::string token = token_query(msg);
-  if (token.empty() || !is_upload_route(m))
-    return DirectAuth::None;
-  // A token opens the creation it was made for (once) and then that upload alone, from its origin alone.
-  auto d = cx.service.uploads().direct_for_token(token);
+  if (token.empty() || !path || !is_tus_path(path) || !app::Uploads::direct_token_form(token))
+    return false;
+  // A request of the upload's own gets its headers once the route has read the token (admit_direct).
+  if (!is_method(msg, "OPTIONS"))
+    return false;
+  // A preflight: the token's row is read on the executor, the preflight paused meanwhile (at once, inline); the
+  // server's own CORS headers are set now and replaced by the token's when it is good for this origin.
+  bool set = false;
+  cx.service.executor().run([token](store::Store &s) { return app::Uploads::direct_for_token(s, token); },
+                            answer_on<store::Outcome<std::optional<store::DirectUpload>> &>(
+                                cx, msg, catalog_waits(cx), [msg, origin, &set, waits = catalog_waits(cx)](auto &o) {
+                                  if (!o.ok() || !*o.value || (*o.value)->origin != origin)
+                                    return;
+                                  direct_cors_headers(msg, origin);
+                                  if (!waits)
+                                    set = true;
+                                }));
+  return set;
+}
+
+bool tus_detail::admit_direct(SoupServerMessage *msg, const std::string &upload_id,
+                              const std::optional<store::DirectUpload> &d) {
+  g_object_set_data(G_OBJECT(msg), kDirectPendingKey, nullptr);
   auto refuse = [&](const std::string &why) {
     set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", why);
     soup_message_headers_replace(out_headers(msg), "WWW-Authenticate",
                                  "Bearer realm=\"sluice\", error=\"invalid_token\"");
-    return DirectAuth::Refused;
+    return false;
   };
   if (!d)
     return refuse("the upload token is unknown or has expired");
-  if (!d->origin.empty() && header(msg, "Origin") != d->origin) {
+  // A token opens the creation it was made for (once) and then that upload alone, from its origin alone.
+  const std::string origin = header(msg, "Origin");
+  if (!origin.empty() && d->origin == origin)
+    direct_cors_headers(msg, origin);
+  if (!d->origin.empty() && origin != d->origin) {
     set_error(msg, SOUP_STATUS_FORBIDDEN, "origin_not_allowed",
               "this upload token is for pages of " + d->origin + " only");
-    return DirectAuth::Refused;
+    return false;
   }
-  if (is_create(m) ? !d->upload_id.empty() : d->upload_id != m.params.at(0))
-    return refuse(is_create(m) ? "this upload token has been used" : "this upload token is for another upload");
+  const bool create = upload_id.empty();
+  if (create ? !d->upload_id.empty() : d->upload_id != upload_id)
+    return refuse(create ? "this upload token has been used" : "this upload token is for another upload");
   g_object_set_data_full(G_OBJECT(msg), kDirectKey, new store::DirectUpload(*d),
                          [](gpointer p) { delete static_cast<store::DirectUpload *>(p); });
+  return true;
+}
+
+DirectAuth direct_auth(Context &, SoupServerMessage *msg, const Match &m) {
+  const std::string token = token_query(msg);
+  if (token.empty() || !is_upload_route(m))
+    return DirectAuth::None;
+  if (!app::Uploads::direct_token_form(token)) {
+    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", "the upload token is unknown or has expired");
+    soup_message_headers_replace(out_headers(msg), "WWW-Authenticate",
+                                 "Bearer realm=\"sluice\", error=\"invalid_token\"");
+    return DirectAuth::Refused;
+  }
+  // Its row is read by the route on the executor with what else it reads, and admit_direct() decides before the
+  // route does anything (every upload route does: tus_body, get_upload, delete_upload).
+  g_object_set_data_full(G_OBJECT(msg), kDirectPendingKey, g_strdup(token.c_str()), g_free);
   return DirectAuth::Allowed;
 }
 
 namespace handlers {
+
+static void answer_grant(SoupServerMessage *msg, const app::DirectGrant &g, const std::string &host,
+                         const std::string &origin);
 
 void create_direct_upload(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
@@ -132,12 +174,22 @@ void create_direct_upload(Context &cx, Request &rq) {
   }
   if (max_size < 0)
     return invalid("field 'max_size': the largest file the upload may be, in bytes", "max_size");
-  auto r = cx.service.uploads().create_direct(max_size, ttl, metadata, origin);
-  if (auto *f = std::get_if<app::Failure>(&r))
-    return set_failure(msg, *f);
-  const auto &g = std::get<app::DirectGrant>(r);
-  // The URL as the client reached this server (a proxy in front: its Host).
+  // The grant's row is written on the executor, the message paused meanwhile (at once, inline).
   std::string host = header(msg, "Host");
+  cx.service.uploads().create_direct(
+      max_size, ttl, metadata, origin,
+      answer_on<app::Result<app::DirectGrant>>(cx, msg, catalog_waits(cx),
+                                               [msg, host, origin](app::Result<app::DirectGrant> r) {
+                                                 if (auto *f = std::get_if<app::Failure>(&r))
+                                                   return set_failure(msg, *f);
+                                                 const auto &g = std::get<app::DirectGrant>(r);
+                                                 answer_grant(msg, g, host, origin);
+                                               }));
+}
+
+static void answer_grant(SoupServerMessage *msg, const app::DirectGrant &g, const std::string &host,
+                         const std::string &origin) {
+  // The URL as the client reached this server (a proxy in front: its Host).
   g_autofree gchar *t = g_uri_escape_string(g.token.c_str(), nullptr, FALSE);
   std::string url = (host.empty() ? "" : "http://" + host) + kUploads + "?token=" + t;
   JsonObject *out = json_object_new();

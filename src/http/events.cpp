@@ -48,6 +48,14 @@ struct SseClient {
     seen = e.id;
     send_state(e);
   }
+  // The end of a wait (replay or current state): what arrived meanwhile, each once.
+  void release_held() {
+    waiting = false;
+    auto kept = std::move(held);
+    held.clear();
+    for (const auto &e : kept)
+      send(e);
+  }
   // A job's current state, under the latest id.
   void send_state(const jobs::Event &e) {
     if (wants(e))
@@ -89,6 +97,32 @@ std::vector<store::Job> unfinished_jobs(store::Store &s) {
   return out;
 }
 
+// Too old to replay: the current state of every unfinished job instead, read on the executor (the live events that
+// arrive meanwhile follow it). Inline executor: read at once, a failure thrown as any handler's catalog call.
+void send_current_state(SseClient *c) {
+  auto sent = [c, open = c->open, alive = c->cx->alive](store::Outcome<std::vector<store::Job>> &o) {
+    if (!*alive || !*open)
+      return;
+    if (!o.ok()) {
+      // The client reconnects (after `retry`) and asks again.
+      SLUICE_LOG(http_log(), Warning, "event stream: cannot read the unfinished jobs: %s", o.error->what());
+      return end_stream(c);
+    }
+    for (const auto &j : *o.value) {
+      json::Node n(job_json(c->cx->service, j));
+      c->send_state(
+          jobs::Event{c->cx->service.events().last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
+    }
+    c->release_held();
+  };
+  store::Executor &ex = c->cx->service.executor();
+  if (!ex.is_inline())
+    return ex.run(unfinished_jobs, std::move(sent));
+  store::Outcome<std::vector<store::Job>> o;
+  o.value = unfinished_jobs(c->cx->service.store());
+  sent(o);
+}
+
 } // namespace
 
 void close_event_streams(Context &cx) {
@@ -128,53 +162,31 @@ void events(Context &cx, Request &rq) {
   // What has been written is not kept: a stream open for days uses no more memory than a fresh one.
   soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
 
-  std::string head = "retry: 2000\n\n";
-  std::vector<jobs::Event> missed;
-  bool replayed = false;
-  if (!last.empty()) {
-    char *end = nullptr;
-    unsigned long long id = std::strtoull(last.c_str(), &end, 10);
-    if (*end == '\0')
-      replayed = events.since(id, missed);
-    if (replayed)
-      c->seen = id;
-  }
   c->msg = msg;
   cx.sse_clients.insert(c);
-  c->write(head);
-  if (replayed) {
-    for (const auto &e : missed)
-      c->send(e);
-  } else if (!last.empty()) {
-    // Too old to replay: the current state of every unfinished job instead, read on the executor; the live events
-    // that arrive meanwhile follow it.
-    c->waiting = !cx.service.executor().is_inline();
-    auto sent = [c, open = c->open, alive = cx.alive](store::Outcome<std::vector<store::Job>> &o) {
+  c->write("retry: 2000\n\n");
+  if (!last.empty()) {
+    char *end = nullptr;
+    const unsigned long long id = std::strtoull(last.c_str(), &end, 10);
+    // The missed events are read where the main loop does not wait (a shared hub's table), the live events that
+    // arrive meanwhile held back and sent after them; events no longer kept: the current state instead.
+    c->waiting = true;
+    c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });
+    auto replayed = [c, open = c->open, alive = cx.alive, id](bool ok, std::vector<jobs::Event> missed) {
       if (!*alive || !*open)
         return;
-      if (!o.ok()) {
-        // The client reconnects (after `retry`) and asks again.
-        SLUICE_LOG(http_log(), Warning, "event stream: cannot read the unfinished jobs: %s", o.error->what());
-        return end_stream(c);
-      }
-      for (const auto &j : *o.value) {
-        json::Node n(job_json(c->cx->service, j));
-        c->send_state(
-            jobs::Event{c->cx->service.events().last_id(), "job", j.id, j.video_id, json::to_string(n.get(), false)});
-      }
+      if (!ok)
+        return send_current_state(c);
+      c->seen = id;
       c->waiting = false;
-      auto held = std::move(c->held);
-      for (const auto &e : held)
+      for (const auto &e : missed)
         c->send(e);
+      c->release_held();
     };
-    if (c->waiting) {
-      c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });
-      cx.service.executor().run(unfinished_jobs, std::move(sent));
-    } else {
-      store::Outcome<std::vector<store::Job>> o;
-      o.value = unfinished_jobs(cx.service.store()); // throws as any handler's catalog call
-      sent(o);
-    }
+    if (*end == '\0')
+      events.since_later(id, std::move(replayed));
+    else
+      replayed(false, {});
   }
   if (!c->token)
     c->token = events.subscribe([c](const jobs::Event &e) { c->send(e); });

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "http/context.h"
 #include "http/log.h"
+#include "http/respond.h"
 
 #include <algorithm>
 #include <memory>
@@ -44,10 +45,70 @@ std::optional<store::StoredAnswer> IdempotencyKeys::lookup(store::Store &store, 
 }
 
 bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint) {
-  auto key = key_of(msg);
-  if (!key)
+  auto raw = key_of(msg);
+  if (!raw)
     return false;
-  return begin(msg, scope, fingerprint, lookup(service_.store(), scope, *key));
+  const std::string key = *raw;
+  store::Executor &ex = service_.executor();
+  if (ex.is_inline() || !well_formed(key))
+    return begin(msg, scope, fingerprint, lookup(service_.store(), scope, key));
+  // The key is held at once (a second request with it is told 409), and the answer kept for it is read on the
+  // executor with msg paused: its body is not taken before that read is back. A replay (or a refusal) then answers
+  // msg, and an upload the body step attached meanwhile is dropped before a byte of it is written.
+  const std::string id = scope + "\n" + key;
+  if (!in_flight_->insert(id).second)
+    throw UploadError{SOUP_STATUS_CONFLICT, "conflict",
+                      "a request with this Idempotency-Key is still being answered; retry once it is", kHeader};
+  auto *held = new Held{in_flight_, id, scope, key, fingerprint};
+  g_object_set_data_full(G_OBJECT(msg), kHeldKey, held, [](gpointer p) {
+    auto *h = static_cast<Held *>(p);
+    h->in_flight->erase(h->id);
+    delete h;
+  });
+  g_object_ref(msg);
+  hold(msg);
+  ex.run([scope, key](store::Store &s) { return lookup(s, scope, key); },
+         [msg, scope, fingerprint](store::Outcome<std::optional<store::StoredAnswer>> &o) {
+           // Answered meanwhile by what followed in the body step (a refusal): that answer stands.
+           if (soup_server_message_get_status(msg) == 0 && (!o.ok() || *o.value)) {
+             // Not this request's to keep: the key goes with the answer below.
+             g_object_set_data(G_OBJECT(msg), kHeldKey, nullptr);
+             UploadError why{SOUP_STATUS_SERVICE_UNAVAILABLE, "unavailable", "", ""};
+             if (!o.ok()) {
+               set_failure(msg, app::failure_of(*o.error));
+               why.message = o.error->what();
+             } else {
+               try {
+                 replay(msg, scope, fingerprint, **o.value);
+                 why = UploadError{SOUP_STATUS_OK, "replayed", "its Idempotency-Key's answer was replayed", ""};
+               } catch (const UploadError &e) {
+                 set_error(msg, e.status, e.code, e.message, e.field);
+                 why = e;
+               }
+             }
+             if (auto up = Upload::from(msg))
+               up->refuse(why);
+           }
+           release(msg);
+           g_object_unref(msg);
+         });
+  return false;
+}
+
+void IdempotencyKeys::replay(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint,
+                             const store::StoredAnswer &a) {
+  if (a.fingerprint != fingerprint)
+    throw UploadError{422, "idempotency_key_reused",
+                      "this Idempotency-Key was used for a different request; use a new key for a new request",
+                      kHeader};
+  SLUICE_LOG(http_log(), Info, "%s: replaying the answer kept for its Idempotency-Key", scope.c_str());
+  soup_server_message_set_status(msg, static_cast<guint>(a.status), nullptr);
+  soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, a.body.data(), a.body.size());
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_replace(h, "Cache-Control", "no-store");
+  soup_message_headers_replace(h, "Idempotent-Replayed", "true");
+  if (!a.location.empty())
+    soup_message_headers_replace(h, "Location", a.location.c_str());
 }
 
 bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint,
@@ -62,18 +123,7 @@ bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, co
                           " visible ASCII characters (a UUID, for example)",
                       kHeader};
   if (const auto &a = found) {
-    if (a->fingerprint != fingerprint)
-      throw UploadError{422, "idempotency_key_reused",
-                        "this Idempotency-Key was used for a different request; use a new key for a new request",
-                        kHeader};
-    SLUICE_LOG(http_log(), Info, "%s: replaying the answer kept for its Idempotency-Key", scope.c_str());
-    soup_server_message_set_status(msg, static_cast<guint>(a->status), nullptr);
-    soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, a->body.data(), a->body.size());
-    SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
-    soup_message_headers_replace(h, "Cache-Control", "no-store");
-    soup_message_headers_replace(h, "Idempotent-Replayed", "true");
-    if (!a->location.empty())
-      soup_message_headers_replace(h, "Location", a->location.c_str());
+    replay(msg, scope, fingerprint, *a);
     return true;
   }
   std::string id = scope + "\n" + key;

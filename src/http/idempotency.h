@@ -31,8 +31,10 @@ public:
   // content hashes to `fingerprint` ("" when it cannot be known yet). Without the header: nothing.
   // With it: a stored answer is replayed on msg (true: msg is answered); a key whose first request is
   // still running or that was used for another request throws UploadError (409, 422); a malformed key
-  // 400. Otherwise the key is held until msg is gone and false is returned. The stored answer is read on the
-  // caller's thread.
+  // 400. Otherwise the key is held until msg is gone and false is returned. With a pool executor the stored answer
+  // is read there, msg paused (its body is not read) until it is back, and false is returned at once: a replay, a 409
+  // or 422 or the catalog's 503 then answers msg, and the Upload attached to it meanwhile (http/upload.h) is refused
+  // before it writes a byte. Inline, it is read at once.
   bool begin(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint);
   // begin() in two halves, for a handler that reads the catalog on the executor: the request's key (none without
   // the header), the answer stored for it (read on any thread, with a Store of its own; none for a malformed key),
@@ -49,6 +51,9 @@ public:
 
 private:
   struct Held;
+  // Answers msg with a kept answer (422 when it was kept for another request).
+  static void replay(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint,
+                     const store::StoredAnswer &a);
   app::Service &service_;
   // scope + "\n" + key of the requests being answered; shared with the messages, which may outlive us.
   std::shared_ptr<std::set<std::string>> in_flight_ = std::make_shared<std::set<std::string>>();

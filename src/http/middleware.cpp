@@ -9,6 +9,8 @@
 #include "http/upload.h"
 
 #include <algorithm>
+#include <cstring>
+#include <iterator>
 
 namespace sluice::http {
 
@@ -18,6 +20,11 @@ constexpr std::int64_t kMaxJsonBody = 1 << 20;
 constexpr const char *kBodyKey = "sluice-small-body";
 constexpr const char *kIdKey = "sluice-request-id";
 constexpr const char *kStartKey = "sluice-request-start";
+
+// The chain's steps from `from` on (the auth step's among them when `credentials`); true when one answered msg or
+// will go on later. step_after(name): the index of the step after the one named. Both below the chain itself.
+bool run_steps(Context &cx, SoupServerMessage *msg, const Match &m, std::size_t from, bool credentials);
+std::size_t step_after(const char *name);
 
 // The body of a request other than an upload, kept by us (bounded) instead of by libsoup.
 struct SmallBody {
@@ -211,6 +218,59 @@ std::string bearer(SoupServerMessage *msg, const Match &m, bool &malformed) {
   return malformed ? "" : token;
 }
 
+// The identity of the request's credential: true when it answered msg (401, 403), false when the chain goes on.
+bool refuse(SoupServerMessage *msg, const Match &m, const auth::Identity &id) {
+  SoupMessageHeaders *out = soup_server_message_get_response_headers(msg);
+  if (!id.ok) {
+    SLUICE_LOG(http_log(), Info, "%s: credential refused: %s", request_id(msg).c_str(), id.why.c_str());
+    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", id.why);
+    soup_message_headers_replace(out, "WWW-Authenticate", "Bearer realm=\"sluice\", error=\"invalid_token\"");
+    return true;
+  }
+  const auth::Scopes need = scope_bits(m.route->scope);
+  if (!auth::allows(id.scopes, need)) {
+    SLUICE_LOG(http_log(), Info, "%s: %s lacks scope %s", request_id(msg).c_str(), id.who.c_str(),
+               auth::scopes_string(need).c_str());
+    set_error(msg, SOUP_STATUS_FORBIDDEN, "forbidden",
+              "this needs the scope '" + auth::scopes_string(need) + "', which the credential does not grant" +
+                  (id.scopes ? " (it grants: " + auth::scopes_string(id.scopes) + ")" : ""));
+    const std::string challenge =
+        "Bearer realm=\"sluice\", error=\"insufficient_scope\", scope=\"" + auth::scopes_string(need) + "\"";
+    soup_message_headers_replace(out, "WWW-Authenticate", challenge.c_str());
+    return true;
+  }
+  SLUICE_LOG(http_log(), Debug, "%s: %s", request_id(msg).c_str(), id.who.c_str());
+  g_object_set_data_full(G_OBJECT(msg), kCallerKey, g_strdup(id.who.c_str()), g_free); // its rate limits
+  return false;
+}
+
+// An API key not seen yet (or not for a minute), with a PostgreSQL catalog: read on the executor while msg stays
+// paused, before a byte of its body is read and before any handler runs; then refused, or the chain goes on from the
+// step after this one. A catalog that cannot be read: 503.
+void authenticate_later(Context &cx, SoupServerMessage *msg, const Match &m, const std::string &token) {
+  g_object_ref(msg);
+  hold(msg);
+  Context *c = &cx;
+  cx.auth->authenticate_later(token, g_get_real_time(),
+                              [c, alive = cx.alive, msg, m](const auth::Identity &id, const Error *failed) {
+                                if (*alive) {
+                                  try {
+                                    if (failed)
+                                      set_failure(msg, app::failure_of(*failed));
+                                    else if (!refuse(msg, m, id))
+                                      run_steps(*c, msg, m, step_after("auth"), true);
+                                  } catch (const std::exception &e) {
+                                    // As the chain's own exceptions (http/server.cpp): nothing crosses the main loop's
+                                    // callback.
+                                    SLUICE_LOG(http_log(), Error, "%s: %s", request_id(msg).c_str(), e.what());
+                                    set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+                                  }
+                                }
+                                release(msg);
+                                g_object_unref(msg);
+                              });
+}
+
 bool authenticate(Context &cx, SoupServerMessage *msg, const Match &m) {
   // A direct-upload token opens its own upload (whatever the mode: it also bounds the upload's size).
   switch (direct_auth(cx, msg, m)) {
@@ -233,28 +293,11 @@ bool authenticate(Context &cx, SoupServerMessage *msg, const Match &m) {
     return true;
   }
   // Neither the key nor the token is ever logged.
-  auth::Identity id = cx.auth->authenticate(token, g_get_real_time());
-  if (!id.ok) {
-    SLUICE_LOG(http_log(), Info, "%s: credential refused: %s", request_id(msg).c_str(), id.why.c_str());
-    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", id.why);
-    soup_message_headers_replace(out, "WWW-Authenticate", "Bearer realm=\"sluice\", error=\"invalid_token\"");
-    return true;
+  if (!cx.auth->answers_at_once(token)) {
+    authenticate_later(cx, msg, m, token);
+    return true; // the chain goes on (or the request is refused) once the key is known
   }
-  const auth::Scopes need = scope_bits(m.route->scope);
-  if (!auth::allows(id.scopes, need)) {
-    SLUICE_LOG(http_log(), Info, "%s: %s lacks scope %s", request_id(msg).c_str(), id.who.c_str(),
-               auth::scopes_string(need).c_str());
-    set_error(msg, SOUP_STATUS_FORBIDDEN, "forbidden",
-              "this needs the scope '" + auth::scopes_string(need) + "', which the credential does not grant" +
-                  (id.scopes ? " (it grants: " + auth::scopes_string(id.scopes) + ")" : ""));
-    const std::string challenge =
-        "Bearer realm=\"sluice\", error=\"insufficient_scope\", scope=\"" + auth::scopes_string(need) + "\"";
-    soup_message_headers_replace(out, "WWW-Authenticate", challenge.c_str());
-    return true;
-  }
-  SLUICE_LOG(http_log(), Debug, "%s: %s", request_id(msg).c_str(), id.who.c_str());
-  g_object_set_data_full(G_OBJECT(msg), kCallerKey, g_strdup(id.who.c_str()), g_free); // its rate limits
-  return false;
+  return refuse(msg, m, cx.auth->authenticate(token, g_get_real_time()));
 }
 
 // -- body of an upload: streamed into a temporary file as it arrives.
@@ -425,22 +468,29 @@ const Step kChain[] = {
      }},
 };
 
-} // namespace
-
-bool run_middleware(Context &cx, SoupServerMessage *msg, const std::string &path) {
-  const Match m = match_route(soup_server_message_get_method(msg), path);
-  for (const auto &step : kChain)
-    if (step.run(cx, msg, m))
+bool run_steps(Context &cx, SoupServerMessage *msg, const Match &m, std::size_t from, bool credentials) {
+  for (std::size_t i = from; i < std::size(kChain); i++)
+    if ((credentials || !kChain[i].credentials) && kChain[i].run(cx, msg, m))
       return true;
   return false;
 }
 
+std::size_t step_after(const char *name) {
+  for (std::size_t i = 0; i < std::size(kChain); i++)
+    if (std::strcmp(kChain[i].name, name) == 0)
+      return i + 1;
+  return std::size(kChain);
+}
+
+} // namespace
+
+bool run_middleware(Context &cx, SoupServerMessage *msg, const std::string &path) {
+  return run_steps(cx, msg, match_route(soup_server_message_get_method(msg), path), 0, true);
+}
+
 bool run_metrics_middleware(Context &cx, SoupServerMessage *msg, const std::string &path) {
   const Match m = path == "/metrics" ? match_route(soup_server_message_get_method(msg), path) : Match{};
-  for (const auto &step : kChain)
-    if (!step.credentials && step.run(cx, msg, m))
-      return true;
-  return false;
+  return run_steps(cx, msg, m, 0, false);
 }
 
 } // namespace sluice::http

@@ -17,6 +17,9 @@ const std::vector<Route> &routes() {
       {"GET", "/", web, Scope::Open, Body::Json, Limit::None},
       {"GET", "/index.html", web, Scope::Open, Body::Json, Limit::None},
       {"GET", "/web/*", web, Scope::Open, Body::Json, Limit::None},
+      // The API's description (docs/openapi.json) and its reference page: open, as the page is (nothing secret).
+      {"GET", "/api/v1/openapi.json", web, Scope::Open},
+      {"GET", "/docs/api", web, Scope::Open, Body::Json, Limit::None},
       // Media is open to players; a video's own playback policy decides (signed playback URLs).
       {"GET", "/videos/{id}/*", media, Scope::Open, Body::Json, Limit::Media},
       // A live stream's playlists and segments (DATA/streams/ID/).

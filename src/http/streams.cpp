@@ -6,6 +6,7 @@
 #include "http/middleware.h"
 #include "http/respond.h"
 #include "http/routes.h"
+#include "http/store_call.h"
 #include "jobs/scheduler.h"
 
 #include <string>
@@ -81,6 +82,20 @@ JsonNode *stream_json(Context &cx, SoupServerMessage *msg, const app::StreamView
   return json::object_node(o);
 }
 
+// A file of a live output: playlists change, and segments come back under the same names when the publisher starts
+// again.
+void serve_live_file(SoupServerMessage *msg, const std::string &path) {
+  ServeOptions opts;
+  opts.cache_control = "no-cache";
+  try {
+    serve_file(msg, path, opts);
+  } catch (const Error &e) {
+    if (e.code() == ErrorCode::NotFound)
+      return set_not_found(msg, "no such file");
+    throw;
+  }
+}
+
 } // namespace
 
 namespace handlers {
@@ -119,29 +134,46 @@ void create_stream(Context &cx, Request &rq) {
       }
     }
   }
-  auto res = cx.service.streams().create(r);
-  if (auto *f = std::get_if<app::Failure>(&res))
-    return set_failure(msg, *f);
-  const auto &v = std::get<app::StreamView>(res);
-  set_json(msg, SOUP_STATUS_CREATED, stream_json(cx, msg, v));
-  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
-                               (std::string(kApi) + "/streams/" + v.stream.id).c_str());
+  // The row is written on the catalog's executor; the answer (which shows the key, once) waits for it.
+  Context *c = &cx;
+  cx.service.streams().create(r, later(cx, msg, [c, msg](app::Result<app::StreamView> res) {
+                                if (auto *f = std::get_if<app::Failure>(&res))
+                                  return set_failure(msg, *f);
+                                const auto &v = std::get<app::StreamView>(res);
+                                set_json(msg, SOUP_STATUS_CREATED, stream_json(*c, msg, v));
+                                soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Location",
+                                                             (std::string(kApi) + "/streams/" + v.stream.id).c_str());
+                              }));
 }
 
 void list_streams(Context &cx, Request &rq) {
-  JsonArray *arr = json_array_new();
-  for (const auto &v : cx.service.streams().list())
-    json_array_add_element(arr, stream_json(cx, rq.msg, v));
-  JsonObject *o = json_object_new();
-  json_object_set_array_member(o, "streams", arr);
-  set_json(rq.msg, SOUP_STATUS_OK, json::object_node(o));
+  SoupServerMessage *msg = rq.msg;
+  Context *c = &cx;
+  with_store(
+      cx, msg, [](store::Store &s) { return s.streams(); },
+      [c, msg](std::vector<store::Stream> &rows) {
+        JsonArray *arr = json_array_new();
+        for (const auto &row : rows)
+          json_array_add_element(arr, stream_json(*c, msg, c->service.streams().view(row)));
+        JsonObject *o = json_object_new();
+        json_object_set_array_member(o, "streams", arr);
+        set_json(msg, SOUP_STATUS_OK, json::object_node(o));
+      });
 }
 
 void get_stream(Context &cx, Request &rq) {
-  auto v = cx.service.streams().get(rq.params.at(0));
-  if (!v)
-    return set_not_found(rq.msg, "no stream " + rq.params.at(0));
-  set_json(rq.msg, SOUP_STATUS_OK, stream_json(cx, rq.msg, *v));
+  SoupServerMessage *msg = rq.msg;
+  const std::string id = rq.params.at(0);
+  if (!store::is_id(id))
+    return set_not_found(msg, "no stream " + id);
+  Context *c = &cx;
+  with_store(
+      cx, msg, [id](store::Store &s) { return s.stream(id); },
+      [c, msg, id](std::optional<store::Stream> &row) {
+        if (!row)
+          return set_not_found(msg, "no stream " + id);
+        set_json(msg, SOUP_STATUS_OK, stream_json(*c, msg, c->service.streams().view(*row)));
+      });
 }
 
 void live_media(Context &cx, Request &rq) {
@@ -149,25 +181,31 @@ void live_media(Context &cx, Request &rq) {
   auto segments = split_path(rq.params.at(1));
   if (!segments || segments->empty())
     return set_not_found(msg, "no such file");
-  auto found = cx.service.streams().media_file(rq.params.at(0), *segments);
+  const std::string id = rq.params.at(0);
+  auto found = cx.service.streams().media_file(id, *segments);
   if (auto *f = std::get_if<app::Failure>(&found))
     return set_failure(msg, *f);
-  // Live files change (playlists) or come back under the same names when the publisher starts again (segments).
-  ServeOptions opts;
-  opts.cache_control = "no-cache";
-  try {
-    serve_file(msg, std::get<std::string>(found), opts);
-  } catch (const Error &e) {
-    if (e.code() == ErrorCode::NotFound)
-      return set_not_found(msg, "no such file");
-    throw;
-  }
+  const std::string path = std::get<std::string>(found);
+  // A stream this process runs is served at once; another's row is asked for each time, off the main loop (a
+  // deleted stream's folder goes after its row).
+  if (cx.service.streams().known(id))
+    return serve_live_file(msg, path);
+  with_store(
+      cx, msg, [id](store::Store &s) { return s.stream(id).has_value(); },
+      [msg, path](bool &exists) {
+        if (!exists)
+          return set_not_found(msg, "no such file");
+        serve_live_file(msg, path);
+      });
 }
 
 void delete_stream(Context &cx, Request &rq) {
-  if (auto f = cx.service.streams().remove(rq.params.at(0)))
-    return set_failure(rq.msg, *f);
-  set_no_content(rq.msg);
+  SoupServerMessage *msg = rq.msg;
+  cx.service.streams().remove(rq.params.at(0), later(cx, msg, [msg](std::optional<app::Failure> f) {
+                                if (f)
+                                  return set_failure(msg, *f);
+                                set_no_content(msg);
+                              }));
 }
 
 } // namespace handlers

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <type_traits>
 
 namespace sluice::http {
 
@@ -144,23 +145,29 @@ void attach_patch(SoupServerMessage *msg, std::shared_ptr<app::Uploads::Patch> p
       G_CALLBACK(+[](SoupServerMessage *m, gpointer) { g_object_set_data(G_OBJECT(m), kPatchKey, nullptr); }), nullptr);
 }
 
-// The PATCH (or creation-with-upload) headers: Content-Type, Upload-Offset, Upload-Checksum, Upload-Length.
-bool begin_patch(Context &cx, SoupServerMessage *msg, const std::string &id, bool creating) {
+// What a PATCH (or a creation-with-upload) says about its bytes.
+struct PatchHeaders {
+  std::optional<std::int64_t> offset, length, content_length;
+  std::optional<app::Checksum> checksum;
+};
+
+// The PATCH (or creation-with-upload) headers: Content-Type, Upload-Offset, Upload-Checksum, Upload-Length. False:
+// msg is answered (400, 415).
+bool patch_headers(SoupServerMessage *msg, bool creating, PatchHeaders &ph) {
   std::string type = header(msg, "Content-Type");
   if (auto semi = type.find(';'); semi != std::string::npos)
     type.resize(semi);
-  std::optional<std::int64_t> offset, length, content_length;
   if (creating) {
-    offset = 0;
+    ph.offset = 0;
   } else {
     if (g_ascii_strcasecmp(type.c_str(), kOffsetStream) != 0) {
       set_error(msg, SOUP_STATUS_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                 std::string("a PATCH sends its bytes with Content-Type: ") + kOffsetStream);
       return false;
     }
-    if (!numeric_header(msg, "Upload-Offset", offset) || !numeric_header(msg, "Upload-Length", length))
+    if (!numeric_header(msg, "Upload-Offset", ph.offset) || !numeric_header(msg, "Upload-Length", ph.length))
       return false;
-    if (!offset) {
+    if (!ph.offset) {
       set_error(msg, SOUP_STATUS_BAD_REQUEST, "bad_request", "a PATCH says where its bytes go: Upload-Offset",
                 "Upload-Offset");
       return false;
@@ -168,8 +175,7 @@ bool begin_patch(Context &cx, SoupServerMessage *msg, const std::string &id, boo
   }
   SoupMessageHeaders *in = soup_server_message_get_request_headers(msg);
   if (soup_message_headers_get_encoding(in) == SOUP_ENCODING_CONTENT_LENGTH)
-    content_length = soup_message_headers_get_content_length(in);
-  std::optional<app::Checksum> checksum;
+    ph.content_length = soup_message_headers_get_content_length(in);
   bool twice = false;
   if (auto c = single(msg, "Upload-Checksum", twice)) {
     auto space = c->find(' ');
@@ -189,45 +195,60 @@ bool begin_patch(Context &cx, SoupServerMessage *msg, const std::string &id, boo
                 "Upload-Checksum");
       return false;
     }
-    checksum = app::Checksum{kind, std::string(reinterpret_cast<const char *>(raw), len)};
+    ph.checksum = app::Checksum{kind, std::string(reinterpret_cast<const char *>(raw), len)};
   }
-  auto r = cx.service.uploads().begin_patch(id, *offset, length, content_length, checksum);
+  return true;
+}
+
+// The PATCH locked and its body streamed into the upload, with the upload's row as the executor read it (a creation:
+// the row just written). False: msg is answered.
+bool begin_patch(Context &cx, SoupServerMessage *msg, const std::string &id,
+                 const std::optional<store::ResumableUpload> &row, const PatchHeaders &ph) {
+  auto r = cx.service.uploads().begin_patch(id, row, *ph.offset, ph.length, ph.content_length, ph.checksum);
   if (auto *f = std::get_if<app::Failure>(&r)) {
     set_failure(msg, *f);
     if (f->refusal == app::Refusal::OffsetMismatch || f->refusal == app::Refusal::Conflict)
-      if (auto u = cx.service.uploads().find(id); std::holds_alternative<store::ResumableUpload>(u))
-        upload_headers(msg, std::get<store::ResumableUpload>(u));
+      upload_headers(msg, *row);
     return false;
   }
   attach_patch(msg, std::get<std::shared_ptr<app::Uploads::Patch>>(std::move(r)));
   return true;
 }
 
-// After the body of a PATCH or a creation-with-upload: the bytes are made durable; the last one starts ingest,
-// and the answer waits for it. `status` is the success status (204 for a PATCH, 201 for a creation).
+// After the body of a PATCH or a creation-with-upload: the bytes are made durable and their offset recorded (on the
+// executor, msg paused), and only then answered; the last one starts ingest, and the answer waits for it too.
+// `status` is the success status (204 for a PATCH, 201 for a creation).
 void finish_body(Context &cx, SoupServerMessage *msg, guint status) {
   auto patch = patch_of(msg);
   if (!patch)
     return;
-  g_object_set_data(G_OBJECT(msg), kPatchKey, nullptr); // the lock goes with it once finished
-  auto r = patch->finish(true);
-  if (auto *f = std::get_if<app::Failure>(&r))
-    return set_failure(msg, *f);
-  const auto u = std::get<store::ResumableUpload>(r);
-  upload_headers(msg, u);
-  status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg) : soup_server_message_set_status(msg, status, nullptr);
-  if (u.length < 0 || u.offset != u.length)
-    return;
-  cx.service.uploads().complete(
-      u.id, later(cx, msg, [msg, status](app::Result<store::ResumableUpload> done) {
-        if (auto *f = std::get_if<app::Failure>(&done))
-          return set_failure(msg, *f);
-        const auto &v = std::get<store::ResumableUpload>(done);
-        upload_headers(msg, v);
-        status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg) : soup_server_message_set_status(msg, status, nullptr);
-        if (!v.video_id.empty())
-          soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", v.video_id.c_str());
-      }));
+  g_object_set_data(G_OBJECT(msg), kPatchKey, nullptr); // the lock goes with it once recorded
+  Context *c = &cx;
+  patch->finish(
+      true, answer_on<app::Result<store::ResumableUpload>>(
+                cx, msg, catalog_waits(cx), [c, msg, status](app::Result<store::ResumableUpload> r) {
+                  if (auto *f = std::get_if<app::Failure>(&r))
+                    return set_failure(msg, *f);
+                  const auto u = std::get<store::ResumableUpload>(r);
+                  upload_headers(msg, u);
+                  status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg)
+                                                   : soup_server_message_set_status(msg, status, nullptr);
+                  if (u.state != "processing")
+                    return;
+                  // The last byte: ingest probes on a thread, whatever the catalog.
+                  c->service.uploads().complete(
+                      u, answer_on<app::Result<store::ResumableUpload>>(
+                             *c, msg, true, [msg, status](app::Result<store::ResumableUpload> done) {
+                               if (auto *f = std::get_if<app::Failure>(&done))
+                                 return set_failure(msg, *f);
+                               const auto &v = std::get<store::ResumableUpload>(done);
+                               upload_headers(msg, v);
+                               status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg)
+                                                                : soup_server_message_set_status(msg, status, nullptr);
+                               if (!v.video_id.empty())
+                                 soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", v.video_id.c_str());
+                             }));
+                }));
 }
 
 // Upload-Concat: "partial", or "final;URL URL" (absolute URLs or paths of this server's uploads).
@@ -271,10 +292,8 @@ bool read_concat(SoupServerMessage *msg, app::UploadRequest &r) {
   return true;
 }
 
-// POST /api/v1/uploads, once its headers are in: the upload is created now (a final concatenation waits for
-// the handler, it has no body), and a body that comes with it streams into it.
-bool create_now(Context &cx, SoupServerMessage *msg) {
-  app::UploadRequest r;
+// POST /api/v1/uploads, once its headers are in: what they ask for (false: msg is answered).
+bool create_headers(SoupServerMessage *msg, app::UploadRequest &r) {
   std::optional<std::int64_t> defer;
   if (!numeric_header(msg, "Upload-Length", r.length) || !numeric_header(msg, "Upload-Defer-Length", defer) ||
       !read_concat(msg, r))
@@ -300,6 +319,13 @@ bool create_now(Context &cx, SoupServerMessage *msg) {
               "Upload-Metadata");
     return false;
   }
+  return true;
+}
+
+// The creation, once a direct upload's token is admitted: the upload is created now (its row on the executor, msg
+// paused; a final concatenation waits for the handler, it has no body), and a body that comes with it streams into
+// it.
+void create_now(Context &cx, SoupServerMessage *msg, app::UploadRequest r) {
   if (const auto *d = direct_of(msg)) {
     r.direct_id = d->id;
     r.max_size = d->max_size;
@@ -311,37 +337,61 @@ bool create_now(Context &cx, SoupServerMessage *msg) {
       r.forced[static_cast<const char *>(l->data)] =
           json_object_get_string_member(o, static_cast<const char *>(l->data));
   }
-  if (final) {
+  if (r.concat == app::UploadRequest::Concat::Final) {
     // Joined and ingested in the handler (the parts may be large): the request is kept for it.
     auto *kept = new app::UploadRequest(std::move(r));
     g_object_set_data_full(G_OBJECT(msg), kCreatedKey, kept,
                            [](gpointer p) { delete static_cast<app::UploadRequest *>(p); });
-    return true;
+    return;
   }
-  std::optional<app::Result<store::ResumableUpload>> created;
-  cx.service.uploads().create(r, [&](app::Result<store::ResumableUpload> res) { created = std::move(res); });
-  if (auto *f = std::get_if<app::Failure>(&*created)) {
-    set_failure(msg, *f);
-    return false;
-  }
-  const auto &u = std::get<store::ResumableUpload>(*created);
-  if (const auto *d = direct_of(msg); d && !cx.service.store().claim_direct_upload(d->id, u.id)) {
-    // Another request used the token meanwhile: this upload goes.
-    cx.service.uploads().terminate(u.id);
-    set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", "this upload token has been used");
-    return false;
-  }
-  soup_message_headers_replace(out_headers(msg), "Location", location_of(msg, u.id).c_str());
-  upload_headers(msg, u);
-  g_object_set_data_full(G_OBJECT(msg), "sluice-tus-id", g_strdup(u.id.c_str()), g_free);
-  // creation-with-upload: the body is the upload's first bytes.
-  std::string type = header(msg, "Content-Type");
-  SoupMessageHeaders *in = soup_server_message_get_request_headers(msg);
-  const bool has_body =
-      soup_message_headers_get_encoding(in) == SOUP_ENCODING_CHUNKED || soup_message_headers_get_content_length(in) > 0;
-  if (has_body && g_str_has_prefix(type.c_str(), kOffsetStream))
-    return begin_patch(cx, msg, u.id, true);
-  return true;
+  Context *c = &cx;
+  cx.service.uploads().create(
+      r, answer_on<app::Result<store::ResumableUpload>>(
+             cx, msg, catalog_waits(cx), [c, msg](app::Result<store::ResumableUpload> created) {
+               if (auto *f = std::get_if<app::Failure>(&created)) {
+                 if (f->field == "token") // another request used the token meanwhile: its upload is gone
+                   return set_error(msg, SOUP_STATUS_UNAUTHORIZED, "unauthorized", f->message);
+                 return set_failure(msg, *f);
+               }
+               const auto &u = std::get<store::ResumableUpload>(created);
+               soup_message_headers_replace(out_headers(msg), "Location", location_of(msg, u.id).c_str());
+               upload_headers(msg, u);
+               g_object_set_data_full(G_OBJECT(msg), "sluice-tus-id", g_strdup(u.id.c_str()), g_free);
+               // creation-with-upload: the body is the upload's first bytes.
+               std::string type = header(msg, "Content-Type");
+               SoupMessageHeaders *in = soup_server_message_get_request_headers(msg);
+               const bool has_body = soup_message_headers_get_encoding(in) == SOUP_ENCODING_CHUNKED ||
+                                     soup_message_headers_get_content_length(in) > 0;
+               PatchHeaders ph;
+               if (has_body && g_str_has_prefix(type.c_str(), kOffsetStream) && patch_headers(msg, true, ph))
+                 begin_patch(*c, msg, u.id, u, ph);
+             }));
+}
+
+// What the body step and the handlers read on the executor before anything else: the pending token's direct upload
+// and the upload's row.
+struct Read {
+  std::optional<store::DirectUpload> direct;
+  std::optional<store::ResumableUpload> upload;
+};
+
+auto read_for(const std::string &token, const std::string &id) {
+  return [token, id](store::Store &s) {
+    Read r;
+    if (!token.empty())
+      r.direct = app::Uploads::direct_for_token(s, token);
+    if (!id.empty())
+      r.upload = app::Uploads::row(s, id);
+    return r;
+  };
+}
+
+// work's answer on the main loop, msg paused meanwhile with a pool (at once, inline).
+template <typename Work, typename Answer>
+void on_catalog(Context &cx, SoupServerMessage *msg, Work work, Answer answer) {
+  using T = std::invoke_result_t<Work &, store::Store &>;
+  cx.service.executor().run(std::move(work),
+                            answer_on<store::Outcome<T> &>(cx, msg, catalog_waits(cx), std::move(answer)));
 }
 
 } // namespace
@@ -367,9 +417,31 @@ bool tus_body(Context &cx, SoupServerMessage *msg, const Match &m) {
   }
   if (!check_version(msg))
     return true;
-  if (is_create(m))
-    return !create_now(cx, msg);
-  return !begin_patch(cx, msg, m.params.at(0), false);
+  // A body refused once the catalog answers is read and dropped, not kept in memory.
+  soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
+  const bool create = is_create(m);
+  const std::string token = pending_token(msg);
+  const std::string id = create ? "" : m.params.at(0);
+  // The headers first: what they refuse needs no catalog.
+  app::UploadRequest r;
+  PatchHeaders ph;
+  if (create ? !create_headers(msg, r) : !patch_headers(msg, false, ph))
+    return true;
+  if (create && token.empty()) {
+    create_now(cx, msg, std::move(r));
+    return soup_server_message_get_status(msg) != 0;
+  }
+  // The token's row and the upload's are read on the executor; the body waits (msg paused) until they are back.
+  on_catalog(cx, msg, read_for(token, id), [&cx, msg, create, token, id, r, ph](store::Outcome<Read> &o) {
+    if (!o.ok())
+      return set_failure(msg, app::failure_of(*o.error));
+    if (!token.empty() && !admit_direct(msg, id, o.value->direct))
+      return;
+    if (create)
+      return create_now(cx, msg, r);
+    begin_patch(cx, msg, id, o.value->upload, ph);
+  });
+  return soup_server_message_get_status(msg) != 0;
 }
 
 namespace handlers {
@@ -378,18 +450,18 @@ void create_upload(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
   if (auto *kept = static_cast<app::UploadRequest *>(g_object_get_data(G_OBJECT(msg), kCreatedKey))) {
     // A final concatenation: answered once its parts are joined and the result went through ingest.
-    Context *c = &cx;
-    cx.service.uploads().create(*kept, later(cx, msg, [c, msg](app::Result<store::ResumableUpload> r) {
-      if (auto *f = std::get_if<app::Failure>(&r))
-        return set_failure(msg, *f);
-      const auto &u = std::get<store::ResumableUpload>(r);
-      soup_message_headers_replace(out_headers(msg), "Location", location_of(msg, u.id).c_str());
-      upload_headers(msg, u);
-      if (!u.video_id.empty())
-        soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", u.video_id.c_str());
-      soup_server_message_set_status(msg, SOUP_STATUS_CREATED, nullptr);
-      (void)c;
-    }));
+    cx.service.uploads().create(
+        *kept,
+        answer_on<app::Result<store::ResumableUpload>>(cx, msg, true, [msg](app::Result<store::ResumableUpload> r) {
+          if (auto *f = std::get_if<app::Failure>(&r))
+            return set_failure(msg, *f);
+          const auto &u = std::get<store::ResumableUpload>(r);
+          soup_message_headers_replace(out_headers(msg), "Location", location_of(msg, u.id).c_str());
+          upload_headers(msg, u);
+          if (!u.video_id.empty())
+            soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", u.video_id.c_str());
+          soup_server_message_set_status(msg, SOUP_STATUS_CREATED, nullptr);
+        }));
     return;
   }
   if (!g_object_get_data(G_OBJECT(msg), "sluice-tus-id"))
@@ -404,20 +476,10 @@ void patch_upload(Context &cx, Request &rq) {
   finish_body(cx, rq.msg, SOUP_STATUS_NO_CONTENT);
 }
 
-void get_upload(Context &cx, Request &rq) {
-  SoupServerMessage *msg = rq.msg;
-  const bool head = rq.method == "HEAD";
-  soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
-  if (head && !check_version(msg))
-    return;
-  // What a HEAD reports is on disk: the upload's last bytes are synced first.
-  if (store::is_id(rq.params.at(0)))
-    if (auto f = cx.service.uploads().flush(rq.params.at(0)))
-      return set_failure(msg, *f);
-  auto r = cx.service.uploads().find(rq.params.at(0));
-  if (auto *f = std::get_if<app::Failure>(&r))
-    return set_failure(msg, *f);
-  const auto &u = std::get<store::ResumableUpload>(r);
+namespace {
+
+// HEAD and GET of an upload, with its row.
+void answer_upload(SoupServerMessage *msg, bool head, const store::ResumableUpload &u) {
   upload_headers(msg, u);
   SoupMessageHeaders *h = out_headers(msg);
   if (head) {
@@ -471,14 +533,54 @@ void get_upload(Context &cx, Request &rq) {
   upload_headers(msg, u);
 }
 
+} // namespace
+
+void get_upload(Context &cx, Request &rq) {
+  SoupServerMessage *msg = rq.msg;
+  const bool head = rq.method == "HEAD";
+  soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
+  if (head && !check_version(msg))
+    return;
+  // Every offset a row holds is on disk (a PATCH syncs before it records): what a HEAD reports is kept.
+  const std::string id = rq.params.at(0);
+  const std::string token = pending_token(msg);
+  app::Uploads *uploads = &cx.service.uploads();
+  on_catalog(cx, msg, read_for(token, id), [msg, head, token, id, uploads](store::Outcome<Read> &o) {
+    if (!o.ok())
+      return set_failure(msg, app::failure_of(*o.error));
+    if (!token.empty() && !admit_direct(msg, id, o.value->direct))
+      return;
+    auto r = uploads->found(id, o.value->upload);
+    if (auto *f = std::get_if<app::Failure>(&r))
+      return set_failure(msg, *f);
+    answer_upload(msg, head, std::get<store::ResumableUpload>(r));
+  });
+}
+
 void delete_upload(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
   soup_message_headers_replace(out_headers(msg), "Tus-Resumable", kTusVersion);
   if (!check_version(msg))
     return;
-  if (auto f = cx.service.uploads().terminate(rq.params.at(0)))
-    return set_failure(msg, *f);
-  set_no_content(msg);
+  const std::string id = rq.params.at(0);
+  const std::string token = pending_token(msg);
+  Context *c = &cx;
+  auto terminate = [c, msg, id] {
+    c->service.uploads().terminate(
+        id, answer_on<std::optional<app::Failure>>(*c, msg, catalog_waits(*c), [msg](std::optional<app::Failure> f) {
+          if (f)
+            return set_failure(msg, *f);
+          set_no_content(msg);
+        }));
+  };
+  if (token.empty())
+    return terminate();
+  on_catalog(cx, msg, read_for(token, ""), [msg, id, token, terminate](store::Outcome<Read> &o) {
+    if (!o.ok())
+      return set_failure(msg, app::failure_of(*o.error));
+    if (admit_direct(msg, id, o.value->direct))
+      terminate();
+  });
 }
 
 } // namespace handlers

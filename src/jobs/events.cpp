@@ -60,9 +60,12 @@ bool EventHub::since(std::uint64_t last_id, std::vector<Event> &out) {
   return true;
 }
 
-std::unique_ptr<EventHub> make_event_hub(const std::string &store_url) {
-  if (store::check_url(store_url) == store::Backend::Postgres)
-    return std::make_unique<PgEventHub>(store_url);
+std::unique_ptr<EventHub> make_event_hub(const std::string &store_url, int timeout_s) {
+  if (store::check_url(store_url) == store::Backend::Postgres) {
+    PgBusOptions options;
+    options.timeout_us = static_cast<std::int64_t>(timeout_s) * 1'000'000;
+    return std::make_unique<PgEventHub>(store_url, options);
+  }
   return std::make_unique<EventHub>();
 }
 

@@ -41,6 +41,14 @@ public:
   // The kept events after `last_id`, in id order. false when last_id is older than what is kept (or from the
   // future): the caller must then send the current state instead.
   virtual bool since(std::uint64_t last_id, std::vector<Event> &out);
+  // since() without the main loop waiting for it: done(ok, events) runs on the main loop (this process's hub: at
+  // once; a shared hub reads its table on a thread, bounded by [store] timeout), never once the hub is gone.
+  using Replayed = std::function<void(bool ok, std::vector<Event> events)>;
+  virtual void since_later(std::uint64_t last_id, Replayed done) {
+    std::vector<Event> out;
+    const bool ok = since(last_id, out);
+    done(ok, std::move(out));
+  }
   // The id of the latest event delivered to subscribers.
   virtual std::uint64_t last_id() const { return next_id_ - 1; }
 
@@ -58,6 +66,7 @@ private:
 
 // The hub for the catalog that [store] url names: this process's own for SQLite, the one shared through
 // PostgreSQL's events table and LISTEN/NOTIFY for PostgreSQL (its schema must be migrated: open the store first).
-std::unique_ptr<EventHub> make_event_hub(const std::string &store_url);
+// timeout_s ([store] timeout) bounds the shared hub's replays (connecting and reading).
+std::unique_ptr<EventHub> make_event_hub(const std::string &store_url, int timeout_s = 5);
 
 } // namespace sluice::jobs

@@ -4,11 +4,13 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mainloop.h"
 #include "store/pg_internal.h"
 #include "store/store.h"
 
 #include <glib-unix.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -20,7 +22,6 @@ namespace {
 constexpr const char *kColumns = "id, name, job_id, video_id, data";
 constexpr int kCatchUpRows = 1000;  // rows per catch-up query (it goes on until it has them all)
 constexpr guint kRetryMaxMs = 5000; // the longest wait between two attempts to listen again
-constexpr int kReaderTimeoutS = 2;  // since() waits at most this long for a connection
 
 log::Category *events_log() {
   static log::Category *c = log::category("sluice-events", "sluice events across processes");
@@ -89,8 +90,16 @@ PgEventHub::~PgEventHub() {
     stop_ = true;
     stop_by_ = g_get_monotonic_time() + 2'000'000;
   }
+  {
+    std::lock_guard lock(mu_);
+    replay_stop_ = true; // a replay in progress ends within its bound; those not started are dropped
+  }
+  *alive_ = false;
   wake_.notify_all();
+  replay_wake_.notify_all();
   publisher_.join();
+  if (replayer_.joinable())
+    replayer_.join();
   unwatch();
   if (retry_)
     g_source_remove(retry_);
@@ -293,6 +302,46 @@ void PgEventHub::reconnect() {
 }
 
 bool PgEventHub::since(std::uint64_t last_id, std::vector<Event> &out) {
+  std::lock_guard lock(reader_mu_);
+  return read(last_id, out);
+}
+
+void PgEventHub::since_later(std::uint64_t last_id, Replayed done) {
+  {
+    std::lock_guard lock(mu_);
+    replays_.push_back(Replay{last_id, std::move(done), g_get_monotonic_time()});
+    if (!replayer_.joinable())
+      replayer_ = std::thread([this] { replayer_main(); });
+  }
+  replay_wake_.notify_one();
+}
+
+void PgEventHub::replayer_main() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    replay_wake_.wait(lock, [this] { return replay_stop_ || !replays_.empty(); });
+    if (replay_stop_)
+      return;
+    Replay r = std::move(replays_.front());
+    replays_.pop_front();
+    lock.unlock();
+    auto out = std::make_shared<std::vector<Event>>();
+    bool ok = false;
+    // One waiting behind a catalog that stopped answering fails unread, so that every replay is answered within
+    // about two timeouts (the client then gets the current state, or reconnects).
+    if (g_get_monotonic_time() - r.asked < options_.timeout_us) {
+      std::lock_guard reading(reader_mu_);
+      ok = read(r.last_id, *out);
+    }
+    post([alive = alive_, ok, out, done = std::move(r.done)] {
+      if (*alive)
+        done(ok, std::move(*out));
+    });
+    lock.lock();
+  }
+}
+
+bool PgEventHub::read(std::uint64_t last_id, std::vector<Event> &out) {
   out.clear();
   if (last_id > static_cast<std::uint64_t>(G_MAXINT64))
     return false; // no id of a sequence
@@ -302,7 +351,8 @@ bool PgEventHub::since(std::uint64_t last_id, std::vector<Event> &out) {
   }
   if (!reader_) {
     try {
-      reader_ = connect_now("sluice-events-replay", kReaderTimeoutS);
+      reader_ = connect_now("sluice-events-replay",
+                            static_cast<int>(std::max<std::int64_t>(options_.timeout_us / 1'000'000, 1)));
     } catch (const Error &e) {
       SLUICE_LOG(events_log(), Warning, "%s", e.what());
       return false;
@@ -313,11 +363,18 @@ bool PgEventHub::since(std::uint64_t last_id, std::vector<Event> &out) {
   const std::string from = std::to_string(last_id), limit = std::to_string(options_.keep_rows + 2);
   const char *values[] = {from.c_str(), limit.c_str()};
   const std::string sql = std::string("SELECT ") + kColumns + " FROM events WHERE id >= $1 ORDER BY id LIMIT $2";
-  PGresult *r = PQexecParams(reader_, sql.c_str(), 2, nullptr, values, nullptr, nullptr, 0);
+  bool timed_out = false;
+  PGresult *r = store::pg::exec_bounded(reader_, sql.c_str(), 2, values, false,
+                                        g_get_monotonic_time() + options_.timeout_us, timed_out);
   bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
   if (!ok)
     SLUICE_LOG(events_log(), Warning, "events %s: cannot read the events after %s: %s", where_.c_str(), from.c_str(),
-               trimmed(PQresultErrorMessage(r)).c_str());
+               timed_out ? "no answer within [store] timeout" : trimmed(PQerrorMessage(reader_)).c_str());
+  if (timed_out || !r) {
+    // Mid-statement (or broken): the next replay connects again.
+    PQfinish(reader_);
+    reader_ = nullptr;
+  }
   const int rows = ok ? PQntuples(r) : 0;
   ok = ok && rows > 0 && parse_id(PQgetvalue(r, 0, 0)) == last_id &&
        static_cast<std::size_t>(rows) <= options_.keep_rows + 1;

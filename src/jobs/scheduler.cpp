@@ -187,7 +187,7 @@ void Scheduler::shutdown(std::function<void()> done) {
   }
 }
 
-void Scheduler::validate(const JobSpec &spec) const {
+bool Scheduler::check(const JobSpec &spec) const {
   pipeline::Description d;
   try {
     d = pipeline::find_description(spec.pipeline);
@@ -207,29 +207,51 @@ void Scheduler::validate(const JobSpec &spec) const {
   // `auto` is whatever H.264 encoder the worker that claims the job has; an api process encodes nothing itself.
   const bool any = spec.encoder.empty() || spec.encoder == "auto";
   if (!runs_jobs() && any)
-    return;
-  std::string why;
+    return false;
   try {
     if (runs_jobs() || !encoders_.find(spec.encoder)) {
       // An unknown name is refused, saying which encoders exist; so is one without the asked rate control.
       encoders_.resolve(spec.encoder, {}, rate_control);
-      return;
+      return false;
     }
   } catch (const Error &e) {
-    why = e.what();
     if (any || !shared_ || !encoders_.find(spec.encoder))
-      throw Error(ErrorCode::Invalid, "encoder: " + why);
+      throw Error(ErrorCode::Invalid, "encoder: " + std::string(e.what()));
   }
+  return true;
+}
+
+void Scheduler::check_workers(const JobSpec &spec, const std::set<std::string> &live) const {
   // On a shared catalog the job is claimed by a worker that lists its encoder, on any machine: it is taken when a
   // live one does, even where this process cannot run it.
-  auto live = live_worker_encoders(store_, static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC);
   if (live.count(spec.encoder))
     return;
+  // Why this process cannot run it, when it runs jobs at all (the same resolve that check() made).
+  std::string why;
+  if (runs_jobs()) {
+    try {
+      encoders_.resolve(
+          spec.encoder, {},
+          pipeline::rate_control_of(pipeline::resolve(pipeline::find_description(spec.pipeline).params, spec.params)));
+    } catch (const Error &e) {
+      why = e.what();
+    }
+  }
   std::string have;
   for (const auto &name : live)
     have += (have.empty() ? "" : ", ") + name;
   throw Error(ErrorCode::Invalid, "encoder: no live worker can run '" + spec.encoder + "' (live workers run: " +
                                       (have.empty() ? "none" : have) + ")" + (why.empty() ? "" : "; " + why));
+}
+
+std::function<std::set<std::string>(store::Store &)> Scheduler::live_encoders_reader() const {
+  const std::int64_t lease_us = static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC;
+  return [lease_us](store::Store &s) { return live_worker_encoders(s, lease_us); };
+}
+
+void Scheduler::validate(const JobSpec &spec) const {
+  if (check(spec))
+    check_workers(spec, live_encoders_reader()(store_));
 }
 
 JobSpec Scheduler::with_defaults(JobSpec spec) const {
@@ -240,9 +262,12 @@ JobSpec Scheduler::with_defaults(JobSpec spec) const {
   return spec;
 }
 
-bool Scheduler::queue_full() {
-  return store_.count_jobs(store::JobState::Queued) + store_.count_jobs(store::JobState::Running) >=
-         config_.queue_limit;
+int Scheduler::unfinished_jobs(store::Store &s) {
+  return s.count_jobs(store::JobState::Queued) + s.count_jobs(store::JobState::Running);
+}
+
+bool Scheduler::queue_full(int unfinished) const {
+  return unfinished >= config_.queue_limit;
 }
 
 store::Job Scheduler::new_job(const std::string &video_id, const JobSpec &spec) const {
@@ -258,6 +283,7 @@ store::Job Scheduler::new_job(const std::string &video_id, const JobSpec &spec) 
   json::Node n(json::object_node(o));
   job.params_json = json::to_string(n.get(), false);
   job.priority = spec.priority;
+  job.weight = pipeline_weight(spec.pipeline); // kept in its row: a claim compares it with the free capacity
   job.max_attempts = config_.max_attempts;
   job.created = g_get_real_time();
   job.state = store::JobState::Queued;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The job scheduler: a persistent queue with concurrency slots, priorities, retries, cancel and recovery.
+// The job scheduler: a persistent queue run within a capacity (jobs weighed in cores), priorities, retries, cancel
+// and recovery.
 #pragma once
 
 #include "core/config.h"
@@ -65,12 +66,22 @@ public:
   // have stopped. No new job starts afterwards.
   void shutdown(std::function<void()> done);
 
-  // Throws sluice::Error (Invalid / NotFound / Unavailable) naming the field that is wrong.
+  // Throws sluice::Error (Invalid / NotFound / Unavailable) naming the field that is wrong. Reads the workers' rows
+  // on the caller's thread when check() says so: a caller on the main loop uses the halves below instead.
   void validate(const JobSpec &spec) const;
+  // validate() in halves, for a caller that reads the catalog on the executor: check() makes every check that needs
+  // no catalog (throwing as validate() does) and says whether the encoder is one only a worker elsewhere can run;
+  // then check_workers() throws unless a live worker lists it, given what live_encoders_reader() read (it captures
+  // values only).
+  bool check(const JobSpec &spec) const;
+  void check_workers(const JobSpec &spec, const std::set<std::string> &live) const;
+  std::function<std::set<std::string>(store::Store &)> live_encoders_reader() const;
   // Fills the defaults of the configuration into spec.
   JobSpec with_defaults(JobSpec spec) const;
-  // Whether another job may be queued (queue-limit).
-  bool queue_full();
+  // Whether another job may be queued (queue-limit), given the queued and running jobs that unfinished_jobs() read
+  // (on the executor).
+  static int unfinished_jobs(store::Store &s);
+  bool queue_full(int unfinished) const;
   // Queuing a validated job, in two halves for a caller that writes the row on the executor: the row of a new queued
   // job (its seq not known yet), then, once the catalog has it (with its seq), the announcement and the queue's turn.
   store::Job new_job(const std::string &video_id, const JobSpec &spec) const;
@@ -117,6 +128,13 @@ public:
   const Layout &layout() const { return layout_; }
   const pipeline::EncoderTable &encoders() const { return encoders_; }
   int running_count() const;
+  // The capacity this process runs jobs in ([jobs] capacity, cores by default) and the weight its jobs take of it: a
+  // job's weight is the cores it keeps busy (its description's, kept in its row; 0: every core), and never more than
+  // the capacity, so that a job heavier than that runs alone.
+  int capacity() const { return config_.job_capacity(); }
+  static int cores();
+  int used_weight() const;
+  int weight_of(const store::Job &job) const;
   // This process's name as a worker ([jobs] worker-name, or hostname-pid) and the encoders it claims jobs for.
   const std::string &worker_name() const { return worker_name_; }
   const std::vector<std::string> &runnable_encoders() const { return runnable_encoders_; }
@@ -163,9 +181,16 @@ private:
   // A job claimed (alone or with another's end): launched, or put back in the queue when the server is stopping.
   void took(std::optional<store::Job> job);
   void put_back(store::Job job);
-  // Whether a claim may be asked for now: this process runs jobs and is not stopping, no refused state waits, and a
-  // slot is free counting the claims on the executor.
+  // Whether a claim may be asked for now: this process runs jobs and is not stopping, no refused state waits, fewer
+  // jobs than [jobs] concurrent run or are being claimed, and some capacity is free.
   bool may_claim() const;
+  // The capacity neither running jobs nor the claims on the executor hold. A claim is given all of it (reserved_ until
+  // it is back: the job it took then holds its own weight), with the time before which a job that waited for room has
+  // waited long enough to have it held ([jobs] hold-after).
+  int free_weight() const;
+  store::Room reserve_room();
+  // The weight a new job of the pipeline gets: its description's (cached; 1 when there is none).
+  int pipeline_weight(const std::string &pipeline) const;
   // Once the server is stopping and nothing runs or is being written any more: shutdown's `done`.
   void stop_if_idle();
   // The working folder of a claimed job: per claim when the catalog is shared (another attempt may still write its
@@ -197,8 +222,10 @@ private:
   storage::Storage *storage_ = nullptr;
   std::unique_ptr<store::Executor> own_executor_; // inline on store_
   store::Executor *executor_ = nullptr;
-  bool claiming_ = false; // a claim is on the executor
-  int claims_ending_ = 0; // job ends on the executor that claim the next job too
+  bool claiming_ = false;                      // a claim is on the executor
+  int reserved_ = 0;                           // the capacity the claims on the executor were given
+  mutable std::map<std::string, int> weights_; // by pipeline
+  int claims_ending_ = 0;                      // job ends on the executor that claim the next job too
   int writes_ = 0;        // job states on the executor (ends, put-backs, retries): a shutdown waits for them
   bool retrying_ = false; // retry_saves() is on the executor
   bool last_try_ = false; // a stopping server's last try of unsaved_ was made

@@ -29,6 +29,8 @@ store::Worker Scheduler::worker_row(std::int64_t now) const {
   w.heartbeat = now;
   w.encoders = runnable_encoders_;
   w.concurrent = config_.slots();
+  w.capacity = capacity();
+  w.used = used_weight();
   return w;
 }
 

@@ -70,29 +70,34 @@ void Scheduler::recover() {
 
 void Scheduler::end_job(std::unique_ptr<Active> a) {
   const store::Job job = a->job;
-  // The slot this job held is free: with the end goes the next claim, in one transaction (one commit per job for a
-  // busy worker), unless no claim may be made now.
+  // The capacity this job held is free (it left active_): with the end goes the next claim, given that room, in one
+  // transaction (one commit per job for a busy worker), unless no claim may be made now.
   const bool claim = may_claim();
-  if (claim)
+  store::Room room;
+  if (claim) {
     claims_ending_++;
+    room = reserve_room();
+  }
   writes_++;
   ending_[job.token] = std::move(a);
   executor_->run(
-      [job, claim, worker = worker_name_, now = g_get_real_time(),
+      [job, claim, room, worker = worker_name_, now = g_get_real_time(),
        lease = static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC,
        encoders = runnable_encoders_](store::Store &store) {
         if (claim)
-          return store.finish_and_claim(job, worker, now, lease, encoders);
+          return store.finish_and_claim(job, worker, now, lease, encoders, room);
         store::Store::EndAndClaim e;
         e.ended = store.finish_job(job);
         return e;
       },
-      [this, alive = alive_, token = job.token, claim](store::Outcome<store::Store::EndAndClaim> &o) {
+      [this, alive = alive_, token = job.token, claim,
+       reserved = claim ? room.free : 0](store::Outcome<store::Store::EndAndClaim> &o) {
         if (!*alive)
           return; // a job claimed with it is taken back when its lease runs out
         writes_--;
         if (claim)
           claims_ending_--;
+        reserved_ -= reserved;
         guarded("", "writing the end of a job", [&] { ended(token, claim, o); });
         stop_if_idle();
       });

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// Running jobs: claiming queued jobs into slots, planning them off the main loop, running them and ending each one,
-// with its retry.
+// Running jobs: claiming queued jobs that fit the free capacity, planning them off the main loop, running them and
+// ending each one, with its retry.
 #include "jobs/scheduler_internal.h"
 
 #include "core/fs.h"
@@ -8,6 +8,7 @@
 #include "core/mainloop.h"
 #include "jobs/stored.h"
 #include "media/probe_json.h"
+#include "pipeline/description.h"
 
 #include <algorithm>
 #include <system_error>
@@ -49,30 +50,76 @@ std::map<std::string, std::string> job_params(const store::Job &job) {
 
 } // namespace
 
+int Scheduler::weight_of(const store::Job &job) const {
+  return std::min(job.weight <= 0 ? cores() : job.weight, capacity());
+}
+
+int Scheduler::cores() {
+  // As the renderer counts them when it spreads a ladder's encoder threads (pipeline::encoder_threads).
+  return std::max(1, static_cast<int>(g_get_num_processors()));
+}
+
+int Scheduler::used_weight() const {
+  int used = 0;
+  for (const auto &[id, a] : active_)
+    used += weight_of(a->job);
+  return used;
+}
+
+int Scheduler::free_weight() const {
+  return std::max(0, capacity() - used_weight() - reserved_);
+}
+
+store::Room Scheduler::reserve_room() {
+  store::Room room;
+  room.capacity = capacity();
+  room.cores = cores();
+  room.free = free_weight();
+  room.hold_due_before = g_get_real_time() - static_cast<std::int64_t>(config_.hold_after_s) * G_USEC_PER_SEC;
+  reserved_ += room.free;
+  return room;
+}
+
+int Scheduler::pipeline_weight(const std::string &pipeline) const {
+  if (auto it = weights_.find(pipeline); it != weights_.end())
+    return it->second;
+  int weight = 1;
+  try {
+    weight = pipeline::find_description(pipeline).weight;
+  } catch (const Error &) {
+    return weight; // not remembered: the description may be added later
+  }
+  weights_[pipeline] = weight;
+  return weight;
+}
+
 bool Scheduler::may_claim() const {
   if (shutting_down_ || !runs_jobs())
     return false;
   // A job's start is written before it runs: while the catalog refuses writes, none starts.
   if (!unsaved_.empty() || g_get_real_time() < launch_not_before_)
     return false;
-  return static_cast<int>(active_.size()) + claims_ending_ + (claiming_ ? 1 : 0) < config_.slots();
+  const int jobs = static_cast<int>(active_.size()) + claims_ending_ + (claiming_ ? 1 : 0);
+  return jobs < config_.slots() && free_weight() > 0;
 }
 
 void Scheduler::pump() {
   // One claim at a time, on the executor (off the main loop where the catalog is PostgreSQL); the next is asked
   // for once it is back. One statement claims it (running, attempts + 1, leased to this worker, a fresh fencing
-  // token): another process sharing the catalog never gets the same job. A job's end claims the next with it
-  // (end_job): this claim is for the slots that frees none.
+  // token): another process sharing the catalog never gets the same job, and it takes the first job whose weight fits
+  // the free capacity. A job's end claims the next with it (end_job): this claim is for the room that frees none.
   if (claiming_ || !may_claim())
     return;
   claiming_ = true;
+  const store::Room room = reserve_room();
   executor_->run([worker = worker_name_, now = g_get_real_time(),
-                  lease = static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC, encoders = runnable_encoders_](
-                     store::Store &store) { return store.claim_job(worker, now, lease, encoders); },
-                 [this, alive = alive_](store::Outcome<std::optional<store::Job>> &o) {
+                  lease = static_cast<std::int64_t>(config_.lease_s) * G_USEC_PER_SEC, encoders = runnable_encoders_,
+                  room](store::Store &store) { return store.claim_job(worker, now, lease, encoders, room); },
+                 [this, alive = alive_, reserved = room.free](store::Outcome<std::optional<store::Job>> &o) {
                    if (!*alive)
                      return; // a job claimed now is taken back when its lease runs out
                    claiming_ = false;
+                   reserved_ -= reserved;
                    guarded("", "running the job queue", [&] { claimed(o); });
                    stop_if_idle();
                  });

@@ -5,6 +5,7 @@
 #include "core/fs.h"
 #include "core/mainloop.h"
 #include "live/engine_internal.h"
+#include "store/executor.h"
 
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -228,6 +229,100 @@ std::int64_t join_cmaf(const std::string &parts, const std::string &out) {
   return fs::file_size(out);
 }
 
+// A joined recording on its way into the library: what Service::ingest needs, and how long to wait before the next
+// try when the catalog could not take its row.
+struct Saving {
+  std::string id, out;
+  std::int64_t size = 0;
+  app::Metadata meta;
+  Recorder::DoneFn done;
+  guint delay_ms = 0; // 0: the first try
+  int tries = 0;      // ingests that failed as Unavailable although the catalog had answered a ping
+};
+
+// An ingest that fails as Unavailable right after the catalog answered fails for another reason (the disk, the
+// bucket): tried this many times, not forever.
+constexpr int kMaxTries = 3;
+
+// Waits between tries while the catalog is away: doubled from the first to the last.
+constexpr guint kRetryFirstMs = 2000, kRetryLastMs = 60000;
+
+void save(app::Service &service, Saving s);
+
+// The catalog was away: the file stays in uploads/ and its video row is written once the catalog answers again (a
+// ping on the executor, then the ingest). The main loop never waits: the ping runs on the executor, and the ingest
+// starts only once it came back. A restart before then loses it, as it loses a recording being joined (startup
+// empties uploads/).
+void save_later(app::Service &service, Saving s);
+
+// The catalog is pinged on the executor, and the recording saved once it answers (else later).
+void try_again(app::Service &service, Saving s) {
+  if (!service.accepting()) { // shutting down
+    g_unlink(s.out.c_str());
+    s.done("", "the server stopped before the recording was saved");
+    return;
+  }
+  service.executor().run([](store::Store &st) { return st.ping(); },
+                         [&service, s = std::move(s)](store::Outcome<bool> &o) mutable {
+                           if (o.ok() && *o.value)
+                             save(service, std::move(s));
+                           else
+                             save_later(service, std::move(s));
+                         });
+}
+
+void save_later(app::Service &service, Saving s) {
+  s.delay_ms = s.delay_ms == 0 ? kRetryFirstMs : std::min(s.delay_ms * 2, kRetryLastMs);
+  GST_INFO("stream %s: the recording is saved once the catalog answers (next try in %u ms)", s.id.c_str(), s.delay_ms);
+  struct Wait {
+    app::Service &service;
+    Saving saving;
+  };
+  const guint delay = s.delay_ms;
+  g_timeout_add_full(
+      G_PRIORITY_DEFAULT, delay,
+      [](gpointer d) -> gboolean {
+        auto *w = static_cast<Wait *>(d);
+        try { // a GLib callback: nothing crosses it
+          try_again(w->service, std::move(w->saving));
+        } catch (const std::exception &e) {
+          GST_ERROR("live engine: %s", e.what());
+        }
+        return G_SOURCE_REMOVE;
+      },
+      new Wait{service, std::move(s)}, [](gpointer d) { delete static_cast<Wait *>(d); });
+}
+
+void save(app::Service &service, Saving s) {
+  app::IncomingFile file;
+  file.path = s.out;
+  file.filename = "live-" + s.id + ".ts";
+  file.size = s.size;
+  // A second name, not a move: the joined file stays until its row is written, so that a catalog that could not take
+  // the row costs the recording nothing (it is tried again). Both names are in the data folder.
+  file.keep = [out = s.out](const std::string &dest) {
+    if (link(out.c_str(), dest.c_str()) != 0)
+      throw Error(ErrorCode::Io, "cannot link " + out + " to " + dest + ": " + g_strerror(errno));
+  };
+  file.discard = [] {}; // decided below, once the outcome is known
+  const app::Metadata meta = s.meta;
+  service.ingest(std::move(file), meta, [&service, s = std::move(s)](app::Result<app::Ingested> r) mutable {
+    if (auto *f = std::get_if<app::Failure>(&r)) {
+      if (f->refusal == app::Refusal::Unavailable && service.accepting() && ++s.tries < kMaxTries) {
+        GST_WARNING("stream %s: the recording could not be saved yet: %s", s.id.c_str(), f->message.c_str());
+        return save_later(service, std::move(s));
+      }
+      g_unlink(s.out.c_str());
+      GST_WARNING("stream %s: the recording was refused: %s", s.id.c_str(), f->message.c_str());
+      return s.done("", f->message);
+    }
+    g_unlink(s.out.c_str()); // the video's source is the other name
+    const auto &v = std::get<app::Ingested>(r).video;
+    GST_INFO("stream %s: recorded as video %s", s.id.c_str(), v.id.c_str());
+    s.done(v.id, "");
+  });
+}
+
 } // namespace
 
 Recorder::Recorder(app::Streams &streams, std::string stream_id, std::string title)
@@ -349,24 +444,9 @@ void Recorder::finish(DoneFn done) {
         GST_WARNING("stream %s: the recording is not saved: %s", id.c_str(), error.c_str());
         return done("", error);
       }
-      app::IncomingFile file;
-      file.path = out;
-      file.filename = "live-" + id + ".ts";
-      file.size = size;
-      file.keep = [out](const std::string &dest) {
-        if (g_rename(out.c_str(), dest.c_str()) != 0)
-          throw Error(ErrorCode::Io, "cannot move " + out + " to " + dest + ": " + g_strerror(errno));
-      };
-      file.discard = [out] { g_unlink(out.c_str()); };
-      service.ingest(std::move(file), meta, [id, done](app::Result<app::Ingested> r) {
-        if (auto *f = std::get_if<app::Failure>(&r)) {
-          GST_WARNING("stream %s: the recording was refused: %s", id.c_str(), f->message.c_str());
-          return done("", f->message);
-        }
-        const auto &v = std::get<app::Ingested>(r).video;
-        GST_INFO("stream %s: recorded as video %s", id.c_str(), v.id.c_str());
-        done(v.id, "");
-      });
+      // The catalog is asked whether it answers first, on the executor: while it does not, the file is neither probed
+      // nor moved for nothing (with SQLite the ping runs at once).
+      try_again(service, Saving{id, out, size, meta, done, 0});
     });
   }).detach();
 }

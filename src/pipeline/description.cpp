@@ -13,6 +13,28 @@
 
 namespace sluice::pipeline {
 
+namespace {
+
+// A description's "weight": "cores", or a whole number of cores from 1 to kMaxWeight; absent, a ladder's is "cores" and
+// any other's 1.
+int parse_weight(JsonObject *obj, const OutputInfo &out, const std::string &path) {
+  JsonNode *n = json_object_get_member(obj, "weight");
+  if (!n)
+    return out.streaming || out.live ? Description::kAllCores : 1;
+  if (JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING &&
+      std::string(json_node_get_string(n)) == "cores")
+    return Description::kAllCores;
+  if (JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_INT64) {
+    const gint64 w = json_node_get_int(n);
+    if (w >= 1 && w <= Description::kMaxWeight)
+      return static_cast<int>(w);
+  }
+  throw Error(ErrorCode::Invalid, path + ": weight: expected \"cores\" or a whole number of cores from 1 to " +
+                                      std::to_string(Description::kMaxWeight));
+}
+
+} // namespace
+
 const ParamSpec *Description::find_param(const std::string &param) const {
   for (const auto &p : params)
     if (p.name == param)
@@ -99,6 +121,7 @@ Description parse_description(const std::string &json_text, const std::string &p
   else
     throw Error(ErrorCode::Invalid, path + ": output '" + output + "' is not supported (" + output_names() + ")");
   const OutputInfo &out = output_info(d.output);
+  d.weight = parse_weight(obj, out, path);
   JsonNode *params = json_object_get_member(obj, "parameters");
   if (params) {
     JsonObject *pobj = json::require_object(params, path + ": 'parameters'");
@@ -186,6 +209,11 @@ JsonNode *description_to_json(const Description &d) {
   json_builder_add_string_value(b, d.summary.c_str());
   json_builder_set_member_name(b, "output");
   json_builder_add_string_value(b, output_name(d.output).c_str());
+  json_builder_set_member_name(b, "weight");
+  if (d.weight == Description::kAllCores)
+    json_builder_add_string_value(b, "cores");
+  else
+    json_builder_add_int_value(b, d.weight);
   json_builder_set_member_name(b, "parameters");
   json_builder_begin_array(b);
   for (const auto &p : d.params)

@@ -33,6 +33,12 @@ struct Description {
   std::string summary;
   std::string path;
   OutputKind output = OutputKind::Hls; // what it produces; read from the description when it is loaded
+  // "weight": the cores a job of it keeps busy, which the scheduler's capacity counts (jobs::Scheduler). kAllCores
+  // ("cores"): every core, as a ladder's encoders spread their threads over all of them (the default of ladders);
+  // otherwise 1 to kMaxWeight (default 1).
+  static constexpr int kAllCores = 0;
+  static constexpr int kMaxWeight = 1024;
+  int weight = 1;
   std::vector<ParamSpec> params;
   std::map<std::string, std::string> fragments;
 

@@ -49,21 +49,19 @@ void PgStore::reconnect() {
   }
 }
 
-PGresult *PgStore::exec_bounded(const char *sql, int n, const char *const *values, bool simple) {
-  timed_out_ = false;
-  PGconn *c = conn_.get();
+PGresult *exec_bounded(PGconn *c, const char *sql, int n, const char *const *values, bool simple, std::int64_t deadline,
+                       bool &timed_out) {
+  timed_out = false;
   if (!c)
     return nullptr;
   const int sent = simple ? PQsendQuery(c, sql) : PQsendQueryParams(c, sql, n, nullptr, values, nullptr, nullptr, 0);
   if (!sent)
     return nullptr;
-  const std::int64_t deadline = g_get_monotonic_time() + timeout_us_;
-  auto give_up = [this](PGresult *held) -> PGresult * {
-    // The server did not answer in time: the session is dropped (what it was doing is rolled back by the server
-    // when it notices), and the next call connects again.
+  auto give_up = [&timed_out](PGresult *held) -> PGresult * {
+    // The server did not answer in time: the caller drops the session (what it was doing is rolled back by the
+    // server when it notices), since the connection is still in the middle of this statement.
     PQclear(held);
-    conn_.reset();
-    timed_out_ = true;
+    timed_out = true;
     return nullptr;
   };
   // What does not fit in the socket's buffer at once (a large parameter) is written as the server reads.
@@ -96,6 +94,13 @@ PGresult *PgStore::exec_bounded(const char *sql, int n, const char *const *value
     PQclear(last);
     last = r;
   }
+}
+
+PGresult *PgStore::exec_bounded(const char *sql, int n, const char *const *values, bool simple) {
+  PGresult *r = pg::exec_bounded(conn_.get(), sql, n, values, simple, g_get_monotonic_time() + timeout_us_, timed_out_);
+  if (timed_out_)
+    conn_.reset(); // the next call connects again
+  return r;
 }
 
 } // namespace sluice::store::pg

@@ -24,7 +24,9 @@ std::string trimmed(const char *text);
 #define PG_VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
 #define PG_JOB_COLUMNS                                                                                                 \
   "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
-  "started, finished, not_before, error_code, error, result_json, worker, leased_until, token"
+  "started, finished, not_before, error_code, error, result_json, worker, leased_until, token, weight"
+// How many columns PG_JOB_COLUMNS names (a statement's own columns follow them).
+constexpr int kJobColumns = 22;
 
 struct ConnCloser {
   void operator()(PGconn *c) const { PQfinish(c); }
@@ -67,6 +69,13 @@ private:
 
 Video read_video(const Rows &r, int row);
 
+// PQexecParams (simple: PQexec) that waits for the server until `deadline` (monotonic microseconds) at most: sent,
+// then read as the socket has it, so that a server that stopped answering never holds the caller longer. null when
+// it failed (PQerrorMessage says why) or, with timed_out set, when the deadline passed: the connection is then in
+// the middle of the statement and must be dropped. Shared by the catalog and the event hub's replay.
+PGresult *exec_bounded(PGconn *c, const char *sql, int n, const char *const *values, bool simple, std::int64_t deadline,
+                       bool &timed_out);
+
 class PgStore : public Store {
 public:
   // timeout_s bounds connecting and every statement: past it the connection is dropped (made again by the next
@@ -88,11 +97,11 @@ public:
   int count_jobs(JobState s) override;
   std::vector<Job> requeue_running() override;
   std::optional<Job> claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
-                               const std::vector<std::string> &encoders) override;
+                               const std::vector<std::string> &encoders, const Room &room) override;
   bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) override;
   bool finish_job(const Job &j) override;
   EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now, std::int64_t lease_us,
-                               const std::vector<std::string> &encoders) override;
+                               const std::vector<std::string> &encoders, const Room &room) override;
   std::vector<Job> requeue_expired(std::int64_t now) override;
   void beat_worker(const Worker &w, std::int64_t forget_before) override;
   std::vector<Worker> workers() override;

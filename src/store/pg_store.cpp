@@ -16,7 +16,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 9;
+constexpr int kSchemaVersion = 10;
 // The advisory lock taken while the schema is read and migrated: "sluice" in ASCII.
 constexpr std::int64_t kMigrationLock = 0x736c75696365;
 
@@ -181,6 +181,14 @@ $$;
     R"sql(
 CREATE SEQUENCE job_tokens;
 DO $$ BEGIN PERFORM setval('job_tokens', (SELECT COALESCE(MAX(token), 0) + 1 FROM jobs), false); END $$;
+)sql",
+    // 10: a job's weight (the cores it keeps busy, from its description; 0: all of its worker's), kept with it when it
+    // is queued so that a claim compares it with the worker's free capacity in the statement; a worker's capacity and
+    // the weight it runs. Jobs queued before weigh 1, what a slot was.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE workers ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
@@ -395,6 +403,7 @@ Job PgStore::read_job(const Rows &r, int row) const {
   j.worker = r.text(row, 18);
   j.leased_until = r.int64(row, 19);
   j.token = r.int64(row, 20);
+  j.weight = r.int32(row, 21);
   return j;
 }
 
@@ -431,13 +440,14 @@ bool PgStore::set_playback_policy(const std::string &id, const std::string &poli
 }
 
 std::int64_t PgStore::add_job(const Job &j) {
-  Rows r = write("INSERT INTO jobs (id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, "
-                 "max_attempts, created, started, finished, not_before, error_code, error, result_json) "
-                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING seq",
-                 {j.id, j.video_id, j.pipeline, j.encoder, j.ladder, j.params_json, job_state_name(j.state), j.priority,
-                  j.attempts, j.max_attempts, j.created, j.started, j.finished, j.not_before, j.error_code, j.error,
-                  j.result_json},
-                 "add job " + j.id);
+  Rows r =
+      write("INSERT INTO jobs (id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, "
+            "max_attempts, created, started, finished, not_before, error_code, error, result_json, weight) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING seq",
+            {j.id, j.video_id, j.pipeline, j.encoder, j.ladder, j.params_json, job_state_name(j.state), j.priority,
+             j.attempts, j.max_attempts, j.created, j.started, j.finished, j.not_before, j.error_code, j.error,
+             j.result_json, j.weight},
+            "add job " + j.id);
   return r.int64(0, 0);
 }
 

@@ -19,7 +19,7 @@ namespace sluice::store::sqlite {
 #define VIDEO_COLUMNS "id, title, description, filename, source, size, probe_json, created, playback_policy"
 #define JOB_COLUMNS                                                                                                    \
   "seq, id, video_id, pipeline, encoder, ladder, params_json, state, priority, attempts, max_attempts, created, "      \
-  "started, finished, not_before, error_code, error, result_json, worker, leased_until, token"
+  "started, finished, not_before, error_code, error, result_json, worker, leased_until, token, weight"
 
 struct DbCloser {
   void operator()(sqlite3 *db) const { sqlite3_close_v2(db); }
@@ -118,11 +118,11 @@ public:
   int count_jobs(JobState s) override;
   std::vector<Job> requeue_running() override;
   std::optional<Job> claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
-                               const std::vector<std::string> &encoders) override;
+                               const std::vector<std::string> &encoders, const Room &room) override;
   bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) override;
   bool finish_job(const Job &j) override;
   EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now, std::int64_t lease_us,
-                               const std::vector<std::string> &encoders) override;
+                               const std::vector<std::string> &encoders, const Room &room) override;
   std::vector<Job> requeue_expired(std::int64_t now) override;
   void beat_worker(const Worker &w, std::int64_t forget_before) override;
   std::vector<Worker> workers() override;
@@ -211,6 +211,9 @@ private:
   void prepare_claims();  // sqlite_jobs.cpp
   // finish_job's statement, inside the caller's write.
   bool end_job(const Job &j);
+  // claim_job's statement, inside a write transaction the caller holds.
+  std::optional<Job> claim_next(const std::string &worker, std::int64_t now, std::int64_t lease_us,
+                                const std::vector<std::string> &encoders, const Room &room);
 
   std::string path_;
   DbPtr db_; // declared before the statements: they are finalized first

@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 8;
+constexpr int kSchemaVersion = 9;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -152,6 +152,14 @@ CREATE TABLE workers (
     R"sql(
 CREATE INDEX jobs_by_token ON jobs (token);
 )sql",
+    // 9: a job's weight (the cores it keeps busy, from its description; 0: all of its worker's), kept with it when it
+    // is queued so that a claim compares it with the worker's free capacity in the statement; a worker's capacity and
+    // the weight it runs. Jobs queued before weigh 1, what a slot was.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE workers ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
@@ -249,9 +257,10 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   videos_ = prepare("SELECT " VIDEO_COLUMNS " FROM videos ORDER BY created DESC, rowid DESC LIMIT ?1");
   delete_video_ = prepare("DELETE FROM videos WHERE id = ?1");
   set_policy_ = prepare("UPDATE videos SET playback_policy = ?2 WHERE id = ?1");
-  add_job_ = prepare("INSERT INTO jobs (id, video_id, pipeline, encoder, ladder, params_json, state, priority, "
-                     "attempts, max_attempts, created, started, finished, not_before, error_code, error, result_json) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)");
+  add_job_ =
+      prepare("INSERT INTO jobs (id, video_id, pipeline, encoder, ladder, params_json, state, priority, "
+              "attempts, max_attempts, created, started, finished, not_before, error_code, error, result_json, "
+              "weight) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
   job_ = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1");
   update_job_ =
       prepare("UPDATE jobs SET state = ?2, priority = ?3, attempts = ?4, max_attempts = ?5, started = ?6, "
@@ -352,6 +361,7 @@ Job SqliteStore::read_job(const Query &q) const {
   j.worker = q.text(18);
   j.leased_until = q.int64(19);
   j.token = q.int64(20);
+  j.weight = q.int32(21);
   return j;
 }
 
@@ -405,7 +415,7 @@ std::int64_t SqliteStore::add_job(const Job &j) {
     q.bind(1, j.id).bind(2, j.video_id).bind(3, j.pipeline).bind(4, j.encoder).bind(5, j.ladder);
     q.bind(6, j.params_json).bind(7, std::string(job_state_name(j.state))).bind(8, j.priority).bind(9, j.attempts);
     q.bind(10, j.max_attempts).bind(11, j.created).bind(12, j.started).bind(13, j.finished).bind(14, j.not_before);
-    q.bind(15, j.error_code).bind(16, j.error).bind(17, j.result_json);
+    q.bind(15, j.error_code).bind(16, j.error).bind(17, j.result_json).bind(18, j.weight);
     q.run();
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   });

@@ -51,6 +51,9 @@ struct Job {
   std::string worker;
   std::int64_t leased_until = 0;
   std::int64_t token = 0;
+  // The cores its run keeps busy, from its description's weight when it was queued (jobs::Scheduler::new_job);
+  // 0 is all of them: every core of the worker that claims it (a ladder spreads its encoders over every core).
+  int weight = 1;
 };
 
 // A process that runs jobs, as it registers itself (beat_worker) in the shared catalog.
@@ -59,7 +62,22 @@ struct Worker {
   std::string role; // "all" or "worker"
   std::int64_t started = 0, heartbeat = 0;
   std::vector<std::string> encoders; // the encoders it can run (pipeline::EncoderTable::check)
-  int concurrent = 0;                // its job slots
+  int concurrent = 0;                // the most jobs it runs at once
+  int capacity = 0;                  // the weight it runs at once ([jobs] capacity)
+  int used = 0;                      // the weight of its running jobs, at its last heartbeat
+};
+
+// What a claiming worker has room for (Store::claim_job). A queued job weighs its weight, or `cores` for weight 0 (all
+// of the worker's cores), and never more than `capacity`: so a job heavier than the whole capacity runs alone, when
+// nothing else runs there. Among the due jobs, the first in queue order (priority, then oldest) that fits in `free` is
+// claimed, unless the first of all does not fit and has been due since before `hold_due_before`: then room is held
+// for it and no lighter job is claimed instead, so that a heavy job never starves behind a stream of light ones.
+struct Room {
+  static constexpr int kUnlimited = 1 << 30;
+  int free = kUnlimited;
+  int capacity = kUnlimited;
+  int cores = 1;
+  std::int64_t hold_due_before = 0; // 0: room is never held
 };
 
 // The answer to a request that created something, kept under the client's Idempotency-Key.
@@ -158,16 +176,17 @@ public:
 
   // Claims the next queued job due at `now` (highest priority, then oldest) for `worker`, atomically, so that two
   // processes never claim one job: it is running, attempts + 1, started at now, leased until now + lease_us, with a
-  // fresh fencing token. A job that names an encoder (not "auto") is claimed only when `encoders` has it.
+  // fresh fencing token. A job that names an encoder (not "auto") is claimed only when `encoders` has it, and one
+  // whose weight does not fit `room` is passed over (see Room).
   virtual std::optional<Job> claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
-                                       const std::vector<std::string> &encoders) = 0;
+                                       const std::vector<std::string> &encoders, const Room &room = {}) = 0;
   // Extends a running job's lease; false when `token` no longer holds it (claimed again, canceled, deleted).
   virtual bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) = 0;
   // Writes the mutable fields of a job this process claimed (update_job's, the lease ended) when j.token still holds
   // it; false, changing nothing, when its lease was lost.
   virtual bool finish_job(const Job &j) = 0;
-  // finish_job(ended), then claim_job(worker, now, lease_us, encoders), in one transaction: a worker whose job ended
-  // takes its next one with one round trip and one commit instead of two. The end is fenced as finish_job's is (a
+  // finish_job(ended), then claim_job(worker, now, lease_us, encoders, room), in one transaction: a worker whose job
+  // ended takes its next one with one round trip and one commit instead of two. The end is fenced as finish_job's is (a
   // token that no longer holds changes nothing, and the claim still happens); the job just ended is not claimed again
   // by this call (a retry of it waits for the next claim).
   struct EndAndClaim {
@@ -175,7 +194,8 @@ public:
     std::optional<Job> claimed; // claim_job's
   };
   virtual EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now,
-                                       std::int64_t lease_us, const std::vector<std::string> &encoders) = 0;
+                                       std::int64_t lease_us, const std::vector<std::string> &encoders,
+                                       const Room &room = {}) = 0;
   // Jobs running on a lease that ran out before `now` go back to the queue, or fail when their attempts are spent.
   // Safe with several processes at once (each job is taken back once). Returns them, as they are now.
   virtual std::vector<Job> requeue_expired(std::int64_t now) = 0;

@@ -22,6 +22,8 @@ import time
 import unittest
 import uuid
 
+from contract import contract as api_contract
+
 BINARY = os.environ.get('SLUICE_BINARY', '')
 FFMPEG = shutil.which('ffmpeg')
 FFPROBE = shutil.which('ffprobe')
@@ -439,6 +441,8 @@ class Server:
             conn.request(method, path, body=body, headers=self.auth_headers(headers))
             r = conn.getresponse()
             data = r.read()
+            # Every answer must be one docs/openapi.json describes (tests/server/contract.py).
+            api_contract().check(method, path, r.status, r.headers.get('Content-Type'), data)
             return Response(r.status, r.reason, r.headers, data, method, path)
         finally:
             conn.close()
@@ -590,6 +594,7 @@ class EventStream:
         self.raw_lines = []
         self.closed = False
         self.error = None
+        self.contract_error = None   # the first event docs/openapi.json does not describe
         self.cond = threading.Condition()
         if self.status != 200:
             body = self.response.read()
@@ -625,8 +630,13 @@ class EventStream:
                             if ev['data'] or ev['event']:
                                 if ev['id'] is not None:
                                     last_id = ev['id']
-                                self.events.append(Event(ev['id'] if ev['id'] is not None else last_id,
-                                                         ev['event'] or 'message', '\n'.join(ev['data']), now))
+                                e = Event(ev['id'] if ev['id'] is not None else last_id, ev['event'] or 'message',
+                                          '\n'.join(ev['data']), now)
+                                try:
+                                    api_contract().check_event(e.event, e.json)
+                                except AssertionError as bad:
+                                    self.contract_error = self.contract_error or bad
+                                self.events.append(e)
                             ev = {'id': None, 'event': None, 'data': []}
                             self.cond.notify_all()
                             continue
@@ -665,6 +675,8 @@ class EventStream:
 
     def __exit__(self, *exc):
         self.close()
+        if self.contract_error and exc[0] is None:
+            raise self.contract_error
 
     def snapshot(self):
         with self.cond:
@@ -676,6 +688,8 @@ class EventStream:
         with self.cond:
             i = start
             while True:
+                if self.contract_error:
+                    raise self.contract_error
                 while i < len(self.events):
                     if pred(self.events[i]):
                         return self.events[i]

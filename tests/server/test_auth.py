@@ -94,6 +94,8 @@ REQUESTS = {
     ('GET', '/'): ('/', None, 200, None),
     ('GET', '/index.html'): ('/index.html', None, 200, None),
     ('GET', '/web/*'): ('/web/app.js', None, 200, None),
+    ('GET', '/api/v1/openapi.json'): ('/api/v1/openapi.json', None, 200, None),
+    ('GET', '/docs/api'): ('/docs/api', None, 200, None),
     ('GET', '/videos/{id}/*'): ('/videos/%s/hls/master.m3u8' % UNKNOWN_ID, None, 404, 'not_found'),
     ('GET', '/api/v1/videos'): ('/api/v1/videos', None, 200, None),
     ('POST', '/api/v1/videos'): ('/api/v1/videos', 'upload', 415, 'not_media'),

@@ -24,7 +24,8 @@ def job_of(body):
 @need_ffmpeg
 class Jobs(ServerTestCase):
     CONFIG = {'uploads': {'auto-transcode': False},
-              'jobs': {'concurrent': 2, 'max-attempts': 2, 'retry-delay': 1},
+              # capacity: two ladders (each weighs every core) fit side by side, as concurrent=2 lets them.
+              'jobs': {'concurrent': 2, 'capacity': 2 * (os.cpu_count() or 1), 'max-attempts': 2, 'retry-delay': 1},
               'events': {'keep-alive': 1}}
 
     def new_video(self, clip='medium', title='jobs'):

@@ -3,11 +3,13 @@
 """A PostgreSQL catalog that stops answering (every process of its cluster SIGSTOPped) never freezes `sluice serve`:
 health answers at once (and says not ready), a ready video's segments are served, event streams get their
 keep-alives, a catalog read or write (a job request, a cancel, deletes, a playback policy, a playback token, an
-Idempotency-Key's kept answer) is answered 503 JSON once [store] timeout has passed while the loop keeps answering,
-and after SIGCONT all works again."""
+Idempotency-Key's kept answer, the workers, an unseen API key, an upload's queue check, an SSE resume's replay) is
+answered 503 JSON once [store] timeout has passed while the loop keeps answering, /metrics answers with the last
+counts, and after SIGCONT all works again."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import BINARY, EventStream, Server, _rmtree, main, need_binary, need_ffmpeg, wait_until  # noqa
+from sluice_server import (BINARY, MEDIA, EventStream, Server, _rmtree, encode_multipart, main, need_binary,  # noqa
+                           need_ffmpeg, wait_until)
 from test_store_postgres import PgServer  # noqa: E402
 
 TIMEOUT_S = 2  # [store] timeout
@@ -41,6 +44,12 @@ def cluster_pids(data_dir):
         if ppid == postmaster:
             pids.append(int(entry))
     return pids
+
+
+def succeeded_count(metrics_text):
+    """The succeeded jobs /metrics counts."""
+    m = re.search(r'^sluice_jobs_in_state\{state="succeeded"\} (\d+)', metrics_text, re.M)
+    return int(m.group(1)) if m else None
 
 
 def timed(fn):
@@ -259,6 +268,103 @@ class StoreStall(unittest.TestCase):
             signed = srv.get(seg_path + ('&' if '?' in seg_path else '?') + t.json()['query'])
             self.assertEqual(signed.status, 200, signed.describe())
             self.assertEqual(signed.body, expected_body)
+        finally:
+            resume()
+            self.assertEqual(srv.stop(signal.SIGTERM, timeout=30), 0, srv.log_tail())
+
+
+    def waits_then_unavailable(self, srv, seg_path, expected, what, method, path, body=None, headers=None):
+        """The request waits for the stopped catalog while the loop answers, then is 503 unavailable in bounded time."""
+        answer = {}
+
+        def ask():
+            t0 = time.monotonic()
+            resp = srv.request(method, path, body=body, headers=headers, timeout=60)
+            answer['resp'], answer['s'] = resp, time.monotonic() - t0
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        time.sleep(0.3)
+        self.assertTrue(asker.is_alive(), '%s did not wait for the stopped catalog: %s' % (what, answer))
+        self.assert_loop_answers(srv, seg_path, expected, what)
+        asker.join(timeout=4 * TIMEOUT_S + 5)
+        self.assertFalse(asker.is_alive(), '%s did not answer while the catalog was stopped' % what)
+        resp = answer['resp']
+        self.assertEqual(resp.status, 503, '%s: %s' % (what, resp.describe()))
+        self.assertEqual(resp.json()['error']['code'], 'unavailable', resp.describe())
+        self.assertLess(answer['s'], 2 * TIMEOUT_S + 2, '%s took %.3f s' % (what, answer['s']))
+
+    def test_stopped_catalog_reads_freeze_nothing(self):
+        """The reads that used to be made on the loop: an SSE resume's replay, /metrics' job counts, the workers, the
+        first sight of an API key, an upload's queue check and a job request's read of the workers' rows."""
+        srv = self.start_server('reads-off')
+        resume = lambda: None  # noqa: E731
+        try:
+            watch = EventStream(srv)
+            body, seg_path, expected_body = self.ready_video(srv, 'before the stall')
+            vid = body['video']['id']
+            first = watch.wait_for(lambda e: e.id is not None, what='a first event')
+            following = watch.wait_for(lambda e: e.id is not None and int(e.id) > int(first.id), what='a next event')
+            watch.close()
+            # A key written now, first seen during the stall.
+            r = subprocess.run([BINARY, 'keys', 'create', '--config', srv.config_path, '--name', 'fresh', '--scope',
+                                'admin'], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            fresh_key = r.stdout.strip()
+            self.assertEqual(srv.get('/api/v1/workers').status, 200)
+            succeeded = succeeded_count(srv.get('/metrics').text())  # the class's catalog: other tests' jobs too
+            self.assertGreaterEqual(succeeded, 1)
+            self.assertTrue(srv.get_json('/health')['ready'])
+
+            resume = self.stop_catalog()
+            # /metrics: answered within its wait for the counts (a second), with the last counts read.
+            m, s = timed(lambda: srv.get('/metrics', timeout=10))
+            self.assertLess(s, 1.5, '/metrics took %.3f s' % s)
+            self.assertEqual(m.status, 200, m.describe())
+            self.assertEqual(succeeded_count(m.text()), succeeded)
+            self.assert_loop_answers(srv, seg_path, expected_body, '/metrics')
+            # The workers, an unseen key (whatever it is, it cannot be told yet), an upload's queue check, a job
+            # request for an encoder only a worker elsewhere could run: each waits, then 503.
+            self.waits_then_unavailable(srv, seg_path, expected_body, 'GET /api/v1/workers', 'GET', '/api/v1/workers')
+            self.waits_then_unavailable(srv, seg_path, expected_body, 'an unseen API key', 'GET', '/api/v1/videos',
+                                        headers={'Authorization': 'Bearer ' + fresh_key})
+            upload_type, upload_body = encode_multipart([('title', 'during the stall')],
+                                                        [('file', 'clip.mp4', 'video/mp4', MEDIA.bytes('short'))])
+            self.waits_then_unavailable(srv, seg_path, expected_body, 'an upload', 'POST', '/api/v1/videos',
+                                        body=upload_body, headers={'Content-Type': upload_type})
+            self.waits_then_unavailable(srv, seg_path, expected_body, 'a job for an encoder run elsewhere', 'POST',
+                                        '/api/v1/videos/%s/jobs' % vid, body='{"encoder": "nvenc"}',
+                                        headers={'Content-Type': 'application/json'})
+            # An SSE resume: the stream is open at once, keep-alives come while its replay waits, and it is ended
+            # (the client reconnects) once neither the replay nor the current state could be read.
+            t0 = time.monotonic()
+            resumed = EventStream(srv, last_event_id=first.id)
+            self.assertLess(time.monotonic() - t0, 0.5, 'the resumed stream waited for the catalog')
+            self.assert_loop_answers(srv, seg_path, expected_body, 'an SSE resume')
+            wait_until(lambda: resumed.closed, timeout=4 * TIMEOUT_S + 5, message='the resumed stream ended')
+            self.assertEqual(resumed.snapshot(), [])
+            resumed.close()
+            self.assertTrue(srv.alive())
+
+            resume()
+            wait_until(lambda: srv.request('GET', '/health').status == 200, timeout=20, message='ready again')
+            workers = srv.get_json('/api/v1/workers')['workers']
+            self.assertTrue(any(w['alive'] for w in workers), workers)
+            self.assertEqual(srv.get('/api/v1/videos', headers={'Authorization': 'Bearer ' + fresh_key}).status, 200)
+            # A bad key is refused before any work: the video it would delete is still there.
+            bad = srv.request('DELETE', '/api/v1/videos/' + vid, headers={'Authorization': 'Bearer sk_' + 'x' * 40})
+            self.assertEqual(bad.status, 401, bad.describe())
+            self.assertEqual(srv.get('/api/v1/videos/' + vid).status, 200)
+            r = srv.post_job(vid, pipeline='hls', encoder='nvenc')
+            self.assertEqual(r.status, 422, r.describe())
+            self.assertIn('no live worker', r.json()['error']['message'])
+            # The replay from the table: the events after the client's last one, in order.
+            with EventStream(srv, last_event_id=first.id) as again:
+                replayed = again.wait_for(lambda e: e.id is not None, what='a replayed event')
+                self.assertEqual(replayed.id, following.id)
+            after = srv.upload_ok('short', title='after the stall')
+            srv.wait_succeeded(after['job']['id'])
+            self.assertEqual(succeeded_count(srv.get('/metrics').text()), succeeded + 1)
         finally:
             resume()
             self.assertEqual(srv.stop(signal.SIGTERM, timeout=30), 0, srv.log_tail())

@@ -12,7 +12,9 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 using sluice::jobs::Event;
@@ -132,6 +134,40 @@ TEST_F(PgEvents, SinceOnAnotherProcessReturnsTheMissedOnes) {
   // One no longer kept (deleted, as pruning does): the client must be sent the current state instead.
   pg_value(url_, "DELETE FROM events WHERE id = " + std::to_string(seen.events[0].id));
   EXPECT_FALSE(other->since(seen.events[0].id, missed));
+}
+
+TEST_F(PgEvents, SinceLaterAnswersOnTheLoopAndNeverAfterTheHub) {
+  auto a = hub();
+  Seen seen;
+  watch(*a, seen);
+  for (int i = 0; i < 3; i++)
+    a->publish("progress", "j", "v", std::to_string(i));
+  ASSERT_TRUE(spin_until([&] { return seen.events.size() == 3; }));
+  auto other = hub();
+  std::optional<std::pair<bool, std::vector<Event>>> got;
+  other->since_later(seen.events[0].id,
+                     [&](bool ok, std::vector<Event> missed) { got.emplace(ok, std::move(missed)); });
+  EXPECT_FALSE(got.has_value()); // read on the hub's thread: answered later, on the main loop
+  ASSERT_TRUE(spin_until([&] { return got.has_value(); }));
+  EXPECT_TRUE(got->first);
+  ASSERT_EQ(got->second.size(), 2u);
+  EXPECT_EQ(got->second[0].data, "1");
+  EXPECT_EQ(got->second[1].id, seen.events[2].id);
+  // Several at once, in the order asked: one no longer kept is told so.
+  std::vector<bool> answers;
+  other->since_later(seen.events[2].id,
+                     [&](bool ok, std::vector<Event> missed) { answers.push_back(ok && missed.empty()); });
+  other->since_later(seen.events[2].id + 1000, [&](bool ok, std::vector<Event>) { answers.push_back(ok); });
+  ASSERT_TRUE(spin_until([&] { return answers.size() == 2; }));
+  EXPECT_EQ(answers, (std::vector<bool>{true, false}));
+  // A hub gone before its answer is back: the answer is never called.
+  bool called = false;
+  {
+    auto gone = hub();
+    gone->since_later(seen.events[0].id, [&](bool, std::vector<Event>) { called = true; });
+  }
+  spin_until([] { return false; }, 300);
+  EXPECT_FALSE(called);
 }
 
 TEST_F(PgEvents, AnEventTooBigForANotificationIsReadFromTheTableInOrder) {

@@ -359,9 +359,14 @@ void QueueTest::claim_concurrently(bool together) {
   std::vector<std::vector<Job>> claimed(kClaimers);
   std::vector<std::string> errors(kClaimers);
   std::atomic<int> ready{0};
+  // Every claimer's first claim is made before any goes on: one connection could otherwise empty the queue before
+  // the other's first claim (SQLite's lock favours the connection that just released it), and the claims would
+  // not have been concurrent at all.
+  std::atomic<int> first{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < kClaimers; t++)
     threads.emplace_back([&, t] {
+      bool counted = false;
       try {
         auto s = another();
         ready++;
@@ -369,6 +374,10 @@ void QueueTest::claim_concurrently(bool together) {
           std::this_thread::yield();
         const std::string name = "w" + std::to_string(t);
         auto c = s->claim_job(name, g_get_real_time(), kLease, {});
+        first++;
+        counted = true;
+        while (first.load() < kClaimers)
+          std::this_thread::yield();
         while (c) {
           claimed[t].push_back(*c);
           c->state = JobState::Succeeded;
@@ -386,6 +395,8 @@ void QueueTest::claim_concurrently(bool together) {
         }
       } catch (const std::exception &e) {
         errors[t] = e.what();
+        if (!counted)
+          first++;
       }
     });
   for (auto &t : threads)

@@ -609,8 +609,8 @@ TEST_P(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   // Later jobs continue the sequence.
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
-  // 7: job leases and workers; 8 (PostgreSQL): the events of every process.
-  EXPECT_EQ(schema_version(), postgres() ? 9 : 8);
+  // 7: job leases and workers; 8 (PostgreSQL): the events of every process; then the jobs' weights.
+  EXPECT_EQ(schema_version(), postgres() ? 10 : 9);
   store.reset();
   // A second store on the same catalog sees the same data.
   auto a = open(url(), dir.path()), b = open(url(), dir.path());
@@ -1048,7 +1048,7 @@ TEST_F(PgStoreTest, ProcessesStartingAtOnceMigrateOnce) {
     ASSERT_TRUE(stores[i]) << "store " << i;
   }
   EXPECT_EQ(value("SELECT count(*) FROM sluice_schema"), "1");
-  EXPECT_EQ(value("SELECT version FROM sluice_schema"), "9");
+  EXPECT_EQ(value("SELECT version FROM sluice_schema"), "10");
   Video v = make_video("shared", 1);
   stores[0]->add_video(v);
   for (auto &s : stores)
