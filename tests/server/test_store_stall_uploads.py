@@ -12,7 +12,6 @@ import base64
 import os
 import signal
 import sys
-import threading
 import time
 import unittest
 
@@ -34,6 +33,7 @@ class UploadStall(unittest.TestCase):
     ready_video = stall.StoreStall.ready_video
     stop_catalog = stall.StoreStall.stop_catalog
     assert_loop_answers = stall.StoreStall.assert_loop_answers
+    waits_then_unavailable = stall.StoreStall.waits_then_unavailable
 
     def start_server(self, name, config=None):
         """StoreStall's server ([store] timeout, keys, an admin key), with `config` over its configuration."""
@@ -78,30 +78,6 @@ class UploadStall(unittest.TestCase):
         r = self.tus(srv, 'HEAD', path)
         self.assertEqual(r.status, 200, r.describe())
         return int(r.header('Upload-Offset'))
-
-    def waits_then_503(self, srv, seg_path, expected, what, send):
-        """send() on a thread waits for the stopped catalog while the loop answers; then it is 503 `unavailable`
-        within the bound. Returns the answer."""
-        answer = {}
-
-        def run():
-            t0 = time.monotonic()
-            answer['resp'] = send()
-            answer['s'] = time.monotonic() - t0
-
-        t = threading.Thread(target=run)
-        t.start()
-        time.sleep(0.3)
-        self.assertTrue(t.is_alive(), '%s did not wait for the stopped catalog: %s' % (what, answer))
-        self.assert_loop_answers(srv, seg_path, expected, what)
-        t.join(timeout=4 * TIMEOUT_S + 5)
-        self.assertFalse(t.is_alive(), '%s did not answer while the catalog was stopped' % what)
-        resp = answer['resp']
-        self.assertEqual(resp.status, 503, '%s: %s' % (what, resp.describe()))
-        if resp.body:  # a HEAD's answer has none
-            self.assertEqual(resp.json()['error']['code'], 'unavailable', resp.describe())
-        self.assertLess(answer['s'], 2 * TIMEOUT_S + 2, '%s took %.3f s' % (what, answer['s']))
-        return resp
 
     def test_uploads_wait_for_the_catalog(self):
         srv = self.start_server('uploads')
@@ -148,7 +124,7 @@ class UploadStall(unittest.TestCase):
                                      headers=dict(key, **{'Content-Type': 'video/mp4'}))),
             ]
             for what, send in calls:
-                self.waits_then_503(srv, seg_path, expected, what, send)
+                self.waits_then_unavailable(srv, seg_path, expected, what, send)
             self.assertTrue(srv.alive())
 
             resume()
