@@ -32,6 +32,21 @@ bool well_formed(const std::string &key) {
 
 } // namespace
 
+// Holds the key for msg (a second request with it is told 409) until msg goes.
+void IdempotencyKeys::hold_key(SoupServerMessage *msg, const std::string &scope, const std::string &key,
+                               const std::string &fingerprint) {
+  std::string id = scope + "\n" + key;
+  if (!in_flight_->insert(id).second)
+    throw UploadError{SOUP_STATUS_CONFLICT, "conflict",
+                      "a request with this Idempotency-Key is still being answered; retry once it is", kHeader};
+  auto *held = new Held{in_flight_, std::move(id), scope, key, fingerprint};
+  g_object_set_data_full(G_OBJECT(msg), kHeldKey, held, [](gpointer p) {
+    auto *h = static_cast<Held *>(p);
+    h->in_flight->erase(h->id);
+    delete h;
+  });
+}
+
 std::optional<std::string> IdempotencyKeys::key_of(SoupServerMessage *msg) {
   const char *raw = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), kHeader);
   return raw ? std::optional<std::string>(raw) : std::nullopt;
@@ -55,16 +70,7 @@ bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, co
   // The key is held at once (a second request with it is told 409), and the answer kept for it is read on the
   // executor with msg paused: its body is not taken before that read is back. A replay (or a refusal) then answers
   // msg, and an upload the body step attached meanwhile is dropped before a byte of it is written.
-  const std::string id = scope + "\n" + key;
-  if (!in_flight_->insert(id).second)
-    throw UploadError{SOUP_STATUS_CONFLICT, "conflict",
-                      "a request with this Idempotency-Key is still being answered; retry once it is", kHeader};
-  auto *held = new Held{in_flight_, id, scope, key, fingerprint};
-  g_object_set_data_full(G_OBJECT(msg), kHeldKey, held, [](gpointer p) {
-    auto *h = static_cast<Held *>(p);
-    h->in_flight->erase(h->id);
-    delete h;
-  });
+  hold_key(msg, scope, key, fingerprint);
   g_object_ref(msg);
   hold(msg);
   ex.run([scope, key](store::Store &s) { return lookup(s, scope, key); },
@@ -126,16 +132,7 @@ bool IdempotencyKeys::begin(SoupServerMessage *msg, const std::string &scope, co
     replay(msg, scope, fingerprint, *a);
     return true;
   }
-  std::string id = scope + "\n" + key;
-  if (!in_flight_->insert(id).second)
-    throw UploadError{SOUP_STATUS_CONFLICT, "conflict",
-                      "a request with this Idempotency-Key is still being answered; retry once it is", kHeader};
-  auto *held = new Held{in_flight_, id, scope, key, fingerprint};
-  g_object_set_data_full(G_OBJECT(msg), kHeldKey, held, [](gpointer p) {
-    auto *h = static_cast<Held *>(p);
-    h->in_flight->erase(h->id);
-    delete h;
-  });
+  hold_key(msg, scope, key, fingerprint);
   return false;
 }
 

@@ -51,6 +51,8 @@ public:
 
 private:
   struct Held;
+  void hold_key(SoupServerMessage *msg, const std::string &scope, const std::string &key,
+                const std::string &fingerprint);
   // Answers msg with a kept answer (422 when it was kept for another request).
   static void replay(SoupServerMessage *msg, const std::string &scope, const std::string &fingerprint,
                      const store::StoredAnswer &a);
