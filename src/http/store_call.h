@@ -16,6 +16,20 @@
 
 namespace sluice::http {
 
+// Runs fn() on the main loop for msg: what it throws is answered on msg as any handler's failure (a thrown
+// UploadError as its status, the catalog's Io as 503 JSON), never crossing the loop's callback.
+template <typename Fn> void answering_failures(SoupServerMessage *msg, Fn &&fn) {
+  try {
+    fn();
+  } catch (const UploadError &e) {
+    set_error(msg, e.status, e.code, e.message, e.field);
+  } catch (const Error &e) {
+    set_failure(msg, app::failure_of(e));
+  } catch (const std::exception &e) {
+    set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
+  }
+}
+
 // Runs work(store::Store &) -> T where the main loop does not wait for it, then answer(T &) on the main loop; the
 // message stays paused in between (answer may start another wait on it: later(), with_store). A failure is answered
 // as any handler's: the catalog's (Io) 503 JSON, a thrown UploadError as its status. Inline
@@ -30,15 +44,7 @@ void with_store(Context &cx, SoupServerMessage *msg, Work work, Answer answer) {
     return;
   }
   ex.run(std::move(work), later(cx, msg, [msg, answer = std::move(answer)](store::Outcome<T> &o) {
-           try {
-             answer(o.get());
-           } catch (const UploadError &e) {
-             set_error(msg, e.status, e.code, e.message, e.field);
-           } catch (const Error &e) {
-             set_failure(msg, app::failure_of(e));
-           } catch (const std::exception &e) {
-             set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
-           }
+           answering_failures(msg, [&] { answer(o.get()); });
          }));
 }
 

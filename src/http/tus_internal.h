@@ -6,6 +6,7 @@
 #include "http/context.h"
 #include "http/respond.h"
 #include "http/routes.h"
+#include "http/store_call.h"
 #include "http/upload.h"
 #include "store/store.h"
 
@@ -69,15 +70,7 @@ bool admit_direct(SoupServerMessage *msg, const std::string &upload_id, const st
 template <typename... Args, typename Fn>
 std::function<void(Args...)> answer_on(Context &cx, SoupServerMessage *msg, bool pause, Fn fn) {
   auto guarded = [msg, fn = std::move(fn)](Args... args) {
-    try {
-      fn(std::forward<Args>(args)...);
-    } catch (const UploadError &e) {
-      set_error(msg, e.status, e.code, e.message, e.field);
-    } catch (const Error &e) {
-      set_failure(msg, app::failure_of(e));
-    } catch (const std::exception &e) {
-      set_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal", e.what());
-    }
+    answering_failures(msg, [&] { fn(std::forward<Args>(args)...); });
   };
   if (!pause)
     return guarded;
