@@ -113,27 +113,32 @@ bool Service::space_low() const {
 
 // The ingest itself (ingest, start_ingest, probed) is in app/service_ingest.cpp.
 
-bool Service::spec_needs_workers(const Metadata &metadata) const {
-  if (!config_.auto_transcode)
-    return false;
+namespace {
+
+// The job an upload's fields ask for, before the configuration's defaults (its priority parsed apart).
+jobs::JobSpec asked_spec(const Metadata &metadata) {
   jobs::JobSpec spec;
   spec.pipeline = metadata.pipeline;
   spec.encoder = metadata.encoder;
   spec.ladder = metadata.ladder;
   spec.params = metadata.params;
+  return spec;
+}
+
+} // namespace
+
+bool Service::spec_needs_workers(const Metadata &metadata) const {
+  if (!config_.auto_transcode)
+    return false;
   try {
-    return scheduler_.check(scheduler_.with_defaults(spec));
+    return scheduler_.check(scheduler_.with_defaults(asked_spec(metadata)));
   } catch (const Error &) {
     return false; // job_spec() says what is wrong
   }
 }
 
 Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata, const std::set<std::string> *live_encoders) {
-  jobs::JobSpec spec;
-  spec.pipeline = metadata.pipeline;
-  spec.encoder = metadata.encoder;
-  spec.ladder = metadata.ladder;
-  spec.params = metadata.params;
+  jobs::JobSpec spec = asked_spec(metadata);
   if (!metadata.priority.empty()) {
     std::optional<Failure> bad;
     spec.priority = parse_priority(metadata.priority, bad);
