@@ -1,10 +1,11 @@
-// sluice's web page: upload and library at #/, live streams at #/streams, the player at #/videos/ID and
-// #/streams/ID. No build step: plain ES modules; hls.js, dash.js and tus-js-client come from npm
-// (data/web/node_modules): hls.js and tus-js-client loaded by index.html before this module, dash.js by
-// engines.js when a DASH manifest is first played.
+// sluice's web page: upload and library at #/, live streams at #/streams, the operator view at #/operator (admin
+// keys), the player at #/videos/ID and #/streams/ID. No build step: plain ES modules; hls.js, dash.js, tus-js-client
+// and uPlot come from npm (data/web/node_modules): hls.js and tus-js-client loaded by index.html before this module,
+// dash.js by engines.js when a DASH manifest is first played, uPlot by operator.js when its view first shows.
 
 import { connectEvents } from './api.js';
 import { initLibrary, refreshVideo } from './library.js';
+import { hideOperator, initOperator, showOperator } from './operator.js';
 import { hidePlayer, initPlayer, showPlayer, showStream } from './player.js';
 import { initStreams, showStreams } from './streams.js';
 import { initUpload } from './upload.js';
@@ -12,7 +13,12 @@ import { initUpload } from './upload.js';
 const homeView = document.getElementById('home-view');
 const streamsView = document.getElementById('streams-view');
 const playerView = document.getElementById('player-view');
-const tabs = { library: document.getElementById('tab-library'), streams: document.getElementById('tab-streams') };
+const operatorView = document.getElementById('operator-view');
+const tabs = {
+  library: document.getElementById('tab-library'),
+  streams: document.getElementById('tab-streams'),
+  operator: document.getElementById('tab-operator'),
+};
 
 function decode(part) {
   try {
@@ -28,6 +34,8 @@ function show(view, tab) {
   if (view !== playerView) hidePlayer();
   homeView.hidden = view !== homeView;
   streamsView.hidden = view !== streamsView;
+  operatorView.hidden = view !== operatorView;
+  if (view !== operatorView) hideOperator();
   for (const [name, link] of Object.entries(tabs)) {
     if (name === tab) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
@@ -45,6 +53,11 @@ function route() {
     else showStream(decode(stream[1]));
     document.getElementById('video-title').focus({ preventScroll: true });
     window.scrollTo(0, 0);
+  } else if (/^\/operator\/?$/.test(hash)) {
+    show(operatorView, 'operator');
+    document.title = 'Operator · sluice';
+    showOperator();
+    document.getElementById('operator-heading').focus({ preventScroll: true });
   } else if (/^\/streams\/?$/.test(hash)) {
     const wasPlayer = show(streamsView, 'streams');
     document.title = 'Streams · sluice';
@@ -60,6 +73,7 @@ function route() {
 initLibrary();
 initPlayer();
 initStreams();
+initOperator();
 // Read again in the library's order of requests: the upload's job may already have sent its events.
 initUpload({ onUploaded: (video) => refreshVideo(video.id) });
 connectEvents();

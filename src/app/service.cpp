@@ -161,6 +161,26 @@ Result<jobs::JobSpec> Service::job_spec(const Metadata &metadata, const std::set
   return spec;
 }
 
+void Service::check_spec_later(const Metadata &metadata, std::function<void(std::optional<Failure>)> done) {
+  if (!spec_needs_workers(metadata)) {
+    auto checked = job_spec(metadata);
+    if (auto *f = std::get_if<Failure>(&checked))
+      return done(*f);
+    return done(std::nullopt);
+  }
+  executor().run([read_encoders = scheduler_.live_encoders_reader()](store::Store &s) { return read_encoders(s); },
+                 [this, alive = alive_, metadata, done](store::Outcome<std::set<std::string>> &o) {
+                   if (!*alive)
+                     return done(shutting_down());
+                   if (!o.ok())
+                     return done(failure_of(*o.error));
+                   auto checked = job_spec(metadata, &*o.value);
+                   if (auto *f = std::get_if<Failure>(&checked))
+                     return done(*f);
+                   done(std::nullopt);
+                 });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Deleting, job requests, cancels
 

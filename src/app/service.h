@@ -175,6 +175,9 @@ public:
   // (spec_needs_workers); without them, those are read on the caller's thread.
   Result<jobs::JobSpec> job_spec(const Metadata &metadata, const std::set<std::string> *live_encoders = nullptr);
   bool spec_needs_workers(const Metadata &metadata) const;
+  // job_spec()'s checks for a caller on the main loop: at once when the job needs no workers' rows, else with them
+  // read on the executor; done gets the refusal, or nothing when the job may be asked for.
+  void check_spec_later(const Metadata &metadata, std::function<void(std::optional<Failure>)> done);
 
   // These write the catalog through executor() and call `done` on the main loop once the write is back (at once
   // with an inline executor); what follows from the write (events, the scheduler) is applied before `done`.
@@ -240,7 +243,13 @@ private:
   // probed()'s catalog write with a pooled executor: the video's row and its job profile's, on the executor.
   void record(store::Video v, const jobs::JobSpec &spec, bool picture,
               const std::function<void(Result<Ingested>)> &done);
-  std::vector<store::Job> profile_jobs(const std::string &video_id, const jobs::JobSpec &spec, bool picture);
+  // A job profile's rows, not written yet: the requested job, then the valid extras. needs[i] names the encoder that a
+  // live worker must list for rows[i] to be kept (an extra whose encoder only a worker elsewhere runs), or is empty.
+  struct ProfileRows {
+    std::vector<store::Job> rows;
+    std::vector<std::string> needs;
+  };
+  ProfileRows profile_jobs(const std::string &video_id, const jobs::JobSpec &spec, bool picture);
 
   const ServerConfig &config_;
   store::Store &store_;

@@ -12,6 +12,7 @@
 #include "media/probe.h"
 #include "media/probe_json.h"
 
+#include <algorithm>
 #include <malloc.h>
 
 #include <optional>
@@ -226,9 +227,12 @@ void Service::probed(IncomingFile file, Metadata metadata, jobs::JobSpec spec,
   record(std::move(v), spec, picture, done);
 }
 
-std::vector<store::Job> Service::profile_jobs(const std::string &video_id, const jobs::JobSpec &spec, bool picture) {
-  // The job profile, as rows not written yet: the requested job, then the extras that are valid.
-  std::vector<store::Job> out{scheduler_.new_job(video_id, spec)};
+Service::ProfileRows Service::profile_jobs(const std::string &video_id, const jobs::JobSpec &spec, bool picture) {
+  // The requested job was checked before the upload was taken (with the workers' rows when it needs them); the extras
+  // are checked here, but for the live workers' encoders, which record() reads with the rows' write on the executor.
+  ProfileRows out;
+  out.rows.push_back(scheduler_.new_job(video_id, spec));
+  out.needs.emplace_back();
   if (!picture)
     return out;
   for (const auto &extra : config_.extras) {
@@ -238,13 +242,15 @@ std::vector<store::Job> Service::profile_jobs(const std::string &video_id, const
     e.pipeline = extra;
     e.priority = spec.priority;
     e = scheduler_.with_defaults(e);
+    bool workers = false;
     try {
-      scheduler_.validate(e);
+      workers = scheduler_.check(e);
     } catch (const Error &err) {
       SLUICE_LOG(app_log(), Warning, "[jobs] extras: %s is skipped: %s", extra.c_str(), err.what());
       continue;
     }
-    out.push_back(scheduler_.new_job(video_id, e));
+    out.rows.push_back(scheduler_.new_job(video_id, e));
+    out.needs.push_back(workers ? e.encoder : std::string());
   }
   return out;
 }
@@ -254,11 +260,27 @@ void Service::record(store::Video v, const jobs::JobSpec &spec, bool picture,
   // The video's row and its jobs' are written in one transaction on the executor (with PostgreSQL the main loop does
   // not wait for it; with SQLite it runs at once); what follows from them (the events, the queue's turn) is applied
   // back on the loop.
-  std::vector<store::Job> rows = config_.auto_transcode ? profile_jobs(v.id, spec, picture) : std::vector<store::Job>{};
+  ProfileRows profile = config_.auto_transcode ? profile_jobs(v.id, spec, picture) : ProfileRows{};
+  const bool workers = std::any_of(profile.needs.begin(), profile.needs.end(), [](auto &n) { return !n.empty(); });
   executor().run(
-      [v, rows](store::Store &s) mutable {
-        // One transaction: a process killed (or a catalog failing) between the two leaves neither row.
-        s.add_video_with_jobs(v, rows);
+      [v, rows = std::move(profile.rows), needs = std::move(profile.needs), workers,
+       read_encoders = scheduler_.live_encoders_reader()](store::Store &s) mutable {
+        if (workers) {
+          // An extra whose encoder no live worker lists is left out, as validate() would have refused it.
+          const std::set<std::string> live = read_encoders(s);
+          std::vector<store::Job> kept;
+          for (std::size_t i = 0; i < rows.size(); i++) {
+            if (needs[i].empty() || live.count(needs[i]))
+              kept.push_back(std::move(rows[i]));
+            else
+              SLUICE_LOG(app_log(), Warning, "[jobs] extras: %s is skipped: no live worker can run '%s'",
+                         rows[i].pipeline.c_str(), needs[i].c_str());
+          }
+          rows = std::move(kept);
+        }
+        // One transaction: a process killed (or a catalog failing) between the two leaves neither row; the webhooks'
+        // upload.completed deliveries go with them.
+        s.add_video_with_jobs(v, rows, {{"upload.completed", v.id}});
         return rows;
       },
       [this, alive = alive_, v, done](store::Outcome<std::vector<store::Job>> &o) mutable {

@@ -215,6 +215,15 @@ void Streams::report(const std::string &id, const StreamFigures &f) {
   auto &cur = figures_[id];
   const bool changed =
       cur.state != f.state || cur.playlist != f.playlist || cur.reason != f.reason || cur.recording != f.recording;
+  if (cur.state != f.state && (f.state == StreamState::Live || f.state == StreamState::Ended)) {
+    // The webhooks' outbox, on the executor (the state itself is the engine's, kept in memory).
+    const char *type = f.state == StreamState::Live ? "stream.live" : "stream.ended";
+    service_.executor().fire(
+        [id, type, now = g_get_real_time()](store::Store &s) {
+          s.add_events({{type, id}}, now);
+        },
+        std::string("write the ") + type + " event of stream " + id);
+  }
   cur = f;
   const std::int64_t now = g_get_real_time();
   if (changed || now - published_[id] >= kFiguresEvery)

@@ -47,40 +47,42 @@ void Uploads::save(const store::ResumableUpload &u, std::function<void(std::opti
   }
   w.in_flight = true;
   const std::string id = u.id;
-  service_.executor().run(
-      [u](store::Store &s) {
-        s.update_upload(u);
-        return true;
-      },
-      [this, alive = alive_, id, done = std::move(done)](store::Outcome<bool> &o) {
-        if (!*alive)
-          return;
-        std::optional<Failure> f;
-        if (!o.ok())
-          f = failure_of(*o.error);
-        Writes &back = writes_[id];
-        back.in_flight = false;
-        auto next = std::move(back.next);
-        auto waiting = std::move(back.waiting);
-        back.next.reset();
-        back.waiting.clear();
-        // The newer row goes first: a write that `done` asks for comes after it.
-        if (next)
-          save(*next, [waiting = std::move(waiting)](std::optional<Failure> f2) {
-            for (const auto &d : waiting)
-              if (d)
-                d(f2);
-          });
-        if (done)
-          done(f);
-        auto it = writes_.find(id);
-        if (it == writes_.end() || it->second.in_flight)
-          return;
-        auto idle = std::move(it->second.idle);
-        writes_.erase(it);
-        for (auto &fn : idle)
-          fn();
-      });
+  service_.executor().run([u](store::Store &s) { return s.update_upload(u); },
+                          [this, alive = alive_, id, done = std::move(done)](store::Outcome<bool> &o) {
+                            if (!*alive)
+                              return;
+                            std::optional<Failure> f;
+                            if (!o.ok())
+                              f = failure_of(*o.error);
+                            else if (!*o.value)
+                              // The row names another holder: another process took the upload over (or it is gone).
+                              f = refused(Refusal::OffsetMismatch,
+                                          "upload " + id +
+                                              " is being received by another server now; HEAD it to "
+                                              "resume from the bytes in storage");
+                            Writes &back = writes_[id];
+                            back.in_flight = false;
+                            auto next = std::move(back.next);
+                            auto waiting = std::move(back.waiting);
+                            back.next.reset();
+                            back.waiting.clear();
+                            // The newer row goes first: a write that `done` asks for comes after it.
+                            if (next)
+                              save(*next, [waiting = std::move(waiting)](std::optional<Failure> f2) {
+                                for (const auto &d : waiting)
+                                  if (d)
+                                    d(f2);
+                              });
+                            if (done)
+                              done(f);
+                            auto it = writes_.find(id);
+                            if (it == writes_.end() || it->second.in_flight)
+                              return;
+                            auto idle = std::move(it->second.idle);
+                            writes_.erase(it);
+                            for (auto &fn : idle)
+                              fn();
+                          });
 }
 
 void Uploads::after_writes(const std::string &id, std::function<void()> fn) {
@@ -103,6 +105,9 @@ std::int64_t Uploads::max_size() const {
 }
 
 void Uploads::start() {
+  storage_ = service_.scheduler().storage();
+  bucket_ = storage_ ? storage_->multipart() : nullptr;
+  holder_ = service_.scheduler().worker_name();
   fs::make_dirs(folder());
   recover();
   guint every = static_cast<guint>(std::clamp<std::int64_t>(service_.config().resumable_expiry_s / 4, 1, 60));
@@ -151,10 +156,11 @@ void Uploads::sweep() {
   std::set<std::string> busy = busy_;
   struct Swept {
     std::vector<std::string> ids;
-    std::vector<store::ResumableUpload> rows;
+    std::vector<store::ResumableUpload> rows, left;
   };
+  const bool has_bucket = bucket_ != nullptr;
   service_.executor().run(
-      [now, busy](store::Store &s) {
+      [now, busy, has_bucket](store::Store &s) {
         Swept out;
         for (auto &u : s.uploads()) {
           if (u.expires > now || busy.count(u.id) || u.state == "processing")
@@ -164,9 +170,11 @@ void Uploads::sweep() {
             out.rows.push_back(std::move(u));
         }
         s.forget_direct_uploads(now);
+        if (has_bucket)
+          out.left = s.uploads();
         return out;
       },
-      [this, alive = alive_](store::Outcome<Swept> &o) {
+      [this, alive = alive_, now](store::Outcome<Swept> &o) {
         if (!*alive)
           return;
         sweeping_ = false;
@@ -179,16 +187,30 @@ void Uploads::sweep() {
                      u.id.c_str(), u.state.c_str(), u.offset, u.length);
           unlink(file_of(u.id).c_str());
         }
+        abort_multiparts(o.value->rows);
+        if (bucket_)
+          remove_leftovers(o.value->left, now);
       });
 }
 
 void Uploads::recover() {
   std::set<std::string> rows;
   const std::int64_t now = now_us();
+  std::vector<store::ResumableUpload> expired;
   for (auto u : service_.store().uploads()) {
     rows.insert(u.id);
     const std::string path = file_of(u.id);
     const std::int64_t size = fs::file_size(path);
+    // [storage] in a bucket: another process's upload is not this one's to recover (its file here, if any, is a
+    // leftover of an upload taken over), unless this one was cut while it ingested it (under another name).
+    const bool elsewhere = !u.holder.empty() && u.holder != holder_;
+    if (elsewhere && !(u.state == "processing" && size >= 0)) {
+      if (u.expires <= now && service_.store().delete_upload(u.id))
+        expired.push_back(u);
+      if (size >= 0)
+        unlink(path.c_str());
+      continue;
+    }
     if (u.state == "processing") {
       // Cut short while it was joined or ingested: done if its video exists, else again from its file.
       if (!u.video_id.empty() && service_.store().video(u.video_id)) {
@@ -197,6 +219,13 @@ void Uploads::recover() {
         unlink(path.c_str());
       } else if (size >= 0 && size == u.length) {
         SLUICE_LOG(uploads_log(), Info, "upload %s: ingest again after a restart", u.id.c_str());
+        if (!u.multipart.empty() && u.held_from == 0) {
+          // Its multipart upload may have been completed (or be gone) before the cut: the whole file, here, is sent
+          // again as a new one, and the old one aborted.
+          abort_multiparts({u});
+          u.multipart.clear();
+          u.parts.clear();
+        }
         busy_.insert(u.id);
         ingest(u, [](Result<store::ResumableUpload>) {});
       } else {
@@ -211,10 +240,24 @@ void Uploads::recover() {
     if (u.expires <= now) {
       service_.store().delete_upload(u.id);
       unlink(path.c_str());
+      expired.push_back(u);
       continue;
     }
     if (u.state != "receiving" || is_final(u))
       continue;
+    if (in_bucket(u)) {
+      // What the file lacks is sent again from the end of the parts (the bucket holds those).
+      const std::int64_t stored = store::parts_bytes(u.parts);
+      if (size >= u.offset)
+        continue;
+      if (size < stored) {
+        u.offset = u.held_from = stored;
+      } else {
+        u.offset = size;
+      }
+      service_.store().update_upload(u);
+      continue;
+    }
     if (size < 0) {
       // Its file is gone: what it held is lost; the client starts again.
       SLUICE_LOG(uploads_log(), Warning, "upload %s: its file is missing; removed", u.id.c_str());
@@ -227,6 +270,7 @@ void Uploads::recover() {
   for (const auto &name : fs::list_dir(folder()))
     if (!rows.count(name))
       fs::remove_all(file_of(name));
+  abort_multiparts(expired);
 }
 
 void Uploads::publish(const store::ResumableUpload &u, const char *action) {
@@ -285,10 +329,18 @@ void Uploads::create(const UploadRequest &r, std::function<void(Result<store::Re
   auto meta = metadata_from(*keys, filename);
   if (auto *f = std::get_if<Failure>(&meta))
     return done(*f);
-  if (r.concat != UploadRequest::Concat::Partial) {
-    auto spec = service_.job_spec(std::get<Metadata>(meta));
-    if (auto *f = std::get_if<Failure>(&spec))
-      return done(*f);
+  if (r.concat != UploadRequest::Concat::Partial && !r.spec_checked) {
+    // The job it asks for is checked before a byte is sent, the live workers' rows (when it needs them) read on the
+    // executor; then the creation starts again, checked.
+    return service_.check_spec_later(std::get<Metadata>(meta),
+                                     [this, alive = alive_, req = r, done](std::optional<Failure> f) mutable {
+                                       if (!*alive)
+                                         return done(refused(Refusal::Unavailable, "the server is shutting down"));
+                                       if (f)
+                                         return done(*f);
+                                       req.spec_checked = true;
+                                       create(req, std::move(done));
+                                     });
   }
   if (service_.space_low())
     return done(refused(Refusal::NoSpace, "the server is short of disk space (less than [health] min-free-space is "
@@ -300,6 +352,9 @@ void Uploads::create(const UploadRequest &r, std::function<void(Result<store::Re
   u.metadata = r.forced.empty() ? r.metadata_header : tus_metadata_header(*keys);
   u.state = "receiving";
   u.direct_id = r.direct_id;
+  // [storage] in a bucket: a whole upload goes there as it arrives (the parts of a concatenation stay here).
+  if (bucket_ && r.concat == UploadRequest::Concat::None)
+    u.holder = holder_;
   u.created = now_us();
   u.expires = u.created + service_.config().resumable_expiry_s * G_USEC_PER_SEC;
 
@@ -458,25 +513,26 @@ void Uploads::terminate(const std::string &id, std::function<void(std::optional<
   busy_.insert(id);
   const std::int64_t now = now_us();
   service_.executor().run(
-      [id, now](store::Store &s) -> std::optional<Failure> {
+      [id, now](store::Store &s) -> Result<store::ResumableUpload> {
         auto u = row(s, id);
         if (!u)
           return refused(Refusal::NotFound, "no upload " + id);
         if (u->expires <= now)
           return refused(Refusal::Gone, "upload " + id + " has expired");
         s.delete_upload(id);
-        return std::nullopt;
+        return *u;
       },
-      [this, alive = alive_, id, done = std::move(done)](store::Outcome<std::optional<Failure>> &o) {
+      [this, alive = alive_, id, done = std::move(done)](store::Outcome<Result<store::ResumableUpload>> &o) {
         if (!*alive)
           return;
         busy_.erase(id);
         if (!o.ok())
           return done(failure_of(*o.error));
-        if (*o.value)
-          return done(*o.value);
-        // The row is gone: the file goes.
+        if (auto *f = std::get_if<Failure>(&*o.value))
+          return done(*f);
+        // The row is gone: the file goes, and the parts in the bucket.
         unlink(file_of(id).c_str());
+        abort_multiparts({std::get<store::ResumableUpload>(*o.value)});
         SLUICE_LOG(uploads_log(), Info, "upload %s terminated", id.c_str());
         done(std::nullopt);
       });
@@ -526,7 +582,7 @@ void Uploads::ingest_recorded(store::ResumableUpload u, std::function<void(Resul
   };
   file.discard = [path] { unlink(path.c_str()); };
   auto alive = alive_;
-  service_.ingest(std::move(file), metadata, [this, alive, u, done = std::move(done)](Result<Ingested> r) mutable {
+  auto ingested = [this, alive, u, done = std::move(done)](Result<Ingested> r) mutable {
     if (!*alive)
       return;
     std::optional<Failure> refusal;
@@ -558,7 +614,10 @@ void Uploads::ingest_recorded(store::ResumableUpload u, std::function<void(Resul
         return done(*refusal);
       done(u);
     });
-  });
+  };
+  if (in_bucket(u))
+    return ingest_bucket(std::move(u), std::move(file), metadata, std::move(ingested));
+  service_.ingest(std::move(file), metadata, std::move(ingested));
 }
 
 } // namespace sluice::app

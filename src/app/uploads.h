@@ -36,6 +36,7 @@ struct UploadRequest {
   std::string direct_id;
   std::int64_t max_size = -1;
   std::map<std::string, std::string> forced;
+  bool spec_checked = false; // the job it asks for was checked already (create() sets it when it comes back)
 };
 
 struct Checksum {
@@ -73,6 +74,12 @@ public:
 
   // The row of upload `id` as the catalog has it (any thread, with the caller's Store; none for a malformed id).
   static std::optional<store::ResumableUpload> row(store::Store &store, const std::string &id);
+  // [storage] in a bucket, on the executor with row(): the row as this process may go on with it. An upload whose bytes
+  // after its parts another process holds is taken over here (compare-and-set in the catalog; its offset becomes the
+  // bytes in the bucket) for a HEAD (`patch_at` none) or a PATCH at that offset; as it is otherwise, or when another
+  // request changed it first (read again). Any thread: it reads only what start() set.
+  std::optional<store::ResumableUpload> held(store::Store &store, std::optional<store::ResumableUpload> row,
+                                             std::optional<std::int64_t> patch_at) const;
   // What a request about upload `id` makes of that row: NotFound, Gone (expired), or the upload.
   Result<store::ResumableUpload> found(const std::string &id, const std::optional<store::ResumableUpload> &row) const;
   // found() of the row read on the executor.
@@ -87,7 +94,7 @@ public:
   // One PATCH. begin_patch() checks the offset, the length and the lock before any byte; write() takes the body as it
   // arrives; finish() makes it durable and records the new offset (a body cut short keeps what came, unless it had a
   // checksum). The lock goes once that offset is recorded.
-  class Patch {
+  class Patch : public std::enable_shared_from_this<Patch> {
   public:
     ~Patch();
     Patch(const Patch &) = delete;
@@ -103,6 +110,13 @@ public:
     friend class Uploads;
     Patch(Uploads &owner, store::ResumableUpload upload, std::optional<Checksum> checksum);
     void commit(std::int64_t offset);
+    // [storage] in a bucket (uploads_bucket.cpp): every whole part of what is synced goes there, one at a time, each
+    // recorded in the row as it is back; then() once none is in flight and (unless only_inflight) none is left.
+    void send_parts();
+    void after_parts(bool only_inflight, std::function<void()> then);
+    // The end of finish(): the offset (and the hand-over of a last byte) recorded, then unlock, then done.
+    void record(std::int64_t accepted, bool complete, std::function<void(std::function<void()>)> unlock,
+                std::function<void(Result<store::ResumableUpload>)> done);
 
     Uploads *owner_;
     std::shared_ptr<bool> alive_;
@@ -113,6 +127,10 @@ public:
     int fd_ = -1;
     std::optional<Failure> error_;
     bool finished_ = false;
+    bool sending_ = false;                          // a part is in flight
+    std::optional<Failure> part_error_;             // the last part's failure (the bytes stay local)
+    std::vector<std::function<void()>> parts_done_; // after_parts()' waiting
+    bool only_inflight_ = false;
   };
   // On the main loop, with the upload's row read on the executor (row()).
   Result<std::shared_ptr<Patch>> begin_patch(const std::string &id, const std::optional<store::ResumableUpload> &row,
@@ -125,7 +143,8 @@ public:
 
   // Direct uploads.
   void create_direct(std::int64_t max_size, std::int64_t ttl_s, const std::map<std::string, std::string> &metadata,
-                     const std::string &origin, std::function<void(Result<DirectGrant>)> done);
+                     const std::string &origin, std::function<void(Result<DirectGrant>)> done,
+                     bool spec_checked = false);
   // The direct upload of a token, unless unknown or expired (any thread, with the caller's Store).
   static std::optional<store::DirectUpload> direct_for_token(store::Store &store, const std::string &token);
   // Whether a token could be one (its form alone: no catalog).
@@ -142,6 +161,17 @@ private:
   void join(store::ResumableUpload final_upload, std::vector<store::ResumableUpload> parts,
             std::function<void(Result<store::ResumableUpload>)> done);
   void publish(const store::ResumableUpload &u, const char *action);
+  // [storage] in a bucket (uploads_bucket.cpp). Whether this upload's bytes go there.
+  bool in_bucket(const store::ResumableUpload &u) const { return bucket_ && !u.holder.empty(); }
+  // Aborts the multipart uploads of these (removed) uploads, on a thread.
+  void abort_multiparts(const std::vector<store::ResumableUpload> &rows);
+  // The last part and the completion of u's multipart upload (its source object), on a thread; when this process
+  // holds only the bytes after the parts, the object is fetched to the upload's file once complete. Then ingest
+  // (file.streamed: the object), as ingest_recorded does.
+  void ingest_bucket(store::ResumableUpload u, IncomingFile file, Metadata metadata,
+                     std::function<void(Result<Ingested>)> done);
+  // Local files of uploads another process holds now, or whose rows are gone, not written since `before` (µs).
+  void remove_leftovers(const std::vector<store::ResumableUpload> &rows, std::int64_t before);
   // Writes u's row on the executor, one write at a time per upload and in the order asked (a row asked for while one
   // is in flight waits for it; rows asked for in between are replaced by the newest: each is whole), then done.
   void save(const store::ResumableUpload &u, std::function<void(std::optional<Failure>)> done);
@@ -157,6 +187,9 @@ private:
     std::vector<std::function<void()>> idle;                          // for no write in flight
   };
   std::map<std::string, Writes> writes_;
+  storage::Storage *storage_ = nullptr;
+  storage::Multipart *bucket_ = nullptr; // set by start() with a bucket that has multipart uploads
+  std::string holder_;                   // this process, as uploads' rows name it (the worker name)
   bool sweeping_ = false;
   guint sweep_timer_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

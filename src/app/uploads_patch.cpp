@@ -37,6 +37,13 @@ Uploads::begin_patch(const std::string &id, const std::optional<store::Resumable
     return refused(Refusal::Locked, "another request is writing upload " + id + " now");
   if (u.state != "receiving")
     return refused(Refusal::Conflict, "upload " + id + " is complete (" + u.state + ")");
+  // [storage] in a bucket: the bytes after the parts are another process's (held() took it over for a PATCH at the
+  // bucket's offset): these follow bytes this one does not have.
+  if (!u.holder.empty() && u.holder != holder_)
+    return refused(Refusal::OffsetMismatch, "upload " + id +
+                                                " is being received by another server now; HEAD it to "
+                                                "resume from the " +
+                                                std::to_string(store::parts_bytes(u.parts)) + " bytes in storage");
   if (offset != u.offset)
     return refused(Refusal::OffsetMismatch, "Upload-Offset is " + std::to_string(offset) + "; the upload has " +
                                                 std::to_string(u.offset) + " bytes");
@@ -59,7 +66,8 @@ Uploads::begin_patch(const std::string &id, const std::optional<store::Resumable
                                           std::to_string(offset) + "; the upload ends at " + std::to_string(end));
   if (service_.space_low())
     return refused(Refusal::NoSpace, "the server is short of disk space (less than [health] min-free-space is free)");
-  int fd = open(file_of(id).c_str(), O_WRONLY | O_CLOEXEC);
+  // (In a bucket, a process that took the upload over makes its file: it holds the bytes from held_from on.)
+  int fd = open(file_of(id).c_str(), O_WRONLY | O_CLOEXEC | (in_bucket(u) ? O_CREAT : 0), 0640);
   if (fd < 0)
     return io_failure(errno, "cannot open the upload's file");
   // Bytes past the recorded offset (a PATCH cut before its end was recorded) are not the upload's.
@@ -135,6 +143,7 @@ void Uploads::Patch::commit(std::int64_t offset) {
     if (f)
       SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot record its offset: %s", id.c_str(), f->message.c_str());
   });
+  send_parts();
 }
 
 void Uploads::Patch::finish(bool complete, std::function<void(Result<store::ResumableUpload>)> done) {
@@ -155,10 +164,11 @@ void Uploads::Patch::finish(bool complete, std::function<void(Result<store::Resu
     });
   };
   auto drop = [&](Failure f) {
-    // What this PATCH wrote after the last recorded offset goes.
+    // What this PATCH wrote after the last recorded offset goes (a part in flight is of recorded bytes: its row is
+    // written before the lock goes).
     if (fd_ >= 0 && ftruncate(fd_, synced_) != 0)
       SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot cut back its file: %s", id.c_str(), g_strerror(errno));
-    unlock([done = std::move(done), f = std::move(f)] { done(f); });
+    after_parts(true, [unlock, done = std::move(done), f = std::move(f)] { unlock([done, f] { done(f); }); });
   };
   if (error_)
     return drop(*error_);
@@ -181,6 +191,22 @@ void Uploads::Patch::finish(bool complete, std::function<void(Result<store::Resu
     close(fd_);
     fd_ = -1;
   }
+  synced_ = accepted;
+  const bool last = complete && upload_.length >= 0 && accepted == upload_.length;
+  // [storage] in a bucket: the whole parts of what is synced go there before the offset is recorded and answered (the
+  // last byte's: only those in flight; its completion sends the rest), so that another process can resume from all
+  // but the last part's bytes.
+  send_parts();
+  after_parts(last, [this, alive, accepted, complete, unlock, done = std::move(done)]() mutable {
+    if (!*alive)
+      return done(refused(Refusal::Unavailable, "the server is shutting down"));
+    record(accepted, complete, unlock, std::move(done));
+  });
+}
+
+void Uploads::Patch::record(std::int64_t accepted, bool complete, std::function<void(std::function<void()>)> unlock,
+                            std::function<void(Result<store::ResumableUpload>)> done) {
+  Uploads *owner = owner_;
   store::ResumableUpload row = upload_;
   row.offset = accepted;
   if (complete && row.length >= 0 && row.offset == row.length && row.state == "receiving") {
@@ -193,10 +219,14 @@ void Uploads::Patch::finish(bool complete, std::function<void(Result<store::Resu
         row.video_id = store::new_id();
     }
   }
-  owner->save(row, [owner, alive, id, row, unlock, done = std::move(done)](std::optional<Failure> f) {
-    unlock([f, row, done] {
+  owner->save(row, [row, unlock, done = std::move(done), part_error = part_error_](std::optional<Failure> f) {
+    unlock([f, row, done, part_error] {
       if (f)
         return done(*f);
+      // The bytes are kept here (the offset is recorded), but a part did not reach the bucket: said, so that the
+      // client retries (its HEAD gets the offset) rather than go elsewhere.
+      if (part_error && row.state == "receiving")
+        return done(*part_error);
       done(row);
     });
   });
@@ -207,7 +237,7 @@ void Uploads::Patch::finish(bool complete, std::function<void(Result<store::Resu
 
 void Uploads::create_direct(std::int64_t max_size, std::int64_t ttl_s,
                             const std::map<std::string, std::string> &metadata, const std::string &origin,
-                            std::function<void(Result<DirectGrant>)> done) {
+                            std::function<void(Result<DirectGrant>)> done, bool spec_checked) {
   if (!service_.accepting())
     return done(refused(Refusal::Unavailable, "the server is shutting down"));
   if (max_size < 1 || max_size > this->max_size())
@@ -219,9 +249,15 @@ void Uploads::create_direct(std::int64_t max_size, std::int64_t ttl_s,
   auto meta = metadata_from(metadata, filename);
   if (auto *f = std::get_if<Failure>(&meta))
     return done(*f);
-  auto spec = service_.job_spec(std::get<Metadata>(meta));
-  if (auto *f = std::get_if<Failure>(&spec))
-    return done(*f);
+  if (!spec_checked)
+    return service_.check_spec_later(std::get<Metadata>(meta), [this, alive = alive_, max_size, ttl_s, metadata, origin,
+                                                                done](std::optional<Failure> f) mutable {
+      if (!*alive)
+        return done(refused(Refusal::Unavailable, "the server is shutting down"));
+      if (f)
+        return done(*f);
+      create_direct(max_size, ttl_s, metadata, origin, std::move(done), true);
+    });
   DirectGrant g;
   g.token = "du_" + auth::new_key().substr(auth::kKeyPrefix.size());
   g.direct.id = store::new_id();

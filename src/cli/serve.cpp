@@ -13,6 +13,7 @@
 #include "core/mainloop.h"
 #include "core/paths.h"
 #include "http/server.h"
+#include "http/webhooks_send.h"
 #include "jobs/events.h"
 #include "jobs/scheduler.h"
 #include "jobs/stored.h"
@@ -26,6 +27,14 @@
 namespace sluice::cli {
 
 namespace {
+
+// [storage]'s storage, or null for the data folder. Left to the process's end (a global, so that it is no leak): a
+// thread that reads or lists the bucket (a served object, the stats' measure) may still run when the server stops.
+storage::Storage *kept_storage(const ServerConfig &config) {
+  static storage::Storage *kept = nullptr;
+  kept = jobs::open_storage(config).release();
+  return kept;
+}
 
 // api and worker processes share the queue and the catalog: a SQLite file is one process's.
 void check_role(const ServerConfig &config) {
@@ -78,11 +87,15 @@ int run_worker(ServerConfig &config) {
     auto store = store::open(config.store_url, config.data_dir, config.store_timeout_s);
     auto executor = make_executor(config, *store);
     auto hub = jobs::make_event_hub(config.store_url, config.store_timeout_s);
-    auto storage = jobs::open_storage(config); // [storage]: null for the data folder
+    storage::Storage *storage = kept_storage(config); // [storage]: null for the data folder
     jobs::Scheduler scheduler(*store, *hub, config, jobs::Layout{config.data_dir});
-    scheduler.set_storage(storage.get());
+    scheduler.set_storage(storage);
     scheduler.set_executor(executor.get());
     scheduler.start();
+    // Webhooks: any process of a shared catalog delivers (each delivery claimed by one); the service builds their data.
+    app::Service service(config, *store, scheduler, *hub);
+    http::WebhookSender webhooks(config, service);
+    webhooks.start();
     GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
     Stopping ctx{loop, &scheduler};
     {
@@ -93,6 +106,7 @@ int run_worker(ServerConfig &config) {
       g_main_loop_run(loop);
     }
     g_main_loop_unref(loop);
+    webhooks.stop();
     std::fprintf(stderr, "sluice: stopped\n");
     return kExitOk;
   } catch (const Error &e) {
@@ -174,9 +188,9 @@ int cmd_serve(int argc, char **argv) {
     jobs::EventHub &events = *hub;
     jobs::Layout layout{config.data_dir};
     // [storage]: sources and packages in a bucket (or another folder); null keeps them in the data folder.
-    auto storage = jobs::open_storage(config);
+    storage::Storage *storage = kept_storage(config);
     jobs::Scheduler scheduler(*store, events, config, layout);
-    scheduler.set_storage(storage.get());
+    scheduler.set_storage(storage);
     scheduler.set_executor(executor.get());
     app::Service service(config, *store, scheduler, events);
     service.uploads().start();
@@ -191,6 +205,8 @@ int cmd_serve(int argc, char **argv) {
     config.rtsp_port = engine.rtsp_port();
     config.srt_port = engine.srt_port();
     scheduler.start();
+    http::WebhookSender webhooks(config, service);
+    webhooks.start();
     GMainLoop *loop = g_main_loop_new(nullptr, FALSE);
     Stopping ctx{loop, &scheduler, &server};
     {
@@ -214,6 +230,7 @@ int cmd_serve(int argc, char **argv) {
       g_main_loop_run(loop);
     }
     g_main_loop_unref(loop);
+    webhooks.stop(); // attempts in flight are attempted again (by any process) once their leases run out
     // Live streams end (their playlists get ENDLIST) before the service goes.
     engine.stop();
     service.streams().set_engine(nullptr);

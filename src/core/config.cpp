@@ -303,6 +303,17 @@ void ServerConfig::load_file(const std::string &path) {
     set_srt_listen(r);
   live_window_s = get_int(kf, "live", "window", live_window_s, 4, 3600);
   live_idle_timeout_s = get_int(kf, "live", "idle-timeout", live_idle_timeout_s, 1, 3600);
+  webhooks_allow_private = get_bool(kf, "webhooks", "allow-private", webhooks_allow_private);
+  webhooks_timeout_s = get_int(kf, "webhooks", "timeout", webhooks_timeout_s, 1, 300);
+  webhooks_backoff_base_s = get_rate(kf, "webhooks", "backoff-base", webhooks_backoff_base_s);
+  webhooks_backoff_max_s = get_rate(kf, "webhooks", "backoff-max", webhooks_backoff_max_s);
+  webhooks_give_up_s = get_int(kf, "webhooks", "give-up-after", webhooks_give_up_s, 1, 30 * 86400);
+  webhooks_rotation_grace_s = get_int(kf, "webhooks", "rotation-grace", webhooks_rotation_grace_s, 0, 30 * 86400);
+  webhooks_poll_s = get_rate(kf, "webhooks", "poll", webhooks_poll_s);
+  if (webhooks_backoff_base_s <= 0 || webhooks_backoff_max_s < webhooks_backoff_base_s)
+    throw Error("[webhooks] backoff-base: expected a number of seconds above 0, at most backoff-max");
+  if (webhooks_poll_s < 0.05 || webhooks_poll_s > 60)
+    throw Error("[webhooks] poll: expected a number of seconds from 0.05 to 60");
 }
 
 void ServerConfig::check_storage() const {

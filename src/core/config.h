@@ -97,6 +97,19 @@ struct ServerConfig {
   int live_window_s = 30;
   int live_idle_timeout_s = 10;
 
+  // [webhooks]: allow-private lets deliveries reach loopback, private and link-local addresses (refused otherwise,
+  // checked after DNS resolution at every attempt); timeout: seconds an attempt may take; backoff-base and
+  // backoff-max: the first retry's delay and the longest (doubled each attempt, with jitter); give-up-after: seconds
+  // after the event when a failing delivery stops being retried; rotation-grace: seconds the previous secret still
+  // signs after a rotation; poll: seconds between looks at the outbox.
+  bool webhooks_allow_private = false;
+  int webhooks_timeout_s = 10;
+  double webhooks_backoff_base_s = 10;
+  double webhooks_backoff_max_s = 3600;
+  int webhooks_give_up_s = 86400;
+  int webhooks_rotation_grace_s = 86400;
+  double webhooks_poll_s = 1;
+
   // Reads a GKeyFile over the current values; throws sluice::Error (Invalid) naming the key.
   void load_file(const std::string &path);
   // "HOST:PORT" (IPv6 as [::1]:8080); throws Error (Invalid).

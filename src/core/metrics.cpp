@@ -10,6 +10,11 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <functional>
+#include <iterator>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 namespace sluice::metrics {
 
@@ -30,12 +35,30 @@ const Histogram::BucketBoundaries kWaitBuckets = {0.1, 0.5, 1, 2, 5, 10, 30, 60,
 const Histogram::BucketBoundaries kSpeedBuckets = {0.25, 0.5, 1, 2, 4, 8, 16, 32, 64};
 
 // A method as a label: the ones HTTP defines, anything else "other" (a client chooses the word).
-std::string method_label(const std::string &m) {
-  for (const char *known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-    if (m == known)
-      return m;
-  return "other";
+constexpr const char *kMethods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"};
+std::size_t method_index(std::string_view m) {
+  for (std::size_t i = 0; i + 1 < std::size(kMethods); i++)
+    if (m == kMethods[i])
+      return i;
+  return std::size(kMethods) - 1;
 }
+
+struct ViewHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// The HTTP series of one route: its duration and bytes, and its request counts by method and status.
+struct RouteSeries {
+  Histogram *seconds = nullptr;
+  Counter *sent = nullptr;
+  struct Count {
+    std::size_t method;
+    unsigned status;
+    Counter *counter;
+  };
+  std::vector<Count> requests; // few: a route answers with a handful of statuses
+};
 
 } // namespace
 
@@ -123,6 +146,10 @@ struct Metrics::Families {
                              .Help("The version of sluice that is running (always 1)")
                              .Register(*registry);
 
+  // http_request's series, by route pattern (prometheus-cpp's Add hashes the labels and locks the family each time).
+  std::mutex http_mutex;
+  std::unordered_map<std::string, RouteSeries, ViewHash, std::equal_to<>> http_routes;
+
   Gauge &uploads_now = uploads.Add({});
   Counter &upload_total = upload_bytes.Add({});
   Gauge &sse_now = sse.Add({});
@@ -139,12 +166,33 @@ Metrics::Metrics(const std::string &version) : f_(std::make_unique<Families>()) 
 
 Metrics::~Metrics() = default;
 
-void Metrics::http_request(const std::string &method, const std::string &route, unsigned status, double duration_s,
+void Metrics::http_request(std::string_view method, std::string_view route, unsigned status, double duration_s,
                            std::uint64_t bytes_sent) {
-  f_->requests.Add({{"method", method_label(method)}, {"route", route}, {"status", std::to_string(status)}})
-      .Increment();
-  f_->request_seconds.Add({{"route", route}}, kRequestBuckets).Observe(std::max(0.0, duration_s));
-  f_->sent.Add({{"route", route}}).Increment(static_cast<double>(bytes_sent));
+  std::lock_guard<std::mutex> lock(f_->http_mutex);
+  auto it = f_->http_routes.find(route);
+  if (it == f_->http_routes.end()) {
+    RouteSeries r;
+    const std::string name(route);
+    r.seconds = &f_->request_seconds.Add({{"route", name}}, kRequestBuckets);
+    r.sent = &f_->sent.Add({{"route", name}});
+    it = f_->http_routes.emplace(name, std::move(r)).first;
+  }
+  RouteSeries &r = it->second;
+  const std::size_t m = method_index(method);
+  Counter *requests = nullptr;
+  for (const auto &c : r.requests)
+    if (c.method == m && c.status == status) {
+      requests = c.counter;
+      break;
+    }
+  if (!requests) {
+    requests =
+        &f_->requests.Add({{"method", kMethods[m]}, {"route", std::string(route)}, {"status", std::to_string(status)}});
+    r.requests.push_back({m, status, requests});
+  }
+  requests->Increment();
+  r.seconds->Observe(std::max(0.0, duration_s));
+  r.sent->Increment(static_cast<double>(bytes_sent));
 }
 
 void Metrics::upload_started() {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace sluice::metrics {
 
@@ -40,8 +41,9 @@ public:
   Metrics(const Metrics &) = delete;
   Metrics &operator=(const Metrics &) = delete;
 
-  // HTTP: one finished request. route is the pattern of the route it matched, never its path.
-  void http_request(const std::string &method, const std::string &route, unsigned status, double duration_s,
+  // HTTP: one finished request. route is the pattern of the route it matched, never its path. The series of a
+  // route, method and status are looked up in the registry once, then kept.
+  void http_request(std::string_view method, std::string_view route, unsigned status, double duration_s,
                     std::uint64_t bytes_sent);
   void upload_started();
   void upload_ended();

@@ -131,7 +131,7 @@ struct Connections::Impl {
   ClientConnection *find(SoupServerMessage *msg);
   static bool active(const ClientConnection *c);
   static void on_request_started(SoupServer *, SoupServerMessage *msg, gpointer data);
-  static void on_got_headers(SoupServerMessage *, gpointer data);
+  static void on_got_headers(SoupServerMessage *msg, gpointer data);
   static void on_got_chunk(SoupServerMessage *, GBytes *, gpointer data);
   // The body is read (or the answer is being written without it): handling and writing take their time.
   static void on_handling(SoupServerMessage *, gpointer data);

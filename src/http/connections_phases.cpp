@@ -63,7 +63,12 @@ gint64 Connections::Impl::deadline(const ClientConnection *c) const {
 void Connections::Impl::enter(ClientConnection *c, ConnPhase phase) {
   c->phase = phase;
   c->since = g_get_monotonic_time();
-  g_source_set_ready_time(c->timer, deadline(c));
+  // The timer is moved only to an earlier time: GLib 2.74 wakes the main loop up (a write to its eventfd, and one
+  // more turn of the loop) at every g_source_set_ready_time, three phases a request. A timer that fires before the
+  // phase's deadline moves itself to it (on_timer); one whose phase has none (Busy) does nothing.
+  const gint64 due = deadline(c), set = g_source_get_ready_time(c->timer);
+  if (due >= 0 && (set < 0 || due < set))
+    g_source_set_ready_time(c->timer, due);
 }
 
 gboolean Connections::Impl::on_timer(gpointer data) {
@@ -222,18 +227,29 @@ void Connections::Impl::on_request_started(SoupServer *, SoupServerMessage *msg,
     g_clear_object(&c->msg);
     c->msg = SOUP_SERVER_MESSAGE(g_object_ref(msg));
     g_signal_connect(msg, "got-headers", G_CALLBACK(on_got_headers), c);
-    g_signal_connect(msg, "got-chunk", G_CALLBACK(on_got_chunk), c);
-    g_signal_connect(msg, "got-body", G_CALLBACK(on_handling), c);
-    g_signal_connect(msg, "wrote-headers", G_CALLBACK(on_handling), c);
   }
   c->between = false;
   self->enter(c, ConnPhase::Headers);
 }
 
-void Connections::Impl::on_got_headers(SoupServerMessage *, gpointer data) {
+void Connections::Impl::on_got_headers(SoupServerMessage *msg, gpointer data) {
   auto *c = static_cast<ClientConnection *>(data);
-  if (active(c) && c->phase == ConnPhase::Headers)
-    c->owner->enter(c, ConnPhase::Body);
+  if (!active(c) || c->phase != ConnPhase::Headers)
+    return;
+  // A request without a body (most: GET) is handled at once: nothing more is read of it. One with a body is watched
+  // while it comes (the signals are connected only then: every request of a player would pay for them).
+  SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
+  const SoupEncoding encoding = soup_message_headers_get_encoding(h);
+  const bool body = encoding == SOUP_ENCODING_CHUNKED ||
+                    (encoding == SOUP_ENCODING_CONTENT_LENGTH && soup_message_headers_get_content_length(h) > 0);
+  if (!body) {
+    c->owner->enter(c, ConnPhase::Busy);
+    return;
+  }
+  g_signal_connect(msg, "got-chunk", G_CALLBACK(on_got_chunk), c);
+  g_signal_connect(msg, "got-body", G_CALLBACK(on_handling), c);
+  g_signal_connect(msg, "wrote-headers", G_CALLBACK(on_handling), c);
+  c->owner->enter(c, ConnPhase::Body);
 }
 
 void Connections::Impl::on_got_chunk(SoupServerMessage *, GBytes *, gpointer data) {

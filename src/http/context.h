@@ -52,7 +52,7 @@ struct Context {
   std::set<SseClient *> sse_clients;
   // Media serving: small files in memory, rewritten playlists by file version.
   FileCache files;
-  std::unordered_map<std::string, std::pair<std::string, std::string>> playlists;
+  std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<const ServedText>>> playlists;
   std::string web_root;
   // Cleared when the server goes: callbacks that outlive it do nothing.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);

@@ -64,6 +64,12 @@ std::string file_etag(std::uint64_t inode, std::int64_t size, std::int64_t mtime
   return tag.get();
 }
 
+// The ETag of a text served instead of a file: "b" and the first half of its SHA-256.
+std::string text_etag(const char *data, std::size_t size) {
+  GStr sum(g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(data), size));
+  return "\"b" + std::string(sum.get(), 32) + "\"";
+}
+
 int hex_value(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -261,11 +267,13 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   std::optional<std::int64_t> mtime; // seconds, files only
   std::unique_ptr<Fd> fd;
   std::shared_ptr<const FileCache::Entry> entry;
-  if (opts.body) {
+  std::string last_modified;
+  if (opts.text) {
+    size = static_cast<std::int64_t>(g_bytes_get_size(opts.text->bytes));
+    etag = opts.text->etag;
+  } else if (opts.body) {
     size = static_cast<std::int64_t>(opts.body->size());
-    GStr sum(g_compute_checksum_for_data(G_CHECKSUM_SHA256, reinterpret_cast<const guchar *>(opts.body->data()),
-                                         opts.body->size()));
-    etag = "\"b" + std::string(sum.get(), 32) + "\"";
+    etag = text_etag(opts.body->data(), opts.body->size());
   } else if (opts.object) {
     size = opts.object->size;
     etag = opts.object->etag;
@@ -276,6 +284,7 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     size = cached->size;
     mtime = cached->mtime_ns / 1000000000;
     etag = cached->etag;
+    last_modified = cached->last_modified;
   } else {
     fd = std::make_unique<Fd>(open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd->get() < 0) {
@@ -293,7 +302,8 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     etag = file_etag(st.st_ino, size, mtime_ns);
   }
-  const std::string last_modified = mtime ? http_date(*mtime) : "";
+  if (mtime && !entry)
+    last_modified = http_date(*mtime);
 
   // Conditionals (RFC 9110 13.2.2): If-None-Match, or else If-Modified-Since, may answer 304.
   bool not_modified = false;
@@ -328,7 +338,9 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   BytesPtr content;
   const bool send = !head && !not_modified && kind != RangeKind::Unsatisfiable && size > 0;
   if (send && !opts.object) {
-    if (opts.body) {
+    if (opts.text) {
+      content.reset(g_bytes_ref(opts.text->bytes));
+    } else if (opts.body) {
       content.reset(g_bytes_new(opts.body->data(), opts.body->size()));
     } else if (entry) {
       content.reset(g_bytes_ref(entry->bytes));
@@ -398,6 +410,16 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
     soup_message_body_append_bytes(body, content.get());
   else if (send && opts.object)
     opts.object->send(msg, 0, size);
+}
+
+ServedText::ServedText(std::string text) : etag(text_etag(text.data(), text.size())) {
+  auto *kept = new std::string(std::move(text));
+  bytes = g_bytes_new_with_free_func(
+      kept->data(), kept->size(), [](gpointer p) { delete static_cast<std::string *>(p); }, kept);
+}
+
+ServedText::~ServedText() {
+  g_bytes_unref(bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,6 +502,7 @@ std::shared_ptr<const FileCache::Entry> FileCache::get(const std::string &path) 
   e->size = st.st_size;
   e->mtime_ns = mtime_ns;
   e->etag = file_etag(st.st_ino, st.st_size, mtime_ns);
+  e->last_modified = http_date(st.st_mtim.tv_sec);
   e->bytes = g_bytes_new_take(data, size);
   impl_->lru.push_front(e);
   impl_->index[path] = impl_->lru.begin();

@@ -40,7 +40,8 @@ public:
     std::int64_t size = 0;
     std::int64_t mtime_ns = 0;
     std::string etag;
-    GBytes *bytes = nullptr; // owned
+    std::string last_modified; // its mtime as an HTTP date
+    GBytes *bytes = nullptr;   // owned
     ~Entry();
   };
   explicit FileCache(std::size_t budget_bytes = 64u << 20, std::size_t max_file_bytes = 4u << 20);
@@ -71,9 +72,21 @@ struct StreamedObject {
   std::function<void(SoupServerMessage *msg, std::int64_t offset, std::int64_t length)> send;
 };
 
+// A text served instead of a file (a rewritten playlist), made once and served as it is: its bytes are sent without
+// a copy, its ETag is computed once.
+struct ServedText {
+  explicit ServedText(std::string text);
+  ~ServedText();
+  ServedText(const ServedText &) = delete;
+  ServedText &operator=(const ServedText &) = delete;
+  GBytes *bytes;    // owned
+  std::string etag; // "b" and the first half of the text's SHA-256, with its quotes
+};
+
 struct ServeOptions {
   std::string cache_control;              // e.g. "no-cache" or "public, max-age=31536000, immutable"
   std::optional<std::string> body;        // serve this text instead of the file's contents (rewritten playlists)
+  const ServedText *text = nullptr;       // the same, made beforehand (and kept by the caller while serve_file runs)
   FileCache *cache = nullptr;             // serve small files from (and into) this cache
   const StreamedObject *object = nullptr; // serve this instead of the file (path then names its type only)
 };
@@ -81,10 +94,10 @@ struct ServeOptions {
 // Answers msg (GET or HEAD) with the file at path: 200/206/304/416, Content-Type, Content-Length,
 // Accept-Ranges, ETag, Last-Modified, Cache-Control. Zero-copy for file contents (mapped: the file must not
 // be truncated while the response is written). Other methods get 405 with Allow: GET, HEAD.
-// With opts.body, path only names the content (its MIME type) and need not exist; there is no Last-Modified.
-// Throws sluice::Error (NotFound: path missing or not a regular file; Io: unreadable) and then leaves msg
-// untouched, for the caller to answer 404/500. Removes a Range request header it decided not to honour, so
-// that libsoup (which applies Range to 200 GET responses itself) does not.
+// With opts.body (or opts.text), path only names the content (its MIME type) and need not exist; there is no
+// Last-Modified. Throws sluice::Error (NotFound: path missing or not a regular file; Io: unreadable) and then leaves
+// msg untouched, for the caller to answer 404/500. Removes a Range request header it decided not to honour, so that
+// libsoup (which applies Range to 200 GET responses itself) does not.
 void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOptions &opts);
 
 } // namespace sluice::http

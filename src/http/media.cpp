@@ -25,22 +25,23 @@ std::string versioned(const std::string &uri, const std::string &version) {
 // playlists and MPD carry the package's version, so that a cached segment is never one of another
 // package. One version for the whole package, so that the HLS playlists and the MPD of a CMAF package
 // name its segments with the same URLs, and players and caches share them.
-std::optional<std::string> versioned_text(Context &cx, const std::string &path, std::string version, bool mpd) {
+std::shared_ptr<const ServedText> versioned_text(Context &cx, const std::string &path, std::string version, bool mpd) {
   auto entry = cx.files.get(path);
   if (!entry)
-    return std::nullopt;
+    return nullptr;
   auto &cached = cx.playlists[path];
-  if (cached.first == entry->etag + version)
+  const std::string &tag = entry->etag;
+  if (cached.second && cached.first.size() == tag.size() + version.size() && cached.first.starts_with(tag) &&
+      cached.first.ends_with(version))
     return cached.second;
   std::string text(static_cast<const char *>(g_bytes_get_data(entry->bytes, nullptr)), g_bytes_get_size(entry->bytes));
-  std::string key = entry->etag + version;
+  std::string key = tag + version;
   if (version.empty()) {
-    version = entry->etag.substr(1, entry->etag.size() - 2);
+    version = tag.substr(1, tag.size() - 2);
     version.erase(std::remove(version.begin(), version.end(), '-'), version.end());
   }
-  std::string body = versioned_urls(text, version, mpd);
-  cached = {key, body};
-  return body;
+  cached = {std::move(key), std::make_shared<const ServedText>(versioned_urls(text, version, mpd))};
+  return cached.second;
 }
 
 } // namespace
@@ -233,8 +234,10 @@ void media(Context &cx, Request &rq) {
   }
   opts.cache = &cx.files;
   try {
+    std::shared_ptr<const ServedText> text; // kept while it is served
     if (rewritten) {
-      opts.body = versioned_text(cx, file.path, file.version, mpd);
+      text = versioned_text(cx, file.path, file.version, mpd);
+      opts.text = text.get();
       opts.cache_control = "no-cache";
     } else if (playlist) {
       opts.cache_control = "no-cache";
@@ -243,8 +246,14 @@ void media(Context &cx, Request &rq) {
     } else {
       opts.cache_control = query_value(rq.query, "v").empty() ? "no-cache" : "public, max-age=31536000, immutable";
     }
-    if (carries_urls)
-      opts.body = with_query_everywhere(opts.body ? *opts.body : file_text(cx, file.path), token_query, name);
+    if (carries_urls) {
+      // The token goes into this request's copy of the text (rewritten or the file's).
+      const std::string base = text ? std::string(static_cast<const char *>(g_bytes_get_data(text->bytes, nullptr)),
+                                                  g_bytes_get_size(text->bytes))
+                                    : file_text(cx, file.path);
+      opts.body = with_query_everywhere(base, token_query, name);
+      opts.text = nullptr;
+    }
     serve_file(msg, file.path, opts);
   } catch (const Error &e) {
     cx.service.forget_media_file(video_id, folder, inside);

@@ -18,8 +18,6 @@ namespace {
 
 constexpr std::int64_t kMaxJsonBody = 1 << 20;
 constexpr const char *kBodyKey = "sluice-small-body";
-constexpr const char *kIdKey = "sluice-request-id";
-constexpr const char *kStartKey = "sluice-request-start";
 
 // The chain's steps from `from` on (the auth step's among them when `credentials`); true when one answered msg or
 // will go on later. step_after(name): the index of the step after the one named. Both below the chain itself.
@@ -32,45 +30,16 @@ struct SmallBody {
   bool too_large = false;
 };
 
-// -- request id: the client's X-Request-Id when it is a sane token, else a fresh one; echoed back.
-void request_id_step(SoupServerMessage *msg) {
-  std::string id = header(msg, "X-Request-Id");
-  bool sane = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-    return g_ascii_isalnum(c) || c == '-' || c == '_' || c == '.';
-  });
-  if (!sane) {
-    char buf[17];
-    g_snprintf(buf, sizeof buf, "%08x%08x", g_random_int(), g_random_int());
-    id = buf;
-  }
-  g_object_set_data_full(G_OBJECT(msg), kIdKey, g_strdup(id.c_str()), g_free);
-  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "X-Request-Id", id.c_str());
-}
-
-// -- access log: one line per request once it is finished (sluice-http, level 4).
-void access_log_step(SoupServerMessage *msg) {
-  auto *start = g_new(gint64, 1);
-  *start = g_get_monotonic_time();
-  g_object_set_data_full(G_OBJECT(msg), kStartKey, start, g_free);
-  g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage *m, gpointer) {
-                     auto *t0 = static_cast<gint64 *>(g_object_get_data(G_OBJECT(m), kStartKey));
-                     double ms = t0 ? static_cast<double>(g_get_monotonic_time() - *t0) / 1000.0 : 0.0;
-                     SLUICE_LOG(http_log(), Info, "%s %s %s -> %u (%.1f ms)", request_id(m).c_str(),
-                                soup_server_message_get_method(m), g_uri_get_path(soup_server_message_get_uri(m)),
-                                soup_server_message_get_status(m), ms);
-                   }),
-                   nullptr);
-}
-
-// -- metrics: each request counted once it is finished, by the pattern of its route (never its path, so that
-// the series stay few), its method and status, with its duration and the bytes of its body sent; uploads while
-// their body arrives.
-struct Measured {
-  metrics::Metrics *metrics;
-  std::shared_ptr<bool> alive; // the server's
-  std::string route;
+// What the chain keeps of a request until it is finished, in one record (one allocation, one "finished" handler): its
+// id, when its headers came, whether it is logged, and what the metrics count of it.
+struct Exchange {
+  char id[65] = "";
   gint64 start = g_get_monotonic_time();
-  std::uint64_t sent = 0;
+  bool logged = false;                 // the access log step ran
+  metrics::Metrics *metrics = nullptr; // the metrics step ran: it is counted
+  std::shared_ptr<bool> alive;         // the server's
+  const char *route = "unmatched";     // the pattern of its route, never its path
+  std::uint64_t sent = 0;              // bytes of its body written
   bool uploading = false;
 
   void upload_ended() {
@@ -78,36 +47,88 @@ struct Measured {
       metrics->upload_ended();
     uploading = false;
   }
-  ~Measured() { upload_ended(); } // a message dropped without "finished"
+  ~Exchange() { upload_ended(); } // a message dropped without "finished"
 };
-constexpr const char *kMeasuredKey = "sluice-metrics";
 
-void metrics_step(Context &cx, SoupServerMessage *msg, const Match &m) {
-  auto *r = new Measured{&cx.service.metrics(), cx.alive, m.route ? m.route->pattern : "unmatched"};
-  g_object_set_data_full(G_OBJECT(msg), kMeasuredKey, r, [](gpointer p) { delete static_cast<Measured *>(p); });
-  g_signal_connect(msg, "wrote-body-data",
-                   G_CALLBACK(+[](SoupServerMessage *, guint n, gpointer p) { static_cast<Measured *>(p)->sent += n; }),
-                   r);
-  if (m.route && (m.route->body == Body::Upload || (m.route->body == Body::Tus && !is_method(msg, "OPTIONS")))) {
-    r->uploading = true;
-    r->metrics->upload_started();
-    g_signal_connect(msg, "got-chunk", G_CALLBACK(+[](SoupServerMessage *, GBytes *chunk, gpointer p) {
-                       auto *mr = static_cast<Measured *>(p);
-                       if (*mr->alive)
-                         mr->metrics->upload_bytes(g_bytes_get_size(chunk));
-                     }),
-                     r);
+GQuark exchange_quark() {
+  static const GQuark q = g_quark_from_static_string("sluice-exchange");
+  return q;
+}
+
+Exchange *exchange_of(SoupServerMessage *msg) {
+  return static_cast<Exchange *>(g_object_get_qdata(G_OBJECT(msg), exchange_quark()));
+}
+
+// Once the request is finished: its access log line, and its count in the metrics.
+void exchange_finished(SoupServerMessage *msg, gpointer data) {
+  auto *x = static_cast<Exchange *>(data);
+  const gint64 took = g_get_monotonic_time() - x->start;
+  if (x->logged)
+    SLUICE_LOG(http_log(), Info, "%s %s %s -> %u (%.1f ms)", x->id, soup_server_message_get_method(msg),
+               g_uri_get_path(soup_server_message_get_uri(msg)), soup_server_message_get_status(msg),
+               static_cast<double>(took) / 1000.0);
+  if (x->metrics) {
+    x->upload_ended();
+    if (*x->alive)
+      x->metrics->http_request(soup_server_message_get_method(msg), x->route, soup_server_message_get_status(msg),
+                               static_cast<double>(took) / 1e6, x->sent);
   }
-  g_signal_connect(msg, "finished", G_CALLBACK(+[](SoupServerMessage *msg_, gpointer p) {
-                     auto *mr = static_cast<Measured *>(p);
-                     mr->upload_ended();
-                     if (!*mr->alive)
-                       return;
-                     mr->metrics->http_request(soup_server_message_get_method(msg_), mr->route,
-                                               soup_server_message_get_status(msg_),
-                                               static_cast<double>(g_get_monotonic_time() - mr->start) / 1e6, mr->sent);
-                   }),
-                   r);
+}
+
+// -- request id: the client's X-Request-Id when it is a sane token, else a fresh one; echoed back.
+void request_id_step(SoupServerMessage *msg) {
+  auto *x = new Exchange();
+  const char *asked = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "X-Request-Id");
+  const std::size_t n = asked ? strlen(asked) : 0;
+  bool sane = n > 0 && n < sizeof x->id && std::all_of(asked, asked + n, [](char c) {
+                return g_ascii_isalnum(c) || c == '-' || c == '_' || c == '.';
+              });
+  if (sane) {
+    memcpy(x->id, asked, n + 1);
+  } else {
+    static const char hex[] = "0123456789abcdef";
+    for (int half = 0; half < 2; half++) {
+      guint32 r = g_random_int();
+      for (int i = 7; i >= 0; i--, r >>= 4)
+        x->id[half * 8 + i] = hex[r & 0xf];
+    }
+    x->id[16] = '\0';
+  }
+  g_object_set_qdata_full(G_OBJECT(msg), exchange_quark(), x, [](gpointer p) { delete static_cast<Exchange *>(p); });
+  g_signal_connect(msg, "finished", G_CALLBACK(exchange_finished), x);
+  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "X-Request-Id", x->id);
+}
+
+// -- access log: one line per request once it is finished (sluice-http, level 4).
+void access_log_step(SoupServerMessage *msg) {
+  if (Exchange *x = exchange_of(msg))
+    x->logged = true;
+}
+
+// -- metrics: each request counted once it is finished, by the pattern of its route (never its path, so that
+// the series stay few), its method and status, with its duration and the bytes of its body sent; uploads while
+// their body arrives.
+void metrics_step(Context &cx, SoupServerMessage *msg, const Match &m) {
+  Exchange *x = exchange_of(msg);
+  if (!x)
+    return;
+  x->metrics = &cx.service.metrics();
+  x->alive = cx.alive;
+  if (m.route)
+    x->route = m.route->pattern;
+  g_signal_connect(msg, "wrote-body-data",
+                   G_CALLBACK(+[](SoupServerMessage *, guint n, gpointer p) { static_cast<Exchange *>(p)->sent += n; }),
+                   x);
+  if (m.route && (m.route->body == Body::Upload || (m.route->body == Body::Tus && !is_method(msg, "OPTIONS")))) {
+    x->uploading = true;
+    x->metrics->upload_started();
+    g_signal_connect(msg, "got-chunk", G_CALLBACK(+[](SoupServerMessage *, GBytes *chunk, gpointer p) {
+                       auto *e = static_cast<Exchange *>(p);
+                       if (*e->alive)
+                         e->metrics->upload_bytes(g_bytes_get_size(chunk));
+                     }),
+                     x);
+  }
 }
 
 struct Authority {
@@ -347,6 +368,8 @@ bool json_body_step(SoupServerMessage *msg) {
       return true;
     }
   }
+  if (!has_body)
+    return false; // nothing to collect: json_body() is nullptr
   if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
       soup_message_headers_get_content_length(h) > kMaxJsonBody) {
     set_error(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large", "request bodies here are limited to 1 MiB");
@@ -371,8 +394,8 @@ bool json_body_step(SoupServerMessage *msg) {
 } // namespace
 
 std::string request_id(SoupServerMessage *msg) {
-  auto *id = static_cast<const char *>(g_object_get_data(G_OBJECT(msg), kIdKey));
-  return id ? id : "-";
+  const Exchange *x = exchange_of(msg);
+  return x ? x->id : "-";
 }
 
 const std::string *json_body(SoupServerMessage *msg) {

@@ -4,6 +4,7 @@
 
 #include <glib.h>
 
+#include <algorithm>
 #include <string_view>
 
 namespace sluice::http {
@@ -52,51 +53,54 @@ const std::vector<Route> &routes() {
       {"GET", "/api/v1/pipelines", pipelines, Scope::Read},
       {"GET", "/api/v1/encoders", encoders, Scope::Read},
       {"GET", "/api/v1/workers", workers, Scope::Read},
+      // Webhooks: the endpoints (a secret shown once) and their deliveries.
+      {"GET", "/api/v1/webhooks", list_webhooks, Scope::Admin},
+      {"POST", "/api/v1/webhooks", create_webhook, Scope::Admin},
+      {"GET", "/api/v1/webhooks/{id}", get_webhook, Scope::Admin},
+      {"DELETE", "/api/v1/webhooks/{id}", delete_webhook, Scope::Admin},
+      {"POST", "/api/v1/webhooks/{id}/rotate-secret", rotate_webhook_secret, Scope::Admin},
+      {"GET", "/api/v1/webhooks/{id}/deliveries", webhook_deliveries, Scope::Admin},
+      // The operator view's figures (http/stats.cpp).
+      {"GET", "/api/v1/stats", stats, Scope::Admin},
   };
   return table;
 }
 
 namespace {
 
-std::vector<std::string_view> segments(std::string_view path) {
-  std::vector<std::string_view> out;
-  std::size_t i = 0;
-  while (i <= path.size()) {
-    auto j = path.find('/', i);
-    if (j == std::string_view::npos)
-      j = path.size();
-    out.push_back(path.substr(i, j - i));
-    i = j + 1;
-  }
-  return out;
-}
-
-// The captures of pattern on path, or false.
+// The captures of pattern on path, or false. Both are walked segment by segment ("/a/b": "", "a", "b"), without
+// allocating: every request is matched against the whole table.
 bool matches(std::string_view pattern, std::string_view path, std::vector<std::string> &params) {
   params.clear();
-  auto want = segments(pattern), got = segments(path);
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (want[i] == "*") {
-      if (i > got.size())
-        return false;
+  std::size_t pi = 0, gi = 0; // where the current segments start
+  bool path_done = false;     // every segment of path is matched
+  while (true) {
+    const std::size_t pe = std::min(pattern.find('/', pi), pattern.size());
+    const std::string_view want = pattern.substr(pi, pe - pi);
+    if (want == "*") {
       // The rest of the path, as it came (possibly empty).
-      std::size_t offset = 0;
-      for (std::size_t k = 0; k < i; ++k)
-        offset += got[k].size() + 1;
-      params.emplace_back(offset <= path.size() ? path.substr(offset) : std::string_view());
+      params.emplace_back(path_done ? std::string_view() : path.substr(gi));
       return true;
     }
-    if (i >= got.size())
+    if (path_done)
       return false;
-    if (want[i] == "{id}") {
-      if (got[i].empty())
+    const std::size_t ge = std::min(path.find('/', gi), path.size());
+    const std::string_view got = path.substr(gi, ge - gi);
+    if (want == "{id}") {
+      if (got.empty())
         return false;
-      params.emplace_back(got[i]);
-    } else if (want[i] != got[i]) {
+      params.emplace_back(got);
+    } else if (want != got) {
       return false;
     }
+    if (pe == pattern.size())
+      return ge == path.size();
+    pi = pe + 1;
+    if (ge == path.size())
+      path_done = true;
+    else
+      gi = ge + 1;
   }
-  return want.size() == got.size();
 }
 
 } // namespace
@@ -108,9 +112,23 @@ Match match_route(const std::string &method, const std::string &path) {
   if (p.size() > 1 && p.back() == '/' && g_str_has_prefix(path.c_str(), "/api/"))
     p.remove_suffix(1);
   const std::string_view asked = method == "HEAD" ? std::string_view("GET") : std::string_view(method);
+  // Most routes are told apart by their literal start ("/api/v1/videos" of "/api/v1/videos/{id}": a path that matches
+  // starts with it, its last '/' aside), compared before the segments are.
+  static const std::vector<std::string_view> literals = [] {
+    std::vector<std::string_view> out;
+    for (const auto &r : routes()) {
+      std::string_view pattern = r.pattern, literal = pattern.substr(0, pattern.find_first_of("{*"));
+      if (literal.size() > 1 && literal.back() == '/')
+        literal.remove_suffix(1);
+      out.push_back(literal);
+    }
+    return out;
+  }();
+  const std::vector<Route> &table = routes();
   std::vector<std::string> params;
-  for (const auto &r : routes()) {
-    if (!matches(r.pattern, p, params))
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const Route &r = table[i];
+    if (!p.starts_with(literals[i]) || !matches(r.pattern, p, params))
       continue;
     std::string_view rm = r.method;
     m.allow += (m.allow.empty() ? "" : ", ") + std::string(rm) + (rm == "GET" ? ", HEAD" : "");

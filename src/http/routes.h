@@ -49,6 +49,7 @@ void health(Context &, Request &);
 void pipelines(Context &, Request &);
 void encoders(Context &, Request &);
 void workers(Context &, Request &);
+void stats(Context &, Request &);
 void metrics(Context &, Request &);
 void web(Context &, Request &);
 void media(Context &, Request &);
@@ -74,6 +75,12 @@ void list_streams(Context &, Request &);
 void get_stream(Context &, Request &);
 void delete_stream(Context &, Request &);
 void live_media(Context &, Request &);
+void list_webhooks(Context &, Request &);
+void create_webhook(Context &, Request &);
+void get_webhook(Context &, Request &);
+void delete_webhook(Context &, Request &);
+void rotate_webhook_secret(Context &, Request &);
+void webhook_deliveries(Context &, Request &);
 } // namespace handlers
 
 } // namespace sluice::http

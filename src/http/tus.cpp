@@ -224,31 +224,49 @@ void finish_body(Context &cx, SoupServerMessage *msg, guint status) {
     return;
   g_object_set_data(G_OBJECT(msg), kPatchKey, nullptr); // the lock goes with it once recorded
   Context *c = &cx;
-  patch->finish(
-      true, answer_on<app::Result<store::ResumableUpload>>(
-                cx, msg, catalog_waits(cx), [c, msg, status](app::Result<store::ResumableUpload> r) {
-                  if (auto *f = std::get_if<app::Failure>(&r))
-                    return set_failure(msg, *f);
-                  const auto u = std::get<store::ResumableUpload>(r);
-                  upload_headers(msg, u);
-                  status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg)
-                                                   : soup_server_message_set_status(msg, status, nullptr);
-                  if (u.state != "processing")
-                    return;
-                  // The last byte: ingest probes on a thread, whatever the catalog.
-                  c->service.uploads().complete(
-                      u, answer_on<app::Result<store::ResumableUpload>>(
-                             *c, msg, true, [msg, status](app::Result<store::ResumableUpload> done) {
-                               if (auto *f = std::get_if<app::Failure>(&done))
-                                 return set_failure(msg, *f);
-                               const auto &v = std::get<store::ResumableUpload>(done);
-                               upload_headers(msg, v);
-                               status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg)
-                                                                : soup_server_message_set_status(msg, status, nullptr);
-                               if (!v.video_id.empty())
-                                 soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", v.video_id.c_str());
-                             }));
-                }));
+  // The answer may come at once (an inline catalog, no part to send to the bucket) or later (a catalog pool, a part in
+  // flight): msg is paused only when finish() returned without it.
+  struct Wait {
+    bool answered = false, paused = false;
+  };
+  auto wait = std::make_shared<Wait>();
+  auto answer = answer_on<app::Result<store::ResumableUpload>>(
+      cx, msg, false, [c, msg, status](app::Result<store::ResumableUpload> r) {
+        if (auto *f = std::get_if<app::Failure>(&r))
+          return set_failure(msg, *f);
+        const auto u = std::get<store::ResumableUpload>(r);
+        upload_headers(msg, u);
+        status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg) : soup_server_message_set_status(msg, status, nullptr);
+        if (u.state != "processing")
+          return;
+        // The last byte: ingest probes on a thread, whatever the catalog.
+        c->service.uploads().complete(
+            u, answer_on<app::Result<store::ResumableUpload>>(
+                   *c, msg, true, [msg, status](app::Result<store::ResumableUpload> done) {
+                     if (auto *f = std::get_if<app::Failure>(&done))
+                       return set_failure(msg, *f);
+                     const auto &v = std::get<store::ResumableUpload>(done);
+                     upload_headers(msg, v);
+                     status == SOUP_STATUS_NO_CONTENT ? set_no_content(msg)
+                                                      : soup_server_message_set_status(msg, status, nullptr);
+                     if (!v.video_id.empty())
+                       soup_message_headers_replace(out_headers(msg), "Sluice-Video-Id", v.video_id.c_str());
+                   }));
+      });
+  patch->finish(true, [wait, msg, answer, alive = cx.alive](app::Result<store::ResumableUpload> r) {
+    wait->answered = true;
+    if (*alive)
+      answer(std::move(r));
+    if (wait->paused) {
+      release(msg);
+      g_object_unref(msg);
+    }
+  });
+  if (!wait->answered) {
+    wait->paused = true;
+    g_object_ref(msg);
+    hold(msg);
+  }
 }
 
 // Upload-Concat: "partial", or "final;URL URL" (absolute URLs or paths of this server's uploads).
@@ -375,13 +393,20 @@ struct Read {
   std::optional<store::ResumableUpload> upload;
 };
 
-auto read_for(const std::string &token, const std::string &id) {
-  return [token, id](store::Store &s) {
+// `take`: a HEAD's or a PATCH's (at `patch_at`): an upload another process holds is taken over (Uploads::held), by a
+// request admit_direct() will let through (`origin`: its Origin header).
+auto read_for(const std::string &token, const std::string &id, const app::Uploads *take = nullptr,
+              std::optional<std::int64_t> patch_at = std::nullopt, const std::string &origin = "") {
+  return [token, id, take, patch_at, origin](store::Store &s) {
     Read r;
     if (!token.empty())
       r.direct = app::Uploads::direct_for_token(s, token);
     if (!id.empty())
       r.upload = app::Uploads::row(s, id);
+    // Only once a direct upload's token is known good: a request it does not admit changes nothing.
+    if (take && (token.empty() ||
+                 (r.direct && r.direct->upload_id == id && (r.direct->origin.empty() || r.direct->origin == origin))))
+      r.upload = take->held(s, std::move(r.upload), patch_at);
     return r;
   };
 }
@@ -432,7 +457,8 @@ bool tus_body(Context &cx, SoupServerMessage *msg, const Match &m) {
     return soup_server_message_get_status(msg) != 0;
   }
   // The token's row and the upload's are read on the executor; the body waits (msg paused) until they are back.
-  on_catalog(cx, msg, read_for(token, id), [&cx, msg, create, token, id, r, ph](store::Outcome<Read> &o) {
+  auto read = read_for(token, id, create ? nullptr : &cx.service.uploads(), ph.offset, header(msg, "Origin"));
+  on_catalog(cx, msg, std::move(read), [&cx, msg, create, token, id, r, ph](store::Outcome<Read> &o) {
     if (!o.ok())
       return set_failure(msg, app::failure_of(*o.error));
     if (!token.empty() && !admit_direct(msg, id, o.value->direct))
@@ -545,7 +571,9 @@ void get_upload(Context &cx, Request &rq) {
   const std::string id = rq.params.at(0);
   const std::string token = pending_token(msg);
   app::Uploads *uploads = &cx.service.uploads();
-  on_catalog(cx, msg, read_for(token, id), [msg, head, token, id, uploads](store::Outcome<Read> &o) {
+  // A HEAD is how a tus client resumes: with a bucket, it takes over an upload another process holds.
+  auto read = read_for(token, id, head ? uploads : nullptr, std::nullopt, header(msg, "Origin"));
+  on_catalog(cx, msg, std::move(read), [msg, head, token, id, uploads](store::Outcome<Read> &o) {
     if (!o.ok())
       return set_failure(msg, app::failure_of(*o.error));
     if (!token.empty() && !admit_direct(msg, id, o.value->direct))

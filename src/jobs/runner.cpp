@@ -3,6 +3,7 @@
 #include "jobs/runner.h"
 
 #include "core/mainloop.h"
+#include "jobs/hls_cuts.h"
 
 #include <functional>
 #include <memory>
@@ -81,6 +82,8 @@ void Runner::start(ProgressFn on_progress, DoneFn on_done, SegmentFn on_segment)
   if (!p)
     throw Error::from_gerror(ErrorCode::Pipeline, "cannot build the pipeline", g_steal_pointer(&err));
   pipeline_ = adopt_floating(p);
+  // hlssink2 closes a segment one GOP late: its work is done by sluice, which lists a segment at the next keyframe.
+  cut_hls_sinks(pipeline_.get());
   watch_track_starts();
   {
     g_autoptr(GstBus) bus = gst_element_get_bus(pipeline_.get());
@@ -237,7 +240,8 @@ void Runner::handle_message(GstMessage *msg) {
     if (parse_progress(msg, p) && on_progress_)
       on_progress_(p);
     const GstStructure *s = gst_message_get_structure(msg);
-    if (s && gst_structure_has_name(s, "splitmuxsink-fragment-closed") && on_segment_)
+    if (s && (gst_structure_has_name(s, kSegmentClosed) || gst_structure_has_name(s, "splitmuxsink-fragment-closed")) &&
+        on_segment_)
       on_segment_();
     // avwait (a clip of the input) drops everything after its end: once it has recorded and drops
     // again, the rest of the input is not decoded for nothing. EOS from the sources ends the clip.

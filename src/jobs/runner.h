@@ -38,8 +38,9 @@ public:
   using ProgressFn = std::function<void(const Progress &)>;
   // Called exactly once, on the main context that was current at start(): no error means EOS.
   using DoneFn = std::function<void(std::optional<Error>)>;
-  // A sink has completed a segment (splitmuxsink's fragment-closed: hlssink2 has written the playlist that
-  // lists it); on the main context, like the others.
+  // A sink has completed a segment and written the playlist that lists it (an hlssink2 cut by sluice, see
+  // cut_hls_sinks(); or splitmuxsink's fragment-closed of an hlssink2 left as it is); on the main context, like the
+  // others.
   using SegmentFn = std::function<void()>;
 
   explicit Runner(std::string description);
@@ -47,7 +48,8 @@ public:
   Runner(const Runner &) = delete;
   Runner &operator=(const Runner &) = delete;
 
-  // Builds and starts the pipeline. Throws sluice::Error (Pipeline) when the description does not parse.
+  // Builds and starts the pipeline: each hlssink2 that takes video runs as mpegtsmux ! appsink, its segments cut by
+  // cut_hls_sinks(). Throws sluice::Error (Pipeline) when the description does not parse.
   // An exception thrown by a callback does not reach GLib: it is logged and fails the run.
   void start(ProgressFn on_progress, DoneFn on_done, SegmentFn on_segment = {});
   // Stops the pipeline; on_done gets a Canceled error (if not already done), from the main context once
@@ -59,6 +61,8 @@ public:
   // how the tracks were placed against each other.
   std::map<std::string, std::int64_t> track_starts() const;
   const std::string &description() const { return description_; }
+  // The pipeline while it runs (nullptr before start() and once it has ended).
+  GstElement *pipeline() const { return pipeline_.get(); }
 
 private:
   static gboolean on_bus_message(GstBus *bus, GstMessage *msg, gpointer self);

@@ -69,6 +69,10 @@ void Scheduler::recover() {
 }
 
 void Scheduler::end_job(std::unique_ptr<Active> a) {
+  // Whether this end is its video's state (as Service::view says: a streaming package's job, or one whose description
+  // is gone), for the webhook events written with it (video.ready, video.failed).
+  const auto kind = output_kind(a->job.pipeline);
+  a->job.streaming = !kind || pipeline::output_info(*kind).streaming;
   const store::Job job = a->job;
   // The capacity this job held is free (it left active_): with the end goes the next claim, given that room, in one
   // transaction (one commit per job for a busy worker), unless no claim may be made now.

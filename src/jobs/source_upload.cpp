@@ -47,7 +47,9 @@ struct SourceUpload::State {
   std::atomic<bool> abandoned{false};
   bool kept = false;
   Phase phase = Phase::Running;
-  std::string failure; // why, when Failed or Gone
+  std::string failure;                      // why, when Failed or Gone
+  std::unique_ptr<storage::Upload> resumed; // the upload to go on with (taken by the thread), and where
+  std::int64_t from = 0;
 };
 
 namespace {
@@ -65,8 +67,9 @@ void run(std::shared_ptr<SourceUpload::State> s) {
   std::string failure;
   bool complete = false;
   try {
-    std::unique_ptr<storage::Upload> up = s->storage.begin_upload(s->key, storage::content_type_for(s->key));
-    std::int64_t offset = 0;
+    std::unique_ptr<storage::Upload> up =
+        s->resumed ? std::move(s->resumed) : s->storage.begin_upload(s->key, storage::content_type_for(s->key));
+    std::int64_t offset = s->from;
     while (!s->abandoned) {
       std::int64_t until = 0;
       bool whole = false;
@@ -119,6 +122,12 @@ void run(std::shared_ptr<SourceUpload::State> s) {
 
 std::shared_ptr<SourceUpload> SourceUpload::start(storage::Storage &storage, const std::string &path,
                                                   const std::string &video_id, const std::string &ext) {
+  return start(storage, path, video_id, ext, nullptr, 0);
+}
+
+std::shared_ptr<SourceUpload> SourceUpload::start(storage::Storage &storage, const std::string &path,
+                                                  const std::string &video_id, const std::string &ext,
+                                                  std::unique_ptr<storage::Upload> resumed, std::int64_t from) {
   int fd = g_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0)
     throw Error(ErrorCode::Io, "cannot read the upload back: " + std::string(g_strerror(errno)));
@@ -126,6 +135,8 @@ std::shared_ptr<SourceUpload> SourceUpload::start(storage::Storage &storage, con
   up->video_id_ = video_id;
   up->key_ = source_key(video_id, ext);
   up->state_ = std::make_shared<State>(storage, up->key_, video_id, fd);
+  up->state_->resumed = std::move(resumed);
+  up->state_->from = from;
   try {
     std::thread(run, up->state_).detach();
   } catch (const std::system_error &e) {

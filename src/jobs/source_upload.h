@@ -20,6 +20,11 @@ public:
   // cannot be opened or the thread cannot start.
   static std::shared_ptr<SourceUpload> start(storage::Storage &storage, const std::string &path,
                                              const std::string &video_id, const std::string &ext);
+  // The same, going on with `resumed` (a multipart upload whose parts hold the file's first `from` bytes: a resumable
+  // upload's, storage::Multipart::resume): the file's bytes from `from` on become its next parts.
+  static std::shared_ptr<SourceUpload> start(storage::Storage &storage, const std::string &path,
+                                             const std::string &video_id, const std::string &ext,
+                                             std::unique_ptr<storage::Upload> resumed, std::int64_t from);
   ~SourceUpload();
   SourceUpload(const SourceUpload &) = delete;
   SourceUpload &operator=(const SourceUpload &) = delete;

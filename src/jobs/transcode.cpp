@@ -96,6 +96,8 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
     r.framerate = v.fps > 0 && v.fps < 1000 ? v.fps : 30.0;
     r.display_width = v.display_width;
     r.display_height = v.display_height;
+    r.rotation = v.rotation;
+    r.mirrored = v.mirrored;
     if (streaming)
       r.renditions = media::plan_ladder(ladder, v.display_width, v.display_height);
     bool encodes = streaming;

@@ -46,11 +46,13 @@ std::int64_t tag_bitrate(const GstTagList *tags) {
   return 0;
 }
 
-int tag_rotation(const GstTagList *tags) {
+int tag_rotation(const GstTagList *tags, bool *mirrored = nullptr) {
   g_autofree gchar *o = nullptr;
   int rot = 0;
   if (tags && gst_tag_list_get_string(tags, GST_TAG_IMAGE_ORIENTATION, &o) && o) {
     std::string s = o;
+    if (mirrored)
+      *mirrored = g_str_has_prefix(o, "flip-rotate-");
     if (s == "rotate-90" || s == "flip-rotate-90")
       rot = 90;
     else if (s == "rotate-180" || s == "flip-rotate-180")
@@ -155,9 +157,9 @@ VideoInfo video_info(GstDiscovererVideoInfo *v, GstDiscovererInfo *info) {
   const GstTagList *tags = gst_discoverer_stream_info_get_tags(GST_DISCOVERER_STREAM_INFO(v));
   if (!vi.bitrate)
     vi.bitrate = tag_bitrate(tags);
-  vi.rotation = tag_rotation(tags);
-  if (vi.rotation == 0)
-    vi.rotation = tag_rotation(gst_discoverer_info_get_tags(info));
+  vi.rotation = tag_rotation(tags, &vi.mirrored);
+  if (vi.rotation == 0 && !vi.mirrored)
+    vi.rotation = tag_rotation(gst_discoverer_info_get_tags(info), &vi.mirrored);
   vi.display_width = static_cast<int>(std::lround(static_cast<double>(vi.width) * vi.par_n / vi.par_d));
   vi.display_height = vi.height;
   if (vi.rotation == 90 || vi.rotation == 270)
@@ -281,6 +283,10 @@ JsonNode *probe_to_json(const ProbeResult &r) {
     dbl("fps", v.fps);
     num("bitrate", v.bitrate);
     num("rotation", v.rotation);
+    if (v.mirrored) {
+      json_builder_set_member_name(b, "mirrored");
+      json_builder_add_boolean_value(b, true);
+    }
     json_builder_set_member_name(b, "interlaced");
     json_builder_add_boolean_value(b, v.interlaced);
     json_builder_end_object(b);

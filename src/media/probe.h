@@ -11,8 +11,8 @@
 namespace sluice::media {
 
 struct VideoInfo {
-  std::string codec;       // human readable, e.g. "H.264 (High Profile)"
-  std::string caps;        // media type, e.g. "video/x-h264"
+  std::string codec; // human readable, e.g. "H.264 (High Profile)"
+  std::string caps;  // media type, e.g. "video/x-h264"
   int width = 0, height = 0;
   int par_n = 1, par_d = 1;
   int display_width = 0, display_height = 0; // after pixel aspect ratio and rotation
@@ -20,6 +20,7 @@ struct VideoInfo {
   double fps = 0.0;
   std::int64_t bitrate = 0; // bit/s, 0 if unknown
   int rotation = 0;         // degrees clockwise, from the image-orientation tag
+  bool mirrored = false;    // the tag also flips the picture (flip-rotate-N)
   bool interlaced = false;
 };
 

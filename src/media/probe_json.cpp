@@ -94,6 +94,7 @@ ProbeResult probe_from_json(JsonNode *node, const std::string &what) {
     v.fps = number(vo, "fps", where);
     v.bitrate = integer(vo, "bitrate", where);
     v.rotation = small_integer(vo, "rotation", where);
+    v.mirrored = json_object_has_member(vo, "mirrored") && boolean(vo, "mirrored", where);
     v.interlaced = boolean(vo, "interlaced", where);
     r.video = v;
   }

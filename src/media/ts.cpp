@@ -157,7 +157,8 @@ void TsCutter::packet(const std::uint8_t *p, std::vector<TsSegment> &out) {
             break;
         }
     }
-    if (keyframe && has_video_) {
+    const bool long_enough = min_ticks_ <= 0 || pts < 0 || open_.first_pts < 0 || pts - open_.first_pts >= min_ticks_;
+    if (keyframe && has_video_ && long_enough) {
       // Cut: the PAT/PMT right before the keyframe go with it (they are put in front of it anyway).
       TsSegment done = std::move(open_);
       if (psi_tail_ != std::string::npos)

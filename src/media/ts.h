@@ -33,6 +33,9 @@ public:
   // dropped.
   std::vector<TsSegment> finish();
   int video_pid() const { return video_pid_; }
+  // A keyframe less than `ticks` (90 kHz) after the open segment's first video PTS stays inside it (an encoder's
+  // extra keyframe does not make a short segment); 0, the default, cuts at every keyframe.
+  void set_min_duration(std::int64_t ticks) { min_ticks_ = ticks; }
 
 private:
   void packet(const std::uint8_t *p, std::vector<TsSegment> &out);
@@ -45,6 +48,7 @@ private:
   std::string pat_, pmt_;                    // the latest ones
   int pmt_pid_ = -1, video_pid_ = -1;
   std::int64_t last_raw_ = -1, wraps_ = 0;
+  std::int64_t min_ticks_ = 0;
 };
 
 } // namespace sluice::media

@@ -59,6 +59,7 @@ std::vector<Builtin> builtins_for(const std::string &fragment) {
                             {"framerate", false}, {"duration_s", false}, {"start_ns", false},       {"end_ns", false}};
   if (fragment == "video") {
     b.push_back({"video_progress", false});
+    b.push_back({"orient", false}); // "videoflip video-direction=auto ! " for a rotated source, else ""
     // Outputs without a ladder: the picture fitted into max_width x max_height, never enlarged.
     b.push_back({"width", false});
     b.push_back({"height", false});
@@ -67,7 +68,7 @@ std::vector<Builtin> builtins_for(const std::string &fragment) {
   if (fragment == "audio")
     b.push_back({"audio_progress", false});
   if (fragment == "video_rendition")
-    for (const char *n : {"rendition", "sink", "width", "height", "bitrate", "encoder"})
+    for (const char *n : {"rendition", "sink", "width", "height", "bitrate", "encoder", "scale_from"})
       b.push_back({n, false});
   if (fragment == "audio_rendition" || fragment == "sink" || fragment == "audio_output")
     for (const char *n : {"rendition", "sink"})

@@ -21,6 +21,19 @@ int encoder_threads(int cores, int renditions) {
   return std::max(1, cores / std::max(1, renditions));
 }
 
+int scale_source(const std::vector<RenditionSpec> &renditions, size_t i) {
+  int best = -1;
+  const RenditionSpec &r = renditions.at(i);
+  for (size_t j = 0; j < renditions.size(); j++) {
+    const RenditionSpec &c = renditions[j];
+    if (j == i || 2 * c.height < 3 * r.height || c.width < r.width)
+      continue;
+    if (best < 0 || c.height < renditions[best].height)
+      best = static_cast<int>(j);
+  }
+  return best;
+}
+
 std::pair<int, int> fit_size(int src_w, int src_h, int max_w, int max_h) {
   if (src_w <= 0 || src_h <= 0)
     return {std::max(2, max_w - max_w % 2), std::max(2, max_h - max_h % 2)};
@@ -112,6 +125,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
   const char *progress = "sluiceprogress name=progress ! ";
   vars["video_progress"] = in.has_video ? progress : "";
   vars["audio_progress"] = in.has_video ? "" : progress;
+  // videoflip copies every frame even when it has nothing to turn (GStreamer 1.22): only a rotated source gets one.
+  vars["orient"] = in.rotation % 360 != 0 || in.mirrored ? "videoflip video-direction=auto ! " : "";
 
   auto frag = [&](const std::string &name, const std::map<std::string, std::string> &v) {
     auto it = d.fragments.find(name);
@@ -159,7 +174,8 @@ std::string render(const Description &d, const Values &values, const RenderInput
     if (places_encoder && !enc)
       throw Error(ErrorCode::Invalid, "unknown encoder '" + in.encoder + "'");
     const int threads = encoder_threads(in.cpu_cores, static_cast<int>(in.renditions.size()));
-    for (const auto &r : in.renditions) {
+    for (size_t i = 0; i < in.renditions.size(); i++) {
+      const RenditionSpec &r = in.renditions[i];
       if (!is_identifier(r.name))
         throw Error(ErrorCode::Invalid, "rendition name '" + r.name + "' must use a-z, 0-9 and _");
       if (r.width <= 0 || r.height <= 0 || r.width % 2 || r.height % 2 || r.bitrate_kbps <= 0)
@@ -170,6 +186,9 @@ std::string render(const Description &d, const Values &values, const RenderInput
       rv["width"] = std::to_string(r.width);
       rv["height"] = std::to_string(r.height);
       rv["bitrate"] = std::to_string(r.bitrate_kbps);
+      // A description that names each rung's tee `vt_{rendition}` scales a rung from a larger one.
+      const int from = scale_source(in.renditions, i);
+      rv["scale_from"] = from < 0 ? "vt" : "vt_" + in.renditions[from].name;
       EncoderSettings s{r.bitrate_kbps,
                         r.maxrate_kbps > 0 ? r.maxrate_kbps : r.bitrate_kbps,
                         r.bufsize_kbit > 0 ? r.bufsize_kbit : r.bitrate_kbps * 2,

@@ -30,7 +30,7 @@ struct S3Settings {
   bool unsigned_parts = true;
 };
 
-class S3Storage : public Storage {
+class S3Storage : public Storage, public Multipart {
 public:
   explicit S3Storage(S3Settings settings); // throws Invalid for settings S3 cannot take
   ~S3Storage() override;
@@ -46,6 +46,16 @@ public:
   std::size_t remove_prefix(const std::string &prefix) override;
   std::vector<ObjectInfo> list(const std::string &prefix) override;
   std::string presign_get(const std::string &key, std::chrono::seconds ttl) override;
+  Multipart *multipart() override { return this; }
+
+  // Multipart (s3_upload.cpp).
+  std::int64_t part_size() const override;
+  std::string begin(const std::string &key, const std::string &content_type) override;
+  std::string put_part(const std::string &key, const std::string &upload_id, int number, int fd, std::int64_t offset,
+                       std::int64_t size) override;
+  std::unique_ptr<Upload> resume(const std::string &key, const std::string &upload_id, const std::vector<Part> &parts,
+                                 const std::string &content_type) override;
+  void abort(const std::string &key, const std::string &upload_id) override;
 
   // What the multipart upload needs of the storage (s3_upload.cpp).
   struct Impl;

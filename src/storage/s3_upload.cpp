@@ -26,10 +26,70 @@ bool ok(const s3::Response &r) {
   return r.status >= 200 && r.status < 300;
 }
 
+std::string initiate(const S3Storage::Impl &impl, const std::string &key, const std::string &content_type) {
+  s3::Request req;
+  req.method = "POST";
+  req.url = impl.object_url(key, s3::canonical_query({{"uploads", ""}}));
+  req.has_body = true;
+  req.headers.push_back("Content-Type: " + content_type);
+  s3::Response r = impl.call(req);
+  if (!ok(r))
+    s3::throw_error(r, "start of the multipart upload of " + key);
+  std::string id = s3::parse_xml(r.body).child_text("UploadId");
+  if (id.empty())
+    throw Error(ErrorCode::Unavailable, "object storage: no UploadId in the answer to the start of " + key);
+  return id;
+}
+
+// Part `number`: the bytes in memory, or (fd >= 0) `length` bytes of the file fd from `from`. Its ETag.
+std::string put_part(const S3Storage::Impl &impl, const std::string &key, const std::string &upload_id, int number,
+                     std::string_view body, int fd, std::int64_t from, std::int64_t length) {
+  s3::Request req;
+  req.method = "PUT";
+  req.url =
+      impl.object_url(key, s3::canonical_query({{"partNumber", std::to_string(number)}, {"uploadId", upload_id}}));
+  req.body = body;
+  req.body_fd = fd;
+  req.body_offset = from;
+  req.body_size = length;
+  req.has_body = true;
+  req.unsigned_payload = impl.settings.unsigned_parts;
+  s3::Response r = impl.call(req);
+  if (!ok(r))
+    s3::throw_error(r, "PUT part " + std::to_string(number) + " of " + key);
+  auto etag = r.headers.find("etag");
+  if (etag == r.headers.end() || etag->second.empty())
+    throw Error(ErrorCode::Unavailable,
+                "object storage: part " + std::to_string(number) + " of " + key + " was answered without an ETag");
+  return etag->second;
+}
+
+// Throws when the bucket refuses it (a 404: gone already, is no error).
+void abort_upload(const S3Storage::Impl &impl, const std::string &key, const std::string &upload_id,
+                  std::size_t parts) {
+  s3::Request req;
+  req.method = "DELETE";
+  req.url = impl.object_url(key, s3::canonical_query({{"uploadId", upload_id}}));
+  s3::Response r = impl.call(req);
+  if (!ok(r) && r.status != 404)
+    s3::throw_error(r, "abort of the multipart upload of " + key);
+  SLUICE_LOG(cat(), Info, "aborted the multipart upload of %s (%zu parts sent)", key.c_str(), parts);
+}
+
 class S3Upload : public Upload {
 public:
   S3Upload(const S3Storage::Impl &impl, std::string key, std::string content_type)
       : impl_(impl), key_(std::move(key)), content_type_(std::move(content_type)) {}
+  // Going on with a multipart upload that has `parts` already.
+  S3Upload(const S3Storage::Impl &impl, std::string key, std::string content_type, std::string upload_id,
+           const std::vector<Part> &parts)
+      : S3Upload(impl, std::move(key), std::move(content_type)) {
+    upload_id_ = std::move(upload_id);
+    for (const auto &p : parts) {
+      etags_.push_back(p.etag);
+      size_ += p.size;
+    }
+  }
   ~S3Upload() override {
     if (!done_)
       abort();
@@ -102,7 +162,9 @@ public:
           s3::throw_error(r, "PUT " + key_);
         info.etag = r.headers["etag"];
       } else {
-        send_part();
+        // A resumed upload may have nothing after its parts.
+        if (file_len_ > 0 || !part_.empty() || etags_.empty())
+          send_part();
         while (!inflight_.empty())
           wait_part();
         info.etag = complete();
@@ -127,13 +189,7 @@ public:
       inflight_.clear();
       if (upload_id_.empty())
         return;
-      s3::Request req;
-      req.method = "DELETE";
-      req.url = impl_.object_url(key_, s3::canonical_query({{"uploadId", upload_id_}}));
-      s3::Response r = impl_.call(req);
-      if (!ok(r) && r.status != 404)
-        s3::throw_error(r, "abort of the multipart upload of " + key_);
-      SLUICE_LOG(cat(), Info, "aborted the multipart upload of %s (%zu parts sent)", key_.c_str(), etags_.size());
+      abort_upload(impl_, key_, upload_id_, etags_.size());
     } catch (const std::exception &e) {
       // The parts stay until the bucket's lifecycle rule for incomplete uploads removes them; no object appears.
       SLUICE_LOG(cat(), Warning, "%s", e.what());
@@ -158,24 +214,7 @@ private:
     file_start_ += file_len_;
     file_len_ = 0;
     auto sent = std::async(std::launch::async, [this, number, body = std::move(part_), fd, from, length]() {
-      s3::Request req;
-      req.method = "PUT";
-      req.url = impl_.object_url(
-          key_, s3::canonical_query({{"partNumber", std::to_string(number)}, {"uploadId", upload_id_}}));
-      req.body = body;
-      req.body_fd = fd;
-      req.body_offset = from;
-      req.body_size = length;
-      req.has_body = true;
-      req.unsigned_payload = impl_.settings.unsigned_parts;
-      s3::Response r = impl_.call(req);
-      if (!ok(r))
-        s3::throw_error(r, "PUT part " + std::to_string(number) + " of " + key_);
-      auto etag = r.headers.find("etag");
-      if (etag == r.headers.end() || etag->second.empty())
-        throw Error(ErrorCode::Unavailable,
-                    "object storage: part " + std::to_string(number) + " of " + key_ + " was answered without an ETag");
-      return etag->second;
+      return put_part(impl_, key_, upload_id_, number, body, fd, from, length);
     });
     inflight_.emplace_back(number, std::move(sent));
     part_ = std::string();
@@ -209,19 +248,7 @@ private:
     etags_[static_cast<std::size_t>(number) - 1] = sent.get();
   }
 
-  void initiate() {
-    s3::Request req;
-    req.method = "POST";
-    req.url = impl_.object_url(key_, s3::canonical_query({{"uploads", ""}}));
-    req.has_body = true;
-    req.headers.push_back("Content-Type: " + content_type_);
-    s3::Response r = impl_.call(req);
-    if (!ok(r))
-      s3::throw_error(r, "start of the multipart upload of " + key_);
-    upload_id_ = s3::parse_xml(r.body).child_text("UploadId");
-    if (upload_id_.empty())
-      throw Error(ErrorCode::Unavailable, "object storage: no UploadId in the answer to the start of " + key_);
-  }
+  void initiate() { upload_id_ = sluice::storage::initiate(impl_, key_, content_type_); }
 
   std::string complete() {
     std::string body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CompleteMultipartUpload>";
@@ -261,6 +288,34 @@ private:
 };
 
 } // namespace
+
+std::int64_t S3Storage::part_size() const {
+  return static_cast<std::int64_t>(impl_->settings.part_size);
+}
+
+std::string S3Storage::begin(const std::string &key, const std::string &content_type) {
+  check_key(key);
+  return initiate(*impl_, key, content_type);
+}
+
+std::string S3Storage::put_part(const std::string &key, const std::string &upload_id, int number, int fd,
+                                std::int64_t offset, std::int64_t size) {
+  check_key(key);
+  if (number < 1 || number > 10000)
+    throw Error(ErrorCode::Invalid, "upload of " + key + ": part numbers go from 1 to 10,000");
+  return sluice::storage::put_part(*impl_, key, upload_id, number, {}, fd, offset, size);
+}
+
+std::unique_ptr<Upload> S3Storage::resume(const std::string &key, const std::string &upload_id,
+                                          const std::vector<Part> &parts, const std::string &content_type) {
+  check_key(key);
+  return std::make_unique<S3Upload>(*impl_, key, content_type, upload_id, parts);
+}
+
+void S3Storage::abort(const std::string &key, const std::string &upload_id) {
+  check_key(key);
+  abort_upload(*impl_, key, upload_id, 0);
+}
 
 std::unique_ptr<Upload> make_s3_upload(const S3Storage::Impl &impl, const std::string &key,
                                        const std::string &content_type) {

@@ -39,6 +39,31 @@ public:
   virtual void abort() noexcept = 0;
 };
 
+// A part of a multipart upload (part i + 1 of a list).
+struct Part {
+  std::int64_t size = 0;
+  std::string etag;
+};
+
+// Multipart uploads that outlive the process that began them (a resumable upload's, sent part by part as it arrives
+// and finished by whichever process gets its last byte): each call stands alone, the upload's id and parts kept by the
+// caller. Every method blocks and throws as Storage's do.
+class Multipart {
+public:
+  virtual ~Multipart() = default;
+  virtual std::int64_t part_size() const = 0; // every part's but the last
+  // Starts one for key; its upload id.
+  virtual std::string begin(const std::string &key, const std::string &content_type) = 0;
+  // Part `number` (from 1): `size` bytes of the file fd from offset, read as they are sent. Its ETag.
+  virtual std::string put_part(const std::string &key, const std::string &upload_id, int number, int fd,
+                               std::int64_t offset, std::int64_t size) = 0;
+  // The Upload that goes on after `parts` (its writes become the next parts; finish() completes the object).
+  virtual std::unique_ptr<Upload> resume(const std::string &key, const std::string &upload_id,
+                                         const std::vector<Part> &parts, const std::string &content_type) = 0;
+  // No error when it is gone already.
+  virtual void abort(const std::string &key, const std::string &upload_id) = 0;
+};
+
 // Receives a ranged get's bytes as they arrive.
 using Sink = std::function<void(const char *data, std::size_t size)>;
 
@@ -76,6 +101,9 @@ public:
   // A URL that GETs the object without credentials for ttl (S3: a presigned URL). Throws Unavailable where the
   // backend has no such URLs (a local folder).
   virtual std::string presign_get(const std::string &key, std::chrono::seconds ttl) = 0;
+
+  // Multipart uploads that outlive a process, or nullptr where the backend has none (a local folder).
+  virtual Multipart *multipart() { return nullptr; }
 };
 
 // Checks a key (every segment safe, not empty, no leading or doubled '/'); throws Invalid naming it.

@@ -7,7 +7,8 @@ namespace sluice::store::pg {
 namespace {
 
 #define PG_UPLOAD_COLUMNS                                                                                              \
-  "id, length, received, metadata, concat, state, video_id, error_code, error, direct_id, created, expires"
+  "id, length, received, metadata, concat, state, video_id, error_code, error, direct_id, created, expires, "          \
+  "multipart, parts, holder, held_from"
 #define PG_DIRECT_COLUMNS "id, token_hash, max_size, origin, metadata, upload_id, created, expires"
 #define PG_STREAM_COLUMNS "id, title, key_hash, pipeline, ladder, record, source, created"
 
@@ -36,6 +37,10 @@ ResumableUpload read_upload(const Rows &r, int i) {
   u.direct_id = r.text(i, 9);
   u.created = r.int64(i, 10);
   u.expires = r.int64(i, 11);
+  u.multipart = r.text(i, 12);
+  u.parts = decode_parts(r.text(i, 13));
+  u.holder = r.text(i, 14);
+  u.held_from = r.int64(i, 15);
   return u;
 }
 
@@ -141,9 +146,10 @@ void PgStore::touch_key(const std::string &hash, std::int64_t when) {
 // Resumable and direct uploads
 
 void PgStore::add_upload(const ResumableUpload &u) {
-  write("INSERT INTO uploads (" PG_UPLOAD_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+  write("INSERT INTO uploads (" PG_UPLOAD_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+        "$14, $15, $16)",
         {u.id, u.length, u.offset, u.metadata, u.concat, u.state, u.video_id, u.error_code, u.error, u.direct_id,
-         u.created, u.expires},
+         u.created, u.expires, u.multipart, encode_parts(u.parts), u.holder, u.held_from},
         "add an upload");
 }
 
@@ -154,10 +160,20 @@ std::optional<ResumableUpload> PgStore::upload(const std::string &id) {
   return read_upload(r, 0);
 }
 
-void PgStore::update_upload(const ResumableUpload &u) {
-  write("UPDATE uploads SET length = $2, received = $3, state = $4, video_id = $5, error_code = $6, error = $7 "
-        "WHERE id = $1",
-        {u.id, u.length, u.offset, u.state, u.video_id, u.error_code, u.error}, "update an upload");
+bool PgStore::update_upload(const ResumableUpload &u) {
+  return write("UPDATE uploads SET length = $2, received = $3, state = $4, video_id = $5, error_code = $6, error = $7, "
+               "multipart = $8, parts = $9, held_from = $10 WHERE id = $1 AND holder = $11",
+               {u.id, u.length, u.offset, u.state, u.video_id, u.error_code, u.error, u.multipart,
+                encode_parts(u.parts), u.held_from, u.holder},
+               "update an upload")
+             .changed() > 0;
+}
+
+bool PgStore::take_upload(const ResumableUpload &u, const std::string &from) {
+  return write("UPDATE uploads SET holder = $2, received = $3, held_from = $4 WHERE id = $1 AND holder = $5 AND "
+               "parts = $6 AND state = 'receiving'",
+               {u.id, u.holder, u.offset, u.held_from, from, encode_parts(u.parts)}, "take an upload over")
+             .changed() > 0;
 }
 
 bool PgStore::delete_upload(const std::string &id) {

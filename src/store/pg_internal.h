@@ -89,7 +89,7 @@ public:
   bool set_playback_policy(const std::string &id, const std::string &policy) override;
 
   std::int64_t add_job(const Job &j) override;
-  void add_video_with_jobs(const Video &v, std::vector<Job> &jobs) override;
+  void add_video_with_jobs(const Video &v, std::vector<Job> &jobs, const std::vector<OutboxEvent> &events) override;
   std::optional<Job> job(const std::string &id) override;
   std::vector<Job> jobs(const JobFilter &f) override;
   void update_job(const Job &j) override;
@@ -121,7 +121,8 @@ public:
 
   void add_upload(const ResumableUpload &u) override;
   std::optional<ResumableUpload> upload(const std::string &id) override;
-  void update_upload(const ResumableUpload &u) override;
+  bool update_upload(const ResumableUpload &u) override;
+  bool take_upload(const ResumableUpload &u, const std::string &from) override;
   bool delete_upload(const std::string &id) override;
   std::vector<ResumableUpload> uploads() override;
   void add_direct_upload(const DirectUpload &d) override;
@@ -134,6 +135,16 @@ public:
   std::optional<Stream> stream_by_key_hash(const std::string &key_hash) override;
   std::vector<Stream> streams() override;
   bool delete_stream(const std::string &id) override;
+
+  void add_webhook(const Webhook &w) override;
+  std::optional<Webhook> webhook(const std::string &id) override;
+  std::vector<Webhook> webhooks() override;
+  bool delete_webhook(const std::string &id) override;
+  bool rotate_webhook_secret(const std::string &id, const std::string &secret, std::int64_t previous_until) override;
+  std::vector<Delivery> deliveries(const std::string &webhook_id, int limit) override;
+  int add_events(const std::vector<OutboxEvent> &events, std::int64_t now) override;
+  std::vector<ClaimedDelivery> claim_deliveries(std::int64_t now, std::int64_t lease_us, int limit) override;
+  bool finish_delivery(const Delivery &d) override;
 
 private:
   // A transaction rolled back unless committed. The caller holds mu_.
@@ -169,6 +180,8 @@ private:
   PGresult *exec_bounded(const char *sql, int n, const char *const *values, bool simple = false);
   void migrate();
   Job read_job(const Rows &r, int row) const;
+  // One event's deliveries (one per endpoint subscribed to its type), in the caller's transaction (pg_webhooks.cpp).
+  int fan_out(const OutboxEvent &e, std::int64_t now);
 
   std::string where_; // the url without its password, for messages
   std::string conninfo_;

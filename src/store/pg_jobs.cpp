@@ -2,6 +2,8 @@
 // The PostgreSQL catalog's job queue across processes: claims (FOR UPDATE SKIP LOCKED), leases, fencing, workers.
 #include "store/pg_internal.h"
 
+#include <glib.h>
+
 #include <algorithm>
 
 namespace sluice::store::pg {
@@ -32,6 +34,35 @@ std::string claim_sql(int first) {
          ") AND state = 'queued' RETURNING " PG_JOB_COLUMNS;
 }
 
+// The webhook events of a job's end: a data-modifying WITH part over `ended` (an UPDATE of the job RETURNING id and
+// video_id: nothing when the end was fenced out), its parameters numbered from `first`: the job event's id and type,
+// the video event's id and type ('' : none), and the time. One delivery per endpoint subscribed to the type, in the
+// statement (and so the transaction) that writes the end.
+std::string end_events_sql(int first) {
+  auto p = [first](int i) { return "$" + std::to_string(first + i); };
+  return "hooks AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, type, subject, created, next_attempt) "
+         "SELECT ev.eid || w.id, ev.eid, w.id, ev.type, ev.subject, " +
+         p(4) + "::bigint, " + p(4) + "::bigint FROM (SELECT 1 AS ord, " + p(0) + "::text AS eid, " + p(1) +
+         "::text AS type, ended.id AS subject FROM ended UNION ALL SELECT 2, " + p(2) + "::text, " + p(3) +
+         "::text, ended.video_id FROM ended) AS ev JOIN webhooks w ON ev.type <> '' AND "
+         "position(',' || ev.type || ',' in ',' || w.events || ',') > 0 ORDER BY ev.ord, w.created, w.id)";
+}
+
+// end_events_sql's parameters for j's end.
+struct EndEvents {
+  std::string job_event = new_id(), job_type, video_event = new_id(), video_type;
+  std::int64_t when = 0;
+  explicit EndEvents(const Job &j) : when(j.finished ? j.finished : g_get_real_time()) {
+    if (j.state == JobState::Succeeded) {
+      job_type = "job.succeeded";
+      video_type = j.streaming ? "video.ready" : "";
+    } else if (j.state == JobState::Failed) {
+      job_type = "job.failed";
+      video_type = j.streaming ? "video.failed" : "";
+    }
+  }
+};
+
 } // namespace
 
 std::optional<Job> PgStore::claim_job(const std::string &worker, std::int64_t now, std::int64_t lease_us,
@@ -54,13 +85,19 @@ bool PgStore::renew_lease(const std::string &job_id, std::int64_t token, std::in
 }
 
 bool PgStore::finish_job(const Job &j) {
-  return write("UPDATE jobs SET state = $3, priority = $4, attempts = $5, max_attempts = $6, started = $7, "
-               "finished = $8, not_before = $9, error_code = $10, error = $11, result_json = $12, leased_until = 0 "
-               "WHERE id = $1 AND token = $2 AND state = 'running'",
-               {j.id, j.token, job_state_name(j.state), j.priority, j.attempts, j.max_attempts, j.started, j.finished,
-                j.not_before, j.error_code, j.error, j.result_json},
-               "write the end of job " + j.id)
-             .changed() > 0;
+  // One statement: the end and its webhook events land together.
+  static const std::string sql =
+      "WITH ended AS (UPDATE jobs SET state = $3, priority = $4, attempts = $5, max_attempts = $6, started = $7, "
+      "finished = $8, not_before = $9, error_code = $10, error = $11, result_json = $12, leased_until = 0 "
+      "WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id, video_id), " +
+      end_events_sql(13) + " SELECT count(*) FROM ended";
+  const EndEvents ev(j);
+  Rows r = write(sql.c_str(),
+                 {j.id, j.token, job_state_name(j.state), j.priority, j.attempts, j.max_attempts, j.started, j.finished,
+                  j.not_before, j.error_code, j.error, j.result_json, ev.job_event, ev.job_type, ev.video_event,
+                  ev.video_type, ev.when},
+                 "write the end of job " + j.id);
+  return r.size() > 0 && r.int64(0, 0) > 0;
 }
 
 Store::EndAndClaim PgStore::finish_and_claim(const Job &j, const std::string &worker, std::int64_t now,
@@ -73,10 +110,11 @@ Store::EndAndClaim PgStore::finish_and_claim(const Job &j, const std::string &wo
   static const std::string sql =
       "WITH ended AS (UPDATE jobs SET state = $3, priority = $4, attempts = $5, max_attempts = $6, "
       "started = $7, finished = $8, not_before = $9, error_code = $10, error = $11, result_json = $12, "
-      "leased_until = 0 WHERE id = $1 AND token = $2 AND state = 'running' RETURNING seq), "
+      "leased_until = 0 WHERE id = $1 AND token = $2 AND state = 'running' RETURNING seq, id, video_id), "
       "claimed AS (" +
-      claim_sql(13) +
-      ") SELECT claimed.*, (SELECT count(*) FROM ended) FROM (SELECT 1) AS one LEFT JOIN claimed ON true";
+      claim_sql(13) + "), " + end_events_sql(21) +
+      " SELECT claimed.*, (SELECT count(*) FROM ended) FROM (SELECT 1) AS one LEFT JOIN claimed ON true";
+  const EndEvents ev(j);
   Rows r = write(sql.c_str(),
                  {j.id,
                   j.token,
@@ -97,7 +135,12 @@ Store::EndAndClaim PgStore::finish_and_claim(const Job &j, const std::string &wo
                   room.free,
                   room.capacity,
                   room.hold_due_before,
-                  room.cores},
+                  room.cores,
+                  ev.job_event,
+                  ev.job_type,
+                  ev.video_event,
+                  ev.video_type,
+                  ev.when},
                  "write the end of job " + j.id + " and claim the next");
   EndAndClaim out;
   if (r.size() == 0)
@@ -109,14 +152,21 @@ Store::EndAndClaim PgStore::finish_and_claim(const Job &j, const std::string &wo
 }
 
 std::vector<Job> PgStore::requeue_expired(std::int64_t now) {
-  // One statement, so that processes doing it at once take each job back once (the second finds it queued).
-  Rows r = write("UPDATE jobs SET leased_until = 0, started = 0, "
+  // One statement, so that processes doing it at once take each job back once (the second finds it queued); a job
+  // that fails there writes its job.failed deliveries with it (an event id per job: the subquery is not flattened).
+  Rows r = write("WITH taken AS (UPDATE jobs SET leased_until = 0, started = 0, "
                  "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
                  "finished = CASE WHEN attempts >= max_attempts THEN $1::bigint ELSE 0 END, "
                  "error_code = CASE WHEN attempts >= max_attempts THEN 'internal' ELSE error_code END, "
                  "error = CASE WHEN attempts >= max_attempts THEN 'the job was interrupted ' || attempts || "
                  "' times (its worker stopped or lost its lease); giving up' ELSE error END "
-                 "WHERE state = 'running' AND leased_until < $1::bigint RETURNING " PG_JOB_COLUMNS,
+                 "WHERE state = 'running' AND leased_until < $1::bigint RETURNING " PG_JOB_COLUMNS "), "
+                 "hooks AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, type, subject, created, "
+                 "next_attempt) SELECT ev.eid || w.id, ev.eid, w.id, 'job.failed', ev.id, $1::bigint, $1::bigint "
+                 "FROM (SELECT id, seq, substr(md5(random()::text || clock_timestamp()::text || id), 1, 16) AS eid "
+                 "FROM taken WHERE state = 'failed' OFFSET 0) AS ev JOIN webhooks w "
+                 "ON position(',job.failed,' in ',' || w.events || ',') > 0 ORDER BY ev.seq, w.created, w.id) "
+                 "SELECT * FROM taken",
                  {now}, "requeue jobs whose lease ran out");
   std::vector<Job> out;
   for (int i = 0; i < r.size(); i++)

@@ -16,7 +16,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 10;
+constexpr int kSchemaVersion = 12;
 // The advisory lock taken while the schema is read and migrated: "sluice" in ASCII.
 constexpr std::int64_t kMigrationLock = 0x736c75696365;
 
@@ -189,6 +189,49 @@ DO $$ BEGIN PERFORM setval('job_tokens', (SELECT COALESCE(MAX(token), 0) + 1 FRO
 ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE workers ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 11: resumable uploads that go to the bucket as they arrive: the multipart upload, its parts, and the process
+    // holding the bytes after them.
+    R"sql(
+ALTER TABLE uploads ADD COLUMN multipart TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN parts TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN held_from BIGINT NOT NULL DEFAULT 0;
+)sql",
+    // 12: webhooks: the endpoints (their secrets kept for signing), and the outbox of their deliveries, written in
+    // the transaction of the state change each reports, claimed with a lease and fenced by its attempts.
+    R"sql(
+CREATE TABLE webhooks (
+  id              TEXT PRIMARY KEY NOT NULL,
+  url             TEXT NOT NULL,
+  events          TEXT NOT NULL,
+  description     TEXT NOT NULL DEFAULT '',
+  secret          TEXT NOT NULL,
+  previous_secret TEXT NOT NULL DEFAULT '',
+  previous_until  BIGINT NOT NULL DEFAULT 0,
+  created         BIGINT NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+  seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id           TEXT NOT NULL UNIQUE,
+  event_id     TEXT NOT NULL,
+  webhook_id   TEXT NOT NULL,
+  type         TEXT NOT NULL,
+  subject      TEXT NOT NULL,
+  created      BIGINT NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'pending',
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_attempt BIGINT NOT NULL DEFAULT 0,
+  leased_until BIGINT NOT NULL DEFAULT 0,
+  last_status  INTEGER NOT NULL DEFAULT 0,
+  last_error   TEXT NOT NULL DEFAULT '',
+  last_attempt BIGINT NOT NULL DEFAULT 0,
+  body         TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, seq) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, seq);
+CREATE INDEX webhook_deliveries_done ON webhook_deliveries (last_attempt) WHERE state <> 'pending';
 )sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
@@ -451,12 +494,14 @@ std::int64_t PgStore::add_job(const Job &j) {
   return r.int64(0, 0);
 }
 
-void PgStore::add_video_with_jobs(const Video &v, std::vector<Job> &jobs) {
+void PgStore::add_video_with_jobs(const Video &v, std::vector<Job> &jobs, const std::vector<OutboxEvent> &events) {
   std::lock_guard lock(mu_);
   Transaction tx(*this);
   add_video(v);
   for (Job &j : jobs)
     j.seq = add_job(j);
+  for (const auto &e : events)
+    fan_out(e, v.created ? v.created : g_get_real_time());
   tx.commit();
 }
 

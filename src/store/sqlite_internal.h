@@ -110,7 +110,7 @@ public:
   bool set_playback_policy(const std::string &id, const std::string &policy) override;
 
   std::int64_t add_job(const Job &j) override;
-  void add_video_with_jobs(const Video &v, std::vector<Job> &jobs) override;
+  void add_video_with_jobs(const Video &v, std::vector<Job> &jobs, const std::vector<OutboxEvent> &events) override;
   std::optional<Job> job(const std::string &id) override;
   std::vector<Job> jobs(const JobFilter &f) override;
   void update_job(const Job &j) override;
@@ -142,7 +142,8 @@ public:
 
   void add_upload(const ResumableUpload &u) override;
   std::optional<ResumableUpload> upload(const std::string &id) override;
-  void update_upload(const ResumableUpload &u) override;
+  bool update_upload(const ResumableUpload &u) override;
+  bool take_upload(const ResumableUpload &u, const std::string &from) override;
   bool delete_upload(const std::string &id) override;
   std::vector<ResumableUpload> uploads() override;
   void add_direct_upload(const DirectUpload &d) override;
@@ -155,6 +156,16 @@ public:
   std::optional<Stream> stream_by_key_hash(const std::string &key_hash) override;
   std::vector<Stream> streams() override;
   bool delete_stream(const std::string &id) override;
+
+  void add_webhook(const Webhook &w) override;
+  std::optional<Webhook> webhook(const std::string &id) override;
+  std::vector<Webhook> webhooks() override;
+  bool delete_webhook(const std::string &id) override;
+  bool rotate_webhook_secret(const std::string &id, const std::string &secret, std::int64_t previous_until) override;
+  std::vector<Delivery> deliveries(const std::string &webhook_id, int limit) override;
+  int add_events(const std::vector<OutboxEvent> &events, std::int64_t now) override;
+  std::vector<ClaimedDelivery> claim_deliveries(std::int64_t now, std::int64_t lease_us, int limit) override;
+  bool finish_delivery(const Delivery &d) override;
 
 private:
   // A write transaction (BEGIN IMMEDIATE) rolled back unless committed.
@@ -206,9 +217,14 @@ private:
   StmtPtr prepare(const char *sql, const char *what = nullptr);
   Query query(const StmtPtr &stmt, std::string what) { return Query(db_.get(), path_, stmt.get(), std::move(what)); }
   Job read_job(const Query &q) const;
-  void prepare_uploads(); // sqlite_uploads.cpp
-  void prepare_streams(); // sqlite_streams.cpp
-  void prepare_claims();  // sqlite_jobs.cpp
+  void prepare_uploads();  // sqlite_uploads.cpp
+  void prepare_streams();  // sqlite_streams.cpp
+  void prepare_claims();   // sqlite_jobs.cpp
+  void prepare_webhooks(); // sqlite_webhooks.cpp
+  // One event's deliveries (one per endpoint subscribed to its type), inside the caller's transaction.
+  int fan_out(const OutboxEvent &e, std::int64_t now);
+  // The events of a job's end (finish_job), inside the caller's transaction.
+  void job_end_events(const Job &j);
   // finish_job's statement, inside the caller's write.
   bool end_job(const Job &j);
   // claim_job's statement, inside a write transaction the caller holds.
@@ -222,11 +238,13 @@ private:
   StmtPtr jobs_[4]; // by filter: [state given * 2 + video given]
   StmtPtr answer_, add_answer_, forget_answers_;
   StmtPtr add_key_, key_by_hash_, keys_, revoke_key_, touch_key_;
-  StmtPtr add_upload_, upload_, update_upload_, delete_upload_, uploads_;
+  StmtPtr add_upload_, upload_, update_upload_, take_upload_, delete_upload_, uploads_;
   StmtPtr add_direct_, direct_by_hash_, claim_direct_, forget_direct_;
   StmtPtr add_stream_, stream_, stream_by_key_, streams_, delete_stream_;
   StmtPtr claim_job_, renew_lease_, finish_job_, expired_jobs_, requeue_expired_, beat_worker_, forget_workers_,
       workers_, remove_worker_;
+  StmtPtr add_webhook_, webhook_, webhooks_, delete_webhook_, delete_deliveries_, rotate_secret_, deliveries_, fan_out_,
+      due_deliveries_, claim_delivery_, prune_deliveries_, finish_delivery_;
   // The outcome of the latest write and when it was (monotonic microseconds; 0: none yet).
   bool write_ok_ = true;
   std::int64_t write_checked_ = 0;

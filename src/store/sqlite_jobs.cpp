@@ -84,11 +84,19 @@ bool SqliteStore::end_job(const Job &j) {
   q.bind(5, j.attempts).bind(6, j.max_attempts).bind(7, j.started).bind(8, j.finished).bind(9, j.not_before);
   q.bind(10, j.error_code).bind(11, j.error).bind(12, j.result_json);
   q.run();
-  return sqlite3_changes(db_.get()) > 0;
+  if (sqlite3_changes(db_.get()) == 0)
+    return false;
+  job_end_events(j);
+  return true;
 }
 
 bool SqliteStore::finish_job(const Job &j) {
-  return write([&] { return end_job(j); });
+  return write([&] {
+    Transaction tx(*this); // the job's end and its webhook events land together
+    const bool ended = end_job(j);
+    tx.commit();
+    return ended;
+  });
 }
 
 Store::EndAndClaim SqliteStore::finish_and_claim(const Job &j, const std::string &worker, std::int64_t now,
@@ -116,6 +124,9 @@ std::vector<Job> SqliteStore::requeue_expired(std::int64_t now) {
       while (q.step())
         taken.push_back(read_job(q));
     }
+    for (const auto &j : taken)
+      if (j.state == JobState::Failed)
+        fan_out({"job.failed", j.id}, now);
     tx.commit();
     return taken;
   });

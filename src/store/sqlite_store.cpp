@@ -19,7 +19,7 @@ namespace sluice::store {
 
 namespace {
 
-constexpr int kSchemaVersion = 9;
+constexpr int kSchemaVersion = 11;
 constexpr int kBusyTimeoutMs = 5000;
 
 // Each entry migrates the schema from version i to i + 1.
@@ -160,6 +160,49 @@ ALTER TABLE jobs ADD COLUMN weight INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE workers ADD COLUMN capacity INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 10: resumable uploads that go to the bucket as they arrive: the multipart upload, its parts, and the process
+    // holding the bytes after them.
+    R"sql(
+ALTER TABLE uploads ADD COLUMN multipart TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN parts TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN held_from INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 11: webhooks: the endpoints (their secrets kept for signing), and the outbox of their deliveries, written in
+    // the transaction of the state change each reports, claimed with a lease and fenced by its attempts.
+    R"sql(
+CREATE TABLE webhooks (
+  id              TEXT PRIMARY KEY NOT NULL,
+  url             TEXT NOT NULL,
+  events          TEXT NOT NULL,
+  description     TEXT NOT NULL DEFAULT '',
+  secret          TEXT NOT NULL,
+  previous_secret TEXT NOT NULL DEFAULT '',
+  previous_until  INTEGER NOT NULL DEFAULT 0,
+  created         INTEGER NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+  seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+  id           TEXT NOT NULL UNIQUE,
+  event_id     TEXT NOT NULL,
+  webhook_id   TEXT NOT NULL,
+  type         TEXT NOT NULL,
+  subject      TEXT NOT NULL,
+  created      INTEGER NOT NULL,
+  state        TEXT NOT NULL DEFAULT 'pending',
+  attempts     INTEGER NOT NULL DEFAULT 0,
+  next_attempt INTEGER NOT NULL DEFAULT 0,
+  leased_until INTEGER NOT NULL DEFAULT 0,
+  last_status  INTEGER NOT NULL DEFAULT 0,
+  last_error   TEXT NOT NULL DEFAULT '',
+  last_attempt INTEGER NOT NULL DEFAULT 0,
+  body         TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, seq) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, seq);
+CREATE INDEX webhook_deliveries_done ON webhook_deliveries (last_attempt) WHERE state <> 'pending';
+)sql",
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion);
 
@@ -290,6 +333,7 @@ SqliteStore::SqliteStore(const std::string &path) : path_(path) {
   prepare_uploads();
   prepare_streams();
   prepare_claims();
+  prepare_webhooks();
   jobs_[3] = prepare("SELECT " JOB_COLUMNS " FROM jobs WHERE state = ?2 AND video_id = ?3 ORDER BY seq DESC LIMIT ?1");
 }
 
@@ -421,11 +465,13 @@ std::int64_t SqliteStore::add_job(const Job &j) {
   });
 }
 
-void SqliteStore::add_video_with_jobs(const Video &v, std::vector<Job> &jobs) {
+void SqliteStore::add_video_with_jobs(const Video &v, std::vector<Job> &jobs, const std::vector<OutboxEvent> &events) {
   Transaction tx(*this);
   add_video(v);
   for (Job &j : jobs)
     j.seq = add_job(j);
+  for (const auto &e : events)
+    fan_out(e, v.created ? v.created : g_get_real_time());
   tx.commit();
 }
 

@@ -7,7 +7,8 @@ namespace sluice::store::sqlite {
 namespace {
 
 #define UPLOAD_COLUMNS                                                                                                 \
-  "id, length, received, metadata, concat, state, video_id, error_code, error, direct_id, created, expires"
+  "id, length, received, metadata, concat, state, video_id, error_code, error, direct_id, created, expires, "          \
+  "multipart, parts, holder, held_from"
 #define DIRECT_COLUMNS "id, token_hash, max_size, origin, metadata, upload_id, created, expires"
 
 ResumableUpload read_upload(const Query &q) {
@@ -24,6 +25,10 @@ ResumableUpload read_upload(const Query &q) {
   u.direct_id = q.text(9);
   u.created = q.int64(10);
   u.expires = q.int64(11);
+  u.multipart = q.text(12);
+  u.parts = decode_parts(q.text(13));
+  u.holder = q.text(14);
+  u.held_from = q.int64(15);
   return u;
 }
 
@@ -44,10 +49,12 @@ DirectUpload read_direct(const Query &q) {
 
 void SqliteStore::prepare_uploads() {
   add_upload_ = prepare("INSERT INTO uploads (" UPLOAD_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                        "?11, ?12)");
+                        "?11, ?12, ?13, ?14, ?15, ?16)");
   upload_ = prepare("SELECT " UPLOAD_COLUMNS " FROM uploads WHERE id = ?1");
   update_upload_ = prepare("UPDATE uploads SET length = ?2, received = ?3, state = ?4, video_id = ?5, error_code = ?6, "
-                           "error = ?7 WHERE id = ?1");
+                           "error = ?7, multipart = ?8, parts = ?9, held_from = ?10 WHERE id = ?1 AND holder = ?11");
+  take_upload_ = prepare("UPDATE uploads SET holder = ?2, received = ?3, held_from = ?4 WHERE id = ?1 AND holder = ?5 "
+                         "AND parts = ?6 AND state = 'receiving'");
   delete_upload_ = prepare("DELETE FROM uploads WHERE id = ?1");
   uploads_ = prepare("SELECT " UPLOAD_COLUMNS " FROM uploads ORDER BY created ASC, rowid ASC");
   add_direct_ = prepare("INSERT INTO direct_uploads (" DIRECT_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
@@ -61,7 +68,8 @@ void SqliteStore::add_upload(const ResumableUpload &u) {
     Query q = query(add_upload_, "add an upload");
     q.bind(1, u.id).bind(2, u.length).bind(3, u.offset).bind(4, u.metadata).bind(5, u.concat).bind(6, u.state);
     q.bind(7, u.video_id).bind(8, u.error_code).bind(9, u.error).bind(10, u.direct_id).bind(11, u.created);
-    q.bind(12, u.expires);
+    q.bind(12, u.expires).bind(13, u.multipart).bind(14, encode_parts(u.parts)).bind(15, u.holder);
+    q.bind(16, u.held_from);
     q.run();
   });
 }
@@ -74,12 +82,24 @@ std::optional<ResumableUpload> SqliteStore::upload(const std::string &id) {
   return read_upload(q);
 }
 
-void SqliteStore::update_upload(const ResumableUpload &u) {
-  write([&] {
+bool SqliteStore::update_upload(const ResumableUpload &u) {
+  return write([&] {
     Query q = query(update_upload_, "update an upload");
     q.bind(1, u.id).bind(2, u.length).bind(3, u.offset).bind(4, u.state).bind(5, u.video_id);
-    q.bind(6, u.error_code).bind(7, u.error);
+    q.bind(6, u.error_code).bind(7, u.error).bind(8, u.multipart).bind(9, encode_parts(u.parts));
+    q.bind(10, u.held_from).bind(11, u.holder);
     q.run();
+    return sqlite3_changes(db_.get()) > 0;
+  });
+}
+
+bool SqliteStore::take_upload(const ResumableUpload &u, const std::string &from) {
+  return write([&] {
+    Query q = query(take_upload_, "take an upload over");
+    q.bind(1, u.id).bind(2, u.holder).bind(3, u.offset).bind(4, u.held_from).bind(5, from);
+    q.bind(6, encode_parts(u.parts));
+    q.run();
+    return sqlite3_changes(db_.get()) > 0;
   });
 }
 

@@ -59,6 +59,35 @@ std::string new_id() {
   return std::string(buf, 16);
 }
 
+std::string encode_parts(const std::vector<UploadPart> &parts) {
+  std::string out;
+  for (const auto &p : parts)
+    out += std::to_string(p.size) + " " + p.etag + "\n";
+  return out;
+}
+
+std::vector<UploadPart> decode_parts(const std::string &text) {
+  std::vector<UploadPart> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos)
+      end = text.size();
+    const std::string line = text.substr(at, end - at);
+    if (auto space = line.find(' '); space != std::string::npos)
+      out.push_back(UploadPart{g_ascii_strtoll(line.c_str(), nullptr, 10), line.substr(space + 1)});
+    at = end + 1;
+  }
+  return out;
+}
+
+std::int64_t parts_bytes(const std::vector<UploadPart> &parts) {
+  std::int64_t n = 0;
+  for (const auto &p : parts)
+    n += p.size;
+  return n;
+}
+
 bool is_id(const std::string &s) {
   if (s.size() != 16)
     return false;

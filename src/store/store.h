@@ -54,6 +54,9 @@ struct Job {
   // The cores its run keeps busy, from its description's weight when it was queued (jobs::Scheduler::new_job);
   // 0 is all of them: every core of the worker that claims it (a ladder spreads its encoders over every core).
   int weight = 1;
+  // Not kept: whether this job's end is its video's state (a streaming package's job; a poster's is not), told by the
+  // scheduler, so that finish_job and finish_and_claim write video.ready / video.failed with a job's end.
+  bool streaming = false;
 };
 
 // A process that runs jobs, as it registers itself (beat_worker) in the shared catalog.
@@ -100,6 +103,16 @@ struct ApiKey {
 };
 
 // A resumable (tus) upload: a row while it arrives, plus its file in the data folder's resumable/.
+// A part of a resumable upload's multipart upload in the bucket.
+struct UploadPart {
+  std::int64_t size = 0;
+  std::string etag;
+};
+// "SIZE ETAG" lines, as the catalog keeps them; bytes(): what the parts hold.
+std::string encode_parts(const std::vector<UploadPart> &parts);
+std::vector<UploadPart> decode_parts(const std::string &text);
+std::int64_t parts_bytes(const std::vector<UploadPart> &parts);
+
 struct ResumableUpload {
   std::string id;
   std::int64_t length = -1; // bytes in all; -1 while deferred (Upload-Defer-Length)
@@ -107,10 +120,17 @@ struct ResumableUpload {
   std::string metadata;     // the Upload-Metadata header as it was sent (checked)
   std::string concat;       // "", "partial", or "final" followed by the ids of its parts ("final a b")
   std::string state;        // receiving, processing, completed, failed
-  std::string video_id;     // chosen when processing starts; "" before
+  std::string video_id;     // chosen when processing starts (or with its first part in the bucket); "" before
   std::string error_code, error;
   std::string direct_id;                 // the direct upload it was made through, "" if none
   std::int64_t created = 0, expires = 0; // microseconds since the epoch
+  // [storage] in a bucket: the upload goes there as it arrives, as the parts of a multipart upload of its source
+  // (multipart: its id, "" until the first part). `holder` names the process whose local file holds the bytes after
+  // the parts (from held_from on: where they began when it took the upload over); "" without a bucket.
+  std::string multipart;
+  std::vector<UploadPart> parts; // part i + 1 of the multipart upload
+  std::string holder;
+  std::int64_t held_from = 0;
 };
 
 // A direct upload: a one-time permission to create one upload, for a client that holds no key.
@@ -134,6 +154,51 @@ struct Stream {
   bool record = false; // the event becomes a video when it ends
   std::string source;  // "" (publishers push to it) or rtsp://, srt://, http(s):// to pull from
   std::int64_t created = 0;
+};
+
+// A webhook endpoint: events of the types it names are POSTed to its url, signed with its secret. The secret is kept
+// as it is (an HMAC needs it; unlike an API key, whose hash is enough), shown once, never logged.
+struct Webhook {
+  std::string id;
+  std::string url;
+  std::vector<std::string> events; // video.ready, job.failed, ... (kept as "a,b")
+  std::string description;
+  std::string secret;
+  std::string previous_secret;     // after a rotation: still signs until previous_until
+  std::int64_t previous_until = 0; // 0: no previous secret
+  std::int64_t created = 0;
+};
+
+// An event for the outbox: its type and the id of what it is about (a video, job or stream). Written in the same
+// transaction as the state change it reports, as one delivery per endpoint subscribed to its type.
+struct OutboxEvent {
+  std::string type;
+  std::string subject;
+};
+
+// One event's delivery to one endpoint, in the outbox.
+struct Delivery {
+  std::int64_t seq = 0; // order of writing: an endpoint's deliveries go out in this order
+  std::string id;       // the event's id followed by the endpoint's: what a receiver deduplicates on
+  std::string event_id; // the same for every endpoint of one event
+  std::string webhook_id;
+  std::string type;
+  std::string subject;
+  std::int64_t created = 0;
+  std::string state = "pending"; // pending, succeeded, failed (given up)
+  int attempts = 0;              // claims so far (claim_deliveries counts one each)
+  std::int64_t next_attempt = 0; // a pending delivery is not claimed before this time
+  std::int64_t leased_until = 0; // while an attempt is in flight (claimed again after that)
+  int last_status = 0;           // the HTTP status of the last answer, 0 when none came
+  std::string last_error;        // why the last attempt failed, "" if it did not
+  std::int64_t last_attempt = 0;
+  std::string body; // the JSON as first sent ("" before): later attempts send it again, byte for byte
+};
+
+// A claimed delivery with the endpoint it goes to.
+struct ClaimedDelivery {
+  Delivery delivery;
+  Webhook webhook;
 };
 
 struct JobFilter {
@@ -162,7 +227,9 @@ public:
   virtual std::int64_t add_job(const Job &j) = 0;
   // A new video's row and its jobs' in one transaction (each job's seq set): a crash in between leaves neither, so
   // the catalog never holds a video without the jobs its upload was answered with.
-  virtual void add_video_with_jobs(const Video &v, std::vector<Job> &jobs) = 0;
+  // events: written to the outbox in the same transaction (upload.completed).
+  virtual void add_video_with_jobs(const Video &v, std::vector<Job> &jobs,
+                                   const std::vector<OutboxEvent> &events = {}) = 0;
   virtual std::optional<Job> job(const std::string &id) = 0;
   virtual std::vector<Job> jobs(const JobFilter &f) = 0; // newest first
   // Writes every mutable field of j (state, attempts, times, error, result, not_before, priority).
@@ -183,7 +250,9 @@ public:
   // Extends a running job's lease; false when `token` no longer holds it (claimed again, canceled, deleted).
   virtual bool renew_lease(const std::string &job_id, std::int64_t token, std::int64_t until) = 0;
   // Writes the mutable fields of a job this process claimed (update_job's, the lease ended) when j.token still holds
-  // it; false, changing nothing, when its lease was lost.
+  // it; false, changing nothing, when its lease was lost. A job that ends succeeded or failed writes its webhook events
+  // in the same transaction (job.succeeded / job.failed, and video.ready / video.failed when j.streaming); so does
+  // finish_and_claim, and requeue_expired for a job that fails there (job.failed).
   virtual bool finish_job(const Job &j) = 0;
   // finish_job(ended), then claim_job(worker, now, lease_us, encoders, room), in one transaction: a worker whose job
   // ended takes its next one with one round trip and one commit instead of two. The end is fenced as finish_job's is (a
@@ -223,8 +292,12 @@ public:
   // Resumable uploads.
   virtual void add_upload(const ResumableUpload &u) = 0;
   virtual std::optional<ResumableUpload> upload(const std::string &id) = 0;
-  // Writes length, offset, state, video_id and the error.
-  virtual void update_upload(const ResumableUpload &u) = 0;
+  // Writes length, offset, state, video_id, the error, multipart, parts and held_from; false (nothing written) when
+  // the row names another holder than u's (another process took the upload over).
+  virtual bool update_upload(const ResumableUpload &u) = 0;
+  // Compare-and-set: u's holder (and held_from, offset) replace holder `from`, when the row is still receiving with
+  // the parts u has; false otherwise.
+  virtual bool take_upload(const ResumableUpload &u, const std::string &from) = 0;
   virtual bool delete_upload(const std::string &id) = 0;
   // Every upload, oldest first (startup recovery and the expiry sweep).
   virtual std::vector<ResumableUpload> uploads() = 0;
@@ -242,6 +315,28 @@ public:
   virtual std::optional<Stream> stream_by_key_hash(const std::string &key_hash) = 0;
   virtual std::vector<Stream> streams() = 0; // oldest first
   virtual bool delete_stream(const std::string &id) = 0;
+
+  // Webhooks (store/*_webhooks.cpp). delete_webhook removes its deliveries too; false when there was none.
+  virtual void add_webhook(const Webhook &w) = 0;
+  virtual std::optional<Webhook> webhook(const std::string &id) = 0;
+  virtual std::vector<Webhook> webhooks() = 0; // oldest first
+  virtual bool delete_webhook(const std::string &id) = 0;
+  // A new secret; the one it replaces still signs until previous_until. False when there is no such endpoint.
+  virtual bool rotate_webhook_secret(const std::string &id, const std::string &secret, std::int64_t previous_until) = 0;
+  // The endpoint's deliveries, newest first.
+  virtual std::vector<Delivery> deliveries(const std::string &webhook_id, int limit = 100) = 0;
+  // Writes each event to the outbox on its own (a state the catalog does not keep, like a live stream's): one
+  // delivery per endpoint subscribed to its type, due at `now`. Returns how many deliveries were written.
+  virtual int add_events(const std::vector<OutboxEvent> &events, std::int64_t now) = 0;
+  // Claims up to `limit` due deliveries, at most one per endpoint and only the oldest pending one of each (an
+  // endpoint's deliveries go out in order): attempts + 1, leased until now + lease_us. With several processes each
+  // delivery is claimed by one (PostgreSQL: FOR UPDATE SKIP LOCKED), and claimed again once its lease ran out. Now and
+  // then (one call in 600 on a connection: every 10 minutes at one a second) it first forgets the deliveries that
+  // ended more than 30 days ago.
+  virtual std::vector<ClaimedDelivery> claim_deliveries(std::int64_t now, std::int64_t lease_us, int limit) = 0;
+  // Writes an attempt's outcome (state, next_attempt, last_status, last_error, last_attempt; body when none was kept)
+  // while d.attempts is still its claim's; false, changing nothing, when it was claimed again meanwhile.
+  virtual bool finish_delivery(const Delivery &d) = 0;
 
   // Readiness: a trivial query succeeds.
   virtual bool ping() = 0;

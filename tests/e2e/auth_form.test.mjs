@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  Server, createKey, dumpDiagnostics, launchBrowser, makeClip, pageState, removeDir, requireToolsOrSkip,
+  Server, auditAccessibility, createKey, dumpDiagnostics, launchBrowser, makeClip, pageState, removeDir, requireToolsOrSkip,
   screenshot, tempDir, waitFor, watchPage, writeConfig,
 } from './lib.mjs';
 
@@ -106,8 +106,12 @@ test(TITLE, { timeout: 280000 }, async () => {
     assert.match((await keyForm(page)).text, /The key given is not accepted \(unknown, revoked or mistyped\)\./,
       'the form asks again, saying the key was not accepted');
 
-    // 3. A key that may only read: the page works, an upload is refused with 403 in words.
+    // 3. A key that may only read: the page works, an upload is refused with 403 in words. The Operator tab stays
+    // hidden: the page asks whether the key may read the figures, and it may not.
+    const statsAsked = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/stats', { timeout: 15000 });
     await typeKey(page, reader);
+    assert.equal((await statsAsked).status(), 403, 'a read key may not read the operator\'s figures');
+    assert.equal(await page.isHidden('#tab-operator'), true, 'no Operator tab for a read key');
     await waitFor(async () => (await pageState(page)).connection?.state === 'open',
       { timeout: 15000, message: 'the event stream open with the read key' });
     await waitFor(() => page.evaluate(() => document.querySelector('#pipeline-select')?.value === 'hls'),
@@ -123,6 +127,8 @@ test(TITLE, { timeout: 280000 }, async () => {
     await page.waitForSelector(DIALOG, { timeout: 15000 });
     assert.match((await keyForm(page)).text, /This key may not upload: give one with the upload scope/);
     await screenshot(page, 'auth-form-403.png');
+    // The key form (a modal dialog) over the upload's 403 in words.
+    await auditAccessibility(page, 'the key form');
 
     // 4. The right key: upload, job, ready.
     await typeKey(page, uploader);

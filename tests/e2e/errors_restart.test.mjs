@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  Server, dumpDiagnostics, launchBrowser, makeClip, pageState, readRecorder, removeDir,
+  Server, auditAccessibility, dumpDiagnostics, launchBrowser, makeClip, pageState, readRecorder, removeDir,
   requireToolsOrSkip, screenshot, startRecorder, tempDir, waitFor, watchPage, writeConfig,
 } from './lib.mjs';
 
@@ -66,6 +66,7 @@ test('upload errors in words, and the page survives a server restart', { timeout
     assert.equal((await servers[0].json('/api/v1/videos')).body.videos.length, 0, 'nothing was kept');
     assert.equal(shown.videos.length, 0, 'the library stays empty');
     await screenshot(page, 'upload-error.png');
+    await auditAccessibility(page, 'upload with an error');
 
     // 2. Restart the server on the same port, same data folder. The page is not reloaded: a marker
     // set on its window now must still be there at the end.

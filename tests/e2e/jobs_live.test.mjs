@@ -13,7 +13,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  Server, dumpDiagnostics, launchBrowser, makeClip, pageState, playerState, readRecorder, removeDir,
+  Server, auditAccessibility, dumpDiagnostics, launchBrowser, makeClip, pageState, playerState, readRecorder, removeDir,
   requireToolsOrSkip, screenshot, sleep, startRecorder, tempDir, unwritablePipelines, waitFor, watchPage,
   writeConfig,
 } from './lib.mjs';
@@ -113,6 +113,8 @@ test('a failed job in words, Retry, then Delete', { timeout: 120000 }, async () 
     // In one step: the item is drawn anew by each event of the failure (a locator's element may be replaced).
     await page.evaluate((sel) => document.querySelector(sel)?.scrollIntoView({ block: 'nearest' }), item);
     await screenshot(page, 'job-failed.png');
+    // A failed item: its error and Retry.
+    await auditAccessibility(page, 'library with a failed job');
 
     // Retry: a second job for the same video, which fails the same way.
     await startRecorder(page);

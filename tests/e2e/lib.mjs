@@ -485,3 +485,41 @@ export async function dumpDiagnostics(label, { page, watcher, servers = [] }) {
   if (watcher) for (const p of watcher.check()) console.log(p);
   for (const s of servers) if (s) console.log(`--- ${s.name} log (tail) ---\n${s.tail()}`);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Accessibility: axe-core (tests/e2e/node_modules/axe-core, pinned in package.json) on the page as it is now, in the
+// light and the dark scheme (prefers-color-scheme emulated, which is what the page's colours follow). A violation
+// of impact "serious" or "critical" fails the test, listed with its rule, help and elements. axe's source is put in
+// the page by a CDP evaluation (the page's CSP refuses inline scripts); run it on a view once it has its content.
+let axeSource = null;
+
+export async function auditAccessibility(page, view, { schemes = ['light', 'dark'] } = {}) {
+  if (axeSource === null) {
+    axeSource = fs.readFileSync(path.join(HERE, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+  }
+  const problems = [];
+  const started = Date.now();
+  try {
+    for (const scheme of schemes) {
+      await page.emulateMedia({ colorScheme: scheme });
+      // The page's colour transitions end (the longest is 0.3 s) before contrast is measured.
+      await sleep(400);
+      if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
+      const violations = await page.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ['violations'] });
+        return r.violations.map((v) => ({
+          id: v.id, impact: v.impact, help: v.help,
+          nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`),
+        }));
+      });
+      for (const v of violations) {
+        if (v.impact !== 'serious' && v.impact !== 'critical') continue;
+        problems.push(`${view} (${scheme}): ${v.impact} ${v.id}: ${v.help}\n    ${v.nodes.join('\n    ')}`);
+      }
+    }
+  } finally {
+    await page.emulateMedia({ colorScheme: null });
+  }
+  console.log(`axe: ${view} audited in ${schemes.join(' and ')} (${Date.now() - started} ms): ${problems.length} serious or critical`);
+  if (problems.length) throw new Error(`accessibility violations (axe-core):\n  ${problems.join('\n  ')}`);
+}

@@ -14,8 +14,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  Server, dumpDiagnostics, launchBrowser, removeDir, requireToolsOrSkip, screenshot, sleep, tempDir, waitFor,
-  watchPage, writeConfig,
+  Server, auditAccessibility, dumpDiagnostics, launchBrowser, removeDir, requireToolsOrSkip, screenshot, sleep, tempDir,
+  waitFor, watchPage, writeConfig,
 } from './lib.mjs';
 
 const { chromium, chromiumPath } = await requireToolsOrSkip();
@@ -186,6 +186,8 @@ test('a stream made in the view: key and ingest URLs once, the list, events, del
     assert.equal(rows[0].watch, `#/streams/${id}`);
     assert.equal(await page.evaluate((k) => document.querySelector('#streams').textContent.includes(k), key), false, 'the list does not show the key');
     await screenshot(page, 'streams-created.png');
+    // The view with its created panel (the key and ingest URLs) and its list.
+    await auditAccessibility(page, 'streams');
     // Readable on a phone: at 360 px wide nothing scrolls sideways, long URLs and commands included.
     await page.setViewportSize({ width: 360, height: 740 });
     const overflow = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
@@ -372,6 +374,8 @@ test('a published stream plays live in the view', { timeout: 240000 }, async (t)
       console.log('the live playlist\'s window is too short to play far behind its edge: Go live from behind not checked');
     }
     await screenshot(page, 'streams-live.png');
+    // The player of a live stream: the LIVE badge, the latency, Go live.
+    await auditAccessibility(page, 'player (live stream)');
 
     // The publisher stops: the page tells what the stream is doing (the engine says how it names it).
     publisher.kill('SIGINT');

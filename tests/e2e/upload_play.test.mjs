@@ -8,7 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import {
-  Server, dumpDiagnostics, launchBrowser, makeClip, pageState, parseMaster, readRecorder,
+  Server, auditAccessibility, dumpDiagnostics, launchBrowser, makeClip, pageState, parseMaster, readRecorder,
   removeDir, requireToolsOrSkip, screenshot, sleep, startRecorder, tempDir, waitFor, watchPage,
   writeConfig,
 } from './lib.mjs';
@@ -97,6 +97,8 @@ test('upload through the page, live progress, play with hls.js and switch qualit
     assert.equal(details.hasBar, false, 'no progress bar once the job has finished');
     assert.equal(details.play, `#/videos/${id}`, 'a.play links to the player page');
     await screenshot(page, 'library.png');
+    // The upload form and the library with its ready video.
+    await auditAccessibility(page, 'library and upload');
 
     // The player page.
     await page.click(`${item} a.play`);
@@ -189,6 +191,7 @@ test('upload through the page, live progress, play with hls.js and switch qualit
     assert.equal(meta.back, '#/', 'a#back-link goes back to the library');
 
     await screenshot(page, 'player.png');
+    await auditAccessibility(page, 'player');
     assert.deepEqual(watcher.check(), [], 'no uncaught page errors and no console errors');
   } catch (e) {
     await dumpDiagnostics('upload-play', { page, watcher, servers: [server] });

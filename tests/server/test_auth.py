@@ -113,6 +113,7 @@ REQUESTS = {
     ('GET', '/api/v1/pipelines'): ('/api/v1/pipelines', None, 200, None),
     ('GET', '/api/v1/encoders'): ('/api/v1/encoders', None, 200, None),
     ('GET', '/api/v1/workers'): ('/api/v1/workers', None, 200, None),
+    ('GET', '/api/v1/stats'): ('/api/v1/stats', None, 200, None),
     # Resumable uploads: past authentication, a request without Tus-Resumable gets 412.
     ('POST', '/api/v1/uploads'): ('/api/v1/uploads', None, 412, 'tus_version'),
     ('GET', '/api/v1/uploads/{id}'): ('/api/v1/uploads/' + UNKNOWN_ID, None, 404, 'not_found'),
@@ -124,6 +125,15 @@ REQUESTS = {
     ('GET', '/api/v1/streams/{id}'): ('/api/v1/streams/' + UNKNOWN_ID, None, 404, 'not_found'),
     ('DELETE', '/api/v1/streams/{id}'): ('/api/v1/streams/' + UNKNOWN_ID, None, 404, 'not_found'),
     ('GET', '/streams/{id}/*'): ('/streams/%s/master.m3u8' % UNKNOWN_ID, None, 404, 'not_found'),
+    # Webhooks (admin): an empty object lacks the url.
+    ('GET', '/api/v1/webhooks'): ('/api/v1/webhooks', None, 200, None),
+    ('POST', '/api/v1/webhooks'): ('/api/v1/webhooks', 'json', 400, 'invalid_field'),
+    ('GET', '/api/v1/webhooks/{id}'): ('/api/v1/webhooks/' + UNKNOWN_ID, None, 404, 'not_found'),
+    ('DELETE', '/api/v1/webhooks/{id}'): ('/api/v1/webhooks/' + UNKNOWN_ID, None, 404, 'not_found'),
+    ('POST', '/api/v1/webhooks/{id}/rotate-secret'): ('/api/v1/webhooks/%s/rotate-secret' % UNKNOWN_ID, None, 404,
+                                                      'not_found'),
+    ('GET', '/api/v1/webhooks/{id}/deliveries'): ('/api/v1/webhooks/%s/deliveries' % UNKNOWN_ID, None, 404,
+                                                  'not_found'),
 }
 
 

@@ -9,7 +9,9 @@ in redirect mode; an encoder only the workers have is taken, one none has is ref
 middle of a job loses it to the other after the lease: it succeeds once and nothing of the dead attempt is left in
 the bucket or served. The api killed with -9 during parallel uploads: every upload answered 201 has its source in
 the bucket, and is listed and ready after the restart. A PostgreSQL restart during a run loses nothing and runs no
-job twice. Skipped, saying why, without PostgreSQL, node or tests/s3/node_modules."""
+job twice. A tus upload begun on one api process is resumed on a second (its HEAD answers the bytes in the bucket and
+takes the upload over; the first's late PATCH is refused) and finished there: its source object is the file sent, and
+it plays. Skipped, saying why, without PostgreSQL, node or tests/s3/node_modules."""
 
 import json
 import os
@@ -412,6 +414,54 @@ class ScaleOut(unittest.TestCase):
             self.assertEqual(api.video(vid)['state'], 'ready')
         # The uploads cut by the kill left nothing in the api's folder.
         self.assertEqual(os.listdir(os.path.join(api.data_dir, 'uploads')), [])
+
+    def test_tus_upload_resumes_on_another_api(self):
+        # Two api processes (each with a data folder of its own) behind one catalog and one bucket: a tus upload begun
+        # on one is resumed on the other from the bytes in the bucket, finished there, and becomes a video that plays.
+        from test_storage_s3 import OCTETS, TUS, multipart_uploads, tus_create, tus_offset, tus_patch
+        from test_upload_memory import make_media
+        media = os.path.join(self.tmp, 'tus.ts')
+        make_media(media, 18 << 20)
+        with open(media, 'rb') as f:
+            data = f.read()
+        mib = 1 << 20
+        one, two = self.start_api('api-one'), self.start_api('api-two')
+        self.start_worker('w-tus')
+        self.wait_workers(one, ['w-tus'])
+        path = tus_create(one, len(data), 'tus.ts')
+        uid = path.rsplit('/', 1)[1]
+        r = tus_patch(one, path, 0, data[:12 * mib])
+        self.assertEqual(r.status, 204, r.describe())
+        holder, parts = self.psql("SELECT holder || '|' || parts FROM uploads WHERE id = '%s'" % uid).split('|')
+        self.assertEqual(len(parts.splitlines()), 1, parts)
+        self.assertTrue(os.path.exists(os.path.join(one.data_dir, 'resumable', uid)))
+        # The second process answers the bytes in the bucket (one part of 8 MiB) and holds the upload now.
+        self.assertEqual(tus_offset(two, path), 8 * mib)
+        now = self.psql("SELECT holder || '|' || received || '|' || held_from FROM uploads WHERE id = '%s'" % uid)
+        new_holder, received, held_from = now.split('|')
+        self.assertNotEqual(new_holder, holder)
+        self.assertEqual((int(received), int(held_from)), (8 * mib, 8 * mib))
+        # The first one's late PATCH (at the offset it had answered) is refused, with JSON, and takes nothing.
+        r = one.request('PATCH', path, body=data[12 * mib:14 * mib],
+                        headers=dict(TUS, **{'Content-Type': OCTETS, 'Upload-Offset': str(12 * mib)}))
+        self.assertEqual(r.status, 409, r.describe())
+        self.assertEqual(r.json()['error']['code'], 'offset_mismatch', r.describe())
+        self.assertEqual(self.psql("SELECT holder FROM uploads WHERE id = '%s'" % uid), new_holder)
+        # The client finishes on the second process.
+        r = tus_patch(two, path, 8 * mib, data[8 * mib:])
+        self.assertEqual(r.status, 204, r.describe())
+        vid = r.header('Sluice-Video-Id')
+        self.assertTrue(vid, r.describe())
+        self.assertTrue(self.double.object(self.prefix + 'videos/%s/source.ts' % vid) == data,
+                        'the source object differs from the file sent')
+        self.assertEqual([k for k in multipart_uploads(os.path.join(self.shared, 's3')).values()
+                          if k.startswith(self.prefix)], [])
+        video = one.video(vid)
+        self.assertEqual(video['size'], len(data))
+        for j in one.get_json('/api/v1/videos/%s/jobs' % vid)['jobs']:
+            one.wait_succeeded(j['id'], timeout=180)
+        self.assertEqual(one.video(vid)['state'], 'ready')
+        self.assertGreater(ffprobe_duration(one.url('/videos/%s/hls/master.m3u8' % vid)), 1.0)
 
     def test_postgres_restart_during_a_run_loses_nothing(self):
         api = self.start_api()

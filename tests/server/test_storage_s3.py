@@ -8,10 +8,12 @@ deleting the video deletes its objects. An upload streams to the bucket as it ar
 object is whole once the 201 comes, a refused or cut upload leaves no object and its multipart upload is aborted, and
 memory stays bounded. Skipped, saying why, without node or tests/s3/node_modules."""
 
+import base64
 import glob
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -339,11 +341,11 @@ STREAM_BOUND_MIB = 32  # what the size of a body may cost in VmHWM, as for an up
 @need_ffmpeg
 class Streamed(ServerTestCase):
     """Uploads stream to the bucket while they arrive (jobs::SourceUpload). s3rver 3.7 implements neither the listing
-    of multipart uploads (GET ?uploads: NotImplemented) nor their abort (DELETE ?uploadId: 405): an upload it was
-    asked to start stays in its folder (BUCKET/._S3rver_uploads/ID/, with the key in `key`). So a refused or cut
-    upload is checked three ways: no object under its key; for every multipart upload the double holds for that key,
-    the server's log says it asked for the abort (the double refusing it); and the server's log says the upload was
-    abandoned. On S3 the abort removes the parts."""
+    of multipart uploads (GET ?uploads: NotImplemented) nor their abort (tests/s3/server.mjs adds the abort): an
+    upload it was asked to start stays in its folder (BUCKET/._S3rver_uploads/ID/, with the key in `key`) until it is
+    completed or aborted. So a refused or cut upload is checked three ways: no object under its key; for every
+    multipart upload the double holds for that key, the server's log says it was aborted; and the server's log says
+    the upload was abandoned."""
 
     @classmethod
     def setUpClass(cls):
@@ -490,6 +492,182 @@ class Streamed(ServerTestCase):
         sock.close()
         key = self.assert_nothing_left(since)
         self.assertTrue(key.endswith('.ts'), key)
+
+
+TUS = {'Tus-Resumable': '1.0.0'}
+OCTETS = 'application/offset+octet-stream'
+
+
+def tus_create(srv, length, filename):
+    r = srv.request('POST', '/api/v1/uploads', headers=dict(TUS, **{
+        'Upload-Length': str(length),
+        'Upload-Metadata': 'filename ' + base64.b64encode(filename.encode()).decode()}))
+    if r.status != 201:
+        raise AssertionError('tus creation: %s' % r.describe())
+    return urllib.parse.urlparse(r.header('Location')).path
+
+
+def tus_patch(srv, path, offset, body, timeout=120):
+    return srv.request('PATCH', path, body=body, timeout=timeout,
+                       headers=dict(TUS, **{'Content-Type': OCTETS, 'Upload-Offset': str(offset)}))
+
+
+def tus_offset(srv, path):
+    r = srv.request('HEAD', path, headers=TUS)
+    if r.status != 200:
+        raise AssertionError('HEAD %s: %s' % (path, r.describe()))
+    return int(r.header('Upload-Offset'))
+
+
+def multipart_parts(s3dir, upload_id):
+    """The parts the double holds of one multipart upload (BUCKET/._S3rver_uploads/ID/N, N.md5): {N: (bytes, md5)}."""
+    folder = os.path.join(s3dir, BUCKET, '._S3rver_uploads', upload_id)
+    out = {}
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if name.isdigit():
+            with open(os.path.join(folder, name), 'rb') as f, open(os.path.join(folder, name + '.md5')) as m:
+                out[int(name)] = (f.read(), m.read().strip())
+    return out
+
+
+def multipart_uploads(s3dir):
+    """The multipart uploads the double holds (neither completed nor aborted): {upload id: key}."""
+    out = {}
+    for f in glob.glob(os.path.join(s3dir, BUCKET, '._S3rver_uploads', '*', 'key')):
+        with open(f) as k:
+            out[os.path.basename(os.path.dirname(f))] = k.read()
+    return out
+
+
+@need_binary
+@need_ffmpeg
+class TusToBucket(ServerTestCase):
+    """A resumable (tus) upload goes to the bucket as it arrives: every whole 8 MiB part of what a PATCH brought is in
+    the bucket before that PATCH is answered (the double's own folder of the multipart upload, and the catalog row's
+    parts, which name the same ETags), the last PATCH completes the object, and the video plays. DELETE and expiry
+    abort the multipart upload (the double, which does not itself, is taught to by tests/s3/server.mjs)."""
+
+    EXPIRY = 3600
+
+    @classmethod
+    def setUpClass(cls):
+        why = double_missing()
+        if why:
+            raise unittest.SkipTest(why)
+        from test_upload_memory import make_media
+        cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
+        cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
+        cls.double = Double(cls.s3dir)
+        cls.addClassCleanup(cls.double.stop)
+        cls.CONFIG = {
+            'uploads': {'max-size': '1G', 'auto-transcode': 'false', 'resumable-expiry': cls.EXPIRY},
+            'jobs': {'concurrent': 1},
+            'storage': {'url': 's3://%s/%s' % (BUCKET, PREFIX.rstrip('/')), 'endpoint': cls.double.endpoint,
+                        'region': 'eu-west-3', 'access-key': KEY_ID, 'secret-key': 'S3RVER-secret'},
+        }
+        super().setUpClass()
+        media = os.path.join(cls.tmp, 'tus.ts')
+        make_media(media, 18 * MIB)
+        with open(media, 'rb') as f:
+            cls.data = f.read()
+
+    def row(self, path):
+        """The upload's catalog row: (offset, multipart upload id, parts as [(size, etag)], holder)."""
+        con = sqlite3.connect('file:%s?mode=ro' % os.path.join(self.server.data_dir, 'sluice.db'), uri=True,
+                              timeout=5)
+        try:
+            got = con.execute('SELECT received, multipart, parts, holder FROM uploads WHERE id = ?',
+                              (path.rsplit('/', 1)[1],)).fetchone()
+        finally:
+            con.close()
+        self.assertIsNotNone(got, 'no row for %s' % path)
+        parts = [(int(ln.split(' ', 1)[0]), ln.split(' ', 1)[1]) for ln in got[2].splitlines()]
+        return got[0], got[1], parts, got[3]
+
+    def assert_parts(self, path, count):
+        """The bucket holds exactly `count` parts of 8 MiB of the upload, the data's first bytes in order, and the row
+        records them with the ETags the double gave."""
+        offset, multipart, parts, holder = self.row(path)
+        self.assertTrue(holder, 'the row names no holder')
+        self.assertEqual(len(parts), count, parts)
+        held = multipart_parts(self.s3dir, multipart)
+        self.assertEqual(sorted(held), list(range(1, count + 1)))
+        for n in range(1, count + 1):
+            body, md5 = held[n]
+            self.assertEqual(len(body), 8 * MIB)
+            self.assertTrue(body == self.data[(n - 1) * 8 * MIB:n * 8 * MIB], 'part %d differs from the upload' % n)
+            self.assertEqual(parts[n - 1], (8 * MIB, '"%s"' % md5))
+        return offset, multipart
+
+    def test_parts_in_the_bucket_before_the_last_patch(self):
+        srv = self.server
+        path = tus_create(srv, len(self.data), 'tus.ts')
+        # 5 MiB: no whole part yet, nothing in the bucket.
+        r = tus_patch(srv, path, 0, self.data[:5 * MIB])
+        self.assertEqual(r.status, 204, r.describe())
+        self.assertEqual(self.row(path)[1:3], ('', []))
+        # To 9 MiB: part 1 is in the bucket once the PATCH is answered.
+        r = tus_patch(srv, path, 5 * MIB, self.data[5 * MIB:9 * MIB])
+        self.assertEqual(r.status, 204, r.describe())
+        offset, multipart = self.assert_parts(path, 1)
+        self.assertEqual(offset, 9 * MIB)
+        self.assertEqual(multipart_uploads(self.s3dir)[multipart].split('/')[-1], 'source.ts')
+        # To 17 MiB: part 2.
+        r = tus_patch(srv, path, 9 * MIB, self.data[9 * MIB:17 * MIB])
+        self.assertEqual(r.status, 204, r.describe())
+        self.assert_parts(path, 2)
+        self.assertEqual(tus_offset(srv, path), 17 * MIB)
+        # The last PATCH: the last part and the completion make the source, whole; no multipart upload is left.
+        r = tus_patch(srv, path, 17 * MIB, self.data[17 * MIB:])
+        self.assertEqual(r.status, 204, r.describe())
+        vid = r.header('Sluice-Video-Id')
+        self.assertTrue(vid, r.describe())
+        key = PREFIX + 'videos/%s/source.ts' % vid
+        self.assertEqual(self.double.keys(PREFIX + 'videos/%s/' % vid), [key])
+        self.assertTrue(self.double.object(key) == self.data, 'the object differs from the upload')
+        self.assertNotIn(multipart, multipart_uploads(self.s3dir))
+        self.assertEqual(srv.video(vid)['size'], len(self.data))
+        # It plays: a job's package through the api.
+        r = srv.post_job(vid, ladder='120p:200')
+        self.assertEqual(r.status, 202, r.describe())
+        job = r.json()
+        srv.wait_succeeded(job.get('job', job)['id'], timeout=120)
+        self.assertGreater(ffprobe_duration(srv.url('/videos/%s/hls/master.m3u8' % vid)), 1.0)
+        self.assertEqual(srv.request('DELETE', '/api/v1/videos/' + vid).status, 204)
+
+    def test_delete_aborts_the_multipart_upload(self):
+        srv = self.server
+        path = tus_create(srv, len(self.data), 'gone.ts')
+        r = tus_patch(srv, path, 0, self.data[:9 * MIB])
+        self.assertEqual(r.status, 204, r.describe())
+        _, multipart = self.assert_parts(path, 1)
+        r = srv.request('DELETE', path, headers=TUS)
+        self.assertEqual(r.status, 204, r.describe())
+        wait_until(lambda: multipart not in multipart_uploads(self.s3dir), 20, 0.1,
+                   'the multipart upload %s to be aborted' % multipart)
+        self.assertFalse(os.path.exists(os.path.join(srv.data_dir, 'resumable', path.rsplit('/', 1)[1])))
+
+
+class TusExpiryInBucket(TusToBucket):
+    """An expired upload's multipart upload is aborted by the sweep."""
+
+    EXPIRY = 4
+
+    test_parts_in_the_bucket_before_the_last_patch = None
+    test_delete_aborts_the_multipart_upload = None
+
+    def test_expiry_aborts_the_multipart_upload(self):
+        srv = self.server
+        path = tus_create(srv, len(self.data), 'late.ts')
+        r = tus_patch(srv, path, 0, self.data[:9 * MIB])
+        if r.status == 410:
+            self.skipTest('the upload expired before its first PATCH was answered (a very slow machine)')
+        self.assertEqual(r.status, 204, r.describe())
+        _, multipart = self.assert_parts(path, 1)
+        wait_until(lambda: multipart not in multipart_uploads(self.s3dir), 20, 0.2,
+                   'the sweep to abort the multipart upload %s' % multipart)
+        self.assertEqual(srv.request('HEAD', path, headers=TUS).status, 404)
+        self.assertFalse(os.path.exists(os.path.join(srv.data_dir, 'resumable', path.rsplit('/', 1)[1])))
 
 
 def srv_binary():

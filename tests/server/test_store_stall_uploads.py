@@ -103,6 +103,7 @@ class UploadStall(unittest.TestCase):
 
             resume = self.stop_catalog()
             meta = 'filename ' + base64.b64encode(b'stall.mp4').decode()
+            nvenc = base64.b64encode(b'nvenc').decode()
             calls = [
                 ('a tus creation', lambda: self.tus(srv, 'POST', UPLOADS, {'Upload-Length': str(len(clip)),
                                                                             'Upload-Metadata': meta})),
@@ -116,6 +117,13 @@ class UploadStall(unittest.TestCase):
                 ('a final concatenation',
                  lambda: self.tus(srv, 'POST', UPLOADS, {'Upload-Concat': 'final;' + ' '.join(parts)})),
                 ('a direct upload grant', lambda: srv.post_json('/api/v1/direct-uploads', {'max_size': 1000})),
+                # The job they ask for names an encoder only a worker elsewhere could run: the workers' rows are read.
+                ('a tus creation for an encoder run elsewhere',
+                 lambda: self.tus(srv, 'POST', UPLOADS, {'Upload-Length': str(len(clip)),
+                                                         'Upload-Metadata': meta + ',encoder ' + nvenc})),
+                ('a direct upload grant for an encoder run elsewhere',
+                 lambda: srv.post_json('/api/v1/direct-uploads', {'max_size': 1000,
+                                                                  'metadata': {'encoder': 'nvenc'}})),
                 ('a creation with a direct upload token',
                  lambda: self.tus(srv, 'POST', UPLOADS + '?token=' + token, {'Upload-Length': str(len(clip)),
                                                                              'Authorization': 'Bearer none'})),

@@ -554,18 +554,53 @@ TEST_F(HlsRender, OneDescriptionWithSharedDecodeAndAudio) {
     EXPECT_EQ(count(d, "\n"), 0);
     EXPECT_EQ(count(d, "filesrc "), 1);
     EXPECT_EQ(count(d, "decodebin"), 1);
-    EXPECT_EQ(count(d, "tee name=vt"), 1);
+    EXPECT_EQ(count(d, "tee name=vt "), 1);
     EXPECT_EQ(count(d, "tee name=at"), 1);
     EXPECT_EQ(count(d, "avenc_aac"), 1);
     EXPECT_EQ(count(d, "sluiceprogress"), 1);
     EXPECT_EQ(count(d, "hlssink2 "), n);
     EXPECT_EQ(count(d, "x264enc "), n);
-    EXPECT_EQ(count(d, "vt. !"), n);
+    // Cascaded scaling: only the largest rung reads the decoded picture, each rung has a tee the smaller ones read.
+    EXPECT_EQ(count(d, "vt. !"), 1);
+    EXPECT_EQ(count(d, "tee name=vt_"), n);
+    EXPECT_EQ(count(d, "videoflip"), 0) << "an unrotated source is not copied through videoflip";
     EXPECT_EQ(count(d, "at. !"), n);
     EXPECT_EQ(count(d, ".audio"), n);
     EXPECT_EQ(count(d, ".video"), n);
     EXPECT_EQ(count(d, "{"), 0) << "unsubstituted placeholder";
   }
+}
+
+TEST_F(HlsRender, RungsAreScaledFromALargerRung) {
+  // input(4): 360p, 720p, 1080p, 240p. Each rung from the smallest rung at least 1.5 times as tall.
+  RenderInput in = input(4);
+  EXPECT_EQ(scale_source(in.renditions, 0), 1);  // 360p <- 720p (480p would be 4:3 above it; not in this ladder)
+  EXPECT_EQ(scale_source(in.renditions, 1), 2);  // 720p <- 1080p
+  EXPECT_EQ(scale_source(in.renditions, 2), -1); // 1080p <- the decoded picture
+  EXPECT_EQ(scale_source(in.renditions, 3), 0);  // 240p <- 360p
+  std::vector<RenditionSpec> r = {
+      {"360p", 640, 360, 800, 0, 0}, {"480p", 854, 480, 1400, 0, 0}, {"720p", 1280, 720, 2800, 0, 0}};
+  EXPECT_EQ(scale_source(r, 0), 2); // 360p <- 720p, not 480p (only 4:3 larger)
+  EXPECT_EQ(scale_source(r, 1), 2); // 480p <- 720p
+  EXPECT_EQ(scale_source(r, 2), -1);
+  std::string d = render_with(in);
+  SCOPED_TRACE(d);
+  EXPECT_TRUE(contains(d, "vt_720p. ! queue max-size-buffers=3 max-size-bytes=0 max-size-time=0 ! videoconvertscale "));
+  EXPECT_TRUE(
+      contains(d, "width=640,height=360,pixel-aspect-ratio=1/1,colorimetry=bt709 ! tee name=vt_360p ! x264enc "));
+  EXPECT_TRUE(contains(d, "vt_1080p. ! queue"));
+  EXPECT_TRUE(contains(d, "vt_360p. ! queue"));
+  EXPECT_TRUE(contains(d, "vt. ! queue"));
+  EXPECT_EQ(count(d, "add-borders=false"), 4) << "rounding to even sizes must not add a black line";
+  // A rotated source is turned once, before the tee.
+  in.rotation = 90;
+  std::string turned = render_with(in);
+  EXPECT_EQ(count(turned, "videoflip video-direction=auto ! sluiceprogress"), 1) << turned;
+  // So is a mirrored one (flip-rotate-0: no rotation, a flip).
+  in.rotation = 0;
+  in.mirrored = true;
+  std::string flipped = render_with(in);
+  EXPECT_EQ(count(flipped, "videoflip video-direction=auto ! sluiceprogress"), 1) << flipped;
 }
 
 TEST(EncoderThreads, SpreadOverRenditions) {
@@ -655,6 +690,37 @@ TEST_F(HlsRender, DefaultScalerIsLanczos3OnLumaAndChroma) {
     EXPECT_EQ(enum_nick("chroma-resampler", chroma), "lanczos");
     EXPECT_DOUBLE_EQ(envelope, 3.0);
     gst_object_unref(s);
+    gst_element_set_state(p, GST_STATE_NULL);
+    gst_object_unref(p);
+
+    // A cascaded rung (360p from 854x480, whose aspect ratio even rounding moved by 0.08%) fills the whole picture:
+    // with add-borders the scaler kept the ratio and left a black bottom line (-0.2 dB PSNR).
+    launch = "videotestsrc num-buffers=1 pattern=white ! video/x-raw,format=I420,width=854,height=480 ! " + scaler +
+             " ! video/x-raw,format=I420,width=640,height=360,pixel-aspect-ratio=1/1 ! fakesink name=out "
+             "enable-last-sample=true";
+    p = gst_parse_launch(launch.c_str(), &err);
+    ASSERT_EQ(err, nullptr) << launch << ": " << err->message;
+    ASSERT_NE(gst_element_set_state(p, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+    bus = gst_element_get_bus(p);
+    m = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND,
+                                   static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(GST_MESSAGE_TYPE(m), GST_MESSAGE_EOS);
+    gst_message_unref(m);
+    gst_object_unref(bus);
+    GstElement *out = gst_bin_get_by_name(GST_BIN(p), "out");
+    GstSample *sample = nullptr;
+    g_object_get(out, "last-sample", &sample, nullptr);
+    ASSERT_NE(sample, nullptr);
+    GstMapInfo map;
+    ASSERT_TRUE(gst_buffer_map(gst_sample_get_buffer(sample), &map, GST_MAP_READ));
+    ASSERT_GE(map.size, 640u * 360u * 3 / 2); // I420: the luma plane first, 640 bytes a row
+    for (int row : {0, 359})
+      for (int col : {0, 320, 639})
+        EXPECT_GT(map.data[row * 640 + col], 200) << "row " << row << ", column " << col << " is not white";
+    gst_buffer_unmap(gst_sample_get_buffer(sample), &map);
+    gst_sample_unref(sample);
+    gst_object_unref(out);
     gst_element_set_state(p, GST_STATE_NULL);
     gst_object_unref(p);
   }

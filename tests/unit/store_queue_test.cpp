@@ -11,7 +11,7 @@
 #include "check.h"
 #include "media.h"
 
-#include "pg_server.h"
+#include "store_backends.h"
 
 #include <atomic>
 #include <map>
@@ -48,29 +48,14 @@ Job queue_job(const std::string &video_id, std::int64_t created, int priority = 
   return j;
 }
 
-// GetParam(): "sqlite" or "postgresql".
-class QueueTest : public ::testing::TestWithParam<std::string> {
+class QueueTest : public sluice::test::BackendTest {
 protected:
   void SetUp() override {
-    if (GetParam() == "postgresql") {
-      sluice::test::PgServer &server = sluice::test::PgServer::get();
-      if (!server.ok())
-        GTEST_SKIP() << "no PostgreSQL server for the tests: " << server.why();
-      url = server.new_database();
-      ASSERT_FALSE(url.empty()) << server.why();
-    } else {
-      url = "sqlite://" + dir.file("catalog.db");
-    }
-    store = open(url, dir.path());
-    store->add_video(video);
+    if (open_backend())
+      store->add_video(video);
   }
-  // A second connection to the same catalog (another process's, as far as the catalog can tell).
-  std::unique_ptr<Store> another() { return open(url, dir.path()); }
   void claim_concurrently(bool together);
 
-  TempDir dir;
-  std::string url;
-  std::unique_ptr<Store> store;
   Video video = queue_video();
 };
 
@@ -451,7 +436,6 @@ TEST_P(QueueTest, AVideoAndItsJobsAreAddedTogether) {
   EXPECT_TRUE(store->video(x.id).has_value());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, QueueTest, ::testing::Values("sqlite", "postgresql"),
-                         [](const auto &p) { return p.param; });
+SLUICE_ON_BOTH_BACKENDS(QueueTest);
 
 } // namespace

@@ -21,7 +21,7 @@
 #include "check.h"
 #include "media.h"
 
-#include "pg_server.h"
+#include "store_backends.h"
 
 #include <atomic>
 #include <csignal>
@@ -82,40 +82,20 @@ void write_bytes(const std::string &path, const std::string &data) {
   ASSERT_TRUE(g_file_set_contents(path.c_str(), data.data(), static_cast<gssize>(data.size()), nullptr));
 }
 
-// The same tests on both backends: GetParam() is "sqlite" or "postgresql".
-class StoreTest : public ::testing::TestWithParam<std::string> {
+// The same tests on both backends.
+class StoreTest : public sluice::test::BackendTest {
 protected:
-  void SetUp() override {
-    if (postgres()) {
-      sluice::test::PgServer &server = sluice::test::PgServer::get();
-      if (!server.ok())
-        GTEST_SKIP() << "no PostgreSQL server for the tests: " << server.why();
-      url_ = server.new_database();
-      ASSERT_FALSE(url_.empty()) << server.why();
-    } else {
-      url_ = "sqlite://" + path();
-    }
-    store = open(url_, dir.path());
-  }
-  bool postgres() const { return GetParam() == "postgresql"; }
   std::string path() const { return dir.file("catalog.db"); }
-  const std::string &url() const { return url_; }
   // Closes and opens the catalog again.
   void reopen() {
     store.reset();
-    store = open(url_, dir.path());
+    store = open(url, dir.path());
   }
   // The schema version the catalog records.
   std::int64_t schema_version() const {
-    return postgres() ? std::stoll(sluice::test::pg_value(url_, "SELECT version FROM sluice_schema"))
+    return postgres() ? std::stoll(sluice::test::pg_value(url, "SELECT version FROM sluice_schema"))
                       : user_version(path());
   }
-
-  TempDir dir;
-  std::unique_ptr<Store> store;
-
-private:
-  std::string url_;
 };
 
 // The tests of SQLite's file alone (WAL, immutable files).
@@ -132,8 +112,7 @@ protected:
   std::unique_ptr<Store> store;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "postgresql"),
-                         [](const ::testing::TestParamInfo<std::string> &p) { return p.param; });
+SLUICE_ON_BOTH_BACKENDS(StoreTest);
 
 // ---------------------------------------------------------------------------------------------
 // States and ids
@@ -610,10 +589,10 @@ TEST_P(StoreTest, ReopenKeepsDataAndSchemaVersion) {
   Job k = make_job(v.id, 3);
   EXPECT_GT(store->add_job(k), j.seq);
   // 7: job leases and workers; 8 (PostgreSQL): the events of every process; then the jobs' weights.
-  EXPECT_EQ(schema_version(), postgres() ? 10 : 9);
+  EXPECT_EQ(schema_version(), postgres() ? 12 : 11);
   store.reset();
   // A second store on the same catalog sees the same data.
-  auto a = open(url(), dir.path()), b = open(url(), dir.path());
+  auto a = open(url, dir.path()), b = open(url, dir.path());
   Video w = make_video("w", 5);
   a->add_video(w);
   EXPECT_TRUE(b->video(w.id).has_value());
@@ -632,7 +611,7 @@ TEST_P(StoreTest, VideoSurvivesKill) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     try {
-      auto s = open(url(), dir.path());
+      auto s = open(url, dir.path());
       s->add_video(v);
     } catch (...) {
       _exit(2);
@@ -644,7 +623,7 @@ TEST_P(StoreTest, VideoSurvivesKill) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
-  store = open(url(), dir.path());
+  store = open(url, dir.path());
   auto got = store->video(v.id);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->title, "survivor");
@@ -1048,7 +1027,7 @@ TEST_F(PgStoreTest, ProcessesStartingAtOnceMigrateOnce) {
     ASSERT_TRUE(stores[i]) << "store " << i;
   }
   EXPECT_EQ(value("SELECT count(*) FROM sluice_schema"), "1");
-  EXPECT_EQ(value("SELECT version FROM sluice_schema"), "10");
+  EXPECT_EQ(value("SELECT version FROM sluice_schema"), "12");
   Video v = make_video("shared", 1);
   stores[0]->add_video(v);
   for (auto &s : stores)

@@ -9,7 +9,7 @@
 #include "check.h"
 #include "media.h"
 
-#include "pg_server.h"
+#include "store_backends.h"
 
 #include <string>
 #include <vector>
@@ -43,20 +43,11 @@ Room room(int free, int capacity, std::int64_t hold_due_before = 0, int cores = 
   return r;
 }
 
-// GetParam(): "sqlite" or "postgresql".
-class WeightTest : public ::testing::TestWithParam<std::string> {
+class WeightTest : public sluice::test::BackendTest {
 protected:
   void SetUp() override {
-    if (GetParam() == "postgresql") {
-      sluice::test::PgServer &server = sluice::test::PgServer::get();
-      if (!server.ok())
-        GTEST_SKIP() << "no PostgreSQL server for the tests: " << server.why();
-      url = server.new_database();
-      ASSERT_FALSE(url.empty()) << server.why();
-    } else {
-      url = "sqlite://" + dir.file("catalog.db");
-    }
-    store = open(url, dir.path());
+    if (!open_backend())
+      return;
     video.id = new_id();
     video.created = 1;
     store->add_video(video);
@@ -71,9 +62,6 @@ protected:
     return c ? c->id : "";
   }
 
-  TempDir dir;
-  std::string url;
-  std::unique_ptr<Store> store;
   Video video;
 };
 

@@ -152,6 +152,30 @@ TEST(TsCutter, CutsAtEveryKeyframeWhateverTheChunks) {
     EXPECT_EQ(decoded_frames(whole[i].bytes), i + 1 < whole.size() ? 10 : 3) << i;
 }
 
+// With a minimum duration, a keyframe too close to the segment's start stays inside it (an encoder's extra keyframe):
+// GOPs of 0.4 s with 0.6 s at least make segments of 2 GOPs, each still starting with its tables and a keyframe.
+TEST(TsCutter, KeyframesInsideTheMinimumDurationDoNotCut) {
+  const std::string ts = mux(53, 10, true);
+  TsCutter c;
+  c.set_min_duration(54000); // 0.6 s
+  std::vector<TsSegment> segs;
+  for (std::size_t at = 0; at < ts.size(); at += 4096)
+    for (auto &s : c.push(ts.data() + at, std::min<std::size_t>(4096, ts.size() - at)))
+      segs.push_back(std::move(s));
+  for (auto &s : c.finish())
+    segs.push_back(std::move(s));
+  ASSERT_EQ(segs.size(), 3u); // 20 + 20 + 13 frames
+  for (std::size_t i = 0; i < segs.size(); i++) {
+    SCOPED_TRACE(i);
+    EXPECT_TRUE(segs[i].keyframe);
+    EXPECT_EQ(pid(segs[i].bytes, 0), 0);
+    if (i + 1 < segs.size()) {
+      EXPECT_NEAR(static_cast<double>(segs[i].next_pts - segs[i].first_pts), 72000.0, 2.0);
+    }
+    EXPECT_EQ(decoded_frames(segs[i].bytes), i + 1 < segs.size() ? 20 : 13);
+  }
+}
+
 TEST(TsCutter, VideoOnlyAndTheEnd) {
   const std::string ts = mux(20, 10, false);
   const auto segs = cut(ts, 1000);
