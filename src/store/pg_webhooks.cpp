@@ -2,23 +2,11 @@
 // The PostgreSQL catalog's webhooks: endpoints, and the outbox of their deliveries, claimed across processes with
 // FOR UPDATE SKIP LOCKED and a lease, like jobs.
 #include "store/pg_internal.h"
+#include "store/webhooks_internal.h"
 
 namespace sluice::store::pg {
 
 namespace {
-
-// Deliveries that ended are kept 30 days (GET /api/v1/webhooks/{id}/deliveries), forgotten by one claim in 600.
-constexpr std::int64_t kKeepDeliveries = 30LL * 86400 * 1000000;
-bool prune_due() {
-  static thread_local unsigned calls = 0;
-  return calls++ % 600 == 599;
-}
-
-#define PG_WEBHOOK_COLUMNS "id, url, events, description, secret, previous_secret, previous_until, created"
-#define PG_DELIVERY_COLUMNS                                                                                            \
-  "seq, id, event_id, webhook_id, type, subject, created, state, attempts, next_attempt, leased_until, "               \
-  "last_status, last_error, last_attempt, body"
-constexpr int kDeliveryColumns = 15;
 
 Webhook read_webhook(const Rows &r, int row, int first = 0) {
   Webhook w;
@@ -66,20 +54,20 @@ int PgStore::fan_out(const OutboxEvent &e, std::int64_t now) {
 }
 
 void PgStore::add_webhook(const Webhook &w) {
-  write("INSERT INTO webhooks (" PG_WEBHOOK_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+  write("INSERT INTO webhooks (" SLUICE_WEBHOOK_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         {w.id, w.url, join_names(w.events), w.description, w.secret, w.previous_secret, w.previous_until, w.created},
         "add webhook " + w.id);
 }
 
 std::optional<Webhook> PgStore::webhook(const std::string &id) {
-  Rows r = query("SELECT " PG_WEBHOOK_COLUMNS " FROM webhooks WHERE id = $1", {id}, "read webhook " + id);
+  Rows r = query("SELECT " SLUICE_WEBHOOK_COLUMNS " FROM webhooks WHERE id = $1", {id}, "read webhook " + id);
   if (r.size() == 0)
     return std::nullopt;
   return read_webhook(r, 0);
 }
 
 std::vector<Webhook> PgStore::webhooks() {
-  Rows r = query("SELECT " PG_WEBHOOK_COLUMNS " FROM webhooks ORDER BY created, id", {}, "list the webhooks");
+  Rows r = query("SELECT " SLUICE_WEBHOOK_COLUMNS " FROM webhooks ORDER BY created, id", {}, "list the webhooks");
   std::vector<Webhook> out;
   for (int i = 0; i < r.size(); i++)
     out.push_back(read_webhook(r, i));
@@ -101,7 +89,7 @@ bool PgStore::rotate_webhook_secret(const std::string &id, const std::string &se
 }
 
 std::vector<Delivery> PgStore::deliveries(const std::string &webhook_id, int limit) {
-  Rows r = query("SELECT " PG_DELIVERY_COLUMNS " FROM webhook_deliveries WHERE webhook_id = $1 "
+  Rows r = query("SELECT " SLUICE_DELIVERY_COLUMNS " FROM webhook_deliveries WHERE webhook_id = $1 "
                  "ORDER BY seq DESC LIMIT $2",
                  {webhook_id, limit}, "list the deliveries of webhook " + webhook_id);
   std::vector<Delivery> out;
@@ -121,7 +109,7 @@ int PgStore::add_events(const std::vector<OutboxEvent> &events, std::int64_t now
 }
 
 std::vector<ClaimedDelivery> PgStore::claim_deliveries(std::int64_t now, std::int64_t lease_us, int limit) {
-  if (prune_due())
+  if (prune_deliveries_due())
     write("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND last_attempt < $1::bigint",
           {now - kKeepDeliveries}, "forget old webhook deliveries");
   // One statement. The candidates are the oldest pending delivery of each endpoint (an endpoint's deliveries go out
@@ -132,7 +120,7 @@ std::vector<ClaimedDelivery> PgStore::claim_deliveries(std::int64_t now, std::in
                  "AND d.next_attempt <= $1::bigint AND d.leased_until < $1::bigint AND NOT EXISTS (SELECT 1 FROM "
                  "webhook_deliveries e WHERE e.webhook_id = d.webhook_id AND e.state = 'pending' AND e.seq < d.seq) "
                  "ORDER BY d.seq LIMIT $3 FOR UPDATE SKIP LOCKED) AND state = 'pending' "
-                 "AND leased_until < $1::bigint RETURNING " PG_DELIVERY_COLUMNS ") "
+                 "AND leased_until < $1::bigint RETURNING " SLUICE_DELIVERY_COLUMNS ") "
                  "SELECT c.*, w.id, w.url, w.events, w.description, w.secret, w.previous_secret, w.previous_until, "
                  "w.created FROM c JOIN webhooks w ON w.id = c.webhook_id ORDER BY c.seq",
                  {now, now + lease_us, limit}, "claim webhook deliveries");
@@ -154,8 +142,5 @@ bool PgStore::finish_delivery(const Delivery &d) {
                "write the outcome of webhook delivery " + d.id)
              .changed() > 0;
 }
-
-#undef PG_WEBHOOK_COLUMNS
-#undef PG_DELIVERY_COLUMNS
 
 } // namespace sluice::store::pg

@@ -1,22 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // The SQLite catalog's webhooks: endpoints, and the outbox of their deliveries (fan-out, claims, outcomes).
 #include "store/sqlite_internal.h"
+#include "store/webhooks_internal.h"
 
 namespace sluice::store::sqlite {
 
 namespace {
-
-// Deliveries that ended are kept 30 days (GET /api/v1/webhooks/{id}/deliveries), forgotten by one claim in 600.
-constexpr std::int64_t kKeepDeliveries = 30LL * 86400 * 1000000;
-bool prune_due() {
-  static thread_local unsigned calls = 0;
-  return calls++ % 600 == 599;
-}
-
-#define WEBHOOK_COLUMNS "id, url, events, description, secret, previous_secret, previous_until, created"
-#define DELIVERY_COLUMNS                                                                                               \
-  "seq, id, event_id, webhook_id, type, subject, created, state, attempts, next_attempt, leased_until, "               \
-  "last_status, last_error, last_attempt, body"
 
 Webhook read_webhook(const Query &q, int first = 0) {
   Webhook w;
@@ -54,15 +43,15 @@ Delivery read_delivery(const Query &q) {
 } // namespace
 
 void SqliteStore::prepare_webhooks() {
-  add_webhook_ = prepare("INSERT INTO webhooks (" WEBHOOK_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-  webhook_ = prepare("SELECT " WEBHOOK_COLUMNS " FROM webhooks WHERE id = ?1");
-  webhooks_ = prepare("SELECT " WEBHOOK_COLUMNS " FROM webhooks ORDER BY created, rowid");
+  add_webhook_ = prepare("INSERT INTO webhooks (" SLUICE_WEBHOOK_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  webhook_ = prepare("SELECT " SLUICE_WEBHOOK_COLUMNS " FROM webhooks WHERE id = ?1");
+  webhooks_ = prepare("SELECT " SLUICE_WEBHOOK_COLUMNS " FROM webhooks ORDER BY created, rowid");
   delete_deliveries_ = prepare("DELETE FROM webhook_deliveries WHERE webhook_id = ?1");
   delete_webhook_ = prepare("DELETE FROM webhooks WHERE id = ?1");
   rotate_secret_ = prepare("UPDATE webhooks SET previous_secret = secret, previous_until = ?3, secret = ?2 "
                            "WHERE id = ?1");
-  deliveries_ =
-      prepare("SELECT " DELIVERY_COLUMNS " FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY seq DESC LIMIT ?2");
+  deliveries_ = prepare("SELECT " SLUICE_DELIVERY_COLUMNS
+                        " FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY seq DESC LIMIT ?2");
   // One row per endpoint whose list of types has this one; the delivery's id is the event's and the endpoint's.
   fan_out_ = prepare("INSERT INTO webhook_deliveries (id, event_id, webhook_id, type, subject, created, next_attempt) "
                      "SELECT ?1 || id, ?1, id, ?2, ?3, ?4, ?4 FROM webhooks "
@@ -73,7 +62,7 @@ void SqliteStore::prepare_webhooks() {
                             "WHERE e.webhook_id = d.webhook_id AND e.state = 'pending' AND e.seq < d.seq) "
                             "ORDER BY d.seq LIMIT ?2");
   claim_delivery_ = prepare("UPDATE webhook_deliveries SET attempts = attempts + 1, leased_until = ?2 "
-                            "WHERE seq = ?1 AND state = 'pending' RETURNING " DELIVERY_COLUMNS);
+                            "WHERE seq = ?1 AND state = 'pending' RETURNING " SLUICE_DELIVERY_COLUMNS);
   prune_deliveries_ = prepare("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND last_attempt < ?1");
   finish_delivery_ = prepare("UPDATE webhook_deliveries SET state = ?3, next_attempt = ?4, last_status = ?5, "
                              "last_error = ?6, last_attempt = ?7, leased_until = 0, "
@@ -186,7 +175,7 @@ std::vector<ClaimedDelivery> SqliteStore::claim_deliveries(std::int64_t now, std
       while (q.step())
         due.push_back(q.int64(0));
     }
-    if (prune_due()) {
+    if (prune_deliveries_due()) {
       Query q = query(prune_deliveries_, "forget old webhook deliveries");
       q.bind(1, now - kKeepDeliveries);
       q.run();
@@ -224,8 +213,5 @@ bool SqliteStore::finish_delivery(const Delivery &d) {
     return sqlite3_changes(db_.get()) > 0;
   });
 }
-
-#undef WEBHOOK_COLUMNS
-#undef DELIVERY_COLUMNS
 
 } // namespace sluice::store::sqlite

@@ -44,6 +44,18 @@ def double_missing():
     return None
 
 
+def start_double(cls):
+    """setUpClass's start of a test class that uses the double: skipped (saying why) without it; else cls.s3dir and
+    cls.double, removed and stopped when the class is done."""
+    why = double_missing()
+    if why:
+        raise unittest.SkipTest(why)
+    cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
+    cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
+    cls.double = Double(cls.s3dir)
+    cls.addClassCleanup(cls.double.stop)
+
+
 class Double:
     """s3rver on 127.0.0.1 and a free port, its objects in a temp folder; stops when its stdin closes."""
 
@@ -108,13 +120,7 @@ class StorageCase(ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        why = double_missing()
-        if why:
-            raise unittest.SkipTest(why)
-        cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
-        cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
-        cls.double = Double(cls.s3dir)
-        cls.addClassCleanup(cls.double.stop)
+        start_double(cls)
         cls.CONFIG = {
             'jobs': {'concurrent': 1, 'extras': cls.EXTRAS},
             'storage': {'url': 's3://%s/%s' % (BUCKET, PREFIX.rstrip('/')), 'endpoint': cls.double.endpoint,
@@ -349,15 +355,9 @@ class Streamed(ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        why = double_missing()
-        if why:
-            raise unittest.SkipTest(why)
+        start_double(cls)
         from test_upload_memory import make_media, vm_kib
         cls.vm_kib = staticmethod(vm_kib)
-        cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
-        cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
-        cls.double = Double(cls.s3dir)
-        cls.addClassCleanup(cls.double.stop)
         cls.CONFIG = {
             'uploads': {'max-size': '1G', 'auto-transcode': 'false'},
             'jobs': {'concurrent': 1},
@@ -551,14 +551,8 @@ class TusToBucket(ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        why = double_missing()
-        if why:
-            raise unittest.SkipTest(why)
+        start_double(cls)
         from test_upload_memory import make_media
-        cls.s3dir = tempfile.mkdtemp(prefix='sluice-s3-')
-        cls.addClassCleanup(shutil.rmtree, cls.s3dir, True)
-        cls.double = Double(cls.s3dir)
-        cls.addClassCleanup(cls.double.stop)
         cls.CONFIG = {
             'uploads': {'max-size': '1G', 'auto-transcode': 'false', 'resumable-expiry': cls.EXPIRY},
             'jobs': {'concurrent': 1},
