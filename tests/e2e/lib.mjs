@@ -487,16 +487,12 @@ export async function dumpDiagnostics(label, { page, watcher, servers = [] }) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Accessibility: axe-core (tests/e2e/node_modules/axe-core, pinned in package.json) on the page as it is now, in the
-// light and the dark scheme (prefers-color-scheme emulated, which is what the page's colours follow). A violation
-// of impact "serious" or "critical" fails the test, listed with its rule, help and elements. axe's source is put in
-// the page by a CDP evaluation (the page's CSP refuses inline scripts); run it on a view once it has its content.
-let axeSource = null;
-
+// Accessibility: @axe-core/playwright (pinned in package.json; it puts axe-core in every frame by evaluation, which
+// the page's CSP does not refuse) on the page as it is now, in the light and the dark scheme (prefers-color-scheme
+// emulated, which is what the page's colours follow). A violation of impact "serious" or "critical" fails the test,
+// listed with its rule, help and elements. Run it on a view once it has its content.
 export async function auditAccessibility(page, view, { schemes = ['light', 'dark'] } = {}) {
-  if (axeSource === null) {
-    axeSource = fs.readFileSync(path.join(HERE, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
-  }
+  const { default: AxeBuilder } = await import('@axe-core/playwright'); // loaded where needed, like playwright-core
   const problems = [];
   const started = Date.now();
   try {
@@ -504,17 +500,11 @@ export async function auditAccessibility(page, view, { schemes = ['light', 'dark
       await page.emulateMedia({ colorScheme: scheme });
       // The page's colour transitions end (the longest is 0.3 s) before contrast is measured.
       await sleep(400);
-      if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(axeSource);
-      const violations = await page.evaluate(async () => {
-        const r = await window.axe.run(document, { resultTypes: ['violations'] });
-        return r.violations.map((v) => ({
-          id: v.id, impact: v.impact, help: v.help,
-          nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`),
-        }));
-      });
-      for (const v of violations) {
+      const r = await new AxeBuilder({ page }).options({ resultTypes: ['violations'] }).analyze();
+      for (const v of r.violations) {
         if (v.impact !== 'serious' && v.impact !== 'critical') continue;
-        problems.push(`${view} (${scheme}): ${v.impact} ${v.id}: ${v.help}\n    ${v.nodes.join('\n    ')}`);
+        const nodes = v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary.replace(/\s+/g, ' ')}`);
+        problems.push(`${view} (${scheme}): ${v.impact} ${v.id}: ${v.help}\n    ${nodes.join('\n    ')}`);
       }
     }
   } finally {
