@@ -17,7 +17,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import Server, ServerTestCase, _rmtree, main, need_binary, wait_until  # noqa: E402
+from live_case import LiveCase  # noqa: E402
+from sluice_server import Server, ServerTestCase, _rmtree, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
 
 UNKNOWN_ID = '0123456789abcdef'
 # Short waits, so that each test takes seconds.
@@ -307,6 +308,36 @@ class Crash(WebhookCase):
             again.request('DELETE', '/api/v1/webhooks/' + hook['id'])
         finally:
             again.stop()
+
+
+@need_binary
+@need_ffmpeg
+class StreamEvents(WebhookCase, LiveCase):
+    """A publisher going live and going away: stream.live, then stream.ended, each once, with the stream's row."""
+    CONFIG = {'jobs': {'concurrent': 1}, 'webhooks': FAST, 'srt': {'listen': '127.0.0.1:0'},
+              'rtsp': {'listen': 'off'}, 'live': {'idle-timeout': 2}}
+
+    def test_a_publish_sends_stream_live_then_stream_ended(self):
+        rec = self.receiver()
+        hook = self.create(rec, ['stream.live', 'stream.ended'])
+        r = self.server.post_json('/api/v1/streams', {'title': 'hooked'})
+        self.assertEqual(r.status, 201, r.describe())
+        stream = r.json()
+        proc = self.publish(stream['ingest']['srt'], 10)
+        try:
+            self.wait_state(stream['id'], 'live', 45)
+        finally:
+            rc, err = self.finished(proc, 60)
+        self.assertEqual(rc, 0, err)
+        self.wait_state(stream['id'], 'ended', 20)
+        got = self.wait_deliveries(hook, 2)
+        self.assertEqual([d['state'] for d in got], ['succeeded', 'succeeded'], got)
+        self.assertEqual([p['type'] for p in rec.processed], ['stream.live', 'stream.ended'], rec.processed)
+        for p, state in zip(rec.processed, ('live', 'ended')):
+            self.assertEqual(p['data']['id'], stream['id'])
+            self.assertEqual((p['data']['title'], p['data']['state']), ('hooked', state))
+        self.assertTrue(all(ok for _, _, ok in rec.requests), 'every request is signed')
+        self.assertEqual(len(rec.requests), 2)
 
 
 if __name__ == '__main__':
