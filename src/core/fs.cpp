@@ -94,7 +94,14 @@ std::vector<std::string> list_dir(const std::string &path) {
   return out;
 }
 
-std::string join(const std::string &a, const std::string &b) { return (stdfs::path(a) / b).string(); }
+std::string join(const std::string &a, const std::string &b) {
+  // What std::filesystem's operator/ makes on POSIX, without building paths (every media request joins here).
+  if (!b.empty() && b[0] == '/')
+    return b;
+  if (a.empty())
+    return b;
+  return a.back() == '/' ? a + b : a + "/" + b;
+}
 
 std::string absolute(const std::string &path) {
   std::error_code ec;

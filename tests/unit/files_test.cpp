@@ -20,12 +20,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -41,6 +43,18 @@ using Segments = std::vector<std::string>;
 
 void write_file(const std::string &path, const std::string &data) {
   ASSERT_TRUE(g_file_set_contents(path.c_str(), data.data(), static_cast<gssize>(data.size()), nullptr)) << path;
+}
+
+TEST(Join, AsFilesystemPathsDo) {
+  for (const auto &[a, b] : std::vector<std::pair<std::string, std::string>>{{"/data", "videos"},
+                                                                             {"/data/", "videos"},
+                                                                             {"", "x"},
+                                                                             {"x", ""},
+                                                                             {"/data", "/abs"},
+                                                                             {"rel", "a/b"},
+                                                                             {"/", "x"}}) {
+    EXPECT_EQ(sluice::fs::join(a, b), (std::filesystem::path(a) / b).string()) << a << " + " << b;
+  }
 }
 
 TEST(SplitPath, Decodes) {
