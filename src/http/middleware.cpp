@@ -40,6 +40,7 @@ struct Exchange {
   std::shared_ptr<bool> alive;         // the server's
   const char *route = "unmatched";     // the pattern of its route, never its path
   std::uint64_t sent = 0;              // bytes of its body written
+  guint answered = 0;                  // the status its headers went out with (0: not yet)
   bool uploading = false;
 
   void upload_ended() {
@@ -60,19 +61,25 @@ Exchange *exchange_of(SoupServerMessage *msg) {
 }
 
 // Once the request is finished: its access log line, and its count in the metrics.
+// The status is the one the client got: a response whose body the client stopped reading (an event stream it closed,
+// a download it gave up) is finished by libsoup as a 500, but its headers went out with its own status.
 void exchange_finished(SoupServerMessage *msg, gpointer data) {
   auto *x = static_cast<Exchange *>(data);
   const gint64 took = g_get_monotonic_time() - x->start;
+  const guint status = x->answered ? x->answered : soup_server_message_get_status(msg);
   if (x->logged)
     SLUICE_LOG(http_log(), Info, "%s %s %s -> %u (%.1f ms)", x->id, soup_server_message_get_method(msg),
-               g_uri_get_path(soup_server_message_get_uri(msg)), soup_server_message_get_status(msg),
-               static_cast<double>(took) / 1000.0);
+               g_uri_get_path(soup_server_message_get_uri(msg)), status, static_cast<double>(took) / 1000.0);
   if (x->metrics) {
     x->upload_ended();
     if (*x->alive)
-      x->metrics->http_request(soup_server_message_get_method(msg), x->route, soup_server_message_get_status(msg),
-                               static_cast<double>(took) / 1e6, x->sent);
+      x->metrics->http_request(soup_server_message_get_method(msg), x->route, status, static_cast<double>(took) / 1e6,
+                               x->sent);
   }
+}
+
+void exchange_answered(SoupServerMessage *msg, gpointer data) {
+  static_cast<Exchange *>(data)->answered = soup_server_message_get_status(msg);
 }
 
 // -- request id: the client's X-Request-Id when it is a sane token, else a fresh one; echoed back.
@@ -96,6 +103,7 @@ void request_id_step(SoupServerMessage *msg) {
   }
   g_object_set_qdata_full(G_OBJECT(msg), exchange_quark(), x, [](gpointer p) { delete static_cast<Exchange *>(p); });
   g_signal_connect(msg, "finished", G_CALLBACK(exchange_finished), x);
+  g_signal_connect(msg, "wrote-headers", G_CALLBACK(exchange_answered), x);
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "X-Request-Id", x->id);
 }
 

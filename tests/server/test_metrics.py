@@ -138,6 +138,11 @@ class Metrics(MetricsCase):
         with s.EventStream(srv):
             s.wait_until(lambda: value(parse(self.scrape()), 'sluice_sse_clients') == 1, 10, 0.1, 'one SSE client')
         s.wait_until(lambda: value(parse(self.scrape()), 'sluice_sse_clients') == 0, 10, 0.1, 'no SSE client')
+        # The stream the client closed is counted with the status it got (libsoup finishes it as a 500).
+        events = dict(name='sluice_http_requests_total', route='/api/v1/events')
+        samples = s.wait_until(lambda: (lambda p: p if value(p, **events) >= 1 else None)(parse(self.scrape())), 10,
+                               0.1, 'the closed event stream counted')
+        self.assertEqual(value(samples, status='200', **events), value(samples, **events))
 
 
 @s.need_ffmpeg
