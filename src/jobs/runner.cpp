@@ -5,6 +5,7 @@
 #include "core/mainloop.h"
 #include "jobs/hls_cuts.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,8 @@ std::string describe_error(GstMessage *msg) {
     out += debug;
     out += ")";
   }
+  // One line: GStreamer puts a newline between an element's path and its own words.
+  std::replace(out.begin(), out.end(), '\n', ' ');
   return out;
 }
 
