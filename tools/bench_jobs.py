@@ -105,7 +105,10 @@ def _server(b, children, sluice, work, name, extra=None):
     for section, keys in (extra or {}).items():
         config.setdefault(section, {}).update(keys)
     d = os.path.join(work, name)
-    os.makedirs(d, exist_ok=True)
+    # A fresh server each run, also in a kept work folder: an earlier run's catalog would requeue its unfinished jobs
+    # ahead of this one's.
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
     return b.SluiceServer(children, sluice, os.path.join(d, "data"), config, d).start()
 
 
