@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// What http/tus.cpp and http/direct_uploads.cpp share.
+// What http/tus.cpp, http/tus_state.cpp and http/direct_uploads.cpp share.
 #pragma once
 
 #include "app/service.h"
+#include "app/uploads.h"
 #include "http/context.h"
 #include "http/respond.h"
 #include "http/routes.h"
@@ -16,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace sluice::http::tus_detail {
@@ -80,6 +82,44 @@ std::function<void(Args...)> answer_on(Context &cx, SoupServerMessage *msg, bool
 // Whether the service's catalog calls answer later (a pool) rather than at once (inline).
 inline bool catalog_waits(Context &cx) {
   return !cx.service.executor().is_inline();
+}
+
+// The headers that describe an upload's progress (every tus answer about one upload).
+void upload_headers(SoupServerMessage *msg, const store::ResumableUpload &u);
+// Tus-Resumable must be 1.0.0: 412 with the versions this server speaks otherwise.
+bool check_version(SoupServerMessage *msg);
+
+// What the body step and the handlers read on the executor before anything else: the pending token's direct upload
+// and the upload's row.
+struct Read {
+  std::optional<store::DirectUpload> direct;
+  std::optional<store::ResumableUpload> upload;
+};
+
+// `take`: a HEAD's or a PATCH's (at `patch_at`): an upload another process holds is taken over (Uploads::held), by a
+// request admit_direct() will let through (`origin`: its Origin header).
+inline auto read_for(const std::string &token, const std::string &id, const app::Uploads *take = nullptr,
+                     std::optional<std::int64_t> patch_at = std::nullopt, const std::string &origin = "") {
+  return [token, id, take, patch_at, origin](store::Store &s) {
+    Read r;
+    if (!token.empty())
+      r.direct = app::Uploads::direct_for_token(s, token);
+    if (!id.empty())
+      r.upload = app::Uploads::row(s, id);
+    // Only once a direct upload's token is known good: a request it does not admit changes nothing.
+    if (take && (token.empty() ||
+                 (r.direct && r.direct->upload_id == id && (r.direct->origin.empty() || r.direct->origin == origin))))
+      r.upload = take->held(s, std::move(r.upload), patch_at);
+    return r;
+  };
+}
+
+// work's answer on the main loop, msg paused meanwhile with a pool (at once, inline).
+template <typename Work, typename Answer>
+void on_catalog(Context &cx, SoupServerMessage *msg, Work work, Answer answer) {
+  using T = std::invoke_result_t<Work &, store::Store &>;
+  cx.service.executor().run(std::move(work),
+                            answer_on<store::Outcome<T> &>(cx, msg, catalog_waits(cx), std::move(answer)));
 }
 
 } // namespace sluice::http::tus_detail
