@@ -115,13 +115,14 @@ bool Service::space_low() const {
 
 namespace {
 
-// The job an upload's fields ask for, before the configuration's defaults (its priority parsed apart).
-jobs::JobSpec asked_spec(const Metadata &metadata) {
+// The job an upload's fields (Metadata) or a job request (JobRequest) ask for, before the configuration's defaults
+// (the priority parsed apart).
+template <typename Asked> jobs::JobSpec asked_spec(const Asked &asked) {
   jobs::JobSpec spec;
-  spec.pipeline = metadata.pipeline;
-  spec.encoder = metadata.encoder;
-  spec.ladder = metadata.ladder;
-  spec.params = metadata.params;
+  spec.pipeline = asked.pipeline;
+  spec.encoder = asked.encoder;
+  spec.ladder = asked.ladder;
+  spec.params = asked.params;
   return spec;
 }
 
@@ -192,20 +193,6 @@ struct JobGround {
   // The live workers' encoders, read when the job asks for an encoder only a worker elsewhere can run.
   std::optional<std::set<std::string>> live_encoders;
 };
-
-namespace {
-
-// The job a request asks for, before the configuration's defaults.
-jobs::JobSpec asked_spec(const JobRequest &request) {
-  jobs::JobSpec spec;
-  spec.pipeline = request.pipeline;
-  spec.encoder = request.encoder;
-  spec.ladder = request.ladder;
-  spec.params = request.params;
-  return spec;
-}
-
-} // namespace
 
 // Each of these reads and writes the catalog on the executor and applies what follows (events, the scheduler's
 // side, files) back on the main loop once the write has come back; `done` is called exactly once (a gone service
