@@ -179,6 +179,8 @@ private:
   // it. Past the timeout the connection is dropped (conn_ null, timed_out_ set) and null is returned.
   PGresult *exec_bounded(const char *sql, int n, const char *const *values, bool simple = false);
   void migrate();
+  // In a claim's transaction, before the claim: its plan reads the queue in index order (pg_jobs.cpp).
+  void plan_claims_by_queue_order();
   Job read_job(const Rows &r, int row) const;
   // One event's deliveries (one per endpoint subscribed to its type), in the caller's transaction (pg_webhooks.cpp).
   int fan_out(const OutboxEvent &e, std::int64_t now);
