@@ -170,6 +170,8 @@ private:
   // The heartbeat (scheduler_lease.cpp): running jobs' leases renewed, this worker's row refreshed, expired leases
   // taken back. A job whose lease is lost stops, and nothing of it is published or written.
   void heartbeat();
+  // For requeue_expired: the pipelines of not_streaming_ (read once; none while the descriptions cannot be read).
+  std::vector<std::string> not_streaming_pipelines();
   void lose_lease(const std::string &job_id, const char *why);
   void register_worker(std::int64_t now);
   // A worker with object storage: a video deleted (on any process) takes its local files along (the source it fetched),
@@ -217,6 +219,8 @@ private:
   pipeline::EncoderTable encoders_;
   std::map<std::string, std::unique_ptr<Active>> active_;
   mutable std::map<std::string, pipeline::OutputKind> output_kinds_;
+  // The descriptions whose jobs' ends are not their video's state (a poster's), once read (not_streaming_pipelines).
+  std::optional<std::vector<std::string>> not_streaming_;
   UrlSpeller url_speller_;
   metrics::JobRecorder *metrics_ = nullptr;
   storage::Storage *storage_ = nullptr;

@@ -51,6 +51,24 @@ struct Beat {
 
 } // namespace
 
+std::vector<std::string> Scheduler::not_streaming_pipelines() {
+  if (!not_streaming_) {
+    std::vector<std::string> names;
+    try {
+      for (const auto &d : pipeline::list_descriptions())
+        if (!pipeline::output_info(d.output).streaming)
+          names.push_back(d.name);
+    } catch (const Error &e) {
+      GST_WARNING("cannot read the pipeline descriptions (a job that fails when its lease ran out is its video's "
+                  "failure meanwhile): %s",
+                  e.what());
+      return {};
+    }
+    not_streaming_ = std::move(names);
+  }
+  return *not_streaming_;
+}
+
 void Scheduler::heartbeat() {
   // The calls run on the executor (off the main loop where the catalog is PostgreSQL); what they came to is applied
   // here when they are back. A heartbeat still waiting for the catalog is not asked twice.
@@ -68,7 +86,7 @@ void Scheduler::heartbeat() {
       held.emplace_back(id, a->job.token);
   beating_ = true;
   executor_->run(
-      [row, held, now, lease](store::Store &store) {
+      [row, held, now, lease, not_streaming = not_streaming_pipelines()](store::Store &store) {
         Beat b;
         if (row) {
           try {
@@ -85,7 +103,7 @@ void Scheduler::heartbeat() {
           }
         }
         try {
-          b.requeued = store.requeue_expired(now);
+          b.requeued = store.requeue_expired(now, not_streaming);
         } catch (const Error &e) {
           b.requeue_error = e.what();
         }

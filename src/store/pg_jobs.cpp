@@ -169,9 +169,10 @@ Store::EndAndClaim PgStore::finish_and_claim(const Job &j, const std::string &wo
   return out;
 }
 
-std::vector<Job> PgStore::requeue_expired(std::int64_t now) {
+std::vector<Job> PgStore::requeue_expired(std::int64_t now, const std::vector<std::string> &not_streaming) {
   // One statement, so that processes doing it at once take each job back once (the second finds it queued); a job
-  // that fails there writes its job.failed deliveries with it (an event id per job: the subquery is not flattened).
+  // that fails there writes its job.failed deliveries with it, and video.failed unless its pipeline is one of
+  // not_streaming (an event id per event: the subquery is not flattened).
   Rows r = write("WITH taken AS (UPDATE jobs SET leased_until = 0, started = 0, "
                  "state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, "
                  "finished = CASE WHEN attempts >= max_attempts THEN $1::bigint ELSE 0 END, "
@@ -180,12 +181,16 @@ std::vector<Job> PgStore::requeue_expired(std::int64_t now) {
                  "' times (its worker stopped or lost its lease); giving up' ELSE error END "
                  "WHERE state = 'running' AND leased_until < $1::bigint RETURNING " PG_JOB_COLUMNS "), "
                  "hooks AS (INSERT INTO webhook_deliveries (id, event_id, webhook_id, type, subject, created, "
-                 "next_attempt) SELECT ev.eid || w.id, ev.eid, w.id, 'job.failed', ev.id, $1::bigint, $1::bigint "
-                 "FROM (SELECT id, seq, substr(md5(random()::text || clock_timestamp()::text || id), 1, 16) AS eid "
-                 "FROM taken WHERE state = 'failed' OFFSET 0) AS ev JOIN webhooks w "
-                 "ON position(',job.failed,' in ',' || w.events || ',') > 0 ORDER BY ev.seq, w.created, w.id) "
+                 "next_attempt) SELECT ev.eid || w.id, ev.eid, w.id, ev.type, ev.subject, $1::bigint, $1::bigint "
+                 "FROM (SELECT seq, ord, type, subject, "
+                 "substr(md5(random()::text || clock_timestamp()::text || subject || type), 1, 16) AS eid FROM "
+                 "(SELECT seq, 1 AS ord, 'job.failed' AS type, id AS subject FROM taken WHERE state = 'failed' "
+                 "UNION ALL SELECT seq, 2, 'video.failed', video_id FROM taken WHERE state = 'failed' AND "
+                 "NOT (pipeline = ANY (string_to_array($2, ',')))) AS e OFFSET 0) AS ev JOIN webhooks w "
+                 "ON position(',' || ev.type || ',' in ',' || w.events || ',') > 0 "
+                 "ORDER BY ev.seq, ev.ord, w.created, w.id) "
                  "SELECT * FROM taken",
-                 {now}, "requeue jobs whose lease ran out");
+                 {now, join_names(not_streaming)}, "requeue jobs whose lease ran out");
   std::vector<Job> out;
   for (int i = 0; i < r.size(); i++)
     out.push_back(read_job(r, i));

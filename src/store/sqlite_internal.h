@@ -123,7 +123,7 @@ public:
   bool finish_job(const Job &j) override;
   EndAndClaim finish_and_claim(const Job &ended, const std::string &worker, std::int64_t now, std::int64_t lease_us,
                                const std::vector<std::string> &encoders, const Room &room) override;
-  std::vector<Job> requeue_expired(std::int64_t now) override;
+  std::vector<Job> requeue_expired(std::int64_t now, const std::vector<std::string> &not_streaming = {}) override;
   void beat_worker(const Worker &w, std::int64_t forget_before) override;
   std::vector<Worker> workers() override;
   void remove_worker(const std::string &name) override;

@@ -114,7 +114,7 @@ Store::EndAndClaim SqliteStore::finish_and_claim(const Job &j, const std::string
   });
 }
 
-std::vector<Job> SqliteStore::requeue_expired(std::int64_t now) {
+std::vector<Job> SqliteStore::requeue_expired(std::int64_t now, const std::vector<std::string> &not_streaming) {
   std::vector<Job> out = write([&] {
     Transaction tx(*this);
     std::vector<Job> taken;
@@ -124,9 +124,13 @@ std::vector<Job> SqliteStore::requeue_expired(std::int64_t now) {
       while (q.step())
         taken.push_back(read_job(q));
     }
-    for (const auto &j : taken)
-      if (j.state == JobState::Failed)
-        fan_out({"job.failed", j.id}, now);
+    for (const auto &j : taken) {
+      if (j.state != JobState::Failed)
+        continue;
+      fan_out({"job.failed", j.id}, now);
+      if (std::find(not_streaming.begin(), not_streaming.end(), j.pipeline) == not_streaming.end())
+        fan_out({"video.failed", j.video_id}, now);
+    }
     tx.commit();
     return taken;
   });

@@ -266,8 +266,10 @@ public:
                                        std::int64_t lease_us, const std::vector<std::string> &encoders,
                                        const Room &room = {}) = 0;
   // Jobs running on a lease that ran out before `now` go back to the queue, or fail when their attempts are spent.
-  // Safe with several processes at once (each job is taken back once). Returns them, as they are now.
-  virtual std::vector<Job> requeue_expired(std::int64_t now) = 0;
+  // Safe with several processes at once (each job is taken back once). Returns them, as they are now. A job that
+  // fails here writes job.failed, and video.failed too unless its pipeline is one of `not_streaming` (those whose
+  // end is not their video's state, as Job::streaming says for finish_job: a poster's).
+  virtual std::vector<Job> requeue_expired(std::int64_t now, const std::vector<std::string> &not_streaming = {}) = 0;
 
   // Registers or refreshes a worker (its row by name), and forgets the workers silent since before forget_before.
   virtual void beat_worker(const Worker &w, std::int64_t forget_before) = 0;

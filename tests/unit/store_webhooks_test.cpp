@@ -174,13 +174,32 @@ TEST_P(WebhooksTest, AJobsEndWritesItsEventsUnlessFencedOut) {
   r.max_attempts = 1;
   store->add_job(r);
   ASSERT_TRUE(store->claim_job("w1", 80, 10, {}));
-  auto taken = store->requeue_expired(1000);
+  auto taken = store->requeue_expired(1000, {"poster", "storyboard"});
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].state, JobState::Failed);
+  // An hls job's failure is its video's too (as finish_job writes for a streaming job).
+  d = store->deliveries(a.id);
+  ASSERT_EQ(d.size(), 7u);
+  EXPECT_EQ(d[1].type, "job.failed");
+  EXPECT_EQ(d[1].subject, r.id);
+  EXPECT_EQ(d[0].type, "video.failed");
+  EXPECT_EQ(d[0].subject, v.id);
+  EXPECT_NE(d[0].event_id, d[1].event_id);
+
+  // A poster's: the job's event only.
+  Job p = r;
+  p.id = new_id();
+  p.pipeline = "poster";
+  p.created = 1100;
+  store->add_job(p);
+  ASSERT_TRUE(store->claim_job("w1", 1200, 10, {}));
+  taken = store->requeue_expired(2000, {"poster", "storyboard"});
   ASSERT_EQ(taken.size(), 1u);
   EXPECT_EQ(taken[0].state, JobState::Failed);
   d = store->deliveries(a.id);
-  ASSERT_EQ(d.size(), 6u);
+  ASSERT_EQ(d.size(), 8u);
   EXPECT_EQ(d[0].type, "job.failed");
-  EXPECT_EQ(d[0].subject, r.id);
+  EXPECT_EQ(d[0].subject, p.id);
 }
 
 TEST_P(WebhooksTest, AnEndpointsDeliveriesGoOutInOrderWithRetries) {
