@@ -3,7 +3,8 @@
 """Roles: one `sluice serve --role api` and two `--role worker` processes on one throwaway PostgreSQL (initdb +
 pg_ctl, as test_store_postgres.py) and one shared data folder. Uploads run on both workers once each; a worker killed
 with -9 in the middle of a job loses it after its lease to the other, which runs it once, its partial output gone;
-a PostgreSQL restart during a run loses nothing and runs no job twice; GET /api/v1/workers; roles refused on SQLite."""
+a PostgreSQL restart during a run loses nothing and runs no job twice; a worker delivers the webhooks of its job's end
+while no api process runs; GET /api/v1/workers; roles refused on SQLite."""
 
 import os
 import signal
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (BINARY, TERMINAL, Server, _rmtree, main, need_binary, need_ffmpeg,  # noqa: E402
                            test_failed, wait_until, write_config)
 from test_store_postgres import PgServer  # noqa: E402
+from test_webhooks import FAST as FAST_WEBHOOKS, Receiver  # noqa: E402
 
 LEASE = 4       # seconds: short, so that a dead worker's job comes back quickly
 HEARTBEAT = 1
@@ -100,7 +102,7 @@ class Roles(unittest.TestCase):
         j = {'lease': LEASE, 'heartbeat': HEARTBEAT, 'extras': '', 'concurrent': 1, 'retry-delay': 1}
         j.update(jobs)
         return {'store': {'url': self.url}, 'uploads': {'auto-transcode': False}, 'jobs': j,
-                'rtsp': {'listen': 'off'}, 'srt': {'listen': 'off'}}
+                'rtsp': {'listen': 'off'}, 'srt': {'listen': 'off'}, 'webhooks': FAST_WEBHOOKS}
 
     def start_api(self):
         c = self.config()
@@ -197,6 +199,32 @@ class Roles(unittest.TestCase):
             self.assertEqual(j['attempts'], 1, j)
             self.assertEqual(api.video(j['video_id'])['state'], 'ready')
         self.assertTrue(all(w.proc.poll() is None for w in self.workers), 'the workers survived the restart')
+
+    def test_a_worker_delivers_the_webhooks_of_its_jobs_end_while_no_api_runs(self):
+        api = self.start_api()
+        self.start_worker('w-hooks')
+        rec = Receiver()
+        self.addCleanup(rec.close)
+        r = api.post_json('/api/v1/webhooks', {'url': rec.url, 'events': ['job.succeeded', 'video.ready']})
+        self.assertEqual(r.status, 201, r.describe())
+        rec.secrets.append(r.json()['secret'])
+        job = self.queue('long', 1, params=SLOW)[0]
+        wait_until(lambda: api.job(job['id'])['state'] == 'running', 30, message='the job running on the worker')
+        # The only api process goes (kill -9): the worker's end of the job writes the deliveries, and the worker
+        # sends them, signed, with the data its own catalog reads give.
+        api.stop(signal.SIGKILL)
+        self.api = None
+        wait_until(lambda: len(rec.processed) == 2, 180, 0.2, 'both deliveries, sent by the worker')
+        self.assertTrue(rec.requests and all(ok for _, _, ok in rec.requests), rec.requests)
+        done, ready = rec.processed
+        self.assertEqual((done['type'], done['data']['id'], done['data']['state']),
+                         ('job.succeeded', job['id'], 'succeeded'))
+        self.assertEqual(done['data']['worker'], 'w-hooks')
+        self.assertEqual((ready['type'], ready['data']['id'], ready['data']['state']),
+                         ('video.ready', job['video_id'], 'ready'))
+        self.assertEqual(ready['data']['playback']['hls'], '/videos/%s/hls/master.m3u8' % job['video_id'])
+        # Each once: no delivery twice (one process claimed each).
+        self.assertEqual(len({h['Sluice-Delivery'] for h, _, _ in rec.requests}), 2)
 
     def test_roles_need_a_shared_catalog(self):
         for role in ('api', 'worker'):
