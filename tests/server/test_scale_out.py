@@ -425,7 +425,8 @@ class ScaleOut(unittest.TestCase):
         with open(media, 'rb') as f:
             data = f.read()
         mib = 1 << 20
-        one, two = self.start_api('api-one'), self.start_api('api-two')
+        # api-one sweeps every 15 s (a quarter of its resumable-expiry), so that its leftover goes within the test.
+        one, two = self.start_api('api-one', **{'resumable-expiry': '60'}), self.start_api('api-two')
         self.start_worker('w-tus')
         self.wait_workers(one, ['w-tus'])
         path = tus_create(one, len(data), 'tus.ts')
@@ -456,6 +457,14 @@ class ScaleOut(unittest.TestCase):
                         'the source object differs from the file sent')
         self.assertEqual([k for k in multipart_uploads(os.path.join(self.shared, 's3')).values()
                           if k.startswith(self.prefix)], [])
+        # api-one's local bytes of the upload it lost are removed by its sweep once they are a minute old (made old
+        # here rather than waited for); api-two, which held it to the end, keeps none either.
+        left = os.path.join(one.data_dir, 'resumable', uid)
+        self.assertTrue(os.path.exists(left), 'the leftover, before the sweep')
+        old = time.time() - 120
+        os.utime(left, (old, old))
+        wait_until(lambda: not os.path.exists(left), 40, 0.2, "api-one's sweep to remove its leftover")
+        self.assertFalse(os.path.exists(os.path.join(two.data_dir, 'resumable', uid)))
         video = one.video(vid)
         self.assertEqual(video['size'], len(data))
         for j in one.get_json('/api/v1/videos/%s/jobs' % vid)['jobs']:

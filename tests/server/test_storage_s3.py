@@ -13,10 +13,13 @@ import glob
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 import urllib.parse
 import urllib.request
@@ -641,6 +644,58 @@ class TusToBucket(ServerTestCase):
                    'the multipart upload %s to be aborted' % multipart)
         self.assertFalse(os.path.exists(os.path.join(srv.data_dir, 'resumable', path.rsplit('/', 1)[1])))
 
+    def test_a_cut_ingest_is_sent_again_whole_after_the_restart(self):
+        # A real cut: the bucket stalls (the double stopped) while the last PATCH's ingest sends the last part and the
+        # completion, after the row recorded the hand-over ("processing"); the server is killed there. Its next start
+        # sends the whole local file again as a new multipart upload (the old one is aborted: it may or may not have
+        # been completed) and makes the video.
+        data_dir = os.path.join(self.tmp, 'cut')
+        srv = Server(data_dir, self.CONFIG).start()
+        self.addCleanup(srv.kill)
+        path = tus_create(srv, len(self.data), 'cut.ts')
+        uid = path.rsplit('/', 1)[1]
+        r = tus_patch(srv, path, 0, self.data[:17 * MIB])
+        self.assertEqual(r.status, 204, r.describe())
+
+        def row():
+            con = sqlite3.connect('file:%s?mode=ro' % os.path.join(data_dir, 'sluice.db'), uri=True, timeout=5)
+            try:
+                return con.execute('SELECT state, video_id, multipart FROM uploads WHERE id = ?', (uid,)).fetchone()
+            finally:
+                con.close()
+
+        old_multipart = row()[2]
+        self.assertIn(old_multipart, multipart_uploads(self.s3dir))
+        self.double.proc.send_signal(signal.SIGSTOP)
+        try:
+            def last_patch():
+                try:
+                    tus_patch(srv, path, 17 * MIB, self.data[17 * MIB:], timeout=60)
+                except (OSError, http.client.HTTPException):
+                    pass  # the server is killed before it answers
+
+            threading.Thread(target=last_patch, daemon=True).start()
+            state, vid, _ = wait_until(lambda: (lambda r: r if r[0] == 'processing' else None)(row()), 30, 0.05,
+                                       'the hand-over to ingest recorded')
+            time.sleep(0.5)  # the ingest is now waiting on the stopped bucket
+            srv.kill()
+        finally:
+            self.double.proc.send_signal(signal.SIGCONT)
+        self.assertFalse(self.double.keys(PREFIX + 'videos/%s/' % vid), 'the source exists before the restart')
+        again = Server(data_dir, self.CONFIG).start()
+        self.addCleanup(again.kill)
+        wait_until(lambda: again.request('GET', '/api/v1/videos/' + vid).status == 200, 60, 0.2,
+                   'the video made by the ingest after the restart')
+        self.assertEqual(row()[0], 'completed')
+        key = PREFIX + 'videos/%s/source.ts' % vid
+        self.assertTrue(self.double.object(key) == self.data, 'the object differs from the upload')
+        self.assertEqual(again.video(vid)['size'], len(self.data))
+        wait_until(lambda: old_multipart not in multipart_uploads(self.s3dir), 20, 0.1,
+                   'the cut multipart upload aborted')
+        self.assertEqual([k for k in multipart_uploads(self.s3dir).values() if k == key], [])
+        self.assertFalse(os.path.exists(os.path.join(data_dir, 'resumable', uid)))
+        self.assertEqual(again.request('DELETE', '/api/v1/videos/' + vid).status, 204)
+
 
 class TusExpiryInBucket(TusToBucket):
     """An expired upload's multipart upload is aborted by the sweep."""
@@ -649,6 +704,7 @@ class TusExpiryInBucket(TusToBucket):
 
     test_parts_in_the_bucket_before_the_last_patch = None
     test_delete_aborts_the_multipart_upload = None
+    test_a_cut_ingest_is_sent_again_whole_after_the_restart = None
 
     def test_expiry_aborts_the_multipart_upload(self):
         srv = self.server
