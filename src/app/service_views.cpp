@@ -153,22 +153,42 @@ HealthView Service::health() {
 // ---------------------------------------------------------------------------------------------
 // Media files
 
-Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
-                                      const std::vector<std::string> &inside, bool want_version,
-                                      const std::string &pinned) {
+namespace {
+
+// A versioned URL's version ("vN"): its package's prefix is known without the catalog.
+bool is_version(const std::string &pinned) {
+  return pinned.size() > 1 && pinned[0] == 'v' &&
+         std::all_of(pinned.begin() + 1, pinned.end(), [](char c) { return g_ascii_isdigit(c); });
+}
+
+std::string key_under(const std::string &prefix, const std::vector<std::string> &inside) {
+  std::string key = prefix;
+  for (std::size_t i = 0; i < inside.size(); ++i)
+    key += (i ? "/" : "") + inside[i];
+  return key;
+}
+
+Failure no_file(const char *what = "no such file") {
+  return refused(Refusal::NotFound, what);
+}
+
+} // namespace
+
+std::optional<Result<MediaFile>> Service::media_file_now(const std::string &video_id, const std::string &folder,
+                                                         const std::vector<std::string> &inside, bool want_version,
+                                                         const std::string &pinned) {
   // Only files inside an output folder: no listing, no upload, no working or old folders by name.
   // (No catalog lookup: a deleted video's row goes before its folder, and without the folder there is
   // nothing to serve.)
-  auto not_found = [](const char *what = "no such file") { return refused(Refusal::NotFound, what); };
   if (inside.empty() || !pipeline::is_identifier(folder) || folder == "source")
-    return not_found();
+    return no_file();
   const std::string videos = scheduler_.layout().videos_dir();
   MediaFile out;
   if (auto live = scheduler_.live_dir(video_id, folder)) {
     // A running job: its playlists are EVENT playlists, and only listed segments exist yet.
     auto path = fs::resolve_under(*live, inside, videos);
     if (!path)
-      return not_found();
+      return no_file();
     out.path = *path;
     out.running = true;
     const std::string &name = inside.back();
@@ -191,61 +211,68 @@ Result<MediaFile> Service::media_file(const std::string &video_id, const std::st
           break;
       }
       if (!listed)
-        return not_found("no such file (yet)");
+        return no_file("no such file (yet)");
     }
     return out;
   }
   if (scheduler_.storage()) {
-    // A finished package in storage: the version a versioned URL names, else the one the catalog records. (The
-    // segments were checked by split_path: safe names, so the key is a storage key.)
-    std::string prefix;
-    if (pinned.size() > 1 && pinned[0] == 'v' &&
-        std::all_of(pinned.begin() + 1, pinned.end(), [](char c) { return g_ascii_isdigit(c); })) {
-      prefix = jobs::video_prefix(video_id) + folder + "/" + pinned + "/";
-    } else {
-      store::JobFilter f;
-      f.video_id = video_id;
-      const auto jobs = store_.jobs(f);
-      auto stored = stored_prefixes(jobs);
-      // A streaming job of this pipeline running in another process: the live playlists its attempt uploads
-      // (jobs/live_upload.h: only uploaded segments are listed). As with live_dir, a cmaf job that replaces a
-      // finished package leaves that one served.
-      const auto kind = scheduler_.output_kind(folder);
-      const store::Job *running = nullptr;
-      if (kind && pipeline::output_info(*kind).streaming &&
-          !(*kind == pipeline::OutputKind::Cmaf && stored.count(folder)))
-        for (const auto &j : jobs)
-          if (j.pipeline == folder && j.state == store::JobState::Running && j.token > 0) {
-            running = &j;
-            break;
-          }
-      if (running) {
-        prefix = jobs::live_prefix(video_id, folder, running->id, running->token);
-        out.running = true;
-      } else if (auto it = stored.find(folder); it != stored.end()) {
-        prefix = it->second;
-      }
-    }
-    if (!prefix.empty()) {
-      out.key = prefix;
-      for (std::size_t i = 0; i < inside.size(); ++i)
-        out.key += (i ? "/" : "") + inside[i];
-      if (!out.running)
-        out.version = jobs::package_version(prefix, video_id, folder);
-      return out;
-    }
-    // None recorded: a package made before [storage] was set is served from the data folder.
+    // A finished package in storage: the version a versioned URL names (no catalog), else the one the catalog
+    // records (media_file_of, with the video's jobs). (The segments were checked by split_path: safe names, so the
+    // key is a storage key.)
+    if (!is_version(pinned))
+      return std::nullopt;
+    const std::string prefix = jobs::video_prefix(video_id) + folder + "/" + pinned + "/";
+    out.key = key_under(prefix, inside);
+    out.version = jobs::package_version(prefix, video_id, folder);
+    return out;
   }
+  return local_media_file(video_id, folder, inside, want_version);
+}
+
+Result<MediaFile> Service::media_file_of(const std::string &video_id, const std::string &folder,
+                                         const std::vector<std::string> &inside, bool want_version,
+                                         const std::vector<store::Job> &jobs) {
+  MediaFile out;
+  auto stored = stored_prefixes(jobs);
+  // A streaming job of this pipeline running in another process: the live playlists its attempt uploads
+  // (jobs/live_upload.h: only uploaded segments are listed). As with live_dir, a cmaf job that replaces a
+  // finished package leaves that one served.
+  const auto kind = scheduler_.output_kind(folder);
+  const store::Job *running = nullptr;
+  if (kind && pipeline::output_info(*kind).streaming && !(*kind == pipeline::OutputKind::Cmaf && stored.count(folder)))
+    for (const auto &j : jobs)
+      if (j.pipeline == folder && j.state == store::JobState::Running && j.token > 0) {
+        running = &j;
+        break;
+      }
+  std::string prefix;
+  if (running) {
+    prefix = jobs::live_prefix(video_id, folder, running->id, running->token);
+    out.running = true;
+  } else if (auto it = stored.find(folder); it != stored.end()) {
+    prefix = it->second;
+  }
+  if (prefix.empty()) // none recorded: a package made before [storage] was set is served from the data folder
+    return local_media_file(video_id, folder, inside, want_version);
+  out.key = key_under(prefix, inside);
+  if (!out.running)
+    out.version = jobs::package_version(prefix, video_id, folder);
+  return out;
+}
+
+Result<MediaFile> Service::local_media_file(const std::string &video_id, const std::string &folder,
+                                            const std::vector<std::string> &inside, bool want_version) {
   // A finished package: the folder may not lead out of the videos folder (a link to /etc serves nothing).
   // What was found is remembered (serving checks the file itself again every time).
+  MediaFile out;
   const std::string dir = scheduler_.layout().output_dir(video_id, folder);
   const std::string key = media_key(video_id, folder, inside);
   if (auto it = resolved_.find(key); it != resolved_.end()) {
     out.path = it->second;
   } else {
-    auto path = fs::resolve_under(dir, inside, videos);
+    auto path = fs::resolve_under(dir, inside, scheduler_.layout().videos_dir());
     if (!path)
-      return not_found();
+      return no_file();
     if (resolved_.size() > 50000)
       resolved_.clear();
     resolved_.emplace(key, *path);
@@ -254,6 +281,38 @@ Result<MediaFile> Service::media_file(const std::string &video_id, const std::st
   if (want_version)
     out.version = folder_version(dir);
   return out;
+}
+
+Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
+                                      const std::vector<std::string> &inside, bool want_version,
+                                      const std::string &pinned) {
+  if (auto now = media_file_now(video_id, folder, inside, want_version, pinned))
+    return std::move(*now);
+  store::JobFilter f;
+  f.video_id = video_id;
+  return media_file_of(video_id, folder, inside, want_version, store_.jobs(f));
+}
+
+void Service::media_file_later(const std::string &video_id, const std::string &folder,
+                               const std::vector<std::string> &inside, bool want_version, const std::string &pinned,
+                               std::function<void(Result<MediaFile>)> done) {
+  if (auto now = media_file_now(video_id, folder, inside, want_version, pinned))
+    return done(std::move(*now));
+  // The video's jobs on the executor (a store call never blocks the loop), the file named from them on the loop.
+  executor().run(
+      [video_id](store::Store &s) {
+        store::JobFilter f;
+        f.video_id = video_id;
+        return s.jobs(f);
+      },
+      [this, alive = alive_, video_id, folder, inside, want_version,
+       done = std::move(done)](store::Outcome<std::vector<store::Job>> &o) {
+        if (!*alive)
+          return done(shutting_down());
+        if (!o.ok())
+          return done(failure_of(*o.error));
+        done(media_file_of(video_id, folder, inside, want_version, *o.value));
+      });
 }
 
 void Service::set_playback_policy(const std::string &video_id, const std::string &policy,

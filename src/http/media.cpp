@@ -124,6 +124,21 @@ std::string file_text(Context &cx, const std::string &path) {
                      g_bytes_get_size(entry->bytes));
 }
 
+// What a media request asks for, once its path and token are checked (kept while its file is named later).
+struct Asked {
+  std::string video_id, folder;
+  std::vector<std::string> inside; // the decoded segments under folder (the file's name last)
+  std::string pinned;              // ?v=
+  bool tokened = false, playlist = false, mpd = false, rewritten = false, carries_urls = false;
+  std::string token_query;
+};
+
+// The file the service named, answered on msg (retried: this is the second naming of a running job's file).
+void serve_found(Context &cx, SoupServerMessage *msg, const std::shared_ptr<const Asked> &asked,
+                 app::Result<app::MediaFile> &found, bool retried);
+// The file named with the video's jobs read on the executor, then served; msg paused meanwhile.
+void resolve_later(Context &cx, SoupServerMessage *msg, std::shared_ptr<const Asked> asked, bool retried);
+
 } // namespace
 
 void media(Context &cx, Request &rq) {
@@ -176,24 +191,55 @@ void media(Context &cx, Request &rq) {
                      token.empty() ? "this video plays with a playback token only (?token=)"
                                    : "the playback token is expired, or not one of this video");
   // A token that verified is "KID.EXP.MAC" of [A-Za-z0-9_-] and digits: safe in a URL and in XML as it is.
-  const bool tokened = access == app::Playback::Signed;
-  const std::string token_query = "token=" + token;
+  auto asked = std::make_shared<Asked>();
+  asked->video_id = video_id;
+  asked->tokened = access == app::Playback::Signed;
+  asked->token_query = "token=" + token;
+  asked->pinned = query_value(rq.query, "v");
   // Segments are decoded one at a time: "..%2f" never becomes a separator.
   auto segments = split_path(rest);
   if (!segments || segments->size() < 2)
     return set_not_found(msg, "no such file");
-  const std::string &folder = segments->front();
-  const std::string &name = segments->back();
-  const std::vector<std::string> inside(segments->begin() + 1, segments->end());
-  const bool playlist = g_str_has_suffix(name.c_str(), ".m3u8");
-  const bool mpd = g_str_has_suffix(name.c_str(), ".mpd");
-  const bool rewritten = (playlist && name != "master.m3u8") || mpd;
+  asked->folder = std::move(segments->front());
+  asked->inside.assign(std::make_move_iterator(segments->begin() + 1), std::make_move_iterator(segments->end()));
+  const std::string &name = asked->inside.back();
+  asked->playlist = g_str_has_suffix(name.c_str(), ".m3u8");
+  asked->mpd = g_str_has_suffix(name.c_str(), ".mpd");
+  asked->rewritten = (asked->playlist && name != "master.m3u8") || asked->mpd;
   // Texts whose URLs get the token: playlists (master too), MPDs, a storyboard's WebVTT.
-  const bool carries_urls = tokened && (playlist || mpd || g_str_has_suffix(name.c_str(), ".vtt"));
+  asked->carries_urls = asked->tokened && (asked->playlist || asked->mpd || g_str_has_suffix(name.c_str(), ".vtt"));
 
-  auto found = cx.service.media_file(video_id, folder, inside, rewritten, query_value(rq.query, "v"));
+  auto now = cx.service.media_file_now(video_id, asked->folder, asked->inside, asked->rewritten, asked->pinned);
+  if (now)
+    return serve_found(cx, msg, asked, *now, false);
+  // A package in object storage that the catalog names: its jobs are read on the executor (never on the main loop),
+  // the message paused meanwhile. Inline (SQLite): at once, as every catalog call.
+  if (cx.service.executor().is_inline()) {
+    auto found = cx.service.media_file(video_id, asked->folder, asked->inside, asked->rewritten, asked->pinned);
+    return serve_found(cx, msg, asked, found, false);
+  }
+  resolve_later(cx, msg, std::move(asked), false);
+}
+
+namespace {
+
+void resolve_later(Context &cx, SoupServerMessage *msg, std::shared_ptr<const Asked> asked, bool retried) {
+  const Asked &a = *asked;
+  cx.service.media_file_later(
+      a.video_id, a.folder, a.inside, a.rewritten, a.pinned,
+      later(cx, msg, [&cx, msg, asked = std::move(asked), retried](app::Result<app::MediaFile> found) {
+        answering_failures(msg, [&] { serve_found(cx, msg, asked, found, retried); });
+      }));
+}
+
+void serve_found(Context &cx, SoupServerMessage *msg, const std::shared_ptr<const Asked> &asked,
+                 app::Result<app::MediaFile> &found, bool retried) {
   if (auto *f = std::get_if<app::Failure>(&found))
     return set_failure(msg, *f);
+  const Asked &a = *asked;
+  const std::string &name = a.inside.back();
+  const bool playlist = a.playlist, mpd = a.mpd, rewritten = a.rewritten, carries_urls = a.carries_urls;
+  const std::string &token_query = a.token_query;
   const app::MediaFile &file = std::get<app::MediaFile>(found);
   if (!file.key.empty()) {
     // In object storage ([storage]): the same answers, from the bucket (or a redirect to it).
@@ -204,9 +250,13 @@ void media(Context &cx, Request &rq) {
     stored.rewritten = rewritten && !file.running; // a running job's EVENT playlists are served as uploaded
     stored.carries_urls = carries_urls;
     stored.token_query = token_query;
-    stored.cache_control = file.running || playlist || carries_urls || query_value(rq.query, "v").empty()
+    stored.cache_control = file.running || playlist || carries_urls || a.pinned.empty()
                                ? "no-cache"
                                : "public, max-age=31536000, immutable";
+    if (file.running && !retried)
+      // The job may have ended between the catalog's answer and the bucket's: its live prefix goes once its end is
+      // written. A file not found there is named once more from the catalog (the finished package's, then).
+      stored.gone = [&cx, msg, asked] { resolve_later(cx, msg, asked, true); };
     return serve_stored(cx, msg, *cx.service.scheduler().storage(), std::move(stored));
   }
 
@@ -244,7 +294,7 @@ void media(Context &cx, Request &rq) {
     } else if (carries_urls) {
       opts.cache_control = "no-cache";
     } else {
-      opts.cache_control = query_value(rq.query, "v").empty() ? "no-cache" : "public, max-age=31536000, immutable";
+      opts.cache_control = a.pinned.empty() ? "no-cache" : "public, max-age=31536000, immutable";
     }
     if (carries_urls) {
       // The token goes into this request's copy of the text (rewritten or the file's).
@@ -256,12 +306,14 @@ void media(Context &cx, Request &rq) {
     }
     serve_file(msg, file.path, opts);
   } catch (const Error &e) {
-    cx.service.forget_media_file(video_id, folder, inside);
+    cx.service.forget_media_file(a.video_id, a.folder, a.inside);
     cx.playlists.erase(file.path);
     if (e.code() == ErrorCode::NotFound)
       return set_not_found(msg, "no such file");
     throw;
   }
 }
+
+} // namespace
 
 } // namespace sluice::http::handlers

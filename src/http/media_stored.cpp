@@ -172,8 +172,12 @@ struct Fetched {
 };
 
 void answer(Context &cx, SoupServerMessage *msg, storage::Storage &storage, const StoredFile &file, Fetched &got) {
+  // Not in the bucket: a running job's live object may have gone with its job's end (StoredFile::gone says what then).
+  const bool absent = got.error ? got.error->code() == ErrorCode::NotFound : !got.info;
+  if (absent && file.gone)
+    return file.gone();
   if (got.error) {
-    if (got.error->code() == ErrorCode::NotFound)
+    if (absent)
       return set_not_found(msg, "no such file");
     SLUICE_LOG(cat(), Warning, "object storage failed for %s: %s", file.key.c_str(), got.error->what());
     return set_error(msg, SOUP_STATUS_BAD_GATEWAY, "storage_unavailable", "the object storage failed; retry");

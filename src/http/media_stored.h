@@ -6,6 +6,7 @@
 #include "http/context.h"
 #include "storage/storage.h"
 
+#include <functional>
 #include <string>
 
 namespace sluice::http {
@@ -19,6 +20,9 @@ struct StoredFile {
   bool carries_urls = false; // a tokened text: every URL gets token_query
   std::string token_query;
   std::string cache_control; // of a file that is not rewritten
+  // A running job's live object: what answers msg (on the main loop, msg still paused) instead of 404 when the object
+  // is not in the bucket, where its job's end removed it (see handlers::media); none: 404.
+  std::function<void()> gone;
 };
 
 // Answers msg (GET or HEAD) with the object: texts (.m3u8, .mpd, a tokened .vtt) are read (at most 4 MiB) and
