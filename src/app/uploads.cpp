@@ -183,8 +183,9 @@ void Uploads::create(const UploadRequest &r, std::function<void(Result<store::Re
   u.metadata = r.forced.empty() ? r.metadata_header : tus_metadata_header(*keys);
   u.state = "receiving";
   u.direct_id = r.direct_id;
-  // [storage] in a bucket: a whole upload goes there as it arrives (the parts of a concatenation stay here).
-  if (bucket_ && r.concat == UploadRequest::Concat::None)
+  // [storage] in a bucket: a whole upload goes there as it arrives, a partial one too (an object of its own, for a
+  // final on any process); a final is joined here from its parts.
+  if (bucket_ && r.concat != UploadRequest::Concat::Final)
     u.holder = holder_;
   u.created = now_us();
   u.expires = u.created + service_.config().resumable_expiry_s * G_USEC_PER_SEC;
@@ -225,7 +226,9 @@ void Uploads::create(const UploadRequest &r, std::function<void(Result<store::Re
           if (auto *f = std::get_if<Failure>(&p))
             return done(*f);
           auto &part = std::get<store::ResumableUpload>(p);
-          if (part.concat != "partial" || part.length < 0 || part.offset != part.length || busy_.count(id))
+          // In a bucket, a part is complete once its object is (its last PATCH recorded it so): never half of it.
+          const bool stored = !in_bucket(part) || part.state == "completed" || part.length == 0;
+          if (part.concat != "partial" || part.length < 0 || part.offset != part.length || !stored || busy_.count(id))
             return done(refused(Refusal::InvalidField,
                                 "Upload-Concat: upload " + id + " is not a complete partial upload", "Upload-Concat"));
           if (std::find_if(parts.begin(), parts.end(), [&](const auto &q) { return q.id == id; }) != parts.end())
@@ -303,35 +306,48 @@ void Uploads::join(store::ResumableUpload u, std::vector<store::ResumableUpload>
   for (const auto &p : parts)
     sources.push_back(file_of(p.id));
   const std::string dest = file_of(u.id);
+  storage::Storage *storage = bucket_ ? storage_ : nullptr;
+  const std::string holder = holder_;
   auto alive = alive_;
-  // Copying gigabytes takes seconds: off the main loop (copy_file_range shares blocks where the file system can).
-  std::thread([this, alive, u, parts, sources, dest, done = std::move(done)]() mutable {
+  // Copying gigabytes takes seconds: off the main loop (copy_file_range shares blocks where the file system can). In a
+  // bucket, the parts received by other processes are fetched first, on the same thread.
+  std::thread([this, alive, u, parts, sources, dest, storage, holder, done = std::move(done)]() mutable {
     const std::int64_t started = g_get_monotonic_time();
-    std::int64_t copied = started;
-    const int err = join_files(sources, parts, dest, copied);
+    const std::optional<Failure> fetch = gather_parts(storage, holder, parts, sources);
+    const std::int64_t fetched = g_get_monotonic_time();
+    std::int64_t copied = fetched;
+    const int err = fetch ? 0 : join_files(sources, parts, dest, copied);
     const std::int64_t synced = g_get_monotonic_time();
-    post([this, alive, u, parts, err, started, copied, synced, done = std::move(done)]() mutable {
+    post([this, alive, u, parts, fetch, err, started, fetched, copied, synced, done = std::move(done)]() mutable {
       if (!*alive)
         return;
-      std::vector<std::string> part_ids;
-      for (const auto &p : parts) {
+      for (const auto &p : parts)
         busy_.erase(p.id);
-        part_ids.push_back(p.id);
-      }
-      if (err) {
+      if (fetch || err) {
         busy_.erase(u.id);
+        // The final goes. Parts in the bucket stay (their objects serve another final, on any process); the others go
+        // (the first part's file may be the joined one already).
+        std::vector<store::ResumableUpload> gone{u};
+        for (const auto &p : parts)
+          if (!fetch && !in_bucket(p))
+            gone.push_back(p);
+        const bool kept = gone.size() == 1;
+        remove(std::move(gone));
+        if (fetch) {
+          SLUICE_LOG(uploads_log(), Warning, "upload %s: %s", u.id.c_str(), fetch->message.c_str());
+          return done(*fetch);
+        }
         SLUICE_LOG(uploads_log(), Error, "upload %s: cannot join its parts: %s", u.id.c_str(), g_strerror(err));
-        // The first part's file may be the joined one already: the parts go with it.
-        part_ids.push_back(u.id);
-        remove(std::move(part_ids));
-        return done(io_failure(err, "cannot join the parts of the upload (they are removed; send them again)"));
+        return done(io_failure(err, kept ? "cannot join the parts of the upload (they are kept: send the final again)"
+                                         : "cannot join the parts of the upload (they are removed; send them again)"));
       }
       SLUICE_LOG(uploads_log(), Info,
-                 "upload %s: %zu parts joined (%" G_GINT64_FORMAT " bytes appended in %.2f s, synced in %.2f s)",
-                 u.id.c_str(), parts.size(), u.length - parts[0].length, (copied - started) / 1e6,
-                 (synced - copied) / 1e6);
-      // The parts are in the final file: they go.
-      remove(std::move(part_ids));
+                 "upload %s: %zu parts joined (%.2f s to fetch, %" G_GINT64_FORMAT
+                 " bytes appended in %.2f s, synced in %.2f s)",
+                 u.id.c_str(), parts.size(), (fetched - started) / 1e6, u.length - parts[0].length,
+                 (copied - fetched) / 1e6, (synced - copied) / 1e6);
+      // The parts are in the final file: they go (their rows, files and objects).
+      remove(parts);
       ingest(std::move(u), std::move(done));
     });
   }).detach();

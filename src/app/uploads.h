@@ -86,7 +86,8 @@ public:
   void find(const std::string &id, std::function<void(Result<store::ResumableUpload>)> done);
 
   // A new upload: its file, then its row (with a direct upload's claim in the same call). A final concatenation:
-  // its parts read, joined, then ingested; `done` once that is over.
+  // its parts read (in a bucket, those this process lacks whole fetched from their objects), joined, then ingested;
+  // `done` once that is over.
   void create(const UploadRequest &request, std::function<void(Result<store::ResumableUpload>)> done);
   // Termination: the row, then the file (Locked while a PATCH writes it; Conflict while it is processed).
   void terminate(const std::string &id, std::function<void(std::optional<Failure>)> done);
@@ -102,7 +103,8 @@ public:
     void write(const char *data, std::size_t len);
     // complete: the whole body arrived. The bytes are synced, then the offset recorded on the executor (with the
     // last byte of a whole upload, its hand-over to ingest: state processing and the video id it will make; of a
-    // partial one, completed); `done` with the row as recorded, or why the PATCH's bytes were dropped.
+    // partial one, completed: in a bucket, once its object is complete); `done` with the row as recorded, or why the
+    // PATCH's bytes were dropped.
     void finish(bool complete, std::function<void(Result<store::ResumableUpload>)> done);
     std::int64_t received() const { return written_; }
 
@@ -151,8 +153,8 @@ public:
   static bool direct_token_form(const std::string &token);
 
 private:
-  // Removes uploads: their rows on the executor, then their files.
-  void remove(std::vector<std::string> ids);
+  // Removes uploads: their rows on the executor, then their files (and what they have in the bucket).
+  void remove(std::vector<store::ResumableUpload> rows);
   void recover();
   void ingest(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done);
   void ingest_recorded(store::ResumableUpload u, std::function<void(Result<store::ResumableUpload>)> done);
@@ -163,13 +165,16 @@ private:
   void publish(const store::ResumableUpload &u, const char *action);
   // [storage] in a bucket (uploads_bucket.cpp). Whether this upload's bytes go there.
   bool in_bucket(const store::ResumableUpload &u) const { return bucket_ && !u.holder.empty(); }
-  // Aborts the multipart uploads of these (removed) uploads, on a thread.
+  // Aborts the multipart uploads of these (removed) uploads, and removes their partial uploads' objects, on a thread.
   void abort_multiparts(const std::vector<store::ResumableUpload> &rows);
   // The last part and the completion of u's multipart upload (its source object), on a thread; when this process
   // holds only the bytes after the parts, the object is fetched to the upload's file once complete. Then ingest
   // (file.streamed: the object), as ingest_recorded does.
   void ingest_bucket(store::ResumableUpload u, IncomingFile file, Metadata metadata,
                      std::function<void(Result<Ingested>)> done);
+  // A partial upload's last byte: its object completed (the last part and the completion of its multipart upload, or
+  // the whole file in one upload), on a thread; done on the main loop with nullopt once the object exists.
+  void complete_partial(const store::ResumableUpload &u, std::function<void(std::optional<Failure>)> done);
   // Local files of uploads another process holds now, or whose rows are gone, not written since `before` (µs).
   void remove_leftovers(const std::vector<store::ResumableUpload> &rows, std::int64_t before);
   // Writes u's row on the executor, one write at a time per upload and in the order asked (a row asked for while one

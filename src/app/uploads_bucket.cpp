@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Resumable uploads with [storage] in a bucket: their bytes go there as they arrive (the parts of a multipart upload
 // of the video's source, recorded in the upload's row), another process takes an upload over from them, and the last
-// byte completes the object.
+// byte completes the object. A partial upload of a concatenation is an object of its own (uploads/ID), fetched by a
+// final on a process that lacks it.
 #include "app/uploads.h"
 
 #include "app/uploads_internal.h"
@@ -34,6 +35,11 @@ std::string filename_of(const store::ResumableUpload &u) {
 
 std::string extension_of(const store::ResumableUpload &u) {
   return jobs::source_extension(filename_of(u));
+}
+
+// The object an upload's multipart upload makes: a partial upload's own, or the video's source.
+std::string object_key(const store::ResumableUpload &u) {
+  return is_partial(u) ? partial_key(u.id) : jobs::source_key(u.video_id, extension_of(u));
 }
 
 std::vector<storage::Part> storage_parts(const std::vector<store::UploadPart> &parts) {
@@ -88,10 +94,11 @@ void Uploads::Patch::send_parts() {
   if (upload_.parts.size() >= 10000)
     return; // the completion sends the rest as its last part
   sending_ = true;
-  // The video's id is chosen with the first part: the multipart upload is its source's.
-  if (upload_.video_id.empty())
+  // The video's id is chosen with the first part: the multipart upload is its source's (a partial upload's: its own
+  // object's).
+  if (upload_.video_id.empty() && !is_partial(upload_))
     upload_.video_id = store::new_id();
-  const std::string key = jobs::source_key(upload_.video_id, extension_of(upload_));
+  const std::string key = object_key(upload_);
   const std::string path = owner->file_of(upload_.id);
   const int number = static_cast<int>(upload_.parts.size()) + 1;
   storage::Multipart *bucket = owner->bucket_;
@@ -214,23 +221,135 @@ void Uploads::ingest_bucket(store::ResumableUpload u, IncomingFile file, Metadat
   }).detach();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Partial uploads of a concatenation in the bucket
+
+void Uploads::complete_partial(const store::ResumableUpload &u, std::function<void(std::optional<Failure>)> done) {
+  const std::string key = partial_key(u.id);
+  const std::string path = file_of(u.id);
+  storage::Storage *storage = storage_;
+  storage::Multipart *bucket = bucket_;
+  auto alive = alive_;
+  // The parts sent are the file's first bytes (this process has its bytes from held_from, never after them): the rest
+  // goes as the last parts, then the completion; without parts, the file in one upload. Read from the file as sent.
+  std::thread([alive, storage, bucket, key, path, id = u.id, length = u.length, multipart = u.multipart,
+               parts = storage_parts(u.parts), from = store::parts_bytes(u.parts), done = std::move(done)]() mutable {
+    const std::int64_t started = g_get_monotonic_time();
+    std::optional<std::string> err;
+    try {
+      int fd = g_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+      if (fd < 0)
+        throw Error(ErrorCode::Io, "cannot read the upload back: " + std::string(g_strerror(errno)));
+      try {
+        std::unique_ptr<storage::Upload> up =
+            multipart.empty() ? storage->begin_upload(key, storage::content_type_for(key))
+                              : bucket->resume(key, multipart, parts, storage::content_type_for(key));
+        up->write_file_range(fd, multipart.empty() ? 0 : from, multipart.empty() ? length : length - from);
+        up->finish();
+      } catch (...) {
+        close(fd);
+        throw;
+      }
+      close(fd);
+    } catch (const std::exception &e) {
+      err = e.what();
+      // A completion whose answer was lost (or that came before a crash cut the row's write) made the object: whole.
+      try {
+        if (auto o = storage->head(key); o && o->size == length)
+          err.reset();
+      } catch (const std::exception &) {
+      }
+    }
+    const double took = (g_get_monotonic_time() - started) / 1e6;
+    post([alive, id, key, err, took, length, done = std::move(done)] {
+      if (!*alive)
+        return;
+      if (err) {
+        SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot complete %s: %s", id.c_str(), key.c_str(), err->c_str());
+        return done(refused(Refusal::Unavailable, "object storage failed while the partial upload was stored; its "
+                                                  "bytes but the last are kept: HEAD it and send the rest again"));
+      }
+      SLUICE_LOG(uploads_log(), Info, "upload %s: %s complete (%" G_GINT64_FORMAT " bytes, %.2f s)", id.c_str(),
+                 key.c_str(), length, took);
+      done(std::nullopt);
+    });
+  }).detach();
+}
+
+std::optional<Failure> uploads_detail::gather_parts(storage::Storage *storage, const std::string &holder,
+                                                    const std::vector<store::ResumableUpload> &parts,
+                                                    const std::vector<std::string> &sources) {
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const auto &p = parts[i];
+    const std::string &path = sources[i];
+    // Received whole here (no bytes before held_from in another process's parts) and still here: joined from here.
+    if (!storage || p.holder.empty() || (p.holder == holder && p.held_from == 0 && fs::file_size(path) == p.length))
+      continue;
+    if (p.length == 0) { // nothing to fetch (a partial upload of no bytes has no object)
+      int fd = g_open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+      if (fd < 0)
+        return io_failure(errno, "cannot create the part's file");
+      close(fd);
+      continue;
+    }
+    const std::string key = partial_key(p.id);
+    const std::int64_t started = g_get_monotonic_time();
+    try {
+      // Streamed to a temporary name, then renamed to the part's file: whole or absent.
+      storage->get_file(key, path);
+    } catch (const Error &e) {
+      SLUICE_LOG(uploads_log(), Warning, "upload %s: cannot fetch %s: %s", p.id.c_str(), key.c_str(), e.what());
+      if (e.code() == ErrorCode::NotFound)
+        return refused(Refusal::Conflict,
+                       "Upload-Concat: the bytes of partial upload " + p.id + " are not in object storage",
+                       "Upload-Concat");
+      if (e.code() == ErrorCode::NoSpace)
+        return refused(Refusal::NoSpace, "the server is short of disk space to join the parts; the parts are kept");
+      return refused(Refusal::Unavailable,
+                     "object storage failed while the parts were fetched; the parts are kept: send the final again");
+    }
+    if (fs::file_size(path) != p.length) {
+      unlink(path.c_str());
+      return refused(Refusal::Conflict, "Upload-Concat: the object of partial upload " + p.id + " is not of its length",
+                     "Upload-Concat");
+    }
+    SLUICE_LOG(uploads_log(), Info, "upload %s: fetched from %s (%" G_GINT64_FORMAT " bytes, %.2f s)", p.id.c_str(),
+               key.c_str(), p.length, (g_get_monotonic_time() - started) / 1e6);
+  }
+  return std::nullopt;
+}
+
 void Uploads::abort_multiparts(const std::vector<store::ResumableUpload> &rows) {
   if (!bucket_)
     return;
   std::vector<std::pair<std::string, std::string>> uploads; // key, multipart upload id
-  for (const auto &u : rows)
-    if (!u.multipart.empty() && !u.video_id.empty() && u.state != "completed")
-      uploads.emplace_back(jobs::source_key(u.video_id, extension_of(u)), u.multipart);
-  if (uploads.empty())
+  std::vector<std::string> objects;                         // partial uploads' objects
+  for (const auto &u : rows) {
+    const bool partial = is_partial(u) && in_bucket(u);
+    if (!u.multipart.empty() && (partial || !u.video_id.empty()) && u.state != "completed")
+      uploads.emplace_back(object_key(u), u.multipart);
+    // Complete, or maybe completed just before a crash cut its row's write: removed either way (none is no error).
+    if (partial)
+      objects.push_back(partial_key(u.id));
+  }
+  if (uploads.empty() && objects.empty())
     return;
   storage::Multipart *bucket = bucket_;
-  std::thread([bucket, uploads] {
+  storage::Storage *storage = storage_;
+  std::thread([bucket, storage, uploads, objects] {
     for (const auto &[key, id] : uploads) {
       try {
         bucket->abort(key, id);
       } catch (const std::exception &e) {
         // Its parts stay until the bucket's lifecycle rule for incomplete uploads removes them; no object appears.
         SLUICE_LOG(uploads_log(), Warning, "cannot abort the multipart upload of %s: %s", key.c_str(), e.what());
+      }
+    }
+    for (const auto &key : objects) {
+      try {
+        storage->remove(key);
+      } catch (const std::exception &e) {
+        SLUICE_LOG(uploads_log(), Warning, "cannot remove %s: %s", key.c_str(), e.what());
       }
     }
   }).detach();

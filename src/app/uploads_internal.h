@@ -4,12 +4,15 @@
 
 #include "app/uploads.h"
 #include "core/log.h"
+#include "storage/storage.h"
 
 #include <glib.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace sluice::app::uploads_detail {
 
@@ -52,9 +55,26 @@ inline bool is_final(const store::ResumableUpload &u) {
   return g_str_has_prefix(u.concat.c_str(), "final");
 }
 
+inline bool is_partial(const store::ResumableUpload &u) {
+  return u.concat == "partial";
+}
+
+// [storage] in a bucket: a partial upload's object (its bytes, for a final on any process), under the storage's root.
+inline std::string partial_key(const std::string &id) {
+  return "uploads/" + id;
+}
+
 // Joins the files of a final upload's parts (`sources`, of `parts`' lengths) into dest; 0 or an errno. Blocking: run
 // off the main loop. `copied`: when the last byte was appended (monotonic µs). See uploads_join.cpp.
 int join_files(const std::vector<std::string> &sources, const std::vector<store::ResumableUpload> &parts,
                const std::string &dest, std::int64_t &copied);
+
+// [storage] in a bucket: makes each part's file (`sources`) whole here before the join. A part this process received
+// whole (and still has) stays; another's is fetched from its object (streamed to the file through a temporary name).
+// Blocking: run off the main loop. nullopt, or why not (an object missing: Conflict; the bucket: Unavailable). See
+// uploads_bucket.cpp.
+std::optional<Failure> gather_parts(storage::Storage *storage, const std::string &holder,
+                                    const std::vector<store::ResumableUpload> &parts,
+                                    const std::vector<std::string> &sources);
 
 } // namespace sluice::app::uploads_detail

@@ -209,15 +209,47 @@ void Uploads::Patch::record(std::int64_t accepted, bool complete, std::function<
   Uploads *owner = owner_;
   store::ResumableUpload row = upload_;
   row.offset = accepted;
+  bool object = false; // a partial upload's object to complete first
   if (complete && row.length >= 0 && row.offset == row.length && row.state == "receiving") {
     if (row.concat == "partial") {
       row.state = "completed";
+      object = owner->in_bucket(row) && row.length > 0;
     } else if (!is_final(row)) {
       // The hand-over to ingest, recorded with the last byte: after a crash, recovery ingests it again.
       row.state = "processing";
       if (row.video_id.empty())
         row.video_id = store::new_id();
     }
+  }
+  if (object) {
+    // [storage] in a bucket: a partial upload's last byte completes its object first; it is recorded complete, and
+    // answered, once the object exists (a final on any process fetches it). When the bucket fails, the offset is
+    // recorded one byte short: the client's retry (HEAD, then PATCH) sends the last byte again, and completes it then
+    // (the whole file in a new upload).
+    return owner->complete_partial(
+        row, [owner, alive = alive_, row, unlock, done = std::move(done)](std::optional<Failure> f) mutable {
+          if (!*alive)
+            return done(refused(Refusal::Unavailable, "the server is shutting down"));
+          if (f) {
+            // The multipart upload went with the failure (a failed completion aborts it): the retry sends the file
+            // from its start, in a new one. This process has all of it but when it took the upload over from parts
+            // (held_from): then the client starts again.
+            row.state = "receiving";
+            row.offset = row.held_from == 0 ? row.offset - 1 : 0;
+            row.held_from = 0;
+            row.multipart.clear();
+            row.parts.clear();
+          }
+          owner->save(row, [row, unlock, done = std::move(done), failed = f](std::optional<Failure> f2) {
+            unlock([f2, row, done, failed] {
+              if (f2)
+                return done(*f2);
+              if (failed)
+                return done(*failed);
+              done(row);
+            });
+          });
+        });
   }
   owner->save(row, [row, unlock, done = std::move(done), part_error = part_error_](std::optional<Failure> f) {
     unlock([f, row, done, part_error] {

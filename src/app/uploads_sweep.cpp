@@ -39,9 +39,12 @@ void Uploads::start() {
       this);
 }
 
-void Uploads::remove(std::vector<std::string> ids) {
-  if (ids.empty())
+void Uploads::remove(std::vector<store::ResumableUpload> rows) {
+  if (rows.empty())
     return;
+  std::vector<std::string> ids;
+  for (const auto &u : rows)
+    ids.push_back(u.id);
   // The rows first: without them nothing serves or resumes the files, and a file left alone is removed at startup.
   service_.executor().run(
       [ids](store::Store &s) {
@@ -49,15 +52,17 @@ void Uploads::remove(std::vector<std::string> ids) {
           s.delete_upload(id);
         return true;
       },
-      [this, alive = alive_, ids](store::Outcome<bool> &o) {
+      [this, alive = alive_, rows = std::move(rows)](store::Outcome<bool> &o) {
         if (!*alive)
           return;
         if (!o.ok()) {
-          SLUICE_LOG(uploads_log(), Warning, "cannot remove %zu uploads: %s", ids.size(), o.error->what());
+          SLUICE_LOG(uploads_log(), Warning, "cannot remove %zu uploads: %s", rows.size(), o.error->what());
           return; // rows and files stay: the sweep or the next start removes them
         }
-        for (const auto &id : ids)
-          unlink(file_of(id).c_str());
+        for (const auto &u : rows)
+          unlink(file_of(u.id).c_str());
+        // Their objects in the bucket (a partial upload's), and multipart uploads not completed.
+        abort_multiparts(rows);
       });
 }
 

@@ -11,7 +11,10 @@ the bucket or served. The api killed with -9 during parallel uploads: every uplo
 the bucket, and is listed and ready after the restart. A PostgreSQL restart during a run loses nothing and runs no
 job twice. A tus upload begun on one api process is resumed on a second (its HEAD answers the bytes in the bucket and
 takes the upload over; the first's late PATCH is refused) and finished there: its source object is the file sent, and
-it plays. Skipped, saying why, without PostgreSQL, node or tests/s3/node_modules."""
+it plays. The partial uploads of a tus concatenation sent to two api processes are joined by a final on either (the
+parts it lacks fetched from their objects in the bucket; one missing is a 409 that keeps the parts); the source is
+the parts' bytes, it plays, and no object of the partials is left. Skipped, saying why, without PostgreSQL, node or
+tests/s3/node_modules."""
 
 import json
 import os
@@ -32,6 +35,7 @@ from test_queue_roles import Worker  # noqa: E402
 from test_storage_s3 import BUCKET, Double, double_missing  # noqa: E402
 from test_store_postgres import PgServer  # noqa: E402
 
+MIB = 1 << 20
 LEASE = 4       # seconds: short, so that a dead worker's job comes back quickly
 HEARTBEAT = 1
 LADDER = '120p:200'                                   # the clips' own size, one rendition
@@ -471,6 +475,70 @@ class ScaleOut(unittest.TestCase):
             one.wait_succeeded(j['id'], timeout=180)
         self.assertEqual(one.video(vid)['state'], 'ready')
         self.assertGreater(ffprobe_duration(one.url('/videos/%s/hls/master.m3u8' % vid)), 1.0)
+
+    def test_tus_concatenation_of_partials_on_two_apis(self):
+        # tus-js-client's parallelUploads behind a load balancer: the partial uploads of a concatenation go to
+        # different api processes, the final to either. Each partial is an object of its own in the bucket once its
+        # last PATCH is answered; the final fetches the parts its process lacks, joins, and makes a video that plays.
+        # An object missing is a clear refusal that loses nothing; afterwards no object of the partials and no
+        # multipart upload is left.
+        from test_storage_s3 import TUS, multipart_uploads, tus_final, tus_partial, tus_patch
+        from test_upload_memory import make_media
+        media = os.path.join(self.tmp, 'concat.ts')
+        make_media(media, 12 << 20)
+        with open(media, 'rb') as f:
+            data = f.read()
+        one, two = self.start_api('api-one'), self.start_api('api-two')
+        self.start_worker('w-concat')
+        self.wait_workers(one, ['w-concat'])
+        s3dir = os.path.join(self.shared, 's3')
+
+        def partials(cut):
+            """Part A (data[:cut]) sent to api-one, part B (the rest) to api-two; their paths and object keys."""
+            a, b = tus_partial(one, cut), tus_partial(two, len(data) - cut)
+            r = tus_patch(one, a, 0, data[:cut])
+            self.assertEqual(r.status, 204, r.describe())
+            r = tus_patch(two, b, 0, data[cut:])
+            self.assertEqual(r.status, 204, r.describe())
+            keys = [self.prefix + 'uploads/' + p.rsplit('/', 1)[1] for p in (a, b)]
+            for key, part in zip(keys, (data[:cut], data[cut:])):
+                self.assertTrue(self.double.object(key) == part, 'the object of %s differs from the part' % key)
+            return [a, b], keys
+
+        def made(r, paths, keys):
+            self.assertEqual(r.status, 201, r.describe())
+            vid = r.header('Sluice-Video-Id')
+            self.assertTrue(vid, r.describe())
+            self.assertTrue(self.double.object(self.prefix + 'videos/%s/source.ts' % vid) == data,
+                            'the source object differs from A+B')
+            for p in paths:
+                self.assertEqual(one.request('HEAD', p, headers=TUS).status, 404, 'a part outlived its final')
+            wait_until(lambda: not any(self.double.keys(k) for k in keys), 20, 0.1, 'the partials\' objects removed')
+            return vid
+
+        # The final on api-two: part A (api-one's, a multipart upload of one 8 MiB part and the rest) is fetched.
+        paths, keys = partials(9 * MIB + 123)
+        vid_two = made(tus_final(two, paths, 'joined.ts'), paths, keys)
+        # The final on api-one: part B (api-two's, one PUT) is fetched. Its object gone first: a refusal, with JSON,
+        # that keeps both parts; once the object is back, the same final succeeds.
+        paths, keys = partials(10 * MIB)
+        saved = self.double.object(keys[1])
+        self.double.delete(keys[1])
+        r = tus_final(one, paths, 'joined.ts')
+        self.assertEqual(r.status, 409, r.describe())
+        self.assertEqual(r.json()['error']['code'], 'conflict', r.describe())
+        for p in paths:
+            self.assertEqual(one.request('HEAD', p, headers=TUS).status, 200, 'a part was lost with the refusal')
+        self.double.put(keys[1], saved)
+        vid_one = made(tus_final(one, paths, 'joined.ts'), paths, keys)
+        self.assertEqual(self.double.keys(self.prefix + 'uploads/'), [])
+        self.assertEqual([k for k in multipart_uploads(s3dir).values() if k.startswith(self.prefix)], [])
+        for vid in (vid_two, vid_one):
+            self.assertEqual(one.video(vid)['size'], len(data))
+            for j in one.get_json('/api/v1/videos/%s/jobs' % vid)['jobs']:
+                one.wait_succeeded(j['id'], timeout=180)
+            self.assertEqual(one.video(vid)['state'], 'ready')
+            self.assertGreater(ffprobe_duration(two.url('/videos/%s/hls/master.m3u8' % vid)), 1.0)
 
     def test_postgres_restart_during_a_run_loses_nothing(self):
         api = self.start_api()
