@@ -230,16 +230,25 @@ void Scheduler::launch(store::Job job) {
     return;
   }
   // The upload was probed when it arrived, and its probe kept in the catalog: the job plans with it, and probes
-  // the file again only if it changed since (see TranscodeRequest::probed).
-  try {
-    if (auto v = store_.video(job.video_id); v && !v->probe_json.empty()) {
-      req.probed = media::probe_from_json(v->probe_json, "the stored probe of video " + job.video_id);
-      req.probed_at = v->created;
-    }
-  } catch (const Error &e) {
-    GST_INFO("job %s: the file is probed again: %s", job_id.c_str(), e.what());
-  }
-  start_planning(job_id, std::move(req));
+  // the file again only if it changed since (see TranscodeRequest::probed). The video's row is read on the executor
+  // (off the main loop where the catalog is PostgreSQL); a row that cannot be read only means probing again.
+  executor_->run(
+      [video_id = job.video_id](store::Store &store) { return store.video(video_id); },
+      [this, alive = alive_, job_id, req = std::move(req)](store::Outcome<std::optional<store::Video>> &o) mutable {
+        if (!*alive || !active_.count(job_id))
+          return;
+        try {
+          if (o.error)
+            throw *o.error;
+          if (const auto &v = *o.value; v && !v->probe_json.empty()) {
+            req.probed = media::probe_from_json(v->probe_json, "the stored probe of video " + v->id);
+            req.probed_at = v->created;
+          }
+        } catch (const Error &e) {
+          GST_INFO("job %s: the file is probed again: %s", job_id.c_str(), e.what());
+        }
+        guarded(job_id, "starting the job", [&] { start_planning(job_id, std::move(req)); });
+      });
 }
 
 void Scheduler::start_planning(const std::string &job_id, TranscodeRequest req) {
