@@ -122,8 +122,11 @@ void Uploads::Patch::write(const char *data, std::size_t len) {
     flushed_ = at;
   }
   // Without a checksum every byte that arrived is the upload's: recorded as it goes, so that a PATCH cut by a
-  // crash loses at most the last few MiB.
-  if (!checksum_ && start_ + written_ - synced_ >= kSyncEvery) {
+  // crash loses at most the last few MiB. Never the last byte, which is recorded only with what it starts (finish:
+  // the hand-over to ingest, or a partial upload completed): an offset at the length with the upload still receiving
+  // would, after a crash, be an upload the client thinks done that nothing ingests.
+  if (!checksum_ && start_ + written_ - synced_ >= kSyncEvery &&
+      (upload_.length < 0 || start_ + written_ < upload_.length)) {
     if (fdatasync(fd_) != 0) {
       error_ = io_failure(errno, "cannot write the upload");
       return;
