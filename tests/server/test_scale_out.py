@@ -121,6 +121,8 @@ class ScaleOut(unittest.TestCase):
         os.makedirs(clips)
         cls.clips = [make_clip(clips, 'clip%02d' % i, 2 + i % 2, frequency=300 + 40 * i) for i in range(12)]
         cls.slow_clip = make_clip(clips, 'slow', 8, '320x240')
+        # Long enough that its job is still running when its worker is stopped (about 2 s of work here).
+        cls.long_clip = make_clip(clips, 'long', 40, '320x240')
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix='sluice-scale-', dir=self.shared)
@@ -336,16 +338,19 @@ class ScaleOut(unittest.TestCase):
         api = self.start_api()
         first = self.start_worker('w-first')
         self.wait_workers(api, ['w-first'])
-        job = self.upload_ok(api, self.slow_clip, params=json.dumps(SLOW))['jobs'][0]
+        job = self.upload_ok(api, self.long_clip, params=json.dumps(SLOW))['jobs'][0]
         vid = job['video_id']
         wait_until(lambda: api.job(job['id'])['state'] == 'running', 30, message='the job running')
-        # In the middle of the job: its working folder on w-first's machine has segments.
+        # In the middle of the job: its working folder on w-first's machine has segments. w-first is frozen there at
+        # once (its lease no longer renewed), so that the job cannot end while the second worker starts; then killed.
         vdir = os.path.join(first.data, 'videos', vid)
-        wait_until(lambda: any(f.endswith('.ts') for _, _, fs in os.walk(vdir) for f in fs), 60, 0.1,
+        wait_until(lambda: any(f.endswith('.ts') for _, _, fs in os.walk(vdir) for f in fs), 60, 0.02,
                    'segments in the working folder of w-first')
+        first.proc.send_signal(signal.SIGSTOP)
+        killed_at = time.monotonic()
+        self.assertEqual(api.job(job['id'])['state'], 'running', 'the job ended before its worker was stopped')
         dead = int(self.psql("SELECT token FROM jobs WHERE id = '%s'" % job['id']))
         self.start_worker('w-second')
-        killed_at = time.monotonic()
         first.stop(signal.SIGKILL)
         # What a worker killed in the middle of publishing leaves: objects under its own version's prefix.
         dead_prefix = '%svideos/%s/hls/v%d/' % (self.prefix, vid, dead)
@@ -364,7 +369,7 @@ class ScaleOut(unittest.TestCase):
         wait_until(lambda: not self.double.keys(dead_prefix), 20, 0.2, 'the dead attempt\'s objects gone')
         self.assert_one_package(j)
         self.assert_all_urls_resolve(api, vid)
-        self.assert_plays(api, vid, 8)
+        self.assert_plays(api, vid, 40)
 
     def test_a_killed_api_keeps_every_upload_it_answered(self):
         api = self.start_api()
