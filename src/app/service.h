@@ -210,20 +210,18 @@ public:
   // may be served: NotFound otherwise (no such file, a link out of videos/, a segment not listed yet).
   // A finished package's files are found once and remembered; want_version: its version too. With [storage], a
   // finished package is an object of the version the catalog records as current, or of `pinned` ("vN", from a
-  // versioned URL) when it names one: then it reads the video's jobs on the caller's thread (not the main loop's:
-  // media_file_later).
-  Result<MediaFile> media_file(const std::string &video_id, const std::string &folder,
-                               const std::vector<std::string> &inside, bool want_version,
-                               const std::string &pinned = "");
-  // media_file's answer when it reads no catalog (a bad name, a job running here, a package in the data folder, a
-  // versioned URL's object in storage); nothing when it takes the video's jobs from the catalog (with [storage]).
+  // versioned URL) when it names one.
+  // media_file_now answers what needs no catalog (a bad name, a job running here, a package in the data folder, a
+  // versioned URL's object in storage); nothing when the video's jobs are needed (a package in storage the catalog
+  // names). Then media_file_later reads them on the executor and answers on the main loop, or, for a caller with an
+  // inline executor, media_file_from_catalog reads them at once.
   std::optional<Result<MediaFile>> media_file_now(const std::string &video_id, const std::string &folder,
                                                   const std::vector<std::string> &inside, bool want_version,
                                                   const std::string &pinned = "");
-  // media_file for a caller on the main loop: the video's jobs read on the executor when it needs them; done on the
-  // main loop (at once when media_file_now answers, or with an inline executor).
+  Result<MediaFile> media_file_from_catalog(const std::string &video_id, const std::string &folder,
+                                            const std::vector<std::string> &inside, bool want_version);
   void media_file_later(const std::string &video_id, const std::string &folder, const std::vector<std::string> &inside,
-                        bool want_version, const std::string &pinned, std::function<void(Result<MediaFile>)> done);
+                        bool want_version, std::function<void(Result<MediaFile>)> done);
   // The file found for these segments is gone (serving it failed): find it again next time.
   void forget_media_file(const std::string &video_id, const std::string &folder,
                          const std::vector<std::string> &inside);

@@ -283,21 +283,16 @@ Result<MediaFile> Service::local_media_file(const std::string &video_id, const s
   return out;
 }
 
-Result<MediaFile> Service::media_file(const std::string &video_id, const std::string &folder,
-                                      const std::vector<std::string> &inside, bool want_version,
-                                      const std::string &pinned) {
-  if (auto now = media_file_now(video_id, folder, inside, want_version, pinned))
-    return std::move(*now);
+Result<MediaFile> Service::media_file_from_catalog(const std::string &video_id, const std::string &folder,
+                                                   const std::vector<std::string> &inside, bool want_version) {
   store::JobFilter f;
   f.video_id = video_id;
   return media_file_of(video_id, folder, inside, want_version, store_.jobs(f));
 }
 
 void Service::media_file_later(const std::string &video_id, const std::string &folder,
-                               const std::vector<std::string> &inside, bool want_version, const std::string &pinned,
+                               const std::vector<std::string> &inside, bool want_version,
                                std::function<void(Result<MediaFile>)> done) {
-  if (auto now = media_file_now(video_id, folder, inside, want_version, pinned))
-    return done(std::move(*now));
   // The video's jobs on the executor (a store call never blocks the loop), the file named from them on the loop.
   executor().run(
       [video_id](store::Store &s) {

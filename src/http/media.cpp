@@ -215,7 +215,7 @@ void media(Context &cx, Request &rq) {
   // A package in object storage that the catalog names: its jobs are read on the executor (never on the main loop),
   // the message paused meanwhile. Inline (SQLite): at once, as every catalog call.
   if (cx.service.executor().is_inline()) {
-    auto found = cx.service.media_file(video_id, asked->folder, asked->inside, asked->rewritten, asked->pinned);
+    auto found = cx.service.media_file_from_catalog(video_id, asked->folder, asked->inside, asked->rewritten);
     return serve_found(cx, msg, asked, found, false);
   }
   resolve_later(cx, msg, std::move(asked), false);
@@ -226,7 +226,7 @@ namespace {
 void resolve_later(Context &cx, SoupServerMessage *msg, std::shared_ptr<const Asked> asked, bool retried) {
   const Asked &a = *asked;
   cx.service.media_file_later(
-      a.video_id, a.folder, a.inside, a.rewritten, a.pinned,
+      a.video_id, a.folder, a.inside, a.rewritten,
       later(cx, msg, [&cx, msg, asked = std::move(asked), retried](app::Result<app::MediaFile> found) {
         answering_failures(msg, [&] { serve_found(cx, msg, asked, found, retried); });
       }));
