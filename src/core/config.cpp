@@ -227,6 +227,7 @@ void ServerConfig::load_file(const std::string &path) {
   body_timeout_s = get_int(kf, "server", "body-timeout", body_timeout_s, 0, 86400);
   max_connections_per_client =
       get_int(kf, "server", "max-connections-per-client", max_connections_per_client, 0, 1000000);
+  media_fast_path = get_bool(kf, "server", "media-fast-path", media_fast_path);
   std::string size = get_string(kf, "uploads", "max-size", "");
   if (!size.empty())
     max_upload_size = parse_size(size, "[uploads] max-size");

@@ -34,6 +34,9 @@ struct ServerConfig {
   int idle_timeout_s = 60;
   int body_timeout_s = 60;
   int max_connections_per_client = 64;
+  // [server] media-fast-path: a finished package's files answered by sluice's connections without libsoup's
+  // per-request work (http/fast.cpp); false leaves every request to libsoup.
+  bool media_fast_path = true;
   std::int64_t max_upload_size = 8LL << 30;
   bool auto_transcode = true;
   // [uploads] resumable-expiry: an unfinished resumable upload is removed this long after its creation.

@@ -97,6 +97,11 @@ struct Metrics::Families {
                               .Name("sluice_http_response_bytes_total")
                               .Help("Bytes of response bodies sent, by route")
                               .Register(*registry);
+  Family<Counter> &fast_path =
+      BuildCounter()
+          .Name("sluice_http_fast_path_requests_total")
+          .Help("Requests answered on the fast path (counted in sluice_http_requests_total too)")
+          .Register(*registry);
   Family<Gauge> &uploads =
       BuildGauge().Name("sluice_uploads_in_progress").Help("Uploads whose body is being received").Register(*registry);
   Family<Counter> &upload_bytes =
@@ -150,6 +155,7 @@ struct Metrics::Families {
   std::mutex http_mutex;
   std::unordered_map<std::string, RouteSeries, ViewHash, std::equal_to<>> http_routes;
 
+  Counter &fast_path_now = fast_path.Add({});
   Gauge &uploads_now = uploads.Add({});
   Counter &upload_total = upload_bytes.Add({});
   Gauge &sse_now = sse.Add({});
@@ -193,6 +199,10 @@ void Metrics::http_request(std::string_view method, std::string_view route, unsi
   requests->Increment();
   r.seconds->Observe(std::max(0.0, duration_s));
   r.sent->Increment(static_cast<double>(bytes_sent));
+}
+
+void Metrics::fast_path_request() {
+  f_->fast_path_now.Increment();
 }
 
 void Metrics::upload_started() {

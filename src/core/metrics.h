@@ -45,6 +45,8 @@ public:
   // route, method and status are looked up in the registry once, then kept.
   void http_request(std::string_view method, std::string_view route, unsigned status, double duration_s,
                     std::uint64_t bytes_sent);
+  // One of them answered on the fast path (http/fast.cpp).
+  void fast_path_request();
   void upload_started();
   void upload_ended();
   void upload_bytes(std::uint64_t n);

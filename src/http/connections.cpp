@@ -106,15 +106,24 @@ void Connections::Impl::adopt(GSocket *s) {
   }
   c->counted = true;
   per_client[c->client].insert(c);
-  c->socket_conn = g_socket_connection_factory_create_connection(s);
+  if (fast) {
+    start_fast(c);
+    return;
+  }
+  to_soup(c);
+}
+
+void Connections::Impl::to_soup(ClientConnection *c) {
+  g_autoptr(GError) err = nullptr;
+  c->socket_conn = g_socket_connection_factory_create_connection(c->socket);
   c->input = new_conn_input(g_io_stream_get_input_stream(G_IO_STREAM(c->socket_conn)), c);
   c->stream =
       g_simple_io_stream_new(G_INPUT_STREAM(c->input), g_io_stream_get_output_stream(G_IO_STREAM(c->socket_conn)));
-  by_remote[remote] = c;
+  by_remote[c->remote] = c;
   enter(c, ConnPhase::Headers);
   c->in_soup = true;
   // libsoup starts the first message (request-started) before this returns.
-  if (!soup_server_accept_iostream(server, c->stream, local, remote, &err)) {
+  if (!soup_server_accept_iostream(server, c->stream, c->local, c->remote, &err)) {
     SLUICE_LOG(http_log(), Warning, "%s: the server did not take the connection: %s", c->client.c_str(),
                err ? err->message : "?");
     c->in_soup = false;
@@ -205,6 +214,10 @@ void Connections::stop() {
     g_socket_close(impl_->listening, nullptr);
     g_clear_object(&impl_->listening);
   }
+}
+
+void Connections::set_fast(FastHandler handler) {
+  impl_->fast = std::move(handler);
 }
 
 std::size_t Connections::size() const {

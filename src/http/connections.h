@@ -7,8 +7,11 @@
 #include <libsoup/soup.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace sluice::http {
 
@@ -22,6 +25,35 @@ namespace sluice::http {
 //    pause for longer than body-timeout, and a keep-alive connection waits idle-timeout seconds at most
 //    for its next request. A response being written, however slowly (an event stream), is never cut;
 //  - one client address holds at most max-connections-per-client connections: the next ones get 503.
+// A request the connections may answer without libsoup (the fast path, connections_fast.cpp): GET or HEAD of
+// HTTP/1.1 with no body, the whole head in one read, a plain origin-form path.
+struct FastRequest {
+  const char *method;          // "GET" or "HEAD"
+  std::string_view path;       // only [A-Za-z0-9._~/-], no "//", "." or ".." segment
+  std::string_view query;      // after '?', only [A-Za-z0-9._~=&-]; "" when none
+  SoupMessageHeaders *headers; // the request's
+  GSocketAddress *remote;      // the client's address
+};
+
+// The answer to a FastRequest, written by the connections.
+struct FastResponse {
+  std::string head;       // the status line and the headers, with the empty line
+  GBytes *body = nullptr; // owned; its [offset, offset + length) is the body
+  std::size_t offset = 0, length = 0;
+  // Once the response is written (complete) or the connection is gone before (not complete): the body bytes sent.
+  std::function<void(std::uint64_t sent, bool complete)> done;
+  FastResponse() = default;
+  FastResponse(const FastResponse &) = delete;
+  FastResponse &operator=(const FastResponse &) = delete;
+  ~FastResponse() {
+    if (body)
+      g_bytes_unref(body);
+  }
+};
+
+// Answers the request (true) or leaves it to libsoup (false: the connection is then libsoup's for good).
+using FastHandler = std::function<bool(const FastRequest &, FastResponse &)>;
+
 class Connections {
 public:
   Connections(SoupServer *server, const ServerConfig &config);
@@ -33,6 +65,10 @@ public:
   void listen(GSocket *listening);
   // Accepts no more connections and closes the listening socket; open connections stay with the server.
   void stop();
+  // From now on, each new connection's requests are offered to `handler` first, one at a time, until one of them is
+  // not answered (or cannot be offered: a head that came in pieces, a body, another method or version); then the
+  // connection goes to libsoup with that request unread. An empty handler turns the fast path off.
+  void set_fast(FastHandler handler);
   // Connections open now (handed to the server, or being closed).
   std::size_t size() const;
 

@@ -8,6 +8,8 @@
 #include <libsoup/soup.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -60,6 +62,12 @@ struct ClientConnection {
   bool between = false;  // the last request is finished and the next has not started
   bool end_held = false; // the client left between two requests; libsoup was not told
   bool closed = false;   // the descriptor is closed
+  // The fast path (connections_fast.cpp): requests read and answered by us until one goes to libsoup.
+  bool fast = false;
+  GSource *watch = nullptr;               // the socket's readiness, while fast
+  std::unique_ptr<FastResponse> response; // being written
+  std::size_t written = 0;                // of response's head and body
+  std::uint64_t requests = 0;             // answered on the fast path
   GSource *timer = nullptr;
   GSource *drain = nullptr;
   std::size_t drained = 0;
@@ -81,6 +89,7 @@ struct Connections::Impl {
   guint reap_source = 0;
   int lingering = 0;
   std::vector<gulong> handlers;
+  FastHandler fast;
 
   Impl(SoupServer *s, const ServerConfig &c) : server(s), config(c) {}
 
@@ -95,6 +104,21 @@ struct Connections::Impl {
   // may be at the cap only because the main loop has not read those ends yet: its connections between
   // two requests whose end is already there are closed first.
   std::size_t open_for(const std::string &client);
+
+  // Hands c to libsoup (its first request, or the next one, unread).
+  void to_soup(ClientConnection *c);
+
+  // -- the fast path (connections_fast.cpp)
+
+  void start_fast(ClientConnection *c);
+  static gboolean on_fast_ready(ClientConnection *c, GIOCondition condition);
+  // Reads the next request if it can be offered and answers it, or hands c to libsoup.
+  void read_fast(ClientConnection *c);
+  // Writes what is left of c->response: false when it must wait for the socket.
+  bool write_fast(ClientConnection *c);
+  void watch_for(ClientConnection *c, GIOCondition condition);
+  // The fast path's part of drop(): the watch, and a response not written whole.
+  void end_fast(ClientConnection *c);
 
   // -- phases and timeouts (connections_phases.cpp)
 

@@ -89,6 +89,14 @@ gboolean Connections::Impl::on_timer(gpointer data) {
 
 void Connections::Impl::expire(ClientConnection *c) {
   const ServerConfig &k = config;
+  if (c->fast) {
+    // Waiting for a request on the fast path: nothing of it has been read; the connection is ours to close.
+    SLUICE_LOG(http_log(), Debug, "%s: closing a connection: no request within %d s", c->client.c_str(),
+               c->phase == ConnPhase::Idle ? k.idle_timeout_s : k.header_timeout_s);
+    if (c->phase == ConnPhase::Headers || c->phase == ConnPhase::Idle)
+      drop(c);
+    return;
+  }
   switch (c->phase) {
   case ConnPhase::Headers:
     SLUICE_LOG(http_log(), Info, "%s: closing a connection: no complete request headers within %d s", c->client.c_str(),
@@ -146,6 +154,7 @@ void Connections::Impl::drop(ClientConnection *c) {
   if (c->closed)
     return;
   c->closed = true;
+  end_fast(c);
   if (c->drain) {
     g_source_destroy(c->drain);
     g_source_unref(c->drain);

@@ -249,18 +249,9 @@ RangeKind parse_range(const std::string &header, std::int64_t size, ByteRange &o
   return RangeKind::Satisfiable;
 }
 
-void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOptions &opts) {
-  const char *method = soup_server_message_get_method(msg);
-  const bool head = g_strcmp0(method, "HEAD") == 0;
-  if (!head && g_strcmp0(method, "GET") != 0) {
-    soup_server_message_set_status(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, nullptr);
-    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Allow", "GET, HEAD");
-    return;
-  }
-  SoupMessageHeaders *req = soup_server_message_get_request_headers(msg);
-  SoupMessageHeaders *resp = soup_server_message_get_response_headers(msg);
-
-  // What is served: its size, validators and (lazily) its bytes. Nothing is set on msg until every step that
+void answer_file(bool head, SoupMessageHeaders *req, SoupMessageHeaders *resp, const std::string &path,
+                 const ServeOptions &opts, FileAnswer &out) {
+  // What is served: its size, validators and (lazily) its bytes. Nothing is set on resp until every step that
   // can fail has succeeded.
   std::int64_t size = 0;
   std::string etag;
@@ -365,14 +356,14 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
   soup_message_headers_replace(resp, "Accept-Ranges", "bytes");
 
   if (not_modified) {
-    soup_server_message_set_status(msg, SOUP_STATUS_NOT_MODIFIED, nullptr);
+    out.status = SOUP_STATUS_NOT_MODIFIED;
     // libsoup would otherwise add "Content-Length: 0"; RFC 9110 8.6 allows only the length a 200 would have.
     soup_message_headers_set_content_length(resp, size);
     return;
   }
   if (kind == RangeKind::Unsatisfiable) {
     // An error like every other of the server: JSON, and nothing a cache should keep.
-    soup_server_message_set_status(msg, SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE, nullptr);
+    out.status = SOUP_STATUS_REQUESTED_RANGE_NOT_SATISFIABLE;
     GStr cr(g_strdup_printf("bytes */%" G_GINT64_FORMAT, static_cast<gint64>(size)));
     soup_message_headers_replace(resp, "Content-Range", cr.get());
     soup_message_headers_replace(resp, "Cache-Control", "no-store");
@@ -380,36 +371,66 @@ void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOpti
         g_strdup_printf("{\"error\":{\"code\":\"range_not_satisfiable\",\"message\":\"the range starts beyond the "
                         "end of the file (%" G_GINT64_FORMAT " bytes)\"}}\n",
                         static_cast<gint64>(size)));
-    soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, json.get(), strlen(json.get()));
+    out.json = json.get();
     return;
   }
+  // A Range not honoured: the whole representation is the answer.
+  out.drop_range = range_header && kind == RangeKind::None;
+
+  soup_message_headers_replace(resp, "Content-Type", mime_type_for(path));
+  out.status = SOUP_STATUS_OK;
+  out.offset = 0;
+  out.length = size;
+  if (kind == RangeKind::Satisfiable) {
+    out.status = SOUP_STATUS_PARTIAL_CONTENT;
+    out.offset = range.start;
+    out.length = range.end - range.start + 1;
+    soup_message_headers_set_content_range(resp, range.start, range.end, size);
+  }
+  soup_message_headers_set_content_length(resp, out.length);
+  out.send_object = send && opts.object;
+  out.body = content.release();
+}
+
+FileAnswer::~FileAnswer() {
+  if (body)
+    g_bytes_unref(body);
+}
+
+void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOptions &opts) {
+  const char *method = soup_server_message_get_method(msg);
+  const bool head = g_strcmp0(method, "HEAD") == 0;
+  if (!head && g_strcmp0(method, "GET") != 0) {
+    soup_server_message_set_status(msg, SOUP_STATUS_METHOD_NOT_ALLOWED, nullptr);
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Allow", "GET, HEAD");
+    return;
+  }
+  SoupMessageHeaders *req = soup_server_message_get_request_headers(msg);
+  SoupMessageHeaders *resp = soup_server_message_get_response_headers(msg);
+  FileAnswer a;
+  answer_file(head, req, resp, path, opts, a);
   // libsoup's server applies a request's Range itself to a 200 GET response with a body (handle_partial_get in
   // soup-server-io.c, also for If-Range mismatches and multi-range requests); drop the header when we decided
   // to send the whole representation.
-  if (range_header && kind == RangeKind::None)
+  if (a.drop_range)
     soup_message_headers_remove(req, "Range");
-
-  soup_message_headers_replace(resp, "Content-Type", mime_type_for(path));
-  SoupMessageBody *body = soup_server_message_get_response_body(msg);
-  if (kind == RangeKind::Satisfiable) {
-    std::int64_t len = range.end - range.start + 1;
-    soup_server_message_set_status(msg, SOUP_STATUS_PARTIAL_CONTENT, nullptr);
-    soup_message_headers_set_content_range(resp, range.start, range.end, size);
-    soup_message_headers_set_content_length(resp, len);
-    if (content) {
-      BytesPtr slice(g_bytes_new_from_bytes(content.get(), static_cast<gsize>(range.start), static_cast<gsize>(len)));
-      soup_message_body_append_bytes(body, slice.get());
-    } else if (send && opts.object) {
-      opts.object->send(msg, range.start, len);
-    }
+  if (!a.json.empty()) {
+    soup_server_message_set_status(msg, a.status, nullptr);
+    soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, a.json.data(), a.json.size());
     return;
   }
-  soup_server_message_set_status(msg, SOUP_STATUS_OK, nullptr);
-  soup_message_headers_set_content_length(resp, size);
-  if (content)
-    soup_message_body_append_bytes(body, content.get());
-  else if (send && opts.object)
-    opts.object->send(msg, 0, size);
+  soup_server_message_set_status(msg, a.status, nullptr);
+  if (a.body) {
+    SoupMessageBody *body = soup_server_message_get_response_body(msg);
+    if (a.offset == 0 && a.length == static_cast<std::int64_t>(g_bytes_get_size(a.body))) {
+      soup_message_body_append_bytes(body, a.body);
+    } else {
+      BytesPtr slice(g_bytes_new_from_bytes(a.body, static_cast<gsize>(a.offset), static_cast<gsize>(a.length)));
+      soup_message_body_append_bytes(body, slice.get());
+    }
+  } else if (a.send_object) {
+    opts.object->send(msg, a.offset, a.length);
+  }
 }
 
 ServedText::ServedText(std::string text) : etag(text_etag(text.data(), text.size())) {

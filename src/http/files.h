@@ -91,6 +91,27 @@ struct ServeOptions {
   const StreamedObject *object = nullptr; // serve this instead of the file (path then names its type only)
 };
 
+// What answer_file decided, for a caller that writes the response itself.
+struct FileAnswer {
+  guint status = 0;         // 200, 206, 304 or 416
+  std::int64_t offset = 0;  // the bytes of the body: [offset, offset + length) of the content
+  std::int64_t length = 0;  // (what Content-Length says; nothing is sent for HEAD and 304)
+  GBytes *body = nullptr;   // owned: the whole content, for a GET that sends it from memory
+  bool send_object = false; // the body is opts.object's, sent by its `send`
+  bool drop_range = false;  // the request's Range was not honoured: the whole representation is the answer
+  std::string json;         // 416's body (application/json)
+  FileAnswer() = default;
+  FileAnswer(const FileAnswer &) = delete;
+  FileAnswer &operator=(const FileAnswer &) = delete;
+  ~FileAnswer();
+};
+
+// serve_file's decision without a message: the status, the response headers set on resp (ETag, Last-Modified,
+// Cache-Control, Accept-Ranges, Content-Type, Content-Length, Content-Range) and the body, for GET (head false) or
+// HEAD with the request headers req. Throws as serve_file does, with resp untouched.
+void answer_file(bool head, SoupMessageHeaders *req, SoupMessageHeaders *resp, const std::string &path,
+                 const ServeOptions &opts, FileAnswer &out);
+
 // Answers msg (GET or HEAD) with the file at path: 200/206/304/416, Content-Type, Content-Length,
 // Accept-Ranges, ETag, Last-Modified, Cache-Control. Zero-copy for file contents (mapped: the file must not
 // be truncated while the response is written). Other methods get 405 with Allow: GET, HEAD.

@@ -104,8 +104,7 @@ std::string caller(Context &cx, SoupServerMessage *msg) {
 }
 
 // RateLimit-Limit, -Remaining and -Reset (whole tokens and seconds), and Retry-After when refused.
-void set_headers(SoupServerMessage *msg, const auth::Decision &d) {
-  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+void put_headers(SoupMessageHeaders *h, const auth::Decision &d) {
   auto put = [h](const char *name, double v) {
     soup_message_headers_replace(h, name, std::to_string(static_cast<long long>(v)).c_str());
   };
@@ -114,6 +113,10 @@ void set_headers(SoupServerMessage *msg, const auth::Decision &d) {
   put("RateLimit-Reset", std::ceil(d.reset_s));
   if (!d.allowed)
     put("Retry-After", std::max(1.0, std::ceil(d.retry_after_s)));
+}
+
+void set_headers(SoupServerMessage *msg, const auth::Decision &d) {
+  put_headers(soup_server_message_get_response_headers(msg), d);
 }
 
 std::string seconds_text(double s) {
@@ -164,13 +167,20 @@ std::string client_address(Context &cx, SoupServerMessage *msg) {
     const char *host = soup_server_message_get_remote_host(msg);
     return host ? host : "unknown";
   }
+  return client_address(cx, sa, soup_server_message_get_request_headers(msg));
+}
+
+std::string client_address(Context &cx, GSocketAddress *sa, SoupMessageHeaders *headers) {
+  if (!sa || !G_IS_INET_SOCKET_ADDRESS(sa))
+    return "unknown";
   g_autoptr(GInetAddress) client =
       G_INET_ADDRESS(g_object_ref(g_inet_socket_address_get_address(G_INET_SOCKET_ADDRESS(sa))));
   const RateLimits &rl = limits(cx);
   if (!rl.proxies.empty() && rl.trusted(client)) {
     // X-Forwarded-For lists the addresses each proxy saw, the nearest last: the first untrusted one from the
     // right is the client (what is left of it, the client may have written itself).
-    std::string xff = header(msg, "X-Forwarded-For");
+    const char *forwarded = soup_message_headers_get_list(headers, "X-Forwarded-For");
+    std::string xff = forwarded ? forwarded : "";
     std::vector<std::string> hops;
     for (std::size_t i = 0; i <= xff.size();) {
       auto j = xff.find(',', i);
@@ -230,6 +240,19 @@ bool rate_limit(Context &cx, SoupServerMessage *msg, const Match &m) {
   if (bytes)
     count_upload_bytes(cx, msg, who);
   return false;
+}
+
+bool take_media_request(Context &cx, GSocketAddress *remote, SoupMessageHeaders *request,
+                        SoupMessageHeaders *response) {
+  RateLimits &rl = limits(cx);
+  if (!rl.on || !rl.limiter.on(auth::Kind::Media))
+    return true;
+  const auth::Decision d =
+      rl.limiter.take(auth::Kind::Media, "address " + client_address(cx, remote, request), 1, g_get_monotonic_time());
+  if (!d.allowed)
+    return false;
+  put_headers(response, d);
+  return true;
 }
 
 } // namespace sluice::http

@@ -23,5 +23,12 @@ bool rate_limit(Context &cx, SoupServerMessage *msg, const Match &m);
 // The client's address: the connection's peer, or, when the peer is one of [server] trusted-proxies, the nearest
 // address of X-Forwarded-For that is not.
 std::string client_address(Context &cx, SoupServerMessage *msg);
+// The same for a request read without libsoup: the connection's remote address and the request's headers.
+std::string client_address(Context &cx, GSocketAddress *remote, SoupMessageHeaders *headers);
+
+// The media budget's part of the chain for a request answered without libsoup (http/fast.cpp): true when the
+// request may be answered (its RateLimit-* headers then set on response, when [limits] count media), false when it
+// is over the budget (libsoup's path then answers it: 429).
+bool take_media_request(Context &cx, GSocketAddress *remote, SoupMessageHeaders *request, SoupMessageHeaders *response);
 
 } // namespace sluice::http

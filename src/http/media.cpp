@@ -316,4 +316,43 @@ void serve_found(Context &cx, SoupServerMessage *msg, const std::shared_ptr<cons
 
 } // namespace
 
+bool media_fast(Context &cx, const std::string &video_id, const std::string &rest, const std::string &pinned, bool head,
+                SoupMessageHeaders *request, SoupMessageHeaders *response, FileAnswer &out) {
+  // What media() and serve_found() answer for an open video's finished package in the data folder; any other case
+  // is left to them.
+  if (!store::is_id(video_id) || !cx.service.playback_known(video_id) ||
+      cx.service.playback(video_id, "") != app::Playback::Open)
+    return false;
+  auto segments = split_path(rest);
+  if (!segments || segments->size() < 2)
+    return false;
+  const std::string folder = segments->front();
+  const std::vector<std::string> inside(std::make_move_iterator(segments->begin() + 1),
+                                        std::make_move_iterator(segments->end()));
+  const std::string &name = inside.back();
+  const bool playlist = g_str_has_suffix(name.c_str(), ".m3u8"), mpd = g_str_has_suffix(name.c_str(), ".mpd");
+  const bool rewritten = (playlist && name != "master.m3u8") || mpd;
+  auto now = cx.service.media_file_now(video_id, folder, inside, rewritten, pinned);
+  const app::MediaFile *file = now ? std::get_if<app::MediaFile>(&*now) : nullptr;
+  if (!file || !file->key.empty() || file->running)
+    return false;
+  ServeOptions opts;
+  opts.cache = &cx.files;
+  try {
+    std::shared_ptr<const ServedText> text; // kept while it is answered (the answer takes its bytes)
+    if (rewritten) {
+      text = versioned_text(cx, file->path, file->version, mpd);
+      opts.text = text.get();
+      opts.cache_control = "no-cache";
+    } else {
+      opts.cache_control = playlist || pinned.empty() ? "no-cache" : "public, max-age=31536000, immutable";
+    }
+    answer_file(head, request, response, file->path, opts, out);
+  } catch (const Error &) {
+    return false; // media() answers it again, and forgets what it must
+  }
+  return out.json.empty() && (out.status == SOUP_STATUS_OK || out.status == SOUP_STATUS_PARTIAL_CONTENT ||
+                              out.status == SOUP_STATUS_NOT_MODIFIED);
+}
+
 } // namespace sluice::http::handlers

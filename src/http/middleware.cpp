@@ -85,27 +85,34 @@ void exchange_answered(SoupServerMessage *msg, gpointer data) {
 // -- request id: the client's X-Request-Id when it is a sane token, else a fresh one; echoed back.
 void request_id_step(SoupServerMessage *msg) {
   auto *x = new Exchange();
-  const char *asked = soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "X-Request-Id");
-  const std::size_t n = asked ? strlen(asked) : 0;
-  bool sane = n > 0 && n < sizeof x->id && std::all_of(asked, asked + n, [](char c) {
-                return g_ascii_isalnum(c) || c == '-' || c == '_' || c == '.';
-              });
-  if (sane) {
-    memcpy(x->id, asked, n + 1);
-  } else {
-    static const char hex[] = "0123456789abcdef";
-    for (int half = 0; half < 2; half++) {
-      guint32 r = g_random_int();
-      for (int i = 7; i >= 0; i--, r >>= 4)
-        x->id[half * 8 + i] = hex[r & 0xf];
-    }
-    x->id[16] = '\0';
-  }
+  make_request_id(soup_message_headers_get_one(soup_server_message_get_request_headers(msg), "X-Request-Id"), x->id);
   g_object_set_qdata_full(G_OBJECT(msg), exchange_quark(), x, [](gpointer p) { delete static_cast<Exchange *>(p); });
   g_signal_connect(msg, "finished", G_CALLBACK(exchange_finished), x);
   g_signal_connect(msg, "wrote-headers", G_CALLBACK(exchange_answered), x);
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "X-Request-Id", x->id);
 }
+
+} // namespace
+
+void make_request_id(const char *asked, char (&id)[65]) {
+  const std::size_t n = asked ? strlen(asked) : 0;
+  bool sane = n > 0 && n < sizeof id && std::all_of(asked, asked + n, [](char c) {
+                return g_ascii_isalnum(c) || c == '-' || c == '_' || c == '.';
+              });
+  if (sane) {
+    memcpy(id, asked, n + 1);
+    return;
+  }
+  static const char hex[] = "0123456789abcdef";
+  for (int half = 0; half < 2; half++) {
+    guint32 r = g_random_int();
+    for (int i = 7; i >= 0; i--, r >>= 4)
+      id[half * 8 + i] = hex[r & 0xf];
+  }
+  id[16] = '\0';
+}
+
+namespace {
 
 // -- access log: one line per request once it is finished (sluice-http, level 4).
 void access_log_step(SoupServerMessage *msg) {
@@ -173,15 +180,18 @@ bool listed(const std::vector<std::string> &list, const std::string &v) {
 }
 
 // -- cross-site checks: what a page on another site could make a browser send, refused before the body.
+// DNS rebinding: a page whose own DNS name now points at this machine talks to us with its name in
+// Host. IP literals, localhost and the listen address cannot be such names; others must be listed.
+bool host_ok(const ServerConfig &config, const std::string &host) {
+  return host.empty() || g_hostname_is_ip_address(host.c_str()) || host == "localhost" ||
+         g_str_has_suffix(host.c_str(), ".localhost") || host == parse_authority(config.host).host ||
+         listed(config.allowed_hosts, host);
+}
+
 bool refuse_foreign(const ServerConfig &config, SoupServerMessage *msg) {
-  // DNS rebinding: a page whose own DNS name now points at this machine talks to us with its name in
-  // Host. IP literals, localhost and the listen address cannot be such names; others must be listed.
   const Authority target = parse_authority(header(msg, "Host"));
   const std::string &host = target.host;
-  bool host_ok = host.empty() || g_hostname_is_ip_address(host.c_str()) || host == "localhost" ||
-                 g_str_has_suffix(host.c_str(), ".localhost") || host == parse_authority(config.host).host ||
-                 listed(config.allowed_hosts, host);
-  if (!host_ok) {
+  if (!host_ok(config, host)) {
     set_error(msg, SOUP_STATUS_FORBIDDEN, "host_not_allowed",
               "this server does not answer to the host name '" + host + "' (see [server] allowed-hosts)");
     return true;
@@ -433,6 +443,11 @@ json::Node read_json_object(const std::string &text, const json::Limits &limits)
   if (!JSON_NODE_HOLDS_OBJECT(root.get()))
     throw UploadError{SOUP_STATUS_BAD_REQUEST, "invalid_json", "the request body must be a JSON object", ""};
   return root;
+}
+
+bool host_allowed(const ServerConfig &config, SoupMessageHeaders *request) {
+  const char *host = soup_message_headers_get_one(request, "Host");
+  return host_ok(config, parse_authority(host ? host : "").host);
 }
 
 void apply_cors(const ServerConfig &config, SoupServerMessage *msg) {

@@ -19,6 +19,10 @@ bool run_metrics_middleware(Context &cx, SoupServerMessage *msg, const std::stri
 
 // The request id of msg (set by the chain).
 std::string request_id(SoupServerMessage *msg);
+// A request's id: the client's X-Request-Id (`asked`, may be null) when it is a sane token, else 16 random hex digits.
+void make_request_id(const char *asked, char (&id)[65]);
+// Whether the request's Host is one this server answers to (the chain's cross-site step answers 403 otherwise).
+bool host_allowed(const ServerConfig &config, SoupMessageHeaders *request);
 
 // The small JSON body the chain collected for msg: nullptr when there is none; throws UploadError
 // (413) when it was larger than the limit.

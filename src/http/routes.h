@@ -53,6 +53,11 @@ void stats(Context &, Request &);
 void metrics(Context &, Request &);
 void web(Context &, Request &);
 void media(Context &, Request &);
+// media()'s answer, made without a message, to a GET or HEAD (head) of the file `rest` of an open video's finished
+// package in the data folder (the fast path, http/fast.cpp): the status, headers on response, and the body in out.
+// False, with response and out untouched or to be dropped, for anything else (media() then answers it).
+bool media_fast(Context &cx, const std::string &video_id, const std::string &rest, const std::string &pinned, bool head,
+                SoupMessageHeaders *request, SoupMessageHeaders *response, FileAnswer &out);
 void events(Context &, Request &);
 void list_videos(Context &, Request &);
 void upload(Context &, Request &);

@@ -2,11 +2,11 @@
 // The HTTP server: libsoup set up with sluice's connections, the middleware chain and the route table.
 #include "http/server.h"
 
-
 #include "core/error.h"
 #include "core/paths.h"
 #include "http/connections.h"
 #include "http/context.h"
+#include "http/fast.h"
 #include "http/middleware.h"
 #include "http/respond.h"
 #include "http/routes.h"
@@ -225,6 +225,8 @@ void Server::listen() {
   // Connections are accepted by sluice and handed to libsoup, which leaks those that clients close
   // between two requests and has no timeouts (http/connections.h).
   cx_->connections = std::make_unique<Connections>(cx_->server, config);
+  if (config.media_fast_path)
+    start_fast_path(*cx_);
   cx_->connections->listen(sock);
   url_ = url;
   if (metrics_sock) {
