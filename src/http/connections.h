@@ -39,16 +39,14 @@ struct FastRequest {
 struct FastResponse {
   std::string head;       // the status line and the headers, with the empty line
   GBytes *body = nullptr; // owned; its [offset, offset + length) is the body
+  int fd = -1;            // or owned: a file whose [offset, offset + length) is the body, sent with sendfile()
   std::size_t offset = 0, length = 0;
   // Once the response is written (complete) or the connection is gone before (not complete): the body bytes sent.
   std::function<void(std::uint64_t sent, bool complete)> done;
   FastResponse() = default;
   FastResponse(const FastResponse &) = delete;
   FastResponse &operator=(const FastResponse &) = delete;
-  ~FastResponse() {
-    if (body)
-      g_bytes_unref(body);
-  }
+  ~FastResponse();
 };
 
 // Answers the request (true) or leaves it to libsoup (false: the connection is then libsoup's for good).

@@ -5,8 +5,10 @@
 #include "http/log.h"
 
 #include <glib-unix.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -174,24 +176,45 @@ void Connections::Impl::read_fast(ClientConnection *c) {
   }
 }
 
+FastResponse::~FastResponse() {
+  if (body)
+    g_bytes_unref(body);
+  if (fd >= 0)
+    close(fd);
+}
+
 bool Connections::Impl::write_fast(ClientConnection *c) {
   FastResponse &r = *c->response;
   const std::size_t head = r.head.size(), total = head + r.length;
   const char *body = r.body ? static_cast<const char *>(g_bytes_get_data(r.body, nullptr)) + r.offset : nullptr;
   const int fd = g_socket_get_fd(c->socket);
   while (c->written < total) {
-    iovec iov[2];
-    int count = 0;
-    if (c->written < head)
-      iov[count++] = {const_cast<char *>(r.head.data()) + c->written, head - c->written};
-    if (r.length > 0) {
-      const std::size_t from = c->written > head ? c->written - head : 0;
-      iov[count++] = {const_cast<char *>(body) + from, r.length - from};
+    const std::size_t from = c->written > head ? c->written - head : 0;
+    ssize_t n;
+    if (c->written >= head && r.fd >= 0) {
+      // The file's pages go to the socket without a copy through us.
+      off_t at = static_cast<off_t>(r.offset + from);
+      n = sendfile(fd, r.fd, &at, r.length - from);
+      if (n == 0) {
+        // The file is shorter than when it was answered (truncated meanwhile): the response cannot be completed.
+        SLUICE_LOG(http_log(), Warning, "%s: a file ended %zu bytes early while it was sent: closed", c->client.c_str(),
+                   r.length - from);
+        drop(c);
+        return false;
+      }
+    } else {
+      iovec iov[2];
+      int count = 0;
+      if (c->written < head)
+        iov[count++] = {const_cast<char *>(r.head.data()) + c->written, head - c->written};
+      if (body && r.length > 0)
+        iov[count++] = {const_cast<char *>(body) + from, r.length - from};
+      msghdr mh{};
+      mh.msg_iov = iov;
+      mh.msg_iovlen = static_cast<std::size_t>(count);
+      // The head of a file's response waits for its first bytes (MSG_MORE): one segment, as a copy would send.
+      n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT | (r.fd >= 0 && r.length > 0 ? MSG_MORE : 0));
     }
-    msghdr mh{};
-    mh.msg_iov = iov;
-    mh.msg_iovlen = static_cast<std::size_t>(count);
-    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

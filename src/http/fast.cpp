@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace sluice::http {
 
@@ -104,8 +105,9 @@ bool answer(Context &cx, const std::string &server_header, const FastRequest &rq
   h += "X-Request-Id: ";
   h += id;
   h += "\r\n\r\n";
-  if (!head && a.body && a.status != SOUP_STATUS_NOT_MODIFIED) {
-    out.body = g_bytes_ref(a.body);
+  if (!head && (a.body || a.fd >= 0) && a.status != SOUP_STATUS_NOT_MODIFIED) {
+    out.body = a.body ? g_bytes_ref(a.body) : nullptr;
+    out.fd = std::exchange(a.fd, -1);
     out.offset = static_cast<std::size_t>(a.offset);
     out.length = static_cast<std::size_t>(a.length);
   }

@@ -53,6 +53,11 @@ public:
   Fd(const Fd &) = delete;
   Fd &operator=(const Fd &) = delete;
   int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
 
 private:
   int fd_;
@@ -270,7 +275,7 @@ void answer_file(bool head, SoupMessageHeaders *req, SoupMessageHeaders *resp, c
     etag = opts.object->etag;
     if (opts.object->last_modified > 0)
       mtime = opts.object->last_modified;
-  } else if (auto cached = opts.cache ? opts.cache->get(path) : nullptr) {
+  } else if (auto cached = opts.cache && !opts.descriptor ? opts.cache->get(path) : nullptr) {
     entry = cached;
     size = cached->size;
     mtime = cached->mtime_ns / 1000000000;
@@ -335,6 +340,8 @@ void answer_file(bool head, SoupMessageHeaders *req, SoupMessageHeaders *resp, c
       content.reset(g_bytes_new(opts.body->data(), opts.body->size()));
     } else if (entry) {
       content.reset(g_bytes_ref(entry->bytes));
+    } else if (opts.descriptor) {
+      out.fd = fd->release();
     } else {
       GError *err = nullptr;
       GMappedFile *mapped = g_mapped_file_new_from_fd(fd->get(), FALSE, &err);
@@ -395,6 +402,8 @@ void answer_file(bool head, SoupMessageHeaders *req, SoupMessageHeaders *resp, c
 FileAnswer::~FileAnswer() {
   if (body)
     g_bytes_unref(body);
+  if (fd >= 0)
+    close(fd);
 }
 
 void serve_file(SoupServerMessage *msg, const std::string &path, const ServeOptions &opts) {

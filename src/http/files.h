@@ -89,6 +89,9 @@ struct ServeOptions {
   const ServedText *text = nullptr;       // the same, made beforehand (and kept by the caller while serve_file runs)
   FileCache *cache = nullptr;             // serve small files from (and into) this cache
   const StreamedObject *object = nullptr; // serve this instead of the file (path then names its type only)
+  // answer_file only: a file's content as its open descriptor (FileAnswer::fd), neither read nor mapped, for a caller
+  // that sends it with sendfile(); the cache is then not used for the file.
+  bool descriptor = false;
 };
 
 // What answer_file decided, for a caller that writes the response itself.
@@ -97,6 +100,7 @@ struct FileAnswer {
   std::int64_t offset = 0;  // the bytes of the body: [offset, offset + length) of the content
   std::int64_t length = 0;  // (what Content-Length says; nothing is sent for HEAD and 304)
   GBytes *body = nullptr;   // owned: the whole content, for a GET that sends it from memory
+  int fd = -1;              // owned: the file, for a GET that sends it with opts.descriptor
   bool send_object = false; // the body is opts.object's, sent by its `send`
   bool drop_range = false;  // the request's Range was not honoured: the whole representation is the answer
   std::string json;         // 416's body (application/json)

@@ -346,6 +346,7 @@ bool media_fast(Context &cx, const std::string &video_id, const std::string &res
       opts.cache_control = "no-cache";
     } else {
       opts.cache_control = playlist || pinned.empty() ? "no-cache" : "public, max-age=31536000, immutable";
+      opts.descriptor = true; // sent with sendfile(), not through the cache
     }
     answer_file(head, request, response, file->path, opts, out);
   } catch (const Error &) {
