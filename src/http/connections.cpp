@@ -138,7 +138,8 @@ std::size_t Connections::Impl::open_for(const std::string &client) {
   if (it->second.size() >= static_cast<std::size_t>(config.max_connections_per_client)) {
     std::vector<ClientConnection *> ended;
     for (auto *c : it->second) {
-      if (!c->between || !c->in_soup)
+      const bool waiting = c->fast ? !c->response : c->between && c->in_soup;
+      if (!waiting)
         continue;
       char b;
       ssize_t n = c->end_held ? 0 : recv(g_socket_get_fd(c->socket), &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -146,7 +147,10 @@ std::size_t Connections::Impl::open_for(const std::string &client) {
         ended.push_back(c);
     }
     for (auto *c : ended)
-      close_idle(c);
+      if (c->fast)
+        drop(c);
+      else
+        close_idle(c);
     it = per_client.find(client);
   }
   return it == per_client.end() ? 0 : it->second.size();

@@ -78,9 +78,9 @@ class Connection:
     that lies) shows as a malformed next answer or as bytes left over. (The harness's read_http_response reads
     through a buffered file of its own per answer, which may swallow the start of the next one.)"""
 
-    def __init__(self, srv, timeout=30):
+    def __init__(self, srv, timeout=30, sock=None):
         self.srv = srv
-        self.sock = srv.raw_socket(timeout)
+        self.sock = sock or srv.raw_socket(timeout)
         self.buf = b''
 
     def close(self):
@@ -585,6 +585,38 @@ class FastPath(ServerTestCase):
                 self.assertEqual(r.header('X-Request-Id'), rid, r.describe())
                 line = re.compile(r'\b%s GET %s -> 200\b' % (re.escape(rid), re.escape(self.segment)))
                 wait_until(lambda: line.search(srv.log_tail(400)), 10, 0.1, 'the access log line of %s' % rid)
+
+    def test_a_slow_reader_gets_the_whole_file(self):
+        """A client with a small receive window that reads nothing for a second: the fast path writes the file as the
+        client reads it (waiting for the socket, not blocking), serves others meanwhile, and the bytes are whole."""
+        # Larger than the socket buffers can take at once (the kernel's send buffer grows to 4 MiB): a file of the
+        # package's folder, added for this test.
+        name = 'large_00000.ts'
+        data = os.urandom(12 << 20)
+        path = os.path.join(self.hls, name)
+        with open(path, 'wb') as f:
+            f.write(data)
+        self.addCleanup(os.remove, path)
+        before = metric(self.server.get('/metrics').text(), FAST_METRIC)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connect: the window it announces
+        sock.settimeout(30)
+        sock.connect(('127.0.0.1', self.server.port))
+        with Connection(self.server, sock=sock) as c:
+            c.send(c.request_bytes('GET', self.base + name))
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            h = self.server.get('/health')
+            self.assertEqual(h.status, 200, h.describe())
+            self.assertLess(time.monotonic() - t0, 1.0, 'the server answers others while it waits for the reader')
+            r = c.read('GET', self.base + name)
+            self.assertEqual(r.status, 200, r.describe())
+            self.assertEqual(r.body, data)
+            # The connection goes on: the next request on it is answered too.
+            r = c.get(self.segment)
+            self.assertEqual(r.body, self.file_bytes(self.segments[0]))
+        moved = metric(self.server.get('/metrics').text(), FAST_METRIC) - before
+        self.assertEqual(moved, 2, 'both answered on the fast path')
 
     def test_idle_timeout_closes_a_direct_connection(self):
         srv = self.copy_server('idle', {'idle-timeout': '1'})
