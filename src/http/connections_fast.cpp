@@ -61,8 +61,24 @@ bool plain_query(std::string_view q) {
   return true;
 }
 
-// A request the fast path may offer: no body, nothing that changes the connection, no cross-site question.
+// A head every reader ends at the same place: lines ended by CRLF only (no bare CR or LF, which some readers take for
+// a line's end and others not), no NUL.
+bool plain_head(const char *head, std::size_t len) {
+  for (std::size_t i = 0; i < len; i++) {
+    const char ch = head[i];
+    if (ch == '\0' || (ch == '\r' && (i + 1 == len || head[i + 1] != '\n')) ||
+        (ch == '\n' && (i == 0 || head[i - 1] != '\r')))
+      return false;
+  }
+  return true;
+}
+
+// A request the fast path may offer: one Host (libsoup refuses an HTTP/1.1 request without), no body, nothing that
+// changes the connection, no cross-site question.
 bool plain_headers(SoupMessageHeaders *h) {
+  const char *host = soup_message_headers_get_list(h, "Host");
+  if (!host || strchr(host, ',') || strchr(host, '/'))
+    return false;
   for (const char *name : {"Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Origin"})
     if (soup_message_headers_get_list(h, name))
       return false;
@@ -135,7 +151,7 @@ void Connections::Impl::read_fast(ClientConnection *c) {
       soup_headers_parse_request(buf, static_cast<unsigned>(head_len), headers.get(), &method, &target, &version);
   auto response = std::make_unique<FastResponse>();
   bool answered = false;
-  if (parsed == SOUP_STATUS_OK && version == SOUP_HTTP_1_1 && target &&
+  if (parsed == SOUP_STATUS_OK && version == SOUP_HTTP_1_1 && target && plain_head(buf, head_len) &&
       (g_strcmp0(method, "GET") == 0 || g_strcmp0(method, "HEAD") == 0) && plain_headers(headers.get())) {
     std::string_view t(target), path = t, query;
     if (auto q = t.find('?'); q != std::string_view::npos) {

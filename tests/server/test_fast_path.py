@@ -586,6 +586,41 @@ class FastPath(ServerTestCase):
                 line = re.compile(r'\b%s GET %s -> 200\b' % (re.escape(rid), re.escape(self.segment)))
                 wait_until(lambda: line.search(srv.log_tail(400)), 10, 0.1, 'the access log line of %s' % rid)
 
+    def test_heads_only_libsoup_reads(self):
+        """Heads that readers could end or read differently (bare LF or CR line ends, a request hidden behind one, no
+        Host, two Hosts, absolute-form) are left to libsoup whole: the same answers as with the fast path off, and
+        none of them from the fast path."""
+        seg, seg2 = self.segment, self.base + self.segments[1]
+        heads = {
+            'bare LF': b'GET %s HTTP/1.1\nHost: 127.0.0.1\n\n' % seg.encode(),
+            'bare CR': b'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\rX: y\r\n\r\n' % seg.encode(),
+            'a request behind a bare LF blank line': b'GET %s HTTP/1.1\r\nHost: 127.0.0.1\n\nGET %s HTTP/1.1\r\n'
+                                                     b'Host: 127.0.0.1\r\n\r\n' % (seg.encode(), seg2.encode()),
+            'no Host': b'GET %s HTTP/1.1\r\n\r\n' % seg.encode(),
+            'two Hosts': b'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n' % seg.encode(),
+            'absolute-form': b'GET http://127.0.0.1%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' % seg.encode(),
+        }
+
+        def answers(srv, raw):
+            statuses = []
+            with Connection(srv) as c:
+                c.send(raw)
+                c.sock.settimeout(1.0)
+                try:
+                    while True:
+                        statuses.append(c.read('GET', seg).status)
+                except (socket.timeout, EOFError, ConnectionError):
+                    pass
+            return statuses
+
+        for what, raw in heads.items():
+            with self.subTest(what):
+                before = metric(self.server.get('/metrics').text(), FAST_METRIC)
+                fast = answers(self.server, raw)
+                moved = metric(self.server.get('/metrics').text(), FAST_METRIC) - before
+                self.assertEqual(fast, answers(self.plain, raw), what)
+                self.assertEqual(moved, 0, '%s: answered on the fast path' % what)
+
     def test_a_slow_reader_gets_the_whole_file(self):
         """A client with a small receive window that reads nothing for a second: the fast path writes the file as the
         client reads it (waiting for the socket, not blocking), serves others meanwhile, and the bytes are whole."""
