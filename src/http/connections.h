@@ -35,6 +35,24 @@ struct FastRequest {
   GSocketAddress *remote;      // the client's address
 };
 
+// What the fast path reads of the bytes waiting on a connection.
+struct FastHead {
+  std::size_t length = 0;                // of the head, its empty line included
+  const char *method = nullptr;          // "GET" or "HEAD"
+  std::string target;                    // the request target, as sent
+  std::string_view path, query;          // of target
+  SoupMessageHeaders *headers = nullptr; // owned
+  FastHead() = default;
+  FastHead(const FastHead &) = delete;
+  FastHead &operator=(const FastHead &) = delete;
+  ~FastHead();
+};
+// Whether the n bytes of data (what a connection has received, peeked) start with a head the fast path may offer:
+// whole, every line ended by CRLF (no bare CR or LF, no NUL: it ends where any reader would end it), read by
+// libsoup's parser as a GET or HEAD of HTTP/1.1 with one Host, no body, Expect, Upgrade or Origin, Connection absent
+// or keep-alive, a plain path and query (FastRequest). Fills out when it does.
+bool read_fast_head(const char *data, std::size_t n, FastHead &out);
+
 // The answer to a FastRequest, written by the connections.
 struct FastResponse {
   std::string head;       // the status line and the headers, with the empty line

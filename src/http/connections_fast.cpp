@@ -86,11 +86,47 @@ bool plain_headers(SoupMessageHeaders *h) {
   return !connection || g_ascii_strcasecmp(connection, "keep-alive") == 0;
 }
 
-struct HeadersUnref {
-  void operator()(SoupMessageHeaders *h) const { soup_message_headers_unref(h); }
-};
-
 } // namespace
+
+FastHead::~FastHead() {
+  if (headers)
+    soup_message_headers_unref(headers);
+}
+
+bool read_fast_head(const char *data, std::size_t n, FastHead &out) {
+  const char *end = static_cast<const char *>(memmem(data, n, "\r\n\r\n", 4));
+  if (!end)
+    return false;
+  const auto length = static_cast<std::size_t>(end - data) + 4;
+  if (!plain_head(data, length))
+    return false;
+  out.headers = soup_message_headers_new(SOUP_MESSAGE_HEADERS_REQUEST);
+  char *method = nullptr, *target = nullptr;
+  SoupHTTPVersion version = SOUP_HTTP_1_0;
+  const guint parsed =
+      soup_headers_parse_request(data, static_cast<unsigned>(length), out.headers, &method, &target, &version);
+  const bool get = g_strcmp0(method, "GET") == 0, head = g_strcmp0(method, "HEAD") == 0;
+  bool ok =
+      parsed == SOUP_STATUS_OK && version == SOUP_HTTP_1_1 && target && (get || head) && plain_headers(out.headers);
+  if (ok) {
+    out.target = target;
+    std::string_view t(out.target);
+    out.path = t;
+    out.query = {};
+    if (auto q = t.find('?'); q != std::string_view::npos) {
+      out.path = t.substr(0, q);
+      out.query = t.substr(q + 1);
+    }
+    ok = plain_path(out.path) && plain_query(out.query);
+  }
+  g_free(method);
+  g_free(target);
+  if (!ok)
+    return false;
+  out.method = get ? "GET" : "HEAD";
+  out.length = length;
+  return true;
+}
 
 void Connections::Impl::start_fast(ClientConnection *c) {
   c->fast = true;
@@ -136,40 +172,21 @@ void Connections::Impl::read_fast(ClientConnection *c) {
     drop(c);
     return;
   }
-  const char *end = static_cast<const char *>(memmem(buf, static_cast<std::size_t>(n), "\r\n\r\n", 4));
-  if (!end) {
-    // Part of a head, or a long one: libsoup reads it as it comes, within [server] header-timeout.
+  FastHead head;
+  if (!read_fast_head(buf, static_cast<std::size_t>(n), head)) {
+    // Part of a head, a long one, or one the fast path does not offer: libsoup reads it as it comes (within [server]
+    // header-timeout), nothing of it taken from the socket.
     end_fast(c);
     to_soup(c);
     return;
   }
-  const auto head_len = static_cast<std::size_t>(end - buf) + 4;
-  std::unique_ptr<SoupMessageHeaders, HeadersUnref> headers(soup_message_headers_new(SOUP_MESSAGE_HEADERS_REQUEST));
-  char *method = nullptr, *target = nullptr;
-  SoupHTTPVersion version = SOUP_HTTP_1_0;
-  const guint parsed =
-      soup_headers_parse_request(buf, static_cast<unsigned>(head_len), headers.get(), &method, &target, &version);
   auto response = std::make_unique<FastResponse>();
-  bool answered = false;
-  if (parsed == SOUP_STATUS_OK && version == SOUP_HTTP_1_1 && target && plain_head(buf, head_len) &&
-      (g_strcmp0(method, "GET") == 0 || g_strcmp0(method, "HEAD") == 0) && plain_headers(headers.get())) {
-    std::string_view t(target), path = t, query;
-    if (auto q = t.find('?'); q != std::string_view::npos) {
-      path = t.substr(0, q);
-      query = t.substr(q + 1);
-    }
-    if (plain_path(path) && plain_query(query)) {
-      const char *m = g_strcmp0(method, "GET") == 0 ? "GET" : "HEAD";
-      answered = fast(FastRequest{m, path, query, headers.get(), c->remote}, *response);
-    }
-  }
-  g_free(method);
-  g_free(target);
-  if (!answered) {
+  if (!fast(FastRequest{head.method, head.path, head.query, head.headers, c->remote}, *response)) {
     end_fast(c);
     to_soup(c);
     return;
   }
+  const std::size_t head_len = head.length;
   // The head is read now (it was peeked whole, so it is there).
   ssize_t got = recv(fd, buf, head_len, MSG_DONTWAIT);
   if (got != static_cast<ssize_t>(head_len)) {

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// The fast path's answers: an open video's finished package files in the data folder, answered as the chain and
-// handlers::media answer them (the same status, headers and body; the request counted in the metrics and the access
-// log) but written by the connections themselves, without libsoup's work for every message: its objects, signals
-// and sources. That work costs several times the file's own (docs/architecture.md, "The fast path"). Anything else
-// (another route, an error, a running job's or a stored package's file, a token, CORS, a request over the media
-// budget) is left to libsoup and answered there.
+// The fast path's answers: an open video's finished package files in the data folder, and the files of the live
+// streams this process runs, answered as the chain and handlers::media (handlers::live_media) answer them (the same
+// status, headers and body; the request counted in the metrics and the access log) but written by the connections
+// themselves, without libsoup's work for every message: its objects, signals and sources. That work costs several times
+// the file's own (docs/architecture.md, "The fast path"). Anything else (another route, an error, a running job's or a
+// stored package's file, a token, CORS, a request over the media budget) is left to libsoup and answered there.
 #include "http/fast.h"
 
 #include "core/metrics.h"
@@ -63,11 +63,12 @@ bool read_query(std::string_view query, std::string &pinned) {
 
 bool answer(Context &cx, const std::string &server_header, const FastRequest &rq, FastResponse &out) {
   const gint64 start = g_get_monotonic_time();
-  if (!rq.path.starts_with("/videos/") || !host_allowed(cx.config, rq.headers))
+  if ((!rq.path.starts_with("/videos/") && !rq.path.starts_with("/streams/")) || !host_allowed(cx.config, rq.headers))
     return false;
   const std::string path(rq.path);
   Match m = match_route(rq.method, path);
-  if (!m.route || m.route->handler != handlers::media || m.params.size() != 2)
+  const bool live = m.route && m.route->handler == handlers::live_media;
+  if (!m.route || (m.route->handler != handlers::media && !live) || m.params.size() != 2)
     return false;
   std::string pinned;
   if (!read_query(rq.query, pinned))
@@ -75,7 +76,8 @@ bool answer(Context &cx, const std::string &server_header, const FastRequest &rq
   const bool head = rq.method[0] == 'H';
   std::unique_ptr<SoupMessageHeaders, HeadersUnref> response(soup_message_headers_new(SOUP_MESSAGE_HEADERS_RESPONSE));
   FileAnswer a;
-  if (!handlers::media_fast(cx, m.params[0], m.params[1], pinned, head, rq.headers, response.get(), a))
+  if (live ? !handlers::live_media_fast(cx, m.params[0], m.params[1], head, rq.headers, response.get(), a)
+           : !handlers::media_fast(cx, m.params[0], m.params[1], pinned, head, rq.headers, response.get(), a))
     return false;
   if (!take_media_request(cx, rq.remote, rq.headers, response.get()))
     return false;

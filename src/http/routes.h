@@ -58,6 +58,9 @@ void media(Context &, Request &);
 // False, with response and out untouched or to be dropped, for anything else (media() then answers it).
 bool media_fast(Context &cx, const std::string &video_id, const std::string &rest, const std::string &pinned, bool head,
                 SoupMessageHeaders *request, SoupMessageHeaders *response, FileAnswer &out);
+// The same for live_media(): a file of a live stream this process runs.
+bool live_media_fast(Context &cx, const std::string &id, const std::string &rest, bool head,
+                     SoupMessageHeaders *request, SoupMessageHeaders *response, FileAnswer &out);
 void events(Context &, Request &);
 void list_videos(Context &, Request &);
 void upload(Context &, Request &);

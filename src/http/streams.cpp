@@ -199,6 +199,28 @@ void live_media(Context &cx, Request &rq) {
       });
 }
 
+bool live_media_fast(Context &cx, const std::string &id, const std::string &rest, bool head,
+                     SoupMessageHeaders *request, SoupMessageHeaders *response, FileAnswer &out) {
+  // live_media()'s answer for a stream this process runs (one it does not is asked of the catalog: live_media's).
+  auto segments = split_path(rest);
+  if (!segments || segments->empty() || !cx.service.streams().known(id))
+    return false;
+  auto found = cx.service.streams().media_file(id, *segments);
+  const std::string *path = std::get_if<std::string>(&found);
+  if (!path)
+    return false;
+  ServeOptions opts;
+  opts.cache_control = "no-cache";
+  opts.descriptor = true; // sent with sendfile(); its playlists are replaced whole (renamed), never rewritten in place
+  try {
+    answer_file(head, request, response, *path, opts, out);
+  } catch (const Error &) {
+    return false;
+  }
+  return out.json.empty() && (out.status == SOUP_STATUS_OK || out.status == SOUP_STATUS_PARTIAL_CONTENT ||
+                              out.status == SOUP_STATUS_NOT_MODIFIED);
+}
+
 void delete_stream(Context &cx, Request &rq) {
   SoupServerMessage *msg = rq.msg;
   cx.service.streams().remove(rq.params.at(0), later(cx, msg, [msg](std::optional<app::Failure> f) {

@@ -316,9 +316,23 @@ Seeds jwt() {
   return s;
 }
 
+Seeds fast_head() {
+  const std::string seg = "/videos/0123456789abcdef/hls/240p_00000.ts";
+  return {
+      "GET " + seg + "?v=abc HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nRange: bytes=0-99\r\n\r\n",
+      "HEAD " + seg + " HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+      "GET " + seg + " HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\nX-Request-Id: r-1\r\n\r\n",
+      "GET " + seg + " HTTP/1.1\r\nHost: a\n\nGET " + seg + " HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET " + seg + " HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+      "GET /videos/x/../y HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET " + seg + " HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+  };
+}
+
 const std::map<std::string, std::function<Seeds()>> kTargets = {
-    {"multipart", multipart}, {"bmff", bmff},       {"description", description}, {"params", params},
-    {"json", json},           {"headers", headers}, {"playlist", playlist},       {"jwt", jwt},
+    {"multipart", multipart}, {"bmff", bmff}, {"description", description},
+    {"params", params},       {"json", json}, {"headers", headers},
+    {"playlist", playlist},   {"jwt", jwt},   {"fast_head", fast_head},
 };
 
 } // namespace

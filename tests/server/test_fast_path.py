@@ -280,8 +280,11 @@ class FastPath(ServerTestCase):
         self.assertEqual(sorted(k.lower() for k in direct.headers.keys()),
                          sorted(k.lower() for k in plain.headers.keys()), what)
         for name in SAME_VALUES:
-            if rewritten and name in ('ETag', 'Content-Length'):
+            if rewritten and name in ('ETag', 'Content-Length', 'Content-Range'):
+                # The version's length (from a folder's inode) may differ between the copies, and the text's with it.
                 self.assertEqual(direct.header(name) is None, plain.header(name) is None, '%s: %s' % (name, what))
+                if name == 'Content-Range' and direct.header(name):
+                    self.assertEqual(direct.header(name).split('/')[0], plain.header(name).split('/')[0], what)
                 continue
             self.assertEqual(direct.header(name), plain.header(name), '%s: %s' % (name, what))
         if rewritten:

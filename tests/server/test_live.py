@@ -81,6 +81,13 @@ class Live(LiveCase):
         self.assertEqual(r.status, 200, r.describe())
         return r.text()
 
+    def fast_path_requests(self):
+        r = self.server.get('/metrics')
+        self.assertEqual(r.status, 200, r.describe())
+        m = re.search(r'^sluice_http_fast_path_requests_total (\S+)$', r.text(), re.M)
+        self.assertTrue(m, 'no fast path counter in /metrics')
+        return float(m.group(1))
+
     def media_playlists(self, sid):
         master = self.text('/streams/%s/master.m3u8' % sid)
         variants = re.findall(r'^#EXT-X-STREAM-INF:(.*)\n(\S+)$', master, re.M)
@@ -89,6 +96,7 @@ class Live(LiveCase):
 
     def check_segments_decode(self, sid, uri_prefix=''):
         """Every segment listed now by every media playlist decodes: H.264 of the rung's size and AAC."""
+        fast_before = self.fast_path_requests()
         _, variants = self.media_playlists(sid)
         fetched = []
         for attrs, playlist in variants:
@@ -103,6 +111,8 @@ class Live(LiveCase):
                 with open(path, 'wb') as f:
                     f.write(r.body)
                 fetched.append((path, width, height, duration))
+        # The master, each media playlist and each segment of a stream this process runs: all on the fast path.
+        self.assertGreaterEqual(self.fast_path_requests() - fast_before, 1 + len(variants) + len(fetched))
         for path, width, height, duration in fetched:
             with self.subTest(segment=os.path.basename(path)):
                 r = subprocess.run([FFPROBE, '-v', 'error', '-count_frames', '-show_entries',
