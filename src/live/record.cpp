@@ -155,7 +155,9 @@ std::int64_t join_cmaf(const std::string &parts, const std::string &out) {
   // A session counts with a video init segment and a media segment; audio only if every session has it.
   std::vector<std::pair<std::string, std::string>> sessions; // video file, audio file ("": none)
   bool audio = true;
-  for (auto &[part, p] : by_part) {
+  for (auto &entry : by_part) {
+    const auto part = entry.first;
+    auto &p = entry.second; // a name of its own: clang 14 cannot capture a structured binding
     auto has = [&p](const char *track) {
       auto it = p.files.find(track);
       return it != p.files.end() && it->second.size() >= 2 && cmaf_name(it->second.front()).number == 0;

@@ -624,6 +624,22 @@ class FastPath(ServerTestCase):
                 self.assertEqual(fast, answers(self.plain, raw), what)
                 self.assertEqual(moved, 0, '%s: answered on the fast path' % what)
 
+    def test_an_empty_line_before_the_request(self):
+        """An empty line before a request line is skipped (RFC 9112 2.2) by the fast path as by libsoup: the same
+        answer, and the connection goes on."""
+        def answer(srv):
+            with Connection(srv) as c:
+                c.send(b'\r\n' + c.request_bytes('GET', self.segment))
+                first = c.read('GET', self.segment)
+                second = c.get(self.master)
+                c.assert_nothing_left()
+            return first, second
+
+        (fast, fast_next), (plain, plain_next) = self.on_each(answer)
+        self.assert_alike(fast, plain, 'after an empty line')
+        self.assert_alike(fast_next, plain_next, 'the next request')
+        self.assertEqual(fast.body, self.file_bytes(self.segments[0]))
+
     def test_a_slow_reader_gets_the_whole_file(self):
         """A client with a small receive window that reads nothing for a second: the fast path writes the file as the
         client reads it (waiting for the socket, not blocking), serves others meanwhile, and the bytes are whole."""
