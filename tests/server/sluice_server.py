@@ -7,6 +7,7 @@ Standard library only. The server binary comes from $SLUICE_BINARY (set by meson
 """
 
 import atexit
+import contextlib
 import http.client
 import json
 import os
@@ -241,6 +242,25 @@ def install_unwritable_pipeline():
 
 # ---------------------------------------------------------------------------------------------------
 # The server process
+
+@contextlib.contextmanager
+def environment(values):
+    """Sets the environment variables of values (None unsets one) for the block, then puts them back as they were:
+    for a server started in the block, which inherits them."""
+    def put(pairs):
+        for k, v in pairs.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        put(values)
+        yield
+    finally:
+        put(saved)
+
 
 def write_config(path, config):
     """config: {section: {key: value}} -> a GKeyFile."""

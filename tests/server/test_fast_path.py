@@ -20,8 +20,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (IMMUTABLE, PLAYLIST_TYPE, Response, Server, ServerTestCase, _rmtree, main,  # noqa: E402
-                           need_binary, need_ffmpeg, wait_until)
+from sluice_server import (IMMUTABLE, PLAYLIST_TYPE, Response, Server, ServerTestCase, _rmtree, environment,  # noqa: E402
+                           main, need_binary, need_ffmpeg, wait_until)
 
 # Headers whose values must be the same from both lanes. The packages' files are hard links of the same files, so
 # that their inode-based ETags are the same too. Not their folders: a media playlist is rewritten with the version of
@@ -199,10 +199,7 @@ class FastPath(ServerTestCase):
     @classmethod
     def setUpClass(cls):
         # The access log (sluice-http, level 4) of every server of the class, without colours.
-        saved = {k: os.environ.get(k) for k in ('GST_DEBUG', 'GST_DEBUG_NO_COLOR')}
-        os.environ['GST_DEBUG'] = 'sluice-http:4'
-        os.environ['GST_DEBUG_NO_COLOR'] = '1'
-        try:
+        with environment({'GST_DEBUG': 'sluice-http:4', 'GST_DEBUG_NO_COLOR': '1'}):
             super().setUpClass()
             srv = cls.server
             cls.vid = srv.upload_ok('short', title='direct')['video']['id']
@@ -211,12 +208,6 @@ class FastPath(ServerTestCase):
                 raise AssertionError('POST jobs: %s' % r.describe())
             srv.wait_succeeded(r.json()['id'])
             cls.plain = cls.copy_server('plain', {'media-fast-path': 'false'})
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         cls.hls = os.path.join(cls.data, 'videos', cls.vid, 'hls')
         cls.base = '/videos/%s/hls/' % cls.vid
         cls.master = cls.base + 'master.m3u8'
@@ -269,6 +260,13 @@ class FastPath(ServerTestCase):
         self.assertTrue(uris and all(re.match(r'^240p_\d{5}\.ts\?v=[0-9a-z]+$', u) for u in uris), uris)
         self.assertEqual(uris[0].split('?')[0], self.segments[0], uris)
         return self.base + uris[0]
+
+    def assert_each_alike(self, fn):
+        """fn's answers on each server (on_each), alike one by one."""
+        direct, plain = self.on_each(fn)
+        self.assertEqual(len(direct), len(plain))
+        for d, p in zip(direct, plain):
+            self.assert_alike(d, p, d.path)
 
     def assert_alike(self, direct, plain, what=''):
         """Two answers to the same request, from the fast path and from libsoup: the same status, header names,
@@ -450,9 +448,7 @@ class FastPath(ServerTestCase):
         return out
 
     def test_keep_alive_goes_on_after_a_request_handed_over(self):
-        direct, plain = self.on_each(self.keep_alive_sequence)
-        for d, p in zip(direct, plain):
-            self.assert_alike(d, p, d.path)
+        self.assert_each_alike(self.keep_alive_sequence)
 
     def pipelined(self, srv):
         """Two GETs of two files, and then a HEAD, sent at once."""
@@ -469,9 +465,7 @@ class FastPath(ServerTestCase):
         return out
 
     def test_pipelined_requests_answered_in_order(self):
-        direct, plain = self.on_each(self.pipelined)
-        for d, p in zip(direct, plain):
-            self.assert_alike(d, p, d.path)
+        self.assert_each_alike(self.pipelined)
 
     def head_in_two_pieces(self, srv):
         with Connection(srv) as c:
@@ -490,9 +484,7 @@ class FastPath(ServerTestCase):
         return [r, again]
 
     def test_head_in_two_pieces(self):
-        direct, plain = self.on_each(self.head_in_two_pieces)
-        for d, p in zip(direct, plain):
-            self.assert_alike(d, p, d.path)
+        self.assert_each_alike(self.head_in_two_pieces)
 
     def connection_close(self, srv):
         with Connection(srv) as c:

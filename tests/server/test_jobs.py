@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (TERMINAL, EventStream, ServerTestCase, main, need_binary,  # noqa: E402
+from sluice_server import (TERMINAL, EventStream, ServerTestCase, environment, main, need_binary,  # noqa: E402
                            need_ffmpeg, wait_until)
 
 SLOW = {'segment_seconds': 1, 'preset': 'veryslow'}   # a job on 'medium' then runs for a few seconds
@@ -329,17 +329,8 @@ class ProbedOnce(ServerTestCase):
 
     @classmethod
     def setUpClass(cls):
-        saved = {k: os.environ.get(k) for k in ('GST_DEBUG', 'GST_DEBUG_NO_COLOR')}
-        os.environ['GST_DEBUG'] = 'sluice-probe:4'
-        os.environ['GST_DEBUG_NO_COLOR'] = '1'
-        try:
+        with environment({'GST_DEBUG': 'sluice-probe:4', 'GST_DEBUG_NO_COLOR': '1'}):
             super().setUpClass()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     def probes(self):
         return len([ln for ln in self.server.log_tail(10 ** 7).splitlines() if self.PROBED.search(ln)])

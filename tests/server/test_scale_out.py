@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (FFMPEG, Server, _rmtree, ffprobe_duration, main, need_binary,  # noqa: E402
+from sluice_server import (FFMPEG, Server, _rmtree, environment, ffprobe_duration, main, need_binary,  # noqa: E402
                            need_ffmpeg, test_failed, wait_until, write_config)
 from test_queue_roles import Worker  # noqa: E402
 from test_storage_s3 import BUCKET, Double, double_missing  # noqa: E402
@@ -87,17 +87,8 @@ class ApiNode(Server):
     env = {}
 
     def start(self, timeout=60):
-        with _ENV_LOCK:
-            saved = {k: os.environ.get(k) for k in self.env}
-            os.environ.update(self.env)
-            try:
-                return super().start(timeout)
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
+        with _ENV_LOCK, environment(self.env):
+            return super().start(timeout)
 
 
 @need_binary
