@@ -563,8 +563,11 @@ def multipart_uploads(s3dir):
     """The multipart uploads the double holds (neither completed nor aborted): {upload id: key}."""
     out = {}
     for f in glob.glob(os.path.join(s3dir, BUCKET, '._S3rver_uploads', '*', 'key')):
-        with open(f) as k:
-            out[os.path.basename(os.path.dirname(f))] = k.read()
+        try:
+            with open(f) as k:
+                out[os.path.basename(os.path.dirname(f))] = k.read()
+        except FileNotFoundError:
+            pass  # aborted (or completed) between the listing and the read: not held any more
     return out
 
 
