@@ -33,8 +33,14 @@ class Worker:
         self.name = name
         self.lines = []
         self.log_path = log_path
+        # sluice's warnings in the worker's log (a failed removal of a package's earlier versions, say): they go to
+        # GStreamer's debug log, which is off by default.
+        env = dict(os.environ)
+        if 'GST_DEBUG' not in env:
+            env.update(GST_DEBUG='sluice-*:2', GST_DEBUG_NO_COLOR='1')
         self.proc = subprocess.Popen([BINARY, 'serve', '--role', 'worker', '--config', config_path, '--data', data_dir],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env)
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
