@@ -114,6 +114,7 @@ void Connections::Impl::adopt(GSocket *s) {
 }
 
 void Connections::Impl::to_soup(ClientConnection *c) {
+  end_fast(c);
   g_autoptr(GError) err = nullptr;
   c->socket_conn = g_socket_connection_factory_create_connection(c->socket);
   c->input = new_conn_input(g_io_stream_get_input_stream(G_IO_STREAM(c->socket_conn)), c);

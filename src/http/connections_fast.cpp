@@ -176,13 +176,11 @@ void Connections::Impl::read_fast(ClientConnection *c) {
   if (!read_fast_head(buf, static_cast<std::size_t>(n), head)) {
     // Part of a head, a long one, or one the fast path does not offer: libsoup reads it as it comes (within [server]
     // header-timeout), nothing of it taken from the socket.
-    end_fast(c);
     to_soup(c);
     return;
   }
   auto response = std::make_unique<FastResponse>();
   if (!fast(FastRequest{head.method, head.path, head.query, head.headers, c->remote}, *response)) {
-    end_fast(c);
     to_soup(c);
     return;
   }

@@ -105,7 +105,7 @@ struct Connections::Impl {
   // two requests whose end is already there are closed first.
   std::size_t open_for(const std::string &client);
 
-  // Hands c to libsoup (its first request, or the next one, unread).
+  // Hands c to libsoup (its first request, or the next one, unread), ending its fast path.
   void to_soup(ClientConnection *c);
 
   // -- the fast path (connections_fast.cpp)

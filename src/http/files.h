@@ -105,6 +105,11 @@ struct FileAnswer {
   bool drop_range = false;  // the request's Range was not honoured: the whole representation is the answer
   std::string json;         // 416's body (application/json)
   FileAnswer() = default;
+  // The file is the answer: 200, 206 or 304 (not 416, an error).
+  bool answered() const {
+    return json.empty() &&
+           (status == SOUP_STATUS_OK || status == SOUP_STATUS_PARTIAL_CONTENT || status == SOUP_STATUS_NOT_MODIFIED);
+  }
   FileAnswer(const FileAnswer &) = delete;
   FileAnswer &operator=(const FileAnswer &) = delete;
   ~FileAnswer();

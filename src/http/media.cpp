@@ -133,6 +133,35 @@ struct Asked {
   std::string token_query;
 };
 
+// The folder and file of `segments` (decoded, at least two) in a, and what kind of file it is: a playlist, an MPD, a
+// text rewritten with the package's version. carries_urls needs a.tokened set first.
+void name_asked(Asked &a, std::vector<std::string> &&segments) {
+  a.folder = std::move(segments.front());
+  a.inside.assign(std::make_move_iterator(segments.begin() + 1), std::make_move_iterator(segments.end()));
+  const std::string &name = a.inside.back();
+  a.playlist = g_str_has_suffix(name.c_str(), ".m3u8");
+  a.mpd = g_str_has_suffix(name.c_str(), ".mpd");
+  a.rewritten = (a.playlist && name != "master.m3u8") || a.mpd;
+  // Texts whose URLs get the token: playlists (master too), MPDs, a storyboard's WebVTT.
+  a.carries_urls = a.tokened && (a.playlist || a.mpd || g_str_has_suffix(name.c_str(), ".vtt"));
+}
+
+// How a finished package's file in the data folder is served: from the cache, a rewritten text made once per
+// version (returned: kept while it is served), its Cache-Control.
+std::shared_ptr<const ServedText> finished_options(Context &cx, const app::MediaFile &file, const Asked &a,
+                                                   ServeOptions &opts) {
+  opts.cache = &cx.files;
+  if (a.rewritten) {
+    auto text = versioned_text(cx, file.path, file.version, a.mpd);
+    opts.text = text.get();
+    opts.cache_control = "no-cache";
+    return text;
+  }
+  opts.cache_control =
+      a.playlist || a.carries_urls || a.pinned.empty() ? "no-cache" : "public, max-age=31536000, immutable";
+  return nullptr;
+}
+
 // The file the service named, answered on msg (retried: this is the second naming of a running job's file).
 void serve_found(Context &cx, SoupServerMessage *msg, const std::shared_ptr<const Asked> &asked,
                  app::Result<app::MediaFile> &found, bool retried);
@@ -200,14 +229,7 @@ void media(Context &cx, Request &rq) {
   auto segments = split_path(rest);
   if (!segments || segments->size() < 2)
     return set_not_found(msg, "no such file");
-  asked->folder = std::move(segments->front());
-  asked->inside.assign(std::make_move_iterator(segments->begin() + 1), std::make_move_iterator(segments->end()));
-  const std::string &name = asked->inside.back();
-  asked->playlist = g_str_has_suffix(name.c_str(), ".m3u8");
-  asked->mpd = g_str_has_suffix(name.c_str(), ".mpd");
-  asked->rewritten = (asked->playlist && name != "master.m3u8") || asked->mpd;
-  // Texts whose URLs get the token: playlists (master too), MPDs, a storyboard's WebVTT.
-  asked->carries_urls = asked->tokened && (asked->playlist || asked->mpd || g_str_has_suffix(name.c_str(), ".vtt"));
+  name_asked(*asked, std::move(*segments));
 
   auto now = cx.service.media_file_now(video_id, asked->folder, asked->inside, asked->rewritten, asked->pinned);
   if (now)
@@ -238,7 +260,7 @@ void serve_found(Context &cx, SoupServerMessage *msg, const std::shared_ptr<cons
     return set_failure(msg, *f);
   const Asked &a = *asked;
   const std::string &name = a.inside.back();
-  const bool playlist = a.playlist, mpd = a.mpd, rewritten = a.rewritten, carries_urls = a.carries_urls;
+  const bool playlist = a.playlist, rewritten = a.rewritten, carries_urls = a.carries_urls;
   const std::string &token_query = a.token_query;
   const app::MediaFile &file = std::get<app::MediaFile>(found);
   if (!file.key.empty()) {
@@ -282,20 +304,8 @@ void serve_found(Context &cx, SoupServerMessage *msg, const std::shared_ptr<cons
     }
     return serve_file(msg, file.path, opts);
   }
-  opts.cache = &cx.files;
   try {
-    std::shared_ptr<const ServedText> text; // kept while it is served
-    if (rewritten) {
-      text = versioned_text(cx, file.path, file.version, mpd);
-      opts.text = text.get();
-      opts.cache_control = "no-cache";
-    } else if (playlist) {
-      opts.cache_control = "no-cache";
-    } else if (carries_urls) {
-      opts.cache_control = "no-cache";
-    } else {
-      opts.cache_control = a.pinned.empty() ? "no-cache" : "public, max-age=31536000, immutable";
-    }
+    std::shared_ptr<const ServedText> text = finished_options(cx, file, a, opts); // kept while it is served
     if (carries_urls) {
       // The token goes into this request's copy of the text (rewritten or the file's).
       const std::string base = text ? std::string(static_cast<const char *>(g_bytes_get_data(text->bytes, nullptr)),
@@ -326,34 +336,24 @@ bool media_fast(Context &cx, const std::string &video_id, const std::string &res
   auto segments = split_path(rest);
   if (!segments || segments->size() < 2)
     return false;
-  const std::string folder = segments->front();
-  const std::vector<std::string> inside(std::make_move_iterator(segments->begin() + 1),
-                                        std::make_move_iterator(segments->end()));
-  const std::string &name = inside.back();
-  const bool playlist = g_str_has_suffix(name.c_str(), ".m3u8"), mpd = g_str_has_suffix(name.c_str(), ".mpd");
-  const bool rewritten = (playlist && name != "master.m3u8") || mpd;
-  auto now = cx.service.media_file_now(video_id, folder, inside, rewritten, pinned);
+  Asked a;
+  a.video_id = video_id;
+  a.pinned = pinned;
+  name_asked(a, std::move(*segments));
+  auto now = cx.service.media_file_now(video_id, a.folder, a.inside, a.rewritten, pinned);
   const app::MediaFile *file = now ? std::get_if<app::MediaFile>(&*now) : nullptr;
   if (!file || !file->key.empty() || file->running)
     return false;
   ServeOptions opts;
-  opts.cache = &cx.files;
   try {
-    std::shared_ptr<const ServedText> text; // kept while it is answered (the answer takes its bytes)
-    if (rewritten) {
-      text = versioned_text(cx, file->path, file->version, mpd);
-      opts.text = text.get();
-      opts.cache_control = "no-cache";
-    } else {
-      opts.cache_control = playlist || pinned.empty() ? "no-cache" : "public, max-age=31536000, immutable";
-      opts.descriptor = true; // sent with sendfile(), not through the cache
-    }
+    // The text is kept while it is answered (the answer takes its bytes); a file goes with sendfile(), not the cache.
+    std::shared_ptr<const ServedText> text = finished_options(cx, *file, a, opts);
+    opts.descriptor = !text;
     answer_file(head, request, response, file->path, opts, out);
   } catch (const Error &) {
     return false; // media() answers it again, and forgets what it must
   }
-  return out.json.empty() && (out.status == SOUP_STATUS_OK || out.status == SOUP_STATUS_PARTIAL_CONTENT ||
-                              out.status == SOUP_STATUS_NOT_MODIFIED);
+  return out.answered();
 }
 
 } // namespace sluice::http::handlers

@@ -217,8 +217,7 @@ bool live_media_fast(Context &cx, const std::string &id, const std::string &rest
   } catch (const Error &) {
     return false;
   }
-  return out.json.empty() && (out.status == SOUP_STATUS_OK || out.status == SOUP_STATUS_PARTIAL_CONTENT ||
-                              out.status == SOUP_STATUS_NOT_MODIFIED);
+  return out.answered();
 }
 
 void delete_stream(Context &cx, Request &rq) {
