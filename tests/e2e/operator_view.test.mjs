@@ -112,7 +112,9 @@ test('the Operator view: charts drawn, numbers moving with a job, a failure with
       { timeout: 60000, interval: 250, message: `job ${okJob} succeeded` });
     const after = await waitFor(async () => { const s = await opsState(page); return s.succeeded === '1' ? s : null; },
       { timeout: 10000, message: '#ops-n-succeeded 1 after the job event' });
-    const seen = await page.evaluate(() => window.__opsSeen);
+    // The sampler runs every 50 ms: wait for it to have recorded the count just read.
+    const seen = await waitFor(async () => { const s = await page.evaluate(() => window.__opsSeen); return s.succeeded.includes('1') ? s : null; },
+      { timeout: 2000, message: 'the page\'s sampler saw #ops-n-succeeded 1' });
     console.log(`seen while the job ran: ${JSON.stringify(seen)}`);
     const moving = seen.progress.filter((p) => p > 0 && p < 100);
     assert.ok(new Set(moving).size >= 2, `the running job's progress moved (${JSON.stringify(seen.progress)})`);
