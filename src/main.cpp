@@ -21,6 +21,9 @@
 
 #include <gst/gst.h>
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -401,6 +404,14 @@ int cmd_encoders(int argc, char **argv) {
   }
 }
 
+// glibc gives threads up to 8 malloc arenas per core, and a pipeline's streaming threads (a dozen for a ladder) each
+// keep what they freed in their own: `sluice transcode` of a 1080p ladder on 2 cores peaked 8 MiB lower with 2
+// arenas per core, at the same speed. MALLOC_ARENA_MAX, when set, still decides.
+void limit_malloc_arenas() {
+  if (!g_getenv("MALLOC_ARENA_MAX"))
+    mallopt(M_ARENA_MAX, 2 * static_cast<int>(std::max(1u, g_get_num_processors())));
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -417,6 +428,7 @@ int main(int argc, char **argv) {
     std::printf("sluice %s (GStreamer %s)\n", SLUICE_VERSION, gst_version_string());
     return kExitOk;
   }
+  limit_malloc_arenas();
   gst_init(nullptr, nullptr);
   // Subcommands see their own name as argv[0].
   int sub_argc = argc - 1;

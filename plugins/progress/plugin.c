@@ -5,6 +5,7 @@
  */
 
 #include "gstsluiceprogress.h"
+#include "gstsluicescale.h"
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -12,6 +13,7 @@ plugin_init (GstPlugin * plugin)
   gboolean ret = FALSE;
 
   ret |= GST_ELEMENT_REGISTER (sluiceprogress, plugin);
+  ret |= GST_ELEMENT_REGISTER (sluicescale, plugin);
 
   return ret;
 }

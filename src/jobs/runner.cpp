@@ -6,6 +6,7 @@
 #include "jobs/hls_cuts.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -88,6 +89,9 @@ void Runner::start(ProgressFn on_progress, DoneFn on_done, SegmentFn on_segment)
   // hlssink2 closes a segment one GOP late: its work is done by sluice, which lists a segment at the next keyframe.
   cut_hls_sinks(pipeline_.get());
   watch_track_starts();
+  if (decoder_threads_ > 0)
+    g_signal_connect(pipeline_.get(), "deep-element-added", G_CALLBACK(&Runner::on_element_added),
+                     GINT_TO_POINTER(decoder_threads_));
   {
     g_autoptr(GstBus) bus = gst_element_get_bus(pipeline_.get());
     watch_id_ = gst_bus_add_watch(bus, &Runner::on_bus_message, this);
@@ -141,6 +145,19 @@ std::optional<std::int64_t> running_time_of(GstPad *pad, GstBuffer *buf) {
 }
 
 } // namespace
+
+// On the thread that adds the element (decodebin's, while it plugs its decoder), before the element starts.
+void Runner::on_element_added(GstBin *, GstBin *, GstElement *element, gpointer threads) {
+  GstElementFactory *f = gst_element_get_factory(element);
+  const gchar *klass = f ? gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS) : nullptr;
+  if (!klass || !strstr(klass, "Decoder") || !strstr(klass, "Video"))
+    return;
+  GParamSpec *spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "max-threads");
+  if (!spec || spec->value_type != G_TYPE_INT || !(spec->flags & G_PARAM_WRITABLE))
+    return;
+  g_object_set(element, "max-threads", GPOINTER_TO_INT(threads), nullptr);
+  GST_INFO_OBJECT(element, "decoder threads: %d", GPOINTER_TO_INT(threads));
+}
 
 void Runner::watch_track_starts() {
   g_autoptr(GstIterator) it = gst_bin_iterate_recurse(GST_BIN(pipeline_.get()));

@@ -52,6 +52,10 @@ public:
   // cut_hls_sinks(). Throws sluice::Error (Pipeline) when the description does not parse.
   // An exception thrown by a callback does not reach GLib: it is logged and fails the run.
   void start(ProgressFn on_progress, DoneFn on_done, SegmentFn on_segment = {});
+  // Before start(): every video decoder the pipeline makes (decodebin's) that has a max-threads property (avdec_*)
+  // gets `threads`; 0 leaves the decoders' own choice. The description cannot say it: decodebin picks its decoder
+  // only once the stream is known.
+  void set_decoder_threads(int threads) { decoder_threads_ = threads; }
   // Stops the pipeline; on_done gets a Canceled error (if not already done), from the main context once
   // the pipeline has stopped (or after a timeout if it does not).
   void cancel();
@@ -66,6 +70,7 @@ public:
 
 private:
   static gboolean on_bus_message(GstBus *bus, GstMessage *msg, gpointer self);
+  static void on_element_added(GstBin *bin, GstBin *sub_bin, GstElement *element, gpointer threads);
   void handle_message(GstMessage *msg);
   void finish(std::optional<Error> err);
   void stop_pipeline();
@@ -74,6 +79,7 @@ private:
   GstPtr<GstElement> pipeline_;
   guint watch_id_ = 0;
   bool finished_ = false;
+  int decoder_threads_ = 0;
   std::set<std::string> clips_recording_; // avwait elements that have started their clip
   bool eos_sent_ = false;
   ProgressFn on_progress_;

@@ -107,6 +107,7 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
       r.encoder = encoders.resolve(req.encoder, req.encoder_order, pipeline::rate_control_of(plan.values));
   }
   plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
+  plan.decoder_threads = pipeline::decoder_threads(r);
   return plan;
 }
 
@@ -221,6 +222,7 @@ void Transcode::start(Runner::ProgressFn on_progress, DoneFn on_done, Runner::Se
   // hand what they freed back to the system before the real pipeline allocates its frames.
   malloc_trim(0);
   runner_ = std::make_unique<Runner>(plan_.launch);
+  runner_->set_decoder_threads(plan_.decoder_threads);
   try {
     runner_->start(
         std::move(on_progress), [this](std::optional<Error> err) { done(std::move(err)); }, std::move(on_segment));

@@ -41,7 +41,8 @@ struct TranscodePlan {
   pipeline::Description description;
   pipeline::Values values;
   pipeline::RenderInput render;
-  std::string launch; // the gst-launch description
+  std::string launch;      // the gst-launch description
+  int decoder_threads = 0; // pipeline::decoder_threads, given to the Runner (0: the decoder's own choice)
 };
 
 // Validates everything that can be validated before running: the input (probed, or req.probed while the file is

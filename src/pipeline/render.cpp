@@ -21,12 +21,24 @@ int encoder_threads(int cores, int renditions) {
   return std::max(1, cores / std::max(1, renditions));
 }
 
+int decoder_threads(const RenderInput &in) {
+  if (in.renditions.empty() || in.display_width <= 0 || in.display_height <= 0 ||
+      (in.encoder != "x264" && in.encoder != "openh264"))
+    return 0;
+  const int cores = in.cpu_cores > 0 ? in.cpu_cores : static_cast<int>(g_get_num_processors());
+  const double decode = static_cast<double>(in.display_width) * in.display_height;
+  double encode = 0;
+  for (const RenditionSpec &r : in.renditions)
+    encode += 1.7 * r.width * r.height;
+  return std::clamp(static_cast<int>(std::lround(cores * decode / (decode + encode))), 1, cores);
+}
+
 int scale_source(const std::vector<RenditionSpec> &renditions, size_t i) {
   int best = -1;
   const RenditionSpec &r = renditions.at(i);
   for (size_t j = 0; j < renditions.size(); j++) {
     const RenditionSpec &c = renditions[j];
-    if (j == i || 2 * c.height < 3 * r.height || c.width < r.width)
+    if (j == i || c.height < 2 * r.height || c.width < r.width)
       continue;
     if (best < 0 || c.height < renditions[best].height)
       best = static_cast<int>(j);

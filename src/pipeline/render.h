@@ -40,9 +40,18 @@ struct RenderInput {
 // already run in parallel, and every extra frame thread keeps more frames in flight (memory).
 int encoder_threads(int cores, int renditions);
 
-// The rung rendition `i` is scaled from (cascaded scaling): the smallest rung at least 1.5 times as tall, or -1
-// for the decoded picture. Measured with Lanczos-3 (1080p source): 480p from 720p gains 0.1 dB PSNR over 480p
-// from 1080p and costs a third of the taps; 360p from 480p (4:3 apart) loses 0.15 dB, from 720p it does not.
+// Frame threads for the video decoder of a ladder (in.renditions) encoded in software (x264, openh264): the cores
+// the decoder's share of the work would take, at least 1; 0 (the decoder's own choice) for a hardware encoder, an
+// unknown source size or no rungs. The share counts pixels: x264 veryfast costs about 1.7 times H.264 decoding per
+// pixel (perf, 1080p into 720p/480p/360p). Each frame thread keeps one more decoded frame and a copy of the
+// decoder's state: avdec_h264 at 1080p on 2 cores, 1 thread instead of 2 saved 17 MiB peak RSS at the same wall
+// time, as the three encoders had the second core.
+int decoder_threads(const RenderInput &in);
+
+// The rung rendition `i` is scaled from (cascaded scaling): the smallest rung at least twice as tall, or -1 for the
+// decoded picture. Measured with sluicescale's Lanczos-3 (1080p source, tools/bench transcode): 360p from 720p is
+// 0.03 dB PSNR above ffmpeg's 360p from 1080p at a fraction of the taps; 480p from 720p (1.5 times) was 0.02 dB
+// and 0.0003 SSIM below 480p from 1080p, so a rung less than twice as tall is not used.
 int scale_source(const std::vector<RenditionSpec> &renditions, size_t i);
 
 // The keyframe interval in frames for a frame rate and segment length.

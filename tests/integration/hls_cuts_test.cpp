@@ -9,10 +9,12 @@
 #include "media.h"
 #include "media/hls.h"
 #include "media/ts.h"
+#include "pipeline/render.h"
 
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 
@@ -193,6 +195,64 @@ TEST(HlsCuts, FirstSegmentBeforeTheThirdGopIsDecoded) {
 }
 
 // An audio-only input keeps hlssink2 (nothing to cut at), and its package is made as before.
+// The first video decoder in `bin` or a bin inside it.
+static GstElement *find_video_decoder(GstBin *bin) {
+  GstElement *found = nullptr;
+  GstIterator *it = gst_bin_iterate_recurse(bin);
+  GValue item = G_VALUE_INIT;
+  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    const gchar *klass = f ? gst_element_factory_get_metadata(f, GST_ELEMENT_METADATA_KLASS) : nullptr;
+    if (klass && strstr(klass, "Decoder") && strstr(klass, "Video"))
+      found = GST_ELEMENT(gst_object_ref(e));
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  return found;
+}
+
+// The plan's decoder threads reach the decoder decodebin picks (it exists only once the stream is known).
+TEST(Runner, TheVideoDecoderGetsThePlansThreads) {
+  TempDir tmp;
+  ASSERT_TRUE(test::make_clip(tmp.file("in.mp4"), ClipSpec{640, 360, 30, 1, 3.0, 2, true, "mp4"}));
+  auto encoders = pipeline::EncoderTable::load_default();
+  jobs::TranscodeRequest req;
+  req.input = tmp.file("in.mp4");
+  req.encoder = "x264";
+  req.params["segment_seconds"] = "1";
+  const std::string out = tmp.file("out");
+  fs::make_dirs(out);
+  auto plan = jobs::plan_transcode(req, out, encoders);
+  EXPECT_EQ(plan.decoder_threads, pipeline::decoder_threads(plan.render));
+  EXPECT_GE(plan.decoder_threads, 1);
+  for (int threads : {1, 3}) {
+    fs::remove_all(out);
+    fs::make_dirs(out);
+    jobs::Runner runner(plan.launch);
+    runner.set_decoder_threads(threads);
+    g_autoptr(GMainLoop) loop = g_main_loop_new(nullptr, FALSE);
+    std::optional<Error> error;
+    int seen = -1;
+    runner.start([](const jobs::Progress &) {},
+                 [&](std::optional<Error> e) {
+                   error = std::move(e);
+                   g_main_loop_quit(loop);
+                 },
+                 [&] {
+                   if (seen >= 0)
+                     return;
+                   GstPtr<GstElement> dec(find_video_decoder(GST_BIN(runner.pipeline())));
+                   if (dec)
+                     g_object_get(dec.get(), "max-threads", &seen, nullptr);
+                 });
+    g_main_loop_run(loop);
+    ASSERT_FALSE(error) << error->what();
+    EXPECT_EQ(seen, threads);
+  }
+}
+
 TEST(HlsCuts, AudioOnlyKeepsHlssink2) {
   TempDir tmp;
   ClipSpec c{320, 240, 30, 1, 3.0, 2, false, "mp4"};
