@@ -589,7 +589,7 @@ TEST_F(HlsRender, RungsAreScaledFromALargerRung) {
   EXPECT_EQ(scale_source(r, 2), -1);
   std::string d = render_with(in);
   SCOPED_TRACE(d);
-  EXPECT_TRUE(contains(d, "vt_720p. ! queue max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! sluicescale "));
+  EXPECT_TRUE(contains(d, "vt_720p. ! queue max-size-buffers=1 max-size-bytes=0 max-size-time=0 ! sluicescale "));
   EXPECT_EQ(count(d, "vt_720p. ! queue"), 2);
   EXPECT_TRUE(
       contains(d, "width=640,height=360,pixel-aspect-ratio=1/1,colorimetry=bt709 ! tee name=vt_360p ! x264enc "));
