@@ -28,7 +28,13 @@
  * (Lanczos-3), sinc, spline, and the cubics hermite (B=0, C=0), catrom
  * (B=0, C=1/2) and mitchell (B=C=1/3). Luma and chroma get the same filter.
  * Interlaced frames are scaled as whole frames, as FFmpeg's scale filter does
- * by default.
+ * by default. The output is byte for byte that of FFmpeg's scale filter with
+ * the same flags.
+ *
+ * libswscale's SIMD filters read up to 16 bytes past the end of a row. The
+ * element asks upstream and gives downstream buffers with 64 bytes of room
+ * after the data, and reads an input frame without that room from a padded
+ * copy (logged once at INFO).
  *
  * ## Example launch line
  * |[
@@ -46,6 +52,13 @@ GST_DEBUG_CATEGORY_STATIC (gst_sluice_scale_debug);
 #define SCALE_FORMATS "{ I420, Y42B, Y444, NV12, GRAY8 }"
 #define DEFAULT_METHOD GST_SLUICE_SCALE_LANCZOS
 
+/* libswscale's SIMD filters load up to 16 bytes past the last sample of a
+ * row (valgrind saw 21 bytes past the end of an unpadded I420 frame 1281
+ * pixels wide), as FFmpeg's own frames have 64 bytes of padding
+ * (AV_INPUT_BUFFER_PADDING_SIZE). Inputs with less room after a plane's last
+ * row are read from a padded copy; buffers asked for here get the room. */
+#define READ_PADDING 64
+
 enum
 {
   PROP_0,
@@ -58,6 +71,8 @@ struct _GstSluiceScale
 
   GstSluiceScaleMethod method;  /* under the object lock */
   struct SwsContext *sws;       /* streaming thread only */
+  GstBuffer *padded;            /* a padded input frame, for inputs without room */
+  guint64 copies;               /* inputs read from it */
 };
 
 G_DEFINE_TYPE (GstSluiceScale, gst_sluice_scale, GST_TYPE_VIDEO_FILTER)
@@ -160,6 +175,74 @@ drop_context (GstSluiceScale * self)
     sws_freeContext (self->sws);
     self->sws = NULL;
   }
+  gst_clear_buffer (&self->padded);
+}
+
+/* Whether every plane of `frame` has READ_PADDING bytes of its memory after
+ * the end of its last row (the row's stride counted whole). */
+static gboolean
+has_room_after_rows (const GstVideoFrame * frame)
+{
+  for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES (frame); p++) {
+    /* The planes of these formats start with component p (NV12's second
+     * plane holds components 1 and 2). */
+    gsize end = GST_VIDEO_FRAME_PLANE_OFFSET (frame, p)
+        + (gsize) GST_VIDEO_FRAME_PLANE_STRIDE (frame, p)
+        * GST_VIDEO_FRAME_COMP_HEIGHT (frame, p);
+    guint idx, length;
+    gsize skip;
+    GstMemory *mem;
+
+    if (!gst_buffer_find_memory (frame->buffer, end - 1, 1, &idx, &length,
+            &skip))
+      return FALSE;
+    mem = gst_buffer_peek_memory (frame->buffer, idx);
+    if (mem->maxsize < mem->offset + skip + 1 + READ_PADDING)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Adds READ_PADDING to the allocation parameters of `query`. */
+static void
+ask_for_padding (GstQuery * query)
+{
+  GstAllocationParams params;
+  GstAllocator *allocator = NULL;
+
+  if (gst_query_get_n_allocation_params (query) > 0) {
+    gst_query_parse_nth_allocation_param (query, 0, &allocator, &params);
+    params.padding = MAX (params.padding, READ_PADDING);
+    gst_query_set_nth_allocation_param (query, 0, allocator, &params);
+    if (allocator)
+      gst_object_unref (allocator);
+  } else {
+    gst_allocation_params_init (&params);
+    params.padding = READ_PADDING;
+    gst_query_add_allocation_param (query, NULL, &params);
+  }
+}
+
+/* Upstream: buffers with room after their last row spare the copy. */
+static gboolean
+gst_sluice_scale_propose_allocation (GstBaseTransform * trans,
+    GstQuery * decide_query, GstQuery * query)
+{
+  if (!GST_BASE_TRANSFORM_CLASS (gst_sluice_scale_parent_class)->
+      propose_allocation (trans, decide_query, query))
+    return FALSE;
+  ask_for_padding (query);
+  return TRUE;
+}
+
+/* Downstream: the frames made here have the room, for a rung scaled from
+ * this one. */
+static gboolean
+gst_sluice_scale_decide_allocation (GstBaseTransform * trans, GstQuery * query)
+{
+  ask_for_padding (query);
+  return GST_BASE_TRANSFORM_CLASS (gst_sluice_scale_parent_class)->
+      decide_allocation (trans, query);
 }
 
 /* Any size on the other side; everything else (format, colorimetry, chroma
@@ -271,11 +354,38 @@ gst_sluice_scale_transform_frame (GstVideoFilter * filter,
   guint8 *dst[4] = { NULL };
   int src_stride[4] = { 0 };
   int dst_stride[4] = { 0 };
+  GstVideoFrame copy;
+  gboolean copied = FALSE;
+  GstFlowReturn ret = GST_FLOW_OK;
 
   if (!self->sws) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
         ("no scaler: the caps were not set"));
     return GST_FLOW_NOT_NEGOTIATED;
+  }
+  if (!has_room_after_rows (in)) {
+    if (!self->padded) {
+      GstAllocationParams params;
+
+      gst_allocation_params_init (&params);
+      params.padding = READ_PADDING;
+      params.align = 63;
+      self->padded = gst_buffer_new_allocate (NULL,
+          GST_VIDEO_INFO_SIZE (&filter->in_info), &params);
+    }
+    if (!self->padded
+        || !gst_video_frame_map (&copy, &filter->in_info, self->padded,
+            GST_MAP_READWRITE)) {
+      GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, (NULL),
+          ("cannot make a padded copy of the input"));
+      return GST_FLOW_ERROR;
+    }
+    if (self->copies++ == 0)
+      GST_INFO_OBJECT (self, "input frames without %d bytes after their rows: "
+          "scaling from a padded copy", READ_PADDING);
+    gst_video_frame_copy (&copy, in);
+    in = &copy;
+    copied = TRUE;
   }
   for (guint i = 0; i < GST_VIDEO_FRAME_N_PLANES (in) && i < 4; i++) {
     src[i] = GST_VIDEO_FRAME_PLANE_DATA (in, i);
@@ -289,9 +399,11 @@ gst_sluice_scale_transform_frame (GstVideoFilter * filter,
           dst, dst_stride) != GST_VIDEO_FRAME_HEIGHT (out)) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED, (NULL),
         ("libswscale did not write the whole frame"));
-    return GST_FLOW_ERROR;
+    ret = GST_FLOW_ERROR;
   }
-  return GST_FLOW_OK;
+  if (copied)
+    gst_video_frame_unmap (&copy);
+  return ret;
 }
 
 static gboolean
@@ -380,6 +492,10 @@ gst_sluice_scale_class_init (GstSluiceScaleClass * klass)
       GST_DEBUG_FUNCPTR (gst_sluice_scale_transform_caps);
   trans_class->fixate_caps = GST_DEBUG_FUNCPTR (gst_sluice_scale_fixate_caps);
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_sluice_scale_stop);
+  trans_class->propose_allocation =
+      GST_DEBUG_FUNCPTR (gst_sluice_scale_propose_allocation);
+  trans_class->decide_allocation =
+      GST_DEBUG_FUNCPTR (gst_sluice_scale_decide_allocation);
   filter_class->set_info = GST_DEBUG_FUNCPTR (gst_sluice_scale_set_info);
   filter_class->transform_frame =
       GST_DEBUG_FUNCPTR (gst_sluice_scale_transform_frame);

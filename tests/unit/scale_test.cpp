@@ -9,7 +9,11 @@
 
 #include "media.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <set>
@@ -160,6 +164,57 @@ TEST(SluiceScale, TheMethodChoosesTheFilter) {
       ASSERT_TRUE(inputs.count(v)) << int(v);
   EXPECT_TRUE(
       std::any_of(smooth[0].samples.begin(), smooth[0].samples.end(), [&](guint8 v) { return !inputs.count(v); }));
+}
+
+// libswscale's SIMD loads run up to 16 bytes past a row's end, so sluicescale reads a frame without room after its
+// last row from a padded copy: the frames below end right before a page that cannot be read (SIGSEGV otherwise).
+struct Mapping {
+  void *at;
+  size_t length;
+};
+void unmap(gpointer m) {
+  auto *mapping = static_cast<Mapping *>(m);
+  munmap(mapping->at, mapping->length);
+  delete mapping;
+}
+
+// `format` at 1281x720 (odd chroma rows: where libswscale reads furthest) in a buffer whose last byte is the last
+// readable one before a page that cannot be read.
+GstBuffer *guarded_frame(const std::string &in) {
+  GstBuffer *painted = paint(in, [](guint p, int, int) -> guint8 { return p ? 128 : 77; });
+  GstMapInfo m;
+  EXPECT_TRUE(gst_buffer_map(painted, &m, GST_MAP_READ));
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t span = (m.size + page - 1) / page * page;
+  auto *mapping =
+      new Mapping{mmap(nullptr, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), span + page};
+  EXPECT_NE(mapping->at, MAP_FAILED);
+  auto *base = static_cast<guint8 *>(mapping->at);
+  EXPECT_EQ(mprotect(base + span, page, PROT_NONE), 0);
+  guint8 *data = base + span - m.size;
+  memcpy(data, m.data, m.size);
+  GstBuffer *guarded = gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, data, m.size, 0, m.size, mapping, unmap);
+  gst_buffer_unmap(painted, &m);
+  gst_buffer_unref(painted);
+  GST_BUFFER_PTS(guarded) = 0;
+  return guarded;
+}
+
+TEST(SluiceScale, ReadsNothingPastTheEndOfAFrame) {
+  for (const char *format : {"I420", "Y42B", "Y444", "NV12", "GRAY8"}) {
+    SCOPED_TRACE(format);
+    const std::string in = caps(format, 1281, 720);
+    Harness h = scaler("lanczos", in, caps(format, 854, 480));
+    ASSERT_EQ(gst_harness_push(h.get(), guarded_frame(in)), GST_FLOW_OK);
+    GstBuffer *out = gst_harness_pull(h.get());
+    ASSERT_NE(out, nullptr);
+    auto planes = planes_of(h.get(), out);
+    gst_buffer_unref(out);
+    ASSERT_FALSE(planes.empty());
+    for (size_t c = 0; c < planes.size(); c++)
+      EXPECT_TRUE(std::all_of(planes[c].samples.begin(), planes[c].samples.end(),
+                              [c](guint8 v) { return v == (c ? 128 : 77); }));
+  }
 }
 
 TEST(SluiceScale, UpscalesToo) {
