@@ -3,7 +3,6 @@
 # test pattern and on a simple input (slides), per rung.
 """The `ratecontrol` benchmark of tools/bench (which imports this file and passes itself as `b` for its helpers)."""
 
-import json
 import os
 import shutil
 import tempfile

@@ -11,7 +11,6 @@ import socket
 import sys
 import tempfile
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (EventStream, Server, ServerTestCase, _rmtree, main, need_binary,  # noqa: E402

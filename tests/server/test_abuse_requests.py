@@ -9,7 +9,6 @@ import json
 import os
 import sys
 import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import (MEDIA, Server, ServerTestCase, _rmtree, encode_multipart, main,  # noqa: E402

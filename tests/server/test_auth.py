@@ -258,7 +258,7 @@ class AuthTable(ServerTestCase):
         self.assertEqual(s.get('/api/v1/jobs', headers={'Authorization': 'bearer ' + k['reader']}).status, 200)
 
     def test_event_stream_takes_access_token(self):
-        s, k = self.server, self.keys
+        k = self.keys
         for token, status in ((k['reader'], 200), (hs256(claims(scope='read')), 200), (k['revoked'], 401),
                               ('nonsense', 401), (k['meter'], 403)):
             with self.subTest(status=status):

@@ -7,13 +7,12 @@ with the token are refused; the catalog keeps no token in clear."""
 import base64
 import json
 import os
-import sqlite3
 import sys
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import MEDIA, ServerTestCase, main, need_binary, need_ffmpeg, wait_until  # noqa: E402
+from sluice_server import MEDIA, ServerTestCase, main, need_binary, need_ffmpeg  # noqa: E402
 
 ORIGIN = 'https://app.example'
 OCTETS = 'application/offset+octet-stream'

@@ -262,7 +262,7 @@ class LiveCmaf(LiveCase):
         self.assertAlmostEqual(parse_duration(root.get('mediaPresentationDuration')), end - start, delta=0.002)
 
     def test_second_session_is_a_new_period_and_map_and_recording(self):
-        with EventStream(self.server, '') as events:
+        with EventStream(self.server, ''):
             r = self.server.post_json('/api/v1/streams', {'title': 'cmaf twice', 'pipeline': 'live-cmaf',
                                                           'record': True})
             self.assertEqual(r.status, 201, r.describe())

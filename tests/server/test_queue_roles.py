@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sluice_server import (BINARY, TERMINAL, Server, _rmtree, main, need_binary, need_ffmpeg,  # noqa: E402
+from sluice_server import (BINARY, Server, _rmtree, main, need_binary, need_ffmpeg,  # noqa: E402
                            test_failed, wait_until, write_config)
 from test_store_postgres import PgServer  # noqa: E402
 from test_webhooks import FAST as FAST_WEBHOOKS, Receiver  # noqa: E402

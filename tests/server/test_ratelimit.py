@@ -7,7 +7,6 @@ believed only from a trusted proxy, and the media, API and per-key budgets are s
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sluice_server import MEDIA, ServerTestCase, main, need_binary, need_ffmpeg  # noqa: E402
