@@ -47,7 +47,8 @@ std::vector<guint8> scale_with_sluicescale(const std::string &raw, int in_w, int
   std::vector<guint8> packed;
   for (;;) {
     GstSample *sample = nullptr;
-    g_signal_emit_by_name(sink, "pull-sample", &sample);
+    // NULL at EOS, or after 10 s without a frame (a failed pipeline posts its error and sends no EOS).
+    g_signal_emit_by_name(sink, "try-pull-sample", static_cast<GstClockTime>(10 * GST_SECOND), &sample);
     if (!sample)
       break;
     GstVideoInfo info;
