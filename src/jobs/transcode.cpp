@@ -107,7 +107,7 @@ TranscodePlan plan_transcode(const TranscodeRequest &req, const std::string &out
       r.encoder = encoders.resolve(req.encoder, req.encoder_order, pipeline::rate_control_of(plan.values));
   }
   plan.launch = pipeline::render(plan.description, plan.values, r, encoders);
-  plan.decoder_threads = pipeline::decoder_threads(r);
+  plan.decoder_threads = pipeline::decoder_threads(r, encoders);
   return plan;
 }
 

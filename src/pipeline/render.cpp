@@ -21,9 +21,9 @@ int encoder_threads(int cores, int renditions) {
   return std::max(1, cores / std::max(1, renditions));
 }
 
-int decoder_threads(const RenderInput &in) {
-  if (in.renditions.empty() || in.display_width <= 0 || in.display_height <= 0 ||
-      (in.encoder != "x264" && in.encoder != "openh264"))
+int decoder_threads(const RenderInput &in, const EncoderTable &encoders) {
+  const EncoderProfile *enc = encoders.find(in.encoder);
+  if (in.renditions.empty() || in.display_width <= 0 || in.display_height <= 0 || !enc || enc->hardware)
     return 0;
   const int cores = in.cpu_cores > 0 ? in.cpu_cores : static_cast<int>(g_get_num_processors());
   const double decode = static_cast<double>(in.display_width) * in.display_height;

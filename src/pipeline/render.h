@@ -40,13 +40,13 @@ struct RenderInput {
 // already run in parallel, and every extra frame thread keeps more frames in flight (memory).
 int encoder_threads(int cores, int renditions);
 
-// Frame threads for the video decoder of a ladder (in.renditions) encoded in software (x264, openh264): the cores
-// the decoder's share of the work would take, at least 1; 0 (the decoder's own choice) for a hardware encoder, an
-// unknown source size or no rungs. The share counts pixels: x264 veryfast costs about 1.7 times H.264 decoding per
-// pixel (perf, 1080p into 720p/480p/360p). Each frame thread keeps one more decoded frame and a copy of the
-// decoder's state: avdec_h264 at 1080p on 2 cores, 1 thread instead of 2 saved 17 MiB peak RSS at the same wall
-// time, as the three encoders had the second core.
-int decoder_threads(const RenderInput &in);
+// Frame threads for the video decoder of a ladder (in.renditions) encoded in software (an encoder of `encoders` that
+// is not `hardware`): the cores the decoder's share of the work would take, at least 1; 0 (the decoder's own choice)
+// for a hardware or unknown encoder, an unknown source size or no rungs. The share counts pixels: x264 veryfast costs
+// about 1.7 times H.264 decoding per pixel (perf, 1080p into 720p/480p/360p). Each frame thread keeps one more decoded
+// frame and a copy of the decoder's state: avdec_h264 at 1080p on 2 cores, 1 thread instead of 2 saved 17 MiB peak RSS
+// at the same wall time, as the three encoders had the second core.
+int decoder_threads(const RenderInput &in, const EncoderTable &encoders);
 
 // The rung rendition `i` is scaled from (cascaded scaling): the smallest rung at least twice as tall, or -1 for the
 // decoded picture. Measured with sluicescale's Lanczos-3 (1080p source, tools/bench transcode): 360p from 720p is

@@ -225,7 +225,7 @@ TEST(Runner, TheVideoDecoderGetsThePlansThreads) {
   const std::string out = tmp.file("out");
   fs::make_dirs(out);
   auto plan = jobs::plan_transcode(req, out, encoders);
-  EXPECT_EQ(plan.decoder_threads, pipeline::decoder_threads(plan.render));
+  EXPECT_EQ(plan.decoder_threads, pipeline::decoder_threads(plan.render, encoders));
   EXPECT_GE(plan.decoder_threads, 1);
   for (int threads : {1, 3}) {
     fs::remove_all(out);

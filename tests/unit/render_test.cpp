@@ -616,33 +616,36 @@ TEST(EncoderThreads, SpreadOverRenditions) {
 }
 
 TEST(DecoderThreads, TheDecodersShareOfTheCores) {
+  const EncoderTable encoders = EncoderTable::load_default();
   RenderInput in;
   in.display_width = 1920;
   in.display_height = 1080;
   in.renditions = {{"360p", 640, 360, 800, 0, 0}, {"480p", 854, 480, 1400, 0, 0}, {"720p", 1280, 720, 2800, 0, 0}};
   in.cpu_cores = 2;
-  EXPECT_EQ(decoder_threads(in), 1); // 2.07 Mpixel decoded against 1.7 x 1.56 encoded: 44% of 2 cores
+  EXPECT_EQ(decoder_threads(in, encoders), 1); // 2.07 Mpixel decoded against 1.7 x 1.56 encoded: 44% of 2 cores
   in.cpu_cores = 16;
-  EXPECT_EQ(decoder_threads(in), 7);
+  EXPECT_EQ(decoder_threads(in, encoders), 7);
   in.encoder = "openh264";
-  EXPECT_EQ(decoder_threads(in), 7);
+  EXPECT_EQ(decoder_threads(in, encoders), 7);
   in.cpu_cores = 2;
   in.renditions.resize(1); // 360p alone: decoding is most of the work
-  EXPECT_EQ(decoder_threads(in), 2);
+  EXPECT_EQ(decoder_threads(in, encoders), 2);
   in.cpu_cores = 1;
-  EXPECT_EQ(decoder_threads(in), 1);
+  EXPECT_EQ(decoder_threads(in, encoders), 1);
   in.cpu_cores = 0; // this machine's
-  EXPECT_GE(decoder_threads(in), 1);
-  EXPECT_LE(decoder_threads(in), static_cast<int>(g_get_num_processors()));
-  // Left to the decoder: a hardware encoder (the cores are the decoder's), no known size, no rungs.
+  EXPECT_GE(decoder_threads(in, encoders), 1);
+  EXPECT_LE(decoder_threads(in, encoders), static_cast<int>(g_get_num_processors()));
+  // Left to the decoder: a hardware encoder (the cores are the decoder's), an unknown one, no known size, no rungs.
   in.encoder = "vaapi";
-  EXPECT_EQ(decoder_threads(in), 0);
+  EXPECT_EQ(decoder_threads(in, encoders), 0);
+  in.encoder = "no-such-encoder";
+  EXPECT_EQ(decoder_threads(in, encoders), 0);
   in.encoder = "x264";
   in.display_width = 0;
-  EXPECT_EQ(decoder_threads(in), 0);
+  EXPECT_EQ(decoder_threads(in, encoders), 0);
   in.display_width = 1920;
   in.renditions.clear();
-  EXPECT_EQ(decoder_threads(in), 0);
+  EXPECT_EQ(decoder_threads(in, encoders), 0);
 }
 
 TEST_F(HlsRender, RenditionValuesAppear) {
